@@ -1,0 +1,96 @@
+"""cjepa rollout: extend slot videos with a trained predictor (CLEVRER: 128 observed -> 160 frames).
+
+The predictor comes from ``rollout.checkpoint``: one of our checkpoints or run directories (its saved
+config supplies the model section), or an original C-JEPA state_dict (then give the model section, with
+``model.layout=reference``). Slots come from ``data.source``/``data.path``; every split that exists is rolled
+out into the slot store ``rollout.out`` (resumable: videos already there are skipped), and optionally into the
+original pickle format (``rollout.export_pickle``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cjepa.cli import add_config_args
+
+
+def add_arguments(p) -> None:
+    add_config_args(p)
+    p.add_argument("--splits", default="train,val,test", help="comma-separated splits to roll out (missing ones are skipped)")
+
+
+def load_predictor(cfg, device):
+    """(predictor module, config used for the model) from rollout.checkpoint."""
+    import yaml
+
+    from cjepa.config import ConfigError, _merge
+    from cjepa.models.predictor import build_predictor
+    from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
+
+    if not cfg.rollout.checkpoint:
+        raise ConfigError("rollout.checkpoint is required (a checkpoint dir, a run dir, or an original state_dict file)")
+    ckpt = resolve_checkpoint(cfg.rollout.checkpoint)
+    saved = ckpt / "config.yaml" if ckpt.is_dir() else None
+    if saved is not None and saved.is_file():
+        _merge(cfg.model, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
+    model = build_predictor(cfg.model, cfg.kernels.attention)
+    state = load_model_state(ckpt)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(
+            f"checkpoint {ckpt} does not fit the model section (layout={cfg.model.layout}): "
+            f"missing keys {missing[:6]}{'...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}"
+        )
+    return model.to(device).eval()
+
+
+def run(args) -> int:
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from cjepa.config import load_config
+    from cjepa.data.slot_store import SlotStoreWriter, SlotSplit, export_pickle, open_split
+    from cjepa.dist.env import DistEnv, pick_device
+    from cjepa.train import run_dir_of
+    from cjepa.utils.report import table
+
+    cfg = load_config(args.config, args.overrides)
+    if cfg.model.kind != "slots":
+        print("cjepa rollout: the 128->160 rollout is for slot videos (model.kind=slots)", file=sys.stderr)
+        return 2
+    device = pick_device(cfg.run.device, DistEnv())
+    predictor = load_predictor(cfg, device)
+    out = Path(cfg.rollout.out or run_dir_of(cfg) / "rollout")
+    rows, written = [], {}
+    for split in [s for s in args.splits.split(",") if s]:
+        try:
+            videos = open_split(cfg.data.source, cfg.data.path, split) if cfg.data.source != "synthetic" else None
+        except Exception as err:  # a split that does not exist is skipped with a note
+            print(f"cjepa rollout: skipping split {split!r}: {err}", file=sys.stderr)
+            continue
+        if videos is None:
+            from cjepa.data.synthetic import synthetic_splits_from_config
+
+            sp = synthetic_splits_from_config(cfg)
+            if split not in sp:
+                continue
+            videos = sp[split]
+        first = np.asarray(videos[next(iter(videos))])
+        writer = SlotStoreWriter(out, split, num_slots=first.shape[1], slot_dim=first.shape[2], producer={"rollout_of": str(cfg.rollout.checkpoint), "target_frames": cfg.rollout.target_frames})
+        todo = {k: videos[k] for k in videos if k not in writer}
+        bar = tqdm(total=len(todo), desc=f"rollout {split}", file=sys.stderr)
+        from cjepa.rollout import rollout_split
+
+        with writer, torch.no_grad():
+            for key, arr in rollout_split(predictor, todo, obs_frames=cfg.rollout.obs_frames, target_frames=cfg.rollout.target_frames, frameskip=cfg.data.frameskip, batch_size=cfg.rollout.batch_size, device=device, progress=bar):
+                writer.add(key, arr)
+        bar.close()
+        rows.append((split, len(videos), len(todo), cfg.rollout.target_frames))
+        written[split] = SlotSplit(out, split)
+    if cfg.rollout.export_pickle:
+        export_pickle(written, cfg.rollout.export_pickle)
+    print(table(rows, ["split", "videos", "rolled out now", "frames"]))
+    print(f"\nslot store: {out}" + (f"\npickle: {cfg.rollout.export_pickle}" if cfg.rollout.export_pickle else ""))
+    return 0

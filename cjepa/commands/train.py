@@ -1,0 +1,44 @@
+"""cjepa train: fit the C-JEPA predictor. Under torchrun or srun it runs DDP (or DeepSpeed with dist.engine=deepspeed)."""
+
+from __future__ import annotations
+
+import sys
+
+from cjepa.cli import add_config_args
+
+
+def add_arguments(p) -> None:
+    add_config_args(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+
+
+def print_summary(summary: dict) -> None:
+    from cjepa.utils.report import table
+
+    rows = [(k, v) for k, v in summary.items() if isinstance(v, (int, float, str)) and k not in ("run_dir",)]
+    print(table(rows, ["metric", "value"]))
+    fe = summary.get("final_eval") or {}
+    if "mse" in fe:
+        steps = range(1, len(fe["mse"]) + 1)
+        print("\nrollout error on held-out videos (MSE per predicted step)")
+        print(table([(i, a, b) for i, a, b in zip(steps, fe["mse"], fe["baseline_mse"])], ["step", "predictor", "copy-last-frame"]))
+    print(f"\nrun directory: {summary['run_dir']}   tensorboard --logdir {summary['tensorboard']}")
+
+
+def run(args) -> int:
+    from cjepa.config import load_config
+    from cjepa.train import NonFiniteLoss, Preempted, EXIT_PREEMPTED, train
+    from cjepa.dist.env import detect_env
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        summary = train(cfg, progress=not args.no_progress)
+    except NonFiniteLoss as err:
+        print(f"cjepa train: {err}", file=sys.stderr)
+        return 1
+    except Preempted as err:
+        print(f"cjepa train: {err}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    if detect_env().is_main:
+        print_summary(summary)
+    return 0

@@ -1,0 +1,63 @@
+"""C-JEPA losses. These torch functions are the specification the fused kernels are tested against.
+
+Training loss = masked-history MSE + future MSE (+ the proprio-node MSE for Push-T), weights 1:1(:1).
+Validation = future MSE of the unmasked ``inference`` path (section 1.5).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_history_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor, include_t0: bool) -> torch.Tensor:
+    """Mean squared error over the masked slots of the history.
+
+    pred, target: (B, T_h, S, D); masked: (B, S) bool. The mean runs over every selected element
+    (masked (b, s) pairs x time steps x D), which equals the original's ``F.mse_loss`` on the gathered slots
+    when all samples share one masked set. ``include_t0=True`` keeps t=0, where the masked slot was visible
+    (the original, Q2); False averages over t = 1..T_h-1 only. With nothing selected the loss is an exact 0
+    that still belongs to the graph.
+    """
+    if not include_t0:
+        pred, target = pred[:, 1:], target[:, 1:]
+    T, D = pred.shape[1], pred.shape[-1]
+    sel = masked[:, None, :, None].to(pred.dtype)  # (B, 1, S, 1)
+    count = sel.sum() * T * D
+    sq = (pred - target.detach()).pow(2)
+    # clamp: with nothing selected the numerator is 0 too; no host sync needed to special-case it.
+    return (sq * sel).sum() / count.clamp_min(1)
+
+
+def future_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE over all future steps and slots. pred, target: (B, T_p, S, D)."""
+    return F.mse_loss(pred, target.detach())
+
+
+def predictor_losses(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    masked: torch.Tensor,
+    history_frames: int,
+    include_t0: bool,
+    num_object_slots: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Named losses of one training step.
+
+    pred, target: (B, T_h + T_p, N, D) where N = S object slots (+ proprio and action nodes for Push-T,
+    in which case ``num_object_slots`` = S). masked: (B, S) over object slots.
+    Returns ``loss``, ``loss_masked_history``, ``loss_future`` and, for Push-T, ``loss_proprio``
+    (the future proprio node against the detached proprio embedding; the future action node gets no loss).
+    """
+    S = pred.shape[2] if num_object_slots is None else num_object_slots
+    T_h = history_frames
+    hist = masked_history_mse(pred[:, :T_h, :S], target[:, :T_h, :S], masked, include_t0)
+    fut = future_mse(pred[:, T_h:, :S], target[:, T_h:, :S])
+    out = {"loss_masked_history": hist, "loss_future": fut}
+    total = hist + fut
+    if num_object_slots is not None:
+        prop = F.mse_loss(pred[:, T_h:, S], target[:, T_h:, S].detach())
+        out["loss_proprio"] = prop
+        total = total + prop
+    out["loss"] = total
+    return out

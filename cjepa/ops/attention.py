@@ -1,0 +1,120 @@
+"""Attention dispatch: the one place where model code reaches a kernel backend.
+
+Models call :func:`attention` with (B, H, L, E) tensors; the backend comes from ``kernels.attention`` in the
+config. ``torch`` is the reference (explicit math, the CPU default and the oracle for every kernel test);
+``sdpa`` is torch's fused scaled_dot_product_attention; ``triton`` is our kernel in ``kernels/``; ``flash_attn``
+is the optional flash-attn package. A backend that cannot run here raises :class:`BackendUnavailable` when
+the model is built, never silently falls back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+BACKENDS = ("torch", "sdpa", "triton", "flash_attn")
+
+
+class BackendUnavailable(RuntimeError):
+    """The configured kernel backend cannot run on this machine."""
+
+
+def attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: Optional[torch.Tensor] = None,
+    dropout_p: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """softmax(q k^T / sqrt(E)) v with dropout on the attention weights, as nn.MultiheadAttention does.
+
+    q, k, v: (B, H, L, E); key_mask: (B, L) bool, True = key may be attended to.
+    Returns the output (B, H, L, E) and, if asked, the pre-dropout weights (B, H, L, L).
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = torch.matmul(q * scale, k.transpose(-1, -2))  # (B, H, L, L)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    out = torch.matmul(dropped, v)
+    return out, (weights if need_weights else None)
+
+
+def _sdpa(q, k, v, key_mask, dropout_p):
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+def _flash(q, k, v, key_mask, dropout_p):
+    from flash_attn import flash_attn_func  # import checked in check_backend
+
+    if key_mask is not None:
+        raise BackendUnavailable("kernels.attention=flash_attn does not take a key mask; use triton or sdpa")
+    out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=dropout_p)
+    return out.transpose(1, 2)
+
+
+def _triton(q, k, v, key_mask, dropout_p):
+    from kernels.predictor_attention import predictor_attention
+
+    if dropout_p > 0:
+        raise BackendUnavailable(
+            "kernels.attention=triton has no attention-weight dropout; set model.dropout=0 or use sdpa"
+        )
+    return predictor_attention(q, k, v, key_mask)
+
+
+def check_backend(backend: str, device: torch.device | str | None = None) -> None:
+    """Raise BackendUnavailable with the reason if `backend` cannot run on `device`."""
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    dev = torch.device(device) if device is not None else None
+    if backend in ("triton", "flash_attn"):
+        on_cuda = dev is not None and dev.type == "cuda"
+        import os
+
+        if backend == "triton" and not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise BackendUnavailable(
+                "kernels.attention=triton needs a CUDA device (or TRITON_INTERPRET=1 for the slow CPU interpreter)"
+            )
+        if backend == "flash_attn":
+            if not on_cuda:
+                raise BackendUnavailable("kernels.attention=flash_attn needs a CUDA device")
+            try:
+                import flash_attn  # noqa: F401
+            except ImportError as err:
+                raise BackendUnavailable(
+                    "kernels.attention=flash_attn but the flash-attn package is not installed "
+                    "(no prebuilt wheel exists for every torch; sdpa includes a FlashAttention kernel)"
+                ) from err
+        if backend == "triton":
+            try:
+                import kernels.predictor_attention  # noqa: F401
+            except ImportError as err:
+                raise BackendUnavailable(f"kernels.attention=triton: cannot import the kernel ({err})") from err
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    backend: str = "torch",
+    key_mask: Optional[torch.Tensor] = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Multi-head attention core on (B, H, L, E) inputs with the chosen backend."""
+    if backend == "torch":
+        return attention_reference(q, k, v, key_mask, dropout_p)[0]
+    if backend == "sdpa":
+        return _sdpa(q, k, v, key_mask, dropout_p)
+    if backend == "triton":
+        return _triton(q, k, v, key_mask, dropout_p)
+    if backend == "flash_attn":
+        return _flash(q, k, v, key_mask, dropout_p)
+    raise BackendUnavailable(f"unknown attention backend {backend!r}")

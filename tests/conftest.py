@@ -1,0 +1,36 @@
+"""Test setup shared by every test.
+
+Triton kernels run natively on a GPU and under the Triton interpreter on CPU. The interpreter must be switched on
+before anything imports triton (torch.compile included), so it is set here, at the very top of the root conftest,
+when no CUDA device is visible.
+"""
+
+import os
+import shutil
+
+import torch  # importing torch does not import triton, so the switch below is still in time
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # kernels run on CPU tensors, slowly: tests keep shapes tiny
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed caches its accelerator at import
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame rendering (Push-T)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+def pytest_collection_modifyitems(config, items):
+    has_cuda = torch.cuda.is_available()
+    has_slurm = shutil.which("sinfo") is not None
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+        if "slurm" in item.keywords and not has_slurm:
+            item.add_marker(pytest.mark.skip(reason="no SLURM here (sinfo not found)"))

@@ -139,7 +139,9 @@ class MaskedSlotPredictor(nn.Module):
         if history.dim() != 4:
             raise ValueError(f"predictor input must be (B, T_h, S, D); got shape {tuple(history.shape)}")
         _, T_h, S, D = history.shape
-        if D != self.slot_dim or S != self.num_slots:
+        # Without a slot-index embedding the model takes any number of slots; training uses exactly S, while
+        # inference may drop slots (e.g. a counterfactual rollout with one object removed).
+        if D != self.slot_dim or (exact_history and S != self.num_slots) or S < 1:
             raise ValueError(
                 f"predictor built for S={self.num_slots} slots of D={self.slot_dim}; got S={S}, D={D} "
                 f"(input shape {tuple(history.shape)})"

@@ -1,0 +1,119 @@
+"""Shared benchmark machinery: timing with spread, provenance, JSONL rows, ratio tables.
+
+Every benchmark checks that the providers agree before it times anything, times each provider with warm-up
+excluded (median, p20, p80 over repeats), prints a table of ratios against the reference provider, and can
+append JSONL rows (device name, versions, git SHA, timestamp) to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as `python benchmarks/bench_x.py` from anywhere
+
+from cjepa.utils.report import table  # noqa: E402
+from cjepa.utils.run_dir import git_info, package_versions  # noqa: E402
+
+
+@dataclass
+class Timing:
+    median_ms: float
+    p20_ms: float
+    p80_ms: float
+    repeats: int
+    samples_ms: list[float] = field(default_factory=list, repr=False)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], Any], device: torch.device, *, warmup: int = 3, repeats: int = 20, min_time_s: float = 0.0) -> Timing:
+    """Wall time of fn() per call. CUDA: events around each call after synchronising; CPU: perf_counter."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    samples = []
+    t_start = time.perf_counter()
+    while len(samples) < repeats or (time.perf_counter() - t_start) < min_time_s:
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            samples.append(a.elapsed_time(b))
+        else:
+            t = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t) * 1e3)
+        if len(samples) >= 10 * repeats:
+            break
+    q = statistics.quantiles(samples, n=10) if len(samples) >= 2 else [samples[0]] * 9
+    return Timing(statistics.median(samples), q[1], q[7], len(samples), samples)
+
+
+def peak_memory(fn: Callable[[], Any], device: torch.device) -> Optional[int]:
+    """Peak bytes allocated during fn() (CUDA only; None on CPU, where the allocator keeps no such counter)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    return {"device": device_name(device), "git_sha": git_info()["sha"], "versions": package_versions(), "timestamp": time.time()}
+
+
+def write_rows(rows: list[dict[str, Any]], device: torch.device, name: str, out: Optional[str] = None) -> Path:
+    """Append rows (each merged with provenance) to benchmarks/results/<device>_<yyyymmdd>.jsonl (or `out`)."""
+    prov = provenance(device)
+    tag = "".join(c if c.isalnum() else "_" for c in prov["device"].split(" (")[0]).strip("_").lower()
+    path = Path(out) if out else ROOT / "benchmarks" / "results" / f"{tag}_{time.strftime('%Y%m%d')}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        for r in rows:
+            fh.write(json.dumps({"benchmark": name, **r, **prov}) + "\n")
+    return path
+
+
+def timing_row(t: Timing) -> dict[str, float]:
+    d = asdict(t)
+    d.pop("samples_ms")
+    return d
+
+
+def ratio_table(results: dict[str, Timing], reference: str, unit_per_call: Optional[float] = None, unit_name: str = "") -> str:
+    """Rows: provider, median/p20/p80 ms, speedup vs reference (median ratio; p80/p20 bounds), optional throughput."""
+    ref = results[reference]
+    rows = []
+    for name, t in results.items():
+        row = [name, t.median_ms, t.p20_ms, t.p80_ms, ref.median_ms / t.median_ms, f"{ref.p20_ms / t.p80_ms:.2f}-{ref.p80_ms / t.p20_ms:.2f}"]
+        if unit_per_call is not None:
+            row.append(unit_per_call / (t.median_ms / 1e3))
+        rows.append(row)
+    headers = ["provider", "median ms", "p20 ms", "p80 ms", f"speedup vs {reference}", "speedup range"]
+    if unit_per_call is not None:
+        headers.append(unit_name)
+    return table(rows, headers)

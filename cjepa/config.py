@@ -249,6 +249,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -400,8 +405,6 @@ def validate(cfg: Config) -> None:
     d = cfg.data
     if d.frameskip < 1 or d.batch_size < 1:
         raise ConfigError("data.frameskip and data.batch_size must be >= 1")
-    if d.source in ("pickle", "store") and not d.path:
-        raise ConfigError(f"data.source={d.source} needs data.path")
     if d.source == "synthetic" and d.synthetic.max_objects > m.num_slots:
         raise ConfigError(
             f"data.synthetic.max_objects={d.synthetic.max_objects} exceeds model.num_slots={m.num_slots}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import sys
 import time
@@ -140,7 +139,7 @@ class Trainer:
             last = latest_checkpoint(self.run_dir)
             raise NonFiniteLoss(
                 f"non-finite loss at step {step} ({', '.join(names)}; "
-                f"values {', '.join(f'{k}={float(losses[k]):.4g}' for k in names)}) on some rank. Training stopped before "
+                f"values {', '.join(f'{k}={float(losses[k].detach()):.4g}' for k in names)}) on some rank. Training stopped before "
                 f"the optimizer step. Last good checkpoint: {last or 'none yet'}. Lower optim.lr, enable optim.grad_clip, "
                 f"or check the data for NaNs."
             )

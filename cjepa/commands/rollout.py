@@ -51,7 +51,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from cjepa.config import load_config
-    from cjepa.data.slot_store import SlotStoreWriter, SlotSplit, export_pickle, open_split
+    from cjepa.data.slot_store import SlotSplit, SlotStoreWriter, export_pickle, open_split
     from cjepa.dist.env import DistEnv, pick_device
     from cjepa.train import run_dir_of
     from cjepa.utils.report import table

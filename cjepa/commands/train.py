@@ -27,8 +27,8 @@ def print_summary(summary: dict) -> None:
 
 def run(args) -> int:
     from cjepa.config import load_config
-    from cjepa.train import NonFiniteLoss, Preempted, EXIT_PREEMPTED, train
     from cjepa.dist.env import detect_env
+    from cjepa.train import EXIT_PREEMPTED, NonFiniteLoss, Preempted, train
 
     cfg = load_config(args.config, args.overrides)
     try:

@@ -218,6 +218,9 @@ def load_pickle_split(path: str | os.PathLike, split: str) -> dict[str, np.ndarr
         arr = np.asarray(data[split][key], dtype=np.float32)
         if arr.ndim != 3:
             raise SlotStoreError(f"{path}: video {key!r} of split {split!r} has shape {arr.shape}, expected (T, S, D)")
+        if not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+            raise SlotStoreError(f"{path}: video {key!r} of split {split!r} has NaN/inf slots (first at [t, s, d] = {bad})")
         out[key] = arr
     return out
 

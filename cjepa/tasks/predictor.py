@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cjepa.config import Config, Derived
+from cjepa.config import Config, ConfigError, Derived
 from cjepa.data.sampler import StepBatchSampler
 from cjepa.data.slot_store import SlotSplit, load_pickle_split, open_split
 from cjepa.data.synthetic import synthetic_splits_from_config
@@ -29,6 +29,8 @@ from cjepa.rollout import rollout_error
 def load_slot_splits(cfg: Config) -> dict[str, Mapping[str, np.ndarray]]:
     if cfg.data.source == "synthetic":
         return synthetic_splits_from_config(cfg)
+    if not cfg.data.path:
+        raise ConfigError(f"data.source={cfg.data.source} needs data.path (a slot store directory or slot pickle)")
     return {s: open_split(cfg.data.source, cfg.data.path, s) for s in (cfg.data.train_split, cfg.data.val_split)}
 
 
@@ -219,7 +221,7 @@ class PredictorTask:
         out = {}
         ds, fs = self.val_ds, self.cfg.data.frameskip
         for key in ds.keys[:limit]:
-            slots = np.asarray(ds.videos[key], np.float32)
+            slots = np.array(ds.videos[key], np.float32)  # a writable copy of the memory-mapped video
             T = (len(slots) // fs) * fs
             prop = ds.normalizer.proprio(np.asarray(ds.proprio[key][:T], np.float32))
             act = np.asarray(ds.action[key][:T], np.float32)

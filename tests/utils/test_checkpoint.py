@@ -1,0 +1,51 @@
+"""Contracts of checkpoints: atomic directories, pruning, weights_only loading, clear errors."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from cjepa.utils.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+
+def test_save_prune_latest_and_half_written_dirs(tmp_path):
+    """Only complete checkpoints (with meta.json) count; the newest `keep` are kept; a leftover temp dir is ignored."""
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, {"w": torch.ones(2) * step}, {"step": step}, "a: 1\n", {}, keep=2)
+    (tmp_path / "checkpoints" / ".tmp-step_0000009-1").mkdir()
+    (tmp_path / "checkpoints" / "step_0000010").mkdir()  # no meta.json: a crash before the rename cannot leave this,
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000002", "step_0000003"]  # but it is ignored anyway
+    assert latest_checkpoint(tmp_path).name == "step_0000003"
+    assert torch.equal(load_model_state(tmp_path)["w"], torch.full((2,), 3.0))
+
+
+def test_rng_state_round_trip_through_weights_only(tmp_path):
+    """torch, numpy and python RNG states survive a weights_only save/load and restore exactly."""
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    save_checkpoint(tmp_path, 1, {}, {"rng": rng_state()}, "", {})
+    expect = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    st = torch.load(latest_checkpoint(tmp_path) / "train_state.pt", weights_only=True)
+    set_rng_state(st["rng"])
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expect[0], got[0]) and np.array_equal(expect[1], got[1]) and expect[2] == got[2]
+
+
+def test_load_errors_name_the_path(tmp_path):
+    """Missing paths, empty run dirs and pickled modules give errors that say what to do."""
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model_state(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="neither a checkpoint directory"):
+        load_model_state(tmp_path)
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole_module.ckpt")
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_model_state(tmp_path / "whole_module.ckpt")

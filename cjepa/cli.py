@@ -16,6 +16,7 @@ from typing import Optional
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the whole pipeline on the built-in world on CPU in minutes (start here)"),
     "train": ("train", "train the C-JEPA predictor on slot videos (single process, torchrun DDP, DeepSpeed)"),
+    "data": ("data", "write video shards: built-in physics world, real CLEVRER (webdataset tar + manifest)"),
     "rollout": ("rollout", "roll slot videos out with a trained predictor (CLEVRER 128 -> 160 frames) into a slot store"),
 }
 

@@ -92,6 +92,29 @@ class SyntheticConfig:
 
 
 @dataclass(kw_only=True)
+class WorldConfig:
+    """The built-in physics world (cjepa.data.world): CLEVRER-like videos with masks, states, events and questions."""
+
+    num_frames: int = 128  # shown frames per video (CLEVRER: 128 at 25 fps)
+    future_frames: int = 48  # simulated after the last shown frame, for predictive questions (CLEVRER: 7 s simulated, 5 shown)
+    fps: float = 25.0
+    height: int = 320  # CLEVRER: 480x320; 64 or 128 for fast tests and demos
+    width: int = 480
+    min_objects: int = 3
+    max_objects: int = 6  # CLEVRER: at most 6 objects, hence 7 slots
+    min_collisions: int = 1  # redraw a scene (up to 20 times) until the shown frames hold this many collisions
+    substeps: int = 4  # physics steps per frame
+    view_width: float = 6.0  # world units across the picture (objects are 0.7 wide)
+    elevation_deg: float = 55.0  # camera tilt above the floor; 90 = top-down
+    questions: bool = True  # generate CLEVRER-schema questions (counterfactuals re-simulate the scene)
+    seed: int = 0  # video i of split s is drawn from (seed, s, i) alone: any subset regenerates identically
+    codec: Literal["h264", "vp9"] = "h264"
+    crf: int = 18  # encoder quality (lower = better); 18 is visually lossless on these scenes
+    shard_size: int = 64  # videos per shard
+    workers: int = 0  # generator processes; 0 = one per CPU core
+
+
+@dataclass(kw_only=True)
 class DataConfig:
     # "synthetic": generate the built-in slot world; "pickle": the original {split: {video: (T,S,D)}} file;
     # "store": our sharded slot store (cjepa.data.slot_store).
@@ -110,6 +133,18 @@ class DataConfig:
     # for every split; "per_split" = the original (each split its own window statistics, Q8).
     aux_norm: Literal["train", "per_split"] = "train"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # ---- video shards (cjepa.data.loader / cjepa.data.dali): encoder training, slot extraction, pretraining
+    shards: str = ""  # shard root written by `cjepa data world|clevrer` (holds <split>/manifest.json), or a tar glob
+    decoder: Literal["pyav", "dali"] = "pyav"  # pyav: CPU DataLoader workers; dali: one DALI pipeline (NVDEC on GPU)
+    image_size: tuple[int, int] = (196, 196)  # (h, w) model input; aspect is not kept, as in the original (Q16)
+    clip_frames: int = 6  # frames per training clip (VideoSAUR: 6)
+    clip_stride: int = 2  # frame step inside a clip (VideoSAUR: 2)
+    clip_sampling: Literal["random", "chunks"] = "random"  # random start per video and pass, or all non-overlapping chunks
+    clips_per_video: int = 1  # random clips drawn per video per pass
+    video_batch_size: int = 32  # clips per batch and rank (VideoSAUR: 32 per GPU)
+    shuffle_buffer: int = 64  # samples; 0 = read shards in order
+    decode_threads: int = 1  # FFmpeg threads per decoding worker (workers already run in parallel)
+    with_masks: bool = True  # deliver instance masks when every sample of the split has them
 
 
 @dataclass(kw_only=True)
@@ -184,6 +219,7 @@ class Config:
     dist: DistConfig = field(default_factory=DistConfig)
     kernels: KernelsConfig = field(default_factory=KernelsConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -409,6 +445,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"data.synthetic.max_objects={d.synthetic.max_objects} exceeds model.num_slots={m.num_slots}"
         )
+    if d.clip_frames < 1 or d.clip_stride < 1 or d.clips_per_video < 1 or d.video_batch_size < 1:
+        raise ConfigError("data.clip_frames, data.clip_stride, data.clips_per_video and data.video_batch_size must be >= 1")
+    if min(d.image_size) < 1:
+        raise ConfigError(f"data.image_size={list(d.image_size)} must be positive (h, w)")
+    w = cfg.world
+    if not 1 <= w.min_objects <= w.max_objects <= 48:
+        raise ConfigError(f"world.min_objects={w.min_objects}, world.max_objects={w.max_objects}: need 1 <= min <= max <= 48")
+    if w.height % 2 or w.width % 2 or w.height < 16 or w.width < 16:
+        raise ConfigError(f"world.height x world.width = {w.height}x{w.width}: both must be even and >= 16 (yuv420p video)")
+    if w.num_frames < 2 or w.future_frames < 0 or w.fps <= 0 or w.substeps < 1 or w.shard_size < 1:
+        raise ConfigError("world: num_frames >= 2, future_frames >= 0, fps > 0, substeps >= 1, shard_size >= 1")
     if cfg.train.grad_accum < 1:
         raise ConfigError("train.grad_accum must be >= 1")
     if cfg.optim.grad_clip < 0:

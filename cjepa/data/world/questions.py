@@ -15,8 +15,10 @@ Schema (one entry per video, like an element of CLEVRER's ``questions/<split>.js
 
 Wording uses only CLEVRER's question vocabulary (:data:`QUESTION_WORDS`) and descriptive answers only its
 answer vocabulary (:data:`ANSWER_WORDS`), so a tokenizer built for CLEVRER reads these questions unchanged.
-Programs are postfix lists of CLEVRER's executor modules (objects, events, filter_*, query_*, unique, count,
-exist, ...) with attribute values pushed before the filter that consumes them.
+Programs are postfix lists of CLEVRER's executor modules (objects, events, unseen_events, counterfact_events,
+filter_*, query_*, unique, count, exist, ...) with attribute values pushed before the filter that consumes
+them; each module takes its arguments from the stack as in CLEVRER's executor. Every descriptive program
+and every choice program evaluates, on the annotation, to the stored answer (tested with an executor).
 """
 
 from __future__ import annotations
@@ -150,7 +152,10 @@ class QuestionGenerator:
         return {"question": question, "question_type": "descriptive", "question_subtype": subtype, "program": program, "answer": answer}
 
     def _count_enter(self):
-        n = len(self.f.entering())
+        entries = [e for e in self.f.events if e.kind == "in"]
+        n = len(entries)
+        if n != len(self.f.entering()):
+            return None  # an object entered twice: "how many objects" and "how many entrances" would differ
         return self._descriptive("count", "How many objects enter the scene?", ["events", "objects", "filter_in", "count"], n)
 
     def _count_collisions(self):
@@ -199,7 +204,7 @@ class QuestionGenerator:
 
     def _query_entering(self):
         ent = self.f.entering()
-        if len(ent) != 1:
+        if len(ent) != 1 or sum(e.kind == "in" for e in self.f.events) != 1:
             return None
         kind = ("colour", "shape", "material")[int(self.rng.integers(3))]
         q = f"What {_ATTR_WORD[kind]} is the object that enters the scene?"
@@ -224,11 +229,15 @@ class QuestionGenerator:
         return self._descriptive(_ATTR_QUERY[kind], q, prog, _attr(self.specs[other], kind))
 
     # -- multiple choice
+    def _collision_program(self, source: list[str], a: int, b: int) -> list[str]:
+        """Collisions between a and b: source events, filtered by a's involvement, then by b's."""
+        return source + self.ref.program(a) + ["filter_collision"] + self.ref.program(b) + ["filter_collision"]
+
     def _event_text(self, e: Event) -> tuple[str, list[str]]:
         if e.kind == "collision":
             a, b = e.objects
             text = f"The collision between the {self.ref.phrase(a)} and the {self.ref.phrase(b)}"
-            return text, ["events"] + self.ref.program(a) + self.ref.program(b) + ["filter_collision", "unique"]
+            return text, self._collision_program(["events"], a, b) + ["unique"]
         (a,) = e.objects
         return f"The {self.ref.phrase(a)}'s entering the scene", ["events"] + self.ref.program(a) + ["filter_in", "unique"]
 
@@ -240,18 +249,22 @@ class QuestionGenerator:
     def _mc(self, qtype: str, subtype: str, question: str, program: list[str], items) -> dict:
         return {"question": question, "question_type": qtype, "question_subtype": subtype, "program": program, "choices": self._choices(items)}
 
+    def _nameable(self, e: Event) -> bool:
+        """'the collision between A and B' / 'A's entering' / 'A's exiting' names one event only if it happened once."""
+        return sum(x.kind == e.kind and x.objects == e.objects for x in self.f.events) == 1
+
     def _explanatory(self, limit: int) -> list[dict]:
-        targets = [e for e in self.f.events if e.kind in ("collision", "out") and self.f.ancestors(e)]
+        targets = [e for e in self.f.events if e.kind in ("collision", "out") and self._nameable(e) and self.f.ancestors(e)]
         self.rng.shuffle(targets)
         out = []
         for target in targets:
             if len(out) >= limit:
                 break
             anc = {a.key() for a in self.f.ancestors(target)}
-            candidates = [e for e in self.f.events if e.kind in ("in", "collision") and e.key() != target.key()]
+            candidates = [e for e in self.f.events if e.kind in ("in", "collision") and e.key() != target.key() and self._nameable(e)]
             right = [e for e in candidates if e.key() in anc]
             wrong = [e for e in candidates if e.key() not in anc]
-            if not wrong:
+            if not wrong or not right:
                 continue
             n_right = min(len(right), int(self.rng.integers(1, 3)))
             n_wrong = min(len(wrong), 4 - n_right, int(self.rng.integers(1, 3)))
@@ -261,7 +274,7 @@ class QuestionGenerator:
             if target.kind == "collision":
                 a, b = target.objects
                 q = f"Which of the following is responsible for the collision between the {self.ref.phrase(a)} and the {self.ref.phrase(b)}?"
-                prog = ["events"] + self.ref.program(a) + self.ref.program(b) + ["filter_collision", "unique", "filter_ancestor"]
+                prog = self._collision_program(["events"], a, b) + ["unique", "filter_ancestor"]
                 sub = "cause_of_collision"
             else:
                 (a,) = target.objects
@@ -271,11 +284,11 @@ class QuestionGenerator:
             out.append(self._mc("explanatory", sub, q, prog, items))
         return out
 
-    def _pair_text(self, a: int, b: int) -> tuple[str, list[str]]:
+    def _pair_text(self, a: int, b: int, source: list[str]) -> tuple[str, list[str]]:
         if self.rng.random() < 0.5:
             a, b = b, a
         text = f"The {self.ref.phrase(a)} collides with the {self.ref.phrase(b)}"
-        return text, ["events"] + self.ref.program(a) + self.ref.program(b) + ["filter_collision", "exist"]
+        return text, self._collision_program(source, a, b) + ["exist"]
 
     def _non_colliding_pairs(self, exclude: set[tuple[int, int]], objects: list[int]) -> list[tuple[int, int]]:
         return [p for p in itertools.combinations(sorted(objects), 2) if p not in exclude]
@@ -291,8 +304,8 @@ class QuestionGenerator:
             return []
         right = seen[int(self.rng.integers(len(seen)))]
         bad = wrong[int(self.rng.integers(len(wrong)))]
-        items = [(*self._pair_text(*right), True), (*self._pair_text(*bad), False)]
-        return [self._mc("predictive", "collision", "What will happen next?", ["events", "unseen_events"], items)]
+        items = [(*self._pair_text(*right, ["unseen_events"]), True), (*self._pair_text(*bad, ["unseen_events"]), False)]
+        return [self._mc("predictive", "collision", "What will happen next?", ["unseen_events"], items)]
 
     def _counterfactual(self, limit: int) -> list[dict]:
         involved = sorted({o for e in self.f.collisions() for o in e.objects})
@@ -317,9 +330,10 @@ class QuestionGenerator:
             if len(picks_wrong) < n_wrong and rest:
                 picks_wrong += [rest[i] for i in self.rng.choice(len(rest), min(len(rest), n_wrong - len(picks_wrong)), replace=False)]
             picks_right = [right[i] for i in self.rng.choice(len(right), n_right, replace=False)]
-            items = [(*self._pair_text(*p), True) for p in picks_right] + [(*self._pair_text(*p), False) for p in picks_wrong]
+            source = self.ref.program(removed) + ["counterfact_events"]
+            items = [(*self._pair_text(*p, source), True) for p in picks_right] + [(*self._pair_text(*p, source), False) for p in picks_wrong]
             q = f"What will happen without the {self.ref.phrase(removed)}?"
-            prog = self.ref.program(removed) + ["counterfact_events"]
+            prog = source
             out.append(self._mc("counterfactual", "remove", q, prog, items))
         return out
 

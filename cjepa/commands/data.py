@@ -29,14 +29,19 @@ def _add_world(p) -> None:
 
 def _run_world(args) -> int:
     from cjepa.config import load_config
+    from cjepa.data.shards import ShardError
     from cjepa.data.world.generate import generate_split
     from cjepa.utils.report import table
 
     cfg = load_config(args.config, args.overrides).world
     print(f"cjepa data world: {args.num_videos} videos x {cfg.num_frames} frames at {cfg.width}x{cfg.height}, "
           f"{cfg.min_objects}-{cfg.max_objects} objects, seed {cfg.seed} -> {args.out}/{args.split}", file=sys.stderr)
-    s = generate_split(cfg, args.split, args.num_videos, args.out, first_index=args.first_index, workers=args.workers,
-                       progress=not args.no_progress, overwrite=args.overwrite)
+    try:
+        s = generate_split(cfg, args.split, args.num_videos, args.out, first_index=args.first_index, workers=args.workers,
+                           progress=not args.no_progress, overwrite=args.overwrite)
+    except ShardError as err:
+        print(f"cjepa data world: {err}", file=sys.stderr)
+        return 2
     print(table([
         ("videos", s["videos"]),
         ("frames", s["frames"]),
@@ -64,6 +69,7 @@ def _add_clevrer(p) -> None:
 
 def _run_clevrer(args) -> int:
     from cjepa.data.clevrer import ClevrerLayoutError, convert_clevrer
+    from cjepa.data.shards import ShardError
     from cjepa.utils.report import table
 
     rows = []
@@ -72,7 +78,7 @@ def _run_clevrer(args) -> int:
         try:
             s = convert_clevrer(args.root, args.out, split, shard_size=args.shard_size, masks_dir=args.masks, limit=args.limit,
                                 overwrite=args.overwrite, progress=not args.no_progress)
-        except ClevrerLayoutError as err:
+        except (ClevrerLayoutError, ShardError) as err:
             print(f"cjepa data clevrer: {err}", file=sys.stderr)
             return 2
         rows.append((split, s["videos"], s["skipped"], s["shards"], s["bytes"] / 1e6, s["with_masks"], s["with_questions"], s["dir"]))

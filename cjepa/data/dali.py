@@ -99,9 +99,9 @@ class _Prepare:
 
     def __call__(self, mp4, meta_json, masks, source_info):
         L = self.L
-        source = bytes(source_info).decode(errors="replace")
+        source = bytes(source_info).decode(errors="replace")  # "<tar path>:<offset>:<member name>"
         shard = source.split(":")[0]
-        key = "?"
+        key = source.rsplit(":", 1)[-1].partition(".")[0] or "?"
         if L._replay > 0:  # fast-forward after a resume: the reader advances, nothing is decoded
             L._replay -= 1
             return L._placeholder, np.zeros(L.clip.frames, np.int32), _key_array("__replay__"), np.full(1, 2, np.uint8)
@@ -111,11 +111,9 @@ class _Prepare:
             except (ValueError, UnicodeDecodeError) as err:
                 raise BadSample("bad_meta", str(err)) from err
             if meta is None:
-                key = source.rsplit(":", 1)[-1].partition(".")[0] or "?"
                 raise BadSample("missing_component", f"no {key}.json")
-            key = str(meta["key"])
-            if not mp4.size:
-                raise BadSample("missing_component", f"no {key}.mp4")
+            if not mp4.size:  # DALI hands a missing component over as empty: both are an unusable video
+                raise BadSample("bad_video", f"empty or missing {key}.mp4")
             try:
                 info = probe_video(bytes(mp4))
             except VideoDecodeError as err:
@@ -135,7 +133,7 @@ class _Prepare:
         except BadSample as err:
             L._record_bad(shard, key, err.reason, err.detail)
             idx = np.zeros(L.clip.frames, np.int32)
-            return L._placeholder, idx, _key_array(key if key != "?" else "__bad__"), np.zeros(1, np.uint8)
+            return L._placeholder, idx, _key_array(key), np.zeros(1, np.uint8)
 
 
 def _pyav_decode(mp4, idx):

@@ -2,7 +2,8 @@
 
 Two readers over the same shards:
 
-* :class:`VideoClipLoader` (training): a streaming webdataset pipeline. Shards are dealt to the
+* :class:`VideoClipLoader` (training): streams webdataset shards (tar members grouped by key, webdataset's
+  convention; plain ``webdataset`` reads the same files). Shards are dealt to the
   ``world_size x num_workers`` global workers deterministically (a per-pass permutation drawn from the seed,
   then shard ``j`` of it to worker ``j mod G``; with fewer shards than workers every worker reads every shard
   and keeps every G-th sample), shuffled through a seeded buffer, decoded with PyAV, cut into clips of
@@ -169,28 +170,43 @@ def _tar_members(path: Path, state: dict) -> Iterator[dict]:
 def read_shard(shard: ShardInfo, report, *, keep=None) -> Iterator[dict]:
     """Samples of one shard in tar order (``{"__key__", "__url__", ext: bytes}``); ``keep(i)`` selects by position.
 
-    A tar that breaks mid-way (truncated or corrupt) ends the shard: what could not be read is counted through
+    Grouping follows webdataset's convention (key = member name up to the first dot; consecutive members with
+    one key are one sample). A tar that breaks mid-way (truncated or corrupt) ends the shard: the samples
+    completed before the damage are kept, what could not be read is counted through
     ``report(shard, key, reason, detail, count)`` with the key at which reading failed.
     """
-    from webdataset.tariterators import group_by_keys
-
     state: dict[str, Any] = {"member": None}
     n = 0
-    last_key = None
+    current: Optional[dict] = None
+
+    def emit(sample):
+        nonlocal n
+        i, n = n, n + 1
+        return keep is None or keep(i)
+
     try:
-        for sample in group_by_keys(_tar_members(shard.path, state)):
-            last_key = sample["__key__"]
-            i, n = n, n + 1
-            if keep is None or keep(i):
-                yield sample
+        for member in _tar_members(shard.path, state):
+            key, _, ext = member["fname"].rsplit("/", 1)[-1].partition(".")
+            if current is not None and key != current["__key__"]:
+                if emit(current):
+                    yield current
+                current = None
+            if current is None:
+                current = {"__key__": key, "__url__": member["__url__"]}
+            current[ext.lower()] = member["data"]
     except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as err:
         member = state.get("member")
-        key = member.split("/")[-1].partition(".")[0] if member else (last_key or "?")
+        bad_key = member.rsplit("/", 1)[-1].partition(".")[0] if member else (current or {}).get("__key__", "?")
+        if current is not None and current["__key__"] != bad_key and emit(current):
+            yield current  # complete: the damage starts with the next sample
         lost = max(1, shard.num_samples - n) if shard.num_samples is not None else 1
-        report(shard.path, key, "truncated_shard", f"tar unreadable at {member or 'a header'} ({err}); {lost} sample(s) lost", lost)
+        report(shard.path, bad_key, "truncated_shard", f"tar unreadable at {member or 'a header'} ({err}); {lost} sample(s) lost", lost)
         return
-    if shard.num_samples is not None and n < shard.num_samples:  # tar ended cleanly but early (cut at a header)
-        report(shard.path, last_key or "?", "truncated_shard", f"shard ends after {n} of {shard.num_samples} samples", shard.num_samples - n)
+    if current is not None and emit(current):
+        yield current
+    if shard.num_samples is not None and n < shard.num_samples:  # the tar ended cleanly but early (cut at a header)
+        report(shard.path, current["__key__"] if current else "?", "truncated_shard",
+               f"shard ends after {n} of {shard.num_samples} samples", shard.num_samples - n)
 
 
 def count_samples(shard: ShardInfo) -> int:

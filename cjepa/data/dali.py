@@ -14,8 +14,8 @@ Only DECODE changes:
   how machines without a GPU run, and test, the reader, sharding and iterator of this pipeline.
 * ``cpu``: DALI's own ``fn.decoders.video(device="cpu")``, for VP8/VP9/MJPEG shards (``world.codec=vp9``).
 
-Resize and normalisation follow :func:`cjepa.data.video.preprocess_frames` (resize in float, bilinear with
-antialiasing, then mean/std); DALI's resampling kernel is its own, so the two paths agree to a small
+Resize and normalisation follow :func:`cjepa.data.video.preprocess_frames` (bilinear resize with
+antialiasing of the uint8 frames, then mean/std); DALI's resampling kernel is its own, so the two paths agree to a small
 tolerance (tested), not bit for bit. Masks go through the shared :func:`cjepa.data.video.resize_masks` and
 agree exactly.
 
@@ -255,7 +255,8 @@ class DaliClipLoader:
                 valid = valid * ok
             else:
                 frames = fn.decoders.video(enc, device="mixed" if self.decode == "nvdec" else "cpu", frames=idx, pad_mode="edge")
-            frames = fn.resize(frames, size=[h, w], interp_type=types.INTERP_LINEAR, antialias=True, dtype=types.FLOAT)
+            # uint8 in, uint8 out (rounded), as preprocess_frames resizes; then normalise to float
+            frames = fn.resize(frames, size=[h, w], interp_type=types.INTERP_LINEAR, antialias=True)
             frames = fn.crop_mirror_normalize(frames, dtype=types.FLOAT, output_layout="FCHW", mean=mean, std=std)
             outs = [frames, idx, key, valid]
             if self.with_masks:

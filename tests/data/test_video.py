@@ -45,12 +45,22 @@ def test_preprocess_resize_is_antialiased_bilinear():
     checker[0, 1::2, 1::2] = 255
     out = denormalise(preprocess_frames(checker, (4, 4)))
     inner = out[..., 1:3, 1:3]  # the triangle filter's support is renormalised at the border
-    torch.testing.assert_close(inner, torch.full_like(inner, 0.5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(inner, torch.full_like(inner, 0.5), atol=0.5 / 255 + 1e-5, rtol=0)  # resized in uint8: rounded
     assert (out - 0.5).abs().max() < 0.02
     const = np.full((2, 30, 50, 3), 99, np.uint8)
     out = denormalise(preprocess_frames(const, (7, 13)))
     assert out.shape == (2, 3, 7, 13)
     torch.testing.assert_close(out, torch.full_like(out, 99 / 255), atol=1e-5, rtol=0)
+
+
+def test_preprocess_resize_matches_float_resampling_within_rounding():
+    """The uint8 kernel equals resampling the floats, then rounding to the nearest grey level (within 1 level)."""
+    import torch.nn.functional as F
+
+    frames = np.random.default_rng(0).integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
+    ours = denormalise(preprocess_frames(frames, (17, 23))) * 255
+    ref = F.interpolate(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size=(17, 23), mode="bilinear", antialias=True)
+    assert (ours - ref).abs().max() <= 1.0 + 1e-3 and (ours - ref).abs().mean() < 0.3
 
 
 def test_preprocess_rejects_wrong_input():
@@ -83,6 +93,19 @@ def test_encode_decode_round_trip(codec):
     assert np.abs(back.astype(int) - frames).mean() < 2.0
     some = decode_frames(data, [7, 2, 2])
     np.testing.assert_array_equal(some, back[[7, 2, 2]])
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp9"])
+def test_seeking_gives_the_same_frames_as_decoding_from_the_start(codec):
+    """Clips that start on, before and after key frames (GOP 16) decode to exactly the frames of a full decode."""
+    frames = np.concatenate([moving_square(20)] * 3)  # 60 frames
+    frames[:, :4, :4] = np.arange(60, dtype=np.uint8)[:, None, None, None] * 4  # a frame counter in the corner
+    data = encode_video(frames, fps=25, codec=codec)
+    full = decode_frames(data)
+    for start in (24, 31, 32, 33, 47, 48, 50):
+        idx = np.arange(start, min(start + 9, 60), 2)
+        np.testing.assert_array_equal(decode_frames(data, idx), full[idx])
+        np.testing.assert_array_equal(decode_frames(data, idx[::-1]), full[idx[::-1]])
 
 
 def test_encoding_is_deterministic():

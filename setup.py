@@ -11,7 +11,7 @@ CORE = [
     "matplotlib>=3.7",
     "scipy>=1.10",
 ]
-DATA = ["webdataset==1.0.2", "av>=14,<19", "pymunk>=6.6,<7"]
+DATA = ["webdataset==1.0.2", "braceexpand>=0.1.7", "av>=14,<19", "pymunk>=6.6,<7"]  # pymunk 7 changed the collision API; gym-pusht pins < 7
 DIST = ["deepspeed>=0.16", "submitit>=1.5"]
 GPU = ["nvidia-dali-cuda120>=1.40"]  # flash-attn: optional, install separately where a wheel exists for your torch
 PUSHT = ["gym-pusht==0.1.8", "pygame>=2.5", "shapely>=2"]
@@ -22,7 +22,7 @@ setup(
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.10",
-    packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.dist", "cjepa.utils", "cjepa.ops", "cjepa.eval",
+    packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.data.world", "cjepa.dist", "cjepa.utils", "cjepa.ops", "cjepa.eval",
               "cjepa.plan", "cjepa.commands", "cjepa.tasks", "kernels", "launchers"],
     install_requires=CORE + DATA,
     extras_require={"dist": DIST, "gpu": GPU, "pusht": PUSHT, "dev": DEV},

@@ -136,6 +136,8 @@ class DataConfig:
     # ---- video shards (cjepa.data.loader / cjepa.data.dali): encoder training, slot extraction, pretraining
     shards: str = ""  # shard root written by `cjepa data world|clevrer` (holds <split>/manifest.json), or a tar glob
     decoder: Literal["pyav", "dali"] = "pyav"  # pyav: CPU DataLoader workers; dali: one DALI pipeline (NVDEC on GPU)
+    # DALI's decode step: auto = nvdec with a GPU, else PyAV inside the pipeline (or DALI's CPU decoder for VP9 shards)
+    dali_decode: Literal["auto", "nvdec", "pyav", "cpu"] = "auto"
     image_size: tuple[int, int] = (196, 196)  # (h, w) model input; aspect is not kept, as in the original (Q16)
     clip_frames: int = 6  # frames per training clip (VideoSAUR: 6)
     clip_stride: int = 2  # frame step inside a clip (VideoSAUR: 2)

@@ -129,6 +129,7 @@ class _Prepare:
             if L.with_masks and not masks.size:
                 raise BadSample("missing_component", f"no {key}.masks.npz")
             idx = np.arange(starts[0], starts[0] + L.clip.span, L.clip.stride, dtype=np.int32)
+            L._shard_of[key] = shard
             return mp4, idx, _key_array(key), np.ones(1, np.uint8)
         except BadSample as err:
             L._record_bad(shard, key, err.reason, err.detail)
@@ -136,12 +137,19 @@ class _Prepare:
             return L._placeholder, idx, _key_array(key), np.zeros(1, np.uint8)
 
 
-def _pyav_decode(mp4, idx):
+class _PyavDecode:
     """DECODE step of the CPU pipeline: PyAV -> ((T, H, W, 3) uint8 FHWC, ok flag)."""
-    try:
-        return decode_frames(bytes(mp4), idx), np.ones(1, np.uint8)
-    except VideoDecodeError:  # the container was valid in prepare but the stream breaks mid-way: flag the row
-        return np.zeros((len(idx), 16, 16, 3), np.uint8), np.zeros(1, np.uint8)
+
+    def __init__(self, loader: "DaliClipLoader"):
+        self.L = loader
+
+    def __call__(self, mp4, idx, key):
+        try:
+            return decode_frames(bytes(mp4), idx), np.ones(1, np.uint8)
+        except VideoDecodeError as err:  # the container was valid in prepare but the stream breaks mid-way: flag the row
+            k = _key_str(key)
+            self.L._record_bad(self.L._shard_of.get(k, "?"), k, "bad_video", str(err))
+            return np.zeros((len(idx), 16, 16, 3), np.uint8), np.zeros(1, np.uint8)
 
 
 class _Masks:
@@ -163,6 +171,8 @@ class DaliClipLoader:
     """Clip batches through DALI. Same contract as :class:`cjepa.data.loader.VideoClipLoader`.
 
     ``decode``: auto (NVDEC with a GPU, else PyAV, or DALI's CPU decoder for VP9 shards), nvdec, pyav or cpu.
+    One clip per video and pass (``clip.clips_per_video`` > 1 and chunked evaluation are CPU-path features: a
+    DALI reader emits one sample per video; in evaluation mode the clip is the video's first chunk).
     Each rank reads its ``1/world_size`` of the samples (``fn.readers.webdataset`` shard_id / num_shards).
     Position: (pass, batches read in the pass); a resumed run continues the same stream.
     """
@@ -175,6 +185,8 @@ class DaliClipLoader:
         codec = (self.split.manifest or {}).get("codec")
         self.decode = resolve_decode(decode, codec)
         require_dali(self.decode)
+        log.info("video clips: DALI pipeline, decode step %s%s, split %s, rank %d of %d", self.decode,
+                 " (auto: no CUDA device)" if decode == "auto" and self.decode != "nvdec" else "", self.split.name, rank, world_size)
         self.batch_size, self.clip, self.image_size = batch_size, clip, tuple(int(s) for s in image_size)
         self.with_masks = self.split.has_masks if with_masks is None else with_masks
         self.train, self.seed, self.rank, self.world_size = train, seed, rank, world_size
@@ -184,6 +196,7 @@ class DaliClipLoader:
         self.skipped: Counter = Counter()
         self.bad_samples: list[tuple] = []
         self._bad_pending: dict[str, tuple] = {}
+        self._shard_of: dict[str, str] = {}
         self._logged: set = set()
         self._tmp = Path(tempfile.mkdtemp(prefix="cjepa-dali-idx-"))
         self.paths, self.index_paths, self.num_samples = self._indexes()
@@ -251,7 +264,7 @@ class DaliClipLoader:
             source = fn.get_property(mp4, key="source_info")
             enc, idx, key, valid = fn.python_function(mp4, meta, masks, source, function=_Prepare(self), num_outputs=4)
             if self.decode == "pyav":
-                frames, ok = fn.python_function(enc, idx, function=_pyav_decode, num_outputs=2, output_layouts=["FHWC", ""])
+                frames, ok = fn.python_function(enc, idx, key, function=_PyavDecode(self), num_outputs=2, output_layouts=["FHWC", ""])
                 valid = valid * ok
             else:
                 frames = fn.decoders.video(enc, device="mixed" if self.decode == "nvdec" else "cpu", frames=idx, pad_mode="edge")
@@ -302,7 +315,7 @@ class DaliClipLoader:
             valid &= ~(out["masks"].reshape(len(keys), -1) < 0).any(1).cpu().numpy()
         for k, v, f in zip(keys, valid, flag):
             if not v and f != 2:  # 2 = replayed after a resume, not a bad sample
-                entry = self._bad_pending.pop(k, ("?", k, "bad_masks", "masks archive corrupt", 1))
+                entry = self._bad_pending.pop(k, (self._shard_of.get(k, "?"), k, "bad_masks", "masks archive corrupt", 1))
                 self._count_bad(entry)
         if not valid.any():
             return None

@@ -450,7 +450,9 @@ def build_clip_loader(data_cfg, split: str, *, train: bool = True, rank: int = 0
         from cjepa.data.dali import DaliClipLoader
 
         return DaliClipLoader(info, batch_size=data_cfg.video_batch_size, clip=clip, image_size=data_cfg.image_size, with_masks=with_masks,
-                              train=train, seed=seed, rank=rank, world_size=world_size)
+                              train=train, seed=seed, rank=rank, world_size=world_size, decode=data_cfg.dali_decode,
+                              shuffle_buffer=data_cfg.shuffle_buffer)
+    log.info("video clips: CPU pipeline (PyAV), %d DataLoader workers, split %s", data_cfg.num_workers, info.name)
     return VideoClipLoader(info, batch_size=data_cfg.video_batch_size, clip=clip, image_size=data_cfg.image_size, with_masks=with_masks,
                            train=train, seed=seed, rank=rank, world_size=world_size, num_workers=data_cfg.num_workers,
                            shuffle_buffer=data_cfg.shuffle_buffer, decode_threads=data_cfg.decode_threads)

@@ -120,6 +120,15 @@ def test_clear_errors_where_dali_cannot_decode(world_shards):
         assert isinstance(loader, DaliClipLoader) and loader.decode == "pyav"
 
 
+def test_missing_dali_is_a_clear_error(world_shards, monkeypatch):
+    """Without the DALI package, asking for the DALI path says what to install (or to use data.decoder=pyav)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # makes `import nvidia.dali` raise ImportError
+    with pytest.raises(DaliUnavailable, match="pip install nvidia-dali"):
+        DaliClipLoader(world_shards / "train", decode="pyav")
+
+
 @pytest.mark.gpu
 def test_nvdec_decodes_h264_on_the_gpu(world_shards):
     """fn.decoders.video(device='mixed'): frames arrive on the GPU, agree with PyAV by PSNR, same contract as the CPU path."""

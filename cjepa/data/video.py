@@ -58,10 +58,11 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, size: Optional[Sequence
             x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         else:
             x = F.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False).round_().clamp_(0, 255)
-    x = x.float().div_(255.0).contiguous()
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    x = x.contiguous().float()  # (T, 3, h, w); the layout copy is made on the 1-byte values
+    # (x / 255 - mean) / std as two in-place passes: x - 255 mean, times 1 / (255 std)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) * 255.0
+    inv_std = 1.0 / (torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) * 255.0)
+    return x.sub_(mean).mul_(inv_std)
 
 
 def denormalise(frames: torch.Tensor) -> torch.Tensor:

@@ -104,6 +104,9 @@ def main() -> int:
     if args.quick:
         args.videos, args.repeats, args.batches = min(args.videos, 8), 3, 2
     workers = args.workers or os.cpu_count() or 1
+    # "cpu-1" and "extract" run in this process: one intra-op thread, as in a DataLoader worker (torch sets 1 there);
+    # OpenMP threads spinning on a shared machine otherwise make the main process slower than any worker
+    torch.set_num_threads(1)
     size = (args.image_size, args.image_size)
     clip = ClipSpec(args.clip_frames, args.stride)
 

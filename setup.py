@@ -13,7 +13,9 @@ CORE = [
 ]
 DATA = ["webdataset==1.0.2", "braceexpand>=0.1.7", "av>=14,<19", "pymunk>=6.6,<7"]  # pymunk 7 changed the collision API; gym-pusht pins < 7
 DIST = ["deepspeed>=0.16", "submitit>=1.5"]
-GPU = ["nvidia-dali-cuda120>=1.40"]  # flash-attn: optional, install separately where a wheel exists for your torch
+# DALI: fn.decoders.video with per-sample frame lists, verified with 2.4.0.
+# flash-attn: optional, install separately where a wheel exists for your torch.
+GPU = ["nvidia-dali-cuda120>=2.4"]
 PUSHT = ["gym-pusht==0.1.8", "pygame>=2.5", "shapely>=2"]
 DEV = ["pytest>=8", "ruff>=0.6", "triton>=3.1", "numpy<3"] + DIST + PUSHT + GPU
 

@@ -24,9 +24,10 @@ Layout. Inputs are read through their strides, so the views of a packed qkv proj
 and returned as (B, H, L, E) views, which is the layout the predictor's head merge reads without a copy.
 
 Numerics: tiles are upcast to fp32 after loading; all accumulation is fp32; softmax in base 2 with
-``log2(e) / sqrt(E)`` folded into q. fp32 inputs use exact fp32 dots (``input_precision="ieee"``), bf16/fp16
-inputs tf32 tensor cores (their values are exact in tf32). The reference, in bf16, rounds its scores and
-weights to bf16; this kernel does not, so it is closer to the fp32 result than the bf16 reference is.
+``log2(e) / sqrt(E)`` folded into q. fp32 inputs use exact fp32 dots (``input_precision="ieee"``) unless torch's
+fp32 matmul precision allows tf32; bf16/fp16 inputs use tf32 tensor cores (their values are exact in tf32). The
+reference, in bf16, rounds its scores and weights to bf16; this kernel does not, so it is closer to the fp32
+result than the bf16 reference is.
 Tile dims are >= 16 (the smallest ``tl.dot`` tile on NVIDIA GPUs): head dim 8 is zero-padded to 16.
 
 Key mask: a query row whose keys are all masked gets a zero output and zero gradients (the reference returns
@@ -234,7 +235,11 @@ def _heads_last_layout(like: torch.Tensor) -> torch.Tensor:
 
 
 def _precision(dtype: torch.dtype) -> str:
-    return "ieee" if dtype == torch.float32 else "tf32"
+    """tf32 tensor cores for bf16/fp16 inputs (exact in tf32); for fp32, torch's fp32 matmul setting decides:
+    exact fp32 by default ("highest"), tf32 once allowed (``torch.set_float32_matmul_precision("high")``)."""
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
+        return "ieee"
+    return "tf32"
 
 
 def _mask_arg(key_mask, dummy):

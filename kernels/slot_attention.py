@@ -27,8 +27,9 @@ backward: dq) to a workspace which the host adds up: deterministic, no atomics.
 
 Numerics: every tile is upcast to fp32 after loading, all accumulation is fp32, the softmax runs in base 2 with
 ``scale * log2(e)`` folded into q. For fp32 inputs the dots use ``input_precision="ieee"`` (exact parity with
-torch's fp32 einsum); for bf16/fp16 inputs they use tf32 tensor cores (bf16 and fp16 values are exact in tf32, and
-tf32 rounding of the fp32 intermediates, ~5e-4 relative, is below the bf16/fp16 output rounding).
+torch's fp32 einsum) unless torch's fp32 matmul precision allows tf32; for bf16/fp16 inputs they use tf32 tensor
+cores (bf16 and fp16 values are exact in tf32, and tf32 rounding of the fp32 intermediates, ~5e-4 relative, is
+below the bf16/fp16 output rounding).
 
 Masks: an inactive slot takes no attention mass and gets a zero update; a row with no active slot gets zero
 attention and zero updates (never NaN); a padded input takes no mass and contributes nothing to the mean.
@@ -264,9 +265,9 @@ def _check_inputs(q, k, v, slot_mask, input_mask) -> None:
     B, K, Dk = q.shape
     if k.shape[0] != B or v.shape[0] != B or k.shape[2] != Dk or v.shape[1] != k.shape[1]:
         raise ValueError(f"slot attention shapes disagree: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
-    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise TypeError(f"slot attention kernel takes fp32/bf16/fp16 q, k, v of one dtype; got {q.dtype}, {k.dtype}, "
-                        f"{v.dtype}")
+    # Mixed dtypes are fine (as in the reference): every tile is upcast to fp32 right after its load.
+    if any(t.dtype not in (torch.float32, torch.bfloat16, torch.float16) for t in (q, k, v)):
+        raise TypeError(f"slot attention kernel takes fp32/bf16/fp16 q, k, v; got {q.dtype}, {k.dtype}, {v.dtype}")
     if not (q.device == k.device == v.device):
         raise ValueError(f"q, k, v on different devices: {q.device}, {k.device}, {v.device}")
     for name, m, shape in (("slot_mask", slot_mask, (B, K)), ("input_mask", input_mask, (B, k.shape[1]))):
@@ -282,8 +283,13 @@ def _mask_arg(mask: Optional[torch.Tensor], dummy: torch.Tensor) -> tuple[torch.
     return m, m.stride(0), m.stride(1)
 
 
-def _precision(dtype: torch.dtype) -> str:
-    return "ieee" if dtype == torch.float32 else "tf32"
+def _precision(*tensors: torch.Tensor) -> str:
+    """tf32 tensor cores when all inputs are bf16/fp16 (their values are exact in tf32). With an fp32 input, follow
+    torch's own fp32 matmul setting: exact fp32 dots by default ("highest"), tf32 once the user allowed it for
+    their matmuls (``torch.set_float32_matmul_precision("high")``), as torch's einsum in the reference would."""
+    if any(t.dtype == torch.float32 for t in tensors) and torch.get_float32_matmul_precision() == "highest":
+        return "ieee"
+    return "tf32"
 
 
 def slot_attention_fwd(q, k, v, eps: float, scale: float, slot_mask, input_mask, launch: SlotAttentionLaunch):
@@ -312,7 +318,7 @@ def slot_attention_fwd(q, k, v, eps: float, scale: float, slot_mask, input_mask,
         *q.stride(), *k.stride(), *v.stride(), s_smb, s_smk, s_imb, s_imn, *out.stride(), *attn.stride(),
         HAS_SLOT_MASK=slot_mask is not None, HAS_INPUT_MASK=input_mask is not None, FINALIZE=finalize,
         STORE_U32=u32 is not out, BLOCK_K=_pow2_at_least(K), BLOCK_N=launch.block_n, BLOCK_DK=_pow2_at_least(Dk),
-        BLOCK_DV=_pow2_at_least(Dv), PRECISION=_precision(v.dtype), num_warps=launch.num_warps,
+        BLOCK_DV=_pow2_at_least(Dv), PRECISION=_precision(q, k, v), num_warps=launch.num_warps,
         num_stages=launch.num_stages,
     )
     if not finalize:  # add up the splits: (B, splits, K, ...) -> (B, K, ...)
@@ -346,7 +352,7 @@ def slot_attention_bwd(q, k, v, eps, scale, slot_mask, input_mask, u32, den, dou
         *dout.stride(), *(g_att.stride() if dattn is not None else (0, 0, 0)),
         HAS_SLOT_MASK=slot_mask is not None, HAS_INPUT_MASK=input_mask is not None, HAS_DATTN=dattn is not None,
         FINALIZE=finalize, BLOCK_K=_pow2_at_least(K), BLOCK_N=launch.block_n, BLOCK_DK=_pow2_at_least(Dk),
-        BLOCK_DV=_pow2_at_least(Dv), PRECISION=_precision(v.dtype), num_warps=launch.num_warps,
+        BLOCK_DV=_pow2_at_least(Dv), PRECISION=_precision(q, k, v), num_warps=launch.num_warps,
         num_stages=launch.num_stages,
     )
     if not finalize:

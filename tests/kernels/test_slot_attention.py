@@ -121,6 +121,22 @@ def test_forward_backward_parity_half(shape, mask_mode, dtype):
 
 @pytest.mark.interp
 @requires_triton_runtime
+def test_mixed_input_dtypes():
+    """fp32 queries with bf16 keys/values (as autocast can produce): like the reference, the kernel upcasts each
+    input, returns results in v's dtype and each gradient in its input's dtype."""
+    B, K, N, Dk, Dv = 2, 5, 21, 16, 12
+    q, k, v = _inputs(B, K, N, Dk, Dv, torch.float32, seed=14)
+    k, v = k.bfloat16(), v.bfloat16()
+    g = seeded(15)
+    dout, dattn = randn((B, K, Dv), g), randn((B, K, N), g)
+    want = _run(slot_attention_reference, q, k, v, dout, dattn)
+    got = _run(_triton, q, k, v, dout, dattn)
+    assert (got["updates"].dtype, got["dq"].dtype, got["dk"].dtype) == (torch.bfloat16, torch.float32, torch.bfloat16)
+    _compare(got, want, torch.bfloat16, "q fp32, k/v bf16")
+
+
+@pytest.mark.interp
+@requires_triton_runtime
 @pytest.mark.parametrize("splits", [2, 3])
 def test_split_n_matches_single_pass(splits):
     """Splitting the inputs over several programs (partial sums added on the host) changes nothing: this is the
@@ -206,7 +222,7 @@ def test_bad_inputs_raise_clear_errors():
         slot_attention_triton(q[0], k, v)
     with pytest.raises(ValueError, match="disagree"):
         slot_attention_triton(q, k[:, :, :3], v)
-    with pytest.raises(TypeError, match="one dtype"):
+    with pytest.raises(TypeError, match="fp32/bf16/fp16"):
         slot_attention_triton(q, k.double(), v)
     with pytest.raises(ValueError, match="slot_mask must be a bool tensor of shape \\(2, 3\\)"):
         slot_attention_triton(q, k, v, slot_mask=torch.ones(2, 4, dtype=torch.bool, device=DEVICE))

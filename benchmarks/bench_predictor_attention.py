@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 from pathlib import Path
 
@@ -185,6 +186,9 @@ def main() -> int:
     p.add_argument("--write", action="store_true", help="append JSONL rows to benchmarks/results/")
     p.add_argument("--out", default=None, help="JSONL file to append to (implies --write)")
     args = p.parse_args()
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print("TRITON_INTERPRET=1 is set: torch.compile's Triton code would run in the interpreter. Unset it to benchmark.")
+        return 2
     device = torch.device(args.device)
     dtypes = args.dtype or (["bf16"] if args.quick else ["bf16", "fp32"])
     shapes = QUICK if args.quick else SHAPES

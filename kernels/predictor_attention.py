@@ -216,6 +216,8 @@ def _check_inputs(q, k, v, key_mask) -> None:
     if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
         raise ValueError(f"predictor attention wants q, k, v of one shape (B, H, L, E); got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if q.numel() == 0:
+        raise ValueError(f"predictor attention got an empty input of shape {tuple(q.shape)}")
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"predictor attention kernel takes fp32/bf16/fp16 q, k, v of one dtype; got {q.dtype}, "
                         f"{k.dtype}, {v.dtype}")

@@ -175,6 +175,8 @@ def test_bad_inputs_raise_clear_errors():
     q, k, v = _qkv(2, 2, 5, 8, torch.float32)
     with pytest.raises(ValueError, match="one shape"):
         predictor_attention(q, k[:, :, :4], v)
+    with pytest.raises(ValueError, match="empty input"):
+        predictor_attention(q[:0], k[:0], v[:0])
     with pytest.raises(TypeError, match="one dtype"):
         predictor_attention(q, k.half(), v)
     with pytest.raises(ValueError, match="key_mask must be a bool tensor of shape \\(2, 5\\)"):

@@ -220,6 +220,8 @@ def test_bad_inputs_raise_clear_errors():
     q, k, v = _inputs(2, 3, 5, 4, 4, torch.float32)
     with pytest.raises(ValueError, match="q \\(B,K,Dk\\)"):
         slot_attention_triton(q[0], k, v)
+    with pytest.raises(ValueError, match="empty input"):
+        slot_attention_triton(q, k[:, :0], v[:, :0])
     with pytest.raises(ValueError, match="disagree"):
         slot_attention_triton(q, k[:, :, :3], v)
     with pytest.raises(TypeError, match="fp32/bf16/fp16"):

@@ -151,27 +151,38 @@ def bench_shape(shape, dtype_name, modes, device, repeats, with_mask) -> tuple[l
 
 
 def sweep_tiles(shape, dtype_name, device, repeats) -> None:
-    """Time the kernel's fwd+bwd for a grid of tile choices (to tune choose_launch on a new GPU)."""
-    from kernels.predictor_attention import AttentionLaunch, choose_launch, predictor_attention
+    """Time the forward and the backward kernel over a grid of tiles and warps (each checked for correctness
+    first), to retune ``choose_launch`` on a new GPU."""
+    from dataclasses import replace
+
+    from kernels.predictor_attention import choose_launch, predictor_attention
 
     dtype = DTYPES[dtype_name]
     qkv, key_mask, dout = _setup(shape, dtype, device, with_mask=False)
     B, H, L, E = shape
-    default = choose_launch(L, E)
-    results = []
-    for bm, bn, bb, warps, stages in itertools.product((16, 32, 64, 128), (32, 64, 128), (16, 32, 64), (2, 4, 8), (1, 2)):
-        launch = AttentionLaunch(block_m=bm, block_n=bn, block_bwd=bb, num_warps=warps, num_stages=stages)
-        fn = lambda q, k, v, m, launch=launch: predictor_attention(q, k, v, m, launch=launch)  # noqa: E731
-        try:
-            check_agreement({"triton": fn}, qkv, key_mask, dout, dtype)
-            t = time_fn(_callable(fn, qkv, key_mask, dout, "full"), device, warmup=3, repeats=repeats)
-        except Exception as err:  # out of shared memory / registers: report and go on
-            results.append([bm, bn, bb, warps, stages, float("nan"), type(err).__name__])
-            continue
-        results.append([bm, bn, bb, warps, stages, t.median_ms, "default" if launch == default else ""])
-    results.sort(key=lambda r: (r[5] != r[5], r[5]))
-    print(f"\n## tile sweep, full fwd+bwd, {shape} {dtype_name} (default: {default})")
-    print(table(results[:25], ["block_m", "block_n", "block_bwd", "warps", "stages", "median ms", "note"]))
+    default = choose_launch(L, E, fp32=dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest")
+    grids = {
+        "fwd": [dict(block_m=bm, block_n=bn, warps_fwd=w, num_stages=st)
+                for bm, bn, w, st in itertools.product((16, 32, 64, 128), (32, 64, 128), (2, 4, 8), (1, 2))],
+        "bwd": [dict(block_bwd=bb, warps_bwd=w, num_stages=st)
+                for bb, w, st in itertools.product((16, 32, 64), (2, 4, 8), (1, 2))],
+    }
+    for mode, grid in grids.items():
+        results = []
+        for change in grid:
+            launch = replace(default, **change)
+            fn = lambda q, k, v, m, launch=launch: predictor_attention(q, k, v, m, launch=launch)  # noqa: E731
+            cells = list(change.values())
+            try:
+                check_agreement({"triton": fn}, qkv, key_mask, dout, dtype)
+                t = time_fn(_callable(fn, qkv, key_mask, dout, mode), device, warmup=3, repeats=repeats)
+            except Exception as err:  # out of shared memory / registers: report and go on
+                results.append([*cells, float("nan"), type(err).__name__])
+                continue
+            results.append([*cells, t.median_ms, "default" if launch == default else ""])
+        results.sort(key=lambda r: (r[-2] != r[-2], r[-2]))
+        print(f"\n## tile sweep, {mode} kernel, {shape} {dtype_name} (default: {default})")
+        print(table(results[:25], [*grid[0].keys(), "median ms", "note"]))
 
 
 def main() -> int:

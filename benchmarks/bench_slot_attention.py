@@ -147,27 +147,35 @@ def bench_shape(shape, dtype_name, modes, device, repeats) -> tuple[list[dict], 
 
 
 def sweep_tiles(shape, dtype_name, device, repeats) -> None:
-    """Time the kernel's full fwd+bwd step for a grid of tile choices (to tune choose_launch on a new GPU)."""
-    from kernels.slot_attention import SlotAttentionLaunch, choose_launch, slot_attention_triton
+    """Time the forward and the backward kernel over a grid of (inputs per step, warps, pipeline stages), each
+    checked for correctness first, to retune ``choose_launch`` on a new GPU."""
+    from dataclasses import replace
+
+    from kernels.slot_attention import choose_launch, slot_attention_triton
 
     dtype = DTYPES[dtype_name]
     inputs, input_mask, grads = _setup(shape, dtype, device)
     B, K, N, D = shape
-    default = choose_launch(B, N, D, D, device)
-    results = []
-    for block_n, warps, stages, splits in itertools.product((16, 32, 64, 128), (2, 4, 8), (1, 2, 3), {1, default.splits}):
-        launch = SlotAttentionLaunch(block_n=block_n, splits=splits, num_warps=warps, num_stages=stages)
-        fn = lambda *a, launch=launch, **kw: slot_attention_triton(*a, launch=launch, **kw)  # noqa: E731
-        try:
-            check_agreement({"triton": fn}, inputs, input_mask, grads, dtype)
-            t = time_fn(_callables(fn, inputs, input_mask, grads, "full"), device, warmup=3, repeats=repeats)
-        except Exception as err:  # out of shared memory / registers: report and go on
-            results.append([block_n, warps, stages, splits, float("nan"), f"{type(err).__name__}"])
-            continue
-        results.append([block_n, warps, stages, splits, t.median_ms, "default" if launch == default else ""])
-    results.sort(key=lambda r: (r[4] != r[4], r[4]))
-    print(f"\n## tile sweep, full fwd+bwd, {shape} {dtype_name} (default: {default})")
-    print(table(results, ["block_n", "warps", "stages", "splits", "median ms", "note"]))
+    fp32 = dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
+    default = choose_launch(B, N, D, D, device, fp32=fp32)
+    for mode in ("fwd", "bwd"):
+        results = []
+        for block_n, warps, stages in itertools.product((16, 32, 64, 128), (2, 4, 8), (1, 2, 3)):
+            if mode == "fwd":
+                launch = replace(default, block_n_fwd=block_n, warps_fwd=warps, num_stages=stages)
+            else:
+                launch = replace(default, block_n_bwd=block_n, warps_bwd=warps, num_stages=stages)
+            fn = lambda *a, launch=launch, **kw: slot_attention_triton(*a, launch=launch, **kw)  # noqa: E731
+            try:
+                check_agreement({"triton": fn}, inputs, input_mask, grads, dtype)
+                t = time_fn(_callables(fn, inputs, input_mask, grads, mode), device, warmup=3, repeats=repeats)
+            except Exception as err:  # out of shared memory / registers: report and go on
+                results.append([block_n, warps, stages, float("nan"), type(err).__name__])
+                continue
+            results.append([block_n, warps, stages, t.median_ms, "default" if launch == default else ""])
+        results.sort(key=lambda r: (r[3] != r[3], r[3]))
+        print(f"\n## tile sweep, {mode} kernel, {shape} {dtype_name} (default: {default})")
+        print(table(results, ["block_n", "warps", "stages", "median ms", "note"]))
 
 
 def main() -> int:

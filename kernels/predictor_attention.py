@@ -12,8 +12,8 @@ rows. This kernel keeps scores in registers, handles one (batch, head, block of 
 needs exactly one launch forward and one backward:
 
 * forward: grid (ceil(L / BLOCK_M), B*H). A program loads its queries once and walks over the keys in blocks of
-  BLOCK_N with the online softmax. With L <= 128, BLOCK_N covers the whole sequence, so the loop runs once. It
-  writes the output and the row log-sum-exp (fp32, (B, H, L)) for the backward.
+  BLOCK_N with the online softmax (one or two steps at these lengths). It writes the output and the row
+  log-sum-exp (fp32, (B, H, L)) for the backward.
 * backward: grid (ceil(L / BLOCK), B*H). Program j computes dK, dV of key block j (looping over query blocks)
   and then dQ of query block j (looping over key blocks), recomputing the probabilities from the saved
   log-sum-exp both times: no atomics, deterministic, no extra preprocessing launch (the FA2 ``delta`` term,
@@ -185,28 +185,38 @@ def _predictor_attention_bwd_kernel(
 
 @dataclass(frozen=True)
 class AttentionLaunch:
-    """Tile sizes of one call (see :func:`choose_launch`)."""
+    """Tile sizes and warps of one call (see :func:`choose_launch`)."""
 
     block_m: int  # forward: query rows per program
     block_n: int  # forward: keys per inner step
+    warps_fwd: int
     block_bwd: int  # backward: key block (dK, dV) and query block (dQ) per program
-    num_warps: int
+    warps_bwd: int
     num_stages: int = 2
 
 
-def choose_launch(L: int, E: int) -> AttentionLaunch:
-    """Heuristic tiles, designed for Hopper and not yet tuned on one (benchmarks/bench_predictor_attention.py --sweep).
+# (head dim <= 16?, fp32 inputs?) -> (block_m, block_n, warps_fwd, block_bwd, warps_bwd). Chosen from ptxas register
+# counts of the kernels compiled ahead of time for sm_90 (Triton 3.9; the defaults also compile without spills under
+# 3.6, the GPU machines' version) at L = 112: among configurations without spills, the one with the most resident
+# warps per SM. E.g. fp32, head dim 64: a 32-row forward needs 106
+# registers at 8 warps but spills 388 bytes at 4; the backward spills at every block size except 16 rows x 8 warps.
+# Not yet confirmed by GPU timings: bench_predictor_attention.py --sweep times the alternatives.
+_TILES = {
+    (True, False): (64, 64, 4, 32, 4),
+    (True, True): (32, 64, 4, 32, 8),
+    (False, False): (16, 64, 8, 16, 4),
+    (False, True): (32, 64, 8, 16, 8),
+}
 
-    The whole key range fits one BLOCK_N up to L = 128, so the forward's online softmax runs a single step.
-    Query blocks of 64 rows (32 for head dim 64, where the fp32 q/k/v/dO/O tiles dominate the registers) give
-    B*H*ceil(L/64) programs: 8192 at the CLEVRER size, plenty for 132 SMs.
-    """
+
+def choose_launch(L: int, E: int, fp32: bool = False) -> AttentionLaunch:
+    """Tiles from ``_TILES`` clamped to the sequence length. With L = 112 the forward takes two 64-key steps of the
+    online softmax, and B*H*ceil(L/BLOCK) programs (thousands at the CLEVRER size) fill the GPU."""
     block_e = max(_MIN_DOT, triton.next_power_of_2(E))
+    block_m, block_n, warps_fwd, block_bwd, warps_bwd = _TILES[(block_e <= 16, fp32)]
     seq = max(_MIN_DOT, triton.next_power_of_2(L))
-    block_n = min(seq, 128 if block_e <= 32 else 64)
-    block_m = min(seq, 64 if block_e <= 32 else 32)
-    block_bwd = min(seq, 64 if block_e <= 16 else 32)
-    return AttentionLaunch(block_m=block_m, block_n=block_n, block_bwd=block_bwd, num_warps=4)
+    return AttentionLaunch(block_m=min(block_m, seq), block_n=min(block_n, seq), warps_fwd=warps_fwd,
+                           block_bwd=min(block_bwd, seq), warps_bwd=warps_bwd)
 
 
 # --------------------------------------------------------------------------------------------- host wrappers
@@ -263,7 +273,7 @@ def predictor_attention_fwd(q, k, v, key_mask, launch: AttentionLaunch):
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), s_mb, s_ml,
         HAS_MASK=key_mask is not None, BLOCK_M=launch.block_m, BLOCK_N=launch.block_n,
         BLOCK_E=max(_MIN_DOT, triton.next_power_of_2(E)), PRECISION=_precision(q.dtype),
-        num_warps=launch.num_warps, num_stages=launch.num_stages,
+        num_warps=launch.warps_fwd, num_stages=launch.num_stages,
     )
     return out, lse
 
@@ -278,7 +288,7 @@ def predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, launch: Attention
         q, k, v, mask, out, lse, dout, dq, dk, dv, H, L, E, LOG2E / E**0.5, 1.0 / E**0.5,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *dout.stride(), *dq.stride(), s_mb, s_ml,
         HAS_MASK=key_mask is not None, BLOCK=launch.block_bwd, BLOCK_E=max(_MIN_DOT, triton.next_power_of_2(E)),
-        PRECISION=_precision(q.dtype), num_warps=launch.num_warps, num_stages=launch.num_stages,
+        PRECISION=_precision(q.dtype), num_warps=launch.warps_bwd, num_stages=launch.num_stages,
     )
     return dq, dk, dv
 
@@ -313,5 +323,5 @@ def predictor_attention(
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(E)) v on (B, H, L, E); key_mask (B, L) bool, True = may be attended to."""
     _check_inputs(q, k, v, key_mask)
-    launch = launch or choose_launch(q.shape[2], q.shape[3])
+    launch = launch or choose_launch(q.shape[2], q.shape[3], fp32=_precision(q.dtype) == "ieee")
     return PredictorAttentionFunction.apply(q, k, v, key_mask, launch)

@@ -220,11 +220,13 @@ def _slot_attention_bwd_kernel(
 
 @dataclass(frozen=True)
 class SlotAttentionLaunch:
-    """Tile sizes and the N split of one call (see :func:`choose_launch`)."""
+    """Tile sizes, warps and the N split of one call (see :func:`choose_launch`)."""
 
-    block_n: int
-    splits: int
-    num_warps: int
+    block_n_fwd: int  # inputs per loop step, forward kernel
+    warps_fwd: int
+    block_n_bwd: int  # inputs per loop step, backward kernel
+    warps_bwd: int
+    splits: int = 1  # programs per batch row along N (partial sums added on the host)
     num_stages: int = 2
 
 
@@ -238,21 +240,42 @@ def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def choose_launch(B: int, N: int, Dk: int, Dv: int, device: torch.device) -> SlotAttentionLaunch:
-    """Heuristic tiles, designed for Hopper and not yet tuned on one (benchmarks/bench_slot_attention.py --sweep).
+# (BLOCK_D, fp32 inputs?) -> (block_n_fwd, warps_fwd, block_n_bwd, warps_bwd). Chosen from ptxas register counts of
+# the kernels compiled ahead of time for sm_90 with Triton 3.6 (the GPU machines' version) and 3.9, num_stages=2:
+# configurations that spill under either were dropped, and among the rest the one with the most resident warps and
+# bytes in flight per SM was kept. Example, D = 128 bf16: forward 32 inputs x 4 warps = 168 (3.9) / 255 (3.6)
+# registers, no spills, where 64 x 4 spills 52 bytes under 3.6; backward 16 x 4 = 140 / 177 registers, where 32 x 4
+# spills. The backward holds q, dU, dq and the k, v, dk, dv tiles at once, hence its smaller blocks. Not yet
+# confirmed by GPU timings: bench_slot_attention.py --sweep times the alternatives.
+_TILES = {
+    (64, False): (32, 8, 16, 4),
+    (64, True): (32, 8, 16, 4),
+    (128, False): (32, 4, 16, 4),
+    (128, True): (32, 8, 16, 8),
+    (256, False): (32, 8, 16, 8),
+    (256, True): (16, 8, 16, 8),
+}
 
-    * BLOCK_N keeps the k and v tiles at <= 4096 fp32 elements each (D=128 -> 32 inputs per step), which bounds
-      the backward's register use to roughly 100 per thread at 8 warps, so two programs fit an SM.
-    * Split N only when rows alone give fewer than ~2 programs per SM and each split still gets >= 4 blocks.
-    """
-    d_max = max(_pow2_at_least(Dk), _pow2_at_least(Dv))
-    block_n = max(_MIN_DOT, min(128, 4096 // d_max, triton.next_power_of_2(N)))
+
+def choose_launch(B: int, N: int, Dk: int, Dv: int, device: torch.device, fp32: bool = False) -> SlotAttentionLaunch:
+    """Tiles from ``_TILES`` (widths above 256 fall back to the smallest tiles), clamped to N; N is split over
+    several programs only when rows alone give fewer than ~2 programs per SM and each split keeps >= 4 blocks."""
+    d = max(64, _pow2_at_least(Dk), _pow2_at_least(Dv))
+    bn_f, w_f, bn_b, w_b = _TILES.get((d, fp32), (16, 8, 16, 8))
+    n_cap = max(_MIN_DOT, triton.next_power_of_2(N))
+    bn_f, bn_b = min(bn_f, n_cap), min(bn_b, n_cap)
     target_programs = 2 * _sm_count(device)
     splits = 1
     if device.type == "cuda" and B < target_programs:
-        splits = max(1, min(triton.cdiv(target_programs, B), N // (4 * block_n)))
-    num_warps = 4 if d_max <= 64 else 8
-    return SlotAttentionLaunch(block_n=block_n, splits=splits, num_warps=num_warps)
+        splits = max(1, min(triton.cdiv(target_programs, B), N // (4 * bn_f)))
+    return SlotAttentionLaunch(block_n_fwd=bn_f, warps_fwd=w_f, block_n_bwd=bn_b, warps_bwd=w_b, splits=splits)
+
+
+def _split_range(N: int, splits: int, block_n: int) -> tuple[int, int]:
+    """(number of splits, inputs per split): splits cover N in whole blocks."""
+    splits = max(1, min(splits, triton.cdiv(N, block_n)))
+    n_per_split = triton.cdiv(triton.cdiv(N, splits), block_n) * block_n
+    return triton.cdiv(N, n_per_split), n_per_split
 
 
 # --------------------------------------------------------------------------------------------- host wrappers
@@ -303,9 +326,7 @@ def slot_attention_fwd(q, k, v, eps: float, scale: float, slot_mask, input_mask,
     attn = torch.empty((B, K, N), device=dev, dtype=v.dtype)
     u32 = out if v.dtype == torch.float32 else torch.empty((B, K, Dv), device=dev, dtype=torch.float32)
     den = torch.empty((B, K), device=dev, dtype=torch.float32)
-    splits = max(1, min(launch.splits, triton.cdiv(N, launch.block_n)))
-    n_per_split = triton.cdiv(triton.cdiv(N, splits), launch.block_n) * launch.block_n
-    splits = triton.cdiv(N, n_per_split)
+    splits, n_per_split = _split_range(N, launch.splits, launch.block_n_fwd)
     finalize = splits == 1
     if finalize:
         ws_acc = ws_den = den  # unused
@@ -319,8 +340,8 @@ def slot_attention_fwd(q, k, v, eps: float, scale: float, slot_mask, input_mask,
         K, N, Dk, Dv, n_per_split, scale * LOG2E, eps,
         *q.stride(), *k.stride(), *v.stride(), s_smb, s_smk, s_imb, s_imn, *out.stride(), *attn.stride(),
         HAS_SLOT_MASK=slot_mask is not None, HAS_INPUT_MASK=input_mask is not None, FINALIZE=finalize,
-        STORE_U32=u32 is not out, BLOCK_K=_pow2_at_least(K), BLOCK_N=launch.block_n, BLOCK_DK=_pow2_at_least(Dk),
-        BLOCK_DV=_pow2_at_least(Dv), PRECISION=_precision(q, k, v), num_warps=launch.num_warps,
+        STORE_U32=u32 is not out, BLOCK_K=_pow2_at_least(K), BLOCK_N=launch.block_n_fwd, BLOCK_DK=_pow2_at_least(Dk),
+        BLOCK_DV=_pow2_at_least(Dv), PRECISION=_precision(q, k, v), num_warps=launch.warps_fwd,
         num_stages=launch.num_stages,
     )
     if not finalize:  # add up the splits: (B, splits, K, ...) -> (B, K, ...)
@@ -339,9 +360,7 @@ def slot_attention_bwd(q, k, v, eps, scale, slot_mask, input_mask, u32, den, dou
     dq = torch.empty((B, K, Dk), device=dev, dtype=torch.float32)
     dk = torch.empty((B, N, Dk), device=dev, dtype=torch.float32 if k.dtype == torch.float32 else k.dtype)
     dv = torch.empty((B, N, Dv), device=dev, dtype=torch.float32 if v.dtype == torch.float32 else v.dtype)
-    splits = max(1, min(launch.splits, triton.cdiv(N, launch.block_n)))
-    n_per_split = triton.cdiv(triton.cdiv(N, splits), launch.block_n) * launch.block_n
-    splits = triton.cdiv(N, n_per_split)
+    splits, n_per_split = _split_range(N, launch.splits, launch.block_n_bwd)
     finalize = splits == 1
     ws_dq = dq if finalize else torch.empty((B, splits, K, Dk), device=dev, dtype=torch.float32)
     sm, s_smb, s_smk = _mask_arg(slot_mask, q)
@@ -353,8 +372,8 @@ def slot_attention_bwd(q, k, v, eps, scale, slot_mask, input_mask, u32, den, dou
         *q.stride(), *k.stride(), *v.stride(), s_smb, s_smk, s_imb, s_imn,
         *dout.stride(), *(g_att.stride() if dattn is not None else (0, 0, 0)),
         HAS_SLOT_MASK=slot_mask is not None, HAS_INPUT_MASK=input_mask is not None, HAS_DATTN=dattn is not None,
-        FINALIZE=finalize, BLOCK_K=_pow2_at_least(K), BLOCK_N=launch.block_n, BLOCK_DK=_pow2_at_least(Dk),
-        BLOCK_DV=_pow2_at_least(Dv), PRECISION=_precision(q, k, v), num_warps=launch.num_warps,
+        FINALIZE=finalize, BLOCK_K=_pow2_at_least(K), BLOCK_N=launch.block_n_bwd, BLOCK_DK=_pow2_at_least(Dk),
+        BLOCK_DV=_pow2_at_least(Dv), PRECISION=_precision(q, k, v), num_warps=launch.warps_bwd,
         num_stages=launch.num_stages,
     )
     if not finalize:
@@ -401,5 +420,6 @@ def slot_attention_triton(
     """Fused slot-attention update: same arguments and results as ``slot_attention_reference``."""
     _check_inputs(q, k, v, slot_mask, input_mask)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    launch = launch or choose_launch(q.shape[0], k.shape[1], q.shape[2], v.shape[2], q.device)
+    fp32 = _precision(q, k, v) == "ieee"
+    launch = launch or choose_launch(q.shape[0], k.shape[1], q.shape[2], v.shape[2], q.device, fp32=fp32)
     return SlotAttentionFunction.apply(q, k, v, float(eps), scale, slot_mask, input_mask, launch)

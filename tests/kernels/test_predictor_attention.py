@@ -142,7 +142,7 @@ def test_multi_block_paths(blocks):
     q, k, v = _qkv(B, H, L, E, torch.float32, seed=8)
     key_mask = _key_mask("partial", B, L, seeded(9))
     dout = randn((B, H, L, E), seeded(10))
-    launch = AttentionLaunch(block_m=blocks[0], block_n=blocks[1], block_bwd=blocks[2], num_warps=4)
+    launch = AttentionLaunch(block_m=blocks[0], block_n=blocks[1], warps_fwd=4, block_bwd=blocks[2], warps_bwd=4)
     want = _run(_reference, q, k, v, key_mask, dout)
     got = _run(_triton, q, k, v, key_mask, dout, launch=launch)
     _compare(got, want, torch.float32, f"blocks={blocks}")

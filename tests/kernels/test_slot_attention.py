@@ -150,7 +150,7 @@ def test_split_n_matches_single_pass(splits):
     dout, dattn = randn((B, K, Dv), g), randn((B, K, N), g)
     kw = dict(slot_mask=slot_mask, input_mask=input_mask)
     want = _run(slot_attention_reference, q, k, v, dout, dattn, **kw)
-    launch = SlotAttentionLaunch(block_n=16, splits=splits, num_warps=4)
+    launch = SlotAttentionLaunch(block_n_fwd=16, warps_fwd=4, block_n_bwd=32, warps_bwd=4, splits=splits)
     got = _run(_triton, q, k, v, dout, dattn, launch=launch, **kw)
     _compare(got, want, torch.float32, f"splits={splits}")
 

@@ -38,7 +38,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_fn(fn: Callable[[], Any], device: torch.device, *, warmup: int = 3, repeats: int = 20, min_time_s: float = 0.0) -> Timing:
+def time_fn(
+    fn: Callable[[], Any], device: torch.device, *, warmup: int = 3, repeats: int = 20, min_time_s: float = 0.0
+) -> Timing:
     """Wall time of fn() per call. CUDA: events around each call after synchronising; CPU: perf_counter."""
     for _ in range(warmup):
         fn()
@@ -109,7 +111,8 @@ def ratio_table(results: dict[str, Timing], reference: str, unit_per_call: Optio
     ref = results[reference]
     rows = []
     for name, t in results.items():
-        row = [name, t.median_ms, t.p20_ms, t.p80_ms, ref.median_ms / t.median_ms, f"{ref.p20_ms / t.p80_ms:.2f}-{ref.p80_ms / t.p20_ms:.2f}"]
+        spread = f"{ref.p20_ms / t.p80_ms:.2f}-{ref.p80_ms / t.p20_ms:.2f}"
+        row = [name, t.median_ms, t.p20_ms, t.p80_ms, ref.median_ms / t.median_ms, spread]
         if unit_per_call is not None:
             row.append(unit_per_call / (t.median_ms / 1e3))
         rows.append(row)

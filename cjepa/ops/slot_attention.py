@@ -9,10 +9,16 @@ kernel in ``kernels/slot_attention.py``, which :func:`slot_attention` dispatches
 Masks: ``slot_mask`` (B, K) marks active slots; inactive slots take no attention mass (their logits are -inf
 before the softmax over slots) and get a zero update. ``input_mask`` (B, N) marks real inputs; padded inputs
 take no mass in any slot and are excluded from the weighted mean (no eps either).
+
+Degenerate rows are defined, not NaN: a row with no active slot gets zero attention and zero updates, and a slot
+with no mass at all (inactive, or every input padded) gets a zero update, with finite (zero) gradients. Plain
+``softmax`` over all -inf logits and a division by a clamped zero sum would instead put NaN or inf*0 into the
+whole batch's gradients.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
@@ -33,13 +39,20 @@ def slot_attention_reference(
     """q (B, K, Dk), k (B, N, Dk), v (B, N, Dv) -> updates (B, K, Dv), attention (B, K, N).
 
     ``attention`` is the softmax over slots before eps/renormalisation (the slot masks of VideoSAUR); it sums to
-    1 over active slots for each real input. Math runs in fp32 and returns in v's dtype.
+    1 over active slots for each real input and is 0 at padded inputs. ``scale`` defaults to Dk**-0.5.
+    Math runs in fp32 (fp64 inputs stay fp64, so ``gradcheck`` can check this function) and the results come
+    back in v's dtype.
     """
+    compute = torch.promote_types(v.dtype, torch.float32)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    logits = torch.einsum("bkd,bnd->bkn", q.float(), k.float()) * scale  # (B, K, N)
+    logits = torch.einsum("bkd,bnd->bkn", q.to(compute), k.to(compute)) * scale  # (B, K, N)
     if slot_mask is not None:
         logits = logits.masked_fill(~slot_mask[:, :, None], float("-inf"))
+        # A row without any active slot: finite logits, then the mask below zeroes its attention.
+        logits = logits.masked_fill(~slot_mask.any(dim=1)[:, None, None], 0.0)
     attn = torch.softmax(logits, dim=1)  # over slots
+    if slot_mask is not None:
+        attn = attn * slot_mask[:, :, None]
     weights = attn + eps
     if slot_mask is not None:
         weights = weights * slot_mask[:, :, None]
@@ -47,9 +60,30 @@ def slot_attention_reference(
         keep = input_mask[:, None, :]
         attn = attn * keep
         weights = weights * keep
-    weights = weights / weights.sum(dim=2, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)  # over inputs
-    updates = torch.einsum("bkn,bnd->bkd", weights, v.float())
+    mass = weights.sum(dim=2, keepdim=True)  # (B, K, 1)
+    # A zero mass means every weight of the slot is zero: dividing by 1 keeps the update (and gradient) at zero.
+    weights = weights / torch.where(mass > 0, mass, torch.ones_like(mass))  # renormalised over inputs
+    updates = torch.einsum("bkn,bnd->bkd", weights, v.to(compute))
     return updates.to(v.dtype), attn.to(v.dtype)
+
+
+def check_backend(backend: str, device: torch.device | str | None = None) -> None:
+    """Raise ``BackendUnavailable`` (from :mod:`cjepa.ops.attention`) naming why ``backend`` cannot run on ``device``."""
+    from cjepa.ops.attention import BackendUnavailable
+
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"unknown slot-attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "triton":
+        on_cuda = device is not None and torch.device(device).type == "cuda"
+        if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise BackendUnavailable(
+                f"kernels.slot_attention=triton needs CUDA tensors (got device {device}), or TRITON_INTERPRET=1 set "
+                "before triton is imported for the slow CPU interpreter"
+            )
+        try:
+            import kernels.slot_attention  # noqa: F401
+        except ImportError as err:
+            raise BackendUnavailable(f"kernels.slot_attention=triton: cannot import the kernel ({err})") from err
 
 
 def slot_attention(q, k, v, *, backend: str = "torch", eps: float = 1e-8, scale=None, slot_mask=None, input_mask=None):
@@ -57,6 +91,8 @@ def slot_attention(q, k, v, *, backend: str = "torch", eps: float = 1e-8, scale=
     if backend == "torch":
         return slot_attention_reference(q, k, v, eps=eps, scale=scale, slot_mask=slot_mask, input_mask=input_mask)
     if backend == "triton":
+        if q.device.type != "cuda":  # a clear error instead of triton's "0 active drivers"
+            check_backend(backend, q.device)
         from kernels.slot_attention import slot_attention_triton
 
         return slot_attention_triton(q, k, v, eps=eps, scale=scale, slot_mask=slot_mask, input_mask=input_mask)

@@ -54,6 +54,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         try:
             summary = train(cfg, progress=False)
         except Preempted as stop:
+            print(f"[cjepa] {stop}; leaving the job to SLURM's requeue (exit {EXIT_PREEMPTED})", file=sys.stderr, flush=True)
             if stop.signum == getattr(signal, f"SIG{PREEMPT_SIGNAL}"):
                 handler = signal.getsignal(stop.signum)  # submitit's (the trainer restored it): requeue + exit
                 if callable(handler):

@@ -93,12 +93,17 @@ def git_state(repo: Path = REPO) -> dict[str, Any]:
     }
 
 
+def write_config(path: Path, cfg: Config) -> Path:
+    """The fully resolved config a job trains (loading it gives back `cfg`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_yaml(cfg))
+    return path
+
+
 def write_job_folder(job_dir: Path, cfg: Config, *, snapshot: bool, name: str = "config.yaml") -> tuple[Path, Optional[Path]]:
     """Resolved config, git state and (optionally) the code snapshot; returns (config file, code dir)."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    config_file = job_dir / name
-    config_file.parent.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(dump_yaml(cfg))
+    config_file = write_config(job_dir / name, cfg)
     git = git_state()
     (job_dir / "git.txt").write_text(f"sha: {git['sha']}\ndirty: {git['dirty']}\n{git['diff_stat']}\n")
     (job_dir / "diff.patch").write_text(git["diff"])
@@ -186,6 +191,11 @@ def submit(config_paths: list[str], overrides: list[str], *, dry_run: bool = Fal
 # --------------------------------------------------------------------------------------------- CLI
 
 
+def job_result(job) -> dict[str, Any]:
+    """Rank 0's return value (a job with several tasks returns one value per task)."""
+    return job.results()[0]
+
+
 def describe(sub: Submission) -> list[tuple[str, Any]]:
     la, p = sub.cfg.launch, sub.params
     rows = [
@@ -222,7 +232,7 @@ def run_from_args(args) -> int:
     from cjepa.commands.train import print_summary
 
     try:
-        summary = sub.job.result()
+        summary = job_result(sub.job)
     except Exception as err:  # noqa: BLE001 - submitit wraps the job's failure; show it and fail
         print(f"submit: job {sub.job.job_id} failed: {err}", file=sys.stderr)
         return 1

@@ -10,13 +10,16 @@ and validates the config, then prepares a job folder (``<run dir>/job`` unless `
 * ``logs/``: submitit's pickles and the job's stdout/stderr; ``job.json``: job id and the SLURM parameters.
 
 The job runs :class:`launchers.job.TrainJob` on every task (``launch.tasks_per_node`` x ``launch.nodes``
-processes; the trainer reads rank and world from SLURM's variables), in the directory it was submitted from, so
-relative data paths keep working. It is checkpointable: preemption and time-outs requeue it and it resumes.
+processes; the trainer reads rank and world from SLURM's variables) inside its code snapshot; relative paths in
+the config that exist at submission are resolved against the submission directory first. It is checkpointable:
+preemption and time-outs requeue it and it resumes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -31,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: python launchers/submit.py
 
 from cjepa.config import Config, dump_yaml, load_config  # noqa: E402
 from cjepa.train import run_dir_of  # noqa: E402
+from cjepa.utils.run_dir import SNAPSHOT_FILE  # noqa: E402
 from launchers.clusters import ClusterError, ClusterPreset, executor_parameters, get_preset  # noqa: E402
 from launchers.job import PREEMPT_SIGNAL  # noqa: E402
 
@@ -64,7 +68,8 @@ def tracked_files(repo: Path = REPO) -> list[str]:
 
 
 def snapshot_code(dest: Path, repo: Path = REPO) -> Path:
-    """Copy the tracked files (as they are in the working tree) to `dest`; returns `dest`."""
+    """Copy the tracked files (as they are in the working tree) to `dest`, with SNAPSHOT.json naming the commit
+    (the run's git.txt and checkpoints record it; the snapshot itself is no git checkout); returns `dest`."""
     if dest.exists():
         shutil.rmtree(dest)
     for rel in tracked_files(repo):
@@ -74,6 +79,8 @@ def snapshot_code(dest: Path, repo: Path = REPO) -> Path:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
+    git = git_state(repo)
+    (dest / SNAPSHOT_FILE).write_text(json.dumps({"sha": git["sha"], "dirty": git["dirty"], "source": str(repo)}))
     untracked = [f for f in (_git(repo, "ls-files", "--others", "--exclude-standard") or "").splitlines()
                  if f.endswith(".py") and f.split("/")[0] in ("cjepa", "kernels", "launchers")]
     if untracked:
@@ -115,11 +122,13 @@ def write_job_folder(job_dir: Path, cfg: Config, *, snapshot: bool, name: str = 
 
 
 def job_setup_lines(code_dir: Optional[Path]) -> tuple[str, ...]:
-    """Shell lines of the sbatch script: the time-limit signal submitit listens to, and the snapshot first on
-    PYTHONPATH (the job's cjepa and launchers are the snapshot's)."""
+    """Shell lines of the sbatch script: the time-limit signal submitit listens to, and the snapshot as working
+    directory and first on PYTHONPATH. Both are needed: ``python -m`` puts the working directory first on
+    sys.path, so a job started from a checkout would otherwise import the checkout, not the snapshot."""
     lines = [f"export SUBMITIT_PREEMPT_SIGNAL={PREEMPT_SIGNAL}"]
     if code_dir is not None:
-        lines.append(f"export PYTHONPATH={shlex.quote(str(code_dir))}${{PYTHONPATH:+:$PYTHONPATH}}")
+        quoted = shlex.quote(str(code_dir))
+        lines += [f"export PYTHONPATH={quoted}${{PYTHONPATH:+:$PYTHONPATH}}", f"cd {quoted}"]
     return tuple(lines)
 
 
@@ -157,9 +166,27 @@ class Submission:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+# Config keys that name files or folders (by the end of their name); their relative values are resolved against
+# the submission directory, because the job runs in its code snapshot.
+PATH_KEY = re.compile(r"(path|dir|checkpoint|file|out|pickle|resume|root|store)$")
+
+
+def absolutize_paths(section: Any, base: Path) -> None:
+    """Relative paths that exist under `base`, in keys that name paths, become absolute (in place)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            absolutize_paths(value, base)
+        elif (isinstance(value, str) and value and PATH_KEY.search(f.name) and value not in ("auto", "never")
+              and not Path(value).is_absolute() and "://" not in value and (base / value).exists()):
+            setattr(section, f.name, str((base / value).resolve()))
+
+
 def resolve_config(config_paths: list[str], overrides: list[str]) -> Config:
-    """Load + validate, with run.out_dir made absolute (the job and its requeues find the same run dir)."""
+    """Load + validate; run.out_dir and existing relative data/checkpoint paths made absolute (the job runs in its
+    code snapshot, and it and its requeues must find the same files and run dir)."""
     cfg = load_config(config_paths, overrides)
+    absolutize_paths(cfg, Path.cwd())
     cfg.run.out_dir = str(Path(cfg.run.out_dir).expanduser().resolve())
     if cfg.train.resume == "never":
         print("warning: train.resume=never: a preempted or timed-out job will restart from scratch", file=sys.stderr)

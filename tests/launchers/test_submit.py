@@ -47,6 +47,9 @@ def test_code_snapshot_holds_the_tracked_files(tmp_path):
     assert (dest / "cjepa" / "train.py").is_file() and (dest / "launchers" / "job.py").is_file()
     assert (dest / "configs" / "smoke" / "cpu.yaml").is_file()
     assert not list(dest.rglob("__pycache__"))
+    from cjepa.utils.run_dir import git_info
+
+    assert git_info(dest)["sha"] == git_info()["sha"], "runs from the snapshot record the commit it was taken from"
 
 
 def _stop_at_step(monkeypatch, step: int, signum):
@@ -101,3 +104,15 @@ def test_time_limit_signal_hands_over_to_submitits_requeue(tmp_path, monkeypatch
         signal.signal(signal.SIGUSR1, previous)
     assert stopped.value.code == EXIT_PREEMPTED and seen == [signal.SIGUSR1]
     assert latest_checkpoint(tmp_path / "tl").name == "step_0000004"
+
+
+def test_relative_paths_are_resolved_at_submission(tmp_path, monkeypatch):
+    """The job runs inside its snapshot, so existing relative paths in path-like keys become absolute at submission;
+    names and keywords stay as they are."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "slots.pkl").write_bytes(b"")
+    (tmp_path / "smoke").mkdir()  # a folder named like the run: run.name is not a path and must not change
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve_config([SMOKE], ["data.source=pickle", "data.path=data/slots.pkl", "run.out_dir=out", "run.name=smoke"])
+    assert cfg.data.path == str(tmp_path / "data" / "slots.pkl")
+    assert cfg.run.out_dir == str(tmp_path / "out") and cfg.run.name == "smoke" and cfg.train.resume == "auto"

@@ -166,9 +166,9 @@ class Submission:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-# Config keys that name files or folders (by the end of their name); their relative values are resolved against
-# the submission directory, because the job runs in its code snapshot.
-PATH_KEY = re.compile(r"(path|dir|checkpoint|file|out|pickle|resume|root|store)$")
+# Config keys that name files or folders (data.path, run.out_dir, rollout.checkpoint, train.resume, ...); their
+# relative values are resolved against the submission directory, because the job runs in its code snapshot.
+PATH_KEY = re.compile(r"^(path|dir|out|root|file|checkpoint|resume|.*_(path|dir|root|file|checkpoint|pickle))$")
 
 
 def absolutize_paths(section: Any, base: Path) -> None:

@@ -232,7 +232,7 @@ def describe(sub: Submission) -> list[tuple[str, Any]]:
         ("nodes x tasks per node", f"{la.nodes} x {la.tasks_per_node}"),
         ("gpus per node / cpus per task", f"{p.get('gpus_per_node', 0)} / {p.get('cpus_per_task', '-')}"),
         ("time limit (min), requeues", f"{la.timeout_min}, {la.max_requeues}"),
-        ("engine", f"{sub.cfg.dist.engine}" + (f" (ZeRO-{sub.cfg.dist.zero_stage})" if sub.cfg.dist.engine == "deepspeed" else "")),
+        ("engine", sub.cfg.dist.engine + (f" (ZeRO-{sub.cfg.dist.zero_stage})" if sub.cfg.dist.engine == "deepspeed" else "")),
         ("run dir", sub.run_dir),
         ("job folder", sub.job_dir),
     ]

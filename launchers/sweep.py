@@ -213,10 +213,11 @@ METRICS = ("steps", "train/loss", "val/loss_future")
 
 
 def summary_row(index: int, overrides: list[str], job_id: Any, result: Optional[dict]) -> list[Any]:
+    blanks = ["-"] * (len(METRICS) + 2)
     if result is None:
-        return [index, " ".join(overrides) or "-", job_id, "no summary (running, or failed: see logs)", *["-"] * (len(METRICS) + 2)]
+        return [index, " ".join(overrides) or "-", job_id, "no summary (running, or failed: see logs)", *blanks]
     if "error" in result:
-        return [index, " ".join(overrides) or "-", job_id, f"FAILED: {result['error'][:60]}", *["-"] * (len(METRICS) + 2)]
+        return [index, " ".join(overrides) or "-", job_id, f"FAILED: {result['error'][:60]}", *blanks]
     mse = (result.get("final_eval") or {}).get("mse")
     return [index, " ".join(overrides) or "-", job_id, "COMPLETED", *[result.get(k, "-") for k in METRICS],
             sum(mse) / len(mse) if mse else "-", result.get("wall_time_s", "-")]

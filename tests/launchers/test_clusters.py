@@ -27,7 +27,8 @@ def test_launch_values_override_the_preset():
     p = executor_parameters(_launch("launch.partition=big", "launch.account=proj1", "launch.gpus_per_node=4",
                                     "launch.cpus_per_task=6", "launch.mem_gb=64", "launch.array_parallelism=3"),
                             get_preset("gpu-example"), name="x")
-    assert (p["slurm_partition"], p["slurm_account"], p["gpus_per_node"], p["cpus_per_task"], p["mem_gb"]) == ("big", "proj1", 4, 6, 64)
+    got = (p["slurm_partition"], p["slurm_account"], p["gpus_per_node"], p["cpus_per_task"], p["mem_gb"])
+    assert got == ("big", "proj1", 4, 6, 64)
     assert p["slurm_array_parallelism"] == 3 and p["slurm_additional_parameters"] == {"exclusive": True}
     d = executor_parameters(_launch(), get_preset("gpu-example"), name="x")
     assert (d["slurm_partition"], d["gpus_per_node"], d["cpus_per_task"], d["mem_gb"]) == ("gpu", 8, 10, 480)

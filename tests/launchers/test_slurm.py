@@ -34,7 +34,8 @@ def test_masked_slot_sweep_runs_as_a_job_array(tmp_path, capsys):
     """A 3-job masked-slot sweep goes through sbatch as one array, every job completes from the snapshot, and the
     summary table (printed at the end, and rebuilt later from disk) has one completed row per job."""
     t0 = time.time()
-    rc = main(["sweep", "-c", SMOKE, "masking.num_masked=1,2,3", f"run.out_dir={tmp_path}", "--name", "mask", "--cluster", "local"])
+    rc = main(["sweep", "-c", SMOKE, "masking.num_masked=1,2,3", f"run.out_dir={tmp_path}", "--name", "mask",
+               "--cluster", "local"])
     wall = time.time() - t0
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -67,7 +68,8 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_job(tmp_path):
     resumed_at = int(log.split("resumed from")[1].split(" at step ")[1].split()[0])
     assert 0 < resumed_at < 300
     assert result["code"] == str(interrupted.job_dir / "code"), "the job must run the snapshot"
-    ours, theirs = load_model_state(latest_checkpoint(interrupted.run_dir)), load_model_state(latest_checkpoint(reference.run_dir))
+    ours = load_model_state(latest_checkpoint(interrupted.run_dir))
+    theirs = load_model_state(latest_checkpoint(reference.run_dir))
     for k in theirs:
         assert_close_verbose(ours[k], theirs[k], atol=0, rtol=0, name=k)
     print(f"requeued job resumed at step {resumed_at}")

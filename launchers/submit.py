@@ -39,6 +39,7 @@ from launchers.clusters import ClusterError, ClusterPreset, executor_parameters,
 from launchers.job import PREEMPT_SIGNAL  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 # --------------------------------------------------------------------------------------------- job folder
@@ -125,7 +126,9 @@ def job_setup_lines(code_dir: Optional[Path]) -> tuple[str, ...]:
     """Shell lines of the sbatch script: the time-limit signal submitit listens to, and the snapshot as working
     directory and first on PYTHONPATH. Both are needed: ``python -m`` puts the working directory first on
     sys.path, so a job started from a checkout would otherwise import the checkout, not the snapshot."""
-    lines = [f"export SUBMITIT_PREEMPT_SIGNAL={PREEMPT_SIGNAL}"]
+    # sbatch passes the submitting shell's environment on; rank variables from a torchrun or srun session there
+    # must not make the job's tasks believe they are other ranks: inside the job they come from SLURM only.
+    lines = [f"unset {' '.join(RANK_VARIABLES)}", f"export SUBMITIT_PREEMPT_SIGNAL={PREEMPT_SIGNAL}"]
     if code_dir is not None:
         quoted = shlex.quote(str(code_dir))
         lines += [f"export PYTHONPATH={quoted}${{PYTHONPATH:+:$PYTHONPATH}}", f"cd {quoted}"]

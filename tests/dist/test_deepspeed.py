@@ -103,6 +103,8 @@ def _metric_series(run_dir: Path, key: str) -> list[float]:
 # --------------------------------------------------------------------------------------------- parity
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_zero_stage_matches_single_process_adamw(runs, stage):
     """ZeRO-0/1/2/3 on 2 ranks end (and pass through step 2) with the parameters of single-process AdamW on the
@@ -115,6 +117,8 @@ def test_zero_stage_matches_single_process_adamw(runs, stage):
     assert len(val) == 2 and _metric_series(runs / f"zero{stage}", "val/loss_future") == pytest.approx(val, rel=1e-5)
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 def test_accumulation_clipping_and_schedule_match_single_process(runs):
     """Gradient accumulation, global-norm clipping and our warm-up + cosine LR under ZeRO-2 follow the
     single-process run step by step (LR, global grad norm, validation loss) and end with its parameters."""
@@ -127,6 +131,8 @@ def test_accumulation_clipping_and_schedule_match_single_process(runs):
     _assert_same_weights(_final_weights(ds), _final_weights(ref), "zero2 accum final")
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 def test_cpu_offload_matches_single_process(runs):
     """ZeRO-3 with optimizer and parameter offload gives the same parameters as single-process AdamW."""
     _assert_same_weights(_final_weights(runs / "zero3_offload"), _final_weights(runs / "single"), "zero3 offload final")
@@ -135,6 +141,8 @@ def test_cpu_offload_matches_single_process(runs):
 # --------------------------------------------------------------------------------------------- checkpoints
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 def test_deepspeed_checkpoint_layout(runs):
     """A DeepSpeed checkpoint is one of ours (model.pt, train_state.pt, meta.json) with the ZeRO shards of every
     rank under deepspeed/ and the generated DeepSpeed config; no staging folders are left behind."""
@@ -147,12 +155,16 @@ def test_deepspeed_checkpoint_layout(runs):
     assert not list((runs / "zero3" / "checkpoints").glob(".*")), "staging or temporary folders left behind"
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(runs):
     """ZeRO-3 resumed from its step-2 checkpoint ends bit-for-bit where the uninterrupted run ended."""
     _assert_same_weights(_final_weights(runs / "zero3_resumed"), _final_weights(runs / "zero3"), "zero3 resumed", atol=0, rtol=0)
     assert _metric_series(runs / "zero3_resumed", "train/loss") == _metric_series(runs / "zero3", "train/loss")[2:]
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", (2, 3))
 def test_resume_with_another_world_size(runs, stage):
     """A 2-rank ZeRO checkpoint resumes on 1 rank through DeepSpeed's universal format and continues the run:
@@ -162,6 +174,8 @@ def test_resume_with_another_world_size(runs, stage):
     _assert_same_weights(_final_weights(resumed), _final_weights(runs / f"zero{stage}"), f"zero{stage} 2->1 ranks")
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 def test_converted_zero3_weights_load_into_plain_model(runs):
     """The fp32 weights merged from ZeRO-3 shards are our plain state_dict: they load strictly into the model that
     demo, rollout and evaluation build, equal model.pt, and predict like the single-process model."""
@@ -180,6 +194,8 @@ def test_converted_zero3_weights_load_into_plain_model(runs):
         assert_close_verbose(model.inference(x), ref.inference(x), atol=1e-5, rtol=1e-4, name="prediction")
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 def test_convert_command_writes_loadable_state_dict(runs, tmp_path, capsys):
     """`cjepa convert` turns a bare DeepSpeed save folder into a model.pt that the rollout/demo loader reads."""
     from cjepa.cli import main
@@ -219,6 +235,8 @@ def _doomed_worker(rank: int, port: int, out: Path, timeout_s: int) -> None:
     os._exit(1 if outcome != "finished" else 0)
 
 
+@pytest.mark.dist
+@pytest.mark.slow
 def test_killed_rank_fails_the_survivor_within_the_timeout(tmp_path):
     """When a rank dies mid-step, the other rank raises within dist.timeout_s instead of hanging."""
     timeout_s = 20

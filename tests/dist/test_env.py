@@ -83,8 +83,9 @@ def test_detect_env_torchrun_wins_and_batch_script_is_single():
     assert detect_env(_slurm_step(MASTER_ADDR="10.0.0.5", MASTER_PORT="4242")).master_addr == "10.0.0.5"
 
 
-def test_rendezvous_timeout_names_the_address():
+def test_rendezvous_timeout_names_the_address(monkeypatch):
     """A rank whose peers never arrive fails after dist.timeout_s with the master address in the message."""
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # init exports RANK/WORLD_SIZE: keep them out of this process
     port = free_port()
     env = DistEnv(rank=0, world_size=2, master_port=port)
     t0 = time.time()

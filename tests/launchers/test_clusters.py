@@ -22,6 +22,16 @@ def test_local_preset_targets_the_single_node_cluster():
     assert p["slurm_max_num_timeout"] == 5 and p["slurm_signal_delay_s"] == 120 and p["slurm_setup"] == ["export A=1"]
 
 
+def test_job_script_ignores_the_submitters_rank_variables(tmp_path):
+    """The sbatch script unsets torchrun-style rank variables inherited from the submitting shell, runs inside the
+    snapshot, and names the time-limit signal the job's submitit handler listens to."""
+    from launchers.submit import job_setup_lines
+
+    lines = job_setup_lines(tmp_path / "code")
+    assert lines[0].startswith("unset ") and {"RANK", "WORLD_SIZE", "MASTER_ADDR"} <= set(lines[0].split())
+    assert "export SUBMITIT_PREEMPT_SIGNAL=USR1" in lines and f"cd {tmp_path / 'code'}" in lines
+
+
 def test_launch_values_override_the_preset():
     """Set launch.* values win over the preset's; unset ones (empty / null) keep it."""
     p = executor_parameters(_launch("launch.partition=big", "launch.account=proj1", "launch.gpus_per_node=4",

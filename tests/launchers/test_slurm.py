@@ -50,6 +50,7 @@ def test_masked_slot_sweep_runs_as_a_job_array(tmp_path, capsys):
     print(f"sweep of 3 jobs on the local SLURM: {wall:.1f} s wall")
 
 
+@pytest.mark.slow
 def test_requeued_job_resumes_and_matches_an_uninterrupted_job(tmp_path):
     """`scontrol requeue` mid-run: the job checkpoints on SIGTERM, runs again under the same id, resumes from its
     checkpoint and ends with exactly the parameters of the same job left alone."""
@@ -75,6 +76,7 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_job(tmp_path):
     print(f"requeued job resumed at step {resumed_at}")
 
 
+@pytest.mark.slow
 def test_two_task_job_trains_with_deepspeed_over_gloo(tmp_path):
     """tasks_per_node=2: srun starts two ranks that find each other from SLURM's variables and train with ZeRO-2
     over gloo; the checkpoint holds both ranks' shards and a plain model.pt."""

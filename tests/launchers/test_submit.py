@@ -118,3 +118,16 @@ def test_relative_paths_are_resolved_at_submission(tmp_path, monkeypatch):
     assert cfg.data.path == str(tmp_path / "data" / "slots.pkl")
     assert cfg.run.out_dir == str(tmp_path / "out") and cfg.run.name == "smoke" and cfg.train.resume == "auto"
     assert cfg.model.layout == "cjepa"
+
+
+def test_cjepa_never_imports_launchers_at_module_level():
+    """The library and its CLI load without the launchers; `cjepa submit/sweep` import them only when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, importlib, cjepa.cli as c; c.build_parser(); "
+            "[importlib.import_module(m) for m in ('cjepa.train', 'cjepa.dist.deepspeed', 'cjepa.config')]; "
+            "bad = [m for m in sys.modules if m == 'launchers' or m.startswith('launchers.')]; "
+            "assert not bad, bad; print('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]

@@ -171,7 +171,9 @@ class DeepSpeedEngine:
             )
         tag = engine_state["tag"]
         same_layout = engine_state["world_size"] == self.env.world_size and engine_state["zero_stage"] == self.stage
-        if not same_layout:
+        # Without ZeRO shards (ZeRO-0 in fp32) the optimizer state is whole and loads at any world size.
+        sharded = any((ds_dir / tag).glob("*optim_states.pt"))
+        if not same_layout and sharded:
             tag = self._ensure_universal(ds_dir, tag)
             self.engine._config.load_universal_checkpoint = True  # read at load time only; set for this load
         try:

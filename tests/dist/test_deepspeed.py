@@ -57,15 +57,17 @@ def _two_rank_runs(rank: int, port: int, out: Path) -> None:
     _fit(out, "zero3_offload", *DS, "dist.zero_stage=3", "dist.offload_optimizer=true", "dist.offload_params=true")
     if rank == 0:
         _copy_checkpoint(out, "zero3", "zero3_resumed", 2)
+        _copy_checkpoint(out, "zero1", "zero1_as_zero2", 2)
     dist.barrier()
     _fit(out, "zero3_resumed", *DS, "dist.zero_stage=3")
+    _fit(out, "zero1_as_zero2", *DS, "dist.zero_stage=2")  # another ZeRO stage: through the universal format
 
 
 def _one_rank_resumes(rank: int, port: int, out: Path) -> None:
     """World 1 resumes the world-2 checkpoints (DeepSpeed's universal format)."""
     os.environ.update(dist_env_vars(0, 1, port))
     torch.set_num_threads(1)
-    for stage in (2, 3):
+    for stage in (0, 2, 3):
         _copy_checkpoint(out, f"zero{stage}", f"zero{stage}_world1", 2)
         _fit(out, f"zero{stage}_world1", *DS, f"dist.zero_stage={stage}")
 
@@ -165,13 +167,22 @@ def test_resume_equals_uninterrupted(runs):
 
 @pytest.mark.dist
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", (2, 3))
+@pytest.mark.parametrize("stage", (0, 2, 3))
 def test_resume_with_another_world_size(runs, stage):
-    """A 2-rank ZeRO checkpoint resumes on 1 rank through DeepSpeed's universal format and continues the run:
-    optimizer moments and LR schedule carry over, so it ends with the 2-rank run's parameters."""
+    """A 2-rank checkpoint resumes on 1 rank and continues the run: optimizer moments and LR schedule carry over,
+    so it ends with the 2-rank run's parameters. ZeRO shards go through DeepSpeed's universal format; ZeRO-0
+    keeps whole optimizer states and loads directly."""
     resumed = runs / f"zero{stage}_world1"
-    assert (resumed / "checkpoints" / STEP_DIR.format(2) / "deepspeed" / "global_step2_universal").is_dir()
+    universal = resumed / "checkpoints" / STEP_DIR.format(2) / "deepspeed" / "global_step2_universal"
+    assert universal.is_dir() == (stage > 0)
     _assert_same_weights(_final_weights(resumed), _final_weights(runs / f"zero{stage}"), f"zero{stage} 2->1 ranks")
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_resume_with_another_zero_stage(runs):
+    """A ZeRO-1 checkpoint resumes under ZeRO-2 (same world) through the universal format and ends where ZeRO-1 did."""
+    _assert_same_weights(_final_weights(runs / "zero1_as_zero2"), _final_weights(runs / "zero1"), "zero1 -> zero2")
 
 
 @pytest.mark.dist

@@ -77,18 +77,20 @@ class DeepSpeedEngine:
         quiet_other_ranks(env)
         if not dist.is_initialized():  # a one-process run: the trainer made no group, DeepSpeed needs one
             init_single_process_group(cfg.dist.backend, device, cfg.dist.timeout_s)
-        deepspeed.init_distributed(dist_backend=dist.get_backend(), auto_mpi_discovery=False)  # wraps our group
         self.cfg, self.env, self.device = cfg, env, device
         self.stage = cfg.dist.zero_stage
         self.config = to_deepspeed(cfg, derive(cfg, env.world_size))
         o = cfg.optim
         schedule = lr_lambda(o.schedule, o.warmup_steps, total_steps, o.min_lr_ratio)
-        self.engine, _, _, _ = deepspeed.initialize(
-            model=module.to(device),
-            model_parameters=param_groups,
-            config=self.config,
-            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
-        )
+        # DeepSpeed's op loader prints to stdout; stdout is for our tables
+        with contextlib.redirect_stdout(sys.stderr):
+            deepspeed.init_distributed(dist_backend=dist.get_backend(), auto_mpi_discovery=False)  # wraps our group
+            self.engine, _, _, _ = deepspeed.initialize(
+                model=module.to(device),
+                model_parameters=param_groups,
+                config=self.config,
+                lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
+            )
         self.model = self.engine  # forward through DeepSpeed (ZeRO-3 gathers parameters in its hooks)
         self.module = self.engine.module  # the unwrapped model (partitioned under ZeRO-3: see eval_context)
         self.name = f"deepspeed-zero{self.stage}"

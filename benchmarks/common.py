@@ -120,3 +120,20 @@ def ratio_table(results: dict[str, Timing], reference: str, unit_per_call: Optio
     if unit_per_call is not None:
         headers.append(unit_name)
     return table(rows, headers)
+
+
+def zero_expected_bytes(stage: int, numel: int, world: int, *, param_bytes: float, grad_bytes: float,
+                        optim_bytes: float) -> dict[str, float]:
+    """Per-rank model-state bytes in the ZeRO paper's model (Rajbhandari et al. 2020, section 5, figure 1).
+
+    With Ψ parameters, N ranks, p / g bytes per parameter and gradient element and K bytes of optimizer state per
+    parameter: stage 0 (DDP) keeps (p + g + K)Ψ; stage 1 (P_os) (p + g)Ψ + KΨ/N; stage 2 (P_os+g)
+    pΨ + (g + K)Ψ/N; stage 3 (P_os+g+p) (p + g + K)Ψ/N. The paper's mixed-precision case is p = g = 2, K = 12.
+    """
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"ZeRO stage {stage} is not 0-3")
+    n = float(world)
+    params = numel * param_bytes / (n if stage >= 3 else 1)
+    grads = numel * grad_bytes / (n if stage >= 2 else 1)
+    optim = numel * optim_bytes / (n if stage >= 1 else 1)
+    return {"params": params, "grads": grads, "optim": optim, "total": params + grads + optim}

@@ -25,8 +25,17 @@ from tqdm import tqdm
 
 from cjepa.config import Config, derive, dump_yaml
 from cjepa.dist.engine import build_engine
-from cjepa.dist.env import DistEnv, all_reduce_sum, destroy_process_group, detect_env, init_process_group, pick_device
+from cjepa.dist.env import (
+    DistEnv,
+    all_reduce_sum,
+    any_rank,
+    destroy_process_group,
+    detect_env,
+    init_process_group,
+    pick_device,
+)
 from cjepa.utils.checkpoint import (
+    STEP_DIR,
     latest_checkpoint,
     load_model_state,
     load_train_state,
@@ -47,9 +56,9 @@ class NonFiniteLoss(RuntimeError):
 class Preempted(RuntimeError):
     """SIGTERM/SIGUSR1 arrived; a checkpoint was written and the run stopped."""
 
-    def __init__(self, checkpoint: Path, step: int):
-        super().__init__(f"stopped by signal at step {step}; checkpoint {checkpoint}")
-        self.checkpoint, self.step = checkpoint, step
+    def __init__(self, checkpoint: Path, step: int, signum: Optional[int] = None):
+        super().__init__(f"stopped by signal {signum} at step {step}; checkpoint {checkpoint}")
+        self.checkpoint, self.step, self.signum = checkpoint, step, signum
 
 
 def run_dir_of(cfg: Config) -> Path:
@@ -92,6 +101,10 @@ class Trainer:
             "task": self.task.state_dict(),
             "metrics_tail": self._last_metrics,
         }
+        if hasattr(self.engine, "save_extra_all_ranks"):
+            # Engines whose own checkpoint is collective (DeepSpeed: every rank writes its ZeRO shards) write it
+            # into a staging folder first; rank 0's save_extra moves it into the atomically renamed checkpoint.
+            self.engine.save_extra_all_ranks(self.run_dir / "checkpoints" / f".staging-{STEP_DIR.format(step)}")
         path = None
         if self.env.is_main:
             meta = {"reason": reason, "git": git_info(), "versions": package_versions(), "world_size": self.env.world_size, "engine": self.engine.name, "wall_time_s": time.time() - self._t0}
@@ -100,10 +113,17 @@ class Trainer:
                 keep=self.cfg.train.keep_checkpoints,
                 extra_writer=self.engine.save_extra if hasattr(self.engine, "save_extra") else None,
             )
-        elif hasattr(self.engine, "save_extra_all_ranks"):
-            self.engine.save_extra_all_ranks()
         self._barrier()
         return path or self.run_dir / "checkpoints"
+
+    def _eval_context(self):
+        """Engines whose module is not directly usable for evaluation (ZeRO-3 partitions it) provide a context."""
+        return self.engine.eval_context() if hasattr(self.engine, "eval_context") else contextlib.nullcontext()
+
+    def _stop_requested(self) -> bool:
+        """A signal seen by any rank stops every rank at the same step (each rank may see it a step apart, and
+        the checkpoint that follows is collective)."""
+        return any_rank(self._stop_signal is not None, self.device)
 
     def _barrier(self):
         if torch.distributed.is_initialized():
@@ -209,14 +229,16 @@ class Trainer:
                         bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
                         sums, n_sum, samples, t_log = {}, 0, 0, t
                     if step % val_every == 0 or step == total_steps:
-                        val_metrics = self.task.validate(self.engine.module)
+                        with self._eval_context():
+                            val_metrics = self.task.validate(self.engine.module)
                         logger.log(step, val_metrics)
                         self._log(f"step {step}: " + " ".join(f"{k}={v:.5f}" for k, v in val_metrics.items()))
                     if step % ckpt_every == 0 or step == total_steps:
                         self._save(step, "periodic" if step < total_steps else "final")
-                    if self._stop_signal is not None:
-                        path = self._save(step, f"signal {self._stop_signal}")
-                        raise Preempted(path, step)
+                    if self._stop_requested():
+                        signum = self._stop_signal
+                        path = self._save(step, f"signal {signum}")
+                        raise Preempted(path, step, signum)
                     if step >= total_steps:
                         break
             summary = self._finish(step, total_steps, val_metrics, logger)
@@ -228,7 +250,10 @@ class Trainer:
         return summary
 
     def _finish(self, step: int, total_steps: int, val_metrics: dict, logger: MetricsLogger) -> dict[str, Any]:
-        final = self.task.final_eval(self.engine.module) if hasattr(self.task, "final_eval") else {}
+        final = {}
+        if hasattr(self.task, "final_eval"):
+            with self._eval_context():
+                final = self.task.final_eval(self.engine.module)
         if "mse" in final:
             logger.curve("rollout/mse", final["mse"], "rollout error (held-out)", baseline=final.get("baseline_mse"))
         summary = {

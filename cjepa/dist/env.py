@@ -1,16 +1,21 @@
-"""Where this process sits in a job: rank, world size, local rank, master address.
+"""Where this process sits in a job: rank, world size, local rank, master address; process groups; rank-0 logs.
 
-Read from torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) or, when a job step
-was started by SLURM's srun with several tasks, from SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID and the first
-host of SLURM_NODELIST. Process groups are created with a timeout so that a dead rank fails the job instead of
-hanging it. Nothing here knows about submitit or sbatch scripts.
+Read from torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) or,
+when a job step was started by SLURM's srun with several tasks, from SLURM_PROCID / SLURM_NTASKS /
+SLURM_LOCALID / SLURM_NODEID / SLURM_STEP_TASKS_PER_NODE and the first host of the step's node list (SLURM's
+bracket host-list syntax, ``gpu[001-004,010],cpu7``, is expanded here). Process groups are created with a
+timeout so that a dead or stuck rank fails the job with an error instead of hanging it until the wall-clock
+limit. Nothing here knows about submitit or sbatch scripts.
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
+import logging
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -26,6 +31,7 @@ class DistEnv:
     master_addr: str = "127.0.0.1"
     master_port: int = 29500
     source: str = "single"  # single | torchrun | slurm
+    local_world_size: int = 1  # processes of this job on this node (DeepSpeed's LOCAL_SIZE)
 
     @property
     def is_main(self) -> bool:
@@ -36,58 +42,115 @@ class DistEnv:
         return self.world_size > 1
 
 
+# --------------------------------------------------------------------------------------------- SLURM parsing
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside brackets: 'a[1,3],b' -> ['a[1,3]', 'b']."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced ']' in SLURM host list {text!r}")
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth:
+        raise ValueError(f"unbalanced '[' in SLURM host list {text!r}")
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _expand_range_list(body: str, where: str) -> list[str]:
+    """'001-003,010' -> ['001', '002', '003', '010'] (zero padding kept, as SLURM does)."""
+    out = []
+    for part in body.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        if not m:
+            raise ValueError(f"bad range {part!r} in SLURM host list {where!r}")
+        lo, hi = m.group(1), m.group(2)
+        if hi is None:
+            out.append(lo)
+            continue
+        if int(hi) < int(lo):
+            raise ValueError(f"descending range {part!r} in SLURM host list {where!r}")
+        width = len(lo)
+        out.extend(f"{i:0{width}d}" for i in range(int(lo), int(hi) + 1))
+    return out
+
+
 def expand_nodelist(nodelist: str) -> list[str]:
-    """SLURM host-list syntax -> host names: 'gpu[001-003,010],cpu7' -> gpu001 gpu002 gpu003 gpu010 cpu7."""
+    """SLURM host-list syntax -> host names, in order.
+
+    'gpu[001-003,010],cpu7' -> gpu001 gpu002 gpu003 gpu010 cpu7; several bracket groups in one name expand as
+    a product ('r[1-2]n[1-2]' -> r1n1 r1n2 r2n1 r2n2), text after a bracket is kept ('a[1-2]-ib').
+    """
     hosts: list[str] = []
-    for m in re.finditer(r"([^,\[]+)(?:\[([^\]]+)\])?(?:,|$)", nodelist):
-        prefix, ranges = m.group(1), m.group(2)
-        if not prefix:
-            continue
-        if ranges is None:
-            hosts.append(prefix)
-            continue
-        for part in ranges.split(","):
-            if "-" in part:
-                lo, hi = part.split("-")
-                width = len(lo)
-                hosts.extend(f"{prefix}{i:0{width}d}" for i in range(int(lo), int(hi) + 1))
-            else:
-                hosts.append(prefix + part)
+    for item in _split_top_level(nodelist):
+        pieces = re.split(r"(\[[^\]]*\])", item)  # literal text and [ranges], alternating
+        choices = [_expand_range_list(p[1:-1], nodelist) if p.startswith("[") else [p] for p in pieces if p]
+        hosts.extend("".join(combo) for combo in itertools.product(*choices))
     return hosts
 
 
+def tasks_on_node(tasks_per_node: str, node_id: int) -> int:
+    """SLURM_TASKS_PER_NODE syntax ('2(x3),1') -> the task count of node `node_id` (0-based)."""
+    counts: list[int] = []
+    for part in tasks_per_node.split(","):
+        m = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+        if not m:
+            raise ValueError(f"bad SLURM tasks-per-node value {tasks_per_node!r}")
+        counts.extend([int(m.group(1))] * int(m.group(2) or 1))
+    if not 0 <= node_id < len(counts):
+        raise ValueError(f"node {node_id} not in SLURM tasks-per-node {tasks_per_node!r}")
+    return counts[node_id]
+
+
 def detect_env(environ: Mapping[str, str] | None = None) -> DistEnv:
+    """torchrun variables win; else an srun step with several tasks; else a single process."""
     env = os.environ if environ is None else environ
     if "RANK" in env and "WORLD_SIZE" in env:
+        world = int(env["WORLD_SIZE"])
         return DistEnv(
             rank=int(env["RANK"]),
-            world_size=int(env["WORLD_SIZE"]),
+            world_size=world,
             local_rank=int(env.get("LOCAL_RANK", 0)),
             master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
             master_port=int(env.get("MASTER_PORT", 29500)),
             source="torchrun",
+            local_world_size=int(env.get("LOCAL_WORLD_SIZE", env.get("LOCAL_SIZE", world))),
         )
-    ntasks = int(env.get("SLURM_NTASKS", env.get("SLURM_NPROCS", "1")) or 1)
+    ntasks = int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", env.get("SLURM_NPROCS", "1"))) or 1)
+    # Only an srun step (SLURM_STEP_ID set) runs one process per task; the batch script itself is one process.
     if ntasks > 1 and "SLURM_PROCID" in env and "SLURM_STEP_ID" in env:
-        hosts = expand_nodelist(env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST", "127.0.0.1"))
+        nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or ""
+        hosts = expand_nodelist(nodelist) if nodelist else []
         job = int(env.get("SLURM_JOB_ID", "0") or 0)
+        per_node = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
+        local_world = tasks_on_node(per_node, int(env.get("SLURM_NODEID", 0))) if per_node else ntasks
         return DistEnv(
             rank=int(env["SLURM_PROCID"]),
             world_size=ntasks,
             local_rank=int(env.get("SLURM_LOCALID", 0)),
             master_addr=env.get("MASTER_ADDR") or (hosts[0] if hosts else "127.0.0.1"),
-            # A port derived from the job id keeps two jobs on one node apart.
+            # A port derived from the job id keeps two jobs on one node apart; a requeued job keeps its id.
             master_port=int(env.get("MASTER_PORT") or 20000 + job % 20000),
             source="slurm",
+            local_world_size=local_world,
         )
     return DistEnv()
 
 
 def export_env(env: DistEnv) -> None:
-    """Publish the torchrun-style variables (DeepSpeed and torch read them)."""
+    """Publish the torchrun-style variables (DeepSpeed and torch read them; DeepSpeed at import time)."""
     os.environ.update(
         RANK=str(env.rank), WORLD_SIZE=str(env.world_size), LOCAL_RANK=str(env.local_rank),
-        LOCAL_SIZE=os.environ.get("LOCAL_SIZE", os.environ.get("LOCAL_WORLD_SIZE", str(env.world_size))),
+        LOCAL_SIZE=str(env.local_world_size), LOCAL_WORLD_SIZE=str(env.local_world_size),
         MASTER_ADDR=env.master_addr, MASTER_PORT=str(env.master_port),
     )
 
@@ -102,19 +165,47 @@ def pick_device(requested: str, env: DistEnv) -> torch.device:
     return torch.device("cuda", idx)
 
 
+# --------------------------------------------------------------------------------------------- process groups
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    return ("nccl" if device.type == "cuda" else "gloo") if backend == "auto" else backend
+
+
 def init_process_group(env: DistEnv, backend: str, timeout_s: int, device: torch.device) -> None:
-    """Create the default process group for a multi-process run (no-op for one process)."""
+    """Create the default process group for a multi-process run (no-op for one process).
+
+    ``timeout_s`` bounds the rendezvous and every collective: if a rank dies or stops answering, the others
+    raise (gloo: "timed out" / "connection closed by peer"; nccl: the watchdog aborts) instead of hanging.
+    """
     if not env.distributed or dist.is_initialized():
         return
-    if backend == "auto":
-        backend = "nccl" if device.type == "cuda" else "gloo"
+    if timeout_s <= 0:
+        raise ValueError(f"dist.timeout_s={timeout_s} must be positive: a dead rank must fail the job, not hang it")
+    backend = resolve_backend(backend, device)
     export_env(env)
+    try:
+        dist.init_process_group(
+            backend=backend,
+            init_method=f"tcp://{env.master_addr}:{env.master_port}",
+            rank=env.rank,
+            world_size=env.world_size,
+            timeout=datetime.timedelta(seconds=timeout_s),
+        )
+    except Exception as err:  # name what we tried, the raw error rarely does
+        raise RuntimeError(
+            f"rank {env.rank}/{env.world_size}: could not join the {backend} process group at "
+            f"{env.master_addr}:{env.master_port} within dist.timeout_s={timeout_s} s ({type(err).__name__}: {err})"
+        ) from err
+
+
+def init_single_process_group(backend: str, device: torch.device, timeout_s: int) -> None:
+    """A world of one, in memory (no port): engines like DeepSpeed need a process group even alone."""
+    if dist.is_initialized():
+        return
     dist.init_process_group(
-        backend=backend,
-        init_method=f"tcp://{env.master_addr}:{env.master_port}",
-        rank=env.rank,
-        world_size=env.world_size,
-        timeout=datetime.timedelta(seconds=timeout_s),
+        backend=resolve_backend(backend, device), store=dist.HashStore(), rank=0, world_size=1,
+        timeout=datetime.timedelta(seconds=max(timeout_s, 1)),
     )
 
 
@@ -130,9 +221,35 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if `flag` is True on any rank (a collective: all ranks must call it)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def broadcast_object(obj, src: int = 0):
     if dist.is_initialized() and dist.get_world_size() > 1:
         box = [obj]
         dist.broadcast_object_list(box, src=src)
         return box[0]
     return obj
+
+
+# --------------------------------------------------------------------------------------------- rank-0 logging
+
+
+def log0(msg: str, env: DistEnv | None = None) -> None:
+    """Print on rank 0 only (stderr, so it interleaves with tqdm bars and keeps stdout for tables)."""
+    if (env or detect_env()).is_main:
+        print(f"[cjepa] {msg}", file=sys.stderr, flush=True)
+
+
+def quiet_other_ranks(env: DistEnv, libraries: tuple[str, ...] = ("DeepSpeed", "deepspeed")) -> None:
+    """Silence library INFO chatter (DeepSpeed prints its whole config and timers on every rank; the run dir
+    keeps deepspeed_config.json instead): rank 0 keeps warnings, the other ranks errors, so duplicated warnings
+    do not flood the log but a failing rank is never silent."""
+    for name in libraries:
+        logging.getLogger(name).setLevel(logging.WARNING if env.is_main else logging.ERROR)

@@ -61,7 +61,10 @@ def save_checkpoint(
     keep: int = 2,
     extra_writer=None,
 ) -> Path:
-    """Write checkpoints/step_XXXXXXX atomically; keep the newest `keep` (0 = all). Returns its path."""
+    """Write checkpoints/step_XXXXXXX atomically; keep the newest `keep` (0 = all). Returns its path.
+
+    ``model_state=None`` means ``extra_writer`` writes ``model.pt`` itself (DeepSpeed: from the fp32 master
+    weights of its shards); a checkpoint without ``model.pt`` is never published."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / STEP_DIR.format(step)
@@ -69,11 +72,14 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    torch.save(model_state, tmp / "model.pt")
+    if model_state is not None:
+        torch.save(model_state, tmp / "model.pt")
     torch.save(train_state, tmp / "train_state.pt")
     (tmp / "config.yaml").write_text(config_yaml)
     if extra_writer is not None:
         extra_writer(tmp)
+    if not (tmp / "model.pt").is_file():
+        raise CheckpointError(f"checkpoint {final.name}: no model.pt was written (model_state=None and the engine wrote none)")
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "saved_at": time.time()}, indent=1))
     if final.exists():
         shutil.rmtree(final)

@@ -21,8 +21,14 @@ import torch
 _PACKAGES = ("torch", "numpy", "triton", "deepspeed", "webdataset", "av", "nvidia-dali-cuda120", "nvidia-dali-cuda130", "submitit", "tensorboard")
 
 
+SNAPSHOT_FILE = "SNAPSHOT.json"  # written by the launchers into a job's code snapshot (which is no git checkout)
+
+
 def git_info(cwd: Optional[Path] = None) -> dict[str, str]:
     here = cwd or Path(__file__).resolve().parents[2]
+    if (here / SNAPSHOT_FILE).is_file():  # a code snapshot: the state it was taken from
+        snap = json.loads((here / SNAPSHOT_FILE).read_text())
+        return {"sha": snap.get("sha", "unknown"), "dirty": snap.get("dirty", "unknown")}
 
     def run(*args):
         try:

@@ -1,0 +1,76 @@
+"""cjepa convert: a DeepSpeed checkpoint (any ZeRO stage, any world size) -> our plain state_dict file.
+
+Checkpoints written by ``dist.engine=deepspeed`` already contain ``model.pt``; this command is for a bare DeepSpeed
+save folder (``<dir>/latest`` + ``<dir>/<tag>/``), a checkpoint whose ``model.pt`` was removed, or a specific tag.
+The fp32 master weights are merged from the optimizer shards on one CPU process (no process group), and the
+result loads with ``torch.load(weights_only=True)`` into the plain model of the demo, rollout and evaluation code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def add_arguments(p) -> None:
+    p.add_argument("checkpoint", help="one of our checkpoint dirs, a run dir (its latest checkpoint), or a DeepSpeed save folder")
+    p.add_argument("-o", "--out", help="output file (default: model.pt in the checkpoint dir)")
+    p.add_argument("--tag", help="DeepSpeed tag to convert (default: the one named in the folder's 'latest' file)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def _checkpoint_dir(path: Path) -> Path:
+    from cjepa.utils.checkpoint import CheckpointError, latest_checkpoint
+
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if (path / "checkpoints").is_dir():  # a run dir
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"run dir {path} has no finished checkpoint")
+        return latest
+    if path.name == "deepspeed" and (path.parent / "train_state.pt").is_file():  # the shards folder of one of ours
+        return path.parent
+    return path
+
+
+def _check_loads(sd: dict, config_yaml: Path) -> str:
+    """Load into the model described by the checkpoint's config (strict); '-' when no config sits next to it."""
+    if not config_yaml.is_file():
+        return "- (no config.yaml next to the checkpoint)"
+    from cjepa.config import load_config
+    from cjepa.models.predictor import build_predictor
+
+    model = build_predictor(load_config([str(config_yaml)]).model)
+    model.load_state_dict(sd, strict=True)
+    return f"yes ({type(model).__name__}, strict)"
+
+
+def run(args) -> int:
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before deepspeed is imported
+    from cjepa.dist.deepspeed import deepspeed_to_state_dict
+    from cjepa.utils.report import table
+
+    src = _checkpoint_dir(Path(args.checkpoint))
+    sd = deepspeed_to_state_dict(src, args.tag)
+    out = Path(args.out) if args.out else src / "model.pt"
+    if out.exists() and not args.overwrite:
+        print(f"cjepa convert: {out} exists; pass --overwrite or choose -o")
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(sd, tmp)
+    os.replace(tmp, out)
+    loads = _check_loads(sd, src / "config.yaml")  # one of our checkpoints has its resolved config beside the shards
+    print(table([
+        ("source", str(src)),
+        ("output", str(out)),
+        ("tensors", len(sd)),
+        ("parameters", sum(v.numel() for v in sd.values())),
+        ("dtype", ", ".join(sorted({str(v.dtype).replace("torch.", "") for v in sd.values()}))),
+        ("loads into the plain model", loads),
+    ], ["convert", "value"]))
+    return 0

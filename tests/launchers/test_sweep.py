@@ -1,0 +1,82 @@
+"""Sweep expansion (grid, zip, list files), validation before submission, --dry-run, and the summary table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cjepa.cli import main
+from cjepa.config import ConfigError
+from launchers.sweep import expand, load_override_list, plan, split_values, summary_table
+from tests.helpers import SMOKE
+
+
+def test_split_values_keeps_brackets_and_quotes():
+    """Commas inside lists, mappings or quotes belong to one value."""
+    assert split_values('0,1,[0.9,0.95],{a: 1, b: 2},"x,y"') == ["0", "1", "[0.9,0.95]", "{a: 1, b: 2}", '"x,y"']
+    with pytest.raises(ConfigError, match="unbalanced"):
+        split_values("[1,2")
+
+
+def test_grid_and_zip_expansion():
+    """Several values make an axis; the grid is their product in order, --zip pairs them, singles go everywhere."""
+    grid = expand(["masking.num_masked=0,1", "run.seed=0,1,2", "optim.lr=1e-3"])
+    assert len(grid) == 6
+    assert grid[0] == ["masking.num_masked=0", "run.seed=0", "optim.lr=1e-3"]
+    assert grid[-1] == ["masking.num_masked=1", "run.seed=2", "optim.lr=1e-3"]
+    assert expand(["a.b=1,2", "c.d=x,y", "e.f=z"], zip_axes=True) == [["a.b=1", "c.d=x", "e.f=z"], ["a.b=2", "c.d=y", "e.f=z"]]
+    with pytest.raises(ConfigError, match="same number"):
+        expand(["a.b=1,2", "c.d=x,y,z"], zip_axes=True)
+    with pytest.raises(ConfigError, match="twice"):
+        expand(["a.b=1", "a.b=2"])
+    with pytest.raises(ConfigError, match="cannot be swept"):
+        expand(["launch.nodes=1,2"])
+
+
+def test_override_list_file(tmp_path):
+    """A YAML list of mappings or of key=value lists gives one override set per item."""
+    f = tmp_path / "sweep.yaml"
+    f.write_text("- {optim.lr: 0.001, optim.betas: [0.9, 0.95]}\n- [masking.num_masked=3]\n")
+    assert load_override_list(str(f)) == [["optim.lr=0.001", "optim.betas=[0.9, 0.95]"], ["masking.num_masked=3"]]
+    f.write_text("- 3\n")
+    with pytest.raises(ConfigError, match="item 0"):
+        load_override_list(str(f))
+
+
+def test_plan_validates_every_job_before_submitting(tmp_path):
+    """Every job's config is resolved and validated, including the batch split over the job's ranks; run dirs
+    are named by index and swept values."""
+    jobs = plan([SMOKE], ["masking.num_masked=1,2", "run.seed=0,1", f"run.out_dir={tmp_path}"], name="s")
+    assert [j.cfg.masking.num_masked for j in jobs] == [1, 1, 2, 2] and [j.cfg.run.seed for j in jobs] == [0, 1, 0, 1]
+    assert jobs[3].run_dir == tmp_path / "s" / "003_num_masked=2_seed=1"
+    assert jobs[0].overrides == ["masking.num_masked=1", "run.seed=0"]
+    with pytest.raises(ConfigError, match="sweep job 1 .*cannot mask 9"):
+        plan([SMOKE], ["masking.num_masked=1,9", f"run.out_dir={tmp_path}"], name="s")
+    with pytest.raises(ConfigError, match="divisible"):  # 8 samples cannot split over 3 ranks
+        plan([SMOKE], ["run.seed=0,1", "launch.tasks_per_node=3", f"run.out_dir={tmp_path}"], name="s")
+
+
+def test_dry_run_lists_valid_configs_and_submits_nothing(tmp_path, capsys):
+    """`cjepa sweep --dry-run` prints each job's overrides and run dir (and full configs on request), no files."""
+    rc = main(["sweep", "-c", SMOKE, "masking.num_masked=0,1,2,3,4", "run.seed=0,1,2", f"run.out_dir={tmp_path}",
+               "--name", "grid", "--dry-run", "--show-config"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "15 jobs" in out and "014_num_masked=4_seed=2" in out and "nothing submitted" in out
+    assert out.count("# ---- job") == 15 and "num_masked: 4" in out
+    assert not (tmp_path / "grid").exists()
+
+
+def test_summary_table_from_disk(tmp_path):
+    """--summary rebuilds the table from sweep.json and the run dirs' summary.json; missing runs are flagged."""
+    runs = [tmp_path / "s" / "000_a=1", tmp_path / "s" / "001_a=2"]
+    runs[0].mkdir(parents=True)
+    (runs[0] / "summary.json").write_text(json.dumps({"steps": 12, "train/loss": 0.5, "val/loss_future": 0.25,
+                                                      "final_eval": {"mse": [1.0, 3.0]}, "wall_time_s": 2.0}))
+    (tmp_path / "s" / "sweep.json").write_text(json.dumps({"jobs": [
+        {"index": i, "overrides": [f"a={i + 1}"], "run_dir": str(r), "job_id": f"7_{i}"} for i, r in enumerate(runs)]}))
+    text, missing = summary_table(tmp_path / "s")
+    assert missing == 1
+    row0 = next(line for line in text.splitlines() if line.startswith("0 "))
+    assert "COMPLETED" in row0 and "0.2500" in row0 and "2.0000" in row0  # rollout mse is the mean over steps
+    assert "no summary" in text

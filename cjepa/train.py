@@ -219,7 +219,11 @@ class Trainer:
                     bar.update(1)
                     if step % cfg.train.log_every == 0 or step == total_steps:
                         t = time.time()
-                        metrics = {f"train/{k}": v / n_sum for k, v in sums.items()}
+                        # mean over ranks too: each rank saw its own share of the global batch
+                        keys = sorted(sums)
+                        tot = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device)
+                        all_reduce_sum(tot)
+                        metrics = {f"train/{k}": float(v) / (n_sum * env.world_size) for k, v in zip(keys, tot)}
                         metrics["train/lr"] = self.engine.lr()
                         metrics["train/samples_per_s"] = samples / max(t - t_log, 1e-9)
                         if grad_norm is not None:

@@ -43,3 +43,4 @@ def test_two_process_ddp_equals_single_process_on_the_doubled_batch(tmp_path):
     ddp_summary = json.loads((tmp_path / "ddp" / "smoke" / "summary.json").read_text())
     assert ddp_summary["world_size"] == 2 and ddp_summary["engine"] == "ddp"
     assert abs(ddp_summary["val/loss_future"] - s["val/loss_future"]) < 1e-5
+    assert abs(ddp_summary["train/loss"] - s["train/loss"]) < 1e-5  # logged train losses are reduced over ranks

@@ -83,6 +83,7 @@ class ObjectCentricEncoder(nn.Module):
 
     num_slots: int
     slot_dim: int
+    loss_names: tuple[str, ...]  # the keys training_losses returns, in a fixed order (for cross-rank reductions)
 
     def encode(
         self,

@@ -71,6 +71,7 @@ class SAVi(ObjectCentricEncoder):
         super().__init__()
         s, S, D = enc_cfg.savi, enc_cfg.num_slots, enc_cfg.slot_dim
         self.num_slots, self.slot_dim, self.resolution = S, D, s.resolution
+        self.loss_names = ("loss", "loss_recon", "loss_kld")
         self.kld_weight, self.kld_var, self.eval_kernel = s.kld_weight, s.kld_var, s.eval_kernel
         self.mask_source = enc_cfg.mask_source
         C, k = s.enc_channels, s.enc_kernel

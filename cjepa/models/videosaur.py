@@ -33,6 +33,7 @@ class VideoSAUR(ObjectCentricEncoder):
         self.num_slots, self.slot_dim = S, D
         self.iters_first, self.iters = v.iters_first, v.iters
         self.sim_weight, self.sim_temp, self.sim_threshold = v.sim_weight, v.sim_temp, v.sim_threshold
+        self.loss_names = ("loss", "loss_featrec") + (("loss_timesim",) if v.sim_weight > 0 else ())
         self.mask_source = enc_cfg.mask_source
         self.backbone = Dinov2Backbone.from_config(enc_cfg.backbone)  # build_object_encoder warns if it stays random
         F, P = self.backbone.dim, self.backbone.num_patches

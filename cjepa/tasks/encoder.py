@@ -24,6 +24,7 @@ from cjepa.config import Config, Derived
 from cjepa.data.clips import VideoSource, mix_seed, open_video_source
 from cjepa.dist.env import DistEnv, all_reduce_sum
 from cjepa.eval.segmentation import segmentation_scores
+from cjepa.extract import video_seed
 from cjepa.models.object_encoder import build_object_encoder
 from cjepa.ops.attention import check_backend
 
@@ -64,6 +65,7 @@ class EncoderTask:
     def describe(self) -> dict:
         d = self.cfg.encoder.data
         return {
+            **getattr(self, "_model_facts", {}),
             "encoder": self.cfg.encoder.kind,
             "train_videos": len(self.train_source),
             "val_videos": len(self.val_source),
@@ -72,9 +74,13 @@ class EncoderTask:
         }
 
     def build_model(self) -> torch.nn.Module:
-        return build_object_encoder(
+        model = build_object_encoder(
             self.cfg.encoder, attention_backend=self.cfg.kernels.attention, slot_attention_backend=self.cfg.kernels.slot_attention
         )
+        self._model_facts = model.describe()
+        if model.load_report is not None:
+            self._model_facts["init_from"] = str(model.load_report)
+        return model
 
     def param_groups(self, model) -> list[dict]:
         # The frozen DINOv2 has requires_grad=False and stays out of the optimizer (the original listed it anyway).
@@ -165,10 +171,12 @@ class EncoderTask:
             max_videos=e.val_videos,
             drop_last=False,
         )
-        for i, batch in enumerate(clips):
+        for batch in clips:
             frames = batch["frames"].to(self.device)
             B = frames.shape[0]
-            losses, out = module(frames, generator=self._generator(1_000_003, self.env.rank, i))
+            # one generator per clip, from its video key: scores do not depend on batching or world size
+            gens = [self._generator(video_seed(1_000_003, key)) for key in batch["keys"]]
+            losses, out = module(frames, generator=gens)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().double() * B
             sums["_clips"] = sums.get("_clips", 0.0) + torch.tensor(float(B), dtype=torch.float64, device=self.device)
@@ -177,11 +185,13 @@ class EncoderTask:
                     sums[k] = sums.get(k, 0.0) + v
             if first is None:
                 first = (frames[:2], out.masks[:2])
-        names = sorted(sums)
-        total = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=self.device) for k in names]) if names else None
-        if total is not None:
-            all_reduce_sum(total)
-        vals = dict(zip(names, total.tolist())) if total is not None else {}
+        # A fixed list of names on every rank (a rank may have had no clips), reduced in one collective.
+        names = ["_clips", *module.loss_names]
+        if self.val_source.has_masks:
+            names += [f"{m}_{x}" for m in ("fg_ari", "fg_ari_frame", "mbo") for x in ("sum", "count")]
+        total = torch.stack([torch.as_tensor(sums.get(k, 0.0), dtype=torch.float64, device=self.device) for k in names])
+        all_reduce_sum(total)
+        vals = dict(zip(names, total.tolist()))
         metrics: dict[str, float] = {}
         clips_n = max(vals.get("_clips", 0.0), 1.0)
         for k, v in vals.items():

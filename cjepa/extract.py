@@ -53,13 +53,19 @@ def file_sha256(path: str | os.PathLike, limit: Optional[int] = None) -> str:
 
 
 def producer_record(enc_cfg, checkpoint: str = "") -> dict:
-    """What produced a store: encoder kind, sizes, options and the weights' hash (checked on resume)."""
+    """What produced a store: encoder kind, sizes, options and the weights' hash (checked on resume).
+
+    The checkpoint enters by content hash, not path, so moving the weights does not block a resume; the
+    checkpoint option itself is dropped from the config copy for the same reason.
+    """
     from cjepa.config import to_dict
 
     cfg = to_dict(enc_cfg)
     cfg.pop("data", None)
     ex = cfg.pop("extract", {})
     cfg.pop("vis_every", None)
+    cfg.pop("checkpoint", None)
+    cfg.get("backbone", {}).pop("weights", None)  # the weights are in the checkpoint, identified by its hash
     ckpt = checkpoint or enc_cfg.checkpoint
     record = {"encoder": cfg, "frame_stride": ex.get("frame_stride", 1), "seed": ex.get("seed", 0)}
     if ckpt:
@@ -69,7 +75,6 @@ def producer_record(enc_cfg, checkpoint: str = "") -> dict:
             from cjepa.utils.checkpoint import resolve_checkpoint
 
             f = resolve_checkpoint(f) / "model.pt"
-        record["checkpoint"] = str(ckpt)
         record["checkpoint_sha256"] = file_sha256(f, 16) if f.is_file() else "unknown"
     return record
 

@@ -4,8 +4,8 @@ Data: a :class:`~cjepa.data.clips.VideoSource` per split (from ``encoder.data.so
 one clip per training video (VideoSAUR's "one random chunk per video"): ``encoder.data.clip_frames`` frames at
 ``encoder.data.frame_stride`` from a random start, videos in a seeded order per epoch; clips are flipped
 horizontally with probability ``encoder.data.hflip_prob`` (VideoSAUR, Q17). All randomness of a step (order,
-clip starts, flips, slot-init noise) derives from (run.seed, step, rank), so a resumed run repeats an
-uninterrupted one.
+clip starts, flips, slot-init noise) derives from (run.seed, epoch or step, video key), so a resumed run repeats
+an uninterrupted one and N DDP ranks compute what one process computes on the whole batch.
 
 Validation: the first ``encoder.data.val_videos`` validation videos, one clip of ``val_clip_frames`` from frame 0,
 fixed slot-init noise; reports the losses and, when the source has instance masks, FG-ARI (per clip and per
@@ -15,6 +15,7 @@ frame) and mBO of the slot masks; rank 0 also writes a slot-mask image grid to t
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -117,19 +118,24 @@ class EncoderTask:
         g.manual_seed(mix_seed(self.cfg.run.seed, *parts))
         return g
 
-    def _augment(self, frames: torch.Tensor, step: int, micro_index: int) -> torch.Tensor:
+    def _clip_seeds(self, batch: dict, step: int) -> list[int]:
+        """One seed per clip from (run seed, step, video key): a clip's flip and slot noise do not depend on which
+        rank or micro-batch it landed in, so DDP on N ranks computes exactly what one process computes."""
+        return [mix_seed(self.cfg.run.seed, step, zlib.crc32(k.encode("utf-8"))) for k in batch["keys"]]
+
+    def _augment(self, frames: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         p = self.cfg.encoder.data.hflip_prob
         if p <= 0:
             return frames
-        g = torch.Generator().manual_seed(mix_seed(self.cfg.run.seed, step, self.env.rank, micro_index, 11))
-        flip = (torch.rand(frames.shape[0], generator=g) < p).to(frames.device)
-        return torch.where(flip[:, None, None, None, None], frames.flip(-1), frames)
+        flip = torch.tensor([float(torch.rand(1, generator=torch.Generator().manual_seed(mix_seed(s, 11)))) < p for s in seeds])
+        return torch.where(flip.to(frames.device)[:, None, None, None, None], frames.flip(-1), frames)
 
     def training_losses(self, model, batch: dict, step: int, micro_index: int) -> dict[str, torch.Tensor]:
         self._step = step
         frames = batch["frames"].to(self.device, non_blocking=True)  # (B, T, 3, H, W)
-        frames = self._augment(frames, step, micro_index)
-        losses, out = model(frames, generator=self._generator(step, self.env.rank, micro_index, 7))
+        seeds = self._clip_seeds(batch, step)
+        frames = self._augment(frames, seeds)
+        losses, out = model(frames, generator=[self._generator(s, 7) for s in seeds])
         vis = self.cfg.encoder.vis_every
         if vis and step % vis == 0 and micro_index == 0 and self.env.is_main:
             self._log_pictures("train", frames, out.masks, step)

@@ -111,7 +111,10 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def bench_kind(kind: str, preset: dict, device: torch.device, args) -> list[dict]:
-    c = preset["clip"]
+    c = dict(preset["clip"])
+    for name in ("batch", "frames", "video_frames", "videos"):
+        if getattr(args, name) is not None:
+            c[name] = getattr(args, name)
     g = torch.Generator().manual_seed(0)
     clip = torch.randn(c["batch"], c["frames"], 3, c["size"], c["size"], generator=g).to(device)
     videos = [
@@ -201,6 +204,10 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--bf16", action="store_true", help="also time bf16 autocast (GPU)")
+    p.add_argument("--batch", type=int, help="training clips per step (default: the preset's)")
+    p.add_argument("--frames", type=int, help="frames per training clip")
+    p.add_argument("--videos", type=int, help="videos to extract")
+    p.add_argument("--video-frames", dest="video_frames", type=int, help="frames per extracted video")
     p.add_argument("--quick", action="store_true", help="fewer repeats")
     p.add_argument("--jsonl", nargs="?", const="", default=None, help="append rows to benchmarks/results/ (or this file)")
     args = p.parse_args()

@@ -224,7 +224,11 @@ _REGISTRY: dict[str, VideoSourceFactory] = {}
 
 
 def register_video_source(name: str, factory: VideoSourceFactory) -> None:
-    """Make ``encoder.data.source=<name>`` open ``factory(path=..., split=..., data_cfg=...)``."""
+    """Make ``encoder.data.source=<name>`` open ``factory(path=..., split=..., data_cfg=...)``.
+
+    A factory raises FileNotFoundError for a split it does not have (``cjepa extract`` then skips that split) and
+    :class:`VideoSourceUnavailable` when the source cannot work at all in this installation.
+    """
     _REGISTRY[name] = factory
 
 

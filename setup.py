@@ -17,7 +17,10 @@ DIST = ["deepspeed>=0.16", "submitit>=1.5"]
 # flash-attn: optional, install separately where a wheel exists for your torch.
 GPU = ["nvidia-dali-cuda120>=2.4"]
 PUSHT = ["gym-pusht==0.1.8", "pygame>=2.5", "shapely>=2"]
-DEV = ["pytest>=8", "ruff>=0.6", "triton>=3.1", "numpy<3"] + DIST + PUSHT + GPU
+# Object-centric encoders: DINOv2 from transformers (built from a config; weights from a local file), safetensors
+# weight files, pillow for slot GIFs.
+ENCODER = ["transformers>=4.45", "safetensors>=0.4", "pillow>=9"]
+DEV = ["pytest>=8", "ruff>=0.6", "triton>=3.1", "numpy<3"] + DIST + PUSHT + GPU + ENCODER
 
 setup(
     name="cjepa",
@@ -27,6 +30,6 @@ setup(
     packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.data.world", "cjepa.dist", "cjepa.utils", "cjepa.ops", "cjepa.eval",
               "cjepa.plan", "cjepa.commands", "cjepa.tasks", "kernels", "launchers"],
     install_requires=CORE + DATA,
-    extras_require={"dist": DIST, "gpu": GPU, "pusht": PUSHT, "dev": DEV},
+    extras_require={"dist": DIST, "gpu": GPU, "pusht": PUSHT, "encoder": ENCODER, "dev": DEV},
     entry_points={"console_scripts": ["cjepa=cjepa.cli:main"]},
 )

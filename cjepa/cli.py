@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train the C-JEPA predictor on slot videos (single process, torchrun DDP, DeepSpeed)"),
     "data": ("data", "write video shards: built-in physics world, real CLEVRER (webdataset tar + manifest)"),
     "rollout": ("rollout", "roll slot videos out with a trained predictor (CLEVRER 128 -> 160 frames) into a slot store"),
+    "train-encoder": ("train_encoder", "train the object-centric encoder (VideoSAUR or SAVi) on video clips"),
+    "extract": ("extract", "encode every video with a trained encoder into a slot store (slots, object ids, Push-T extras)"),
     "convert": ("convert", "turn a DeepSpeed (ZeRO) checkpoint into a plain state_dict file (model.pt)"),
     "submit": ("submit", "submit one training run as a SLURM job (submitit; code snapshot, requeue on preemption)"),
     "sweep": ("sweep", "submit a grid or list of overrides as one SLURM job array and tabulate the results"),

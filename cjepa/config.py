@@ -250,6 +250,128 @@ class LaunchConfig:
 
 
 @dataclass(kw_only=True)
+class BackboneConfig:
+    """Frozen DINOv2 frame encoder of VideoSAUR (section 4.2): ViT-S/14 at 196 px -> 14x14 patches x 384."""
+
+    # Local weights file: HF safetensors (file or a directory holding model.safetensors), a timm state_dict,
+    # or the original facebookresearch .pth. "" = random init with a loud warning (nothing is downloaded).
+    weights: str = ""
+    # "post_ln": patch tokens after DINOv2's final LayerNorm (what the original's HF model returns, Q14; needed
+    # for the released checkpoints). "pre_ln": the raw last-block output (what VideoSAUR originally used).
+    features: Literal["post_ln", "pre_ln"] = "post_ln"
+    frozen: bool = True  # frozen: no grad, eval mode, no_grad forward
+    image_size: int = 196  # input side in pixels (a multiple of patch_size)
+    patch_size: int = 14
+    dim: int = 384  # ViT-S
+    depth: int = 12
+    heads: int = 6
+    mlp_ratio: float = 4.0
+    pos_grid: int = 37  # side of the learned position-embedding grid of the released weights (518 / 14)
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"  # the transformers attention backend
+    chunk_frames: int = 0  # frames per backbone forward (bounds memory on long videos); 0 = all at once
+
+
+@dataclass(kw_only=True)
+class VideoSaurConfig:
+    """VideoSAUR grouping, temporal predictor, SlotMixer decoder and loss (sections 4.2-4.6)."""
+
+    mlp_hidden: int = 768  # adapter LN -> Linear(384, 768) -> ReLU -> Linear(768, slot_dim)
+    iters_first: int = 3  # slot-attention iterations on the first frame
+    iters: int = 2  # ... and on every later frame
+    eps: float = 1e-8
+    # GRU hidden state of the slot update: "normed" = the LayerNorm-ed slots (the original VideoSAUR, Q14;
+    # the released checkpoints were trained so), "raw" = the previous slots (Locatello et al., SAVi).
+    gru_hidden: Literal["normed", "raw"] = "normed"
+    predictor_blocks: int = 1  # transformer over the slots of one frame (pre-norm, ReLU FFN)
+    predictor_heads: int = 4
+    predictor_ffn: int = 512
+    decoder_blocks: int = 3  # SlotMixer allocator: position queries cross-attend to the slots
+    decoder_heads: int = 4
+    decoder_ffn: int = 512
+    renderer_dims: tuple[int, ...] = (1024, 1024, 1024)  # renderer MLP, ReLU after every layer
+    # The original's transformer attention multiplies q.k by sqrt(head_dim) instead of dividing (its
+    # `q / scale` with scale = head_dim**-0.5; not in the spec's quirk list). "reference" keeps that, which the
+    # released checkpoints need; "standard" divides by sqrt(head_dim).
+    attn_logit_scale: Literal["reference", "standard"] = "reference"
+    sim_weight: float = 0.3  # SIM_WEIGHT of the time-similarity loss (CLEVRER 0.3, Push-T 0.25)
+    sim_temp: float = 0.15  # SIM_TEMP (CLEVRER 0.15, Push-T 0.25)
+    sim_threshold: float = 0.0  # cosine similarities below this become -inf before the softmax
+
+
+@dataclass(kw_only=True)
+class SaviConfig:
+    """StoSAVi (section 5): CNN encoder, slot attention with an MLP transition, spatial-broadcast decoder."""
+
+    resolution: int = 64  # model input side; frames are resized to it
+    enc_channels: int = 64  # 4 conv layers (kernel 5) of this width
+    enc_kernel: int = 5
+    dec_channels: int = 64  # 4 transposed-conv layers (kernel 5) of this width
+    dec_kernel: int = 5
+    dec_resolution: int = 8  # spatial-broadcast size; stride-2 layers until `resolution`
+    slot_mlp: int = 256  # residual MLP after the GRU, and the transition MLP hidden width = 2 * slot_dim
+    iters: int = 2
+    eps: float = 1e-6
+    kld_weight: float = 1e-4  # StoSAVi's KL on the kernel distribution
+    kld_var: float = 0.01  # variance of the KL's prior
+    # Kernel at evaluation/extraction: "sample" mu + sigma * eps (the original, seeded here) or "mean" (mu).
+    eval_kernel: Literal["sample", "mean"] = "sample"
+
+
+@dataclass(kw_only=True)
+class VideoDataConfig:
+    """Where decoded training clips and whole videos come from, and how clips are cut (section 4.7)."""
+
+    # A registered video source (cjepa.data.clips): "shards" = the webdataset video shards.
+    source: str = "shards"
+    path: str = ""
+    train_split: str = "train"
+    val_split: str = "val"
+    clip_frames: int = 6  # training clip length (frames after striding)
+    frame_stride: int = 2  # keep every n-th decoded frame
+    val_clip_frames: int = 10  # validation clip length (CLEVRER 10, Push-T 6)
+    val_videos: int = 200  # validation videos (one clip each, from frame 0); 0 = all
+    val_batch_size: int = 8  # validation clips per forward, per rank
+    hflip_prob: float = 0.5  # random horizontal flip of whole clips in training (encoder only, Q17)
+
+
+@dataclass(kw_only=True)
+class ExtractConfig:
+    """`cjepa extract`: encode every video once into a slot store (section 4.8)."""
+
+    out: str = ""  # slot store directory; default <run dir>/slots
+    splits: tuple[str, ...] = ("train", "val", "test")  # splits the source lacks are reported and skipped
+    # Stride of the frames tracked and stored. 1 = every frame, as the original (which then tracks at stride 1
+    # although it trained at stride 2, Q15; the predictor subsamples by data.frameskip afterwards).
+    frame_stride: int = 1
+    seed: int = 0  # slot-init seed; every video gets its own generator from (seed, video key)
+    batch_videos: int = 1  # videos of equal length encoded together
+    export_pickle: str = ""  # also write the original {split: {video: (T, S, D)}} pickle here
+    object_ids: bool = True  # store per-slot GT object ids (T, S) when the source has instance masks
+    shard_frames: int = 1 << 16  # frames per slot-store shard
+
+
+@dataclass(kw_only=True)
+class EncoderConfig:
+    """The object-centric encoder (VideoSAUR or SAVi), its training clips and slot extraction."""
+
+    kind: Literal["videosaur", "savi"] = "videosaur"
+    num_slots: int = 7  # S (CLEVRER 7, Push-T 4)
+    slot_dim: int = 128  # D
+    # Weights to start from: our checkpoint (dir or model.pt) or an original VideoSAUR Lightning .ckpt /
+    # SAVi nerv .pth (keys are mapped). "" = fresh init (the backbone then comes from backbone.weights).
+    checkpoint: str = ""
+    # Masks returned with the slots: "decoder" = the decoder's mixing/alpha masks (what VideoSAUR and SAVi
+    # visualise and score), "grouping" = the last slot-attention softmax (cheaper).
+    mask_source: Literal["decoder", "grouping"] = "decoder"
+    vis_every: int = 0  # steps between tensorboard mask images + GIF (also at every validation); 0 = validation only
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    videosaur: VideoSaurConfig = field(default_factory=VideoSaurConfig)
+    savi: SaviConfig = field(default_factory=SaviConfig)
+    data: VideoDataConfig = field(default_factory=VideoDataConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+
+
+@dataclass(kw_only=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -262,6 +384,7 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -507,6 +630,46 @@ def validate(cfg: Config) -> None:
     r = cfg.rollout
     if r.target_frames < r.obs_frames:
         raise ConfigError("rollout.target_frames must be >= rollout.obs_frames")
+    _validate_encoder(cfg.encoder)
+
+
+def _validate_encoder(e: EncoderConfig) -> None:
+    if e.num_slots < 1 or e.slot_dim < 1:
+        raise ConfigError("encoder.num_slots and encoder.slot_dim must be >= 1")
+    b = e.backbone
+    if b.image_size % b.patch_size:
+        raise ConfigError(f"encoder.backbone.image_size={b.image_size} must be a multiple of patch_size={b.patch_size}")
+    if b.dim % b.heads:
+        raise ConfigError(f"encoder.backbone.dim={b.dim} is not divisible by encoder.backbone.heads={b.heads}")
+    v = e.videosaur
+    if v.iters < 1 or v.iters_first < 1:
+        raise ConfigError("encoder.videosaur.iters and iters_first must be >= 1")
+    for name, heads in (("predictor_heads", v.predictor_heads), ("decoder_heads", v.decoder_heads)):
+        if e.slot_dim % heads:
+            raise ConfigError(f"encoder.slot_dim={e.slot_dim} is not divisible by encoder.videosaur.{name}={heads}")
+    if not v.renderer_dims:
+        raise ConfigError("encoder.videosaur.renderer_dims needs at least one layer")
+    if v.sim_temp <= 0:
+        raise ConfigError("encoder.videosaur.sim_temp must be > 0")
+    s = e.savi
+    res, ups = s.dec_resolution, 0
+    while res < s.resolution:
+        res, ups = res * 2, ups + 1
+    if res != s.resolution or ups > 4:
+        raise ConfigError(
+            f"encoder.savi.resolution={s.resolution} must be dec_resolution={s.dec_resolution} times 2**k with k <= 4 "
+            "(the decoder doubles the broadcast grid with up to 4 stride-2 layers)"
+        )
+    d = e.data
+    if d.clip_frames < 1 or d.frame_stride < 1 or d.val_clip_frames < 1 or d.val_batch_size < 1:
+        raise ConfigError("encoder.data.clip_frames, frame_stride, val_clip_frames and val_batch_size must be >= 1")
+    if e.kind == "videosaur" and (d.clip_frames < 2 or d.val_clip_frames < 2) and v.sim_weight > 0:
+        raise ConfigError("the VideoSAUR time-similarity loss needs clips of >= 2 frames (encoder.data.clip_frames)")
+    if not 0.0 <= d.hflip_prob <= 1.0:
+        raise ConfigError("encoder.data.hflip_prob must be in [0, 1]")
+    x = e.extract
+    if x.frame_stride < 1 or x.batch_videos < 1:
+        raise ConfigError("encoder.extract.frame_stride and batch_videos must be >= 1")
 
 
 def _validate_dist(cfg: Config) -> None:

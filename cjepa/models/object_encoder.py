@@ -1,0 +1,142 @@
+"""The fused object-centric encoder interface: decoded frames -> slots + slot masks, on one device.
+
+Both encoders (:class:`cjepa.models.videosaur.VideoSAUR`, :class:`cjepa.models.savi.SAVi`) take the decoded clip
+batch of the data contract, ``frames: float32 (B, T, 3, H, W)`` ImageNet-normalised, and run resize -> frame
+encoder (DINOv2 or CNN) -> slot attention with temporal propagation -> (decoder masks) without leaving the device
+(no ``.item()``, no host copies). Training (:meth:`training_losses`) and extraction (:meth:`encode`) share that
+path, so the resize and normalisation seen at extraction are exactly those of training (the original resized
+differently in the two, Q15). Non-square frames are squashed to the square model input (as the original does
+with CLEVRER's 480x320, Q16).
+
+Randomness (slot init, SAVi's kernel sampling) comes from an optional ``torch.Generator`` on the model's device:
+extraction seeds one per video, training one per step, so results do not depend on batch composition or on
+the global RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class SlotOutput:
+    """What :meth:`ObjectCentricEncoder.encode` returns."""
+
+    slots: torch.Tensor  # (B, T, S, D) the corrected (post slot-attention) slots, the ones stored downstream
+    masks: Optional[torch.Tensor]  # (B, T, S, h, w) soft masks summing to 1 over S, or None if not asked for
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)  # model-specific tensors the losses need
+
+
+def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, T, 3, H, W) -> (B, T, 3, size, size): bilinear with antialiasing, the single resize used everywhere.
+
+    Bilinear weights sum to one, so resizing commutes with the per-channel ImageNet normalisation: the order
+    (normalise then resize, or the reverse) no longer matters (it did in the original, Q15).
+    """
+    B, T, C, H, W = frames.shape
+    if (H, W) == (size, size):
+        return frames
+    out = F.interpolate(frames.reshape(B * T, C, H, W), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.view(B, T, C, size, size)
+
+
+def imagenet_to_unit(frames: torch.Tensor) -> torch.Tensor:
+    """Undo ImageNet normalisation on the channel axis (-3): values back in [0, 1]."""
+    shape = [1] * frames.dim()
+    shape[-3] = 3
+    mean = torch.tensor(IMAGENET_MEAN, device=frames.device, dtype=frames.dtype).view(shape)
+    std = torch.tensor(IMAGENET_STD, device=frames.device, dtype=frames.dtype).view(shape)
+    return frames * std + mean
+
+
+def sample_noise(shape: tuple[int, ...], *, device, dtype, generator=None) -> torch.Tensor:
+    """Standard-normal noise of `shape`; ``generator`` is None (global RNG), one Generator, or one per batch row.
+
+    Per-row generators make each sample's noise independent of which other samples share its batch, so slot
+    extraction gives the same slots for a video whether it is encoded alone or with others.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, device=device, dtype=dtype, generator=generator)
+    gens = list(generator)
+    if len(gens) != shape[0]:
+        raise ValueError(f"{len(gens)} generators for a batch of {shape[0]}")
+    return torch.stack([torch.randn(shape[1:], device=device, dtype=dtype, generator=g) for g in gens])
+
+
+def check_frames(frames: torch.Tensor) -> None:
+    if frames.dim() != 5 or frames.shape[2] != 3:
+        raise ValueError(f"frames must be (B, T, 3, H, W); got {tuple(frames.shape)}")
+    if not frames.is_floating_point():
+        raise ValueError(f"frames must be float (ImageNet-normalised); got dtype {frames.dtype}")
+
+
+class ObjectCentricEncoder(nn.Module):
+    """Common interface of the slot encoders (see the module docstring)."""
+
+    num_slots: int
+    slot_dim: int
+    loss_names: tuple[str, ...]  # the keys training_losses returns, in a fixed order (for cross-rank reductions)
+
+    def encode(
+        self,
+        frames: torch.Tensor,
+        *,
+        generator: Optional[torch.Generator] = None,
+        init_slots: Optional[torch.Tensor] = None,
+        masks: bool = True,
+    ) -> SlotOutput:
+        raise NotImplementedError
+
+    def training_losses(
+        self, frames: torch.Tensor, *, generator: Optional[torch.Generator] = None
+    ) -> tuple[dict[str, torch.Tensor], SlotOutput]:
+        """Named scalar losses (``loss`` is the total) and the slots/masks of the clip."""
+        raise NotImplementedError
+
+    def forward(
+        self, frames: torch.Tensor, generator: Optional[torch.Generator] = None
+    ) -> tuple[dict[str, torch.Tensor], SlotOutput]:
+        # The training loss is the forward pass, so a DDP wrapper sees it and all-reduces the gradients
+        # (calling a method of the unwrapped module would skip the reduction, Q10).
+        return self.training_losses(frames, generator=generator)
+
+    def describe(self) -> dict:
+        """A few facts for logs (sizes, options, whether the backbone is pretrained)."""
+        return {}
+
+
+def build_object_encoder(
+    enc_cfg, *, attention_backend: str = "torch", slot_attention_backend: str = "torch"
+) -> ObjectCentricEncoder:
+    """The encoder named by ``encoder.kind``, with ``encoder.checkpoint`` loaded if set.
+
+    VideoSAUR's DINOv2 weights come from ``encoder.backbone.weights`` or from the checkpoint; if neither provides
+    them, a :class:`~cjepa.models.dinov2.RandomBackboneWarning` is raised as a warning.
+    """
+    if enc_cfg.kind == "savi":
+        from cjepa.models.savi import SAVi
+
+        model: ObjectCentricEncoder = SAVi(enc_cfg, slot_attention_backend=slot_attention_backend)
+    elif enc_cfg.kind == "videosaur":
+        from cjepa.models.videosaur import VideoSAUR
+
+        model = VideoSAUR(enc_cfg, attention_backend=attention_backend, slot_attention_backend=slot_attention_backend)
+    else:
+        raise ValueError(f"unknown encoder.kind {enc_cfg.kind!r}; choose videosaur or savi")
+    model.load_report = None
+    if enc_cfg.checkpoint:
+        from cjepa.models.encoder_checkpoints import load_encoder_weights
+
+        model.load_report = load_encoder_weights(model, enc_cfg.checkpoint)
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None:
+        backbone.warn_if_random()
+    return model

@@ -1,0 +1,188 @@
+"""StoSAVi (SlotFormer's stochastic SAVi, Kipf et al. 2022) as configured for CLEVRER (section 5).
+
+frames (B, T, 3, H, W) ImageNet-normalised -> [-1, 1] (the original's input range) at ``resolution`` px
+-> CNN (4 x conv k5, ReLU except after the last; stride 2 in the first layer only at 128 px) -> soft position
+embedding -> LN -> Linear -> ReLU -> Linear (encoder features, D channels)
+-> per frame: latents = learned ``init_latents`` at t = 0, else the transition MLP of the previous slots
+   (LN, then Linear -> ReLU -> Linear added to the normed input); ``kernel_dist`` = Linear(D, 2D) gives
+   (mu, log sigma^2) and the slot-attention init is mu + sigma * eps (stochastic kernels);
+   slot attention (2 iterations, eps 1e-6, GRU on the raw slots, residual LN-MLP) -> slots
+-> spatial-broadcast decoder per slot: D x 8 x 8 grid + soft position embedding -> 4 transposed convs (k5,
+   stride 2 until the output size is reached, ReLU) -> 1x1 conv to RGB + alpha; softmax of alpha over slots gives
+   the masks, alpha-composited RGB is the reconstruction.
+
+Loss: MSE(reconstruction, frame in [-1, 1]) + 1e-4 KL (:func:`cjepa.encoder_losses.savi_losses`). The original's
+``prior_slot_layer`` ("useless, just for compatibility") is not built; its keys are reported and skipped when a
+released checkpoint is loaded.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from cjepa.encoder_losses import savi_losses
+from cjepa.models.object_encoder import (
+    ObjectCentricEncoder,
+    SlotOutput,
+    check_frames,
+    imagenet_to_unit,
+    resize_frames,
+    sample_noise,
+)
+from cjepa.models.slot_attention import LearnedSlotInit, SlotAttention
+
+
+def coordinate_grid(size: int) -> torch.Tensor:
+    """(1, size, size, 4): (y, x, 1 - y, 1 - x) on [0, 1] (SlotFormer's ``build_grid``)."""
+    r = torch.linspace(0.0, 1.0, size)
+    y, x = torch.meshgrid(r, r, indexing="ij")
+    g = torch.stack([y, x], dim=-1)[None]
+    return torch.cat([g, 1.0 - g], dim=-1)
+
+
+class SoftPositionEmbed(nn.Module):
+    """Adds Linear(4 -> C) of the coordinate grid to a (N, C, h, w) feature map."""
+
+    def __init__(self, channels: int, size: int):
+        super().__init__()
+        self.dense = nn.Linear(4, channels)
+        self.register_buffer("grid", coordinate_grid(size), persistent=False)  # derived, not a weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.dense(self.grid).permute(0, 3, 1, 2)
+
+
+class TransitionMLP(nn.Module):
+    """SAVi's ``ResidualMLPPredictor`` with norm_first: y = LN(x) + MLP(LN(x))."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.ln = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln(x)
+        return x + self.mlp(x)
+
+
+class SAVi(ObjectCentricEncoder):
+    def __init__(self, enc_cfg, *, slot_attention_backend: str = "torch"):
+        super().__init__()
+        s, S, D = enc_cfg.savi, enc_cfg.num_slots, enc_cfg.slot_dim
+        self.num_slots, self.slot_dim, self.resolution = S, D, s.resolution
+        self.loss_names = ("loss", "loss_recon", "loss_kld")
+        self.kld_weight, self.kld_var, self.eval_kernel = s.kld_weight, s.kld_var, s.eval_kernel
+        self.mask_source = enc_cfg.mask_source
+        C, k = s.enc_channels, s.enc_kernel
+        first_stride = 2 if s.resolution == 128 else 1
+        self.feat_size = s.resolution // first_stride
+        convs: list[nn.Module] = []
+        for i in range(4):
+            convs.append(nn.Conv2d(3 if i == 0 else C, C, k, stride=first_stride if i == 0 else 1, padding=k // 2))
+            if i < 3:
+                convs.append(nn.ReLU())
+        self.cnn = nn.Sequential(*convs)  # weights at 0, 2, 4, 6
+        self.enc_pos = SoftPositionEmbed(C, self.feat_size)
+        self.enc_mlp = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, D), nn.ReLU(), nn.Linear(D, D))
+        self.initializer = LearnedSlotInit(S, D, std=1.0)
+        self.kernel_dist = nn.Linear(D, 2 * D)  # kernel_mlp=False in the CLEVRER config
+        self.grouper = SlotAttention(
+            D, D, iters=s.iters, eps=s.eps, gru_hidden="raw", mlp_hidden=s.slot_mlp, backend=slot_attention_backend
+        )
+        self.predictor = TransitionMLP(D, 2 * D)
+        self.dec_resolution = s.dec_resolution
+        self.dec_pos = SoftPositionEmbed(D, s.dec_resolution)
+        layers: list[nn.Module] = []
+        size, kd = s.dec_resolution, s.dec_kernel
+        for i in range(4):
+            stride = 2 if size < s.resolution else 1
+            layers += [
+                nn.ConvTranspose2d(
+                    D if i == 0 else s.dec_channels, s.dec_channels, kd, stride=stride, padding=kd // 2, output_padding=stride - 1
+                ),
+                nn.ReLU(),
+            ]
+            size *= stride
+        layers.append(nn.Conv2d(s.dec_channels, 4, 1))
+        self.decoder = nn.Sequential(*layers)  # weights at 0, 2, 4, 6 and 8
+
+    def describe(self) -> dict:
+        return {
+            "encoder": "savi",
+            "slots": f"{self.num_slots}x{self.slot_dim}",
+            "resolution": self.resolution,
+            "cnn_channels": self.cnn[0].out_channels,
+        }
+
+    # ------------------------------------------------------------------ pieces
+
+    def prepare(self, frames: torch.Tensor) -> torch.Tensor:
+        """ImageNet-normalised frames -> [-1, 1] at the model resolution, (B, T, 3, R, R)."""
+        check_frames(frames)
+        return resize_frames(imagenet_to_unit(frames), self.resolution) * 2.0 - 1.0
+
+    def frame_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, T, 3, R, R) in [-1, 1] -> encoder features (B, T, N, D)."""
+        B, T = images.shape[:2]
+        x = self.enc_pos(self.cnn(images.flatten(0, 1)))  # (BT, C, h, w)
+        x = x.flatten(2).transpose(1, 2)  # (BT, N, C)
+        return self.enc_mlp(x).view(B, T, x.shape[1], -1)
+
+    def _kernels(self, dist: torch.Tensor, generator) -> torch.Tensor:
+        D = self.slot_dim
+        mu = dist[..., :D]
+        if not self.training and self.eval_kernel == "mean":
+            return mu
+        eps = sample_noise(tuple(mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
+        return mu + eps * torch.exp(0.5 * dist[..., D:])
+
+    def track(self, features: torch.Tensor, generator, init_slots=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """features (B, T, N, D) -> slots (B, T, S, D), kernel distributions (B, T, S, 2D), attention (B, T, S, N)."""
+        B = features.shape[0]
+        prev = init_slots
+        slots, dists, attn = [], [], []
+        for t in range(features.shape[1]):
+            latents = self.initializer(B) if prev is None else self.predictor(prev)
+            dist = self.kernel_dist(latents)
+            prev, a = self.grouper(self._kernels(dist, generator), features[:, t])
+            slots.append(prev)
+            dists.append(dist)
+            attn.append(a)
+        return torch.stack(slots, 1), torch.stack(dists, 1), torch.stack(attn, 1)
+
+    def decode(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """slots (N, S, D) -> reconstruction (N, 3, R, R) and masks (N, S, R, R)."""
+        N, S, D = slots.shape
+        x = slots.reshape(N * S, D, 1, 1).expand(-1, -1, self.dec_resolution, self.dec_resolution)
+        out = self.decoder(self.dec_pos(x)).view(N, S, 4, self.resolution, self.resolution)
+        masks = torch.softmax(out[:, :, 3], dim=1)  # over slots
+        recon = (out[:, :, :3] * masks[:, :, None]).sum(dim=1)
+        return recon, masks
+
+    # ------------------------------------------------------------------ interface
+
+    def encode(self, frames, *, generator=None, init_slots=None, masks: bool = True) -> SlotOutput:
+        images = self.prepare(frames)
+        B, T = images.shape[:2]
+        slots, dists, attn = self.track(self.frame_features(images), generator, init_slots)
+        out_masks = None
+        if masks:
+            if self.mask_source == "decoder":
+                out_masks = self.decode(slots.flatten(0, 1))[1].view(B, T, self.num_slots, self.resolution, self.resolution)
+            else:
+                out_masks = attn.unflatten(-1, (self.feat_size, self.feat_size))
+        return SlotOutput(slots=slots, masks=out_masks, aux={"kernel_dist": dists})
+
+    def training_losses(self, frames, *, generator=None):
+        images = self.prepare(frames)
+        B, T = images.shape[:2]
+        slots, dists, attn = self.track(self.frame_features(images), generator)
+        recon, dec_masks = self.decode(slots.flatten(0, 1))
+        recon = recon.view(B, T, 3, self.resolution, self.resolution)
+        losses = savi_losses(recon, images, dists, kld_weight=self.kld_weight, kld_var=self.kld_var)
+        if self.mask_source == "decoder":
+            masks = dec_masks.view(B, T, self.num_slots, self.resolution, self.resolution)
+        else:
+            masks = attn.unflatten(-1, (self.feat_size, self.feat_size))
+        return losses, SlotOutput(slots=slots, masks=masks.detach(), aux={"reconstruction": recon.detach()})

@@ -1,0 +1,97 @@
+"""The fused encoder interface (cjepa/models/object_encoder.py)."""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cjepa.config import load_config
+from cjepa.models.object_encoder import build_object_encoder, check_frames, imagenet_to_unit, resize_frames, sample_noise
+from tests.helpers import assert_close_verbose
+
+TINY = {
+    "videosaur": [
+        "encoder.backbone.dim=32",
+        "encoder.backbone.depth=1",
+        "encoder.backbone.heads=2",
+        "encoder.backbone.pos_grid=4",
+        "encoder.backbone.image_size=28",
+        "encoder.slot_dim=16",
+        "encoder.num_slots=3",
+        "encoder.videosaur.mlp_hidden=16",
+        "encoder.videosaur.predictor_ffn=16",
+        "encoder.videosaur.decoder_ffn=16",
+        "encoder.videosaur.renderer_dims=[16]",
+    ],
+    "savi": [
+        "encoder.kind=savi",
+        "encoder.savi.resolution=16",
+        "encoder.savi.dec_resolution=4",
+        "encoder.savi.enc_channels=8",
+        "encoder.savi.dec_channels=8",
+        "encoder.slot_dim=16",
+        "encoder.num_slots=3",
+        "encoder.savi.slot_mlp=16",
+    ],
+}
+
+
+def test_resize_is_one_antialiased_bilinear_and_commutes_with_normalisation():
+    """Frames are resized once (bilinear, antialias); normalising before or after resizing gives the same input (Q15)."""
+    torch.manual_seed(0)
+    x01 = torch.rand(2, 3, 3, 40, 60)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
+    a = resize_frames((x01 - mean) / std, 28)
+    b = (resize_frames(x01, 28) - mean) / std
+    assert a.shape == (2, 3, 3, 28, 28)
+    assert_close_verbose(a, b, 1e-5, 1e-5, "normalise/resize order")
+    ref = F.interpolate(x01.flatten(0, 1), size=(28, 28), mode="bilinear", antialias=True, align_corners=False)
+    assert_close_verbose(resize_frames(x01, 28).flatten(0, 1), ref, 1e-6, 0, "bilinear antialias")
+    assert resize_frames(x01[..., :28, :28], 28) is not None and torch.equal(
+        resize_frames(x01[..., :28, :28], 28), x01[..., :28, :28]
+    )
+    assert_close_verbose(imagenet_to_unit((x01 - mean) / std), x01, 1e-6, 1e-6, "inverse normalisation")
+
+
+def test_noise_from_one_or_per_row_generators():
+    """sample_noise: one generator -> torch.randn stream; per-row generators -> each row from its own stream."""
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(
+        sample_noise((2, 4), device="cpu", dtype=torch.float32, generator=g),
+        torch.randn((2, 4), generator=torch.Generator().manual_seed(3)),
+    )
+    rows = sample_noise((2, 4), device="cpu", dtype=torch.float32, generator=[torch.Generator().manual_seed(s) for s in (1, 2)])
+    assert torch.equal(rows[1], torch.randn(4, generator=torch.Generator().manual_seed(2)))
+    with pytest.raises(ValueError, match="generators for a batch"):
+        sample_noise((3, 4), device="cpu", dtype=torch.float32, generator=[g])
+
+
+def test_bad_frames_are_rejected():
+    """Frames must be float (B, T, 3, H, W)."""
+    with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
+        check_frames(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="float"):
+        check_frames(torch.zeros(1, 1, 3, 8, 8, dtype=torch.uint8))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["videosaur", "savi"])
+def test_encode_runs_on_the_gpu_without_host_synchronisation(kind):
+    """The fused path (resize, encoder, slot attention, decoder masks) never waits for the host on CUDA."""
+    cfg = load_config([], TINY[kind])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_object_encoder(cfg.encoder, attention_backend="sdpa").cuda().eval()
+    frames = torch.randn(2, 3, 3, 40, 40, device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    model.encode(frames, generator=gen)  # warm-up (lazy initialisation may synchronise once)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.no_grad():
+            out = model.encode(frames, generator=gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.slots.is_cuda and out.masks.is_cuda

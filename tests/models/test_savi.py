@@ -1,0 +1,82 @@
+"""SAVi encoder (cjepa/models/savi.py)."""
+
+import pytest
+import torch
+
+from cjepa.config import load_config
+from cjepa.models.object_encoder import IMAGENET_MEAN, IMAGENET_STD, build_object_encoder
+from cjepa.models.savi import coordinate_grid
+from tests.helpers import assert_close_verbose
+
+
+def small(*extra):
+    cfg = load_config(
+        [],
+        [
+            "encoder.kind=savi",
+            "encoder.savi.enc_channels=8",
+            "encoder.savi.dec_channels=8",
+            "encoder.slot_dim=16",
+            "encoder.num_slots=3",
+            "encoder.savi.slot_mlp=16",
+            *extra,
+        ],
+    )
+    torch.manual_seed(0)
+    return build_object_encoder(cfg.encoder)
+
+
+@pytest.mark.parametrize("res,feat", [(32, 32), (64, 64), (128, 64)])
+def test_shapes_at_each_resolution(res, feat):
+    """Decoder output = model resolution (stride-2 layers until reached); 128 px halves the feature map in conv 1."""
+    m = small(f"encoder.savi.resolution={res}")
+    losses, out = m(torch.randn(1, 2, 3, 40, 50))
+    assert out.masks.shape == (1, 2, 3, res, res) and out.slots.shape == (1, 2, 3, 16)
+    assert out.aux["reconstruction"].shape == (1, 2, 3, res, res)
+    assert_close_verbose(out.masks.sum(dim=2), torch.ones(1, 2, res, res), 1e-5, 0, "alpha masks over slots")
+    assert m.frame_features(m.prepare(torch.randn(1, 1, 3, 8, 8))).shape == (1, 1, feat * feat, 16)
+    assert set(losses) == {"loss", "loss_recon", "loss_kld"}
+
+
+def test_input_is_mapped_to_minus_one_one():
+    """ImageNet-normalised black / white frames become -1 / +1, the original's input range."""
+    m = small("encoder.savi.resolution=32")
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1)
+    black, white = (0 - mean) / std, (1 - mean) / std
+    assert_close_verbose(m.prepare(black.expand(1, 1, 3, 32, 32)), -torch.ones(1, 1, 3, 32, 32), 1e-6, 0, "black")
+    assert_close_verbose(m.prepare(white.expand(1, 1, 3, 32, 32)), torch.ones(1, 1, 3, 32, 32), 1e-6, 0, "white")
+
+
+def test_coordinate_grid_and_transition():
+    """Grid channels are (y, x, 1-y, 1-x) on [0, 1]; the transition is LN(x) + MLP(LN(x))."""
+    g = coordinate_grid(3)
+    assert g.shape == (1, 3, 3, 4)
+    assert torch.equal(g[0, 2, 0], torch.tensor([1.0, 0.0, 0.0, 1.0]))
+    m = small("encoder.savi.resolution=32")
+    x = torch.randn(2, 3, 16)
+    n = m.predictor.ln(x)
+    assert_close_verbose(m.predictor(x), n + m.predictor.mlp(n), 1e-6, 1e-6, "transition")
+
+
+def test_first_frame_uses_learned_latents_and_kernels_are_sampled():
+    """t=0 starts from init_latents through the kernel distribution; eval_kernel=mean is deterministic, sample is seeded."""
+    m = small("encoder.savi.resolution=32").eval()
+    x = torch.randn(2, 3, 3, 32, 32)
+    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    a, b = m.encode(x, generator=g(0), masks=False), m.encode(x, generator=g(0), masks=False)
+    assert torch.equal(a.slots, b.slots)
+    assert not torch.allclose(a.slots, m.encode(x, generator=g(1), masks=False).slots)
+    dist = a.aux["kernel_dist"]
+    assert torch.equal(dist[:, 0], m.kernel_dist(m.initializer(2)).detach())
+    mean_model = small("encoder.savi.resolution=32", "encoder.savi.eval_kernel=mean").eval()
+    mean_model.load_state_dict(m.state_dict())
+    assert torch.equal(mean_model.encode(x, generator=g(0)).slots, mean_model.encode(x, generator=g(5)).slots)
+
+
+def test_gradients_reach_every_parameter():
+    """Reconstruction + KL reach every parameter (encoder, slot attention, transition, kernel head, decoder)."""
+    m = small("encoder.savi.resolution=32")
+    losses, _ = m(torch.randn(2, 2, 3, 32, 32))
+    losses["loss"].backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name

@@ -785,3 +785,10 @@ def to_deepspeed(cfg: Config, derived: Derived) -> dict:
         "wall_clock_breakdown": False,
         "dump_state": False,
     }
+
+
+def encoder_input_size(enc) -> tuple[int, int]:
+    """(h, w) the encoder reads: SAVi's resolution or the DINOv2 input side. Video sources decode to it, so the
+    one resize happens in the data workers and the encoder's own resize is the identity."""
+    side = enc.savi.resolution if enc.kind == "savi" else enc.backbone.image_size
+    return (side, side)

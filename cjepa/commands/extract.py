@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import torch
 
-    from cjepa.config import load_config
+    from cjepa.config import encoder_input_size, load_config
     from cjepa.data.clips import VideoSourceUnavailable, open_video_source
     from cjepa.dist.env import detect_env, pick_device
     from cjepa.extract import extract
@@ -42,7 +42,7 @@ def run(args) -> int:
     try:
         for split in e.extract.splits:
             try:
-                sources[split] = open_video_source(e.data, split)
+                sources[split] = open_video_source(e.data, split, encoder_input_size(e))
             except FileNotFoundError as err:
                 missing.append(f"{split} ({err})")
     except VideoSourceUnavailable as err:

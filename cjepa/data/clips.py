@@ -11,8 +11,8 @@ A *video source* serves one split and offers the two views of the data contract 
 
 Sources are registered by name (:func:`register_video_source`) and opened from the ``encoder.data`` config
 (:func:`open_video_source`). ``memory`` is :class:`InMemoryVideos` (videos already in RAM; built from Python,
-not from a config); ``shards`` (webdataset video shards decoded with PyAV / DALI) is provided by the shard
-reader and raises :class:`VideoSourceUnavailable` until that reader is installed.
+not from a config); ``shards`` is :class:`cjepa.data.shard_source.ShardVideoSource` (webdataset video shards
+written by ``cjepa data``, decoded with PyAV).
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ _REGISTRY: dict[str, VideoSourceFactory] = {}
 
 
 def register_video_source(name: str, factory: VideoSourceFactory) -> None:
-    """Make ``encoder.data.source=<name>`` open ``factory(path=..., split=..., data_cfg=...)``.
+    """Make ``encoder.data.source=<name>`` open ``factory(path=..., split=..., data_cfg=..., image_size=...)``.
 
     A factory raises FileNotFoundError for a split it does not have (``cjepa extract`` then skips that split) and
     :class:`VideoSourceUnavailable` when the source cannot work at all in this installation.
@@ -236,30 +236,30 @@ def registered_sources() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _shards_unavailable(*, path: str, split: str, data_cfg=None) -> VideoSource:
-    raise VideoSourceUnavailable(
-        "encoder.data.source=shards: the webdataset video-shard reader (PyAV / DALI decoding) is not installed in "
-        "this build, so videos cannot be read from shards yet. From Python, pass an InMemoryVideos source or "
-        "register another source with cjepa.data.clips.register_video_source."
-    )
+def _shards(*, path: str, split: str, data_cfg=None, image_size=None) -> VideoSource:
+    from cjepa.data.shard_source import open_shard_source  # PyAV and the shard reader load only when used
+
+    if not path:
+        raise VideoSourceUnavailable("encoder.data.source=shards needs encoder.data.path (a directory written by `cjepa data`)")
+    return open_shard_source(path=path, split=split, data_cfg=data_cfg, image_size=image_size)
 
 
-def _memory_from_config(*, path: str, split: str, data_cfg=None) -> VideoSource:
+def _memory_from_config(*, path: str, split: str, data_cfg=None, image_size=None) -> VideoSource:
     raise VideoSourceUnavailable(
         "encoder.data.source=memory holds videos that live in a Python process; build cjepa.data.clips.InMemoryVideos "
         "and pass it to the task or extraction function directly (it cannot be opened from a config file)"
     )
 
 
-register_video_source("shards", _shards_unavailable)
+register_video_source("shards", _shards)
 register_video_source("memory", _memory_from_config)
 
 
-def open_video_source(data_cfg, split: str) -> VideoSource:
-    """The source ``data_cfg.source`` names, for one split."""
+def open_video_source(data_cfg, split: str, image_size: Optional[Sequence[int]] = None) -> VideoSource:
+    """The source ``data_cfg.source`` names, for one split; frames resized to ``image_size`` (h, w) if given."""
     name = data_cfg.source
     if name not in _REGISTRY:
         raise VideoSourceUnavailable(
             f"encoder.data.source={name!r} is not a registered video source; choose one of {registered_sources()}"
         )
-    return _REGISTRY[name](path=data_cfg.path, split=split, data_cfg=data_cfg)
+    return _REGISTRY[name](path=data_cfg.path, split=split, data_cfg=data_cfg, image_size=image_size)

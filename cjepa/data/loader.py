@@ -479,14 +479,7 @@ class _VideoDataset(Dataset):
     def __getitem__(self, i: int):
         e = self.entries[i]
         try:
-            raw = {"__key__": e.key, "__url__": str(e.shard.path)}
-            with open(e.shard.path, "rb") as fh:
-                for ext, (off, size) in e.components.items():
-                    fh.seek(off)
-                    data = fh.read(size)
-                    if len(data) != size:
-                        raise BadSample("truncated_shard", f"{e.key}.{ext} ends past the end of the shard")
-                    raw[ext] = data
+            raw = read_entry(e)
             meta = _meta_of(raw)
             if "mp4" not in raw:
                 raise BadSample("missing_component", f"no {e.key}.mp4")
@@ -496,6 +489,19 @@ class _VideoDataset(Dataset):
             return e.key, frames, masks, meta
         except BadSample as err:
             return ("__bad__", str(e.shard.path), e.key, err.reason, err.detail)
+
+
+def read_entry(e: _Entry) -> dict:
+    """The raw components of one sample, read by byte range: ``{"__key__", "__url__", ext: bytes}``."""
+    raw = {"__key__": e.key, "__url__": str(e.shard.path)}
+    with open(e.shard.path, "rb") as fh:
+        for ext, (off, size) in e.components.items():
+            fh.seek(off)
+            data = fh.read(size)
+            if len(data) != size:
+                raise BadSample("truncated_shard", f"{e.key}.{ext} ends past the end of the shard")
+            raw[ext] = data
+    return raw
 
 
 def video_entries(split: SplitInfo, report) -> list[_Entry]:

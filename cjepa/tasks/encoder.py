@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from cjepa.config import Config, Derived
+from cjepa.config import Config, Derived, encoder_input_size
 from cjepa.data.clips import VideoSource, mix_seed, open_video_source
 from cjepa.dist.env import DistEnv, all_reduce_sum
 from cjepa.eval.segmentation import segmentation_scores
@@ -47,9 +47,9 @@ class EncoderTask:
         self.env, self.derived, self.device = env, derived, device
         check_backend(self.cfg.kernels.attention, device)
         if self.train_source is None:
-            self.train_source = open_video_source(e.data, e.data.train_split)
+            self.train_source = open_video_source(e.data, e.data.train_split, encoder_input_size(e))
         if self.val_source is None:
-            self.val_source = open_video_source(e.data, e.data.val_split)
+            self.val_source = open_video_source(e.data, e.data.val_split, encoder_input_size(e))
         n = len(self.train_source)
         if n < derived.global_batch:
             raise ValueError(

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the whole pipeline on the built-in world on CPU in minutes (start here)"),
     "train": ("train", "train the C-JEPA predictor on slot videos (single process, torchrun DDP, DeepSpeed)"),
     "data": ("data", "write video shards: built-in physics world, real CLEVRER (webdataset tar + manifest)"),
+    "pretrain": ("pretrain", "train the predictor streaming from raw video shards through the frozen encoder (no slot files)"),
     "rollout": ("rollout", "roll slot videos out with a trained predictor (CLEVRER 128 -> 160 frames) into a slot store"),
     "train-encoder": ("train_encoder", "train the object-centric encoder (VideoSAUR or SAVi) on video clips"),
     "extract": ("extract", "encode every video with a trained encoder into a slot store (slots, object ids, Push-T extras)"),

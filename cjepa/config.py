@@ -167,6 +167,10 @@ class OptimConfig:
 
 @dataclass(kw_only=True)
 class TrainConfig:
+    # What the trainer trains: "predictor" (C-JEPA from slot data), "pretrain" (C-JEPA streaming from raw video
+    # through the frozen encoder), "encoder" (VideoSAUR / SAVi). `cjepa train-encoder` / `cjepa pretrain` set it;
+    # launchers pass it through the resolved config.
+    task: Literal["predictor", "pretrain", "encoder"] = "predictor"
     epochs: int = 30
     max_steps: int = 0  # >0 overrides epochs
     grad_accum: int = 1

@@ -211,6 +211,8 @@ class Trainer:
                         for k, v in losses.items():
                             losses_acc[k] = losses_acc.get(k, 0.0) + float(v.detach()) / len(micro_batches)
                     grad_norm = self.engine.step()
+                    if hasattr(self.task, "after_step"):
+                        self.task.after_step()
                     step += 1
                     samples += derived.global_batch
                     for k, v in losses_acc.items():
@@ -278,13 +280,22 @@ class Trainer:
 
 
 def build_task(cfg: Config):
+    """The task ``train.task`` names: predictor (slot data), pretrain (raw video through a frozen encoder), encoder."""
+    if cfg.train.task == "pretrain":
+        from cjepa.tasks.pretrain import PretrainTask
+
+        return PretrainTask(cfg)
+    if cfg.train.task == "encoder":
+        from cjepa.tasks.encoder import EncoderTask
+
+        return EncoderTask(cfg)
     from cjepa.tasks.predictor import PredictorTask
 
     return PredictorTask(cfg)
 
 
 def train(cfg: Config, progress: bool = True) -> dict[str, Any]:
-    """Train with the task the config asks for; tears down the process group afterwards."""
+    """Train what ``train.task`` asks for; tears down the process group afterwards."""
     try:
         return Trainer(cfg, build_task(cfg), progress=progress).fit()
     finally:

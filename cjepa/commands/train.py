@@ -25,20 +25,29 @@ def print_summary(summary: dict) -> None:
     print(f"\nrun directory: {summary['run_dir']}   tensorboard --logdir {summary['tensorboard']}")
 
 
-def run(args) -> int:
-    from cjepa.config import load_config
+def execute(cfg, command: str, progress: bool = True, summary_printer=None) -> int:
+    """Train ``cfg`` (its train.task) and print the summary; map the trainer's stops to exit codes."""
+    from cjepa.data.clips import VideoSourceUnavailable
     from cjepa.dist.env import detect_env
     from cjepa.train import EXIT_PREEMPTED, NonFiniteLoss, Preempted, train
 
-    cfg = load_config(args.config, args.overrides)
     try:
-        summary = train(cfg, progress=not args.no_progress)
+        summary = train(cfg, progress=progress)
+    except VideoSourceUnavailable as err:
+        print(f"cjepa {command}: {err}", file=sys.stderr)
+        return 2
     except NonFiniteLoss as err:
-        print(f"cjepa train: {err}", file=sys.stderr)
+        print(f"cjepa {command}: {err}", file=sys.stderr)
         return 1
     except Preempted as err:
-        print(f"cjepa train: {err}", file=sys.stderr)
+        print(f"cjepa {command}: {err}", file=sys.stderr)
         return EXIT_PREEMPTED
     if detect_env().is_main:
-        print_summary(summary)
+        (summary_printer or print_summary)(summary)
     return 0
+
+
+def run(args) -> int:
+    from cjepa.config import load_config
+
+    return execute(load_config(args.config, args.overrides), "train", progress=not args.no_progress)

@@ -7,8 +7,6 @@ checkpoints, tensorboard (losses, FG-ARI / mBO, slot-mask images) and slot GIFs 
 
 from __future__ import annotations
 
-import sys
-
 from cjepa.cli import add_config_args
 
 
@@ -27,26 +25,9 @@ def print_summary(summary: dict) -> None:
 
 
 def run(args) -> int:
+    from cjepa.commands.train import execute
     from cjepa.config import load_config
-    from cjepa.data.clips import VideoSourceUnavailable
-    from cjepa.dist.env import destroy_process_group, detect_env
-    from cjepa.tasks.encoder import EncoderTask
-    from cjepa.train import EXIT_PREEMPTED, NonFiniteLoss, Preempted, Trainer
 
     cfg = load_config(args.config, args.overrides)
-    try:
-        summary = Trainer(cfg, EncoderTask(cfg), progress=not args.no_progress).fit()
-    except VideoSourceUnavailable as err:
-        print(f"cjepa train-encoder: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteLoss as err:
-        print(f"cjepa train-encoder: {err}", file=sys.stderr)
-        return 1
-    except Preempted as err:
-        print(f"cjepa train-encoder: {err}", file=sys.stderr)
-        return EXIT_PREEMPTED
-    finally:
-        destroy_process_group()
-    if detect_env().is_main:
-        print_summary(summary)
-    return 0
+    cfg.train.task = "encoder"
+    return execute(cfg, "train-encoder", progress=not args.no_progress, summary_printer=print_summary)

@@ -379,7 +379,10 @@ class VideoClipLoader:
                         train=self.train, seed=self.seed, rank=self.rank, world_size=self.world_size, num_workers=self.num_workers,
                         shuffle_buffer=self.shuffle_buffer, decode_threads=self.decode_threads, positions=dict(self.positions),
                         rotation=self.next_worker)
-        kw: dict[str, Any] = {"batch_size": None, "num_workers": self.num_workers, "pin_memory": self.pin_memory}
+        # Its own generator: creating a DataLoader iterator otherwise draws from the global torch RNG, so a resumed
+        # run (which creates it at another step) would shift the dropout masks of an uninterrupted one.
+        kw: dict[str, Any] = {"batch_size": None, "num_workers": self.num_workers, "pin_memory": self.pin_memory,
+                              "generator": torch.Generator()}
         if self.num_workers > 0:
             kw.update(timeout=self.timeout_s, prefetch_factor=2)
         return DataLoader(ds, **kw)
@@ -567,7 +570,8 @@ def iter_videos(split: SplitInfo | str, *, image_size=(196, 196), stride: int = 
     if not entries:
         raise ShardError(f"split {info.name!r}: no videos for rank {rank} of {world_size}")
     ds = _VideoDataset(entries, image_size, stride, with_masks, decode_threads)
-    loader = DataLoader(ds, batch_size=None, num_workers=num_workers, collate_fn=_identity, **({"timeout": 600} if num_workers else {}))
+    loader = DataLoader(ds, batch_size=None, num_workers=num_workers, collate_fn=_identity, generator=torch.Generator(),
+                        **({"timeout": 600} if num_workers else {}))
     for item in loader:
         if item[0] == "__bad__":
             _, shard, key, reason, detail = item

@@ -127,7 +127,8 @@ class ShardVideoSource:
 
     def _loader(self, ds: Dataset, batches: list[list[int]]):
         kw = {"timeout": 600} if self.num_workers else {}
-        return DataLoader(ds, batch_sampler=batches, num_workers=self.num_workers, collate_fn=_identity, **kw)
+        # generator: keep the global torch RNG (dropout) untouched by loader restarts
+        return DataLoader(ds, batch_sampler=batches, num_workers=self.num_workers, collate_fn=_identity, generator=torch.Generator(), **kw)
 
     def iter_clips(self, *, batch_size, clip_frames, frame_stride, seed=0, epoch=0, start_batch=0, rank=0, world_size=1,
                    shuffle=True, random_start=True, max_videos=0, drop_last=True) -> Iterator[dict]:

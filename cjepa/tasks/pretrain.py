@@ -1,0 +1,206 @@
+"""Streaming pretraining: raw video shards -> frozen object-centric encoder -> C-JEPA predictor, in one job.
+
+No slot files in between. Each training step decodes clips of T_h + T_p frames at ``data.frameskip`` from the
+video shards (``data.decoder``: PyAV in DataLoader workers on CPU, DALI with NVDEC on GPU: the same batch
+contract either way), encodes them with the frozen encoder from ``encoder.checkpoint`` (no gradients, eval mode,
+slot initialisation seeded from (seed, step, rank) so a resumed run re-encodes identically), and trains the
+predictor on the slot clips with the same masking and losses as :class:`cjepa.tasks.predictor.PredictorTask`.
+
+The data position (the clip loader's per-worker state) is part of the checkpoint, so a run resumes mid-epoch.
+The task times the three stages (waiting for decoded clips, encoding, predictor step) and reports the split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from typing import Iterator
+
+import torch
+
+from cjepa.config import Config, ConfigError, Derived, encoder_input_size
+from cjepa.data.clips import mix_seed
+from cjepa.data.loader import build_clip_loader
+from cjepa.dist.env import DistEnv, all_reduce_sum
+from cjepa.losses import predictor_losses
+from cjepa.masking import MaskSampler
+from cjepa.models.predictor import build_predictor
+from cjepa.ops.attention import check_backend
+from cjepa.rollout import rollout_error
+
+
+class PretrainTask:
+    name = "pretrain"
+
+    def __init__(self, cfg: Config):
+        if cfg.model.kind != "slots":
+            raise ConfigError("cjepa pretrain trains the slot predictor (model.kind=slots); Push-T trains from a slot store")
+        e, m = cfg.encoder, cfg.model
+        if (e.num_slots, e.slot_dim) != (m.num_slots, m.slot_dim):
+            raise ConfigError(
+                f"encoder slots ({e.num_slots} x {e.slot_dim}) must match the predictor's model.num_slots x model.slot_dim "
+                f"({m.num_slots} x {m.slot_dim})"
+            )
+        self.cfg = cfg
+        self.times = {"decode_s": 0.0, "encode_s": 0.0, "predictor_s": 0.0}
+        self._loader_state = None
+
+    # ------------------------------------------------------------------ setup
+
+    def _data_cfg(self, micro_batch: int):
+        """data.* with the clip shape the predictor needs and the encoder's input size (the one resize)."""
+        m = self.cfg.model
+        return dataclasses.replace(
+            self.cfg.data, clip_frames=m.history_frames + m.pred_frames, clip_stride=self.cfg.data.frameskip,
+            video_batch_size=micro_batch, image_size=encoder_input_size(self.cfg.encoder),
+        )
+
+    def setup(self, env: DistEnv, derived: Derived, device: torch.device) -> None:
+        from cjepa.models.object_encoder import build_object_encoder
+
+        cfg = self.cfg
+        self.env, self.derived, self.device = env, derived, device
+        check_backend(cfg.kernels.attention, device)
+        if not cfg.encoder.checkpoint:
+            warnings.warn("encoder.checkpoint is empty: pretraining on slots of an UNTRAINED encoder", stacklevel=2)
+        self.encoder = build_object_encoder(cfg.encoder, attention_backend=cfg.kernels.attention,
+                                            slot_attention_backend=cfg.kernels.slot_attention).to(device).eval()
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        dcfg = self._data_cfg(derived.micro_batch)
+        self.loader = build_clip_loader(dcfg, cfg.data.train_split, train=True, rank=env.rank, world_size=env.world_size, seed=cfg.run.seed)
+        if self._loader_state is not None:
+            self.loader.load_state_dict(self._loader_state)
+        self.val_cfg = dcfg
+        self.masks = MaskSampler.from_config(cfg.masking, cfg.model.num_slots)
+        self._it = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.loader) // self.derived.grad_accum)
+
+    def describe(self) -> dict:
+        return {"encoder": self.cfg.encoder.kind, "clips_per_epoch": len(self.loader) * self.derived.micro_batch * self.env.world_size,
+                "decoder": self.cfg.data.decoder}
+
+    def build_model(self) -> torch.nn.Module:
+        return build_predictor(self.cfg.model, self.cfg.kernels.attention)
+
+    def param_groups(self, model) -> list[dict]:
+        return [{"params": list(model.parameters())}]
+
+    # ------------------------------------------------------------------ training
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor, seed_parts: tuple[int, ...]) -> torch.Tensor:
+        """frames (B, T, 3, H, W) -> slots (B, T, S, D) with a slot init seeded from ``seed_parts``."""
+        gen = torch.Generator(device=frames.device).manual_seed(mix_seed(self.cfg.run.seed, *seed_parts))
+        return self.encoder.encode(frames, generator=gen, masks=False).slots.float()
+
+    def train_batches(self, start_step: int) -> Iterator[list[dict]]:
+        if self._it is None:
+            self._it = iter(self.loader)
+        group: list[dict] = []
+        for _ in range(self.steps_per_epoch * self.derived.grad_accum):
+            t0 = time.perf_counter()
+            try:
+                batch = next(self._it)
+            except StopIteration:  # one epoch of the loader is done; the next call starts the next
+                self._it = iter(self.loader)
+                batch = next(self._it)
+            self.times["decode_s"] += time.perf_counter() - t0
+            group.append(batch)
+            if len(group) == self.derived.grad_accum:
+                self._step_start, self._step_encode = time.perf_counter(), 0.0
+                yield group
+                group = []
+
+    def training_losses(self, model, batch: dict, step: int, micro_index: int) -> dict[str, torch.Tensor]:
+        d, env = self.derived, self.env
+        t0 = time.perf_counter()
+        frames = batch["frames"].to(self.device, non_blocking=True)
+        slots = self.encode(frames, (step, micro_index, env.rank))  # (B, T, S, D)
+        t1 = time.perf_counter()
+        start = (micro_index * env.world_size + env.rank) * d.micro_batch
+        masked = self.masks(step, d.global_batch, start, slots.shape[0]).to(self.device)
+        T_h = self.cfg.model.history_frames
+        out = predictor_losses(model(slots[:, :T_h], masked), slots, masked, T_h, self.cfg.masking.history_loss_includes_t0)
+        self.times["encode_s"] += t1 - t0
+        self._step_encode += t1 - t0
+        return out
+
+    def after_step(self) -> None:
+        """Trainer hook after the optimizer step: the rest of the step's wall time is the predictor's."""
+        self.times["predictor_s"] += time.perf_counter() - self._step_start - self._step_encode
+
+    def state_dict(self) -> dict:
+        return {"loader": self.loader.state_dict(), "times": dict(self.times)}
+
+    def load_state_dict(self, sd: dict) -> None:
+        if "loader" in sd:
+            self._loader_state = sd["loader"]
+            if hasattr(self, "loader"):
+                self.loader.load_state_dict(sd["loader"])
+                self._it = None
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _val_batches(self):
+        loader = build_clip_loader(self.val_cfg, self.cfg.data.val_split, train=False, rank=self.env.rank,
+                                   world_size=self.env.world_size, seed=self.cfg.run.seed)
+        limit = self.cfg.data.val_max_windows
+        seen = 0
+        for b in loader:
+            yield b
+            seen += b["frames"].shape[0]
+            if limit and seen >= limit:
+                return
+
+    @torch.no_grad()
+    def validate(self, module) -> dict[str, float]:
+        """Future MSE of unmasked inference on encoded validation clips (clip-aligned chunks; exact over ranks)."""
+        module.eval()
+        T_h = self.cfg.model.history_frames
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for i, b in enumerate(self._val_batches()):
+            slots = self.encode(b["frames"].to(self.device), (-1, i, self.env.rank))
+            err = (module.inference(slots[:, :T_h]).float() - slots[:, T_h:]) ** 2
+            total[0] += err.sum().double()
+            total[1] += err.numel()
+        all_reduce_sum(total)
+        module.train()
+        return {"val/loss_future": float(total[0] / total[1].clamp_min(1))}
+
+    @torch.no_grad()
+    def final_eval(self, module) -> dict:
+        """Rollout error on whole encoded validation videos vs copy-last-frame, plus the stage time split."""
+
+        module.eval()
+        cfg = self.cfg
+        videos = {key: self.encode(frames[None].to(self.device), (-2, i))[0].cpu().numpy() for i, (key, frames) in enumerate(self._val_videos())}
+        res = {}
+        try:
+            res = rollout_error(lambda h, _: module.inference(h), videos, history_frames=cfg.model.history_frames,
+                                pred_frames=cfg.model.pred_frames, frameskip=cfg.data.frameskip, chains=cfg.rollout.eval_chains,
+                                max_videos=cfg.rollout.eval_videos, device=self.device)
+        except ValueError as err:  # validation videos shorter than an evaluation window
+            res = {"note": str(err)}
+        total = sum(self.times.values()) or 1.0
+        res["time_split"] = {k: v / total for k, v in self.times.items()}
+        res["time_s"] = dict(self.times)
+        module.train()
+        return res
+
+    def _val_videos(self):
+        """(key, frames (T, 3, h, w)) of the first rollout.eval_videos validation videos."""
+        from cjepa.data.loader import iter_videos
+        from cjepa.data.shards import open_split
+
+        info = open_split(self.cfg.data.shards, self.cfg.data.val_split)
+        n = 0
+        for key, frames, _, _ in iter_videos(info, image_size=encoder_input_size(self.cfg.encoder), stride=1, with_masks=False):
+            yield key, frames
+            n += 1
+            if n >= self.cfg.rollout.eval_videos:
+                return

@@ -28,7 +28,7 @@ def test_extract_writes_store_and_pickle_and_resumes(tmp_path, capsys):
     """extract encodes every available split with encoder.checkpoint, skips missing splits, and a rerun skips done videos."""
     splits = {"train": InMemoryVideos(disc_videos(3, 6, 16, seed=0)), "val": InMemoryVideos(disc_videos(2, 6, 16, seed=1))}
 
-    def factory(*, path, split, data_cfg=None):
+    def factory(*, path, split, data_cfg=None, image_size=None):
         if split not in splits:
             raise FileNotFoundError(f"no {split} split")
         return splits[split]

@@ -31,7 +31,7 @@ SMALL = [
 def disc_source():
     """Register a 'test_discs' video source (rendered billiards) for the config to name."""
     splits = {"train": InMemoryVideos(disc_videos(4, 8, 16, seed=0)), "val": InMemoryVideos(disc_videos(2, 8, 16, seed=1))}
-    register_video_source("test_discs", lambda *, path, split, data_cfg=None: splits[split])
+    register_video_source("test_discs", lambda *, path, split, data_cfg=None, image_size=None: splits[split])
     return splits
 
 
@@ -47,7 +47,7 @@ def test_train_encoder_runs_from_a_registered_source(tmp_path, capsys, disc_sour
 
 
 def test_unavailable_source_is_a_clear_error(tmp_path, capsys):
-    """With the default source (shards) not installed, the command exits 2 and says why."""
-    rc = main(["train-encoder", "--no-progress", *SMALL, f"run.out_dir={tmp_path}"])
+    """With the default source (shards) but no path, the command exits 2 and names the key to set."""
+    rc = main(["train-encoder", "--no-progress", *SMALL, f"run.out_dir={tmp_path}", "encoder.data.source=shards", "encoder.data.path="])
     assert rc == 2
-    assert "shard reader" in capsys.readouterr().err
+    assert "needs encoder.data.path" in capsys.readouterr().err

@@ -124,14 +124,14 @@ def test_bad_videos_are_clear_errors():
 
 
 def test_registry_opens_sources_from_config_and_explains_missing_ones():
-    """encoder.data.source picks a registered factory; 'shards' explains it is not installed; unknown names list choices."""
+    """encoder.data.source picks a registered factory; 'shards' without a path says what to set; unknown names list choices."""
     cfg = load_config([], [])
-    with pytest.raises(VideoSourceUnavailable, match="shard reader"):
+    with pytest.raises(VideoSourceUnavailable, match="needs encoder.data.path"):
         open_video_source(cfg.encoder.data, "train")
     cfg.encoder.data.source = "nope"
     with pytest.raises(VideoSourceUnavailable, match="not a registered video source"):
         open_video_source(cfg.encoder.data, "train")
     src = InMemoryVideos(_videos(n=2))
-    register_video_source("test_fixed", lambda *, path, split, data_cfg=None: src)
+    register_video_source("test_fixed", lambda *, path, split, data_cfg=None, image_size=None: src)
     cfg.encoder.data.source = "test_fixed"
     assert open_video_source(cfg.encoder.data, "val") is src

@@ -270,6 +270,8 @@ def _isnan(v) -> bool:
 def _cell(stat: Optional[dict]) -> str:
     if not stat or stat.get("mean") is None:
         return "-"
+    if stat.get("n", 0) < 2:
+        return f"{100 * stat['mean']:.2f}"  # one replicate: no spread to show
     return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cjepa.data.slot_store import SlotSplit
-from cjepa.eval.vqa.data import resolve_video_keys, VQADataset
+from cjepa.eval.vqa.data import VQADataset, resolve_video_keys
 from cjepa.eval.vqa.evaluate import evaluate_reasoner, jsonable, predictions_to_clevrer, write_outputs
 from cjepa.eval.vqa.metrics import metrics_from_counts, score_predictions
 from cjepa.eval.vqa.model import ALOEReasoner

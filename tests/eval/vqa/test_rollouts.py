@@ -9,7 +9,6 @@ import torch
 from cjepa.data.slot_store import SlotSplit, SlotStoreError
 from cjepa.eval.vqa.questions import build_question_set, iter_answers, iter_texts, resolve_removed_objects
 from cjepa.eval.vqa.rollouts import (
-    build_counterfactual_store,
     cf_key,
     counterfactual_rollout,
     counterfactuals_for_split,

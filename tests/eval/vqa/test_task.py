@@ -4,11 +4,13 @@ carry the vocabulary, and a checkpoint evaluates to the same numbers as the end 
 import json
 
 import pytest
+import torch
 
 from cjepa.config import ConfigError, load_config
 from cjepa.eval.vqa.evaluate import jsonable
-from cjepa.eval.vqa.task import evaluate_checkpoint, train_reasoner, trainer_config
-from cjepa.utils.checkpoint import load_train_state
+from cjepa.eval.vqa.task import VQATask, evaluate_checkpoint, train_reasoner, trainer_config
+from cjepa.train import Trainer
+from cjepa.utils.checkpoint import latest_checkpoint, load_model_state, load_train_state
 from tests.eval.vqa.synthetic import colour_overrides, make_colour_world
 
 
@@ -52,3 +54,37 @@ def test_missing_videos_are_an_error_unless_skipped(tmp_path):
     cfg = load_config([], colour_overrides(tmp_path, paths, "vqa.epochs=1", "vqa.skip_missing_videos=true", "run.name=skip"))
     fe = train_reasoner(cfg, progress=False)["final_eval"]
     assert fe["data"]["val"]["dropped_missing_video"] == 2 and fe["metrics"]["descriptive_questions"] == 3
+
+
+class Interrupt(Exception):
+    pass
+
+
+class CrashAt(VQATask):
+    def __init__(self, cfg, step):
+        super().__init__(cfg, progress=False)
+        self.at = step
+
+    def training_losses(self, model, batch, step, micro_index):
+        if step == self.at:
+            raise Interrupt()
+        return super().training_losses(model, batch, step, micro_index)
+
+
+@pytest.mark.slow
+def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
+    """Crash mid-epoch (step 5, last checkpoint at 3), resume: the weights equal an uninterrupted run's
+    (random start offsets, dropout and data order all restored)."""
+    paths = make_colour_world(tmp_path, {"train": 24, "val": 4})
+    extra = ("vqa.epochs=2", "vqa.batch_size=6", "vqa.dropout=0.1", "train.ckpt_every=3", "vqa.eval_every_epochs=2", "vqa.eval_offsets=[0]")
+    full = load_config([], colour_overrides(tmp_path, paths, "run.name=full", *extra))
+    train_reasoner(full, progress=False)
+    part = load_config([], colour_overrides(tmp_path, paths, "run.name=part", *extra))
+    tcfg = trainer_config(part)
+    with pytest.raises(Interrupt):
+        Trainer(tcfg, CrashAt(tcfg, 5), progress=False).fit()
+    assert latest_checkpoint(tmp_path / "runs" / "part").name == "step_0000003"
+    train_reasoner(part, progress=False)
+    a, b = load_model_state(tmp_path / "runs" / "full"), load_model_state(tmp_path / "runs" / "part")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -140,7 +140,10 @@ def _evaluate(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     res, info, out_dir = evaluate_checkpoint(cfg, progress=not args.no_progress)
-    print(metrics_table(jsonable(res)))
+    if info["labelled"]:
+        print(metrics_table(jsonable(res)))
+    else:
+        print(f"{cfg.vqa.questions_val} has no answers: wrote predictions only (CLEVRER submission format)")
     _print_cf_usage(info)
     print(f"\nprotocol {cfg.vqa.protocol}, split {cfg.vqa.eval_split}; results in {out_dir}")
     return 0

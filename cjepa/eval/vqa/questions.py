@@ -88,6 +88,16 @@ def _check_question(q, where: str, labelled: bool) -> None:
             raise QuestionError(f"{where}: choice {c.get('choice_id')} answer {c.get('answer')!r} is not 'correct' or 'wrong'")
 
 
+def has_answers(scenes: list[dict]) -> bool:
+    """Whether a question file carries answers (train/validation) or not (CLEVRER's test file)."""
+    for s in scenes:
+        for q in s.get("questions", []):
+            if q.get("question_type") == "descriptive":
+                return "answer" in q
+            return all("answer" in c for c in q.get("choices", [{}]))
+    return False
+
+
 def iter_texts(scenes: Iterable[dict]) -> Iterable[str]:
     """Every question and choice text (what the question vocabulary is built from)."""
     for s in scenes:

@@ -38,6 +38,7 @@ from cjepa.eval.vqa.questions import (
     COUNTERFACTUAL,
     QuestionSet,
     build_question_set,
+    has_answers,
     iter_answers,
     iter_texts,
     load_object_tables,
@@ -90,19 +91,23 @@ def reasoner_from_config(cfg: Config, vocab: Vocab, num_slots: int, slot_dim: in
     )
 
 
-def build_split(cfg: Config, split: str, questions_path: str, vocab: Vocab, *, labelled: bool = True) -> tuple[VQADataset, dict]:
-    """The dataset of one split under ``cfg.vqa.protocol`` and a description of what it holds."""
+def build_split(cfg: Config, split: str, questions_path: str, vocab: Vocab, *, labelled: Optional[bool] = True) -> tuple[VQADataset, dict]:
+    """The dataset of one split under ``cfg.vqa.protocol`` and a description of what it holds.
+
+    ``labelled=None`` decides from the file (a test file without answers gives predictions, not scores)."""
     v = cfg.vqa
     if not questions_path:
         raise ConfigError(f"split {split!r}: no question file (vqa.questions_train / vqa.questions_val)")
     if not v.slots:
         raise ConfigError("vqa.slots is required: the slot videos (observed + rollout) the reasoner reads")
     scenes = load_question_file(questions_path)
+    if labelled is None:
+        labelled = has_answers(scenes)
     qs = build_question_set(scenes, vocab, v.question_len, v.choice_len, labelled=labelled, source=questions_path)
     videos = open_split(v.slots_source, v.slots, split)
     keys = resolve_video_keys(qs, set(videos.keys()))
     missing = [i for i, k in enumerate(keys) if k is None]
-    info: dict = {"questions": len(qs), **{f"{t}": n for t, n in qs.counts_by_type().items()}, "truncated_texts": qs.truncated}
+    info: dict = {"labelled": labelled, "questions": len(qs), **{f"{t}": n for t, n in qs.counts_by_type().items()}, "truncated_texts": qs.truncated}
     if missing:
         examples = sorted({qs.video_filename[i] for i in missing})[:3]
         if not v.skip_missing_videos:
@@ -354,7 +359,7 @@ def evaluate_checkpoint(cfg: Config, progress: bool = True) -> tuple[dict, dict,
 
     device = pick_device(cfg.run.device, DistEnv())
     model, vocab, c = load_reasoner(cfg.vqa.checkpoint, cfg, device)
-    ds, info = build_split(c, c.vqa.eval_split, c.vqa.questions_val, vocab)
+    ds, info = build_split(c, c.vqa.eval_split, c.vqa.questions_val, vocab, labelled=None)
     if (ds.num_slots, ds.slot_dim) != (model.num_slots, model.slot_dim):
         raise ConfigError(
             f"slots of {c.vqa.slots} are {(ds.num_slots, ds.slot_dim)}; the reasoner was trained on {(model.num_slots, model.slot_dim)}"

@@ -9,6 +9,7 @@ from cjepa.eval.vqa.questions import (
     COUNTERFACTUAL,
     QuestionError,
     build_question_set,
+    has_answers,
     iter_answers,
     iter_texts,
     load_object_tables,
@@ -71,6 +72,9 @@ def test_schema_errors_name_the_scene_and_question(bad, match):
 
 
 def test_unlabelled_files_load_for_test_splits():
+    """CLEVRER's test file has no answers: detected, loaded with label -1 (predictions only)."""
+    test_file = [scene(15000, [{"question_id": 0, "question_type": "descriptive", "question": "what color"}])]
+    assert has_answers(SCENES) and not has_answers(test_file)
     qs, _ = qset([scene(15000, [{"question_id": 0, "question_type": "descriptive", "question": "what color"}])], labelled=False)
     assert qs.label.tolist() == [-1] and not qs.labelled
 

@@ -10,8 +10,8 @@ the whole experiment from one config:
         3. for protocol counterfactual_rollout: roll out every (video, removed object) of the counterfactual
            questions with that object's slot dropped (counterfactual store)
         4. train + evaluate one ALOE reasoner per protocol in study.protocols (vqa.*)
-    then aggregate: a table (mean and spread over the replicate axes) and a plot of accuracy per question type
-    against the first grid axis.
+    then aggregate: a table (mean and spread over the replicate axes, and the counterfactual per-question gain
+    over the first grid value) and a plot of accuracy per question type against the first grid axis.
 
 Each step is skipped when its output is complete (a run's summary.json, a store's videos), so a study
 resumes where it stopped and SLURM array tasks can each run one cell (``--cell i``) before a final
@@ -247,6 +247,15 @@ def collect(cfg: Config) -> dict:
                 "n": len(vals),
             }
         rows.append(row)
+    order = {p: i for i, p in enumerate(cfg.study.protocols)}
+    rows.sort(key=lambda r: (order.get(r["protocol"], len(order)), _num(r[x_key])))
+    # The claim in one number: counterfactual per-question accuracy relative to the first grid value (M = 0).
+    base: dict[str, Optional[float]] = {}
+    for r in rows:
+        cf = r["counterfactual_per_question"]["mean"]
+        base.setdefault(r["protocol"], cf)
+        b = base[r["protocol"]]
+        r["counterfactual_gain"] = None if cf is None or b is None else cf - b
     out = {"x": x_key, "rows": rows, "cells_done": len(found), "cells_missing": [cell_name(o) for o, _ in missing]}
     root.mkdir(parents=True, exist_ok=True)
     (root / "study_results.json").write_text(json.dumps(out, indent=1))
@@ -279,8 +288,13 @@ def study_table(out: dict, markdown: bool = False) -> str:
     """Accuracies in percent, mean ± std over replicates."""
     from cjepa.utils.report import table
 
-    headers = ["protocol", out["x"], "n", *[label for label, _ in STUDY_METRICS]]
-    body = [[r["protocol"], r[out["x"]], r["replicates"], *[_cell(r[key]) for _, key in STUDY_METRICS]] for r in out["rows"]]
+    headers = ["protocol", out["x"], "n", *[label for label, _ in STUDY_METRICS], "Δ counterfactual/q"]
+
+    def gain(r):
+        g = r.get("counterfactual_gain")
+        return "-" if g is None else f"{100 * g:+.2f}"
+
+    body = [[r["protocol"], r[out["x"]], r["replicates"], *[_cell(r[key]) for _, key in STUDY_METRICS], gain(r)] for r in out["rows"]]
     if not markdown:
         return table(body, headers)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -295,7 +309,7 @@ def plot_study(out: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    protocols = sorted({r["protocol"] for r in out["rows"]})
+    protocols = list(dict.fromkeys(r["protocol"] for r in out["rows"]))  # in study.protocols order
     fig, axs = plt.subplots(1, len(protocols), figsize=(5.2 * len(protocols), 3.8), squeeze=False, sharey=True)
     for ax, protocol in zip(axs[0], protocols):
         rows = [r for r in out["rows"] if r["protocol"] == protocol]
@@ -311,6 +325,7 @@ def plot_study(out: dict, path: Path) -> None:
                     capsize=3,
                     label=label,
                 )
+        ax.set_xticks(sorted(set(xs)))
         ax.set_title(f"protocol: {protocol}")
         ax.set_xlabel(out["x"])
         ax.grid(alpha=0.3)

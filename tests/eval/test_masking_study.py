@@ -45,8 +45,9 @@ def test_collect_aggregates_over_seeds_and_writes_table_and_plot(tmp_path):
     assert row["replicates"] == 2
     cf = next(r for r in out["rows"] if r["protocol"] == "counterfactual_rollout" and r["masking.num_masked"] == "2")
     assert cf["counterfactual_per_question"]["mean"] == pytest.approx(0.70) and cf["replicates"] == 1
+    assert cf["counterfactual_gain"] == pytest.approx(0.70 - 0.55)  # vs 0 masked slots under the same protocol
     text = study_table(out)
-    assert "45.00 ± 5.00" in text and "70.00" in text
+    assert "45.00 ± 5.00" in text and "70.00" in text and "+15.00" in text
     assert (root / "study_plot.png").stat().st_size > 1000 and (root / "study_table.md").read_text().startswith("| protocol")
 
 

@@ -96,8 +96,8 @@ def check_inputs(cfg: Config) -> None:
         raise ConfigError("the masking study is for slot videos (model.kind=slots)")
     for key in ("questions_train", "questions_val"):
         p = getattr(cfg.vqa, key)
-        if not p or not Path(p).is_file():
-            raise ConfigError(f"vqa.{key} must name a question file; got {p!r}")
+        if not p or not Path(p).exists():
+            raise ConfigError(f"vqa.{key} must name a question file or a video-shard split; got {p!r}")
     if "counterfactual_rollout" in cfg.study.protocols and not cfg.vqa.annotations:
         raise ConfigError("study.protocols includes counterfactual_rollout, which needs vqa.annotations (object tables)")
     needed = {cfg.data.train_split, cfg.data.val_split}

@@ -5,7 +5,8 @@ Question files follow CLEVRER's ``{train,validation,test}.json``: a list of scen
 ``question_type`` (descriptive | explanatory | predictive | counterfactual), ``question``, optionally
 ``question_subtype`` and ``program``; descriptive questions carry ``answer``, the others ``choices``
 (``choice_id``, ``choice``, ``answer`` = "correct" | "wrong"). Test files without answers load with
-``labelled=False``.
+``labelled=False``. A video-shard split (``cjepa data world|clevrer``) serves as a question file too: its
+samples' ``KEY.questions.json`` are the scenes, and their ``KEY.json`` annotations the object tables.
 
 Every question becomes one row (descriptive: the question padded to question_len + choice_len) or one row
 per choice (question padded to question_len, then the choice padded to choice_len), as in section 6.1. The
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
@@ -42,8 +44,40 @@ class QuestionError(ValueError):
 # --------------------------------------------------------------------------------------------- loading
 
 
+def _shard_files(path: Path) -> Optional[list[Path]]:
+    """The tar shards of a video-shard split (a directory with manifest.json, or one .tar), else None."""
+    if (path.is_dir() and (path / "manifest.json").is_file()) or (path.is_file() and path.suffix == ".tar"):
+        from cjepa.data.shards import open_split as open_shards
+
+        return [s.path for s in open_shards(path).shards]
+    return None
+
+
+def read_shard_json(path: str | os.PathLike, component: str) -> Iterable[tuple[str, object]]:
+    """(key, parsed JSON) of one component ("questions.json", "json") of every sample of a shard split, in
+    shard order. Only the JSON members are read; the videos are skipped over."""
+    files = _shard_files(Path(path))
+    if files is None:
+        raise QuestionError(f"{path} is not a video-shard split (no manifest.json) or a .tar shard")
+    for f in files:
+        with tarfile.open(f, "r:") as tf:
+            for m in tf:
+                key, _, ext = m.name.rsplit("/", 1)[-1].partition(".")
+                if m.isreg() and ext == component:
+                    try:
+                        yield key, json.loads(tf.extractfile(m).read())
+                    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                        raise QuestionError(f"{f}: {m.name} is not valid JSON: {err}") from err
+
+
 def load_question_file(path: str | os.PathLike) -> list[dict]:
+    """Scenes of a CLEVRER question file, or of every KEY.questions.json of a video-shard split (sorted by scene)."""
     p = Path(path)
+    if _shard_files(p) is not None:
+        scenes = [q for _, q in read_shard_json(p, "questions.json")]
+        if not scenes:
+            raise QuestionError(f"{p}: no sample of the shard split carries questions (KEY.questions.json)")
+        return sorted(scenes, key=lambda sc: int(sc.get("scene_index", 0)))
     if not p.is_file():
         raise QuestionError(f"question file not found: {p}")
     try:
@@ -293,14 +327,18 @@ def resolve_object(words: list[str], objects: list[dict]) -> tuple[Optional[int]
         return None, "matching object has no integer object_id"
 
 
-def load_object_tables(path: str | os.PathLike) -> dict[int, list[dict]]:
+def load_object_tables(path: str | os.PathLike, split: Optional[str] = None) -> dict[int, list[dict]]:
     """{scene_index: [{object_id, color, material, shape}, ...]} from CLEVRER annotations.
 
-    ``path`` is a directory searched recursively for CLEVRER annotation files (``annotation_XXXXX.json``, each
-    with ``scene_index`` and ``object_property``), or one JSON file holding either a list of such annotations
-    or a mapping ``{scene_index or video_filename: [objects]}``.
+    ``path`` is a video-shard split (the annotation is each sample's KEY.json), a directory searched recursively
+    for CLEVRER annotation files (``annotation_XXXXX.json``, each with ``scene_index`` and ``object_property``),
+    or one JSON file holding either a list of such annotations or a mapping ``{scene_index or video_filename:
+    [objects]}``. A shard root holding ``<split>/manifest.json`` reads that split (shard splits may number their
+    scenes from 0 each, so their tables must not be mixed).
     """
     p = Path(path)
+    if split is not None and (p / split / "manifest.json").is_file():
+        p = p / split
     if not p.exists():
         raise QuestionError(f"annotations not found: {p}")
     tables: dict[int, list[dict]] = {}
@@ -309,6 +347,11 @@ def load_object_tables(path: str | os.PathLike) -> dict[int, list[dict]]:
         if "object_property" not in ann or "scene_index" not in ann:
             raise QuestionError(f"{where}: an annotation needs 'scene_index' and 'object_property'")
         tables[int(ann["scene_index"])] = list(ann["object_property"])
+
+    if _shard_files(p) is not None:
+        for key, meta in read_shard_json(p, "json"):
+            add_annotation(meta, f"{p} sample {key}")
+        return tables
 
     if p.is_dir():
         files = sorted(p.rglob("*.json"))

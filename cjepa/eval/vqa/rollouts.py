@@ -307,7 +307,7 @@ def counterfactuals_for_split(
     qs = build_question_set(scenes, vocab, 64, 64, source=questions)
     videos = open_split(source, path, split)
     keys = resolve_video_keys(qs, set(videos.keys()))
-    resolution = resolve_removed_objects(qs, load_object_tables(annotations))
+    resolution = resolve_removed_objects(qs, load_object_tables(annotations, split))
     reqs, stats = plan_counterfactuals(
         qs, keys, object_ids_reader(videos, f"{path} ({split})"), min_branch=predictor.history_frames * frameskip
     )

@@ -135,7 +135,7 @@ def _counterfactual_keys(cfg: Config, split: str, qs: QuestionSet, keys: list[st
         raise ConfigError("vqa.protocol=counterfactual_rollout needs vqa.cf_slots (built by `cjepa vqa counterfactual`)")
     if not v.annotations:
         raise ConfigError("vqa.protocol=counterfactual_rollout needs vqa.annotations (object tables naming the removed objects)")
-    stats = resolve_removed_objects(qs, load_object_tables(v.annotations))
+    stats = resolve_removed_objects(qs, load_object_tables(v.annotations, split))
     cf_videos = SlotSplit(v.cf_slots, split)
     have = set(cf_videos.keys())
     cf_keys: list[Optional[str]] = [None] * len(qs)

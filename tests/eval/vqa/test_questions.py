@@ -142,3 +142,19 @@ def test_resolve_removed_objects_fills_ids_and_counts_failures():
     assert qs.removed_object.tolist() == [0, -1, -1]
     assert stats == {"resolved": 1, "several objects of the scene match the phrase": 1, "scene has no object table": 1}
     assert (qs.qtype == COUNTERFACTUAL).all()
+
+
+def test_questions_and_object_tables_from_video_shards(tmp_path):
+    """A shard split written by `cjepa data` serves as question file (KEY.questions.json) and object tables (KEY.json)."""
+    from cjepa.data.shards import ShardWriter
+
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    w = ShardWriter(tmp_path, "val", shard_size=1, source="world")
+    for i in (11, 10):
+        w.write(f"v{i}", frames, meta={"scene_index": i, "object_property": OBJECTS[: i - 9]},
+                questions=scene(i, [desc(0, "How many spheres are there?", "1")]))
+    w.close()
+    scenes = load_question_file(tmp_path / "val")
+    assert [s["scene_index"] for s in scenes] == [10, 11]
+    assert load_object_tables(tmp_path / "val") == {10: OBJECTS[:1], 11: OBJECTS[:2]}
+    assert load_object_tables(tmp_path, split="val") == {10: OBJECTS[:1], 11: OBJECTS[:2]}  # shard root + split

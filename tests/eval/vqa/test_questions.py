@@ -158,3 +158,18 @@ def test_questions_and_object_tables_from_video_shards(tmp_path):
     assert [s["scene_index"] for s in scenes] == [10, 11]
     assert load_object_tables(tmp_path / "val") == {10: OBJECTS[:1], 11: OBJECTS[:2]}
     assert load_object_tables(tmp_path, split="val") == {10: OBJECTS[:1], 11: OBJECTS[:2]}  # shard root + split
+
+
+def test_world_questions_load_and_name_their_removed_objects():
+    """Contract with the built-in physics world (cjepa.data.world): its questions tokenise without truncation
+    in CLEVRER's lengths, and every counterfactual question names exactly one object of its annotation."""
+    from cjepa.config import load_config
+    from cjepa.data.world.generate import generate_video
+
+    cfg = load_config([], ["world.height=32", "world.width=48", "world.num_frames=32", "world.future_frames=8"]).world
+    vids = [generate_video(cfg, "val", i) for i in range(4)]
+    scenes = [v.questions for v in vids]
+    qs = build_question_set(scenes, Vocab.build(iter_texts(scenes), iter_answers(scenes)), 20, 12)
+    assert qs.truncated == 0 and (qs.qtype == COUNTERFACTUAL).sum() > 0
+    stats = resolve_removed_objects(qs, {v.meta["scene_index"]: v.meta["object_property"] for v in vids})
+    assert stats == {"resolved": int((qs.qtype == COUNTERFACTUAL).sum())}

@@ -91,7 +91,9 @@ def reasoner_from_config(cfg: Config, vocab: Vocab, num_slots: int, slot_dim: in
     )
 
 
-def build_split(cfg: Config, split: str, questions_path: str, vocab: Vocab, *, labelled: Optional[bool] = True) -> tuple[VQADataset, dict]:
+def build_split(
+    cfg: Config, split: str, questions_path: str, vocab: Vocab, *, labelled: Optional[bool] = True, scenes: Optional[list] = None
+) -> tuple[VQADataset, dict]:
     """The dataset of one split under ``cfg.vqa.protocol`` and a description of what it holds.
 
     ``labelled=None`` decides from the file (a test file without answers gives predictions, not scores)."""
@@ -100,7 +102,7 @@ def build_split(cfg: Config, split: str, questions_path: str, vocab: Vocab, *, l
         raise ConfigError(f"split {split!r}: no question file (vqa.questions_train / vqa.questions_val)")
     if not v.slots:
         raise ConfigError("vqa.slots is required: the slot videos (observed + rollout) the reasoner reads")
-    scenes = load_question_file(questions_path)
+    scenes = scenes if scenes is not None else load_question_file(questions_path)  # CLEVRER's train file is large: read once
     if labelled is None:
         labelled = has_answers(scenes)
     qs = build_question_set(scenes, vocab, v.question_len, v.choice_len, labelled=labelled, source=questions_path)
@@ -171,7 +173,7 @@ class VQATask:
             raise ConfigError(
                 f"{saved} differs from the vocabulary built now: the training questions changed; use a new run.name"
             )
-        self.train_ds, self.train_info = build_split(cfg, cfg.data.train_split, v.questions_train, self.vocab)
+        self.train_ds, self.train_info = build_split(cfg, cfg.data.train_split, v.questions_train, self.vocab, scenes=train_scenes)
         self.val_ds, self.val_info = build_split(cfg, cfg.data.val_split, v.questions_val, self.vocab)
         if (self.val_ds.num_slots, self.val_ds.slot_dim) != (self.train_ds.num_slots, self.train_ds.slot_dim):
             raise ConfigError("train and val slot videos differ in (slots, slot dim)")

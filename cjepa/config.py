@@ -168,9 +168,10 @@ class OptimConfig:
 @dataclass(kw_only=True)
 class TrainConfig:
     # What the trainer trains: "predictor" (C-JEPA from slot data), "pretrain" (C-JEPA streaming from raw video
-    # through the frozen encoder), "encoder" (VideoSAUR / SAVi). `cjepa train-encoder` / `cjepa pretrain` set it;
+    # through the frozen encoder), "encoder" (VideoSAUR / SAVi), "vqa" (the ALOE reasoner; its vqa.* optimiser
+    # settings replace optim/data.batch_size/train.epochs). `cjepa train-encoder` / `cjepa pretrain` / `cjepa vqa train` set it;
     # launchers pass it through the resolved config.
-    task: Literal["predictor", "pretrain", "encoder"] = "predictor"
+    task: Literal["predictor", "pretrain", "encoder", "vqa"] = "predictor"
     epochs: int = 30
     max_steps: int = 0  # >0 overrides epochs
     grad_accum: int = 1

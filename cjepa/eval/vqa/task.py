@@ -11,7 +11,8 @@ reasoners from one config, with different learning rates and batch sizes). :func
 onto the sections the trainer reads: Adam (AdamW with weight decay 0), cosine schedule to lr * min_lr_ratio
 after a linear warm-up of warmup_frac of the steps (set in :meth:`VQATask.setup`, once the step count is
 known; the original warms up from lr/100 rather than from 0), batch size, epochs, evaluation every
-``eval_every_epochs`` epochs. The vocabulary and the reasoner's input shape are saved in every checkpoint's
+``eval_every_epochs`` epochs. ``train.task=vqa`` selects this task in the generic entry points too (``cjepa train``,
+``cjepa submit`` / ``cjepa sweep`` jobs), so reasoner runs can be launched on SLURM like any training. The vocabulary and the reasoner's input shape are saved in every checkpoint's
 task state and as ``vocab.json`` in the run directory.
 """
 
@@ -51,8 +52,15 @@ from cjepa.eval.vqa.text import Vocab
 
 def trainer_config(cfg: Config) -> Config:
     """A copy of ``cfg`` whose optim/data/train sections carry the reasoner's settings from ``cfg.vqa``."""
-    v = cfg.vqa
     c = copy.deepcopy(cfg)
+    apply_vqa_training(c)
+    return c
+
+
+def apply_vqa_training(c: Config) -> None:
+    """In place: train.task=vqa, and the vqa.* optimiser settings in the sections the trainer reads."""
+    v = c.vqa
+    c.train.task = "vqa"
     c.optim.lr = v.lr
     c.optim.weight_decay = 0.0  # plain Adam, as the original
     c.optim.betas = (0.9, 0.999)
@@ -63,8 +71,7 @@ def trainer_config(cfg: Config) -> Config:
     c.data.batch_size = v.batch_size
     c.train.epochs = v.epochs
     c.train.max_steps = v.max_steps
-    c.train.val_every = 0  # set by VQATask.setup to eval_every_epochs epochs
-    return c
+    # train.val_every: 0 (the default) is set by VQATask.setup to eval_every_epochs epochs
 
 
 def eval_offsets(cfg: Config) -> list[int]:
@@ -155,6 +162,7 @@ class VQATask:
     name = "vqa"
 
     def __init__(self, cfg: Config, *, progress: bool = True):
+        apply_vqa_training(cfg)  # idempotent; needed when reached through `train.task=vqa` (cjepa train, launchers)
         self.cfg, self.v = cfg, cfg.vqa
         self.progress = progress
         self._cache: Optional[tuple[int, dict]] = None

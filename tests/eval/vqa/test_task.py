@@ -88,3 +88,16 @@ def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
     a, b = load_model_state(tmp_path / "runs" / "full"), load_model_state(tmp_path / "runs" / "part")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_generic_train_entry_point_trains_the_reasoner(tmp_path):
+    """`train.task=vqa` through cjepa.train.train (what `cjepa train` and the SLURM launchers call) runs this task
+    with the vqa.* optimiser settings."""
+    from cjepa.train import train
+
+    paths = make_colour_world(tmp_path, {"train": 12, "val": 3})
+    cfg = load_config([], colour_overrides(tmp_path, paths, "train.task=vqa", "vqa.epochs=1", "vqa.batch_size=6", "run.name=generic"))
+    summary = train(cfg, progress=False)
+    saved = (tmp_path / "runs" / "generic" / "config.yaml").read_text()
+    assert summary["steps"] == 4 and "lr: 0.003" in saved  # 24 questions, batches of 6 and "weight_decay: 0.0" in saved
+    assert summary["final_eval"]["protocol"] == "original"

@@ -1,8 +1,9 @@
 """A CLEVRER-schema VQA world on the built-in billiards dynamics (cjepa.data.synthetic), with true counterfactuals.
 
 Each scene is simulated for ``total_frames`` frames; the slot store holds only the first ``observed_frames``
-(as CLEVRER holds 128 of its 160 simulated frames), plus the per-frame ``object_ids`` (T, S) of every slot
-(-1 = empty), which the counterfactual protocol needs. Objects have unique CLEVRER colour names (8 colours)
+(as CLEVRER holds 128 of its 160 simulated frames), plus the per-frame ``object_ids`` (T, S) of every slot: the
+instance id of the object it holds (object k -> k + 1, the ``mask_id`` of the annotation, as extraction writes
+from instance masks; -1 = empty), which the counterfactual protocol needs. Objects have unique CLEVRER colour names (8 colours)
 and are called "the <colour> object". Ground truth comes from the simulator, counterfactuals from re-running
 the same initial state without the removed object (CLEVRER's own definition):
 
@@ -53,7 +54,7 @@ class BilliardsScene:
     video_filename: str
     video: BilliardsVideo  # all total_frames
     slots: np.ndarray  # (observed, S, D) float32
-    object_ids: np.ndarray  # (observed, S) int, -1 = empty slot
+    object_ids: np.ndarray  # (observed, S) int instance id (object k -> k + 1), -1 = empty slot
     factual: set  # pairs colliding in the observed frames
     future: set  # pairs colliding after them
     counterfactual: dict  # removed object -> pairs colliding in the observed frames without it
@@ -79,7 +80,7 @@ def make_scene(
     slots[:, order[:num_objects]] = obj
     slots = (slots + rng.normal(0, noise, slots.shape)).astype(np.float32)
     object_ids = np.full((observed_frames, num_slots), -1, np.int64)
-    object_ids[:, order[:num_objects]] = np.arange(num_objects)
+    object_ids[:, order[:num_objects]] = np.arange(num_objects) + 1  # instance ids: object k -> k + 1 (0 = background)
     cf = {}
     for x in range(num_objects):
         keep = np.array([k for k in range(num_objects) if k != x])
@@ -275,7 +276,8 @@ def write_billiards_vqa(
                         "scene_index": scene.scene_index,
                         "video_filename": scene.video_filename,
                         "object_property": [
-                            {"object_id": k, "color": _name(scene, k), "material": "rubber", "shape": "sphere"} for k in range(n)
+                            {"object_id": k, "color": _name(scene, k), "material": "rubber", "shape": "sphere", "mask_id": k + 1}
+                            for k in range(n)
                         ],
                         "collision": [{"object_ids": [int(a), int(b)], "frame_id": int(t)} for t, a, b in scene.video.collisions],
                     }

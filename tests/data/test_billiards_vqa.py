@@ -38,7 +38,7 @@ def test_object_ids_say_which_slot_holds_which_object(tmp_path):
         assert (ids == ids[0]).all()  # tracking: the binding never changes within a video
         empty = ids[0] == -1
         np.testing.assert_allclose(slots[:, empty], np.broadcast_to(emb.empty, slots[:, empty].shape), atol=1e-5)
-        assert sorted(ids[0][~empty].tolist()) == list(range(int((~empty).sum())))
+        assert sorted(ids[0][~empty].tolist()) == list(range(1, int((~empty).sum()) + 1))  # instance ids k + 1
 
 
 def test_counterfactual_answers_agree_with_the_simulator():

@@ -170,6 +170,8 @@ class QuestionSet:
     truncated: int = 0  # texts longer than their padded length (cut)
     source: str = ""
     removed_object: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (Q,) object id or -1
+    # (Q,) the removed object's instance id in masks and in the slot store's `object_ids` (see instance_id), or -1
+    removed_instance: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.qtype)
@@ -207,6 +209,7 @@ class QuestionSet:
             truncated=self.truncated,
             source=self.source,
             removed_object=self.removed_object[keep] if len(self.removed_object) else np.full(len(keep), -1, np.int64),
+            removed_instance=self.removed_instance[keep] if len(self.removed_instance) else np.full(len(keep), -1, np.int64),
         )
 
     def counts_by_type(self) -> dict[str, int]:
@@ -270,7 +273,7 @@ def build_question_set(
         labelled=labelled,
         truncated=truncated,
         source=source,
-        removed_object=np.full(n, -1, np.int64),
+        removed_object=np.full(n, -1, np.int64), removed_instance=np.full(n, -1, np.int64),
     )
 
 
@@ -296,6 +299,13 @@ def removed_object_phrase(question: str) -> Optional[list[str]]:
         if m:
             return m.group(1).split()
     return None
+
+
+def instance_id(obj: dict) -> int:
+    """An object's id in instance masks, hence in the slot store's per-slot ``object_ids`` (which extraction takes
+    from the masks): ``mask_id`` where the table gives it (the built-in world), else ``object_id + 1`` -- the
+    project's mask convention (0 = background), also used when CLEVRER's proposal masks are ingested."""
+    return int(obj["mask_id"]) if "mask_id" in obj else int(obj["object_id"]) + 1
 
 
 def resolve_object(words: list[str], objects: list[dict]) -> tuple[Optional[int], str]:
@@ -376,7 +386,8 @@ def load_object_tables(path: str | os.PathLike, split: Optional[str] = None) -> 
 
 
 def resolve_removed_objects(qs: QuestionSet, tables: dict[int, list[dict]]) -> dict[str, int]:
-    """Fill ``qs.removed_object`` for counterfactual questions; returns {"resolved": n, <failure reason>: n, ...}."""
+    """Fill ``qs.removed_object`` (object id) and ``qs.removed_instance`` (its instance id, see :func:`instance_id`)
+    for counterfactual questions; returns {"resolved": n, <failure reason>: n, ...}."""
     stats: dict[str, int] = {"resolved": 0}
     for q in np.nonzero(qs.qtype == COUNTERFACTUAL)[0]:
         words = removed_object_phrase(qs.text[q])
@@ -388,6 +399,7 @@ def resolve_removed_objects(qs: QuestionSet, tables: dict[int, list[dict]]) -> d
             obj, reason = resolve_object(words, tables[int(qs.scene_index[q])])
             if obj is not None:
                 qs.removed_object[q] = obj
+                qs.removed_instance[q] = instance_id(next(o for o in tables[int(qs.scene_index[q])] if int(o["object_id"]) == obj))
                 stats["resolved"] += 1
                 continue
         stats[reason] = stats.get(reason, 0) + 1

@@ -6,8 +6,9 @@ Factual (section 1.9): observed frames 0..obs-1 are copied and the C-JEPA predic
 Counterfactual, for a question "what happens if object X is removed": the predictor re-imagines the video
 without X. Construction, per (video, X):
 
-1. ``object_ids`` (T, S), the slot store's per-frame ground-truth object id of every slot (-1 = none), gives
-   X's first frame t_X and its slot s* = the slot holding X at t_X.
+1. ``object_ids`` (T, S), the slot store's per-frame ground-truth instance id of every slot (-1 = none; the id
+   in the instance masks, :func:`cjepa.eval.vqa.questions.instance_id`), gives X's first frame t_X and its
+   slot s* = the slot holding X at t_X.
 2. Slot s* is dropped from every frame (its tokens are removed, not zeroed: the predictor has no slot-index
    embedding, so it runs on S-1 slots exactly as on S).
 3. Branch frame b = max(t_X, T_h * frameskip): before X appears the factual and counterfactual worlds agree,
@@ -159,7 +160,7 @@ def plan_counterfactuals(
     }
     for q in np.nonzero(qs.qtype == COUNTERFACTUAL)[0]:
         stats["questions"] += 1
-        obj, key = int(qs.removed_object[q]), video_keys[q]
+        obj, inst, key = int(qs.removed_object[q]), int(qs.removed_instance[q]), video_keys[q]
         if obj < 0:
             stats["removed object unresolved"] += 1
             continue
@@ -169,13 +170,13 @@ def plan_counterfactuals(
         if (key, obj) in reqs:
             stats["planned"] += 1
             continue
-        ids = object_ids_of(key)  # (T, S)
-        hits = np.argwhere(ids == obj)
+        ids = object_ids_of(key)  # (T, S) instance ids (mask ids) of the slots
+        hits = np.argwhere(ids == inst)
         if len(hits) == 0:
             stats["object never bound to a slot"] += 1
             continue
         t_first = int(hits[:, 0].min())
-        slot = int(np.nonzero(ids[t_first] == obj)[0][0])
+        slot = int(np.nonzero(ids[t_first] == inst)[0][0])
         reqs[(key, obj)] = CounterfactualRequest(key, obj, slot, max(t_first, min_branch))
         stats["planned"] += 1
     return sorted(reqs.values(), key=lambda r: (r.branch_frame, r.video_key, r.object_id)), stats

@@ -140,6 +140,7 @@ def test_resolve_removed_objects_fills_ids_and_counts_failures():
     qs, _ = qset(scenes)
     stats = resolve_removed_objects(qs, {1: OBJECTS, 2: OBJECTS})
     assert qs.removed_object.tolist() == [0, -1, -1]
+    assert qs.removed_instance.tolist() == [1, -1, -1]  # object_id + 1: the mask convention (no mask_id given)
     assert stats == {"resolved": 1, "several objects of the scene match the phrase": 1, "scene has no object table": 1}
     assert (qs.qtype == COUNTERFACTUAL).all()
 
@@ -173,3 +174,5 @@ def test_world_questions_load_and_name_their_removed_objects():
     assert qs.truncated == 0 and (qs.qtype == COUNTERFACTUAL).sum() > 0
     stats = resolve_removed_objects(qs, {v.meta["scene_index"]: v.meta["object_property"] for v in vids})
     assert stats == {"resolved": int((qs.qtype == COUNTERFACTUAL).sum())}
+    cf = qs.qtype == COUNTERFACTUAL
+    assert (qs.removed_instance[cf] == qs.removed_object[cf] + 1).all()  # the world's mask ids, as extraction stores them

@@ -26,7 +26,7 @@ from tests.eval.vqa.helpers import mc, scene, write_json, write_store
 T, S, D = 20, 4, 8
 OBJECTS = [{"object_id": 0, "color": "gray", "material": "metal", "shape": "cube"},
            {"object_id": 1, "color": "red", "material": "rubber", "shape": "sphere"},
-           {"object_id": 2, "color": "blue", "material": "rubber", "shape": "cylinder"}]
+           {"object_id": 2, "color": "blue", "material": "rubber", "shape": "cylinder", "mask_id": 7}]
 
 
 class Spy(torch.nn.Module):
@@ -45,11 +45,12 @@ class Spy(torch.nn.Module):
 
 
 def world(tmp_path):
-    """Video A: object 0 in slot 0, red object 1 in slot 2 from frame 0, blue object 2 enters in slot 3 at frame 9."""
+    """Video A: object 0 in slot 0, red object 1 in slot 2 from frame 0, blue object 2 enters in slot 3 at frame 9.
+    `object_ids` holds instance ids: object_id + 1, or the table's mask_id (7 for the blue cylinder)."""
     rng = np.random.default_rng(0)
     slots = rng.normal(size=(T, S, D)).astype(np.float32)
     ids = np.full((T, S), -1)
-    ids[:, 0], ids[:, 2], ids[9:, 3] = 0, 1, 2
+    ids[:, 0], ids[:, 2], ids[9:, 3] = 1, 2, 7
     write_store(tmp_path / "obs", "val", {"video_00000.mp4": slots}, object_ids={"video_00000.mp4": ids.astype(np.float32)})
     scenes = [scene(0, [
         mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["correct", "wrong"]),
@@ -131,6 +132,7 @@ def test_objects_not_in_any_slot_are_counted_and_slots_without_ids_are_an_error(
     slots, ids, scenes, q, a = world(tmp_path)
     qs = build_question_set(scenes, Vocab.build(iter_texts(scenes), iter_answers(scenes)), 20, 12)
     qs.removed_object[:] = [1, 5, -1, 0]
+    qs.removed_instance[:] = [2, 6, -1, 1]
     reqs, stats = plan_counterfactuals(qs, ["video_00000.mp4"] * 4, object_ids_reader(SlotSplit(tmp_path / "obs", "val")), 6)
     assert stats["object never bound to a slot"] == 1 and stats["removed object unresolved"] == 1 and len(reqs) == 2
     write_store(tmp_path / "plain", "val", {"video_00000.mp4": slots})

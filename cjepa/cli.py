@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "turn a DeepSpeed (ZeRO) checkpoint into a plain state_dict file (model.pt)"),
     "submit": ("submit", "submit one training run as a SLURM job (submitit; code snapshot, requeue on preemption)"),
     "sweep": ("sweep", "submit a grid or list of overrides as one SLURM job array and tabulate the results"),
+    "vqa": ("vqa", "CLEVRER-style VQA with the ALOE reasoner on (rolled-out) slots, and the masking study"),
 }
 
 EPILOG = """\

@@ -168,9 +168,10 @@ class OptimConfig:
 @dataclass(kw_only=True)
 class TrainConfig:
     # What the trainer trains: "predictor" (C-JEPA from slot data), "pretrain" (C-JEPA streaming from raw video
-    # through the frozen encoder), "encoder" (VideoSAUR / SAVi). `cjepa train-encoder` / `cjepa pretrain` set it;
+    # through the frozen encoder), "encoder" (VideoSAUR / SAVi), "vqa" (the ALOE reasoner; its vqa.* optimiser
+    # settings replace optim/data.batch_size/train.epochs). `cjepa train-encoder` / `cjepa pretrain` / `cjepa vqa train` set it;
     # launchers pass it through the resolved config.
-    task: Literal["predictor", "pretrain", "encoder"] = "predictor"
+    task: Literal["predictor", "pretrain", "encoder", "vqa"] = "predictor"
     epochs: int = 30
     max_steps: int = 0  # >0 overrides epochs
     grad_accum: int = 1
@@ -376,6 +377,65 @@ class EncoderConfig:
 
 
 @dataclass(kw_only=True)
+class VQAConfig:
+    """CLEVRER-style VQA with the ALOE reasoner over slot videos (section 6 of the spec)."""
+
+    # --- data
+    questions_train: str = ""  # question JSON in CLEVRER's schema (list of scenes with "questions")
+    questions_val: str = ""
+    annotations: str = ""  # object tables (CLEVRER annotation dir/file); the counterfactual protocol needs them
+    slots: str = ""  # slot videos the reasoner reads: observed + rolled-out frames (rollout store or pickle)
+    slots_source: Literal["store", "pickle"] = "store"
+    # "original": only predictive questions read predicted frames (window shifted by T - video_len; Q6, Q22).
+    # "counterfactual_rollout": counterfactual questions read the world model's rollout with the removed object's
+    # slot dropped (vqa.cf_slots, built by `cjepa vqa counterfactual`); everything else as "original".
+    protocol: Literal["original", "counterfactual_rollout"] = "original"
+    cf_slots: str = ""  # counterfactual slot store (protocol counterfactual_rollout)
+    cf_frames: int = 128  # length of every counterfactual video (frames 0..cf_frames-1)
+    predictor_checkpoint: str = ""  # C-JEPA predictor for `cjepa vqa counterfactual` (checkpoint or run dir)
+    video_len: int = 128  # observed frames per video; predictive questions shift by T - video_len beyond it
+    num_frames: int = 25  # frames sampled per question, video_len // num_frames apart (5 for CLEVRER)
+    question_len: int = 20  # question tokens (padded); descriptive questions get question_len + choice_len
+    choice_len: int = 12
+    vocab: str = ""  # an existing vocab JSON (ours or the original CLEVRER_vocab.json); "" = build from train
+    skip_missing_videos: bool = False  # questions whose video has no slots: error (False) or dropped and counted
+    # --- reasoner (ALOE): d_model = (word_dim + 4) * heads = 144 (14-d words + 2-d part tag + 2-d modality tag)
+    word_dim: int = 14
+    heads: int = 8
+    depth: int = 12
+    ffn_dim: int = 512
+    dropout: float = 0.1
+    head_hidden: int = 128  # hidden width of the descriptive and multiple-choice MLP heads
+    # --- training (Adam, no weight decay, cosine with linear warm-up to lr * min_lr_ratio; section 6.3)
+    lr: float = 1e-3
+    batch_size: int = 96  # questions per global batch
+    epochs: int = 400
+    max_steps: int = 0  # >0 overrides epochs
+    warmup_frac: float = 0.1  # warm-up steps = warmup_frac * total steps
+    min_lr_ratio: float = 0.01  # final lr = lr / 100
+    grad_clip: float = 0.0  # the original does not clip
+    eval_every_epochs: int = 20
+    val_batch_size: int = 192  # questions per evaluation batch
+    # Start offsets evaluated (Q7: the original drew one at random even at val/test time). [] = every valid offset
+    # 0 .. video_len - (num_frames - 1) * (video_len // num_frames) - 1; metrics are averaged over them.
+    eval_offsets: list[int] = field(default_factory=list)
+    checkpoint: str = ""  # reasoner to evaluate (`cjepa vqa evaluate`): checkpoint dir or run dir
+    eval_split: str = "val"  # split of vqa.slots that `cjepa vqa evaluate` reads
+
+
+@dataclass(kw_only=True)
+class StudyConfig:
+    """The masking study: predictors with 0..4 masked slots x seeds -> rollout -> VQA (`cjepa vqa study`)."""
+
+    name: str = "masking_study"  # results go to <run.out_dir>/<study.name>/
+    # Sweep grid as dotted overrides with comma-separated values; the cells are their cartesian product.
+    # A SLURM array can run one cell per task (`cjepa vqa study --cell $SLURM_ARRAY_TASK_ID`).
+    grid: list[str] = field(default_factory=lambda: ["masking.num_masked=0,1,2,3,4", "run.seed=0,1,2"])
+    protocols: list[str] = field(default_factory=lambda: ["original", "counterfactual_rollout"])
+    splits: list[str] = field(default_factory=lambda: ["train", "val"])  # splits rolled out for the reasoner
+
+
+@dataclass(kw_only=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -389,6 +449,8 @@ class Config:
     world: WorldConfig = field(default_factory=WorldConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    vqa: VQAConfig = field(default_factory=VQAConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -635,6 +697,39 @@ def validate(cfg: Config) -> None:
     if r.target_frames < r.obs_frames:
         raise ConfigError("rollout.target_frames must be >= rollout.obs_frames")
     _validate_encoder(cfg.encoder)
+    _validate_vqa(cfg.vqa)
+    _validate_study(cfg.study)
+
+
+def _validate_vqa(v: VQAConfig) -> None:
+    if v.num_frames < 1 or v.video_len < v.num_frames:
+        raise ConfigError(f"vqa.num_frames={v.num_frames} must be in 1..vqa.video_len={v.video_len}")
+    if v.question_len < 1 or v.choice_len < 1:
+        raise ConfigError("vqa.question_len and vqa.choice_len must be >= 1")
+    if v.word_dim < 1 or v.heads < 1 or v.depth < 1 or v.ffn_dim < 1 or v.head_hidden < 1:
+        raise ConfigError("vqa.word_dim, vqa.heads, vqa.depth, vqa.ffn_dim and vqa.head_hidden must be positive")
+    if v.batch_size < 1 or v.val_batch_size < 1:
+        raise ConfigError("vqa.batch_size and vqa.val_batch_size must be >= 1")
+    if not 0.0 <= v.warmup_frac < 1.0:
+        raise ConfigError(f"vqa.warmup_frac={v.warmup_frac} must be in [0, 1)")
+    if v.eval_every_epochs < 1:
+        raise ConfigError("vqa.eval_every_epochs must be >= 1")
+    offset = v.video_len // v.num_frames
+    starts = v.video_len - (v.num_frames - 1) * offset
+    bad = [o for o in v.eval_offsets if not 0 <= o < starts]
+    if bad:
+        raise ConfigError(f"vqa.eval_offsets {bad} out of range: valid start offsets are 0..{starts - 1}")
+    if v.cf_frames < v.video_len:
+        raise ConfigError(f"vqa.cf_frames={v.cf_frames} must cover vqa.video_len={v.video_len}")
+
+
+def _validate_study(s: StudyConfig) -> None:
+    for item in s.grid:
+        if "=" not in item or not item.split("=", 1)[0].strip() or not item.split("=", 1)[1].strip():
+            raise ConfigError(f"study.grid entry {item!r} must look like section.key=v1,v2,...")
+    bad = [p for p in s.protocols if p not in ("original", "counterfactual_rollout")]
+    if bad or not s.protocols:
+        raise ConfigError(f"study.protocols {s.protocols}: choose from 'original', 'counterfactual_rollout'")
 
 
 def _validate_encoder(e: EncoderConfig) -> None:

@@ -280,7 +280,8 @@ class Trainer:
 
 
 def build_task(cfg: Config):
-    """The task ``train.task`` names: predictor (slot data), pretrain (raw video through a frozen encoder), encoder."""
+    """The task ``train.task`` names: predictor (slot data), pretrain (raw video through a frozen encoder), encoder,
+    vqa (the ALOE reasoner on slot videos)."""
     if cfg.train.task == "pretrain":
         from cjepa.tasks.pretrain import PretrainTask
 
@@ -289,6 +290,10 @@ def build_task(cfg: Config):
         from cjepa.tasks.encoder import EncoderTask
 
         return EncoderTask(cfg)
+    if cfg.train.task == "vqa":
+        from cjepa.eval.vqa.task import VQATask
+
+        return VQATask(cfg)
     from cjepa.tasks.predictor import PredictorTask
 
     return PredictorTask(cfg)

@@ -97,3 +97,15 @@ def test_derived_batch_split():
     """global batch = micro * accum * world."""
     d = derive(load_config(overrides=["data.batch_size=64", "train.grad_accum=2"]), world_size=2)
     assert (d.micro_batch, d.grad_accum, d.global_batch) == (16, 2, 64)
+
+
+def test_vqa_and_study_sections_are_checked():
+    """VQA evaluation offsets must fit the frame window; study grid entries must be key=v1,v2."""
+    with pytest.raises(ConfigError, match=r"vqa.eval_offsets \[8\] out of range: valid start offsets are 0..7"):
+        load_config(overrides=["vqa.eval_offsets=[0,8]"])
+    with pytest.raises(ConfigError, match="vqa.cf_frames=100 must cover vqa.video_len=128"):
+        load_config(overrides=["vqa.cf_frames=100"])
+    with pytest.raises(ConfigError, match="study.grid entry 'run.seed'"):
+        load_config(overrides=['study.grid=["run.seed"]'])
+    cfg = load_config(overrides=["vqa.eval_offsets=[0,7]"])
+    assert cfg.vqa.eval_offsets == [0, 7] and cfg.vqa.num_frames == 25 and cfg.study.protocols == ["original", "counterfactual_rollout"]

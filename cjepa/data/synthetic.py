@@ -28,9 +28,9 @@ class BilliardsVideo:
     collisions: list[tuple[int, int, int]]  # (frame, i, j)
 
 
-def simulate_billiards(num_objects: int, num_frames: int, rng: np.random.Generator, substeps: int = 8) -> BilliardsVideo:
+def sample_initial_state(num_objects: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(positions (N, 2), velocities (N, 2), radii (N,), colours (N,)) of a fresh scene."""
     radii = rng.uniform(0.05, 0.09, num_objects)
-    mass = radii**2
     pos = np.zeros((num_objects, 2))
     for i in range(num_objects):  # rejection-sample non-overlapping starts
         for _ in range(1000):
@@ -42,6 +42,14 @@ def simulate_billiards(num_objects: int, num_frames: int, rng: np.random.Generat
     speed = rng.uniform(0.012, 0.03, num_objects)  # unit-square lengths per frame
     vel = np.stack([np.cos(angle), np.sin(angle)], 1) * speed[:, None]
     colours = rng.choice(NUM_COLOURS, num_objects, replace=num_objects > NUM_COLOURS)
+    return pos, vel, radii, colours
+
+
+def integrate_billiards(pos: np.ndarray, vel: np.ndarray, radii: np.ndarray, colours: np.ndarray, num_frames: int, substeps: int = 8) -> BilliardsVideo:
+    """Deterministic dynamics from an initial state (so a scene can be re-run with an object removed)."""
+    pos, vel = np.array(pos, dtype=np.float64), np.array(vel, dtype=np.float64)
+    num_objects = len(radii)
+    mass = radii**2
     P, V, hits = np.zeros((num_frames, num_objects, 2)), np.zeros((num_frames, num_objects, 2)), []
     dt = 1.0 / substeps
     for t in range(num_frames):
@@ -70,7 +78,11 @@ def simulate_billiards(num_objects: int, num_frames: int, rng: np.random.Generat
                     overlap = radii[i] + radii[j] - dist
                     pos[i] -= n * overlap * mass[j] / (mass[i] + mass[j])
                     pos[j] += n * overlap * mass[i] / (mass[i] + mass[j])
-    return BilliardsVideo(P, V, radii, colours, hits)
+    return BilliardsVideo(P, V, np.asarray(radii), np.asarray(colours), hits)
+
+
+def simulate_billiards(num_objects: int, num_frames: int, rng: np.random.Generator, substeps: int = 8) -> BilliardsVideo:
+    return integrate_billiards(*sample_initial_state(num_objects, rng), num_frames, substeps)
 
 
 class SlotEmbedding:

@@ -1,0 +1,180 @@
+"""The ALOE reasoner over slot videos (section 6.2 of the spec): one transformer reads slots and words together.
+
+Sequence per text row (a descriptive question, or one question + choice pair):
+
+    [CLS] + num_frames * num_slots slot tokens (time-major) + question_len + choice_len word tokens
+    = 1 + 25 * 7 + 32 = 208 positions for CLEVRER.
+
+* Slot token: slot (D) ++ modality tag [0, 1] -> Linear(D + 2, d_model).
+* Word token: embedding (word_dim = 14) ++ part tag (descriptive [0, 1]; multiple-choice question part
+  [1, 0], choice part [0, 1]) ++ modality tag [1, 0] -> Linear(word_dim + 4, d_model).
+* d_model = (word_dim + 4) * heads = 18 * 8 = 144; a zero-initialised learned CLS token and a zero-initialised
+  learned positional embedding added to every position; ``depth`` pre-LN ``nn.TransformerEncoderLayer``
+  blocks (ReLU FFN, dropout), no final LayerNorm; key padding on the word PADs and on removed slots.
+* Heads on the CLS output: descriptive MLP d_model -> 128 -> ReLU -> answers, multiple-choice MLP
+  d_model -> 128 -> ReLU -> 1 logit per choice.
+
+Parameter and buffer names are the original ``CLEVRERTransformerModel``'s, so its checkpoints load after
+stripping the ``transformer_model.`` prefix (:func:`load_reasoner_state`). One difference in execution, not in
+maths: descriptive and multiple-choice rows run through the transformer in one batch (the original made two
+passes); every row is independent, so the outputs are the same.
+
+Pure single-device torch: no data, training or distributed imports.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class _EncoderWithPositions(nn.Module):
+    """Learned positional embedding (zero init) added once, then pre-LN encoder layers; no final LN."""
+
+    def __init__(self, seq_len: int, d_model: int, heads: int, ffn_dim: int, depth: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                d_model, heads, dim_feedforward=ffn_dim, dropout=dropout, activation="relu", batch_first=True, norm_first=True
+            )
+            for _ in range(depth)
+        )
+        self.pos_embedding = nn.Parameter(torch.zeros(1, seq_len, d_model))
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor) -> torch.Tensor:
+        x = x + self.pos_embedding
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=key_padding)
+        return x
+
+
+class ALOEReasoner(nn.Module):
+    def __init__(
+        self,
+        *,
+        num_words: int,
+        num_answers: int,
+        slot_dim: int = 128,
+        num_slots: int = 7,
+        num_frames: int = 25,
+        question_len: int = 20,
+        choice_len: int = 12,
+        word_dim: int = 14,
+        heads: int = 8,
+        depth: int = 12,
+        ffn_dim: int = 512,
+        dropout: float = 0.1,
+        head_hidden: int = 128,
+    ):
+        super().__init__()
+        self.num_slots, self.num_frames, self.slot_dim = num_slots, num_frames, slot_dim
+        self.question_len, self.text_len = question_len, question_len + choice_len
+        token_dim = word_dim + 4  # word ++ part tag ++ modality tag
+        self.d_model = token_dim * heads
+        self.seq_len = 1 + num_frames * num_slots + self.text_len
+        # Fixed tags (the original stores them as frozen parameters; buffers keep the same state_dict keys).
+        self.register_buffer("text_token", torch.tensor([1.0, 0.0]))
+        self.register_buffer("vision_token", torch.tensor([0.0, 1.0]))
+        self.register_buffer("cls_token", torch.tensor([0.0, 1.0]))  # part tag of descriptive questions
+        self.register_buffer("mc_question_token", torch.tensor([1.0, 0.0]))
+        self.register_buffer("mc_choice_token", torch.tensor([0.0, 1.0]))
+        self.q_embedding = nn.Embedding(num_words, word_dim)
+        self.q_in_proj = nn.Linear(token_dim, self.d_model)
+        self.vision_in_proj = nn.Linear(slot_dim + 2, self.d_model)
+        self.CLS = nn.Parameter(torch.zeros(1, 1, self.d_model))
+        self.transformer_encoder = _EncoderWithPositions(self.seq_len, self.d_model, heads, ffn_dim, depth, dropout)
+        self.cls_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(), nn.Linear(head_hidden, num_answers))
+        self.mc_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 1))
+
+    # ------------------------------------------------------------------ inputs
+
+    def _check(self, video: torch.Tensor, row_video: torch.Tensor, tokens: torch.Tensor) -> None:
+        if video.dim() != 4 or video.shape[1:] != (self.num_frames, self.num_slots, self.slot_dim):
+            raise ValueError(
+                f"reasoner expects videos (V, {self.num_frames}, {self.num_slots}, {self.slot_dim}) "
+                f"(frames, slots, slot dim); got {tuple(video.shape)}"
+            )
+        if tokens.dim() != 2 or tokens.shape[1] != self.text_len:
+            raise ValueError(f"reasoner expects tokens (N, {self.text_len}); got {tuple(tokens.shape)}")
+        if row_video.shape != tokens.shape[:1]:
+            raise ValueError(f"row_video {tuple(row_video.shape)} must have one entry per token row {tokens.shape[0]}")
+
+    def embed_video(self, video: torch.Tensor) -> torch.Tensor:
+        """(V, T, S, D) slots -> (V, T*S, d_model) vision tokens (time-major)."""
+        V, T, S, _ = video.shape
+        flat = video.reshape(V, T * S, -1)
+        tag = self.vision_token.to(flat.dtype).expand(V, T * S, 2)
+        return self.vision_in_proj(torch.cat([flat, tag], dim=-1))
+
+    def embed_text(self, tokens: torch.Tensor, is_mc: torch.Tensor) -> torch.Tensor:
+        """(N, L) ids, (N,) bool -> (N, L, d_model) word tokens with part and modality tags."""
+        N, L = tokens.shape
+        words = self.q_embedding(tokens)  # (N, L, word_dim)
+        in_question = torch.arange(L, device=tokens.device) < self.question_len  # (L,)
+        mc_q = (is_mc[:, None] & in_question[None, :])[..., None]  # (N, L, 1)
+        # descriptive rows and MC choice parts share the tag [0, 1]; MC question parts get [1, 0]
+        part = torch.where(mc_q, self.mc_question_token.to(words.dtype), self.mc_choice_token.to(words.dtype))
+        modality = self.text_token.to(words.dtype).expand(N, L, 2)
+        return self.q_in_proj(torch.cat([words, part, modality], dim=-1))
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        video: torch.Tensor,
+        row_video: torch.Tensor,
+        tokens: torch.Tensor,
+        pad: torch.Tensor,
+        is_mc: torch.Tensor,
+        slot_pad: Optional[torch.Tensor] = None,
+    ) -> dict[str, torch.Tensor]:
+        """Answer logits for every text row.
+
+        video (V, T, S, D) slot videos; row_video (N,) which video each row reads; tokens (N, L) word ids;
+        pad (N, L) bool (True = PAD); is_mc (N,) bool; slot_pad (V, T, S) bool (True = removed slot, ignored).
+        Returns ``answer_logits`` (N, num_answers) (descriptive head) and ``choice_logits`` (N,) (per-choice
+        head); callers read the head that matches each row.
+        """
+        self._check(video, row_video, tokens)
+        N = tokens.shape[0]
+        vis = self.embed_video(video)[row_video]  # (N, T*S, d)
+        text = self.embed_text(tokens, is_mc)  # (N, L, d)
+        x = torch.cat([self.CLS.expand(N, 1, -1).to(vis.dtype), vis, text], dim=1)  # (N, 1 + T*S + L, d)
+        vis_pad = slot_pad[row_video].reshape(N, -1) if slot_pad is not None else pad.new_zeros(N, vis.shape[1])
+        key_padding = torch.cat([pad.new_zeros(N, 1), vis_pad, pad], dim=1)  # (N, seq_len) bool
+        cls = self.transformer_encoder(x, key_padding)[:, 0]  # (N, d)
+        return {"answer_logits": self.cls_answer_mlp(cls), "choice_logits": self.mc_answer_mlp(cls).squeeze(-1)}
+
+
+def reasoner_losses(out: dict[str, torch.Tensor], label: torch.Tensor, is_mc: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cross-entropy on descriptive rows + BCE-with-logits on choice rows, weights 1 and 1 (section 6.2).
+
+    A batch without rows of one kind contributes 0 for it, kept in the graph (``0 * logits.sum()``) so that
+    every parameter gets a gradient (DDP needs no unused-parameter search).
+    """
+    desc = ~is_mc
+    if bool(desc.any()):
+        l_desc = F.cross_entropy(out["answer_logits"][desc].float(), label[desc])
+    else:
+        l_desc = out["answer_logits"].float().sum() * 0.0
+    if bool(is_mc.any()):
+        l_mc = F.binary_cross_entropy_with_logits(out["choice_logits"][is_mc].float(), label[is_mc].float())
+    else:
+        l_mc = out["choice_logits"].float().sum() * 0.0
+    return {"loss": l_desc + l_mc, "loss_descriptive": l_desc, "loss_choice": l_mc}
+
+
+def load_reasoner_state(model: ALOEReasoner, state: dict[str, torch.Tensor]) -> None:
+    """Load our state_dict or the original ``CLEVRERAloe`` one (keys under ``transformer_model.``), strictly."""
+    pre = "transformer_model."
+    if state and all(k.startswith(pre) for k in state):
+        state = {k[len(pre) :]: v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"reasoner checkpoint does not fit the model: missing {missing[:6]}{'...' if len(missing) > 6 else ''}, "
+            f"unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}"
+        )

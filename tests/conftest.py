@@ -8,7 +8,12 @@ when no CUDA device is visible.
 import os
 import shutil
 
-import torch  # importing torch does not import triton, so the switch below is still in time
+# One intra-op thread per test process: tests use tiny tensors, and several test processes (DDP ranks, CLI
+# subprocesses, DataLoader workers) share the cores; OpenMP threads spinning against each other made small ops
+# 10-100x slower on a 2-core machine. Subprocesses inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402  (importing torch does not import triton, so the switch below is still in time)
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # kernels run on CPU tensors, slowly: tests keep shapes tiny

@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the whole pipeline on the built-in world on CPU in minutes (start here)"),
     "train": ("train", "train the C-JEPA predictor on slot videos (single process, torchrun DDP, DeepSpeed)"),
     "rollout": ("rollout", "roll slot videos out with a trained predictor (CLEVRER 128 -> 160 frames) into a slot store"),
+    "pusht": ("pusht", "generate the Push-T dataset: scripted-expert + random episodes (video shards, state-slot store)"),
+    "plan": ("plan", "evaluate Push-T world models with CEM-MPC planning (success rate over seeds, planning time)"),
 }
 
 EPILOG = """\

@@ -22,7 +22,7 @@ setup(
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.10",
-    packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.dist", "cjepa.utils", "cjepa.ops", "cjepa.eval",
+    packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.dist", "cjepa.utils", "cjepa.ops", "cjepa.eval", "cjepa.envs",
               "cjepa.plan", "cjepa.commands", "cjepa.tasks", "kernels", "launchers"],
     install_requires=CORE + DATA,
     extras_require={"dist": DIST, "gpu": GPU, "pusht": PUSHT, "dev": DEV},

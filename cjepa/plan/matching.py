@@ -102,6 +102,23 @@ def reorder_to_match(slots: torch.Tensor, reference: torch.Tensor, match_slots: 
     return torch.cat([reordered, slots[..., S:, :]], dim=-2) if S < slots.shape[-2] else reordered
 
 
+def reorder_reference(slots: torch.Tensor, reference: torch.Tensor, match_slots: int) -> torch.Tensor:
+    """:func:`reorder_to_match` computed the original's way: one scipy assignment per item in a Python loop,
+    each cost matrix brought to the host (``reorder_slots_to_match_AP``). slots, reference: (B, T, N, D)."""
+    from scipy.optimize import linear_sum_assignment
+
+    B, T = slots.shape[:2]
+    out = slots.clone()
+    for b in range(B):
+        for t in range(T):
+            c = (slots[b, t, :match_slots].unsqueeze(1) - reference[b, t, :match_slots].unsqueeze(0)).pow(2).sum(-1)
+            row, col = linear_sum_assignment(c.detach().cpu().numpy())
+            inverse = torch.empty(match_slots, dtype=torch.long)
+            inverse[torch.as_tensor(col)] = torch.as_tensor(row)
+            out[b, t, :match_slots] = slots[b, t, inverse.to(slots.device)]
+    return out
+
+
 def hungarian_reference(pred: torch.Tensor, goal: torch.Tensor):
     """scipy ``linear_sum_assignment`` per item in a Python loop (how the original computes it).
 

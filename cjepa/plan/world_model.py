@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from cjepa.data.windows import AuxNormalizer
-from cjepa.plan.matching import DEFAULT_MAX_PERM_SLOTS, matched_mse, reorder_to_match
+from cjepa.plan.matching import DEFAULT_MAX_PERM_SLOTS, hungarian_reference, matched_mse, reorder_reference, reorder_to_match
 
 
 @dataclass
@@ -130,7 +130,7 @@ class SlotWorldModel:
 
     def __init__(self, predictor, encoder: SlotEncoder, normalizer: AuxNormalizer, *, action_block: int,
                  rollout_window: int = 0, reorder_slots: bool = True, proprio_weight: float = 1.0,
-                 max_perm_slots: int = DEFAULT_MAX_PERM_SLOTS, device="cpu"):
+                 max_perm_slots: int = DEFAULT_MAX_PERM_SLOTS, matching: str = "batched", device="cpu"):
         self.predictor = predictor.to(device).eval()
         self.encoder = encoder
         self.normalizer = normalizer
@@ -146,6 +146,11 @@ class SlotWorldModel:
         T_h = predictor.history_frames
         self.rollout_window = min(rollout_window or T_h, T_h)
         self.reorder_slots, self.proprio_weight, self.max_perm_slots = reorder_slots, proprio_weight, max_perm_slots
+        # "batched": all candidates' assignments in one tensor op (ours); "scipy": one linear_sum_assignment per
+        # candidate and step in a host loop, as the original does (Q13) -- the benchmark's reference.
+        if matching not in ("batched", "scipy"):
+            raise ValueError(f"matching must be 'batched' or 'scipy', got {matching!r}")
+        self.matching = matching
 
     # ------------------------------------------------------------------ helpers
 
@@ -195,7 +200,9 @@ class SlotWorldModel:
             take = min(pred.shape[1], H - used) if used < H else 1
             pred = pred[:, :take]
             if self.reorder_slots:
-                pred = reorder_to_match(pred, z[:, -1:].expand(-1, take, -1, -1), S, self.max_perm_slots)
+                ref = z[:, -1:].expand(-1, take, -1, -1)
+                pred = (reorder_to_match(pred, ref, S, self.max_perm_slots) if self.matching == "batched"
+                        else reorder_reference(pred, ref, S))
             if used < H:
                 pred = pred.clone()
                 pred[:, :, S + 1] = act_nodes[:, used : used + take]
@@ -208,7 +215,11 @@ class SlotWorldModel:
         S = self.num_slots
         last = trajectories[:, -1]  # (C, S+2, D)
         C = last.shape[0]
-        slot_cost = matched_mse(last[:, :S], goal[:S].expand(C, -1, -1), self.max_perm_slots)
+        goal_slots = goal[:S].expand(C, -1, -1)
+        if self.matching == "batched":
+            slot_cost = matched_mse(last[:, :S], goal_slots, self.max_perm_slots)
+        else:
+            slot_cost = hungarian_reference(last[:, :S], goal_slots)[0] / (S * last.shape[-1])
         prop_cost = (last[:, S] - goal[S]).pow(2).mean(-1)
         return slot_cost + self.proprio_weight * prop_cost
 
@@ -271,4 +282,5 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu",
                          f"model.action_chunk={model_cfg.action_chunk}")
     return SlotWorldModel(predictor, encoder, normalizer, action_block=plan_cfg.action_block,
                           rollout_window=plan_cfg.rollout_window, reorder_slots=plan_cfg.reorder_slots,
-                          proprio_weight=plan_cfg.proprio_weight, max_perm_slots=plan_cfg.max_perm_slots, device=device)
+                          proprio_weight=plan_cfg.proprio_weight, max_perm_slots=plan_cfg.max_perm_slots,
+                          matching=plan_cfg.matching, device=device)

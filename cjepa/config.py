@@ -202,6 +202,9 @@ class PlanConfig:
     checkpoint: str = ""  # world model to plan with: a checkpoint dir or a run dir (its latest checkpoint)
     baseline_checkpoint: str = ""  # optional second model evaluated on the same episodes (e.g. OC-JEPA, no masking)
     dataset: str = ""  # Push-T state-slot store (cjepa pusht) holding the held-out expert episodes
+    # Also evaluate the simulator as the world model (true dynamics, same embedding and cost as plan.checkpoint):
+    # the upper bound of CEM + cost under the protocol. Slow on a CPU (every candidate is simulated).
+    oracle: bool = False
     encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300

@@ -4,7 +4,9 @@ For ``plan.checkpoint`` (and, if given, ``plan.baseline_checkpoint``, e.g. the n
 runs ``plan.episodes`` start/goal pairs (goal 25 steps later in a held-out expert episode) per seed in
 ``plan.seeds``, with a 50-step budget, and reports success rate per seed, mean +- std, and planning time per
 CEM plan and per episode; a zero-action baseline on the same pairs bounds the task from below. Writes
-``results.json`` and a few rendered episodes (mp4) to ``plan.out`` (default runs/<run.name>/plan).
+``results.json`` and a few rendered episodes (mp4) to ``plan.out`` (default runs/<run.name>/plan). With
+``plan.oracle=true`` the simulator itself is also evaluated as the world model (true dynamics, same embedding
+and cost): the upper bound of the planner under this protocol.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def run(args) -> int:
     from cjepa.plan.cem import CEM
     from cjepa.plan.evaluate import evaluate_planner, load_expert_episodes, sample_start_goal_pairs, zero_action_success
     from cjepa.plan.mpc import MPCPlanner
-    from cjepa.plan.world_model import build_world_model
+    from cjepa.plan.world_model import SimulatorWorldModel, build_world_model
     from cjepa.utils.report import table
 
     overrides = list(args.overrides)
@@ -53,11 +55,15 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     episodes = load_expert_episodes(pc.dataset, pc.eval_split)
     models = [("model", pc.checkpoint)] + ([("baseline", pc.baseline_checkpoint)] if pc.baseline_checkpoint else [])
+    if pc.oracle:
+        models.append(("simulator", pc.checkpoint))
     bar = tqdm(total=len(models) * len(pc.seeds) * pc.episodes, desc="plan", unit="ep", file=sys.stderr,
                dynamic_ncols=True, disable=args.no_progress)
     evals = []
     for name, ckpt in models:
         wm = build_world_model(ckpt, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention)
+        if name == "simulator":
+            wm = SimulatorWorldModel(wm)
 
         def make_planner(seed, wm=wm):
             return MPCPlanner(wm, CEM.from_config(pc, seed, device), horizon=pc.horizon, receding_horizon=pc.receding_horizon,

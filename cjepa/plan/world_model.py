@@ -284,3 +284,61 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu",
                           rollout_window=plan_cfg.rollout_window, reorder_slots=plan_cfg.reorder_slots,
                           proprio_weight=plan_cfg.proprio_weight, max_perm_slots=plan_cfg.max_perm_slots,
                           matching=plan_cfg.matching, device=device)
+
+
+class SimulatorWorldModel:
+    """Ground-truth dynamics in a slot world model's node space: the planning upper bound.
+
+    Rollouts replay each candidate in a Push-T simulator from the last observed state and embed the states at
+    block boundaries exactly as observations are embedded (state slots + the model's proprio and action
+    embedders), so :meth:`cost` is the learned model's cost with the model error removed. Isolates what CEM
+    and the cost can achieve under the protocol. Stateful: ``rollout`` starts from the state seen by the last
+    ``encode`` call. Needs the state-slot encoder (it embeds simulator states).
+    """
+
+    def __init__(self, slot_model: SlotWorldModel):
+        from cjepa.envs.pusht import PushTEnv
+
+        if not isinstance(slot_model.encoder, StateSlotEncoder):
+            raise ValueError("SimulatorWorldModel embeds simulator states: it needs a StateSlotEncoder")
+        self.model = slot_model
+        self.action_block, self.action_dim = slot_model.action_block, slot_model.action_dim
+        self.env = PushTEnv(64)
+        self._state: Optional[np.ndarray] = None
+
+    def encode(self, obs: Observation) -> torch.Tensor:
+        if obs.state is None:
+            raise ValueError("the simulator world model needs Observation.state")
+        self._state = np.asarray(obs.state, np.float64)[-1]
+        return self.model.encode(obs)
+
+    def encode_goal(self, goal: Goal) -> torch.Tensor:
+        return self.model.encode_goal(goal)
+
+    def blocks_to_env(self, blocks: torch.Tensor) -> np.ndarray:
+        return self.model.blocks_to_env(blocks)
+
+    @torch.no_grad()
+    def rollout(self, nodes: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        from cjepa.envs.pusht import state_to_proprio
+
+        if self._state is None:
+            raise RuntimeError("SimulatorWorldModel.encode must be called before rollout")
+        C, H, _ = actions.shape
+        states = np.empty((C, H + 1, 7))
+        for c in range(C):
+            self.env.reset(self._state)
+            states[c, 0] = self._state
+            for h, block in enumerate(self.model.blocks_to_env(actions[c]).reshape(H, self.action_block, -1)):
+                for a in block:
+                    self.env.step(a)
+                states[c, h + 1] = self.env.get_state()
+        wm = self.model
+        slots = torch.from_numpy(wm.encoder.embedding(states.reshape(-1, 7))).to(wm.device).view(C, H + 1, wm.num_slots, -1)
+        prop = wm._tensor(wm.normalizer.proprio(state_to_proprio(states).astype(np.float32)))
+        acts = torch.cat([actions.to(wm.device), actions.new_zeros(C, 1, actions.shape[-1]).to(wm.device)], dim=1)
+        sim = wm.predictor.nodes(slots, prop, acts)  # (C, H + 1, S + 2, D)
+        return torch.cat([nodes[:-1].unsqueeze(0).expand(C, -1, -1, -1), sim], dim=1)
+
+    def cost(self, trajectories: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        return self.model.cost(trajectories, goal)

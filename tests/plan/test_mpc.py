@@ -94,3 +94,24 @@ def test_slot_world_model_episode_runs(world_model):
     assert res.final_position_error == pytest.approx(float(position_error(goal, state)))
     assert len(planner.plan_seconds) == res.plans and all(s > 0 for s in planner.plan_seconds)
     np.testing.assert_allclose(state_to_proprio(state)[:2], state[:2])
+
+
+def test_simulator_world_model_is_the_true_dynamics(world_model):
+    """The oracle's rollout embeds the simulated states: its final frame equals the encoding of the state the
+    environment reaches with the same actions, and it conforms to the planner protocol."""
+    from cjepa.plan.world_model import Observation, PlanningWorldModel, SimulatorWorldModel
+
+    oracle = SimulatorWorldModel(world_model)
+    assert isinstance(oracle, PlanningWorldModel)
+    start = np.array([150.0, 150.0, 300.0, 300.0, 0.5, 0.0, 0.0])
+    nodes = oracle.encode(Observation(proprio=state_to_proprio(start[None]), state=start[None]))
+    cand = torch.randn(3, 2, 10, generator=torch.Generator().manual_seed(0))
+    traj = oracle.rollout(nodes, cand)
+    assert traj.shape == (3, 3, 6, 16)
+    env = PushTEnv(32)
+    env.reset(start)
+    for a in world_model.blocks_to_env(cand[1]):
+        env.step(a)
+    s = env.get_state()
+    expect = world_model.encode(Observation(proprio=state_to_proprio(s[None]), state=s[None]))
+    torch.testing.assert_close(traj[1, -1, :5], expect[0, :5])

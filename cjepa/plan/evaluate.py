@@ -140,7 +140,13 @@ class ModelEval:
 
 def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episodes: Mapping[str, np.ndarray], plan_cfg,
                      *, out_dir: Optional[Path] = None, progress=None) -> ModelEval:
-    """Run the protocol for one world model. ``make_planner(seed)`` builds a fresh planner (CEM seeded)."""
+    """Run the protocol for one world model. ``make_planner(seed)`` builds a fresh planner (CEM seeded).
+
+    With ``out_dir``, every finished episode is also appended to ``out_dir/episodes.jsonl`` (long CPU runs can
+    be read while they go), and the first ``plan_cfg.videos`` episodes of the first seed are saved as videos.
+    """
+    import json
+
     from cjepa.plan.video import save_video
 
     env = PushTEnv(plan_cfg.video_size)
@@ -162,6 +168,10 @@ def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episo
                 videos.append(str(save_video(res.frames, path)))
                 res.frames = None
             results[seed].append(res)
+            if out_dir is not None:
+                row = {"model": name, "seed": seed, **{k: v for k, v in asdict(res).items() if k != "frames"}}
+                with open(Path(out_dir) / "episodes.jsonl", "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
             if progress is not None:
                 progress.update(1)
                 done = results[seed]

@@ -58,6 +58,8 @@ def test_generate_train_plan_end_to_end(tmp_path):
         assert len(m["episodes"]["0"]) == 1 and m["episodes"]["0"][0]["plans"] >= 1
         assert len(m["videos"]) == 1 and (out / "videos").is_dir()
     assert 0.0 <= res["zero_action_success"] <= 100.0
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in rows] == ["model", "baseline"] and all(r["seed"] == 0 for r in rows)
 
 
 def test_plan_command_errors_are_clear(tmp_path, capsys):

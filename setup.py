@@ -28,7 +28,7 @@ setup(
     description=__doc__,
     python_requires=">=3.10",
     packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.data.world", "cjepa.dist", "cjepa.utils", "cjepa.ops", "cjepa.eval",
-              "cjepa.eval.vqa", "cjepa.plan", "cjepa.commands", "cjepa.tasks", "kernels", "launchers"],
+              "cjepa.eval.vqa", "cjepa.envs", "cjepa.plan", "cjepa.commands", "cjepa.tasks", "kernels", "launchers"],
     install_requires=CORE + DATA,
     extras_require={"dist": DIST, "gpu": GPU, "pusht": PUSHT, "encoder": ENCODER, "dev": DEV},
     entry_points={"console_scripts": ["cjepa=cjepa.cli:main"]},

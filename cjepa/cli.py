@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("submit", "submit one training run as a SLURM job (submitit; code snapshot, requeue on preemption)"),
     "sweep": ("sweep", "submit a grid or list of overrides as one SLURM job array and tabulate the results"),
     "vqa": ("vqa", "CLEVRER-style VQA with the ALOE reasoner on (rolled-out) slots, and the masking study"),
+    "pusht": ("pusht", "generate the Push-T dataset: scripted-expert + random episodes (video shards, state-slot store)"),
+    "plan": ("plan", "evaluate Push-T world models with CEM-MPC planning (success rate over seeds, planning time)"),
 }
 
 EPILOG = """\

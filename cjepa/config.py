@@ -116,6 +116,27 @@ class WorldConfig:
 
 
 @dataclass(kw_only=True)
+class PushTDataConfig:
+    """Push-T dataset generation (`cjepa pusht`): scripted-expert and random-exploration episodes."""
+
+    out: str = "data/pusht"  # root: video shards in <out>/videos, state-slot store in <out>/slots
+    expert_train: int = 800  # scripted-expert episodes (random start -> random goal pose), train split
+    random_train: int = 400  # random-exploration episodes (stable-worldmodel's WeakPolicy), train split
+    expert_val: int = 100  # held-out expert episodes: validation and the planning evaluation draw from these
+    random_val: int = 0
+    expert_max_steps: int = 300  # an expert episode ends at its goal pose or after this many steps
+    random_steps: int = 100  # length of a random-exploration episode (steps)
+    videos: bool = True  # render and write video shards (cjepa.data.shards); off = state-slot store only
+    masks: bool = True  # instance masks (agent=1, block=2) with the videos
+    render_size: int = 224
+    shard_size: int = 64  # episodes per video shard
+    state_slots: bool = True  # write the state-slot store (no pixel encoder needed)
+    background_slots: int = 2  # constant slots beside agent and block; model.num_slots = 2 + this
+    slot_noise: float = 0.0  # std of Gaussian noise added to state slots (observation noise)
+    seed: int = 0
+
+
+@dataclass(kw_only=True)
 class DataConfig:
     # "synthetic": generate the built-in slot world; "pickle": the original {split: {video: (T,S,D)}} file;
     # "store": our sharded slot store (cjepa.data.slot_store).
@@ -148,6 +169,7 @@ class DataConfig:
     shuffle_buffer: int = 64  # samples; 0 = read shards in order
     decode_threads: int = 1  # FFmpeg threads per decoding worker (workers already run in parallel)
     with_masks: bool = True  # deliver instance masks when every sample of the split has them
+    pusht: PushTDataConfig = field(default_factory=PushTDataConfig)
 
 
 @dataclass(kw_only=True)
@@ -436,6 +458,50 @@ class StudyConfig:
 
 
 @dataclass(kw_only=True)
+class PlanConfig:
+    """CEM-MPC planning and the Push-T evaluation protocol (spec sections 2.6, 2.7, 3)."""
+
+    checkpoint: str = ""  # world model to plan with: a checkpoint dir or a run dir (its latest checkpoint)
+    baseline_checkpoint: str = ""  # optional second model evaluated on the same episodes (e.g. OC-JEPA, no masking)
+    dataset: str = ""  # Push-T state-slot store (cjepa pusht) holding the held-out expert episodes
+    # Also evaluate the simulator as the world model (true dynamics, same embedding and cost as plan.checkpoint):
+    # the upper bound of CEM + cost under the protocol. Slow on a CPU (every candidate is simulated).
+    oracle: bool = False
+    encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
+    # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
+    num_samples: int = 300
+    topk: int = 30  # elites
+    iterations: int = 30
+    var_scale: float = 1.0  # initial std (the original calls it var)
+    horizon: int = 5  # planned action blocks
+    receding_horizon: int = 5  # blocks executed before replanning
+    action_block: int = 5  # env steps per block (= the predictor's frameskip)
+    warm_start: bool = True  # seed the next solve with the unexecuted blocks (moot when receding == horizon)
+    # Observed frames fed to the world model at each plan (Q12). 1 = the original (world.history_size=1); up to
+    # model.history_frames uses the past frames (stride action_block) and the executed actions between them.
+    history_obs: int = 1
+    # Frames the predictor sees per rollout call; 0 = model.history_frames (the original: 3, Q12).
+    rollout_window: int = 0
+    reorder_slots: bool = True  # re-match predicted slots to the previous frame after each call (2.6)
+    proprio_weight: float = 1.0  # cost = matched slot MSE + this * proprio-node MSE (2.7)
+    max_perm_slots: int = 7  # batched matching enumerates S! permutations up to this S; scipy above
+    # "batched": every candidate's slot assignment in one tensor op; "scipy": one linear_sum_assignment per
+    # candidate and rollout step on the host, as the original (Q13; slower, same result)
+    matching: Literal["batched", "scipy"] = "batched"
+    # The env does not clip actions and neither did the original; true keeps executed actions in [-1, 1].
+    clip_actions: bool = False
+    # evaluation protocol (3.4)
+    episodes: int = 50  # start/goal pairs per seed
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    goal_offset: int = 25  # goal = the same expert episode this many steps after the start
+    budget: int = 50  # env steps per episode; success if the rule holds at any step
+    eval_split: str = "val"  # held-out expert episodes (the original drew from its training split, Q12)
+    videos: int = 3  # rendered episodes saved per model (seed 0); 0 = none
+    video_size: int = 224
+    out: str = ""  # results directory; default runs/<run.name>/plan
+
+
+@dataclass(kw_only=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -451,6 +517,7 @@ class Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     vqa: VQAConfig = field(default_factory=VQAConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -696,6 +763,29 @@ def validate(cfg: Config) -> None:
     r = cfg.rollout
     if r.target_frames < r.obs_frames:
         raise ConfigError("rollout.target_frames must be >= rollout.obs_frames")
+    pt = d.pusht
+    if min(pt.expert_train, pt.random_train, pt.expert_val, pt.random_val) < 0 or pt.background_slots < 0:
+        raise ConfigError("data.pusht episode counts and data.pusht.background_slots must be >= 0")
+    if pt.render_size < 8 or pt.shard_size < 1 or pt.expert_max_steps < 1 or pt.random_steps < 1:
+        raise ConfigError("data.pusht.render_size must be >= 8 and shard_size, expert_max_steps, random_steps >= 1")
+    p = cfg.plan
+    if p.topk < 1 or p.topk > p.num_samples:
+        raise ConfigError(f"plan.topk={p.topk} must be in 1..plan.num_samples={p.num_samples}")
+    if p.topk < 2:
+        raise ConfigError("plan.topk must be >= 2: the elite standard deviation needs two elites")
+    if p.iterations < 1 or p.horizon < 1 or p.action_block < 1:
+        raise ConfigError("plan.iterations, plan.horizon and plan.action_block must be >= 1")
+    if not 1 <= p.receding_horizon <= p.horizon:
+        raise ConfigError(f"plan.receding_horizon={p.receding_horizon} must be in 1..plan.horizon={p.horizon}")
+    if p.horizon * p.action_block > p.budget:
+        raise ConfigError(
+            f"plan.horizon * plan.action_block = {p.horizon * p.action_block} exceeds plan.budget={p.budget} "
+            "(the original asserts this)"
+        )
+    if p.history_obs < 1 or p.rollout_window < 0:
+        raise ConfigError("plan.history_obs must be >= 1 and plan.rollout_window >= 0")
+    if p.episodes < 1 or not p.seeds or p.goal_offset < 1:
+        raise ConfigError("plan.episodes and plan.goal_offset must be >= 1 and plan.seeds non-empty")
     _validate_encoder(cfg.encoder)
     _validate_vqa(cfg.vqa)
     _validate_study(cfg.study)

@@ -1,0 +1,96 @@
+"""cjepa plan: evaluate Push-T world models with CEM-MPC (spec section 3.4).
+
+For ``plan.checkpoint`` (and, if given, ``plan.baseline_checkpoint``, e.g. the no-masking OC-JEPA model) it
+runs ``plan.episodes`` start/goal pairs (goal 25 steps later in a held-out expert episode) per seed in
+``plan.seeds``, with a 50-step budget, and reports success rate per seed, mean +- std, and planning time per
+CEM plan and per episode; a zero-action baseline on the same pairs bounds the task from below. Writes
+``results.json`` and a few rendered episodes (mp4) to ``plan.out`` (default runs/<run.name>/plan). With
+``plan.oracle=true`` the simulator itself is also evaluated as the world model (true dynamics, same embedding
+and cost): the upper bound of the planner under this protocol.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cjepa.cli import add_config_args
+
+
+def add_arguments(p) -> None:
+    add_config_args(p)
+    p.add_argument("--checkpoint", default=None, help="world model checkpoint or run dir (plan.checkpoint)")
+    p.add_argument("--baseline", default=None, help="second model on the same episodes (plan.baseline_checkpoint)")
+    p.add_argument("--dataset", default=None, help="Push-T state-slot store made by `cjepa pusht` (plan.dataset)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import json
+    import statistics
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from cjepa.config import ConfigError, load_config, to_dict
+    from cjepa.dist.env import DistEnv, pick_device
+    from cjepa.plan.cem import CEM
+    from cjepa.plan.evaluate import evaluate_planner, load_expert_episodes, sample_start_goal_pairs, zero_action_success
+    from cjepa.plan.mpc import MPCPlanner
+    from cjepa.plan.world_model import SimulatorWorldModel, build_world_model
+    from cjepa.utils.report import table
+
+    overrides = list(args.overrides)
+    flags = ((args.checkpoint, "plan.checkpoint"), (args.baseline, "plan.baseline_checkpoint"), (args.dataset, "plan.dataset"))
+    for flag, key in flags:
+        if flag:
+            overrides.append(f"{key}={flag}")
+    cfg = load_config(args.config, overrides)
+    pc = cfg.plan
+    if not pc.checkpoint or not pc.dataset:
+        raise ConfigError("cjepa plan needs plan.checkpoint (--checkpoint) and plan.dataset (--dataset)")
+    device = pick_device(cfg.run.device, DistEnv())
+    torch.set_grad_enabled(False)
+    out = Path(pc.out or Path(cfg.run.out_dir) / cfg.run.name / "plan")
+    out.mkdir(parents=True, exist_ok=True)
+    episodes = load_expert_episodes(pc.dataset, pc.eval_split)
+    models = [("model", pc.checkpoint)] + ([("baseline", pc.baseline_checkpoint)] if pc.baseline_checkpoint else [])
+    if pc.oracle:
+        models.append(("simulator", pc.checkpoint))
+    bar = tqdm(total=len(models) * len(pc.seeds) * pc.episodes, desc="plan", unit="ep", file=sys.stderr,
+               dynamic_ncols=True, disable=args.no_progress)
+    evals = []
+    for name, ckpt in models:
+        wm = build_world_model(ckpt, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention)
+        if name == "simulator":
+            wm = SimulatorWorldModel(wm)
+
+        def make_planner(seed, wm=wm):
+            return MPCPlanner(wm, CEM.from_config(pc, seed, device), horizon=pc.horizon, receding_horizon=pc.receding_horizon,
+                              history_obs=pc.history_obs, warm_start=pc.warm_start, clip_actions=pc.clip_actions)
+
+        evals.append((ckpt, evaluate_planner(name, make_planner, episodes, pc, out_dir=out, progress=bar)))
+    bar.close()
+    zero = statistics.fmean(zero_action_success(episodes, sample_start_goal_pairs(episodes, pc.episodes, s, pc.goal_offset),
+                                                pc.goal_offset, pc.budget) for s in pc.seeds)
+    rows = []
+    for ckpt, ev in evals:
+        s = ev.summary()
+        rows.append((ev.name, *[f"{ev.success_rate[seed]:.1f}" for seed in pc.seeds], f"{ev.mean:.1f} +- {ev.std:.1f}",
+                     s["plan_seconds_median"], s["episode_planning_seconds_mean"], s["episodes_total_planning_seconds_per_seed"]))
+    rows.append(("zero action", *["-" for _ in pc.seeds], f"{zero:.1f}", "-", "-", "-"))
+    print(table(rows, ["model", *[f"seed {s} %" for s in pc.seeds], "success % (mean +- std)", "s / plan",
+                       "planning s / episode", f"planning s / {pc.episodes} episodes"]))
+    results = {
+        "config": to_dict(cfg),
+        "device": str(device),
+        "eval_expert_episodes": len(episodes),
+        "zero_action_success": zero,
+        "models": [{"checkpoint": ckpt, **ev.summary()} for ckpt, ev in evals],
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"\nresults: {out / 'results.json'}")
+    for _, ev in evals:
+        for v in ev.videos:
+            print(f"video: {v}")
+    return 0

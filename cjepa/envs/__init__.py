@@ -1,0 +1,1 @@
+"""Simulated environments used for data generation and planning evaluation (Push-T)."""

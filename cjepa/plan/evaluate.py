@@ -1,0 +1,195 @@
+"""The Push-T planning evaluation of spec section 3.4, on held-out expert episodes.
+
+Protocol per seed: from the expert episodes of the evaluation split, every frame that has a frame
+``goal_offset`` (25) steps later in the same episode is a candidate start; ``episodes`` (50) distinct starts are
+drawn with ``np.random.default_rng(seed)``; the goal is the state 25 steps later. The environment is reset
+exactly to the start state, the MPC planner acts for at most ``budget`` (50) steps, and the episode counts as
+solved if the success rule (position error over agent and block < 20 px and wrapped angle error < pi/9) holds
+after any step. Reported: success rate per seed, its mean and standard deviation over seeds (0, 1, 2), and
+planning time per plan and per episode. Differences from the original, on purpose: episodes come from a
+held-out split, not the training split (Q12), and the draw covers every valid start row (the original's
+``choice(len(rows) - 1)`` never picks the last one).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from cjepa.envs.pusht import PushTEnv, state_to_proprio
+from cjepa.plan.mpc import EpisodeHistory, MPCPlanner
+from cjepa.plan.world_model import Goal
+
+
+def load_expert_episodes(store_root: str, split: str) -> dict[str, np.ndarray]:
+    """{key: states (T, 7)} of the expert episodes of a Push-T state-slot store split."""
+    from cjepa.data.slot_store import SlotSplit, read_meta
+
+    read_meta(store_root)
+    videos = SlotSplit(store_root, split)
+    if "state" not in videos.extras:
+        raise ValueError(f"{store_root}/{split}: the store has no 'state' extra (not made by `cjepa pusht`?)")
+    out = {k: np.asarray(videos.extra(k, "state"), np.float64) for k in videos if k.startswith("expert")}
+    if not out:
+        raise ValueError(f"{store_root}/{split}: no expert episodes (keys starting with 'expert')")
+    return out
+
+
+def sample_start_goal_pairs(episodes: Mapping[str, np.ndarray], num: int, seed: int, goal_offset: int) -> list[tuple[str, int]]:
+    """``num`` distinct (episode key, start step) rows whose goal row start + goal_offset exists."""
+    rows = [(k, s) for k in sorted(episodes) for s in range(len(episodes[k]) - goal_offset)]
+    if len(rows) < num:
+        raise ValueError(f"only {len(rows)} start rows have a goal {goal_offset} steps later; {num} episodes requested")
+    pick = np.random.default_rng(seed).choice(len(rows), size=num, replace=False)
+    return [rows[i] for i in pick]
+
+
+@dataclass
+class EpisodeResult:
+    key: str
+    start: int
+    success: bool
+    steps: int  # env steps taken (first success, or the budget)
+    plans: int
+    plan_seconds: float  # total solver time of this episode
+    wall_seconds: float
+    final_position_error: float
+    final_angle_error: float
+    frames: Optional[np.ndarray] = field(default=None, repr=False)
+
+
+def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goal_state: np.ndarray, budget: int,
+                *, key: str = "", start: int = 0, record: bool = False, pixels: bool = False) -> EpisodeResult:
+    """Reset to ``start_state``, act until success or ``budget`` steps. ``record`` keeps a video (each frame
+    next to the goal frame, at the env's render size); ``pixels`` feeds rendered frames to the planner."""
+    from cjepa.envs.pusht import angle_error, position_error
+
+    t0 = time.perf_counter()
+    obs = env.reset(start_state, goal_state, render_goal=record or pixels)
+    goal = Goal(proprio=state_to_proprio(goal_state), state=np.asarray(goal_state), pixels=env.goal_frame if pixels else None)
+    planner.reset(goal)
+    n_plans0, secs0 = len(planner.plan_seconds), sum(planner.plan_seconds)
+    history = EpisodeHistory()
+    history.add_frame(obs, env.render() if pixels else None)
+    video = [np.concatenate([env.render(), env.goal_frame], 1)] if record else []
+    success, steps = False, 0
+    for steps in range(1, budget + 1):
+        action = planner.act(history)
+        obs, success, _ = env.step(action)
+        history.add_action(action)
+        history.add_frame(obs, env.render() if pixels else None)
+        if record:
+            video.append(np.concatenate([env.render(), env.goal_frame], 1))
+        if success:
+            break
+    state = obs["state"]
+    return EpisodeResult(
+        key=key, start=start, success=bool(success), steps=steps,
+        plans=len(planner.plan_seconds) - n_plans0, plan_seconds=sum(planner.plan_seconds) - secs0,
+        wall_seconds=time.perf_counter() - t0,
+        final_position_error=float(position_error(goal_state, state)),
+        final_angle_error=float(angle_error(goal_state[4], state[4])),
+        frames=np.stack(video) if video else None,
+    )
+
+
+@dataclass
+class ModelEval:
+    name: str
+    success_rate: dict[int, float]  # seed -> percent
+    episodes: dict[int, list[EpisodeResult]]
+    videos: list[str] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.success_rate.values())
+
+    @property
+    def std(self) -> float:
+        v = list(self.success_rate.values())
+        return statistics.stdev(v) if len(v) > 1 else 0.0
+
+    def plan_seconds(self) -> list[float]:
+        return [e.plan_seconds / max(e.plans, 1) for eps in self.episodes.values() for e in eps]
+
+    def episode_seconds(self) -> list[float]:
+        return [e.plan_seconds for eps in self.episodes.values() for e in eps]
+
+    def summary(self) -> dict:
+        per_plan, per_ep = self.plan_seconds(), self.episode_seconds()
+        return {
+            "name": self.name,
+            "success_rate_per_seed": {str(k): v for k, v in self.success_rate.items()},
+            "success_rate_mean": self.mean,
+            "success_rate_std": self.std,
+            "plan_seconds_median": statistics.median(per_plan),
+            "episode_planning_seconds_mean": statistics.fmean(per_ep),
+            "episodes_total_planning_seconds_per_seed": statistics.fmean(
+                [sum(e.plan_seconds for e in eps) for eps in self.episodes.values()]),
+            "videos": self.videos,
+            "episodes": {str(s): [{k: v for k, v in asdict(e).items() if k != "frames"} for e in eps]
+                         for s, eps in self.episodes.items()},
+        }
+
+
+def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episodes: Mapping[str, np.ndarray], plan_cfg,
+                     *, out_dir: Optional[Path] = None, progress=None) -> ModelEval:
+    """Run the protocol for one world model. ``make_planner(seed)`` builds a fresh planner (CEM seeded).
+
+    With ``out_dir``, every finished episode is also appended to ``out_dir/episodes.jsonl`` (long CPU runs can
+    be read while they go), and the first ``plan_cfg.videos`` episodes of the first seed are saved as videos.
+    """
+    import json
+
+    from cjepa.plan.video import save_video
+
+    env = PushTEnv(plan_cfg.video_size)
+    rates: dict[int, float] = {}
+    results: dict[int, list[EpisodeResult]] = {}
+    videos: list[str] = []
+    for si, seed in enumerate(plan_cfg.seeds):
+        planner = make_planner(seed)
+        pairs = sample_start_goal_pairs(episodes, plan_cfg.episodes, seed, plan_cfg.goal_offset)
+        results[seed] = []
+        for i, (key, start) in enumerate(pairs):
+            states = episodes[key]
+            record = out_dir is not None and si == 0 and i < plan_cfg.videos
+            res = run_episode(env, planner, states[start], states[start + plan_cfg.goal_offset], plan_cfg.budget,
+                              key=key, start=start, record=record)
+            if record and res.frames is not None:
+                tag = "success" if res.success else "fail"
+                path = Path(out_dir) / "videos" / f"{name}_seed{seed}_{i:02d}_{key}_{start}_{tag}.mp4"
+                videos.append(str(save_video(res.frames, path)))
+                res.frames = None
+            results[seed].append(res)
+            if out_dir is not None:
+                row = {"model": name, "seed": seed, **{k: v for k, v in asdict(res).items() if k != "frames"}}
+                with open(Path(out_dir) / "episodes.jsonl", "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            if progress is not None:
+                progress.update(1)
+                done = results[seed]
+                progress.set_postfix(model=name, seed=seed, success=f"{100 * sum(r.success for r in done) / len(done):.0f}%")
+        rates[seed] = 100.0 * sum(r.success for r in results[seed]) / len(results[seed])
+    return ModelEval(name=name, success_rate=rates, episodes=results, videos=videos)
+
+
+def zero_action_success(episodes: Mapping[str, np.ndarray], pairs: list[tuple[str, int]], goal_offset: int, budget: int) -> float:
+    """Lower bound for the table: success rate (%) of doing nothing (action 0 every step) on the same pairs."""
+    env = PushTEnv(64)
+    wins = 0
+    for key, start in pairs:
+        states = episodes[key]
+        env.reset(states[start], states[start + goal_offset])
+        for _ in range(budget):
+            _, success, _ = env.step(np.zeros(2))
+            if success:
+                wins += 1
+                break
+    return 100.0 * wins / len(pairs)

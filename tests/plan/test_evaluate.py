@@ -1,0 +1,70 @@
+"""The evaluation protocol (start/goal sampling, zero-action bound) and the commands end to end."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cjepa.plan.evaluate import sample_start_goal_pairs, zero_action_success
+
+
+def test_start_goal_pairs_follow_the_protocol():
+    """Distinct (episode, start) rows whose goal exists goal_offset steps later; a function of the seed."""
+    eps = {"expert_a": np.zeros((40, 7)), "expert_b": np.zeros((30, 7)), "expert_c": np.zeros((20, 7))}
+    pairs = sample_start_goal_pairs(eps, 12, seed=0, goal_offset=25)
+    assert len(set(pairs)) == 12
+    assert all(k != "expert_c" and s + 25 < len(eps[k]) for k, s in pairs)
+    assert pairs == sample_start_goal_pairs(eps, 12, seed=0, goal_offset=25)
+    assert pairs != sample_start_goal_pairs(eps, 12, seed=1, goal_offset=25)
+    assert len(set(sample_start_goal_pairs(eps, 20, seed=3, goal_offset=25))) == 20  # every row can be drawn
+    with pytest.raises(ValueError, match="only 20 start rows"):
+        sample_start_goal_pairs(eps, 21, seed=0, goal_offset=25)
+
+
+def test_zero_action_bound():
+    """Doing nothing solves a pair whose goal is the (resting) start, and not one that needs a push."""
+    still = np.tile([150.0, 150.0, 300.0, 300.0, 0.5, 0.0, 0.0], (30, 1))
+    moved = still.copy()
+    moved[25:, 2] += 60
+    assert zero_action_success({"expert_s": still}, [("expert_s", 0)], 25, 10) == 100.0
+    assert zero_action_success({"expert_m": moved}, [("expert_m", 0)], 25, 10) == 0.0
+
+
+@pytest.mark.slow
+def test_generate_train_plan_end_to_end(tmp_path):
+    """`cjepa pusht` (state slots) -> `cjepa train` (a few steps) -> `cjepa plan` for two models on one
+    episode: exit codes 0, results.json with per-seed success and timings, and a rendered video."""
+    from cjepa.cli import main
+
+    data = tmp_path / "data"
+    common = ["-c", "configs/pusht/state_slots.yaml", "model.slot_dim=16", "model.heads=2", "model.depth=1",
+              "model.mlp_dim=32", f"data.path={data / 'slots'}", f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu"]
+    assert main(["pusht", *common, f"data.pusht.out={data}", "data.pusht.videos=false", "data.pusht.expert_train=2",
+                 "data.pusht.random_train=1", "data.pusht.expert_val=1", "data.pusht.random_steps=30"]) == 0
+    train = ["train.max_steps=3", "data.batch_size=8", "data.val_batch_size=16", "data.val_max_windows=8",
+             "train.log_every=1", "train.val_every=3", "train.ckpt_every=3", "rollout.eval_videos=1", "rollout.eval_chains=1",
+             "optim.warmup_steps=0", "--no-progress"]
+    assert main(["train", *common, "run.name=cj", *train]) == 0
+    assert main(["train", *common, "run.name=oc", "masking.num_masked=0", *train]) == 0
+    out = tmp_path / "plan"
+    plan = ["plan.episodes=1", "plan.seeds=[0]", "plan.num_samples=6", "plan.topk=2", "plan.iterations=1",
+            "plan.videos=1", "plan.video_size=32", f"plan.out={out}", "plan.history_obs=2"]
+    assert main(["plan", *common, *plan, "--checkpoint", str(tmp_path / "runs" / "cj"), "--baseline",
+                 str(tmp_path / "runs" / "oc"), "--dataset", str(data / "slots"), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [m["name"] for m in res["models"]] == ["model", "baseline"]
+    for m in res["models"]:
+        assert set(m["success_rate_per_seed"]) == {"0"} and m["plan_seconds_median"] > 0
+        assert len(m["episodes"]["0"]) == 1 and m["episodes"]["0"][0]["plans"] >= 1
+        assert len(m["videos"]) == 1 and (out / "videos").is_dir()
+    assert 0.0 <= res["zero_action_success"] <= 100.0
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in rows] == ["model", "baseline"] and all(r["seed"] == 0 for r in rows)
+
+
+def test_plan_command_errors_are_clear(tmp_path, capsys):
+    """A missing checkpoint or dataset is a config error, not a traceback."""
+    from cjepa.cli import main
+
+    assert main(["plan", "-c", "configs/pusht/state_slots.yaml", "plan.dataset="]) == 2
+    assert "plan.checkpoint" in capsys.readouterr().err

@@ -1,0 +1,122 @@
+"""The planning world model: protocol conformance, normalisation, latent rollout (spec 2.6) and cost (2.7)."""
+
+import numpy as np
+import pytest
+import torch
+
+from cjepa.envs.pusht import state_to_proprio
+from cjepa.plan.world_model import Goal, Observation, PlanningWorldModel, SlotEncoder, StateSlotEncoder
+from tests.plan.conftest import make_world_model
+
+STATE = np.array([200.0, 300.0, 250.0, 220.0, 0.7, 12.0, -4.0])
+
+
+def obs_of(states, actions=None):
+    states = np.atleast_2d(states)
+    return Observation(proprio=state_to_proprio(states), state=states, actions=actions)
+
+
+def test_protocol_conformance(world_model):
+    """The slot world model and the state encoder satisfy the planner's protocols structurally."""
+    assert isinstance(world_model, PlanningWorldModel)
+    assert isinstance(world_model.encoder, SlotEncoder)
+    assert isinstance(StateSlotEncoder(world_model.encoder.embedding), SlotEncoder)
+    assert not isinstance(object(), PlanningWorldModel)
+    assert world_model.action_dim == 10 and world_model.action_block == 5
+
+
+def test_action_normalisation_round_trip(world_model):
+    """Raw env actions -> normalised blocks (training statistics) -> back to env actions, exactly."""
+    raw = np.random.default_rng(0).uniform(-1, 1, (15, 2)).astype(np.float32)
+    blocks = world_model.normalise_actions(raw.reshape(3, 10))
+    np.testing.assert_allclose(blocks.reshape(3, 5, 2).mean((0, 1)), ((raw - [0.01, -0.02]) / [0.5, 0.4]).mean(0), rtol=1e-5)
+    back = world_model.blocks_to_env(torch.from_numpy(blocks))
+    np.testing.assert_allclose(back, raw, atol=1e-6)
+    n = world_model.normalizer
+    np.testing.assert_allclose(n.action_inverse(n.action(raw.reshape(3, 10))), raw.reshape(3, 10), atol=1e-6)
+
+
+def test_encode_nodes(world_model):
+    """Nodes are [slots, proprio, action]: slots from the encoder, proprio/executed actions through the
+    model's embedders after standardising; the last action node is a zero-action placeholder."""
+    states = np.stack([STATE, STATE + [5, 0, 0, 0, 0, 0, 0]])
+    acts = np.random.default_rng(1).uniform(-1, 1, (1, 10))
+    nodes = world_model.encode(obs_of(states, acts))
+    assert nodes.shape == (2, 6, 16)
+    wm = world_model
+    torch.testing.assert_close(nodes[:, :4], wm.encoder.encode_slots(obs_of(states)))
+    prop = torch.from_numpy(wm.normalizer.proprio(state_to_proprio(states).astype(np.float32)))
+    torch.testing.assert_close(nodes[:, 4], wm.predictor.proprio_encoder(prop))
+    a0 = torch.from_numpy(wm.normalise_actions(acts.astype(np.float32)))
+    torch.testing.assert_close(nodes[0, 5], wm.predictor.action_encoder(a0)[0])
+    torch.testing.assert_close(nodes[1, 5], wm.predictor.action_encoder(torch.zeros(1, 10))[0])
+    with pytest.raises(ValueError, match="executed action blocks"):
+        world_model.encode(obs_of(states))
+
+
+@torch.no_grad()
+def test_rollout_follows_the_latent_protocol():
+    """Rollout = observed frame with block 0 in its action node, then per prediction the next block put into
+    the predicted frame's action node, then one final prediction: T_obs + H frames, computed step by step."""
+    wm = make_world_model(reorder=False)
+    nodes = wm.encode(obs_of(STATE))
+    cand = torch.randn(7, 4, 10, generator=torch.Generator().manual_seed(0))
+    traj = wm.rollout(nodes, cand)
+    assert traj.shape == (7, 5, 6, 16)
+    act = wm.predictor.action_encoder(cand)  # (C, H, D)
+    z = nodes.unsqueeze(0).repeat(7, 1, 1, 1)
+    z[:, -1, 5] = act[:, 0]
+    for k in range(1, 4):
+        p = wm.predictor.inference(z[:, -3:])[:, :1].clone()
+        p[:, :, 5] = act[:, k : k + 1]
+        z = torch.cat([z, p], 1)
+    z = torch.cat([z, wm.predictor.inference(z[:, -3:])[:, :1]], 1)
+    torch.testing.assert_close(traj, z)
+    # Q12: a window of 1 frame (the original's effective history at the first step) changes the predictions.
+    wm1 = make_world_model(reorder=False)
+    wm1.rollout_window = 1
+    assert not torch.allclose(wm1.rollout(nodes, cand), traj)
+
+
+def test_rollout_with_observed_history_keeps_executed_actions(world_model):
+    """With 3 observed frames the executed action nodes of the first two stay; block 0 goes into the third."""
+    states = np.stack([STATE, STATE + 3, STATE + 6])
+    executed = np.random.default_rng(2).uniform(-1, 1, (2, 10))
+    nodes = world_model.encode(obs_of(states, executed))
+    cand = torch.randn(5, 2, 10, generator=torch.Generator().manual_seed(1))
+    traj = world_model.rollout(nodes, cand)
+    assert traj.shape == (5, 5, 6, 16)
+    torch.testing.assert_close(traj[:, :2], nodes[None, :2].expand(5, -1, -1, -1))
+    torch.testing.assert_close(traj[:, 2, 5], world_model.predictor.action_encoder(cand)[:, 0])
+
+
+def test_cost_is_matched_and_zero_at_the_goal(world_model):
+    """Cost = matched slot MSE + proprio-node MSE at the final frame: 0 when the final frame is the goal, blind
+    to goal slot order, and larger for a different goal."""
+    goal_state = STATE + np.array([30, -20, 10, 5, 0.3, 0, 0])
+    goal = world_model.encode_goal(Goal(proprio=state_to_proprio(goal_state), state=goal_state))
+    assert goal.shape == (5, 16)
+    traj = torch.zeros(3, 4, 6, 16)
+    traj[:, -1, :4] = goal[:4]
+    traj[:, -1, 4] = goal[4]
+    traj[1, -1, :4] = goal[[2, 0, 3, 1]]  # permuted slots: still zero
+    traj[2, -1, 4] += 1.0  # proprio off by 1 in every dim -> cost 1 * proprio_weight
+    cost = world_model.cost(traj, goal)
+    torch.testing.assert_close(cost, torch.tensor([0.0, 0.0, 1.0]))
+    other = world_model.encode_goal(Goal(proprio=state_to_proprio(STATE), state=STATE))
+    assert float(world_model.cost(traj[:1], other)) > 0
+
+
+@torch.no_grad()
+def test_scipy_matching_mode_gives_the_same_plan_costs():
+    """matching='scipy' (the original's per-candidate host loop) and the batched default agree on rollouts and
+    costs, with slot re-matching during the rollout switched on."""
+    fast, slow = make_world_model(), make_world_model()
+    slow.matching = "scipy"
+    nodes = fast.encode(obs_of(STATE))
+    goal_state = STATE + np.array([30, -20, 10, 5, 0.3, 0, 0])
+    goal = fast.encode_goal(Goal(proprio=state_to_proprio(goal_state), state=goal_state))
+    cand = torch.randn(9, 3, 10, generator=torch.Generator().manual_seed(3))
+    a, b = fast.rollout(nodes, cand), slow.rollout(nodes, cand)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(fast.cost(a, goal), slow.cost(b, goal))

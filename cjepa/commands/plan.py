@@ -25,20 +25,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import json
-    import statistics
-    from pathlib import Path
 
     import torch
-    from tqdm import tqdm
 
-    from cjepa.config import ConfigError, load_config, to_dict
+    from cjepa.config import ConfigError, load_config
     from cjepa.dist.env import DistEnv, pick_device
-    from cjepa.plan.cem import CEM
-    from cjepa.plan.evaluate import evaluate_planner, load_expert_episodes, sample_start_goal_pairs, zero_action_success
-    from cjepa.plan.mpc import MPCPlanner
-    from cjepa.plan.world_model import SimulatorWorldModel, build_world_model
-    from cjepa.utils.report import table
 
     overrides = list(args.overrides)
     flags = ((args.checkpoint, "plan.checkpoint"), (args.baseline, "plan.baseline_checkpoint"), (args.dataset, "plan.dataset"))
@@ -50,7 +41,24 @@ def run(args) -> int:
     if not pc.checkpoint or not pc.dataset:
         raise ConfigError("cjepa plan needs plan.checkpoint (--checkpoint) and plan.dataset (--dataset)")
     device = pick_device(cfg.run.device, DistEnv())
-    torch.set_grad_enabled(False)
+    with torch.no_grad():  # planning never differentiates; scoped, so callers keep their grad mode
+        return _evaluate(args, cfg, pc, device)
+
+
+def _evaluate(args, cfg, pc, device) -> int:
+    import json
+    import statistics
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from cjepa.config import to_dict
+    from cjepa.plan.cem import CEM
+    from cjepa.plan.evaluate import evaluate_planner, load_expert_episodes, sample_start_goal_pairs, zero_action_success
+    from cjepa.plan.mpc import MPCPlanner
+    from cjepa.plan.world_model import SimulatorWorldModel, build_world_model
+    from cjepa.utils.report import table
+
     out = Path(pc.out or Path(cfg.run.out_dir) / cfg.run.name / "plan")
     out.mkdir(parents=True, exist_ok=True)
     episodes = load_expert_episodes(pc.dataset, pc.eval_split)

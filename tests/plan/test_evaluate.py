@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from cjepa.plan.evaluate import sample_start_goal_pairs, zero_action_success
 
@@ -51,6 +52,7 @@ def test_generate_train_plan_end_to_end(tmp_path):
             "plan.videos=1", "plan.video_size=32", f"plan.out={out}", "plan.history_obs=2"]
     assert main(["plan", *common, *plan, "--checkpoint", str(tmp_path / "runs" / "cj"), "--baseline",
                  str(tmp_path / "runs" / "oc"), "--dataset", str(data / "slots"), "--no-progress"]) == 0
+    assert torch.is_grad_enabled(), "cjepa plan must not switch autograd off for its caller"
     res = json.loads((out / "results.json").read_text())
     assert [m["name"] for m in res["models"]] == ["model", "baseline"]
     for m in res["models"]:

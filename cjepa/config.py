@@ -342,6 +342,11 @@ class SaviConfig:
     kld_var: float = 0.01  # variance of the KL's prior
     # Kernel at evaluation/extraction: "sample" mu + sigma * eps (the original, seeded here) or "mean" (mu).
     eval_kernel: Literal["sample", "mean"] = "sample"
+    # First-frame slots: "learned" = one learned vector per slot (StoSAVi, the original); "cues" = conditional SAVi
+    # (Kipf et al. 2022): slot 1 + j starts from the centre of mass of the j-th object (by id) visible in the
+    # first frame's ground-truth instance mask, slot 0 and the spare slots from their learned vectors. Needs
+    # instance masks in training, validation and extraction (the built-in world and Push-T shards have them).
+    init: Literal["learned", "cues"] = "learned"
 
 
 @dataclass(kw_only=True)
@@ -787,6 +792,11 @@ def validate(cfg: Config) -> None:
     if p.episodes < 1 or not p.seeds or p.goal_offset < 1:
         raise ConfigError("plan.episodes and plan.goal_offset must be >= 1 and plan.seeds non-empty")
     _validate_encoder(cfg.encoder)
+    if cfg.train.task == "pretrain" and cfg.encoder.kind == "savi" and cfg.encoder.savi.init == "cues":
+        raise ConfigError(
+            "train.task=pretrain streams clips without instance masks, so it cannot run a conditional encoder "
+            "(encoder.savi.init=cues): extract slots with `cjepa extract`, then `cjepa train` on them"
+        )
     _validate_vqa(cfg.vqa)
     _validate_study(cfg.study)
 

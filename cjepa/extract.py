@@ -35,6 +35,7 @@ from tqdm import tqdm
 from cjepa.data.clips import VideoItem, VideoSource, mix_seed
 from cjepa.data.slot_store import SlotSplit, SlotStoreWriter, export_pickle
 from cjepa.eval.segmentation import fg_ari, hard_slot_ids, slot_object_ids
+from cjepa.models.object_encoder import first_frame_cues
 
 PASSTHROUGH_EXTRAS = ("proprio", "action", "state")
 
@@ -126,7 +127,13 @@ def encode_videos(model, items: list[VideoItem], *, seed: int, stride: int, devi
         g.manual_seed(video_seed(seed, it.key))
         gens.append(g)
     has_masks = object_ids and all(it.masks is not None for it in items)
-    out = model.encode(frames, generator=gens, masks=has_masks)
+    cues = None
+    if getattr(model, "needs_cues", False):  # conditional SAVi starts from the first frame's objects
+        missing = [it.key for it in items if it.masks is None]
+        if missing:
+            raise ValueError(f"encoder.savi.init=cues needs instance masks; videos {missing} have none")
+        cues = first_frame_cues(torch.stack([it.masks[0] for it in items]).to(device).long(), model.num_slots)
+    out = model.encode(frames, generator=gens, masks=has_masks, cues=cues)
     slots = out.slots.float().cpu().numpy()  # (B, T, S, D)
     results = []
     S = slots.shape[2]

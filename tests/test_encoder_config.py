@@ -57,9 +57,11 @@ def test_pusht_videosaur_and_savi_configs():
         ("encoder.data.hflip_prob=1.5", "hflip_prob"),
         ("encoder.videosaur.gru_hidden=other", "gru_hidden"),
         ("encoder.backbone.featurs=pre_ln", "did you mean 'encoder.backbone.features'"),
+        ("encoder.savi.init=box", "encoder.savi.init"),
+        ("encoder.kind=savi encoder.savi.init=cues train.task=pretrain", "cannot run a conditional encoder"),
     ],
 )
 def test_bad_encoder_settings_are_errors(override, message):
     """Inconsistent encoder settings fail at load time with the key involved."""
     with pytest.raises(ConfigError, match=message):
-        load_config([], [override])
+        load_config([], override.split())

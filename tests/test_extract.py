@@ -133,3 +133,23 @@ def test_pickle_export_matches_the_store(tmp_path):
     store = _read(tmp_path / "st")
     for k, arr in data["train"].items():
         assert arr.dtype == np.float32 and np.array_equal(arr, store[k][0])
+
+
+def test_conditional_encoder_extracts_from_first_frame_cues(tmp_path):
+    """encoder.savi.init=cues: each video starts from its own first-frame mask cues (as encode() with them);
+    a source without instance masks is refused with the reason."""
+    from cjepa.models.object_encoder import first_frame_cues
+
+    cfg, model = _setup("encoder.savi.init=cues")
+    vids = _videos()
+    extract(model, {"train": InMemoryVideos(vids)}, tmp_path / "c", enc_cfg=cfg.encoder, device=DEV, progress=False)
+    key = sorted(vids)[0]
+    item = next(v for v in InMemoryVideos(vids).iter_videos() if v.key == key)
+    g = torch.Generator().manual_seed(video_seed(cfg.encoder.extract.seed, key))
+    with torch.no_grad():
+        cues = first_frame_cues(item.masks[:1].long(), 4)
+        ref = model.encode(item.frames[None], generator=[g], masks=False, cues=cues).slots[0].numpy()
+    assert np.allclose(_read(tmp_path / "c")[key][0], ref, atol=1e-6)
+    bare = InMemoryVideos({k: {"frames": v["frames"]} for k, v in vids.items()})
+    with pytest.raises(ValueError, match="needs instance masks"):
+        extract(model, {"train": bare}, tmp_path / "d", enc_cfg=cfg.encoder, device=DEV, progress=False)

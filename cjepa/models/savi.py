@@ -18,6 +18,8 @@ released checkpoint is loaded.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 
@@ -86,6 +88,9 @@ class SAVi(ObjectCentricEncoder):
         self.enc_pos = SoftPositionEmbed(C, self.feat_size)
         self.enc_mlp = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, D), nn.ReLU(), nn.Linear(D, D))
         self.initializer = LearnedSlotInit(S, D, std=1.0)
+        self.needs_cues = s.init == "cues"
+        if self.needs_cues:  # conditional SAVi: (y, x) centre of mass -> slot offset
+            self.cue_mlp = nn.Sequential(nn.Linear(2, D), nn.ReLU(), nn.Linear(D, D))
         self.kernel_dist = nn.Linear(D, 2 * D)  # kernel_mlp=False in the CLEVRER config
         self.grouper = SlotAttention(
             D, D, iters=s.iters, eps=s.eps, gru_hidden="raw", mlp_hidden=s.slot_mlp, backend=slot_attention_backend
@@ -137,13 +142,21 @@ class SAVi(ObjectCentricEncoder):
         eps = sample_noise(tuple(mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
         return mu + eps * torch.exp(0.5 * dist[..., D:])
 
-    def track(self, features: torch.Tensor, generator, init_slots=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def first_latents(self, batch_size: int, cues: Optional[torch.Tensor]) -> torch.Tensor:
+        """First-frame latents (B, S, D): the learned vectors, plus the cue embedding on cued slots."""
+        latents = self.initializer(batch_size)
+        if cues is None:
+            return latents
+        cues = cues.to(latents.dtype)
+        return latents + cues[..., :1] * self.cue_mlp(cues[..., 1:])
+
+    def track(self, features: torch.Tensor, generator, init_slots=None, cues=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features (B, T, N, D) -> slots (B, T, S, D), kernel distributions (B, T, S, 2D), attention (B, T, S, N)."""
         B = features.shape[0]
         prev = init_slots
         slots, dists, attn = [], [], []
         for t in range(features.shape[1]):
-            latents = self.initializer(B) if prev is None else self.predictor(prev)
+            latents = self.first_latents(B, cues) if prev is None else self.predictor(prev)
             dist = self.kernel_dist(latents)
             prev, a = self.grouper(self._kernels(dist, generator), features[:, t])
             slots.append(prev)
@@ -162,10 +175,12 @@ class SAVi(ObjectCentricEncoder):
 
     # ------------------------------------------------------------------ interface
 
-    def encode(self, frames, *, generator=None, init_slots=None, masks: bool = True) -> SlotOutput:
+    def encode(self, frames, *, generator=None, init_slots=None, masks: bool = True, cues=None) -> SlotOutput:
         images = self.prepare(frames)
         B, T = images.shape[:2]
-        slots, dists, attn = self.track(self.frame_features(images), generator, init_slots)
+        if init_slots is None:  # a continued video starts from its slots, not from cues
+            self.check_cues(cues, B)
+        slots, dists, attn = self.track(self.frame_features(images), generator, init_slots, cues)
         out_masks = None
         if masks:
             if self.mask_source == "decoder":
@@ -174,10 +189,11 @@ class SAVi(ObjectCentricEncoder):
                 out_masks = attn.unflatten(-1, (self.feat_size, self.feat_size))
         return SlotOutput(slots=slots, masks=out_masks, aux={"kernel_dist": dists})
 
-    def training_losses(self, frames, *, generator=None):
+    def training_losses(self, frames, *, generator=None, cues=None):
         images = self.prepare(frames)
         B, T = images.shape[:2]
-        slots, dists, attn = self.track(self.frame_features(images), generator)
+        self.check_cues(cues, B)
+        slots, dists, attn = self.track(self.frame_features(images), generator, cues=cues)
         recon, dec_masks = self.decode(slots.flatten(0, 1))
         recon = recon.view(B, T, 3, self.resolution, self.resolution)
         losses = savi_losses(recon, images, dists, kld_weight=self.kld_weight, kld_var=self.kld_var)

@@ -94,7 +94,8 @@ class VideoSAUR(ObjectCentricEncoder):
 
     # ------------------------------------------------------------------ interface
 
-    def encode(self, frames, *, generator=None, init_slots=None, masks: bool = True) -> SlotOutput:
+    def encode(self, frames, *, generator=None, init_slots=None, masks: bool = True, cues=None) -> SlotOutput:
+        self.check_cues(cues, frames.shape[0])
         B, T = frames.shape[:2]
         f = self.frame_features(frames, need_keys=False)
         init = init_slots if init_slots is not None else self.initializer(B, generator)
@@ -108,7 +109,8 @@ class VideoSAUR(ObjectCentricEncoder):
             out_masks = self._to_maps(m)
         return SlotOutput(slots=slots, masks=out_masks, aux={"predicted": predicted, "grouping_masks": attn})
 
-    def training_losses(self, frames, *, generator=None):
+    def training_losses(self, frames, *, generator=None, cues=None):
+        self.check_cues(cues, frames.shape[0])
         B, T = frames.shape[:2]
         f = self.frame_features(frames, need_keys=self.sim_weight > 0)
         init = self.initializer(B, generator)

@@ -26,7 +26,7 @@ from cjepa.data.clips import VideoSource, mix_seed, open_video_source
 from cjepa.dist.env import DistEnv, all_reduce_sum
 from cjepa.eval.segmentation import segmentation_scores
 from cjepa.extract import video_seed
-from cjepa.models.object_encoder import build_object_encoder
+from cjepa.models.object_encoder import build_object_encoder, first_frame_cues
 from cjepa.ops.attention import check_backend
 
 
@@ -123,19 +123,34 @@ class EncoderTask:
         rank or micro-batch it landed in, so DDP on N ranks computes exactly what one process computes."""
         return [mix_seed(self.cfg.run.seed, step, zlib.crc32(k.encode("utf-8"))) for k in batch["keys"]]
 
-    def _augment(self, frames: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        """Flip whole clips (B, T, ..., W) horizontally, each with its own seeded coin: frames and masks alike."""
         p = self.cfg.encoder.data.hflip_prob
         if p <= 0:
-            return frames
+            return x
         flip = torch.tensor([float(torch.rand(1, generator=torch.Generator().manual_seed(mix_seed(s, 11)))) < p for s in seeds])
-        return torch.where(flip.to(frames.device)[:, None, None, None, None], frames.flip(-1), frames)
+        return torch.where(flip.to(x.device).view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
+
+    def _cues(self, batch: dict, seeds: Optional[list[int]] = None) -> Optional[torch.Tensor]:
+        """First-frame object cues (B, S, 3) for a conditional encoder (encoder.savi.init=cues), else None."""
+        e = self.cfg.encoder
+        if not (e.kind == "savi" and e.savi.init == "cues"):
+            return None
+        if "masks" not in batch:
+            raise ValueError(
+                f"encoder.savi.init=cues needs ground-truth instance masks, and the clips of {e.data.path!r} have none"
+            )
+        first = batch["masks"][:, 0].to(self.device)  # (B, H, W)
+        if seeds is not None:
+            first = self._augment(first, seeds)
+        return first_frame_cues(first.long(), e.num_slots)
 
     def training_losses(self, model, batch: dict, step: int, micro_index: int) -> dict[str, torch.Tensor]:
         self._step = step
         frames = batch["frames"].to(self.device, non_blocking=True)  # (B, T, 3, H, W)
         seeds = self._clip_seeds(batch, step)
         frames = self._augment(frames, seeds)
-        losses, out = model(frames, generator=[self._generator(s, 7) for s in seeds])
+        losses, out = model(frames, generator=[self._generator(s, 7) for s in seeds], cues=self._cues(batch, seeds))
         vis = self.cfg.encoder.vis_every
         if vis and step % vis == 0 and micro_index == 0 and self.env.is_main:
             self._log_pictures("train", frames, out.masks, step)
@@ -182,7 +197,7 @@ class EncoderTask:
             B = frames.shape[0]
             # one generator per clip, from its video key: scores do not depend on batching or world size
             gens = [self._generator(video_seed(1_000_003, key)) for key in batch["keys"]]
-            losses, out = module(frames, generator=gens)
+            losses, out = module(frames, generator=gens, cues=self._cues(batch))
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().double() * B
             sums["_clips"] = sums.get("_clips", 0.0) + torch.tensor(float(B), dtype=torch.float64, device=self.device)

@@ -80,3 +80,54 @@ def test_gradients_reach_every_parameter():
     losses["loss"].backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_first_frame_cues_are_centres_of_mass_in_id_order():
+    """Slot 0 (background) has no cue; slot 1 + j gets the j-th object id's centre of mass on [-1, 1]; objects past
+    S - 1 are dropped; ids need not be consecutive."""
+    from cjepa.models.object_encoder import first_frame_cues
+
+    m = torch.zeros(2, 5, 5, dtype=torch.long)
+    m[0, 0, 0] = 7  # top-left corner -> (-1, -1)
+    m[0, 4, 3:5] = 3  # bottom row, columns 3-4 -> (1, 0.75)
+    m[1, 2, 2] = 1
+    cues = first_frame_cues(m, 3)
+    assert cues.shape == (2, 3, 3)
+    assert torch.equal(cues[:, 0], torch.zeros(2, 3))
+    assert_close_verbose(cues[0, 1], torch.tensor([1.0, 1.0, 0.75]), 1e-6, 0, "id 3 first")
+    assert_close_verbose(cues[0, 2], torch.tensor([1.0, -1.0, -1.0]), 1e-6, 0, "then id 7")
+    assert_close_verbose(cues[1, 1], torch.tensor([1.0, 0.0, 0.0]), 1e-6, 0, "centre pixel")
+    assert torch.equal(cues[1, 2], torch.zeros(3))  # no second object: empty cue
+    m[0, 1, 1], m[0, 1, 2] = 4, 5  # four objects, two cue slots: ids 3 and 4 kept
+    assert_close_verbose(first_frame_cues(m, 3)[0, 2], torch.tensor([1.0, -0.5, -0.5]), 1e-6, 0, "id 4")
+    with pytest.raises(ValueError, match="integer"):
+        first_frame_cues(m.float(), 3)
+
+
+def test_conditional_savi_starts_from_cues_and_requires_them():
+    """encoder.savi.init=cues: the first-frame latents move with the cue of a present object only, encode and
+    training refuse to run without cues, and an unconditional model refuses cues instead of ignoring them."""
+    m = small("encoder.savi.resolution=32", "encoder.savi.init=cues", "encoder.savi.eval_kernel=mean").eval()
+    x = torch.randn(1, 2, 3, 32, 32)
+    a = torch.tensor([[[0.0, 0.0, 0.0], [1.0, -0.5, 0.5], [0.0, 0.0, 0.0]]])
+    b = a.clone()
+    b[0, 1, 1:] = torch.tensor([0.5, -0.5])
+    la, lb = m.first_latents(1, a), m.first_latents(1, b)
+    assert torch.equal(la[:, [0, 2]], m.initializer(1)[:, [0, 2]]) and not torch.allclose(la[:, 1], lb[:, 1])
+    absent = a.clone()
+    absent[0, 1, 0] = 0.0  # not present: the learned vector alone
+    assert torch.equal(m.first_latents(1, absent), m.initializer(1))
+    assert not torch.allclose(m.encode(x, cues=a).slots, m.encode(x, cues=b).slots)
+    with pytest.raises(ValueError, match="first-frame object cues"):
+        m.encode(x)
+    with pytest.raises(ValueError, match="first-frame object cues"):
+        m(x)
+    with pytest.raises(ValueError, match=r"\(B, S, 3\)"):
+        m.encode(x, cues=a[:, :2])
+    cont = m.encode(x, cues=a).slots[:, -1]
+    assert m.encode(x, init_slots=cont).slots.shape == (1, 2, 3, 16)  # continuing a video needs no cues
+    with pytest.raises(ValueError, match="not conditional"):
+        small("encoder.savi.resolution=32").encode(x, cues=a)
+    losses, _ = m.train()(x, cues=a)
+    losses["loss"].backward()
+    assert m.cue_mlp[0].weight.grad is not None and m.cue_mlp[0].weight.grad.abs().sum() > 0

@@ -166,3 +166,25 @@ def test_tiny_savi_learns_to_segment_moving_discs(tmp_path):
     assert abs(init["val/fg_ari"]) < 0.15
     assert final["fg_ari"] > 0.3 and final["fg_ari"] > init["val/fg_ari"] + 0.25
     assert final["mbo"] > init["val/mbo"]
+
+
+def test_conditional_savi_trains_with_cues_from_flipped_masks(tmp_path, sources):
+    """encoder.savi.init=cues trains and validates with cues from the clips' first-frame masks; a flipped clip's
+    masks flip with its frames; a source without masks is an error naming the setting."""
+    train, val = sources
+    cfg = _cfg(tmp_path, "cond", "train.max_steps=2", "train.val_every=2", "encoder.savi.init=cues", "encoder.data.hflip_prob=0.5")
+    summary = Trainer(cfg, EncoderTask(cfg, train, val), progress=False).fit()
+    assert summary["steps"] == 2 and -1.0 <= summary["val/fg_ari"] <= 1.0
+    task = EncoderTask(cfg, train, val)
+    task.setup(DistEnv(), derive(cfg, 1), torch.device("cpu"))
+    batch = next(task.train_batches(0))[0]
+    seeds = list(range(8))
+    frames, masks = batch["frames"][:1].expand(8, -1, -1, -1, -1), batch["masks"][:1].expand(8, -1, -1, -1)
+    f, m = task._augment(frames, seeds), task._augment(masks, seeds)
+    flipped = [torch.equal(f[i], frames[i].flip(-1)) for i in range(8)]
+    assert flipped == [torch.equal(m[i], masks[i].flip(-1)) for i in range(8)] and 0 < sum(flipped) < 8
+    bare = InMemoryVideos({k: {"frames": v["frames"]} for k, v in disc_videos(4, 10, 16, seed=2).items()})
+    task = EncoderTask(cfg, bare, bare)
+    task.setup(DistEnv(), derive(cfg, 1), torch.device("cpu"))
+    with pytest.raises(ValueError, match="encoder.savi.init=cues needs ground-truth instance masks"):
+        task.training_losses(task.build_model(), next(task.train_batches(0))[0], 0, 0)

@@ -38,9 +38,23 @@ def _rollout_rows(fe: dict) -> list[tuple]:
     ]
 
 
-def _verdict(fe: dict) -> str:
-    pred, base = sum(fe["mse"]) / len(fe["mse"]), sum(fe["baseline_mse"]) / len(fe["baseline_mse"])
-    return f"The predictor {'beats' if pred < base else 'does NOT beat'} the copy-last-frame baseline on held-out rollouts."
+def _verdict(fe: dict, encoder: dict | None = None) -> str:
+    """One honest paragraph: does the predictor beat copy-last, at which rollout steps, and what limits it."""
+    mse, base = fe["mse"], fe["baseline_mse"]
+    pred_mean, base_mean = sum(mse) / len(mse), sum(base) / len(base)
+    lines = [f"The predictor {'beats' if pred_mean < base_mean else 'does NOT beat'} the copy-last-frame baseline on "
+             "held-out rollouts (mean over steps)."]
+    wins = [i + 1 for i, (p, b) in enumerate(zip(mse, base)) if p < b]
+    if 0 < len(wins) < len(mse):
+        lines.append(f"It is better at {len(wins)} of {len(mse)} rollout steps (steps {', '.join(map(str, wins))}).")
+    video_ari = (encoder or {}).get("fg_ari")
+    if video_ari is not None and video_ari < 0.3:
+        lines.append(
+            f"The encoder's slots do not follow objects yet (video FG-ARI {video_ari:.2f}): this budget is far below what "
+            "SAVi needs to bind objects, and a predictor over region-like slots has little object dynamics to learn. "
+            "Train the encoder longer (--full, or on a GPU) for object slots."
+        )
+    return "\n".join(lines)
 
 
 def run_slots(args) -> int:
@@ -97,6 +111,6 @@ def run(args) -> int:
     ]
     print()
     print(table(rows, ["demo summary (built-in world)", "value"]))
-    print("\n" + _verdict(fe))
+    print("\n" + _verdict(fe, enc))
     print(f"tensorboard --logdir {res.out}   (encoder/tb: losses, slot-mask images; predictor/tb: losses, rollout-error plot)")
     return 0

@@ -64,3 +64,30 @@ def disc_videos(
         state[:, : 2 * n] = v.positions.reshape(num_frames, -1)
         out[f"video_{i:04d}"] = {"frames": frames, "masks": masks, "meta": {"state": state}}
     return out
+
+
+# The smallest encoders the tests build and train (dotted overrides): SAVi at 16 px with 3 slots x 16 and
+# 8-channel CNNs; VideoSAUR on a one-block, 32-wide ViT at 28 px (random weights).
+TINY_SAVI = [
+    "encoder.kind=savi",
+    "encoder.savi.resolution=16",
+    "encoder.savi.dec_resolution=4",
+    "encoder.savi.enc_channels=8",
+    "encoder.savi.dec_channels=8",
+    "encoder.slot_dim=16",
+    "encoder.num_slots=3",
+    "encoder.savi.slot_mlp=16",
+]
+TINY_VIDEOSAUR = [
+    "encoder.backbone.dim=32",
+    "encoder.backbone.depth=1",
+    "encoder.backbone.heads=2",
+    "encoder.backbone.pos_grid=4",
+    "encoder.backbone.image_size=28",
+    "encoder.slot_dim=16",
+    "encoder.num_slots=3",
+    "encoder.videosaur.mlp_hidden=16",
+    "encoder.videosaur.predictor_ffn=16",
+    "encoder.videosaur.decoder_ffn=16",
+    "encoder.videosaur.renderer_dims=[16]",
+]

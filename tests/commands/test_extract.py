@@ -9,19 +9,9 @@ from cjepa.config import load_config
 from cjepa.data.clips import InMemoryVideos, register_video_source
 from cjepa.data.slot_store import SlotSplit
 from cjepa.models.object_encoder import build_object_encoder
-from tests.video_helpers import disc_videos
+from tests.video_helpers import TINY_SAVI, disc_videos
 
-SMALL = [
-    "run.device=cpu",
-    "encoder.kind=savi",
-    "encoder.savi.resolution=16",
-    "encoder.savi.dec_resolution=4",
-    "encoder.savi.enc_channels=8",
-    "encoder.savi.dec_channels=8",
-    "encoder.slot_dim=16",
-    "encoder.num_slots=3",
-    "encoder.savi.slot_mlp=16",
-]
+SMALL = ["run.device=cpu", *TINY_SAVI]
 
 
 def test_extract_writes_store_and_pickle_and_resumes(tmp_path, capsys):

@@ -4,18 +4,11 @@ import pytest
 
 from cjepa.cli import main
 from cjepa.data.clips import InMemoryVideos, register_video_source
-from tests.video_helpers import disc_videos
+from tests.video_helpers import TINY_SAVI, disc_videos
 
 SMALL = [
     "run.device=cpu",
-    "encoder.kind=savi",
-    "encoder.savi.resolution=16",
-    "encoder.savi.dec_resolution=4",
-    "encoder.savi.enc_channels=8",
-    "encoder.savi.dec_channels=8",
-    "encoder.slot_dim=16",
-    "encoder.num_slots=3",
-    "encoder.savi.slot_mlp=16",
+    *TINY_SAVI,
     "encoder.data.clip_frames=2",
     "encoder.data.val_clip_frames=2",
     "encoder.data.val_videos=2",

@@ -9,31 +9,11 @@ import torch.nn.functional as F
 from cjepa.config import load_config
 from cjepa.models.object_encoder import build_object_encoder, check_frames, imagenet_to_unit, resize_frames, sample_noise
 from tests.helpers import assert_close_verbose
+from tests.video_helpers import TINY_SAVI, TINY_VIDEOSAUR
 
 TINY = {
-    "videosaur": [
-        "encoder.backbone.dim=32",
-        "encoder.backbone.depth=1",
-        "encoder.backbone.heads=2",
-        "encoder.backbone.pos_grid=4",
-        "encoder.backbone.image_size=28",
-        "encoder.slot_dim=16",
-        "encoder.num_slots=3",
-        "encoder.videosaur.mlp_hidden=16",
-        "encoder.videosaur.predictor_ffn=16",
-        "encoder.videosaur.decoder_ffn=16",
-        "encoder.videosaur.renderer_dims=[16]",
-    ],
-    "savi": [
-        "encoder.kind=savi",
-        "encoder.savi.resolution=16",
-        "encoder.savi.dec_resolution=4",
-        "encoder.savi.enc_channels=8",
-        "encoder.savi.dec_channels=8",
-        "encoder.slot_dim=16",
-        "encoder.num_slots=3",
-        "encoder.savi.slot_mlp=16",
-    ],
+    "videosaur": TINY_VIDEOSAUR,
+    "savi": TINY_SAVI,
 }
 
 

@@ -12,18 +12,12 @@ from cjepa.dist.env import DistEnv
 from cjepa.tasks.encoder import EncoderTask
 from cjepa.train import Trainer
 from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
-from tests.video_helpers import disc_videos
+from tests.video_helpers import TINY_SAVI as TINY_SAVI_MODEL
+from tests.video_helpers import TINY_VIDEOSAUR, disc_videos
 
 TINY_SAVI = [
     "run.device=cpu",
-    "encoder.kind=savi",
-    "encoder.savi.resolution=16",
-    "encoder.savi.dec_resolution=4",
-    "encoder.savi.enc_channels=8",
-    "encoder.savi.dec_channels=8",
-    "encoder.slot_dim=16",
-    "encoder.num_slots=3",
-    "encoder.savi.slot_mlp=16",
+    *TINY_SAVI_MODEL,
     "encoder.data.clip_frames=2",
     "encoder.data.frame_stride=2",
     "encoder.data.val_clip_frames=3",
@@ -97,17 +91,7 @@ def test_frozen_backbone_is_not_optimised_and_small_splits_are_refused(tmp_path,
         [],
         [
             f"run.out_dir={tmp_path}",
-            "encoder.backbone.dim=32",
-            "encoder.backbone.depth=1",
-            "encoder.backbone.heads=2",
-            "encoder.backbone.pos_grid=4",
-            "encoder.backbone.image_size=28",
-            "encoder.slot_dim=16",
-            "encoder.num_slots=3",
-            "encoder.videosaur.mlp_hidden=16",
-            "encoder.videosaur.predictor_ffn=16",
-            "encoder.videosaur.decoder_ffn=16",
-            "encoder.videosaur.renderer_dims=[16]",
+            *TINY_VIDEOSAUR,
             "data.batch_size=4",
         ],
     )

@@ -7,20 +7,14 @@ import torch.multiprocessing as mp
 from cjepa.config import load_config
 from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
 from tests.helpers import dist_env_vars, free_port, set_env
+from tests.video_helpers import TINY_SAVI
 
 pytestmark = pytest.mark.dist
 
 OVERRIDES = [
     "run.device=cpu",
     "run.name=enc",
-    "encoder.kind=savi",
-    "encoder.savi.resolution=16",
-    "encoder.savi.dec_resolution=4",
-    "encoder.savi.enc_channels=8",
-    "encoder.savi.dec_channels=8",
-    "encoder.slot_dim=16",
-    "encoder.num_slots=3",
-    "encoder.savi.slot_mlp=16",
+    *TINY_SAVI,
     "encoder.data.clip_frames=2",
     "encoder.data.hflip_prob=0.5",
     "encoder.data.val_clip_frames=2",

@@ -343,8 +343,9 @@ class SaviConfig:
     # Kernel at evaluation/extraction: "sample" mu + sigma * eps (the original, seeded here) or "mean" (mu).
     eval_kernel: Literal["sample", "mean"] = "sample"
     # First-frame slots: "learned" = one learned vector per slot (StoSAVi, the original); "cues" = conditional SAVi
-    # (Kipf et al. 2022): slot 1 + j starts from the centre of mass of the j-th object (by id) visible in the
-    # first frame's ground-truth instance mask, slot 0 and the spare slots from their learned vectors. Needs
+    # (Kipf et al. 2022): slot 1 + j starts from the j-th object (by id) visible in the first frame's ground-truth
+    # instance mask (an embedding of its centre of mass plus the first frame's features pooled around that
+    # centre), slot 0 and the spare slots from their learned vectors. Needs
     # instance masks in training, validation and extraction (the built-in world and Push-T shards have them).
     init: Literal["learned", "cues"] = "learned"
 

@@ -3,7 +3,8 @@
 frames (B, T, 3, H, W) ImageNet-normalised -> [-1, 1] (the original's input range) at ``resolution`` px
 -> CNN (4 x conv k5, ReLU except after the last; stride 2 in the first layer only at 128 px) -> soft position
 embedding -> LN -> Linear -> ReLU -> Linear (encoder features, D channels)
--> per frame: latents = learned ``init_latents`` at t = 0, else the transition MLP of the previous slots
+-> per frame: latents = learned ``init_latents`` at t = 0 (conditional SAVi: cued slots start from their object,
+   see :meth:`SAVi.first_latents`), else the transition MLP of the previous slots
    (LN, then Linear -> ReLU -> Linear added to the normed input); ``kernel_dist`` = Linear(D, 2D) gives
    (mu, log sigma^2) and the slot-attention init is mu + sigma * eps (stochastic kernels);
    slot attention (2 iterations, eps 1e-6, GRU on the raw slots, residual LN-MLP) -> slots
@@ -89,8 +90,11 @@ class SAVi(ObjectCentricEncoder):
         self.enc_mlp = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, D), nn.ReLU(), nn.Linear(D, D))
         self.initializer = LearnedSlotInit(S, D, std=1.0)
         self.needs_cues = s.init == "cues"
-        if self.needs_cues:  # conditional SAVi: (y, x) centre of mass -> slot offset
+        if self.needs_cues:  # conditional SAVi: a cued slot starts from its object (see first_latents)
             self.cue_mlp = nn.Sequential(nn.Linear(2, D), nn.ReLU(), nn.Linear(D, D))
+            self.cue_proj = nn.Linear(D, D)
+            r = torch.linspace(-1.0, 1.0, self.feat_size)
+            self.register_buffer("cue_grid", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).view(-1, 2), persistent=False)
         self.kernel_dist = nn.Linear(D, 2 * D)  # kernel_mlp=False in the CLEVRER config
         self.grouper = SlotAttention(
             D, D, iters=s.iters, eps=s.eps, gru_hidden="raw", mlp_hidden=s.slot_mlp, backend=slot_attention_backend
@@ -142,13 +146,27 @@ class SAVi(ObjectCentricEncoder):
         eps = sample_noise(tuple(mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
         return mu + eps * torch.exp(0.5 * dist[..., D:])
 
-    def first_latents(self, batch_size: int, cues: Optional[torch.Tensor]) -> torch.Tensor:
-        """First-frame latents (B, S, D): the learned vectors, plus the cue embedding on cued slots."""
+    def first_latents(self, batch_size: int, cues: Optional[torch.Tensor], features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """First-frame latents (B, S, D): the learned vectors; a cued slot instead starts from its object.
+
+        A cued slot's latent embeds its centre of mass (cue_mlp) plus, when the first frame's encoder features
+        (B, N, D) are given, those features pooled in a Gaussian window (2 feature cells wide) around the centre
+        (cue_proj). The pooled term makes the first query look like the object itself, so slot k attends to
+        object k from the first training step instead of after the long search for objects that unconditional
+        slot attention needs; the position term alone had to be learned first and did not bind in short runs.
+        """
         latents = self.initializer(batch_size)
         if cues is None:
             return latents
         cues = cues.to(latents.dtype)
-        return latents + cues[..., :1] * self.cue_mlp(cues[..., 1:])
+        present, centre = cues[..., :1], cues[..., 1:]  # (B, S, 1), (B, S, 2)
+        cued = self.cue_mlp(centre)
+        if features is not None:
+            sigma = 2.0 * 2.0 / max(self.feat_size - 1, 1)  # two grid cells, in [-1, 1] units
+            d2 = ((centre[:, :, None, :] - self.cue_grid.to(cues.dtype)) ** 2).sum(-1)  # (B, S, N)
+            window = torch.softmax(-d2 / (2.0 * sigma**2), dim=-1)
+            cued = cued + self.cue_proj(window @ features)  # (B, S, D)
+        return torch.where(present > 0, cued, latents)
 
     def track(self, features: torch.Tensor, generator, init_slots=None, cues=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features (B, T, N, D) -> slots (B, T, S, D), kernel distributions (B, T, S, 2D), attention (B, T, S, N)."""
@@ -156,7 +174,7 @@ class SAVi(ObjectCentricEncoder):
         prev = init_slots
         slots, dists, attn = [], [], []
         for t in range(features.shape[1]):
-            latents = self.first_latents(B, cues) if prev is None else self.predictor(prev)
+            latents = self.first_latents(B, cues, features[:, 0]) if prev is None else self.predictor(prev)
             dist = self.kernel_dist(latents)
             prev, a = self.grouper(self._kernels(dist, generator), features[:, t])
             slots.append(prev)

@@ -104,6 +104,22 @@ def test_first_frame_cues_are_centres_of_mass_in_id_order():
         first_frame_cues(m.float(), 3)
 
 
+def test_cued_slot_starts_from_features_pooled_around_its_cue():
+    """A cued slot's first latent reads the first frame's features near its centre of mass (Gaussian window of
+    two feature cells), not far from it; slots without a cue keep their learned vectors."""
+    m = small("encoder.savi.resolution=32", "encoder.savi.init=cues").eval()
+    N, D = 32 * 32, 16
+    cues = torch.tensor([[[0.0, 0.0, 0.0], [1.0, -1.0, -1.0], [0.0, 0.0, 0.0]]])  # slot 1 at the top-left pixel
+    feats = torch.randn(1, N, D)
+    base = m.first_latents(1, cues, feats)
+    near, far = feats.clone(), feats.clone()
+    near[0, 0] += 10.0  # the cue's own cell
+    far[0, N - 1] += 10.0  # the opposite corner
+    assert not torch.allclose(m.first_latents(1, cues, near)[:, 1], base[:, 1])
+    assert_close_verbose(m.first_latents(1, cues, far), base, 1e-6, 1e-6, "far features do not reach the cued slot")
+    assert torch.equal(base[:, [0, 2]], m.initializer(1)[:, [0, 2]])
+
+
 def test_conditional_savi_starts_from_cues_and_requires_them():
     """encoder.savi.init=cues: the first-frame latents move with the cue of a present object only, encode and
     training refuse to run without cues, and an unconditional model refuses cues instead of ignoring them."""

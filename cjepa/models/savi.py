@@ -93,8 +93,8 @@ class SAVi(ObjectCentricEncoder):
         if self.needs_cues:  # conditional SAVi: a cued slot starts from its object (see first_latents)
             self.cue_mlp = nn.Sequential(nn.Linear(2, D), nn.ReLU(), nn.Linear(D, D))
             self.cue_proj = nn.Linear(D, D)
-            r = torch.linspace(-1.0, 1.0, self.feat_size)
-            self.register_buffer("cue_grid", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).view(-1, 2), persistent=False)
+            # (N, 2) feature-cell centres as (y, x) in [-1, 1], the units of first_frame_cues
+            self.register_buffer("cue_grid", coordinate_grid(self.feat_size)[0, ..., :2].reshape(-1, 2) * 2.0 - 1.0, persistent=False)
         self.kernel_dist = nn.Linear(D, 2 * D)  # kernel_mlp=False in the CLEVRER config
         self.grouper = SlotAttention(
             D, D, iters=s.iters, eps=s.eps, gru_hidden="raw", mlp_hidden=s.slot_mlp, backend=slot_attention_backend
@@ -146,12 +146,11 @@ class SAVi(ObjectCentricEncoder):
         eps = sample_noise(tuple(mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
         return mu + eps * torch.exp(0.5 * dist[..., D:])
 
-    def first_latents(self, batch_size: int, cues: Optional[torch.Tensor], features: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def first_latents(self, batch_size: int, cues: Optional[torch.Tensor], features: torch.Tensor) -> torch.Tensor:
         """First-frame latents (B, S, D): the learned vectors; a cued slot instead starts from its object.
 
-        A cued slot's latent embeds its centre of mass (cue_mlp) plus, when the first frame's encoder features
-        (B, N, D) are given, those features pooled in a Gaussian window (2 feature cells wide) around the centre
-        (cue_proj). The pooled term makes the first query look like the object itself, so slot k attends to
+        A cued slot's latent embeds its centre of mass (cue_mlp) plus the first frame's encoder features
+        ``features`` (B, N, D) pooled in a Gaussian window (2 feature cells wide) around the centre (cue_proj). The pooled term makes the first query look like the object itself, so slot k attends to
         object k from the first training step instead of after the long search for objects that unconditional
         slot attention needs; the position term alone had to be learned first and did not bind in short runs.
         """
@@ -160,12 +159,10 @@ class SAVi(ObjectCentricEncoder):
             return latents
         cues = cues.to(latents.dtype)
         present, centre = cues[..., :1], cues[..., 1:]  # (B, S, 1), (B, S, 2)
-        cued = self.cue_mlp(centre)
-        if features is not None:
-            sigma = 2.0 * 2.0 / max(self.feat_size - 1, 1)  # two grid cells, in [-1, 1] units
-            d2 = ((centre[:, :, None, :] - self.cue_grid.to(cues.dtype)) ** 2).sum(-1)  # (B, S, N)
-            window = torch.softmax(-d2 / (2.0 * sigma**2), dim=-1)
-            cued = cued + self.cue_proj(window @ features)  # (B, S, D)
+        sigma = 2.0 * 2.0 / max(self.feat_size - 1, 1)  # two grid cells, in [-1, 1] units
+        d2 = ((centre[:, :, None, :] - self.cue_grid.to(cues.dtype)) ** 2).sum(-1)  # (B, S, N)
+        window = torch.softmax(-d2 / (2.0 * sigma**2), dim=-1)
+        cued = self.cue_mlp(centre) + self.cue_proj(window @ features)  # (B, S, D)
         return torch.where(present > 0, cued, latents)
 
     def track(self, features: torch.Tensor, generator, init_slots=None, cues=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

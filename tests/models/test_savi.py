@@ -128,11 +128,12 @@ def test_conditional_savi_starts_from_cues_and_requires_them():
     a = torch.tensor([[[0.0, 0.0, 0.0], [1.0, -0.5, 0.5], [0.0, 0.0, 0.0]]])
     b = a.clone()
     b[0, 1, 1:] = torch.tensor([0.5, -0.5])
-    la, lb = m.first_latents(1, a), m.first_latents(1, b)
+    feats = torch.randn(1, 32 * 32, 16)
+    la, lb = m.first_latents(1, a, feats), m.first_latents(1, b, feats)
     assert torch.equal(la[:, [0, 2]], m.initializer(1)[:, [0, 2]]) and not torch.allclose(la[:, 1], lb[:, 1])
     absent = a.clone()
     absent[0, 1, 0] = 0.0  # not present: the learned vector alone
-    assert torch.equal(m.first_latents(1, absent), m.initializer(1))
+    assert torch.equal(m.first_latents(1, absent, feats), m.initializer(1))
     assert not torch.allclose(m.encode(x, cues=a).slots, m.encode(x, cues=b).slots)
     with pytest.raises(ValueError, match="first-frame object cues"):
         m.encode(x)

@@ -28,7 +28,10 @@ setup(
     description=__doc__,
     python_requires=">=3.10",
     packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.data.world", "cjepa.dist", "cjepa.utils", "cjepa.ops", "cjepa.eval",
-              "cjepa.eval.vqa", "cjepa.envs", "cjepa.plan", "cjepa.commands", "cjepa.tasks", "kernels", "launchers"],
+              "cjepa.eval.vqa", "cjepa.envs", "cjepa.plan", "cjepa.commands", "cjepa.tasks", "cjepa_kernels", "launchers"],
+    # The kernels/ folder is imported as cjepa_kernels: PyPI's unrelated `kernels` package owns that import name
+    # (see kernels/registry.py).
+    package_dir={"cjepa_kernels": "kernels"},
     install_requires=CORE + DATA,
     extras_require={"dist": DIST, "gpu": GPU, "pusht": PUSHT, "encoder": ENCODER, "dev": DEV},
     entry_points={"console_scripts": ["cjepa=cjepa.cli:main"]},

@@ -78,7 +78,7 @@ def providers(kind: str, device: torch.device, include_bf16: bool) -> dict[str, 
         except BackendUnavailable:
             pass
     try:
-        import kernels.slot_attention  # noqa: F401
+        import cjepa_kernels.slot_attention  # noqa: F401
 
         if device.type == "cuda":
             out[f"{att}+triton_sa"] = dict(attention=att, slot_attention="triton", bf16=False)

@@ -76,7 +76,7 @@ def _providers(device: torch.device) -> dict:
         "sdpa": lambda q, k, v, m: attention(q, k, v, backend="sdpa", key_mask=m),
     }
     if device.type == "cuda":
-        from kernels.predictor_attention import predictor_attention
+        from cjepa_kernels.predictor_attention import predictor_attention
 
         providers["triton"] = predictor_attention
     return providers
@@ -155,7 +155,7 @@ def sweep_tiles(shape, dtype_name, device, repeats) -> None:
     first), to retune ``choose_launch`` on a new GPU."""
     from dataclasses import replace
 
-    from kernels.predictor_attention import choose_launch, predictor_attention
+    from cjepa_kernels.predictor_attention import choose_launch, predictor_attention
 
     dtype = DTYPES[dtype_name]
     qkv, key_mask, dout = _setup(shape, dtype, device, with_mask=False)

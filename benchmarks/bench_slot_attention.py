@@ -71,7 +71,7 @@ def _providers(device: torch.device) -> dict:
     torch._functorch.config.donated_buffer = False  # the bwd mode re-runs one compiled backward (retain_graph)
     providers = {"torch": slot_attention_reference, "compile": torch.compile(slot_attention_reference, dynamic=False)}
     if device.type == "cuda":
-        from kernels.slot_attention import slot_attention_triton
+        from cjepa_kernels.slot_attention import slot_attention_triton
 
         providers["triton"] = slot_attention_triton
     return providers
@@ -151,7 +151,7 @@ def sweep_tiles(shape, dtype_name, device, repeats) -> None:
     checked for correctness first, to retune ``choose_launch`` on a new GPU."""
     from dataclasses import replace
 
-    from kernels.slot_attention import choose_launch, slot_attention_triton
+    from cjepa_kernels.slot_attention import choose_launch, slot_attention_triton
 
     dtype = DTYPES[dtype_name]
     inputs, input_mask, grads = _setup(shape, dtype, device)

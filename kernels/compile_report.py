@@ -6,10 +6,10 @@ on any machine, then asks ``ptxas -v`` (shipped inside the triton wheel) for eac
 spill bytes at the launch configuration ``choose_launch`` picks for the real shapes. The tile tables in
 ``kernels/slot_attention.py`` and ``kernels/predictor_attention.py`` were chosen from these numbers.
 
-    python -m kernels.compile_report                 # sm_90, the default launch configurations
-    python -m kernels.compile_report --arch 80       # A100
-    python -m kernels.compile_report --strict        # exit 1 on a compile error (for CI)
-    python -m kernels.compile_report --no-spills     # ... or on a register spill (when retuning tiles)
+    python -m cjepa_kernels.compile_report                 # sm_90, the default launch configurations
+    python -m cjepa_kernels.compile_report --arch 80       # A100
+    python -m cjepa_kernels.compile_report --strict        # exit 1 on a compile error (for CI)
+    python -m cjepa_kernels.compile_report --no-spills     # ... or on a register spill (when retuning tiles)
 
 It must run without ``TRITON_INTERPRET=1`` (interpreted kernels cannot be compiled); it clears the variable
 itself when run as a module, before triton is imported.
@@ -33,11 +33,10 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 import triton  # noqa: E402
+from cjepa_kernels import predictor_attention as pa  # noqa: E402
+from cjepa_kernels import slot_attention as sa  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
-
-from kernels import predictor_attention as pa  # noqa: E402
-from kernels import slot_attention as sa  # noqa: E402
 
 _FLOAT_SCALARS = {"qk_scale_log2", "eps", "scale"}
 
@@ -149,7 +148,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-spills", action="store_true", help="exit 1 on a compile error or any register spill")
     args = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
-        print("TRITON_INTERPRET=1 is set: interpreted kernels cannot be compiled; run `python -m kernels.compile_report`")
+        print("TRITON_INTERPRET=1 is set: interpreted kernels cannot be compiled; run `python -m cjepa_kernels.compile_report`")
         return 2
     if args.quick:
         jobs = [*slot_attention_jobs(args.arch, widths=(128,)),

@@ -53,6 +53,9 @@ def _git(repo: Path, *args: str) -> Optional[str]:
     return res.stdout if res.returncode == 0 else None
 
 
+KERNELS_IMPORT_NAME = "cjepa_kernels"
+
+
 def tracked_files(repo: Path = REPO) -> list[str]:
     """Files git tracks in `repo` (relative paths); without git, the packages and configs of an install."""
     out = _git(repo, "ls-files", "-z")
@@ -80,6 +83,10 @@ def snapshot_code(dest: Path, repo: Path = REPO) -> Path:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
+    # kernels/ is imported as cjepa_kernels (setup.py's package_dir); the link makes the job import the snapshot's
+    # kernels from PYTHONPATH, not the installed checkout's.
+    if (dest / "kernels").is_dir():
+        (dest / KERNELS_IMPORT_NAME).symlink_to("kernels", target_is_directory=True)
     git = git_state(repo)
     (dest / SNAPSHOT_FILE).write_text(json.dumps({"sha": git["sha"], "dirty": git["dirty"], "source": str(repo)}))
     untracked = [f for f in (_git(repo, "ls-files", "--others", "--exclude-standard") or "").splitlines()

@@ -1,16 +1,49 @@
-"""Package boundaries: our `kernels` is the one imported, and the import rules of design.md hold."""
+"""Package boundaries: our kernels import as `cjepa_kernels` beside PyPI's `kernels`, and the import rules of
+design.md hold."""
 
 import ast
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
-import kernels
+import cjepa_kernels.registry
+import pytest
+
 from tests.helpers import REPO
 
+# Run in a fresh interpreter, so that what sys.path holds is decided by the working directory alone.
+_IMPORT_PROBE = """
+import importlib.util, json, sys, warnings
+import cjepa_kernels.registry, cjepa_kernels.slot_attention, cjepa_kernels.predictor_attention
+from cjepa.models.dinov2 import Dinov2Backbone
+warnings.simplefilter("ignore")
+Dinov2Backbone(dim=32, depth=1, heads=2, pos_grid=4, patch_size=14, image_size=56)
+spec = importlib.util.find_spec("kernels")
+print(json.dumps({"ours": cjepa_kernels.registry.__file__, "kernels": spec and spec.origin}))
+"""
 
-def test_kernels_package_is_ours():
-    """PyPI has an unrelated `kernels` package; the one on the path must be this repository's."""
-    assert Path(kernels.__file__).resolve().is_relative_to(REPO)
-    assert getattr(kernels, "CJEPA_KERNELS", False)
+
+def test_kernels_folder_imports_as_cjepa_kernels():
+    """The registry loaded is this repository's, under the import name setup.py maps kernels/ to."""
+    assert Path(cjepa_kernels.registry.__file__).resolve() == REPO / "kernels" / "registry.py"
+    assert not (REPO / "kernels" / "__init__.py").exists(), "a regular package named kernels shadows PyPI's kernels"
+
+
+@pytest.mark.parametrize("cwd", ["repo_root", "elsewhere"])
+def test_dinov2_and_our_kernels_import_beside_pypi_kernels(cwd, tmp_path):
+    """From the repo root and from another folder, DINOv2 (transformers) builds and our kernels import; if PyPI's
+    `kernels` is installed (transformers 5 pulls it in), `import kernels` is that package, never our folder."""
+    import json
+
+    workdir = REPO if cwd == "repo_root" else tmp_path
+    # -c puts the working directory first on sys.path, as `python -m pytest` from the repo root does
+    out = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(found["ours"]).resolve() == REPO / "kernels" / "registry.py"
+    if importlib.util.find_spec("kernels") is not None and found["kernels"] is not None:
+        assert not Path(found["kernels"]).resolve().is_relative_to(REPO / "kernels"), found
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -35,11 +68,11 @@ def check(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_models_are_pure_single_device_torch():
     """cjepa/models imports no data, dist, train, launchers or kernels (kernels come through cjepa.ops)."""
-    assert check("cjepa/models", ("cjepa.data", "cjepa.dist", "cjepa.train", "cjepa.tasks", "launchers", "kernels")) == []
+    assert check("cjepa/models", ("cjepa.data", "cjepa.dist", "cjepa.train", "cjepa.tasks", "launchers", "cjepa_kernels")) == []
 
 
 def test_data_knows_nothing_about_models_or_training():
-    assert check("cjepa/data", ("cjepa.models", "cjepa.train", "cjepa.tasks", "cjepa.dist", "launchers", "kernels")) == []
+    assert check("cjepa/data", ("cjepa.models", "cjepa.train", "cjepa.tasks", "cjepa.dist", "launchers", "cjepa_kernels")) == []
 
 
 def test_library_never_imports_launchers_at_module_level():

@@ -61,7 +61,7 @@ def _flash(q, k, v, key_mask, dropout_p):
 
 
 def _triton(q, k, v, key_mask, dropout_p):
-    from kernels.predictor_attention import predictor_attention
+    from cjepa_kernels.predictor_attention import predictor_attention
 
     if dropout_p > 0:
         raise BackendUnavailable(
@@ -95,7 +95,7 @@ def check_backend(backend: str, device: torch.device | str | None = None) -> Non
                 ) from err
         if backend == "triton":
             try:
-                import kernels.predictor_attention  # noqa: F401
+                import cjepa_kernels.predictor_attention  # noqa: F401
             except ImportError as err:
                 raise BackendUnavailable(f"kernels.attention=triton: cannot import the kernel ({err})") from err
 

@@ -81,7 +81,7 @@ def check_backend(backend: str, device: torch.device | str | None = None) -> Non
                 "before triton is imported for the slow CPU interpreter"
             )
         try:
-            import kernels.slot_attention  # noqa: F401
+            import cjepa_kernels.slot_attention  # noqa: F401
         except ImportError as err:
             raise BackendUnavailable(f"kernels.slot_attention=triton: cannot import the kernel ({err})") from err
 
@@ -93,7 +93,7 @@ def slot_attention(q, k, v, *, backend: str = "torch", eps: float = 1e-8, scale=
     if backend == "triton":
         if q.device.type != "cuda":  # a clear error instead of triton's "0 active drivers"
             check_backend(backend, q.device)
-        from kernels.slot_attention import slot_attention_triton
+        from cjepa_kernels.slot_attention import slot_attention_triton
 
         return slot_attention_triton(q, k, v, eps=eps, scale=scale, slot_mask=slot_mask, input_mask=input_mask)
     raise ValueError(f"unknown slot-attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -61,7 +61,7 @@ def _reference(q, k, v, key_mask):
 
 
 def _triton(q, k, v, key_mask, **kw):
-    from kernels.predictor_attention import predictor_attention
+    from cjepa_kernels.predictor_attention import predictor_attention
 
     return predictor_attention(q, k, v, key_mask, **kw)
 
@@ -136,7 +136,7 @@ def test_packed_qkv_views_and_head_merge_layout():
 def test_multi_block_paths(blocks):
     """Small tiles force several key blocks per row (the online softmax's rescaling) and several blocks in the
     backward's two loops; results are unchanged."""
-    from kernels.predictor_attention import AttentionLaunch
+    from cjepa_kernels.predictor_attention import AttentionLaunch
 
     B, H, L, E = 1, 2, 45, 8
     q, k, v = _qkv(B, H, L, E, torch.float32, seed=8)
@@ -170,7 +170,7 @@ def test_rows_without_keys_give_zeros_not_nan():
 @requires_triton_runtime
 def test_bad_inputs_raise_clear_errors():
     """Mismatched shapes, mixed dtypes and malformed key masks are rejected with the offending shapes."""
-    from kernels.predictor_attention import predictor_attention
+    from cjepa_kernels.predictor_attention import predictor_attention
 
     q, k, v = _qkv(2, 2, 5, 8, torch.float32)
     with pytest.raises(ValueError, match="one shape"):

@@ -1,4 +1,4 @@
-"""The kernel registry (kernels/__init__.py) points at real kernels and the references they are tested against."""
+"""The kernel registry (kernels/registry.py, imported as cjepa_kernels.registry) points at real kernels and the references they are tested against."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import importlib
 from pathlib import Path
 
 import pytest
+from cjepa_kernels import registry as kernels
 
-import kernels
 from tests.helpers import REPO
 from tests.kernels.common import requires_triton_runtime
 
 
-def test_kernels_package_is_this_repository():
-    """`import kernels` finds this repository's package, not PyPI's unrelated `kernels` distribution."""
-    assert kernels.CJEPA_KERNELS
+def test_registry_is_this_repository():
+    """`cjepa_kernels` is this repository's kernels/ folder (PyPI's unrelated `kernels` keeps its own name)."""
     assert Path(kernels.__file__).resolve().is_relative_to(REPO)
 
 

@@ -73,7 +73,7 @@ def _compare(got: dict, want: dict, dtype: torch.dtype, where: str) -> None:
 
 
 def _triton(q, k, v, **kw):
-    from kernels.slot_attention import slot_attention_triton
+    from cjepa_kernels.slot_attention import slot_attention_triton
 
     return slot_attention_triton(q, k, v, **kw)
 
@@ -141,7 +141,7 @@ def test_mixed_input_dtypes():
 def test_split_n_matches_single_pass(splits):
     """Splitting the inputs over several programs (partial sums added on the host) changes nothing: this is the
     path few-row / many-input calls (SAVi grids) take on a GPU."""
-    from kernels.slot_attention import SlotAttentionLaunch
+    from cjepa_kernels.slot_attention import SlotAttentionLaunch
 
     B, K, N, Dk, Dv = 2, 5, 70, 16, 24
     q, k, v = _inputs(B, K, N, Dk, Dv, torch.float32, seed=3)
@@ -215,7 +215,7 @@ def test_degenerate_rows_give_zero_updates_and_finite_gradients():
 @requires_triton_runtime
 def test_bad_inputs_raise_clear_errors():
     """Wrong ranks, mismatched sizes, mixed dtypes and malformed masks are rejected with the offending shapes."""
-    from kernels.slot_attention import slot_attention_triton
+    from cjepa_kernels.slot_attention import slot_attention_triton
 
     q, k, v = _inputs(2, 3, 5, 4, 4, torch.float32)
     with pytest.raises(ValueError, match="q \\(B,K,Dk\\)"):

@@ -4,7 +4,11 @@ checkpoint-and-requeue protocol of the training job (preemption -> checkpoint ->
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import submitit
@@ -47,6 +51,12 @@ def test_code_snapshot_holds_the_tracked_files(tmp_path):
     assert (dest / "cjepa" / "train.py").is_file() and (dest / "launchers" / "job.py").is_file()
     assert (dest / "configs" / "smoke" / "cpu.yaml").is_file()
     assert not list(dest.rglob("__pycache__"))
+    probe = "import cjepa, cjepa_kernels.registry as r; print(cjepa.__file__); print(r.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(dest)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert all(Path(f).resolve().is_relative_to(dest.resolve()) for f in out.stdout.split()), \
+        f"a job on PYTHONPATH={dest} must import the snapshot's cjepa and kernels: {out.stdout}"
     from cjepa.utils.run_dir import git_info
 
     assert git_info(dest)["sha"] == git_info()["sha"], "runs from the snapshot record the commit it was taken from"

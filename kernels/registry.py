@@ -1,8 +1,13 @@
-"""Triton kernels of cjepa. Each kernel module names its torch reference in ``cjepa`` (the CPU path and the test
-oracle); the registry below maps kernel names to (kernel callable path, reference callable path).
+"""The registry of cjepa's Triton kernels: kernel name -> (kernel callable, torch reference callable).
 
-On CPU the kernels run under the Triton interpreter: set ``TRITON_INTERPRET=1`` before anything imports triton.
-(PyPI has an unrelated package also called ``kernels``; ``CJEPA_KERNELS`` lets a test check this one is ours.)
+Each kernel module names its torch reference in ``cjepa`` (the CPU path and the test oracle). On CPU the kernels
+run under the Triton interpreter: set ``TRITON_INTERPRET=1`` before anything imports triton.
+
+Import name. The repository folder is ``kernels/``, but it is installed and imported as ``cjepa_kernels``
+(``setup.py`` maps the one to the other) and has no ``__init__.py``. PyPI has an unrelated, widely pulled-in
+package called ``kernels`` (transformers 5 imports it): a regular package of ours under that name would shadow it
+whenever the repository root is on ``sys.path`` and be shadowed by it everywhere else. A folder without
+``__init__.py`` is at most a namespace portion, which never wins over a real package of the same name.
 """
 
 from __future__ import annotations
@@ -11,16 +16,15 @@ import importlib
 import importlib.util
 from typing import Callable
 
-CJEPA_KERNELS = True
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 # name -> (kernel, torch reference), as "module:function" strings so importing this package imports no triton.
 REGISTRY: dict[str, tuple[str, str]] = {
     # fused softmax-over-slots + eps-renormalised weighted mean, fwd + bwd (kernels.slot_attention=triton)
-    "slot_attention": ("kernels.slot_attention:slot_attention_triton",
+    "slot_attention": ("cjepa_kernels.slot_attention:slot_attention_triton",
                        "cjepa.ops.slot_attention:slot_attention_reference"),
     # attention over the predictor's short (T*S <= ~128 token) sequences, fwd + bwd (kernels.attention=triton)
-    "predictor_attention": ("kernels.predictor_attention:predictor_attention",
+    "predictor_attention": ("cjepa_kernels.predictor_attention:predictor_attention",
                             "cjepa.ops.attention:attention_reference"),
 }
 

@@ -2,9 +2,9 @@
 
 One pipeline, whatever the machine::
 
-    fn.readers.webdataset (wds2idx indexes, shard_id = rank)  ->  prepare (python: parse meta, pick the clip's
-    frames, validate the mp4)  ->  DECODE  ->  fn.resize (linear, antialiased)  ->  fn.crop_mirror_normalize
-    (ImageNet, FCHW)  ->  DALIGenericIterator
+    fn.readers.webdataset (wds2idx indexes, shard_id = rank; mp4 + KEY.video.i32 as an INT32 tensor)  ->  prepare
+    (native DALI ops: check the mp4 against its video info, draw the clip's frames)  ->  DECODE  ->  fn.resize
+    (linear, antialiased)  ->  fn.crop_mirror_normalize (ImageNet, FCHW)  ->  DALIGenericIterator
 
 Only DECODE changes:
 
@@ -14,17 +14,39 @@ Only DECODE changes:
   how machines without a GPU run, and test, the reader, sharding and iterator of this pipeline.
 * ``cpu``: DALI's own ``fn.decoders.video(device="cpu")``, for VP8/VP9/MJPEG shards (``world.codec=vp9``).
 
+Prepare needs a video's frame count, size, codec and byte length. The shard writer probes each video once and
+stores these as ``KEY.video.i32`` (:func:`cjepa.data.shards.encode_video_info`), which the webdataset reader
+hands over as an INT32 tensor (its ``dtypes`` argument): no JSON parsing and no Python in the pipeline, so
+``nvdec`` and ``cpu`` run with DALI's asynchronous, pipelined executor and a prefetch queue
+(:data:`PREFETCH_QUEUE_DEPTH` batches). (A parallel ``fn.external_source`` could also feed this, but it would
+have to replace the reader to know which sample comes next: sharding, shuffling and epochs in Python again.)
+Shards written before the video info existed still load: a one-line warning names the first such shard, and the
+pipeline falls back to the old prepare step, a ``fn.python_function`` that parses the meta json and probes every
+video with PyAV. Python operators are legal in asynchronous pipelines since DALI 1.29 (the executor releases the
+GIL while the caller waits for outputs), so the ``pyav`` decode step, the fallback prepare step and the masks
+step (npz/zlib, which no DALI operator decodes; only when masks are asked for) run under the same executor
+settings; they hold the GIL while they run, which is why the shards carry the video info.
+
 Resize and normalisation follow :func:`cjepa.data.video.preprocess_frames` (bilinear resize with
 antialiasing of the uint8 frames, then mean/std); DALI's resampling kernel is its own, so the two paths agree to a small
 tolerance (tested), not bit for bit. Masks go through the shared :func:`cjepa.data.video.resize_masks` and
 agree exactly.
 
-Bad data: the prepare step replaces a sample whose meta, video or masks are unusable by a tiny placeholder
-video and flags it; the iterator drops flagged rows, counts them and logs shard and key. Truncated shards are
-found before the pipeline starts (index entries past the end of the file) and read only up to the damage.
+Bad data: a sample whose mp4 is missing or differs from its video info (byte length), whose video is shorter
+than a clip, or whose masks are missing is replaced inside the pipeline by a tiny placeholder video
+(DALI conditionals) and flagged; the iterator drops flagged rows, counts them and logs shard and key. The
+fallback prepare step additionally checks meta json and container. Truncated shards are found before the
+pipeline starts (index entries past the end of the file) and read only up to the damage. A video that is
+corrupt inside an intact, correctly sized mp4 reaches the decoder (``pyav`` flags it; DALI's decoders raise).
 Each pass over a rank's samples is its own pipeline build (seed and shard rotation from (seed, pass)), so
-passes are exact epochs and a resumed run replays only the reader of the current pass, without decoding.
-(DALI's video decoder cannot be checkpointed, so DALI's own pipeline checkpoints are not an option.)
+passes are exact epochs. Resuming replays the current pass up to the saved position: without decoding in the
+fallback prepare step, by running (and discarding) the batches otherwise, since the clip starts come from the
+pipeline's random generator. (DALI's video decoder cannot be checkpointed, so DALI's own pipeline checkpoints
+are not an option.)
+
+The loader owns a pipeline, NVDEC decoder state and buffers until :meth:`DaliClipLoader.close` (or the end of
+a ``with`` block); a consumer that stops early or fails must close it, the pipeline is not left to the
+garbage collector.
 """
 
 from __future__ import annotations
@@ -41,13 +63,31 @@ import numpy as np
 import torch
 
 from cjepa.data.loader import BadSample, ClipSpec, _scan_offsets
-from cjepa.data.shards import ShardError, SplitInfo, check_meta, decode_masks, open_split, read_index
+from cjepa.data.shards import (
+    CODEC_IDS,
+    VIDEO_INFO_EXT,
+    VIDEO_INFO_VERSION,
+    ShardError,
+    SplitInfo,
+    check_meta,
+    decode_masks,
+    open_split,
+    read_index,
+)
 from cjepa.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoDecodeError, decode_frames, encode_video, probe_video, resize_masks
 
 log = logging.getLogger("cjepa.data")
 
 KEY_BYTES = 128
 DALI_CPU_CODECS = ("vp8", "vp9", "mjpeg")
+# Batches DALI prepares ahead of the consumer (executor queue); 1 would leave the decoder idle while a step runs
+PREFETCH_QUEUE_DEPTH = 2
+# Bits of the native prepare step's per-sample check (0 = usable), with the reason each is counted under
+CHECKS = ((1, "bad_video", "mp4 missing, empty or not the size its video info records"),
+          (2, "too_short", "video is shorter than a clip"),
+          (4, "bad_video", "codec is not decodable by DALI's CPU decoder"),
+          (8, "missing_component", "no masks.npz"),
+          (16, "bad_meta", f"video info is not version {VIDEO_INFO_VERSION}"))
 
 
 class DaliUnavailable(RuntimeError):
@@ -88,7 +128,16 @@ def _key_array(key: str) -> np.ndarray:
 
 
 def _key_str(arr) -> str:
-    return bytes(np.asarray(arr, np.uint8)).rstrip(b"\0").decode()
+    """A key row of the pipeline: the key itself (fallback prepare step) or a reader source_info string."""
+    return _source(arr)[1]
+
+
+def _source(arr) -> tuple[str, str]:
+    """(shard, key) of a key row; source_info reads "<tar path>:<offset>:<member name>", keys never hold ':'."""
+    text = bytes(np.asarray(arr, np.uint8)).rstrip(b"\0").decode(errors="replace")
+    if ":" not in text:
+        return "?", text
+    return text.rsplit(":", 2)[0], text.rsplit(":", 1)[-1].partition(".")[0] or "?"
 
 
 class _Prepare:
@@ -146,9 +195,9 @@ class _PyavDecode:
     def __call__(self, mp4, idx, key):
         try:
             return decode_frames(bytes(mp4), idx), np.ones(1, np.uint8)
-        except VideoDecodeError as err:  # the container was valid in prepare but the stream breaks mid-way: flag the row
-            k = _key_str(key)
-            self.L._record_bad(self.L._shard_of.get(k, "?"), k, "bad_video", str(err))
+        except VideoDecodeError as err:  # the container passed prepare but the stream breaks mid-way: flag the row
+            shard, k = _source(key)
+            self.L._record_bad(self.L._shard_of.get(k, shard), k, "bad_video", str(err))
             return np.zeros((len(idx), 16, 16, 3), np.uint8), np.zeros(1, np.uint8)
 
 
@@ -200,6 +249,12 @@ class DaliClipLoader:
         self._logged: set = set()
         self._tmp = Path(tempfile.mkdtemp(prefix="cjepa-dali-idx-"))
         self.paths, self.index_paths, self.num_samples = self._indexes()
+        # native prepare (no Python operator) where every sample carries its video info; else the probing fallback
+        self.native = not self.without_info
+        if not self.native:
+            log.warning("DALI: %d shard(s) of split %s have no KEY.%s video info (written by an older cjepa), e.g. %s: every video "
+                        "is probed in Python, which holds the GIL; re-write the split (`cjepa data world|clevrer ... --overwrite`, `cjepa pusht ... --overwrite`) "
+                        "to read it natively", len(self.without_info), self.split.name, VIDEO_INFO_EXT, self.without_info[0])
         if self.num_samples < world_size * batch_size and train:
             raise ShardError(f"split {self.split.name!r}: {self.num_samples} readable samples, fewer than one batch per rank "
                              f"({world_size} x {batch_size})")
@@ -216,6 +271,7 @@ class DaliClipLoader:
     def _indexes(self) -> tuple[list[str], list[str], int]:
         """Shard paths and wds2idx indexes; truncated shards get a trimmed index, lost samples are counted."""
         paths, idxs, total = [], [], 0
+        self.without_info: list[str] = []  # shards with samples written before KEY.video.i32 existed
         for shard in self.split.shards:
             size = shard.path.stat().st_size
             if shard.index_path is not None:
@@ -232,6 +288,8 @@ class DaliClipLoader:
                 _write_index_entries(idx, ok)
             else:
                 idx = shard.index_path
+            if any(VIDEO_INFO_EXT not in s["components"] for s in ok):
+                self.without_info.append(str(shard.path))
             if ok:
                 paths.append(str(shard.path))
                 idxs.append(str(idx))
@@ -243,26 +301,32 @@ class DaliClipLoader:
     def _build(self):
         from nvidia.dali import fn, pipeline_def, types
 
-        exts = ["mp4", "json", "masks.npz"]
         mean = [255.0 * m for m in IMAGENET_MEAN]
         std = [255.0 * s for s in IMAGENET_STD]
         h, w = self.image_size
+        native = self.native
 
         # The pipeline is rebuilt for every pass with a seed and shard rotation drawn from (seed, pass): each pass is an
         # exact epoch over this rank's samples, the stream depends on (seed, pass, rank) only, and resuming replays at
-        # most the current pass's reader (without decoding).
+        # most the current pass.
         p = self.pass_
 
         @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id,
-                      seed=(self.seed * 1_000_003 + p) % (2**31) + 7919 * self.rank, exec_async=False, exec_pipelined=False)
+                      seed=(self.seed * 1_000_003 + p) % (2**31) + 7919 * self.rank, exec_async=True, exec_pipelined=True,
+                      prefetch_queue_depth=PREFETCH_QUEUE_DEPTH, enable_conditionals=native)
         def graph():
-            mp4, meta, masks = fn.readers.webdataset(
-                paths=self.paths, index_paths=self.index_paths, ext=exts, missing_component_behavior="empty", name="reader",
-                shard_id=(self.rank + p) % self.world_size if self.train else self.rank, num_shards=self.world_size, stick_to_shard=True,
-                random_shuffle=self.train, initial_fill=max(2, self.shuffle_buffer), seed=(self.seed * 7_777_777 + p) % (2**31),
-                pad_last_batch=False)
-            source = fn.get_property(mp4, key="source_info")
-            enc, idx, key, valid = fn.python_function(mp4, meta, masks, source, function=_Prepare(self), num_outputs=4)
+            mp4, second, masks = fn.readers.webdataset(
+                paths=self.paths, index_paths=self.index_paths, ext=["mp4", VIDEO_INFO_EXT if native else "json", "masks.npz"],
+                dtypes=[types.UINT8, types.INT32 if native else types.UINT8, types.UINT8], missing_component_behavior="empty",
+                name="reader", shard_id=(self.rank + p) % self.world_size if self.train else self.rank, num_shards=self.world_size,
+                stick_to_shard=True, random_shuffle=self.train, initial_fill=max(2, self.shuffle_buffer),
+                seed=(self.seed * 7_777_777 + p) % (2**31), pad_last_batch=False)
+            if native:
+                enc, idx, key, valid, check = self._native_prepare(fn, types, mp4, second, masks)
+            else:
+                source = fn.get_property(mp4, key="source_info")
+                enc, idx, key, valid = fn.python_function(mp4, second, masks, source, function=_Prepare(self), num_outputs=4)
+                check = valid  # the fallback step records its reasons itself
             if self.decode == "pyav":
                 frames, ok = fn.python_function(enc, idx, key, function=_PyavDecode(self), num_outputs=2, output_layouts=["FHWC", ""])
                 valid = valid * ok
@@ -271,7 +335,7 @@ class DaliClipLoader:
             # uint8 in, uint8 out (rounded), as preprocess_frames resizes; then normalise to float
             frames = fn.resize(frames, size=[h, w], interp_type=types.INTERP_LINEAR, antialias=True)
             frames = fn.crop_mirror_normalize(frames, dtype=types.FLOAT, output_layout="FCHW", mean=mean, std=std)
-            outs = [frames, idx, key, valid]
+            outs = [frames, idx, key, valid, check]
             if self.with_masks:
                 outs.append(fn.python_function(masks, idx, valid, function=_Masks(self), output_layouts="FHW"))
             return tuple(outs)
@@ -280,14 +344,57 @@ class DaliClipLoader:
         pipe.build()
         return pipe
 
+    def _native_prepare(self, fn, types, mp4, info, masks):
+        """Prepare with DALI operators only: check each sample against its video info, draw its clip, and swap a
+        tiny placeholder in for unusable samples (the decoder must get a decodable video for every row).
+
+        Returns (video bytes, frame indices (T,) int32, source_info row, valid (1,) uint8, check bits int32).
+        """
+        import nvidia.dali.math as dmath
+
+        clip = self.clip
+        nbytes = mp4.shape(dtype=types.INT32)[0]
+        num_frames = info[1]
+        bits = [nbytes != info[5], num_frames < clip.span]
+        if self.decode == "cpu":
+            bits.append((info[4] < CODEC_IDS["vp9"]) | (info[4] > CODEC_IDS["mjpeg"]))  # ids 2..4: vp9, vp8, mjpeg
+        else:
+            bits.append(nbytes < 0)  # always false: keeps the bit positions of CHECKS
+        bits.append(masks.shape(dtype=types.INT32)[0] == 0 if self.with_masks else nbytes < 0)
+        bits.append(info[0] != VIDEO_INFO_VERSION)
+        check = fn.cast(bits[0], dtype=types.INT32)
+        for i, b in enumerate(bits[1:], 1):
+            check = check + fn.cast(b, dtype=types.INT32) * (1 << i)
+        if clip.sampling == "chunks":  # evaluation: the video's first chunk, as the CPU path's first clip
+            start = fn.cast(num_frames * 0, dtype=types.INT32)
+        else:  # uniform over the valid starts; the pipeline seed makes it a function of (seed, pass, rank, position)
+            last = num_frames - clip.span
+            u = fn.random.uniform(range=[0.0, 1.0], dtype=types.FLOAT)
+            start = dmath.min(fn.cast(dmath.floor(u * fn.cast(last + 1, dtype=types.FLOAT)), dtype=types.INT32), last)
+        steps = types.Constant(np.arange(0, clip.span, clip.stride, dtype=np.int32))
+        source = fn.pad(fn.get_property(info, key="source_info"), fill_value=0)  # equal length rows for the iterator
+        if check == 0:
+            enc = mp4
+            idx = start + steps
+        else:
+            enc = types.Constant(self._placeholder)
+            idx = types.Constant(np.zeros(clip.frames, np.int32))
+        valid = fn.reshape(fn.cast(check == 0, dtype=types.UINT8), shape=[1])
+        return enc, idx, source, valid, check
+
     def _iterator(self):
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-        names = ["frames", "frame_index", "key", "valid"] + (["masks"] if self.with_masks else [])
-        self._replay = self._dali_batches * self.batch_size
+        names = ["frames", "frame_index", "key", "valid", "check"] + (["masks"] if self.with_masks else [])
+        # the fallback prepare step skips decoding while it replays; the native pipeline replays by running below
+        self._replay = 0 if self.native else self._dali_batches * self.batch_size
         self._pipe = self._build()
         policy = LastBatchPolicy.DROP if self.train else LastBatchPolicy.PARTIAL
-        return DALIGenericIterator(self._pipe, names, reader_name="reader", last_batch_policy=policy, auto_reset=False)
+        it = DALIGenericIterator(self._pipe, names, reader_name="reader", last_batch_policy=policy, auto_reset=False)
+        if self.native:
+            for _ in range(self._dali_batches):  # the same draws as before the interruption, then discarded
+                next(it)
+        return it
 
     # -- bad samples
     def _record_bad(self, shard: str, key: str, reason: str, detail: str, count: int = 1, now: bool = False) -> None:
@@ -308,14 +415,20 @@ class DaliClipLoader:
 
     # -- iteration
     def _convert(self, out: dict) -> Optional[dict]:
-        keys = [_key_str(k) for k in out["key"].cpu().numpy()]
+        sources = [_source(k) for k in out["key"].cpu().numpy()]
+        keys = [k for _, k in sources]
         flag = out["valid"].reshape(-1).cpu().numpy()
+        checks = out["check"].reshape(-1).cpu().numpy() if self.native else np.zeros(len(keys), np.int64)
         valid = flag == 1
         if self.with_masks:
             valid &= ~(out["masks"].reshape(len(keys), -1) < 0).any(1).cpu().numpy()
-        for k, v, f in zip(keys, valid, flag):
+        for (shard, k), v, f, c in zip(sources, valid, flag, checks):
             if not v and f != 2:  # 2 = replayed after a resume, not a bad sample
-                entry = self._bad_pending.pop(k, (self._shard_of.get(k, "?"), k, "bad_masks", "masks archive corrupt", 1))
+                if c:  # found by the native prepare step: the lowest bit set names the reason
+                    bit, reason, detail = next(x for x in CHECKS if c & x[0])
+                    entry = (shard, k, reason, detail, 1)
+                else:
+                    entry = self._bad_pending.pop(k, (self._shard_of.get(k, shard), k, "bad_masks", "masks archive corrupt", 1))
                 self._count_bad(entry)
         if not valid.any():
             return None
@@ -332,23 +445,31 @@ class DaliClipLoader:
 
     def __iter__(self) -> Iterator[dict]:
         produced = 0
-        while not self.train or produced < self.batches_per_epoch:
-            if self._iter is None:
-                self._iter = self._iterator()
-            try:
-                out = next(self._iter)[0]
-            except StopIteration:  # end of a pass: the next one gets its own pipeline (seed and shard rotation)
-                self._iter = self._pipe = None
-                self.pass_ += 1
-                self._dali_batches = 0
-                if not self.train:
-                    return
-                continue
-            self._dali_batches += 1
-            batch = self._convert(out)
-            if batch is not None:
-                produced += 1
-                yield batch
+        try:
+            while not self.train or produced < self.batches_per_epoch:
+                if self._iter is None:
+                    self._iter = self._iterator()
+                try:
+                    out = next(self._iter)[0]
+                except StopIteration:  # end of a pass: the next one gets its own pipeline (seed and shard rotation)
+                    self._release()
+                    self.pass_ += 1
+                    self._dali_batches = 0
+                    if not self.train:
+                        return
+                    continue
+                self._dali_batches += 1
+                batch = self._convert(out)
+                if batch is not None:
+                    produced += 1
+                    yield batch
+        except GeneratorExit:  # the consumer stopped early: an evaluation pass is over, a training pass resumes later
+            if not self.train:
+                self._release()
+            raise
+        except BaseException:  # a failed pipeline cannot go on; the next iteration rebuilds it at the saved position
+            self._release()
+            raise
 
     @property
     def skipped_total(self) -> int:
@@ -364,15 +485,28 @@ class DaliClipLoader:
             self.pass_, self._dali_batches = int(state.get("pass", 0)) + 1, 0
         else:
             self.pass_, self._dali_batches = int(state["pass"]), int(state["dali_batches"])
-        self._iter = self._pipe = None
+        self._release()
+
+    def _release(self) -> None:
+        """Stop and drop the pipeline (its threads, decoder and buffers) now, not whenever the garbage collector runs."""
+        pipe, self._iter, self._pipe = self._pipe, None, None
+        if pipe is not None:
+            pipe._shutdown()  # DALI's own teardown (what Pipeline.__del__ calls); idempotent
 
     def close(self) -> None:
-        self._iter = self._pipe = None
+        """Release the pipeline and the temporary indexes; the loader is done (it is not iterated again)."""
+        self._release()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> "DaliClipLoader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __del__(self):
         try:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self.close()
         except Exception:
             pass
 

@@ -441,6 +441,18 @@ class VideoClipLoader:
     def _max_pass(state: dict) -> int:
         return max([int(v[0]) for v in state.get("positions", {}).values()] or [0])
 
+    def close(self) -> None:
+        """Stop the DataLoader workers now (the DALI loader has the same method, so callers close either kind)."""
+        it, self._it = self._it, None
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+
+    def __enter__(self) -> "VideoClipLoader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def build_clip_loader(data_cfg, split: str, *, train: bool = True, rank: int = 0, world_size: int = 1, seed: int = 0):
     """The clip loader a config asks for (``data.decoder``: pyav -> :class:`VideoClipLoader`, dali -> DALI)."""

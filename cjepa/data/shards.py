@@ -8,6 +8,10 @@ version). One sample per video, keyed ``KEY``:
     KEY.mp4             H.264 (or VP9) video, yuv420p
     KEY.json            free-form metadata (object tables, trajectories, collisions; Push-T state/proprio/action)
                         plus the reserved fields key, source, split, fps, num_frames, height, width, codec
+    KEY.video.i32       the video's probed facts as little-endian int32 (see :func:`encode_video_info`): format
+                        version, decodable frames, height, width, codec id, mp4 size in bytes. Written so that the
+                        DALI pipeline reads them with its own reader (no per-sample Python probe); shards written
+                        before it existed lack it and are read through the slower probing path
     KEY.masks.npz       optional per-frame instance ids (0 = background), lossless: one zlib-compressed (H, W)
                         member per frame named "00000", "00001", ..., so a clip decompresses only its frames
     KEY.questions.json  optional CLEVRER-schema questions
@@ -40,7 +44,12 @@ KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")  # no dots: webdataset splits KEY
 RESERVED_META = ("key", "source", "split", "fps", "num_frames", "height", "width", "codec")
 REQUIRED_META = ("key", "num_frames", "height", "width", "fps")
 SOURCES = ("world", "clevrer", "pusht")
-COMPONENTS = ("mp4", "json", "masks.npz", "questions.json")
+VIDEO_INFO_EXT = "video.i32"
+COMPONENTS = ("mp4", "json", VIDEO_INFO_EXT, "masks.npz", "questions.json")
+# KEY.video.i32: int32 little-endian, one value per field; DALI's webdataset reader hands it over as an INT32 tensor
+VIDEO_INFO_VERSION = 1
+VIDEO_INFO_FIELDS = ("version", "num_frames", "height", "width", "codec", "mp4_bytes")
+CODEC_IDS = {"h264": 1, "vp9": 2, "vp8": 3, "mjpeg": 4}  # 0: any other codec
 
 
 class ShardError(ValueError):
@@ -78,6 +87,35 @@ def decode_masks(data: bytes, indices: Optional[Sequence[int]] = None) -> np.nda
 def mask_frame_count(data: bytes) -> int:
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         return len(z.namelist())
+
+
+# --------------------------------------------------------------------------------------------- video info
+
+
+def encode_video_info(mp4: bytes, info=None) -> bytes:
+    """Probe an encoded video once, at write time, and pack what readers need into ``KEY.video.i32``.
+
+    Frame count (packets, what the decoder delivers), frame size and codec come from the stream itself, not from
+    the caller's meta; the byte count lets a reader notice a replaced or cut mp4 without opening it. ``info``: a
+    :class:`cjepa.data.video.VideoInfo` the caller already probed.
+    """
+    from cjepa.data.video import probe_video
+
+    info = info or probe_video(mp4)
+    if len(mp4) >= 2**31:
+        raise ValueError(f"video of {len(mp4)} bytes does not fit the int32 video info")
+    values = [VIDEO_INFO_VERSION, info.num_frames, info.height, info.width, CODEC_IDS.get(info.codec, 0), len(mp4)]
+    return np.asarray(values, "<i4").tobytes()
+
+
+def decode_video_info(data: bytes) -> dict:
+    """``KEY.video.i32`` bytes -> ``{field: int}``; ValueError when it is not a video info of this version."""
+    if len(data) != 4 * len(VIDEO_INFO_FIELDS):
+        raise ValueError(f"video info has {len(data)} bytes, expected {4 * len(VIDEO_INFO_FIELDS)}")
+    out = dict(zip(VIDEO_INFO_FIELDS, (int(v) for v in np.frombuffer(data, "<i4"))))
+    if out["version"] != VIDEO_INFO_VERSION:
+        raise ValueError(f"video info version {out['version']}, this reader knows {VIDEO_INFO_VERSION}")
+    return out
 
 
 # --------------------------------------------------------------------------------------------- samples
@@ -141,6 +179,7 @@ def build_sample(
     if masks is not None and np.asarray(masks).shape != (T, H, W):
         raise ValueError(f"{key}: masks shape {np.asarray(masks).shape} != frames (T, H, W) {(T, H, W)}")
     files = {"mp4": encode_video(frames, fps=fps, codec=codec, crf=crf, gop=gop)}
+    files[VIDEO_INFO_EXT] = encode_video_info(files["mp4"])
     reserved = {"key": key, "source": source, "split": split, "fps": float(fps), "num_frames": T, "height": H, "width": W, "codec": codec}
     files["json"] = _json_bytes(_merge_meta(meta, reserved), f"{key}: meta")
     if masks is not None:
@@ -171,7 +210,7 @@ def build_encoded_sample(
         raise ValueError(f"{key}: masks frame size {np.asarray(masks).shape[1:]} != video {(info.height, info.width)}")
     reserved = {"key": key, "source": source, "split": split, "fps": fps, "num_frames": info.num_frames,
                 "height": info.height, "width": info.width, "codec": info.codec}
-    files = {"mp4": bytes(video), "json": _json_bytes(_merge_meta(meta, reserved), f"{key}: meta")}
+    files = {"mp4": bytes(video), "json": _json_bytes(_merge_meta(meta, reserved), f"{key}: meta"), VIDEO_INFO_EXT: encode_video_info(video, info)}
     if masks is not None:
         files["masks.npz"] = encode_masks(np.asarray(masks))
     if questions is not None:
@@ -296,7 +335,7 @@ class ShardWriter:
         self._tar_tmp: Optional[Path] = None
         self._in_shard: list[str] = []
         self._frames_total = 0
-        self._counts = {"masks": 0, "questions": 0}
+        self._counts = {"masks": 0, "questions": 0, "video_info": 0}
         self._sizes: dict[str, int] = {}
         self.closed = False
 
@@ -328,13 +367,14 @@ class ShardWriter:
             raise ValueError(f"{sample.key}: components {sorted(sample.files)}; need mp4 and json, allowed {COMPONENTS}")
         if self._tar is None:
             self._open_shard()
-        for ext in COMPONENTS:  # fixed member order: mp4, json, masks, questions
+        for ext in COMPONENTS:  # fixed member order: mp4, json, video info, masks, questions
             if ext in sample.files:
                 self._add_member(f"{sample.key}.{ext}", sample.files[ext])
         self._keys.add(sample.key)
         self._in_shard.append(sample.key)
         self._frames_total += sample.num_frames
         self._counts["masks"] += "masks.npz" in sample.files
+        self._counts["video_info"] += VIDEO_INFO_EXT in sample.files
         self._counts["questions"] += "questions.json" in sample.files
         size = f"{sample.height}x{sample.width}"
         self._sizes[size] = self._sizes.get(size, 0) + 1
@@ -362,6 +402,7 @@ class ShardWriter:
             "num_frames": self._frames_total,
             "num_with_masks": self._counts["masks"],
             "num_with_questions": self._counts["questions"],
+            "num_with_video_info": self._counts["video_info"],
             "frame_sizes": self._sizes,
             "shard_size": self.shard_size,
             "shards": self._shards,

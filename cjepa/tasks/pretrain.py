@@ -146,9 +146,7 @@ class PretrainTask:
 
     # ------------------------------------------------------------------ evaluation
 
-    def _val_batches(self):
-        loader = build_clip_loader(self.val_cfg, self.cfg.data.val_split, train=False, rank=self.env.rank,
-                                   world_size=self.env.world_size, seed=self.cfg.run.seed)
+    def _val_batches(self, loader):
         limit = self.cfg.data.val_max_windows
         seen = 0
         for b in loader:
@@ -163,11 +161,14 @@ class PretrainTask:
         module.eval()
         T_h = self.cfg.model.history_frames
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for i, b in enumerate(self._val_batches()):
-            slots = self.encode(b["frames"].to(self.device), (-1, i, self.env.rank))
-            err = (module.inference(slots[:, :T_h]).float() - slots[:, T_h:]) ** 2
-            total[0] += err.sum().double()
-            total[1] += err.numel()
+        # closed on every exit (limit reached, error): a DALI loader holds a pipeline and the GPU decoder until then
+        with build_clip_loader(self.val_cfg, self.cfg.data.val_split, train=False, rank=self.env.rank, world_size=self.env.world_size,
+                               seed=self.cfg.run.seed) as loader:
+            for i, b in enumerate(self._val_batches(loader)):
+                slots = self.encode(b["frames"].to(self.device), (-1, i, self.env.rank))
+                err = (module.inference(slots[:, :T_h]).float() - slots[:, T_h:]) ** 2
+                total[0] += err.sum().double()
+                total[1] += err.numel()
         all_reduce_sum(total)
         module.train()
         return {"val/loss_future": float(total[0] / total[1].clamp_min(1))}

@@ -78,6 +78,7 @@ def test_clevrer_layout_converts_and_reads_like_the_world(clevrer_root, tmp_path
     train, val = open_split(out, "train"), open_split(out, "val")
     assert train.manifest["source"] == "clevrer" and train.num_samples == 2 and val.num_samples == 1
     assert train.manifest["num_with_masks"] == 2 and train.manifest["num_with_questions"] == 2
+    assert train.manifest["num_with_video_info"] == 2 and val.manifest["num_with_video_info"] == 1  # DALI reads it natively
     got = {k: (f, m, meta) for k, f, m, meta in iter_videos(out / "train", image_size=None)}
     got.update({k: (f, m, meta) for k, f, m, meta in iter_videos(out / "val", image_size=None)})
     assert sorted(got) == ["video_00000", "video_00001", "video_10000"]

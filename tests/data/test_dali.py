@@ -142,3 +142,160 @@ def test_nvdec_decodes_h264_on_the_gpu(world_shards):
         ref = preprocess_frames(decode_frames(raw["mp4"], b["frame_index"][i].numpy()), (48, 64))
         assert psnr01(b["frames"][i], ref) > 35
     assert set(next(iter(cpu))) == set(b)
+
+
+# --------------------------------------------------------------------------------------------- executor, video info, release
+
+
+def op_names(pipe) -> set[str]:
+    return {o._op.schema_name for o in pipe._ops}
+
+
+def test_native_pipeline_is_pipelined_and_has_no_python_step(world_vp9_shards):
+    """Shards with video info: prepare and decode are DALI operators, so the executor runs asynchronously and pipelined
+    with a prefetch queue; the PyAV decode step keeps its python_function under the same (legal) settings."""
+    for decode, python in (("cpu", False), ("pyav", True)):
+        with DaliClipLoader(world_vp9_shards / "train", batch_size=2, clip=ClipSpec(4, 2), image_size=(16, 16), with_masks=False,
+                            decode=decode) as loader:
+            assert loader.native
+            next(iter(loader))
+            pipe = loader._pipe
+            assert pipe.exec_async and pipe.exec_pipelined and pipe.prefetch_queue_depth >= 2, decode
+            assert ("PythonFunction" in op_names(pipe)) == python, (decode, op_names(pipe))
+
+
+def test_native_prepare_draws_clips_inside_the_video(world_vp9_shards):
+    """Clip starts drawn by DALI's random operator: every start is a valid one, the draws vary, and the same seed repeats them."""
+    def starts(seed):
+        with DaliClipLoader(world_vp9_shards / "train", batch_size=2, clip=ClipSpec(3, 4), image_size=(8, 8), with_masks=False,
+                            decode="cpu", seed=seed, batches_per_epoch=8) as loader:
+            return [(k, int(f[0])) for b in loader for k, f in zip(b["keys"], b["frame_index"])]
+
+    got = starts(1)
+    assert all(0 <= s <= 20 - 9 for _, s in got) and len({s for _, s in got}) > 1
+    assert got == starts(1) != starts(2)
+
+
+def vp9_sample(key, T=12, **files_over):
+    from cjepa.data.shards import build_sample
+    from tests.data.test_loader import good
+
+    frames, masks = good(key, T)
+    s = build_sample(key, frames, None, masks, source="world", split="train", fps=10, codec="vp9")
+    s.files.update(files_over)
+    return s
+
+
+def test_native_prepare_flags_bad_samples(tmp_path, caplog):
+    """Without a Python step: a missing mp4, an mp4 that is not the one its video info describes, a video shorter than a
+    clip and missing masks are replaced by a placeholder inside the pipeline, then skipped, counted and logged with
+    shard and key; the good samples arrive decoded."""
+    from cjepa.data.shards import ShardWriter
+
+    other = vp9_sample("x", T=20).files["mp4"]
+    with ShardWriter(tmp_path, "train", shard_size=3, fps=10, codec="vp9") as w:
+        for s in (vp9_sample("g0"), vp9_sample("b_swapped", mp4=other), vp9_sample("g1"), vp9_sample("b_short", T=4),
+                  vp9_sample("g2")):
+            w.add(s)
+        nomask = vp9_sample("b_nomask")
+        del nomask.files["masks.npz"]
+        w.add(nomask)
+        empty = vp9_sample("b_empty")
+        del empty.files["mp4"]
+        empty.files["mp4"] = b""
+        w.add(empty)
+    with caplog.at_level(logging.WARNING, logger="cjepa.data"):
+        with DaliClipLoader(tmp_path / "train", batch_size=2, clip=ClipSpec(4, 2), image_size=(16, 16), with_masks=True, decode="cpu",
+                            train=False) as loader:
+            assert loader.native
+            batches = list(loader)
+    assert sorted(k for b in batches for k in b["keys"]) == ["g0", "g1", "g2"]
+    assert dict(loader.skipped) == {"bad_video": 2, "too_short": 1, "missing_component": 1}
+    lines = [r.getMessage() for r in caplog.records if "skipped sample" in r.getMessage()]
+    for key in ("b_swapped", "b_short", "b_nomask", "b_empty"):
+        assert len([x for x in lines if f"key {key}:" in x]) == 1 and all(".tar" in x for x in lines), (key, lines)
+    for b in batches:
+        for i, key in enumerate(b["keys"]):
+            raw = raw_sample(tmp_path / "train", key)
+            assert psnr01(b["frames"][i], preprocess_frames(decode_frames(raw["mp4"], b["frame_index"][i].numpy()), (16, 16))) > 30
+            np.testing.assert_array_equal(b["masks"][i].numpy(), resize_masks(decode_masks(raw["masks.npz"], b["frame_index"][i].numpy()), (16, 16)))
+
+
+def test_shards_without_video_info_fall_back_with_one_warning(tmp_path, caplog):
+    """Shards written before KEY.video.i32 existed still load, through the probing prepare step, after one warning line
+    that names a shard and how to re-write the split."""
+    from cjepa.data.shards import VIDEO_INFO_EXT, ShardWriter
+
+    with ShardWriter(tmp_path, "train", shard_size=2, fps=10, codec="vp9") as w:
+        for i in range(3):
+            s = vp9_sample(f"old{i}")
+            del s.files[VIDEO_INFO_EXT]
+            w.add(s)
+    with caplog.at_level(logging.WARNING, logger="cjepa.data"):
+        with DaliClipLoader(tmp_path / "train", batch_size=1, clip=ClipSpec(3, 2), image_size=(16, 16), with_masks=False, decode="cpu",
+                            train=False) as loader:
+            keys = sorted(k for b in loader for k in b["keys"])
+    assert not loader.native and keys == ["old0", "old1", "old2"]
+    warnings = [r.getMessage() for r in caplog.records if "video info" in r.getMessage()]
+    assert len(warnings) == 1 and "train-000000.tar" in warnings[0] and "--overwrite" in warnings[0], warnings
+
+
+def test_native_resume_continues_the_stream(world_vp9_shards):
+    """The native pipeline replays the current pass up to the saved position: the same batches as without the stop."""
+    kw = dict(batch_size=1, clip=ClipSpec(3, 2), image_size=(8, 8), decode="cpu", seed=6, with_masks=False)
+
+    def take(loader, n):
+        out = []
+        while len(out) < n:
+            for b in loader:
+                out.append((b["keys"], b["frame_index"].tolist()))
+                if len(out) == n:
+                    break
+        return out
+
+    full = take(DaliClipLoader(world_vp9_shards / "train", **kw), 7)
+    first = DaliClipLoader(world_vp9_shards / "train", **kw)
+    head = take(first, 3)
+    resumed = DaliClipLoader(world_vp9_shards / "train", **kw)
+    resumed.load_state_dict(first.state_dict())
+    assert head + take(resumed, 4) == full
+
+
+def test_pipeline_is_released_on_close_early_stop_and_error(world_vp9_shards):
+    """The pipeline (threads, decoder, buffers) goes at once when a `with` block ends, when an evaluation pass is left
+    early, and when a decode error ends iteration, not whenever the garbage collector gets to it."""
+    import weakref
+
+    kw = dict(batch_size=1, clip=ClipSpec(3, 2), image_size=(8, 8), decode="pyav", with_masks=False, train=False)
+
+    def pipeline_of(loader):
+        it = iter(loader)
+        next(it)
+        return it, weakref.ref(loader._pipe), loader._pipe
+
+    with DaliClipLoader(world_vp9_shards / "train", **kw) as loader:
+        it, ref, pipe = pipeline_of(loader)
+    assert loader._pipe is None and pipe._pipe is None  # the backend is shut down
+    del pipe
+    assert ref() is None
+
+    loader = DaliClipLoader(world_vp9_shards / "train", **kw)
+    it, ref, pipe = pipeline_of(loader)
+    it.close()  # what a `for` loop left early does to the generator
+    assert loader._pipe is None and pipe._pipe is None
+
+    loader = DaliClipLoader(world_vp9_shards / "train", **kw)
+    it = iter(loader)
+    next(it)
+    ref, backend = weakref.ref(loader._pipe), loader._pipe
+
+    def broken(*a):
+        raise RuntimeError("decoder failed")
+
+    loader._convert = broken
+    with pytest.raises(RuntimeError, match="decoder failed"):
+        next(it)
+    assert loader._pipe is None and backend._pipe is None
+    del backend
+    assert ref() is None
+    loader.close()

@@ -117,7 +117,7 @@ def test_video_shards_through_the_writer_contract(tmp_path):
     writer = ShardWriter(tmp_path, "train", shard_size=4, source="pusht", fps=10)
     assert write_video_shards(writer, [ep]) == 1
     manifest = writer.close()
-    assert manifest["num_samples"] == 1 and manifest["num_with_masks"] == 1
+    assert manifest["num_samples"] == 1 and manifest["num_with_masks"] == manifest["num_with_video_info"] == 1
 
 
 def test_unrendered_episode_cannot_become_a_video():

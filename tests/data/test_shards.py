@@ -6,8 +6,19 @@ import tarfile
 import numpy as np
 import pytest
 
-from cjepa.data.shards import ShardError, ShardWriter, decode_masks, encode_masks, open_split, read_index, sha256_file
-from cjepa.data.video import decode_frames, psnr
+from cjepa.data.shards import (
+    CODEC_IDS,
+    VIDEO_INFO_EXT,
+    ShardError,
+    ShardWriter,
+    decode_masks,
+    decode_video_info,
+    encode_masks,
+    open_split,
+    read_index,
+    sha256_file,
+)
+from cjepa.data.video import decode_frames, encode_video, probe_video, psnr
 
 
 def clip(seed, T=6, H=32, W=48):
@@ -62,8 +73,9 @@ def test_writer_round_trip(tmp_path):
                     np.testing.assert_array_equal(decode_masks(data["masks.npz"], [4, 1]), masks[[4, 1]])
                 else:
                     assert "masks.npz" not in data
-        if s is m["shards"][0]:  # fixed member order: mp4, json, masks, questions
-            assert names == ["v000.mp4", "v000.json", "v000.masks.npz", "v000.questions.json", "v001.mp4", "v001.json", "v001.questions.json"]
+        if s is m["shards"][0]:  # fixed member order: mp4, json, video info, masks, questions
+            assert names == ["v000.mp4", "v000.json", "v000.video.i32", "v000.masks.npz", "v000.questions.json",
+                             "v001.mp4", "v001.json", "v001.video.i32", "v001.questions.json"]
 
 
 def test_index_matches_wds2idx(tmp_path):
@@ -171,3 +183,27 @@ def test_masks_codec_wide_ids():
     np.testing.assert_array_equal(back, m)
     with pytest.raises(ValueError, match="corrupt"):
         decode_masks(b"PK garbage")
+
+
+def test_samples_carry_their_probed_video_info(tmp_path):
+    """Every sample, encoded here or passed through (CLEVRER), gets KEY.video.i32: what a probe of its mp4 finds (frames,
+    size, codec) and the mp4's byte count, as int32; the manifest counts them. The DALI pipeline reads it natively."""
+    w = write_split(tmp_path, n=3)
+    with ShardWriter(tmp_path, "enc", shard_size=4, source="clevrer", codec="vp9", fps=10) as we:
+        frames, _ = clip(7, T=9)
+        we.write_encoded("p0", encode_video(frames, fps=10, codec="vp9"))
+    assert w.manifest["num_with_video_info"] == 3 and we.manifest["num_with_video_info"] == 1
+    for split, n in (("train", 3), ("enc", 1)):
+        for s in open_split(tmp_path / split).shards:
+            with tarfile.open(s.path) as tf:
+                for entry in read_index(s.index_path):
+                    assert VIDEO_INFO_EXT in entry["components"]
+                    mp4 = tf.extractfile(f"{entry['key']}.mp4").read()
+                    info, probe = decode_video_info(tf.extractfile(f"{entry['key']}.{VIDEO_INFO_EXT}").read()), probe_video(mp4)
+                    assert info == {"version": 1, "num_frames": probe.num_frames, "height": probe.height, "width": probe.width,
+                                    "codec": CODEC_IDS[probe.codec], "mp4_bytes": len(mp4)}
+                    assert (info["num_frames"], info["codec"]) == ((6, CODEC_IDS["h264"]) if split == "train" else (9, CODEC_IDS["vp9"]))
+    with pytest.raises(ValueError, match="expected 24"):
+        decode_video_info(b"\0" * 8)
+    with pytest.raises(ValueError, match="version 7"):
+        decode_video_info(np.asarray([7, 1, 1, 1, 1, 1], "<i4").tobytes())

@@ -78,3 +78,55 @@ def test_pretrain_config_errors():
         build_task(load_config([PRETRAIN], ["model.num_slots=5"]))
     with pytest.raises(ConfigError, match="model.kind=slots"):
         build_task(load_config([PRETRAIN], ["model.kind=pusht"]))
+
+
+def test_validation_closes_its_dali_loader_after_the_pass_and_after_an_error(world, tmp_path, monkeypatch):
+    """Every validation builds a DALI loader and releases its pipeline before returning, whether the pass ends, the window
+    limit stops it early (data.val_max_windows=1), or the encoder fails mid-pass."""
+    pytest.importorskip("nvidia.dali")
+    import weakref
+
+    import cjepa.tasks.pretrain as pretrain
+
+    built = []
+
+    def recording(*a, **kw):
+        loader = pretrain.build_clip_loader.__wrapped__(*a, **kw)
+        if not kw.get("train", True):
+            built.append(loader)
+        return loader
+
+    recording.__wrapped__ = pretrain.build_clip_loader
+    monkeypatch.setattr(pretrain, "build_clip_loader", recording)
+    pipes = []
+
+    for limit in (0, 1):
+        cfg = cfg_for(world, tmp_path / f"l{limit}", "data.decoder=dali", "data.dali_decode=pyav", "train.max_steps=2", "train.val_every=1",
+                      f"data.val_max_windows={limit}")
+        task = build_task(cfg)
+        orig = task.encode
+
+        def watching(frames, seed_parts, orig=orig, task=task):
+            if seed_parts[0] == -1 and built and built[-1]._pipe is not None:
+                pipes.append(weakref.ref(built[-1]._pipe))
+            return orig(frames, seed_parts)
+
+        task.encode = watching
+        Trainer(cfg, task, progress=False).fit()
+    assert len(built) == 4 and len(pipes) >= 4
+    assert all(loader._pipe is None for loader in built) and all(ref() is None for ref in pipes)
+
+    cfg = cfg_for(world, tmp_path / "err", "data.decoder=dali", "data.dali_decode=pyav", "train.max_steps=1")
+    task = build_task(cfg)
+    orig = task.encode
+
+    def failing(frames, seed_parts):
+        if seed_parts[0] == -1:
+            pipes.append(weakref.ref(built[-1]._pipe))
+            raise Crash()
+        return orig(frames, seed_parts)
+
+    task.encode = failing
+    with pytest.raises(Crash):
+        Trainer(cfg, task, progress=False).fit()
+    assert built[-1]._pipe is None and pipes[-1]() is None

@@ -50,4 +50,4 @@ def test_parallel_split_equals_serial(tmp_path):
     m1, m2 = open_split(tmp_path / "a", "val").manifest, open_split(tmp_path / "b", "val").manifest
     assert [s["sha256"] for s in m1["shards"]] == [s["sha256"] for s in m2["shards"]]
     assert m1["generator"]["name"] == "cjepa.data.world" and m1["config_version"] == config_fingerprint(cfg)
-    assert m1["num_with_masks"] == m1["num_with_questions"] == 3
+    assert m1["num_with_masks"] == m1["num_with_questions"] == m1["num_with_video_info"] == 3

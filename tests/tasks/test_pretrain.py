@@ -81,8 +81,8 @@ def test_pretrain_config_errors():
 
 
 def test_validation_closes_its_dali_loader_after_the_pass_and_after_an_error(world, tmp_path, monkeypatch):
-    """Every validation builds a DALI loader and releases its pipeline before returning, whether the pass ends, the window
-    limit stops it early (data.val_max_windows=1), or the encoder fails mid-pass."""
+    """Every validation builds a DALI loader and closes it before returning (pipeline shut down, temporary indexes gone),
+    whether the pass ends, the window limit stops it early (data.val_max_windows=1), or the encoder fails mid-pass."""
     pytest.importorskip("nvidia.dali")
     import weakref
 
@@ -115,6 +115,7 @@ def test_validation_closes_its_dali_loader_after_the_pass_and_after_an_error(wor
         Trainer(cfg, task, progress=False).fit()
     assert len(built) == 4 and len(pipes) >= 4
     assert all(loader._pipe is None for loader in built) and all(ref() is None for ref in pipes)
+    assert not any(loader._tmp.exists() for loader in built)  # close() ran, not only the end of iteration
 
     cfg = cfg_for(world, tmp_path / "err", "data.decoder=dali", "data.dali_decode=pyav", "train.max_steps=1")
     task = build_task(cfg)
@@ -129,4 +130,4 @@ def test_validation_closes_its_dali_loader_after_the_pass_and_after_an_error(wor
     task.encode = failing
     with pytest.raises(Crash):
         Trainer(cfg, task, progress=False).fit()
-    assert built[-1]._pipe is None and pipes[-1]() is None
+    assert built[-1]._pipe is None and pipes[-1]() is None and not built[-1]._tmp.exists()

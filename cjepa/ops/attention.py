@@ -67,6 +67,12 @@ def _triton(q, k, v, key_mask, dropout_p):
         raise BackendUnavailable(
             "kernels.attention=triton has no attention-weight dropout; set model.dropout=0 or use sdpa"
         )
+    if q.shape[2] != k.shape[2]:
+        # Cross-attention (VideoSAUR's SlotMixer decoder: 196 patch queries over 7 slots) goes to SDPA. The kernel
+        # is built for the predictor's square self-attention over <= ~128 tokens (one program walks both the query
+        # and the key blocks of a sequence in its backward); a 7-key row would be padded to a 16-key tile, and
+        # this one small launch per decoder layer is not where the time goes.
+        return _sdpa(q, k, v, key_mask, dropout_p)
     return predictor_attention(q, k, v, key_mask)
 
 

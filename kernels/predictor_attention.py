@@ -24,10 +24,20 @@ Layout. Inputs are read through their strides, so the views of a packed qkv proj
 and returned as (B, H, L, E) views, which is the layout the predictor's head merge reads without a copy.
 
 Numerics: tiles are upcast to fp32 after loading; all accumulation is fp32; softmax in base 2 with
-``log2(e) / sqrt(E)`` folded into q. fp32 inputs use exact fp32 dots (``input_precision="ieee"``) unless torch's
-fp32 matmul precision allows tf32; bf16/fp16 inputs use tf32 tensor cores (their values are exact in tf32). The
-reference, in bf16, rounds its scores and weights to bf16; this kernel does not, so it is closer to the fp32
-result than the bf16 reference is.
+``log2(e) / sqrt(E)`` folded into q. The precision of every ``tl.dot`` is chosen by :func:`_precision`:
+
+* fp32 inputs: exact fp32 dots (``input_precision="ieee"``) under torch's default fp32 matmul precision
+  ("highest"), so the kernel agrees with the fp32 reference to summation order; tf32 once the user allowed tf32
+  for fp32 matmuls (``torch.set_float32_matmul_precision("high")``), as torch's own matmuls then do.
+* bf16/fp16 inputs: tf32 tensor cores. The loaded bf16/fp16 values are exact in tf32; the fp32 intermediates that
+  feed the second dots (softmax weights P, score gradients dS, the scaled q) are rounded to tf32 (2^-11 relative),
+  where bf16 operands would round them to 2^-9 and lose what the fp32 softmax kept. These tiny tiles are bound by
+  memory and latency, not by tensor-core throughput, so tf32's half rate next to bf16 costs nothing measurable.
+
+The tf32 error is tested, not assumed: ``tests/kernels`` runs the kernel in the interpreter with every tf32 dot's
+operands rounded to tf32 (the interpreter is otherwise exact) and checks it against the fp64 reference at the
+tolerances the GPU parity tests use. The reference, in bf16, rounds its scores and weights to bf16; this kernel
+does not, so it is closer to the fp32 result than the bf16 reference is.
 Tile dims are >= 16 (the smallest ``tl.dot`` tile on NVIDIA GPUs): head dim 8 is zero-padded to 16.
 
 Key mask: a query row whose keys are all masked gets a zero output and zero gradients (the reference returns
@@ -247,8 +257,9 @@ def _heads_last_layout(like: torch.Tensor) -> torch.Tensor:
 
 
 def _precision(dtype: torch.dtype) -> str:
-    """tf32 tensor cores for bf16/fp16 inputs (exact in tf32); for fp32, torch's fp32 matmul setting decides:
-    exact fp32 by default ("highest"), tf32 once allowed (``torch.set_float32_matmul_precision("high")``)."""
+    """``input_precision`` of every dot (see the module docstring): tf32 tensor cores for bf16/fp16 inputs (exact
+    in tf32; fp32 intermediates rounded to 2^-11); for fp32, torch's fp32 matmul setting decides: exact fp32 by
+    default ("highest"), tf32 once allowed (``torch.set_float32_matmul_precision("high")``)."""
     if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
         return "ieee"
     return "tf32"

@@ -56,8 +56,16 @@ def _flash(q, k, v, key_mask, dropout_p):
 
     if key_mask is not None:
         raise BackendUnavailable("kernels.attention=flash_attn does not take a key mask; use triton or sdpa")
-    out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=dropout_p)
-    return out.transpose(1, 2)
+    # flash-attn takes fp16/bf16 only, while fp32 reaches attention in validation, rollout and fp32 training
+    # (train.precision=fp32, the default). Refusing fp32 at config validation would still break validation and
+    # rollout, which run without autocast, so fp32 (and fp64) inputs are cast to bf16 here (bf16 keeps fp32's range;
+    # fp16 could overflow in the scores) and the output is cast back. The price: attention computed from bf16
+    # inputs, ~3 significant digits; use sdpa or torch for exact fp32 attention.
+    dtype = q.dtype
+    compute = dtype if dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+    q, k, v = (t.transpose(1, 2).to(compute) for t in (q, k, v))  # (B, L, H, E), flash-attn's layout
+    out = flash_attn_func(q, k, v, dropout_p=dropout_p)
+    return out.transpose(1, 2).to(dtype)
 
 
 def _triton(q, k, v, key_mask, dropout_p):

@@ -266,3 +266,35 @@ def test_tf32_dots_stay_within_gpu_tolerance(shape, dtype, matmul_precision, tol
         exact = _run(predictor_attention, q, k, v, None, dout)
         changed = any(not torch.equal(got[n], exact[n]) for n in got)
         assert changed == (dtype != torch.float32 or matmul_precision != "highest"), "tf32 emulation mismatch"
+
+
+def _fake_flash_attn(calls: list):
+    """A stand-in flash_attn module with the real package's dtype contract: flash_attn_func takes (B, L, H, E)
+    fp16/bf16 tensors and raises on anything else (the real one raises "FlashAttention only support fp16 and bf16
+    data type"); it computes plain softmax attention, so results can be checked."""
+    import types
+
+    def flash_attn_func(q, k, v, dropout_p=0.0):
+        if any(t.dtype not in (torch.float16, torch.bfloat16) for t in (q, k, v)):
+            raise RuntimeError("FlashAttention only support fp16 and bf16 data type")
+        calls.append(q.dtype)
+        out = attention_reference(*(t.transpose(1, 2) for t in (q, k, v)))[0]
+        return out.transpose(1, 2)
+
+    return types.SimpleNamespace(flash_attn_func=flash_attn_func)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
+def test_flash_attn_backend_takes_fp32_inputs(dtype, monkeypatch):
+    """kernels.attention=flash_attn with fp32 inputs (validation, rollout, train.precision=fp32) hands flash-attn
+    bf16 tensors and returns the input dtype, close to the reference at bf16 precision; bf16 inputs pass as they
+    are. Runs without flash-attn installed: a fake module simulates the real package's fp16/bf16-only contract."""
+    import sys
+
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "flash_attn", _fake_flash_attn(calls))
+    q, k, v = (t.cpu() for t in _qkv(2, 2, 9, 8, dtype, seed=16))
+    got = attention(q, k, v, backend="flash_attn")
+    assert got.dtype == dtype and calls == [torch.bfloat16]
+    want = attention_reference(q.float(), k.float(), v.float())[0]
+    assert_close_verbose(got, want, *TOLERANCES[torch.bfloat16], name="flash_attn out")

@@ -34,7 +34,15 @@ def attention_reference(
 
     q, k, v: (B, H, L, E); key_mask: (B, L) bool, True = key may be attended to.
     Returns the output (B, H, L, E) and, if asked, the pre-dropout weights (B, H, L, L).
+    The math runs in the inputs' dtype (softmax in fp32 for half inputs) also under autocast, which is switched
+    off here: it would run fp32 inputs' matmuls in bf16/fp16, and the Triton kernel, which autocast does not
+    reach, computes them in fp32. Model code under autocast hands this function bf16 projections anyway.
     """
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        return _attention_math(q, k, v, key_mask, dropout_p, need_weights)
+
+
+def _attention_math(q, k, v, key_mask, dropout_p, need_weights):
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = torch.matmul(q * scale, k.transpose(-1, -2))  # (B, H, L, L)
     if key_mask is not None:

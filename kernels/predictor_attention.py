@@ -11,10 +11,10 @@ reference writes to memory (205 MB in fp32 at the CLEVRER size), and poor occupa
 rows. This kernel keeps scores in registers, handles one (batch, head, block of BLOCK rows) per program, and
 needs exactly one launch forward and one backward:
 
-* forward: grid (ceil(L / BLOCK_M), B*H). A program loads its queries once and walks over the keys in blocks of
+* forward: grid (B*H, ceil(L / BLOCK_M)). A program loads its queries once and walks over the keys in blocks of
   BLOCK_N with the online softmax (one or two steps at these lengths). It writes the output and the row
   log-sum-exp (fp32, (B, H, L)) for the backward.
-* backward: grid (ceil(L / BLOCK), B*H). Program j computes dK, dV of key block j (looping over query blocks)
+* backward: grid (B*H, ceil(L / BLOCK)). Program j computes dK, dV of key block j (looping over query blocks)
   and then dQ of query block j (looping over key blocks), recomputing the probabilities from the saved
   log-sum-exp both times: no atomics, deterministic, no extra preprocessing launch (the FA2 ``delta`` term,
   rowsum(dO * O), is recomputed per query block: the tiles are tiny and L2-resident).
@@ -87,10 +87,10 @@ def _predictor_attention_fwd_kernel(
     HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_E: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    bh = tl.program_id(1)
+    bh = tl.program_id(0)  # (batch, head) on grid axis 0: see fwd_grid
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_e = tl.arange(0, BLOCK_E)
 
     q = _load_rows(q_ptr, b * s_qb + h * s_qh, offs_m, offs_e, L, E, s_ql, s_qe) * qk_scale_log2  # (BLOCK_M, BLOCK_E)
@@ -140,10 +140,10 @@ def _predictor_attention_bwd_kernel(
     s_gb, s_gh, s_gl, s_ge, s_db, s_dh, s_dl, s_de, s_mb, s_ml,
     HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, BLOCK_E: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    bh = tl.program_id(1)
+    bh = tl.program_id(0)  # (batch, head) on grid axis 0: see bwd_grid
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
-    offs_j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # this program's key block, then query block
+    offs_j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)  # this program's key block, then query block
     offs_e = tl.arange(0, BLOCK_E)
     q_base, k_base, v_base = b * s_qb + h * s_qh, b * s_kb + h * s_kh, b * s_vb + h * s_vh
     o_base, g_base = b * s_ob + h * s_oh, b * s_gb + h * s_gh
@@ -229,6 +229,23 @@ def choose_launch(L: int, E: int, fp32: bool = False) -> AttentionLaunch:
                            block_bwd=min(block_bwd, seq), warps_bwd=warps_bwd)
 
 
+# --------------------------------------------------------------------------------------------- grids
+
+# CUDA launch grids allow 2^31 - 1 programs along x but only 65535 along y and z. B*H is the axis that grows (a
+# batch of 256 x 16 heads is 4096; CEM planning scores thousands of candidates at once, B*H > 65535), so it goes on
+# x; the sequence blocks (ceil(L / BLOCK) <= a few) go on y.
+
+
+def fwd_grid(B: int, H: int, L: int, launch: AttentionLaunch) -> tuple[int, int]:
+    """(B*H, query blocks): the forward's launch grid."""
+    return (B * H, triton.cdiv(L, launch.block_m))
+
+
+def bwd_grid(B: int, H: int, L: int, launch: AttentionLaunch) -> tuple[int, int]:
+    """(B*H, key/query blocks): the backward's launch grid."""
+    return (B * H, triton.cdiv(L, launch.block_bwd))
+
+
 # --------------------------------------------------------------------------------------------- host wrappers
 
 
@@ -278,8 +295,7 @@ def predictor_attention_fwd(q, k, v, key_mask, launch: AttentionLaunch):
     out = _heads_last_layout(q)
     lse = torch.empty((B, H, L), device=q.device, dtype=torch.float32)
     mask, s_mb, s_ml = _mask_arg(key_mask, q)
-    grid = (triton.cdiv(L, launch.block_m), B * H)
-    _predictor_attention_fwd_kernel[grid](
+    _predictor_attention_fwd_kernel[fwd_grid(B, H, L, launch)](
         q, k, v, mask, out, lse, H, L, E, LOG2E / E**0.5,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), s_mb, s_ml,
         HAS_MASK=key_mask is not None, BLOCK_M=launch.block_m, BLOCK_N=launch.block_n,
@@ -294,8 +310,7 @@ def predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, launch: Attention
     B, H, L, E = q.shape
     dq, dk, dv = _heads_last_layout(q), _heads_last_layout(k), _heads_last_layout(v)
     mask, s_mb, s_ml = _mask_arg(key_mask, q)
-    grid = (triton.cdiv(L, launch.block_bwd), B * H)
-    _predictor_attention_bwd_kernel[grid](
+    _predictor_attention_bwd_kernel[bwd_grid(B, H, L, launch)](
         q, k, v, mask, out, lse, dout, dq, dk, dv, H, L, E, LOG2E / E**0.5, 1.0 / E**0.5,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *dout.stride(), *dq.stride(), s_mb, s_ml,
         HAS_MASK=key_mask is not None, BLOCK=launch.block_bwd, BLOCK_E=max(_MIN_DOT, triton.next_power_of_2(E)),

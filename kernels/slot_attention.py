@@ -282,6 +282,12 @@ def _split_range(N: int, splits: int, block_n: int) -> tuple[int, int]:
     return triton.cdiv(N, n_per_split), n_per_split
 
 
+def launch_grid(B: int, splits: int) -> tuple[int, int]:
+    """(batch rows, N splits). Rows, the axis that grows (B*T frames; CEM candidates), are on grid axis x, which
+    CUDA allows up to 2^31 - 1; the few splits go on y, limited to 65535."""
+    return (B, splits)
+
+
 # --------------------------------------------------------------------------------------------- host wrappers
 
 
@@ -339,7 +345,7 @@ def slot_attention_fwd(q, k, v, eps: float, scale: float, slot_mask, input_mask,
         ws_den = torch.empty((B, splits, K), device=dev, dtype=torch.float32)
     sm, s_smb, s_smk = _mask_arg(slot_mask, q)
     im, s_imb, s_imn = _mask_arg(input_mask, q)
-    _slot_attention_fwd_kernel[(B, splits)](
+    _slot_attention_fwd_kernel[launch_grid(B, splits)](
         q, k, v, sm, im, out, u32, den, attn, ws_acc, ws_den,
         K, N, Dk, Dv, n_per_split, scale * LOG2E, eps,
         *q.stride(), *k.stride(), *v.stride(), s_smb, s_smk, s_imb, s_imn, *out.stride(), *attn.stride(),
@@ -370,7 +376,7 @@ def slot_attention_bwd(q, k, v, eps, scale, slot_mask, input_mask, u32, den, dou
     sm, s_smb, s_smk = _mask_arg(slot_mask, q)
     im, s_imb, s_imn = _mask_arg(input_mask, q)
     g_att = dattn if dattn is not None else dout
-    _slot_attention_bwd_kernel[(B, splits)](
+    _slot_attention_bwd_kernel[launch_grid(B, splits)](
         q, k, v, sm, im, u32, den, dout, g_att, dq, dk, dv, ws_dq,
         K, N, Dk, Dv, n_per_split, scale * LOG2E, scale, eps,
         *q.stride(), *k.stride(), *v.stride(), s_smb, s_smk, s_imb, s_imn,

@@ -298,3 +298,18 @@ def test_flash_attn_backend_takes_fp32_inputs(dtype, monkeypatch):
     assert got.dtype == dtype and calls == [torch.bfloat16]
     want = attention_reference(q.float(), k.float(), v.float())[0]
     assert_close_verbose(got, want, *TOLERANCES[torch.bfloat16], name="flash_attn out")
+
+
+CUDA_GRID_LIMITS = (2**31 - 1, 65535, 65535)  # x, y, z
+
+
+def test_launch_grids_fit_cuda_limits_for_huge_batches():
+    """B*H = 70000 sequences (CEM scoring thousands of candidates) exceed CUDA's 65535 limit on grid y/z: the
+    forward and backward grids put B*H on x (limit 2^31 - 1), computed without launching anything."""
+    from cjepa_kernels.predictor_attention import bwd_grid, choose_launch, fwd_grid
+
+    B, H, L, E = 4375, 16, 112, 8
+    launch = choose_launch(L, E)
+    for name, grid in (("forward", fwd_grid(B, H, L, launch)), ("backward", bwd_grid(B, H, L, launch))):
+        assert all(n <= limit for n, limit in zip(grid, CUDA_GRID_LIMITS)), f"{name} grid {grid} exceeds {CUDA_GRID_LIMITS}"
+        assert grid[0] * grid[1] == B * H * -(-L // (launch.block_m if name == "forward" else launch.block_bwd))

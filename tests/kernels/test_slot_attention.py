@@ -329,3 +329,12 @@ def test_tf32_dots_stay_within_gpu_tolerance(dtype, matmul_precision, tol, monke
         exact = _run(_triton, q, k, v, dout, dattn)
         changed = any(not torch.equal(got[n], exact[n]) for n in got)
         assert changed == (dtype != torch.float32 or matmul_precision != "highest"), "tf32 emulation mismatch"
+
+
+def test_launch_grid_fits_cuda_limits_for_huge_batches():
+    """70000 rows (B*T frames, or CEM candidates) exceed CUDA's 65535 limit on grid y/z: rows go on x (limit
+    2^31 - 1), the few N splits on y."""
+    from cjepa_kernels.slot_attention import launch_grid
+
+    grid = launch_grid(70000, 3)
+    assert grid == (70000, 3) and grid[0] <= 2**31 - 1 and grid[1] <= 65535

@@ -319,24 +319,67 @@ def predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, launch: Attention
     return dq, dk, dv
 
 
-# --------------------------------------------------------------------------------------------- autograd
+# --------------------------------------------------------------------------------------------- torch.library ops
+
+# The launches are registered as torch.library custom ops (fake implementations give shapes, strides and dtypes;
+# autograd is registered on the forward op), so torch.compile(fullgraph=True) traces a model through the kernel
+# as one opaque op instead of breaking the graph at a Python autograd.Function. triton_op + wrap_triton would let
+# inductor see into the kernel, but wrap_triton refuses the interpreter's kernels, so the CPU tests could not
+# check that path; custom_op behaves the same natively and interpreted. A given tile choice travels as a list of
+# ints (an op's arguments must be tensors or plain values); an empty list lets the op choose when it runs, since
+# the choice reads torch's fp32 matmul precision, which dynamo cannot trace.
 
 
-class PredictorAttentionFunction(torch.autograd.Function):
-    """Autograd wrapper: saves q, k, v, the key mask, the output and the row log-sum-exp."""
+def _launch_args(launch: Optional[AttentionLaunch]) -> list[int]:
+    if launch is None:
+        return []
+    return [launch.block_m, launch.block_n, launch.warps_fwd, launch.block_bwd, launch.warps_bwd, launch.num_stages]
 
-    @staticmethod
-    def forward(ctx, q, k, v, key_mask, launch):
-        out, lse = predictor_attention_fwd(q, k, v, key_mask, launch)
-        ctx.save_for_backward(q, k, v, key_mask, out, lse)
-        ctx.launch = launch
-        return out
 
-    @staticmethod
-    def backward(ctx, dout):
-        q, k, v, key_mask, out, lse = ctx.saved_tensors
-        dq, dk, dv = predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, ctx.launch)
-        return dq, dk, dv, None, None
+def _launch_of(args: list[int], q: torch.Tensor) -> AttentionLaunch:
+    if args:
+        return AttentionLaunch(*args)
+    return choose_launch(q.shape[2], q.shape[3], fp32=_precision(q.dtype) == "ieee")
+
+
+@torch.library.custom_op("cjepa::predictor_attention_fwd", mutates_args=())
+def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor],
+            launch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return predictor_attention_fwd(q, k, v, key_mask, _launch_of(launch, q))
+
+
+@_fwd_op.register_fake
+def _(q, k, v, key_mask, launch):
+    B, H, L, _ = q.shape
+    return _heads_last_layout(q), q.new_empty((B, H, L), dtype=torch.float32)
+
+
+@torch.library.custom_op("cjepa::predictor_attention_bwd", mutates_args=())
+def _bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor], out: torch.Tensor,
+            lse: torch.Tensor, dout: torch.Tensor, launch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, _launch_of(launch, q))
+
+
+@_bwd_op.register_fake
+def _(q, k, v, key_mask, out, lse, dout, launch):
+    return _heads_last_layout(q), _heads_last_layout(k), _heads_last_layout(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, key_mask, launch = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, key_mask, out, lse)
+    ctx.launch = launch
+    ctx.mark_non_differentiable(lse)
+
+
+def _backward(ctx, dout, _dlse):
+    q, k, v, key_mask, out, lse = ctx.saved_tensors
+    dq, dk, dv = _bwd_op(q, k, v, key_mask, out, lse, dout, ctx.launch)
+    return dq, dk, dv, None, None
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def predictor_attention(
@@ -349,5 +392,4 @@ def predictor_attention(
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(E)) v on (B, H, L, E); key_mask (B, L) bool, True = may be attended to."""
     _check_inputs(q, k, v, key_mask)
-    launch = launch or choose_launch(q.shape[2], q.shape[3], fp32=_precision(q.dtype) == "ieee")
-    return PredictorAttentionFunction.apply(q, k, v, key_mask, launch)
+    return _fwd_op(q, k, v, key_mask, _launch_args(launch))[0]

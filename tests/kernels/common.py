@@ -104,3 +104,19 @@ def tf32_dots():
         yield
     finally:
         InterpreterBuilder.create_dot = exact
+
+
+def compile_recording(graphs: list):
+    """A torch.compile backend that records the FX graphs dynamo hands it, then compiles them with "aot_eager"
+    (AOT autograd: fake-tensor tracing of forward and backward, run eagerly). On CPU the Triton kernels run in the
+    interpreter, which inductor would also call (it leaves custom ops as calls), at ~20 s of compile time a test."""
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return torch._dynamo.lookup_backend("aot_eager")(gm, example_inputs)
+
+    return backend
+
+
+def graph_targets(graphs: list) -> set[str]:
+    return {str(node.target) for gm in graphs for node in gm.graph.nodes if node.op == "call_function"}

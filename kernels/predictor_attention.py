@@ -11,10 +11,10 @@ reference writes to memory (205 MB in fp32 at the CLEVRER size), and poor occupa
 rows. This kernel keeps scores in registers, handles one (batch, head, block of BLOCK rows) per program, and
 needs exactly one launch forward and one backward:
 
-* forward: grid (ceil(L / BLOCK_M), B*H). A program loads its queries once and walks over the keys in blocks of
+* forward: grid (B*H, ceil(L / BLOCK_M)). A program loads its queries once and walks over the keys in blocks of
   BLOCK_N with the online softmax (one or two steps at these lengths). It writes the output and the row
   log-sum-exp (fp32, (B, H, L)) for the backward.
-* backward: grid (ceil(L / BLOCK), B*H). Program j computes dK, dV of key block j (looping over query blocks)
+* backward: grid (B*H, ceil(L / BLOCK)). Program j computes dK, dV of key block j (looping over query blocks)
   and then dQ of query block j (looping over key blocks), recomputing the probabilities from the saved
   log-sum-exp both times: no atomics, deterministic, no extra preprocessing launch (the FA2 ``delta`` term,
   rowsum(dO * O), is recomputed per query block: the tiles are tiny and L2-resident).
@@ -24,10 +24,20 @@ Layout. Inputs are read through their strides, so the views of a packed qkv proj
 and returned as (B, H, L, E) views, which is the layout the predictor's head merge reads without a copy.
 
 Numerics: tiles are upcast to fp32 after loading; all accumulation is fp32; softmax in base 2 with
-``log2(e) / sqrt(E)`` folded into q. fp32 inputs use exact fp32 dots (``input_precision="ieee"``) unless torch's
-fp32 matmul precision allows tf32; bf16/fp16 inputs use tf32 tensor cores (their values are exact in tf32). The
-reference, in bf16, rounds its scores and weights to bf16; this kernel does not, so it is closer to the fp32
-result than the bf16 reference is.
+``log2(e) / sqrt(E)`` folded into q. The precision of every ``tl.dot`` is chosen by :func:`_precision`:
+
+* fp32 inputs: exact fp32 dots (``input_precision="ieee"``) under torch's default fp32 matmul precision
+  ("highest"), so the kernel agrees with the fp32 reference to summation order; tf32 once the user allowed tf32
+  for fp32 matmuls (``torch.set_float32_matmul_precision("high")``), as torch's own matmuls then do.
+* bf16/fp16 inputs: tf32 tensor cores. The loaded bf16/fp16 values are exact in tf32; the fp32 intermediates that
+  feed the second dots (softmax weights P, score gradients dS, the scaled q) are rounded to tf32 (2^-11 relative),
+  where bf16 operands would round them to 2^-9 and lose what the fp32 softmax kept. These tiny tiles are bound by
+  memory and latency, not by tensor-core throughput, so tf32's half rate next to bf16 costs nothing measurable.
+
+The tf32 error is tested, not assumed: ``tests/kernels`` runs the kernel in the interpreter with every tf32 dot's
+operands rounded to tf32 (the interpreter is otherwise exact) and checks it against the fp64 reference at the
+tolerances the GPU parity tests use. The reference, in bf16, rounds its scores and weights to bf16; this kernel
+does not, so it is closer to the fp32 result than the bf16 reference is.
 Tile dims are >= 16 (the smallest ``tl.dot`` tile on NVIDIA GPUs): head dim 8 is zero-padded to 16.
 
 Key mask: a query row whose keys are all masked gets a zero output and zero gradients (the reference returns
@@ -77,10 +87,10 @@ def _predictor_attention_fwd_kernel(
     HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_E: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    bh = tl.program_id(1)
+    bh = tl.program_id(0)  # (batch, head) on grid axis 0: see fwd_grid
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_e = tl.arange(0, BLOCK_E)
 
     q = _load_rows(q_ptr, b * s_qb + h * s_qh, offs_m, offs_e, L, E, s_ql, s_qe) * qk_scale_log2  # (BLOCK_M, BLOCK_E)
@@ -130,10 +140,10 @@ def _predictor_attention_bwd_kernel(
     s_gb, s_gh, s_gl, s_ge, s_db, s_dh, s_dl, s_de, s_mb, s_ml,
     HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, BLOCK_E: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    bh = tl.program_id(1)
+    bh = tl.program_id(0)  # (batch, head) on grid axis 0: see bwd_grid
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
-    offs_j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # this program's key block, then query block
+    offs_j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)  # this program's key block, then query block
     offs_e = tl.arange(0, BLOCK_E)
     q_base, k_base, v_base = b * s_qb + h * s_qh, b * s_kb + h * s_kh, b * s_vb + h * s_vh
     o_base, g_base = b * s_ob + h * s_oh, b * s_gb + h * s_gh
@@ -219,6 +229,23 @@ def choose_launch(L: int, E: int, fp32: bool = False) -> AttentionLaunch:
                            block_bwd=min(block_bwd, seq), warps_bwd=warps_bwd)
 
 
+# --------------------------------------------------------------------------------------------- grids
+
+# CUDA launch grids allow 2^31 - 1 programs along x but only 65535 along y and z. B*H is the axis that grows (a
+# batch of 256 x 16 heads is 4096; CEM planning scores thousands of candidates at once, B*H > 65535), so it goes on
+# x; the sequence blocks (ceil(L / BLOCK) <= a few) go on y.
+
+
+def fwd_grid(B: int, H: int, L: int, launch: AttentionLaunch) -> tuple[int, int]:
+    """(B*H, query blocks): the forward's launch grid."""
+    return (B * H, triton.cdiv(L, launch.block_m))
+
+
+def bwd_grid(B: int, H: int, L: int, launch: AttentionLaunch) -> tuple[int, int]:
+    """(B*H, key/query blocks): the backward's launch grid."""
+    return (B * H, triton.cdiv(L, launch.block_bwd))
+
+
 # --------------------------------------------------------------------------------------------- host wrappers
 
 
@@ -247,8 +274,9 @@ def _heads_last_layout(like: torch.Tensor) -> torch.Tensor:
 
 
 def _precision(dtype: torch.dtype) -> str:
-    """tf32 tensor cores for bf16/fp16 inputs (exact in tf32); for fp32, torch's fp32 matmul setting decides:
-    exact fp32 by default ("highest"), tf32 once allowed (``torch.set_float32_matmul_precision("high")``)."""
+    """``input_precision`` of every dot (see the module docstring): tf32 tensor cores for bf16/fp16 inputs (exact
+    in tf32; fp32 intermediates rounded to 2^-11); for fp32, torch's fp32 matmul setting decides: exact fp32 by
+    default ("highest"), tf32 once allowed (``torch.set_float32_matmul_precision("high")``)."""
     if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
         return "ieee"
     return "tf32"
@@ -267,8 +295,7 @@ def predictor_attention_fwd(q, k, v, key_mask, launch: AttentionLaunch):
     out = _heads_last_layout(q)
     lse = torch.empty((B, H, L), device=q.device, dtype=torch.float32)
     mask, s_mb, s_ml = _mask_arg(key_mask, q)
-    grid = (triton.cdiv(L, launch.block_m), B * H)
-    _predictor_attention_fwd_kernel[grid](
+    _predictor_attention_fwd_kernel[fwd_grid(B, H, L, launch)](
         q, k, v, mask, out, lse, H, L, E, LOG2E / E**0.5,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), s_mb, s_ml,
         HAS_MASK=key_mask is not None, BLOCK_M=launch.block_m, BLOCK_N=launch.block_n,
@@ -283,8 +310,7 @@ def predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, launch: Attention
     B, H, L, E = q.shape
     dq, dk, dv = _heads_last_layout(q), _heads_last_layout(k), _heads_last_layout(v)
     mask, s_mb, s_ml = _mask_arg(key_mask, q)
-    grid = (triton.cdiv(L, launch.block_bwd), B * H)
-    _predictor_attention_bwd_kernel[grid](
+    _predictor_attention_bwd_kernel[bwd_grid(B, H, L, launch)](
         q, k, v, mask, out, lse, dout, dq, dk, dv, H, L, E, LOG2E / E**0.5, 1.0 / E**0.5,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *dout.stride(), *dq.stride(), s_mb, s_ml,
         HAS_MASK=key_mask is not None, BLOCK=launch.block_bwd, BLOCK_E=max(_MIN_DOT, triton.next_power_of_2(E)),
@@ -293,24 +319,67 @@ def predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, launch: Attention
     return dq, dk, dv
 
 
-# --------------------------------------------------------------------------------------------- autograd
+# --------------------------------------------------------------------------------------------- torch.library ops
+
+# The launches are registered as torch.library custom ops (fake implementations give shapes, strides and dtypes;
+# autograd is registered on the forward op), so torch.compile(fullgraph=True) traces a model through the kernel
+# as one opaque op instead of breaking the graph at a Python autograd.Function. triton_op + wrap_triton would let
+# inductor see into the kernel, but wrap_triton refuses the interpreter's kernels, so the CPU tests could not
+# check that path; custom_op behaves the same natively and interpreted. A given tile choice travels as a list of
+# ints (an op's arguments must be tensors or plain values); an empty list lets the op choose when it runs, since
+# the choice reads torch's fp32 matmul precision, which dynamo cannot trace.
 
 
-class PredictorAttentionFunction(torch.autograd.Function):
-    """Autograd wrapper: saves q, k, v, the key mask, the output and the row log-sum-exp."""
+def _launch_args(launch: Optional[AttentionLaunch]) -> list[int]:
+    if launch is None:
+        return []
+    return [launch.block_m, launch.block_n, launch.warps_fwd, launch.block_bwd, launch.warps_bwd, launch.num_stages]
 
-    @staticmethod
-    def forward(ctx, q, k, v, key_mask, launch):
-        out, lse = predictor_attention_fwd(q, k, v, key_mask, launch)
-        ctx.save_for_backward(q, k, v, key_mask, out, lse)
-        ctx.launch = launch
-        return out
 
-    @staticmethod
-    def backward(ctx, dout):
-        q, k, v, key_mask, out, lse = ctx.saved_tensors
-        dq, dk, dv = predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, ctx.launch)
-        return dq, dk, dv, None, None
+def _launch_of(args: list[int], q: torch.Tensor) -> AttentionLaunch:
+    if args:
+        return AttentionLaunch(*args)
+    return choose_launch(q.shape[2], q.shape[3], fp32=_precision(q.dtype) == "ieee")
+
+
+@torch.library.custom_op("cjepa::predictor_attention_fwd", mutates_args=())
+def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor],
+            launch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return predictor_attention_fwd(q, k, v, key_mask, _launch_of(launch, q))
+
+
+@_fwd_op.register_fake
+def _(q, k, v, key_mask, launch):
+    B, H, L, _ = q.shape
+    return _heads_last_layout(q), q.new_empty((B, H, L), dtype=torch.float32)
+
+
+@torch.library.custom_op("cjepa::predictor_attention_bwd", mutates_args=())
+def _bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor], out: torch.Tensor,
+            lse: torch.Tensor, dout: torch.Tensor, launch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, _launch_of(launch, q))
+
+
+@_bwd_op.register_fake
+def _(q, k, v, key_mask, out, lse, dout, launch):
+    return _heads_last_layout(q), _heads_last_layout(k), _heads_last_layout(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, key_mask, launch = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, key_mask, out, lse)
+    ctx.launch = launch
+    ctx.mark_non_differentiable(lse)
+
+
+def _backward(ctx, dout, _dlse):
+    q, k, v, key_mask, out, lse = ctx.saved_tensors
+    dq, dk, dv = _bwd_op(q, k, v, key_mask, out, lse, dout, ctx.launch)
+    return dq, dk, dv, None, None
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def predictor_attention(
@@ -323,5 +392,4 @@ def predictor_attention(
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(E)) v on (B, H, L, E); key_mask (B, L) bool, True = may be attended to."""
     _check_inputs(q, k, v, key_mask)
-    launch = launch or choose_launch(q.shape[2], q.shape[3], fp32=_precision(q.dtype) == "ieee")
-    return PredictorAttentionFunction.apply(q, k, v, key_mask, launch)
+    return _fwd_op(q, k, v, key_mask, _launch_args(launch))[0]

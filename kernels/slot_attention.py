@@ -26,10 +26,14 @@ small batch), N is split over several programs that write fp32 partial sums (for
 backward: dq) to a workspace which the host adds up: deterministic, no atomics.
 
 Numerics: every tile is upcast to fp32 after loading, all accumulation is fp32, the softmax runs in base 2 with
-``scale * log2(e)`` folded into q. For fp32 inputs the dots use ``input_precision="ieee"`` (exact parity with
-torch's fp32 einsum) unless torch's fp32 matmul precision allows tf32; for bf16/fp16 inputs they use tf32 tensor
-cores (bf16 and fp16 values are exact in tf32, and tf32 rounding of the fp32 intermediates, ~5e-4 relative, is
-below the bf16/fp16 output rounding).
+``scale * log2(e)`` folded into q. The precision of every ``tl.dot`` is chosen by :func:`_precision`: with an fp32
+input, ``input_precision="ieee"`` (exact parity with the fp32 reference) under torch's default fp32 matmul precision
+("highest"), tf32 once the user allowed it (``torch.set_float32_matmul_precision("high")``); with bf16/fp16 inputs,
+tf32 tensor cores: bf16 and fp16 values are exact in tf32, and the fp32 intermediates that feed the dots (softmax
+weights, logit gradients) are rounded to tf32 (2^-11 relative), below the bf16/fp16 output rounding, where bf16
+operands would round them to 2^-9. The kernel is bound by memory traffic, so tf32's rate costs nothing measurable.
+The tf32 error is tested, not assumed: ``tests/kernels`` runs the kernel in the interpreter with every tf32 dot's
+operands rounded to tf32 and checks it against the fp64 reference at the GPU parity tests' tolerances.
 
 Masks: an inactive slot takes no attention mass and gets a zero update; a row with no active slot gets zero
 attention and zero updates (never NaN); a padded input takes no mass and contributes nothing to the mean.
@@ -278,6 +282,12 @@ def _split_range(N: int, splits: int, block_n: int) -> tuple[int, int]:
     return triton.cdiv(N, n_per_split), n_per_split
 
 
+def launch_grid(B: int, splits: int) -> tuple[int, int]:
+    """(batch rows, N splits). Rows, the axis that grows (B*T frames; CEM candidates), are on grid axis x, which
+    CUDA allows up to 2^31 - 1; the few splits go on y, limited to 65535."""
+    return (B, splits)
+
+
 # --------------------------------------------------------------------------------------------- host wrappers
 
 
@@ -335,7 +345,7 @@ def slot_attention_fwd(q, k, v, eps: float, scale: float, slot_mask, input_mask,
         ws_den = torch.empty((B, splits, K), device=dev, dtype=torch.float32)
     sm, s_smb, s_smk = _mask_arg(slot_mask, q)
     im, s_imb, s_imn = _mask_arg(input_mask, q)
-    _slot_attention_fwd_kernel[(B, splits)](
+    _slot_attention_fwd_kernel[launch_grid(B, splits)](
         q, k, v, sm, im, out, u32, den, attn, ws_acc, ws_den,
         K, N, Dk, Dv, n_per_split, scale * LOG2E, eps,
         *q.stride(), *k.stride(), *v.stride(), s_smb, s_smk, s_imb, s_imn, *out.stride(), *attn.stride(),
@@ -366,7 +376,7 @@ def slot_attention_bwd(q, k, v, eps, scale, slot_mask, input_mask, u32, den, dou
     sm, s_smb, s_smk = _mask_arg(slot_mask, q)
     im, s_imb, s_imn = _mask_arg(input_mask, q)
     g_att = dattn if dattn is not None else dout
-    _slot_attention_bwd_kernel[(B, splits)](
+    _slot_attention_bwd_kernel[launch_grid(B, splits)](
         q, k, v, sm, im, u32, den, dout, g_att, dq, dk, dv, ws_dq,
         K, N, Dk, Dv, n_per_split, scale * LOG2E, scale, eps,
         *q.stride(), *k.stride(), *v.stride(), s_smb, s_smk, s_imb, s_imn,
@@ -381,29 +391,83 @@ def slot_attention_bwd(q, k, v, eps, scale, slot_mask, input_mask, u32, den, dou
     return dq.to(q.dtype), dk, dv
 
 
-# --------------------------------------------------------------------------------------------- autograd
+# --------------------------------------------------------------------------------------------- torch.library ops
+
+# The launches are registered as torch.library custom ops (fake implementations give shapes and dtypes; autograd is
+# registered on the forward op), so torch.compile(fullgraph=True) traces slot attention through the kernel as one
+# opaque op instead of breaking the graph at a Python autograd.Function. triton_op + wrap_triton would let inductor
+# see into the kernel, but wrap_triton refuses the interpreter's kernels, so the CPU tests could not check that
+# path; custom_op behaves the same natively and interpreted. A given tile choice travels as a list of ints; an empty
+# list lets the op choose when it runs (the choice reads torch's fp32 matmul precision, which dynamo cannot trace).
+# An op's outputs may not alias each other, so the fp32 updates the backward needs come back empty when the
+# updates themselves are fp32 (the backward then reads those).
 
 
-class SlotAttentionFunction(torch.autograd.Function):
-    """Autograd wrapper: saves q, k, v, the masks, the fp32 updates and the per-slot mass (B, K)."""
+def _launch_args(launch: Optional[SlotAttentionLaunch]) -> list[int]:
+    if launch is None:
+        return []
+    return [launch.block_n_fwd, launch.warps_fwd, launch.block_n_bwd, launch.warps_bwd, launch.splits,
+            launch.num_stages]
 
-    @staticmethod
-    def forward(ctx, q, k, v, eps, scale, slot_mask, input_mask, launch):
-        out, attn, u32, den = slot_attention_fwd(q, k, v, eps, scale, slot_mask, input_mask, launch)
-        ctx.save_for_backward(q, k, v, slot_mask, input_mask, u32, den)
-        ctx.eps, ctx.scale, ctx.launch = eps, scale, launch
-        ctx.set_materialize_grads(False)  # an unused attn output arrives as None: the kernel skips its term
-        return out, attn
 
-    @staticmethod
-    def backward(ctx, dout, dattn):
-        q, k, v, slot_mask, input_mask, u32, den = ctx.saved_tensors
-        if dout is None:
-            dout = torch.zeros((q.shape[0], q.shape[1], v.shape[2]), device=q.device, dtype=torch.float32)
-        dq, dk, dv = slot_attention_bwd(
-            q, k, v, ctx.eps, ctx.scale, slot_mask, input_mask, u32, den, dout, dattn, ctx.launch
-        )
-        return dq, dk, dv, None, None, None, None, None
+def _launch_of(args: list[int], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> SlotAttentionLaunch:
+    if args:
+        return SlotAttentionLaunch(*args)
+    fp32 = _precision(q, k, v) == "ieee"
+    return choose_launch(q.shape[0], k.shape[1], q.shape[2], v.shape[2], q.device, fp32=fp32)
+
+
+@torch.library.custom_op("cjepa::slot_attention_fwd", mutates_args=())
+def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float, scale: float,
+            slot_mask: Optional[torch.Tensor], input_mask: Optional[torch.Tensor],
+            launch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    out, attn, u32, den = slot_attention_fwd(q, k, v, eps, scale, slot_mask, input_mask, _launch_of(launch, q, k, v))
+    if u32 is out:
+        u32 = out.new_empty((0,))
+    return out, attn, u32, den
+
+
+@_fwd_op.register_fake
+def _(q, k, v, eps, scale, slot_mask, input_mask, launch):
+    B, K, _ = q.shape
+    N, Dv = v.shape[1], v.shape[2]
+    u32_shape = (0,) if v.dtype == torch.float32 else (B, K, Dv)
+    return (v.new_empty((B, K, Dv)), v.new_empty((B, K, N)), v.new_empty(u32_shape, dtype=torch.float32),
+            v.new_empty((B, K), dtype=torch.float32))
+
+
+@torch.library.custom_op("cjepa::slot_attention_bwd", mutates_args=())
+def _bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float, scale: float,
+            slot_mask: Optional[torch.Tensor], input_mask: Optional[torch.Tensor], u32: torch.Tensor,
+            den: torch.Tensor, dout: torch.Tensor, dattn: Optional[torch.Tensor],
+            launch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return slot_attention_bwd(q, k, v, eps, scale, slot_mask, input_mask, u32, den, dout, dattn,
+                              _launch_of(launch, q, k, v))
+
+
+@_bwd_op.register_fake
+def _(q, k, v, eps, scale, slot_mask, input_mask, u32, den, dout, dattn, launch):
+    return torch.empty_like(q, memory_format=torch.contiguous_format), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, eps, scale, slot_mask, input_mask, launch = inputs
+    out, _, u32, den = output
+    ctx.save_for_backward(q, k, v, slot_mask, input_mask, out if u32.numel() == 0 else u32, den)
+    ctx.eps, ctx.scale, ctx.launch = eps, scale, launch
+    ctx.mark_non_differentiable(u32, den)
+    ctx.set_materialize_grads(False)  # an unused attn output arrives as None: the kernel skips its term
+
+
+def _backward(ctx, dout, dattn, _du32, _dden):
+    q, k, v, slot_mask, input_mask, u32, den = ctx.saved_tensors
+    if dout is None:
+        dout = torch.zeros((q.shape[0], q.shape[1], v.shape[2]), device=q.device, dtype=torch.float32)
+    dq, dk, dv = _bwd_op(q, k, v, ctx.eps, ctx.scale, slot_mask, input_mask, u32, den, dout, dattn, ctx.launch)
+    return dq, dk, dv, None, None, None, None, None
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def slot_attention_triton(
@@ -420,6 +484,5 @@ def slot_attention_triton(
     """Fused slot-attention update: same arguments and results as ``slot_attention_reference``."""
     _check_inputs(q, k, v, slot_mask, input_mask)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    fp32 = _precision(q, k, v) == "ieee"
-    launch = launch or choose_launch(q.shape[0], k.shape[1], q.shape[2], v.shape[2], q.device, fp32=fp32)
-    return SlotAttentionFunction.apply(q, k, v, float(eps), scale, slot_mask, input_mask, launch)
+    out, attn, _, _ = _fwd_op(q, k, v, float(eps), scale, slot_mask, input_mask, _launch_args(launch))
+    return out, attn

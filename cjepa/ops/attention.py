@@ -34,7 +34,15 @@ def attention_reference(
 
     q, k, v: (B, H, L, E); key_mask: (B, L) bool, True = key may be attended to.
     Returns the output (B, H, L, E) and, if asked, the pre-dropout weights (B, H, L, L).
+    The math runs in the inputs' dtype (softmax in fp32 for half inputs) also under autocast, which is switched
+    off here: it would run fp32 inputs' matmuls in bf16/fp16, and the Triton kernel, which autocast does not
+    reach, computes them in fp32. Model code under autocast hands this function bf16 projections anyway.
     """
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        return _attention_math(q, k, v, key_mask, dropout_p, need_weights)
+
+
+def _attention_math(q, k, v, key_mask, dropout_p, need_weights):
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = torch.matmul(q * scale, k.transpose(-1, -2))  # (B, H, L, L)
     if key_mask is not None:
@@ -56,8 +64,16 @@ def _flash(q, k, v, key_mask, dropout_p):
 
     if key_mask is not None:
         raise BackendUnavailable("kernels.attention=flash_attn does not take a key mask; use triton or sdpa")
-    out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=dropout_p)
-    return out.transpose(1, 2)
+    # flash-attn takes fp16/bf16 only, while fp32 reaches attention in validation, rollout and fp32 training
+    # (train.precision=fp32, the default). Refusing fp32 at config validation would still break validation and
+    # rollout, which run without autocast, so fp32 (and fp64) inputs are cast to bf16 here (bf16 keeps fp32's range;
+    # fp16 could overflow in the scores) and the output is cast back. The price: attention computed from bf16
+    # inputs, ~3 significant digits; use sdpa or torch for exact fp32 attention.
+    dtype = q.dtype
+    compute = dtype if dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+    q, k, v = (t.transpose(1, 2).to(compute) for t in (q, k, v))  # (B, L, H, E), flash-attn's layout
+    out = flash_attn_func(q, k, v, dropout_p=dropout_p)
+    return out.transpose(1, 2).to(dtype)
 
 
 def _triton(q, k, v, key_mask, dropout_p):
@@ -67,6 +83,12 @@ def _triton(q, k, v, key_mask, dropout_p):
         raise BackendUnavailable(
             "kernels.attention=triton has no attention-weight dropout; set model.dropout=0 or use sdpa"
         )
+    if q.shape[2] != k.shape[2]:
+        # Cross-attention (VideoSAUR's SlotMixer decoder: 196 patch queries over 7 slots) goes to SDPA. The kernel
+        # is built for the predictor's square self-attention over <= ~128 tokens (one program walks both the query
+        # and the key blocks of a sequence in its backward); a 7-key row would be padded to a 16-key tile, and
+        # this one small launch per decoder layer is not where the time goes.
+        return _sdpa(q, k, v, key_mask, dropout_p)
     return predictor_attention(q, k, v, key_mask)
 
 

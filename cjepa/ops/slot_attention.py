@@ -41,8 +41,14 @@ def slot_attention_reference(
     ``attention`` is the softmax over slots before eps/renormalisation (the slot masks of VideoSAUR); it sums to
     1 over active slots for each real input and is 0 at padded inputs. ``scale`` defaults to Dk**-0.5.
     Math runs in fp32 (fp64 inputs stay fp64, so ``gradcheck`` can check this function) and the results come
-    back in v's dtype.
+    back in v's dtype, also under autocast: autocast would run the einsums in bf16/fp16 whatever their inputs'
+    dtype, so it is switched off here, as the Triton kernel (fp32 inside) is not affected by it either.
     """
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        return _slot_attention_math(q, k, v, eps=eps, scale=scale, slot_mask=slot_mask, input_mask=input_mask)
+
+
+def _slot_attention_math(q, k, v, *, eps, scale, slot_mask, input_mask):
     compute = torch.promote_types(v.dtype, torch.float32)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     logits = torch.einsum("bkd,bnd->bkn", q.to(compute), k.to(compute)) * scale  # (B, K, N)

@@ -13,7 +13,9 @@ from cjepa.ops.attention import BackendUnavailable, attention, attention_referen
 from tests.helpers import assert_close_verbose
 from tests.kernels.common import (
     DEVICE,
+    INTERPRETED,
     ON_GPU,
+    TF32_TOLERANCE,
     TOLERANCES,
     dtype_id,
     leaves,
@@ -21,6 +23,8 @@ from tests.kernels.common import (
     requires_triton_runtime,
     seeded,
     shapes,
+    tf32_dots,
+    tf32_round,
 )
 
 # (B, H, L, E). L = T*S tokens: 112 = CLEVRER (16 frames x 7 slots), 24 / 40 = Push-T sizes; E = 8 (slot_dim 128
@@ -74,7 +78,8 @@ def _oracle(q, k, v, key_mask, dout):
 
 
 def _compare(got, want, dtype, where):
-    atol, rtol = TOLERANCES[dtype]
+    """dtype: a TOLERANCES key, or an (atol, rtol) pair."""
+    atol, rtol = TOLERANCES[dtype] if isinstance(dtype, torch.dtype) else dtype
     for name in want:
         assert_close_verbose(got[name], want[name], atol, rtol, name=f"{name} [{where}]")
 
@@ -215,3 +220,96 @@ def test_reference_gradcheck_fp64():
     q, k, v = (torch.randn((B, H, L, E), generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
     key_mask = torch.tensor([[True, False, True, True], [True, True, False, False]])
     assert torch.autograd.gradcheck(lambda q, k, v: attention_reference(q, k, v, key_mask)[0], (q, k, v))
+
+
+def test_tf32_round_helper():
+    """tf32_round keeps 10 mantissa bits, rounding to nearest with ties to even: 1 + 2^-11 (half an ulp) goes down
+    to 1, 1 + 3 * 2^-11 up to 1 + 2^-9; signs, infinities and exact tf32 values are kept; error <= 2^-11 relative."""
+    x = torch.tensor([1 + 2**-11, 1 + 3 * 2**-11, -(1 + 3 * 2**-11), 1 + 2**-10, float("inf"), 3.0])
+    want = torch.tensor([1.0, 1 + 2**-9, -(1 + 2**-9), 1 + 2**-10, float("inf"), 3.0])
+    assert torch.equal(tf32_round(x), want)
+    y = torch.randn(10_000, generator=seeded(20)) * 100
+    assert float(((tf32_round(y) - y).abs() / y.abs()).max()) <= 2**-11
+
+
+# (dtype, torch fp32 matmul precision, tolerance) of the tf32 check: the precision each case gets from _precision
+# and the tolerance the GPU parity tests apply to it.
+PRECISION_CASES = [
+    (torch.float32, "highest", TOLERANCES[torch.float32]),  # exact fp32 dots: tf32 rounding must not show up
+    (torch.float32, "high", TF32_TOLERANCE),  # the user allowed tf32 for fp32 matmuls
+    (torch.bfloat16, "highest", TOLERANCES[torch.bfloat16]),
+    (torch.float16, "highest", TOLERANCES[torch.float16]),
+]
+
+
+@pytest.mark.interp
+@requires_triton_runtime
+@pytest.mark.parametrize("dtype,matmul_precision,tol", PRECISION_CASES,
+                         ids=lambda c: dtype_id(c) if isinstance(c, torch.dtype) else (c if isinstance(c, str) else ""))
+@pytest.mark.parametrize("shape", [(1, 2, 112, 64), (2, 2, 112, 8)], ids=lambda s: "x".join(map(str, s)))
+def test_tf32_dots_stay_within_gpu_tolerance(shape, dtype, matmul_precision, tol, monkeypatch):
+    """With every tf32 dot rounding its operands as tensor cores do (tf32_dots; the interpreter alone is exact),
+    the kernel at the CLEVRER sequence length and realistic magnitudes (unit-variance q, k, v: softmax logits of
+    std 1) stays within the tolerance the GPU parity tests use, against the fp64 reference on the same values. fp32
+    inputs under the default "highest" precision use exact dots, so emulating tf32 changes nothing there; every
+    tf32 case does change, or the emulation would be testing nothing."""
+    from cjepa_kernels.predictor_attention import predictor_attention
+
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: matmul_precision)
+    q, k, v = _qkv(*shape, dtype, seed=21)
+    dout = randn(shape, seeded(22))
+    want = _run(_reference, q.double(), k.double(), v.double(), None, dout.double())
+    with tf32_dots():
+        got = _run(predictor_attention, q, k, v, None, dout)
+    _compare(got, want, tol, f"{shape} {dtype_id(dtype)} {matmul_precision}")
+    if INTERPRETED:
+        exact = _run(predictor_attention, q, k, v, None, dout)
+        changed = any(not torch.equal(got[n], exact[n]) for n in got)
+        assert changed == (dtype != torch.float32 or matmul_precision != "highest"), "tf32 emulation mismatch"
+
+
+def _fake_flash_attn(calls: list):
+    """A stand-in flash_attn module with the real package's dtype contract: flash_attn_func takes (B, L, H, E)
+    fp16/bf16 tensors and raises on anything else (the real one raises "FlashAttention only support fp16 and bf16
+    data type"); it computes plain softmax attention, so results can be checked."""
+    import types
+
+    def flash_attn_func(q, k, v, dropout_p=0.0):
+        if any(t.dtype not in (torch.float16, torch.bfloat16) for t in (q, k, v)):
+            raise RuntimeError("FlashAttention only support fp16 and bf16 data type")
+        calls.append(q.dtype)
+        out = attention_reference(*(t.transpose(1, 2) for t in (q, k, v)))[0]
+        return out.transpose(1, 2)
+
+    return types.SimpleNamespace(flash_attn_func=flash_attn_func)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
+def test_flash_attn_backend_takes_fp32_inputs(dtype, monkeypatch):
+    """kernels.attention=flash_attn with fp32 inputs (validation, rollout, train.precision=fp32) hands flash-attn
+    bf16 tensors and returns the input dtype, close to the reference at bf16 precision; bf16 inputs pass as they
+    are. Runs without flash-attn installed: a fake module simulates the real package's fp16/bf16-only contract."""
+    import sys
+
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "flash_attn", _fake_flash_attn(calls))
+    q, k, v = (t.cpu() for t in _qkv(2, 2, 9, 8, dtype, seed=16))
+    got = attention(q, k, v, backend="flash_attn")
+    assert got.dtype == dtype and calls == [torch.bfloat16]
+    want = attention_reference(q.float(), k.float(), v.float())[0]
+    assert_close_verbose(got, want, *TOLERANCES[torch.bfloat16], name="flash_attn out")
+
+
+CUDA_GRID_LIMITS = (2**31 - 1, 65535, 65535)  # x, y, z
+
+
+def test_launch_grids_fit_cuda_limits_for_huge_batches():
+    """B*H = 70000 sequences (CEM scoring thousands of candidates) exceed CUDA's 65535 limit on grid y/z: the
+    forward and backward grids put B*H on x (limit 2^31 - 1), computed without launching anything."""
+    from cjepa_kernels.predictor_attention import bwd_grid, choose_launch, fwd_grid
+
+    B, H, L, E = 4375, 16, 112, 8
+    launch = choose_launch(L, E)
+    for name, grid in (("forward", fwd_grid(B, H, L, launch)), ("backward", bwd_grid(B, H, L, launch))):
+        assert all(n <= limit for n, limit in zip(grid, CUDA_GRID_LIMITS)), f"{name} grid {grid} exceeds {CUDA_GRID_LIMITS}"
+        assert grid[0] * grid[1] == B * H * -(-L // (launch.block_m if name == "forward" else launch.block_bwd))

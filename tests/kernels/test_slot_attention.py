@@ -14,7 +14,9 @@ from cjepa.ops.slot_attention import check_backend, slot_attention, slot_attenti
 from tests.helpers import assert_close_verbose
 from tests.kernels.common import (
     DEVICE,
+    INTERPRETED,
     ON_GPU,
+    TF32_TOLERANCE,
     TOLERANCES,
     dtype_id,
     leaves,
@@ -22,6 +24,7 @@ from tests.kernels.common import (
     requires_triton_runtime,
     seeded,
     shapes,
+    tf32_dots,
 )
 
 # (B, K, N, Dk, Dv). CPU: tiny and odd (non-power-of-2 everywhere, K = 11, a single element), plus N = 196 with
@@ -66,8 +69,9 @@ def _run(fn, q, k, v, dout, dattn, **kw):
     return {"updates": upd, "attn": attn, "dq": q.grad, "dk": k.grad, "dv": v.grad}
 
 
-def _compare(got: dict, want: dict, dtype: torch.dtype, where: str) -> None:
-    atol, rtol = TOLERANCES[dtype]
+def _compare(got: dict, want: dict, dtype, where: str) -> None:
+    """dtype: a TOLERANCES key, or an (atol, rtol) pair."""
+    atol, rtol = TOLERANCES[dtype] if isinstance(dtype, torch.dtype) else dtype
     for name in want:
         assert_close_verbose(got[name], want[name], atol, rtol, name=f"{name} [{where}]")
 
@@ -290,3 +294,47 @@ def test_reference_attention_is_a_softmax_over_active_slots():
                 continue
             w = (attn[b, s] + 1e-2) * input_mask[b]
             torch.testing.assert_close(upd[b, s], (w[:, None] * v[b]).sum(0) / w.sum())
+
+
+# (dtype, torch fp32 matmul precision, tolerance): the precision each case gets from _precision and the tolerance the
+# GPU parity tests apply to it.
+PRECISION_CASES = [
+    (torch.float32, "highest", TOLERANCES[torch.float32]),  # exact fp32 dots: tf32 rounding must not show up
+    (torch.float32, "high", TF32_TOLERANCE),  # the user allowed tf32 for fp32 matmuls
+    (torch.bfloat16, "highest", TOLERANCES[torch.bfloat16]),
+    (torch.float16, "highest", TOLERANCES[torch.float16]),
+]
+
+
+@pytest.mark.interp
+@requires_triton_runtime
+@pytest.mark.parametrize("dtype,matmul_precision,tol", PRECISION_CASES,
+                         ids=lambda c: dtype_id(c) if isinstance(c, torch.dtype) else (c if isinstance(c, str) else ""))
+def test_tf32_dots_stay_within_gpu_tolerance(dtype, matmul_precision, tol, monkeypatch):
+    """With every tf32 dot rounding its operands as tensor cores do (tf32_dots; the interpreter alone is exact),
+    the kernel at VideoSAUR's size (7 slots x 196 patches, D = 64) and realistic magnitudes (unit-variance q, k, v:
+    logits of std 1) stays within the tolerance the GPU parity tests use, against the fp64 reference on the same
+    values. fp32 inputs under the default "highest" precision use exact dots, so emulating tf32 changes nothing
+    there; every tf32 case does change, or the emulation would be testing nothing."""
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: matmul_precision)
+    B, K, N, Dk, Dv = 2, 7, 196, 64, 64
+    q, k, v = _inputs(B, K, N, Dk, Dv, dtype, seed=21)
+    g = seeded(22)
+    dout, dattn = randn((B, K, Dv), g), randn((B, K, N), g)
+    want = _run(slot_attention_reference, q.double(), k.double(), v.double(), dout.double(), dattn.double())
+    with tf32_dots():
+        got = _run(_triton, q, k, v, dout, dattn)
+    _compare(got, want, tol, f"{dtype_id(dtype)} {matmul_precision}")
+    if INTERPRETED:
+        exact = _run(_triton, q, k, v, dout, dattn)
+        changed = any(not torch.equal(got[n], exact[n]) for n in got)
+        assert changed == (dtype != torch.float32 or matmul_precision != "highest"), "tf32 emulation mismatch"
+
+
+def test_launch_grid_fits_cuda_limits_for_huge_batches():
+    """70000 rows (B*T frames, or CEM candidates) exceed CUDA's 65535 limit on grid y/z: rows go on x (limit
+    2^31 - 1), the few N splits on y."""
+    from cjepa_kernels.slot_attention import launch_grid
+
+    grid = launch_grid(70000, 3)
+    assert grid == (70000, 3) and grid[0] <= 2**31 - 1 and grid[1] <= 65535

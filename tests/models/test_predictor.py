@@ -8,6 +8,7 @@ import torch
 from cjepa.config import load_config
 from cjepa.models.predictor import MaskedSlotPredictor, PushTPredictor, build_predictor
 from tests.helpers import REPO, assert_close_verbose
+from tests.kernels.common import compile_recording, graph_targets, requires_triton_runtime
 
 FIXTURES = REPO / "tests" / "fixtures"
 
@@ -156,3 +157,31 @@ def test_released_checkpoint_loads_with_weights_only(tmp_path):
     sd = load_model_state(path)
     m = MaskedSlotPredictor(num_slots=3, slot_dim=8, history_frames=2, pred_frames=2, depth=2, heads=2, mlp_dim=16, layout="reference")
     m.load_state_dict(sd)  # strict
+
+
+@pytest.mark.interp
+@requires_triton_runtime
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_compile_fullgraph_through_the_attention_backend(backend):
+    """torch.compile(fullgraph=True) traces the predictor in one graph through its attention backend (the Triton
+    kernel as the registered op cjepa::predictor_attention_fwd, no graph break), and the compiled model's outputs
+    and parameter gradients match the uncompiled torch-backend model's."""
+    torch.manual_seed(0)
+    eager = tiny()
+    compiled_model = tiny(attention_backend=backend)
+    compiled_model.load_state_dict(eager.state_dict())
+    x = torch.randn(2, 3, 4, 16)
+    masked = torch.tensor([[True, False, False, False], [False, False, True, True]])
+    graphs: list = []
+    compiled = torch.compile(compiled_model, fullgraph=True, backend=compile_recording(graphs))
+    outs = {}
+    for name, model, fn in (("eager", eager, eager), ("compiled", compiled_model, compiled)):
+        out = fn(x, masked)
+        out.square().sum().backward()
+        outs[name] = (out, {n: p.grad for n, p in model.named_parameters()})
+    assert_close_verbose(outs["compiled"][0], outs["eager"][0], 1e-5, 1e-5, "output")
+    for n, g in outs["eager"][1].items():
+        assert_close_verbose(outs["compiled"][1][n], g, 1e-5, 1e-5, f"grad {n}")
+    assert len(graphs) == 1
+    if backend == "triton":
+        assert "cjepa.predictor_attention_fwd.default" in graph_targets(graphs)

@@ -6,6 +6,7 @@ import torch
 import cjepa.models.slot_attention as sa_mod
 from cjepa.models.slot_attention import LearnedSlotInit, RandomSlotInit, SlotAttention
 from tests.helpers import assert_close_verbose
+from tests.kernels.common import compile_recording, graph_targets, requires_triton_runtime
 
 
 def _module(gru_hidden="normed", mlp_hidden=0, eps=1e-8, dim=8, inp=6):
@@ -109,3 +110,31 @@ def test_learned_init_repeats_the_parameter():
     init = LearnedSlotInit(3, 4)
     out = init(2)
     assert out.shape == (2, 3, 4) and torch.equal(out[0], out[1]) and torch.equal(out[0], init.slots[0])
+
+
+@pytest.mark.interp
+@requires_triton_runtime
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_compile_fullgraph_through_the_slot_attention_backend(backend):
+    """torch.compile(fullgraph=True) traces the slot-attention module (two iterations, a slot mask) in one graph
+    through its backend (the Triton kernel as the registered op cjepa::slot_attention_fwd, no graph break), and the
+    compiled module's slots, attention and parameter gradients match the uncompiled torch-backend module's."""
+    eager = _module()
+    compiled_module = SlotAttention(6, 8, iters=3, backend=backend)
+    compiled_module.load_state_dict(eager.state_dict())
+    slots, inputs = torch.randn(2, 3, 8), torch.randn(2, 20, 6)
+    slot_mask = torch.tensor([[True, True, False], [True, True, True]])
+    graphs: list = []
+    compiled = torch.compile(compiled_module, fullgraph=True, backend=compile_recording(graphs))
+    outs = {}
+    for name, module, fn in (("eager", eager, eager), ("compiled", compiled_module, compiled)):
+        new_slots, attn = fn(slots, inputs, slot_mask=slot_mask)
+        (new_slots.square().sum() + attn.square().sum()).backward()
+        outs[name] = (new_slots, attn, {n: p.grad for n, p in module.named_parameters()})
+    assert_close_verbose(outs["compiled"][0], outs["eager"][0], 1e-5, 1e-5, "slots")
+    assert_close_verbose(outs["compiled"][1], outs["eager"][1], 1e-5, 1e-5, "attention")
+    for n, g in outs["eager"][2].items():
+        assert_close_verbose(outs["compiled"][2][n], g, 1e-5, 1e-5, f"grad {n}")
+    assert len(graphs) == 1
+    if backend == "triton":
+        assert "cjepa.slot_attention_fwd.default" in graph_targets(graphs)

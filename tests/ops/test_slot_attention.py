@@ -1,0 +1,24 @@
+"""The slot-attention reference (cjepa/ops/slot_attention.py) under autocast."""
+
+import pytest
+import torch
+
+from cjepa.ops.slot_attention import slot_attention_reference
+from tests.helpers import assert_close_verbose
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_reference_math_stays_fp32_under_autocast(dtype):
+    """Under bf16 autocast the reference gives exactly what it gives outside autocast (math in fp32, results in
+    v's dtype): autocast must not turn its fp32 einsums into bf16 ones, or the torch and Triton backends (the
+    kernel computes in fp32 whatever autocast says) drift apart in bf16 training."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(s, generator=g).to(dtype) for s in ((2, 5, 16), (2, 30, 16), (2, 30, 24)))
+    slot_mask = torch.rand(2, 5, generator=g) < 0.7
+    slot_mask[:, 0] = True
+    want = slot_attention_reference(q, k, v, slot_mask=slot_mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = slot_attention_reference(q, k, v, slot_mask=slot_mask)
+    for name, a, b in zip(("updates", "attn"), got, want):
+        assert a.dtype == dtype, f"{name} came back as {a.dtype} under autocast"
+        assert_close_verbose(a, b, 1e-6, 1e-6, name)

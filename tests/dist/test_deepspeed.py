@@ -300,7 +300,6 @@ def test_to_deepspeed_is_generated_from_our_config():
     (["dist.zero_stage=2", "dist.offload_params=true"], "offload_params needs dist.zero_stage=3"),
     (["dist.zero_stage=0", "dist.offload_optimizer=true"], "offload_optimizer needs"),
     (["dist.timeout_s=0"], "dist.timeout_s"),
-    (["dist.engine=deepspeed", "train.compile=true"], "train.compile"),
 ])
 def test_invalid_deepspeed_settings_are_config_errors(overrides, message):
     """Impossible ZeRO/offload combinations fail at load time with the keys named, not inside DeepSpeed."""

@@ -148,12 +148,16 @@ class StepStats:
             self._sums, self._steps = None, 0
         return out
 
-    def first_bad_over_ranks(self) -> tuple[int, Optional[list[float]]]:
-        """After a read found a non-finite loss: its step (the earliest over ranks; a collective) and this rank's
-        loss values at that step, or None if another rank saw it first."""
-        local = self._first_bad.clone()
-        first = all_reduce_min(self._first_bad.clone()).item()
-        return int(first), (self._bad_values.tolist() if local.item() == first else None)
+    def first_bad_over_ranks(self) -> tuple[int, list[str], Optional[list[float]]]:
+        """After a read found a non-finite loss (collectives; every rank calls it): the earliest non-finite step
+        over ranks, the losses non-finite at that step on the ranks that saw it (later steps are all NaN anyway),
+        and this rank's loss values there, or None if only another rank saw it."""
+        mine = self._first_bad.clone()
+        first = all_reduce_min(self._first_bad.clone())
+        here = mine == first
+        flags = all_reduce_sum(torch.where(here, self._bad, torch.zeros_like(self._bad))).tolist()
+        step, here = int(first.item()), bool(here.item())
+        return step, [k for k, f in zip(self.names, flags) if f > 0], (self._bad_values.tolist() if here else None)
 
 
 def run_dir_of(cfg: Config) -> Path:
@@ -250,7 +254,7 @@ class Trainer:
         signal_flag = 1.0 if self._stop_signal is not None else 0.0
         host = stats.read(log=log, extra=signal_flag)
         if any(host.bad):
-            self._raise_non_finite(stats, host, step)
+            self._raise_non_finite(stats, step)
         metrics: dict[str, float] = {}
         if log:
             # mean over ranks too: each rank saw its own share of the global batch
@@ -260,9 +264,8 @@ class Trainer:
                 metrics["train/grad_norm"] = host.grad_norm
         return metrics, host.extra > 0
 
-    def _raise_non_finite(self, stats: "StepStats", host: "HostStats", step: int) -> None:
-        first, values = stats.first_bad_over_ranks()
-        names = [k for k, b in zip(stats.names, host.bad) if b]
+    def _raise_non_finite(self, stats: "StepStats", step: int) -> None:
+        first, names, values = stats.first_bad_over_ranks()
         shown = (
             "; values " + ", ".join(f"{k}={values[stats.names.index(k)]:.4g}" for k in names)
             if values is not None else "; values on another rank"

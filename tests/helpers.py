@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
+import traceback
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -106,3 +108,45 @@ class HostReads:
         for (owner, name), original in self._saved.items():
             setattr(owner, name, original)
         self._saved.clear()
+
+
+class OnDevice(torch.Tensor):
+    """A CPU tensor standing for one on an accelerator, for host-read tests on machines without one: results of
+    ops on it are OnDevice too, and each host read of one is recorded in ``OnDevice.reads`` with the project line
+    that made it."""
+
+    reads: list = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in HOST_READS:
+            ours = [f"{f.filename}:{f.lineno}" for f in traceback.extract_stack() if f.filename.startswith(str(REPO / "cjepa"))]
+            cls.reads.append(f"{name} at {ours[-1] if ours else 'torch'}")
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+# A CPU device object that stands for an accelerator in host-read tests: code given it as its device runs on the CPU
+# (tensors moved there report device "cpu"), but its transfers, ``.to(DEVICE)``, can be told from host-side moves.
+STAND_IN_DEVICE = torch.device("cpu", 0)
+
+
+@contextlib.contextmanager
+def transfers_to_stand_in_device():
+    """While active, ``Tensor.to(STAND_IN_DEVICE)`` returns :class:`OnDevice` tensors: what code moves to its device
+    counts as device memory, what stays on the host does not. Yields the list of host reads of marked tensors."""
+    original = torch.Tensor.to
+
+    def to(t, *args, **kwargs):
+        out = original(t, *args, **kwargs)
+        targets = [*args, kwargs.get("device")]
+        if any(isinstance(a, (torch.device, str)) and torch.device(a) == STAND_IN_DEVICE for a in targets):
+            out = out.as_subclass(OnDevice)
+        return out
+
+    OnDevice.reads = []
+    torch.Tensor.to = to
+    try:
+        yield OnDevice.reads
+    finally:
+        torch.Tensor.to = original

@@ -203,7 +203,9 @@ class TrainConfig:
     ckpt_every: int = 0  # steps; 0 = once per epoch
     keep_checkpoints: int = 2
     resume: str = "auto"  # "auto": latest checkpoint of this run dir if any; "never"; or a checkpoint path
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile the model (DeepSpeed: its engine.compile(), which keeps ZeRO's hooks)
+    # The torch.compile backend: "inductor" generates kernels; "aot_eager" / "eager" only capture graphs (debugging).
+    compile_backend: str = "inductor"
 
 
 @dataclass(kw_only=True)
@@ -762,6 +764,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("world: num_frames >= 2, future_frames >= 0, fps > 0, substeps >= 1, shard_size >= 1")
     if cfg.train.grad_accum < 1:
         raise ConfigError("train.grad_accum must be >= 1")
+    if cfg.train.log_every < 1:
+        # also the host-read interval of the NaN check: the trainer reads losses only every log_every steps
+        raise ConfigError("train.log_every must be >= 1")
     if cfg.optim.grad_clip < 0:
         raise ConfigError("optim.grad_clip must be >= 0 (0 disables clipping)")
     _validate_dist(cfg)
@@ -884,8 +889,6 @@ def _validate_dist(cfg: Config) -> None:
         raise ConfigError("dist.offload_optimizer needs dist.zero_stage >= 1 (ZeRO-Offload works on ZeRO's partitions)")
     if ds.reduce_bucket_size <= 0 or ds.allgather_bucket_size <= 0:
         raise ConfigError("dist.reduce_bucket_size and dist.allgather_bucket_size must be positive")
-    if ds.engine == "deepspeed" and cfg.train.compile:
-        raise ConfigError("train.compile is not supported with dist.engine=deepspeed; use ddp/single to compile")
 
 
 def _validate_launch(la: LaunchConfig) -> None:

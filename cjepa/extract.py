@@ -132,7 +132,9 @@ def encode_videos(model, items: list[VideoItem], *, seed: int, stride: int, devi
         missing = [it.key for it in items if it.masks is None]
         if missing:
             raise ValueError(f"encoder.savi.init=cues needs instance masks; videos {missing} have none")
-        cues = first_frame_cues(torch.stack([it.masks[0] for it in items]).to(device).long(), model.num_slots)
+        # from the CPU masks, before the transfer (first_frame_cues reads object ids on the host)
+        cues = first_frame_cues(torch.stack([it.masks[0] for it in items]).cpu().long(), model.num_slots)
+        cues = cues.to(device, non_blocking=True)
     out = model.encode(frames, generator=gens, masks=has_masks, cues=cues)
     slots = out.slots.float().cpu().numpy()  # (B, T, S, D)
     results = []

@@ -7,6 +7,12 @@ atomic checkpoints with every RNG state and the data position (so a resumed run 
 uninterrupted one on CPU), a stop on NaN/inf loss that keeps the last good checkpoint, and SIGTERM/SIGUSR1
 handling (checkpoint, then exit with :data:`EXIT_PREEMPTED`) for SLURM preemption.
 
+The steps between reads never wait for the device: losses, their finiteness and the gradient norm stay on it
+(:class:`StepStats`) and reach the host in one read every ``train.log_every`` steps, before validation and
+before every checkpoint (one collective and one copy). A non-finite loss therefore stops the run at the next
+read, up to ``log_every - 1`` optimizer steps later; since a checkpoint is only written after a read covering
+every step since the previous one, no checkpoint ever holds those steps.
+
 Run it as ``cjepa train --config configs/... key=value`` or ``python -m cjepa.train ...``.
 """
 
@@ -14,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,8 +35,8 @@ from cjepa.config import Config, derive, dump_yaml
 from cjepa.dist.engine import build_engine
 from cjepa.dist.env import (
     DistEnv,
+    all_reduce_min,
     all_reduce_sum,
-    any_rank,
     destroy_process_group,
     detect_env,
     init_process_group,
@@ -59,6 +67,97 @@ class Preempted(RuntimeError):
     def __init__(self, checkpoint: Path, step: int, signum: Optional[int] = None):
         super().__init__(f"stopped by signal {signum} at step {step}; checkpoint {checkpoint}")
         self.checkpoint, self.step, self.signum = checkpoint, step, signum
+
+
+@dataclass
+class HostStats:
+    """What one read of :class:`StepStats` brings to the host (losses and flags summed over ranks)."""
+
+    bad: list[bool]  # per loss: non-finite at the first non-finite step since the previous read, on some rank
+    sums: list[float]  # per loss: the per-step means summed over steps and ranks (log reads only, else empty)
+    steps: int  # optimizer steps in `sums`
+    grad_norm: Optional[float]  # the last step's gradient norm (log reads only)
+    extra: float  # the caller's flag, summed over ranks
+
+
+class StepStats:
+    """Training statistics kept on the training device between host reads.
+
+    Reading a loss on the host (``float(loss)``, ``bool(torch.isfinite(loss))``) makes the host wait until the
+    GPU has finished the step, and reducing a flag over ranks per micro-batch adds a collective that DDP's
+    ``no_sync`` cannot skip. So per micro-batch this adds the losses to running sums and remembers the first
+    non-finite step (its index, which losses, their values) with device ops only; :meth:`read` reduces
+    everything over ranks in one collective and copies it to the host in one transfer.
+    """
+
+    def __init__(self):
+        self.names: Optional[list[str]] = None
+        self._sums: Optional[torch.Tensor] = None  # (K,) float64
+        self._steps = 0
+        self._grad_norm = None
+        self._reset_finite()
+
+    def _reset_finite(self) -> None:
+        self._first_bad: Optional[torch.Tensor] = None  # () float64: first non-finite step since the last read, inf if none
+        self._bad: Optional[torch.Tensor] = None  # (K,) 1.0 where that step's loss was non-finite
+        self._bad_values: Optional[torch.Tensor] = None  # (K,) the losses of that step
+
+    def add(self, losses: dict[str, torch.Tensor], step: int, micro_batches: int) -> None:
+        names = list(losses)
+        if self.names is None:
+            self.names = names
+        elif names != self.names:
+            raise RuntimeError(f"the task returned losses {names} after {self.names}: the names must stay fixed")
+        vals = torch.stack([v.detach().reshape(()).double() for v in losses.values()])
+        if self._sums is None:
+            self._sums = torch.zeros_like(vals)
+        self._sums += vals / micro_batches
+        if self._first_bad is None:
+            self._first_bad = vals.new_full((), math.inf)
+            self._bad, self._bad_values = torch.zeros_like(vals), torch.zeros_like(vals)
+        bad = ~torch.isfinite(vals)
+        first = bad.any() & torch.isinf(self._first_bad)  # only the first bad step is kept: later ones follow from it
+        self._first_bad = torch.where(first, float(step), self._first_bad)
+        self._bad = torch.where(first, bad.double(), self._bad)
+        self._bad_values = torch.where(first, vals, self._bad_values)
+
+    def end_step(self, grad_norm) -> None:
+        """After the optimizer step; ``grad_norm`` as the engine returns it (device tensor, float or None)."""
+        self._steps += 1
+        self._grad_norm = grad_norm
+
+    def read(self, log: bool, extra: float = 0.0) -> HostStats:
+        """The host read: non-finite flags since the last read (+ loss sums if ``log``) and ``extra``, summed over
+        ranks. The flags are reset unless one is set (the caller then stops, see :meth:`first_bad_over_ranks`)."""
+        K = len(self.names)
+        bad = self._bad if self._bad is not None else self._sums.new_zeros(K)
+        parts = [bad, bad.new_full((1,), extra)]
+        if log:
+            parts.append(self._sums)
+        reduced = all_reduce_sum(torch.cat(parts))
+        norm = self._grad_norm if log else None
+        local = [norm.detach().reshape(1).double()] if isinstance(norm, torch.Tensor) else []
+        host = torch.cat([reduced, *local]).tolist()  # the one device->host copy
+        out = HostStats(
+            bad=[b > 0 for b in host[:K]], extra=host[K], sums=host[K + 1 : 2 * K + 1] if log else [],
+            steps=self._steps, grad_norm=host[-1] if local else (None if norm is None else float(norm)),
+        )
+        if not any(out.bad):
+            self._reset_finite()
+        if log:
+            self._sums, self._steps = None, 0
+        return out
+
+    def first_bad_over_ranks(self) -> tuple[int, list[str], Optional[list[float]]]:
+        """After a read found a non-finite loss (collectives; every rank calls it): the earliest non-finite step
+        over ranks, the losses non-finite at that step on the ranks that saw it (later steps are all NaN anyway),
+        and this rank's loss values there, or None if only another rank saw it."""
+        mine = self._first_bad.clone()
+        first = all_reduce_min(self._first_bad.clone())
+        here = mine == first
+        flags = all_reduce_sum(torch.where(here, self._bad, torch.zeros_like(self._bad))).tolist()
+        step, here = int(first.item()), bool(here.item())
+        return step, [k for k, f in zip(self.names, flags) if f > 0], (self._bad_values.tolist() if here else None)
 
 
 def run_dir_of(cfg: Config) -> Path:
@@ -120,11 +219,6 @@ class Trainer:
         """Engines whose module is not directly usable for evaluation (ZeRO-3 partitions it) provide a context."""
         return self.engine.eval_context() if hasattr(self.engine, "eval_context") else contextlib.nullcontext()
 
-    def _stop_requested(self) -> bool:
-        """A signal seen by any rank stops every rank at the same step (each rank may see it a step apart, and
-        the checkpoint that follows is collective)."""
-        return any_rank(self._stop_signal is not None, self.device)
-
     def _barrier(self):
         if torch.distributed.is_initialized():
             torch.distributed.barrier()
@@ -151,18 +245,40 @@ class Trainer:
         if self.env.is_main:
             tqdm.write(f"[cjepa] {msg}", file=sys.stderr)
 
-    def _check_finite(self, losses: dict[str, torch.Tensor], step: int) -> None:
-        bad = torch.tensor([0.0 if bool(torch.isfinite(v.detach()).all()) else 1.0 for v in losses.values()], dtype=torch.float64, device=self.device)
-        all_reduce_sum(bad)  # every rank stops together
-        if bad.sum() > 0:
-            names = [k for k, b in zip(losses, bad.tolist()) if b > 0]
-            last = latest_checkpoint(self.run_dir)
-            raise NonFiniteLoss(
-                f"non-finite loss at step {step} ({', '.join(names)}; "
-                f"values {', '.join(f'{k}={float(losses[k].detach()):.4g}' for k in names)}) on some rank. Training stopped before "
-                f"the optimizer step. Last good checkpoint: {last or 'none yet'}. Lower optim.lr, enable optim.grad_clip, "
-                f"or check the data for NaNs."
-            )
+    def _read(self, stats: "StepStats", step: int, log: bool) -> tuple[dict[str, float], bool]:
+        """The host read of the hot path: one collective and one device->host copy at most.
+
+        Reduces over ranks the non-finite flags of every micro-batch since the previous read, the stop-signal flag
+        and, on log steps, the loss sums. Raises :class:`NonFiniteLoss` on every rank alike if any rank saw a
+        non-finite loss. Returns (train metrics if ``log``, whether any rank asked to stop)."""
+        signal_flag = 1.0 if self._stop_signal is not None else 0.0
+        host = stats.read(log=log, extra=signal_flag)
+        if any(host.bad):
+            self._raise_non_finite(stats, step)
+        metrics: dict[str, float] = {}
+        if log:
+            # mean over ranks too: each rank saw its own share of the global batch
+            n = max(host.steps, 1) * self.env.world_size
+            metrics = {f"train/{k}": v / n for k, v in zip(stats.names, host.sums)}
+            if host.grad_norm is not None:
+                metrics["train/grad_norm"] = host.grad_norm
+        return metrics, host.extra > 0
+
+    def _raise_non_finite(self, stats: "StepStats", step: int) -> None:
+        first, names, values = stats.first_bad_over_ranks()
+        shown = (
+            "; values " + ", ".join(f"{k}={values[stats.names.index(k)]:.4g}" for k in names)
+            if values is not None else "; values on another rank"
+        )
+        last = latest_checkpoint(self.run_dir)
+        every = self.cfg.train.log_every
+        raise NonFiniteLoss(
+            f"non-finite loss at step {first} ({', '.join(names)}{shown}) on some rank; found at the check after step "
+            f"{step}. Losses are checked on the host every train.log_every={every} steps and before validation and "
+            f"checkpoints, so up to {every - 1} optimizer steps may have run after it; none of them was saved. "
+            f"Last good checkpoint: {last or 'none yet'}. Lower optim.lr, enable optim.grad_clip, "
+            f"or check the data for NaNs."
+        )
 
     # ------------------------------------------------------------------ main loop
 
@@ -177,7 +293,7 @@ class Trainer:
         total_steps = cfg.train.max_steps or cfg.train.epochs * self.task.steps_per_epoch
         self.engine = build_engine(model, self.task.param_groups(model), cfg, env, self.device, total_steps)
         if cfg.train.compile:
-            self.engine.model = torch.compile(self.engine.model)
+            self.engine.compile(cfg.train.compile_backend)
         self._t0 = time.time()
         self._last_metrics: dict[str, float] = {}
         if env.is_main:
@@ -195,53 +311,50 @@ class Trainer:
         val_every = cfg.train.val_every or self.task.steps_per_epoch
         ckpt_every = cfg.train.ckpt_every or self.task.steps_per_epoch
         bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.run.name}", disable=not (env.is_main and self.show_progress), dynamic_ncols=True, file=sys.stderr)
-        sums: dict[str, float] = {}
-        n_sum, samples, t_log = 0, 0, time.time()
+        stats = StepStats()
+        samples, t_log = 0, time.time()
         val_metrics: dict[str, float] = {}
         try:
             while step < total_steps:
                 for micro_batches in self.task.train_batches(step):
-                    losses_acc: dict[str, torch.Tensor] = {}
                     for j, mb in enumerate(micro_batches):
                         last = j == len(micro_batches) - 1
                         with self.engine.no_sync(last), self._autocast():
                             losses = self.task.training_losses(self.engine.model, mb, step, j)
-                        self._check_finite(losses, step)
+                        stats.add(losses, step, len(micro_batches))  # device ops only: no host read here
                         self.engine.backward(losses["loss"] / len(micro_batches))
-                        for k, v in losses.items():
-                            losses_acc[k] = losses_acc.get(k, 0.0) + float(v.detach()) / len(micro_batches)
-                    grad_norm = self.engine.step()
+                    stats.end_step(self.engine.step())
                     if hasattr(self.task, "after_step"):
                         self.task.after_step()
                     step += 1
                     samples += derived.global_batch
-                    for k, v in losses_acc.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    n_sum += 1
                     bar.update(1)
-                    if step % cfg.train.log_every == 0 or step == total_steps:
-                        t = time.time()
-                        # mean over ranks too: each rank saw its own share of the global batch
-                        keys = sorted(sums)
-                        tot = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device)
-                        all_reduce_sum(tot)
-                        metrics = {f"train/{k}": float(v) / (n_sum * env.world_size) for k, v in zip(keys, tot)}
-                        metrics["train/lr"] = self.engine.lr()
-                        metrics["train/samples_per_s"] = samples / max(t - t_log, 1e-9)
-                        if grad_norm is not None:
-                            metrics["train/grad_norm"] = grad_norm
-                        self._last_metrics = {**metrics}
-                        logger.log(step, metrics)
-                        bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
-                        sums, n_sum, samples, t_log = {}, 0, 0, t
-                    if step % val_every == 0 or step == total_steps:
+                    log_due = step % cfg.train.log_every == 0 or step == total_steps
+                    val_due = step % val_every == 0 or step == total_steps
+                    ckpt_due = step % ckpt_every == 0 or step == total_steps
+                    # A signal is a host flag: one process acts on it at once; ranks agree on it at the next read.
+                    alone_stop = self._stop_signal is not None and not env.distributed
+                    stop = False
+                    # Validation and checkpoints come after a read covering every step since the last one, so a
+                    # non-finite step is never validated as if it were fine, and never saved.
+                    if log_due or val_due or ckpt_due or alone_stop:
+                        metrics, stop = self._read(stats, step, log=log_due)
+                        if log_due:
+                            t = time.time()
+                            metrics["train/lr"] = self.engine.lr()
+                            metrics["train/samples_per_s"] = samples / max(t - t_log, 1e-9)
+                            self._last_metrics = {**metrics}
+                            logger.log(step, metrics)
+                            bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
+                            samples, t_log = 0, t
+                    if val_due:
                         with self._eval_context():
                             val_metrics = self.task.validate(self.engine.module)
                         logger.log(step, val_metrics)
                         self._log(f"step {step}: " + " ".join(f"{k}={v:.5f}" for k, v in val_metrics.items()))
-                    if step % ckpt_every == 0 or step == total_steps:
+                    if ckpt_due:
                         self._save(step, "periodic" if step < total_steps else "final")
-                    if self._stop_requested():
+                    if stop:
                         signum = self._stop_signal
                         path = self._save(step, f"signal {signum}")
                         raise Preempted(path, step, signum)

@@ -14,7 +14,7 @@ from cjepa.config import load_config
 from cjepa.tasks.predictor import PredictorTask
 from cjepa.train import NonFiniteLoss, Trainer, run_dir_of, train
 from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_model_state
-from tests.helpers import REPO, SMOKE
+from tests.helpers import REPO, SMOKE, HostReads
 
 
 def smoke(tmp_path, *extra):
@@ -88,6 +88,58 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert [p.name for p in list_checkpoints(rd)] == ["step_0000006"]
     state = load_model_state(rd)
     assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_nan_between_reads_stops_at_the_next_read_and_keeps_the_last_good_checkpoint(tmp_path):
+    """With train.log_every=4 the losses reach the host every 4 steps: a NaN at step 5 (not a log step) is reported
+    at the read after step 8 with its own step and loss names; the step-4 checkpoint stays the last, and finite."""
+    cfg = smoke(tmp_path, "train.log_every=4", "train.ckpt_every=4", "train.val_every=100")
+    with pytest.raises(NonFiniteLoss, match=r"step 5 \(loss_future, loss; values loss_future=nan, loss=nan\) on some rank; "
+                       r"found at the check after step 8") as err:
+        Trainer(cfg, CrashAt(cfg, 5, "nan"), progress=False).fit()
+    rd = run_dir_of(cfg)
+    assert "Last good checkpoint: " + str(rd / "checkpoints" / "step_0000004") in str(err.value)
+    assert [p.name for p in list_checkpoints(rd)] == ["step_0000004"]
+    assert all(torch.isfinite(v).all() for v in load_model_state(rd).values())
+
+
+def test_no_checkpoint_is_written_after_an_unread_nan(tmp_path):
+    """Checkpoints every 3 steps, reads every 4: the checkpoint at step 6 follows a NaN at step 4 that no log read
+    has seen yet. The read that precedes every checkpoint stops the run there, so step 3 stays the last checkpoint
+    and no checkpoint holds non-finite weights."""
+    cfg = smoke(tmp_path, "train.log_every=4", "train.ckpt_every=3", "train.val_every=100", "train.keep_checkpoints=0")
+    with pytest.raises(NonFiniteLoss, match=r"step 4 \(loss_future, loss.*found at the check after step 6"):
+        Trainer(cfg, CrashAt(cfg, 4, "nan"), progress=False).fit()
+    rd = run_dir_of(cfg)
+    assert [p.name for p in list_checkpoints(rd)] == ["step_0000003"]
+    for ck in list_checkpoints(rd):
+        assert all(torch.isfinite(v).all() for v in load_model_state(ck).values()), ck
+
+
+class CountedSteps(PredictorTask):
+    """Labels the host reads of a HostReads counter with the step being trained."""
+
+    def __init__(self, cfg, counter):
+        super().__init__(cfg)
+        self.counter = counter
+
+    def training_losses(self, model, batch, step, micro_index):
+        self.counter.label = step
+        return super().training_losses(model, batch, step, micro_index)
+
+
+def test_steps_between_log_steps_make_no_host_reads(tmp_path):
+    """The hot path never reads a device value on the host: with train.log_every=4, grad_accum=2 and clipping, the
+    steps between log steps make no read at all (no float(loss), no bool(isfinite), no float(grad_norm)), and a
+    log step makes exactly one (losses, finiteness and grad norm in one copy)."""
+    cfg = smoke(tmp_path, "train.max_steps=9", "train.log_every=4", "train.val_every=100", "train.ckpt_every=100",
+                "train.grad_accum=2", "optim.grad_clip=1.0")
+    with HostReads() as counter:
+        summary = Trainer(cfg, CountedSteps(cfg, counter), progress=False).fit()
+    assert summary["steps"] == 9 and "train/grad_norm" in summary
+    quiet = [s for s in range(9) if (s + 1) % 4 and s != 8]  # step index s ends with the step count s + 1
+    assert {s: counter.sites[s] for s in quiet if counter.reads[s]} == {}
+    assert counter.reads[3] == 1 and counter.reads[7] == 1, (counter.sites[3], counter.sites[7])
 
 
 def test_sigterm_saves_a_checkpoint_then_exits(tmp_path):

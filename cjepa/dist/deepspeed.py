@@ -110,7 +110,7 @@ class DeepSpeedEngine:
         if not self._last_micro:
             self.engine.step()  # not a boundary: only advances DeepSpeed's micro-step counter, no update
 
-    def step(self) -> Optional[float]:
+    def step(self):
         if not self.engine.is_gradient_accumulation_boundary():
             raise RuntimeError(
                 f"DeepSpeed is at micro-step {self.engine.micro_steps}, not at a gradient-accumulation boundary "
@@ -118,8 +118,16 @@ class DeepSpeedEngine:
                 "a different number of micro-batches than train.grad_accum"
             )
         self.engine.step()
-        norm = self.engine.get_global_grad_norm()
-        return None if norm is None else float(norm)
+        # As DeepSpeed keeps it (a device tensor, or a float where DeepSpeed read it itself): the trainer reads it
+        # on the host only when it logs.
+        return self.engine.get_global_grad_norm()
+
+    def compile(self, backend: str) -> None:
+        """DeepSpeed's own ``engine.compile``: compiles the module inside the engine in place, so ZeRO's parameter
+        hooks, gradient hooks and the engine's forward stay in charge (compiling the engine object would trace
+        through them)."""
+        with contextlib.redirect_stdout(sys.stderr):
+            self.engine.compile(backend=backend)
 
     def lr(self) -> float:
         return float(self.engine.get_lr()[0])

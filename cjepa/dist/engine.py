@@ -1,7 +1,7 @@
 """Training engines behind one small interface: plain single-process, DDP, and (cjepa.dist.deepspeed) ZeRO.
 
 The trainer only calls ``forward`` through ``engine.model``, then ``backward(loss, last_micro)``,
-``step()``, ``state_dict()`` / ``load_state_dict()`` and ``module`` (the unwrapped model, whose ``state_dict``
+``step()`` (which returns the gradient norm without reading it on the host), ``compile(backend)``, ``state_dict()`` / ``load_state_dict()`` and ``module`` (the unwrapped model, whose ``state_dict``
 is what checkpoints store). DDP really all-reduces gradients here: the loss is computed through the DDP
 wrapper (the original called ``predictor.module`` and skipped the reduction, Q10).
 """
@@ -69,10 +69,16 @@ class LocalEngine:
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 
-    def step(self) -> Optional[float]:
+    def compile(self, backend: str) -> None:
+        """torch.compile the forward; under DDP the wrapper itself, so DDP's optimizer splits graphs at buckets."""
+        self.model = torch.compile(self.model, backend=backend)
+
+    def step(self) -> Optional[torch.Tensor]:
+        """The optimizer step; returns the pre-clip global gradient norm as a device tensor (None without clipping):
+        reading it on the host would wait for the step, so the trainer reads it only when it logs."""
         norm = None
         if self.grad_clip > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip))
+            norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -84,9 +84,18 @@ def first_frame_cues(instance_masks: torch.Tensor, num_slots: int) -> torch.Tens
     instance_masks (B, H, W) integer ids, 0 = background -> cues (B, S, 3) = (present, y, x), y and x the object's
     centre of mass in [-1, 1]. Slot 0 (background) never gets a cue; slot 1 + j gets the j-th visible object in
     ascending id order; objects beyond S - 1 and slots without an object get (0, 0, 0).
+
+    A data-path helper, not part of the model: it reads each sample's object ids on the host, so it takes the
+    batch's CPU masks before the transfer (callers move the small cue tensor); on an accelerator each read would
+    wait for the device.
     """
     if instance_masks.dim() != 3 or instance_masks.is_floating_point():
         raise ValueError(f"instance masks must be integer (B, H, W); got {tuple(instance_masks.shape)} {instance_masks.dtype}")
+    if instance_masks.device.type != "cpu":
+        raise ValueError(
+            f"instance masks are on {instance_masks.device}: compute cues from the CPU masks before moving the batch "
+            "(finding the object ids reads them on the host)"
+        )
     B, H, W = instance_masks.shape
     cues = torch.zeros(B, num_slots, 3, dtype=torch.float32, device=instance_masks.device)
     ys = torch.linspace(-1.0, 1.0, H, device=instance_masks.device)[:, None].expand(H, W)

@@ -140,10 +140,13 @@ class EncoderTask:
             raise ValueError(
                 f"encoder.savi.init=cues needs ground-truth instance masks, and the clips of {e.data.path!r} have none"
             )
-        first = batch["masks"][:, 0].to(self.device)  # (B, H, W)
+        # On the host, from the batch's CPU masks, before the transfer: finding each sample's object ids reads them
+        # (unique().tolist()), which on the device would wait for the GPU once per sample. The flips are the
+        # frames' (same seeds), so the cues are those of the device masks; only the (B, S, 3) cues travel.
+        first = batch["masks"][:, 0].cpu()  # (B, H, W)
         if seeds is not None:
             first = self._augment(first, seeds)
-        return first_frame_cues(first.long(), e.num_slots)
+        return first_frame_cues(first.long(), e.num_slots).to(self.device, non_blocking=True)
 
     def training_losses(self, model, batch: dict, step: int, micro_index: int) -> dict[str, torch.Tensor]:
         self._step = step

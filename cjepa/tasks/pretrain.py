@@ -7,13 +7,14 @@ slot initialisation seeded from (seed, step, rank) so a resumed run re-encodes i
 predictor on the slot clips with the same masking and losses as :class:`cjepa.tasks.predictor.PredictorTask`.
 
 The data position (the clip loader's per-worker state) is part of the checkpoint, so a run resumes mid-epoch.
-The task times the three stages (waiting for decoded clips, encoding, predictor step) and reports the split.
+The task times the three stages (waiting for decoded clips, encoding, predictor step) and reports the split: with
+CUDA events on a GPU, where host clocks would only measure the queueing of asynchronous kernels
+(:class:`cjepa.utils.stage_timer.StageTimer`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 import warnings
 from typing import Iterator
 
@@ -28,6 +29,7 @@ from cjepa.masking import MaskSampler
 from cjepa.models.predictor import build_predictor
 from cjepa.ops.attention import check_backend
 from cjepa.rollout import rollout_error
+from cjepa.utils.stage_timer import StageTimer
 
 
 class PretrainTask:
@@ -43,7 +45,7 @@ class PretrainTask:
                 f"({m.num_slots} x {m.slot_dim})"
             )
         self.cfg = cfg
-        self.times = {"decode_s": 0.0, "encode_s": 0.0, "predictor_s": 0.0}
+        self.timer = StageTimer(torch.device("cpu"))  # replaced in setup() by one for the run's device
         self._loader_state = None
 
     # ------------------------------------------------------------------ setup
@@ -61,6 +63,7 @@ class PretrainTask:
 
         cfg = self.cfg
         self.env, self.derived, self.device = env, derived, device
+        self.timer = StageTimer(device)
         check_backend(cfg.kernels.attention, device)
         if not cfg.encoder.checkpoint:
             warnings.warn("encoder.checkpoint is empty: pretraining on slots of an UNTRAINED encoder", stacklevel=2)
@@ -103,36 +106,40 @@ class PretrainTask:
             self._it = iter(self.loader)
         group: list[dict] = []
         for _ in range(self.steps_per_epoch * self.derived.grad_accum):
-            t0 = time.perf_counter()
+            t0 = self.timer.mark()
             try:
                 batch = next(self._it)
             except StopIteration:  # one epoch of the loader is done; the next call starts the next
                 self._it = iter(self.loader)
                 batch = next(self._it)
-            self.times["decode_s"] += time.perf_counter() - t0
+            self.timer.add("decode_s", t0)
             group.append(batch)
             if len(group) == self.derived.grad_accum:
-                self._step_start, self._step_encode = time.perf_counter(), 0.0
+                self._step_start = self.timer.mark()
                 yield group
                 group = []
 
     def training_losses(self, model, batch: dict, step: int, micro_index: int) -> dict[str, torch.Tensor]:
         d, env = self.derived, self.env
-        t0 = time.perf_counter()
+        t0 = self.timer.mark()
         frames = batch["frames"].to(self.device, non_blocking=True)
         slots = self.encode(frames, (step, micro_index, env.rank))  # (B, T, S, D)
-        t1 = time.perf_counter()
+        self.timer.add("encode_s", t0)
         start = (micro_index * env.world_size + env.rank) * d.micro_batch
         masked = self.masks(step, d.global_batch, start, slots.shape[0]).to(self.device)
         T_h = self.cfg.model.history_frames
-        out = predictor_losses(model(slots[:, :T_h], masked), slots, masked, T_h, self.cfg.masking.history_loss_includes_t0)
-        self.times["encode_s"] += t1 - t0
-        self._step_encode += t1 - t0
-        return out
+        return predictor_losses(model(slots[:, :T_h], masked), slots, masked, T_h, self.cfg.masking.history_loss_includes_t0)
 
     def after_step(self) -> None:
-        """Trainer hook after the optimizer step: the rest of the step's wall time is the predictor's."""
-        self.times["predictor_s"] += time.perf_counter() - self._step_start - self._step_encode
+        """Trainer hook after the optimizer step: the step's time less its encoding is the predictor's."""
+        self.timer.add("step_s", self._step_start)
+
+    @property
+    def times(self) -> dict[str, float]:
+        """Seconds spent waiting for decoded clips, encoding, and in the predictor step (waits for the device)."""
+        t = self.timer.totals()
+        encode = t.get("encode_s", 0.0)
+        return {"decode_s": t.get("decode_s", 0.0), "encode_s": encode, "predictor_s": t.get("step_s", 0.0) - encode}
 
     def state_dict(self) -> dict:
         return {"loader": self.loader.state_dict(), "times": dict(self.times)}
@@ -187,9 +194,10 @@ class PretrainTask:
                                 max_videos=cfg.rollout.eval_videos, device=self.device)
         except ValueError as err:  # validation videos shorter than an evaluation window
             res = {"note": str(err)}
-        total = sum(self.times.values()) or 1.0
-        res["time_split"] = {k: v / total for k, v in self.times.items()}
-        res["time_s"] = dict(self.times)
+        times = self.times
+        total = sum(times.values()) or 1.0
+        res["time_split"] = {k: v / total for k, v in times.items()}
+        res["time_s"] = times
         module.train()
         return res
 

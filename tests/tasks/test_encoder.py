@@ -12,6 +12,7 @@ from cjepa.dist.env import DistEnv
 from cjepa.tasks.encoder import EncoderTask
 from cjepa.train import Trainer
 from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
+from tests.helpers import STAND_IN_DEVICE, OnDevice, transfers_to_stand_in_device
 from tests.video_helpers import TINY_SAVI as TINY_SAVI_MODEL
 from tests.video_helpers import TINY_VIDEOSAUR, disc_videos
 
@@ -172,3 +173,27 @@ def test_conditional_savi_trains_with_cues_from_flipped_masks(tmp_path, sources)
     task.setup(DistEnv(), derive(cfg, 1), torch.device("cpu"))
     with pytest.raises(ValueError, match="encoder.savi.init=cues needs ground-truth instance masks"):
         task.training_losses(task.build_model(), next(task.train_batches(0))[0], 0, 0)
+
+
+def test_cue_mode_training_step_reads_nothing_on_the_device(tmp_path, sources):
+    """encoder.savi.init=cues: the cues come from the batch's CPU masks before the transfer, so the whole training
+    step (batch preparation, flips, forward with cues, losses, backward) reads no device value on the host; only
+    the frames and the (B, S, 3) cues travel. The cues are those of the flipped first-frame masks."""
+    from cjepa.models.object_encoder import first_frame_cues
+
+    train, val = sources
+    cfg = _cfg(tmp_path, "reads", "encoder.savi.init=cues", "encoder.data.hflip_prob=0.5", "encoder.vis_every=0")
+    task = EncoderTask(cfg, train, val)
+    task.setup(DistEnv(), derive(cfg, 1), STAND_IN_DEVICE)  # the task's transfers are marked, its host work is not
+    model = task.build_model()
+    batch = next(task.train_batches(0))[0]
+    with transfers_to_stand_in_device() as reads:
+        losses = task.training_losses(model, batch, 0, 0)
+        losses["loss"].backward()
+        cues = task._cues(batch, task._clip_seeds(batch, 0))
+    assert reads == []
+    assert isinstance(losses["loss"], OnDevice) and isinstance(cues, OnDevice)  # the step really ran on "device" tensors
+    flipped = task._augment(batch["masks"][:, 0], task._clip_seeds(batch, 0))
+    assert torch.equal(cues.as_subclass(torch.Tensor), first_frame_cues(flipped.long(), cfg.encoder.num_slots))
+    with pytest.raises(ValueError, match="compute cues from the CPU masks"):
+        first_frame_cues(torch.zeros(1, 4, 4, dtype=torch.long, device="meta"), 3)

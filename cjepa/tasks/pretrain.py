@@ -51,11 +51,13 @@ class PretrainTask:
     # ------------------------------------------------------------------ setup
 
     def _data_cfg(self, micro_batch: int):
-        """data.* with the clip shape the predictor needs and the encoder's input size (the one resize)."""
+        """data.* with the clip shape the predictor needs and the encoder's input size (the one resize). No masks:
+        the frozen encoder runs unconditioned, and decoding them would put DALI's Python masks step back on the
+        NVDEC path."""
         m = self.cfg.model
         return dataclasses.replace(
             self.cfg.data, clip_frames=m.history_frames + m.pred_frames, clip_stride=self.cfg.data.frameskip,
-            video_batch_size=micro_batch, image_size=encoder_input_size(self.cfg.encoder),
+            video_batch_size=micro_batch, image_size=encoder_input_size(self.cfg.encoder), with_masks=False,
         )
 
     def setup(self, env: DistEnv, derived: Derived, device: torch.device) -> None:

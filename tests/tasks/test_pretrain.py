@@ -72,6 +72,13 @@ def test_pretrain_resumes_mid_epoch_bit_identically(world, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_pretrain_decodes_no_masks(world, tmp_path):
+    """The frozen encoder runs without cues, so the clips it gets carry no masks: decoding them would cost a
+    Python step in the DALI pipeline (and time in the CPU one) for nothing."""
+    task = build_task(cfg_for(world, tmp_path, "data.with_masks=true"))
+    assert task._data_cfg(2).with_masks is False
+
+
 def test_pretrain_config_errors():
     """Mismatched encoder/predictor slots and the Push-T kind are refused with the keys named."""
     with pytest.raises(ConfigError, match="must match the predictor's model.num_slots"):

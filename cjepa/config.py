@@ -204,6 +204,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume: str = "auto"  # "auto": latest checkpoint of this run dir if any; "never"; or a checkpoint path
     compile: bool = False  # torch.compile the model
+    # CUDA only: fp32 matmuls / convolutions on TF32 tensor cores (torch.set_float32_matmul_precision("high"),
+    # cudnn.allow_tf32). CPU runs ignore it and stay exact fp32.
+    tf32: bool = False
 
 
 @dataclass(kw_only=True)

@@ -61,7 +61,7 @@ def test_cpu_quick_run_prints_one_table_and_writes_rows_with_provenance(tmp_path
     assert header == ["stage", "check", "measured", "target", "verdict"]
     table_rows = _table_rows(proc.stdout)
     rows = _jsonl(out)
-    assert len(rows) == len(table_rows) >= 12
+    assert len(rows) == len(table_rows) == 13  # 3 test rows + 2 per benchmark stage, 3 for the predictor step
     assert {r["stage"] for r in rows} == set(acc.STAGES)
     for r in rows:
         assert ROW_FIELDS <= set(r), ROW_FIELDS - set(r)
@@ -71,7 +71,7 @@ def test_cpu_quick_run_prints_one_table_and_writes_rows_with_provenance(tmp_path
     assert len({r["run_id"] for r in rows}) == 1
     # targets are GPU statements: on CPU every measured row says so; the kernel parity tests really ran and passed
     by_check = {r["check"]: r for r in rows}
-    parity = by_check["kernel parity + gpu-marked tests"]
+    parity = by_check["kernel parity suite (tests/kernels, every shape tier)"]
     assert parity["verdict"] == "PASS" and parity["detail"]["outcomes"]["passed"] >= 20
     targeted = [r for r in rows if r["target"] not in ("-", "all pass")]
     assert targeted and all(r["verdict"] in ("cpu: no target", "needs --reference-src") for r in targeted)
@@ -127,6 +127,21 @@ def test_stages_that_do_not_fit_the_budget_are_skipped(tmp_path, monkeypatch, ca
     assert code == 0 and started == []
     assert [r["stage"] for r in rows] == acc.STAGES and all(r["verdict"] == "skipped: budget" for r in rows)
     assert "skipped: budget" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cpu, counts, code, verdict", [
+    (False, {"passed": 13}, 0, "PASS"),
+    (False, {"passed": 12, "failed": 1}, 1, "FAIL"),
+    (False, {"passed": 3, "skipped": 10}, 0, "FAIL"),  # on a GPU a skipped gpu test is a failure, not a pass
+    (False, {}, 5, "FAIL"),  # nothing collected
+    (True, {"passed": 3, "skipped": 10}, 0, "cpu: no target"),
+    (True, {"passed": 3, "error": 1}, 1, "FAIL"),
+])
+def test_tests_row_verdicts(cpu, counts, code, verdict):
+    per_file = {"tests/kernels/test_realistic_shapes.py": counts, "tests/kernels/test_slot_attention.py": {"failed": 4}}
+    row = acc._tests_row(acc.Ctx(cpu=cpu), "realistic", per_file, code, [acc.REALISTIC], True)
+    assert row.verdict == verdict
+    assert acc._tests_row(acc.Ctx(cpu=cpu), "realistic", None, -1, [acc.REALISTIC], True).verdict == "skipped: budget"
 
 
 def test_verdicts():

@@ -263,18 +263,23 @@ def stage_slot_attention(ctx: Ctx) -> list[Row]:
 
     shape, dtype = ((16, 7, 196, 128), "fp32") if ctx.cpu else ((1536, 7, 196, 128), "bf16")
     rows, _ = bench.bench_shape(shape, dtype, ["full"], ctx.device, ctx.repeats)
-    eager, comp, tri = (_median_ms(rows, p) for p in ("torch", "compile", "triton"))
     what = f"slot attention fwd+bwd {'x'.join(map(str, shape))} {dtype}"
+    return slot_attention_rows(ctx, rows, what, {"shape": list(shape), "dtype": dtype})
+
+
+def slot_attention_rows(ctx: Ctx, rows: list[dict], what: str, detail: dict) -> list[Row]:
+    """Verdict rows from bench_slot_attention's rows: Triton against eager and compile (no Triton timing: n/a)."""
+    eager, comp, tri = (_median_ms(rows, p) for p in ("torch", "compile", "triton"))
     best, best_ms = ("triton", tri) if tri is not None else ("compile", comp)
     vs_eager, vs_compile = eager / best_ms, comp / best_ms
-    detail = {"shape": list(shape), "dtype": dtype, "median_ms": {r["provider"]: r["median_ms"] for r in rows},
-              "gb_per_s": {r["provider"]: r["gb_per_s"] for r in rows}}
+    detail = {**detail, "median_ms": {r["provider"]: r["median_ms"] for r in rows},
+              "gb_per_s": {r["provider"]: r.get("gb_per_s") for r in rows}}
     out = [Row("slot_attention", f"{what}: triton vs torch eager", _fmt_ratio(vs_eager, best), f">= {TARGETS['slot_vs_eager']}x",
                judge(ctx, vs_eager if best == "triton" else None, TARGETS["slot_vs_eager"]), vs_eager, detail)]
     if best == "triton":
         out.append(Row("slot_attention", f"{what}: triton vs torch.compile", _fmt_ratio(vs_compile, best),
                        f">= {TARGETS['slot_vs_compile']}x", judge(ctx, vs_compile, TARGETS["slot_vs_compile"]), vs_compile, detail))
-    else:  # CPU: no Triton timing; the compile row shows compile against itself would be meaningless
+    else:  # no Triton timing (CPU): compile against itself would say nothing
         out.append(Row("slot_attention", f"{what}: triton vs torch.compile", "n/a (no triton timing on cpu)",
                        f">= {TARGETS['slot_vs_compile']}x", judge(ctx, None, TARGETS["slot_vs_compile"]), None, detail))
     return out
@@ -351,20 +356,23 @@ def stage_predictor_step(ctx: Ctx) -> list[Row]:
     rows.append(Row("predictor_step", f"predictor train step B={batch}: {ours_name} vs our reference layout fp32 eager",
                     _fmt_ratio(r), "-", judge(ctx, r, None), r, detail))
     flops = predictor_step_flops(batch, S, T, m.dim, m.depth, m.heads, m.dim // m.heads, m.mlp)
-    achieved = flops / (ms[ours_name] / 1e3)
-    peak = peak_bf16_flops(ctx.gpu_name) if dev.type == "cuda" else None
-    mfu_detail = {**detail, "model_flops_per_step": flops, "achieved_flop_per_s": achieved, "peak_bf16_flop_per_s": peak}
-    check = f"predictor train step B={batch}: {ours_name} MFU (bf16 peak)"
+    rows.append(mfu_row(ctx, f"predictor train step B={batch}: {ours_name} MFU (bf16 peak)", flops, ms[ours_name], detail))
+    return rows
+
+
+def mfu_row(ctx: Ctx, check: str, flops: float, step_ms: float, detail: dict) -> Row:
+    """Model FLOPs per step / (step time x the GPU's peak dense bf16 FLOP/s); 'MFU n/a' on a GPU not in PEAK_BF16."""
+    achieved = flops / (step_ms / 1e3)
+    peak = None if ctx.cpu else peak_bf16_flops(ctx.gpu_name)
+    detail = {**detail, "model_flops_per_step": flops, "achieved_flop_per_s": achieved, "peak_bf16_flop_per_s": peak}
     target = f">= {TARGETS['mfu']:.0%}"
     if ctx.cpu:
-        rows.append(Row("predictor_step", check, f"{achieved / 1e9:.1f} GFLOP/s", target, judge(ctx, None, None), None, mfu_detail))
-    elif peak is None:
-        rows.append(Row("predictor_step", check, f"{achieved / 1e12:.1f} TFLOP/s", target, "MFU n/a", None, mfu_detail))
-    else:
-        mfu = achieved / peak
-        rows.append(Row("predictor_step", check, f"{mfu:.1%} ({achieved / 1e12:.0f} of {peak / 1e12:.0f} TFLOP/s)", target,
-                        judge(ctx, mfu, TARGETS["mfu"]), mfu, mfu_detail))
-    return rows
+        return Row("predictor_step", check, f"{achieved / 1e9:.1f} GFLOP/s", target, judge(ctx, None, None), None, detail)
+    if peak is None:
+        return Row("predictor_step", check, f"{achieved / 1e12:.1f} TFLOP/s on {ctx.gpu_name}", target, "MFU n/a", None, detail)
+    mfu = achieved / peak
+    return Row("predictor_step", check, f"{mfu:.1%} ({achieved / 1e12:.0f} of {peak / 1e12:.0f} TFLOP/s)", target,
+               judge(ctx, mfu, TARGETS["mfu"]), mfu, detail)
 
 
 def stage_encoder(ctx: Ctx) -> list[Row]:
@@ -410,14 +418,19 @@ def stage_decode(ctx: Ctx) -> list[Row]:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"bench_decode.py exited {proc.returncode}: {last}")
     fps = {r["provider"]: r["frames_per_s"] for r in map(json.loads, out.read_text().splitlines())}
+    return [decode_row(ctx, check, target, fps)]
+
+
+def decode_row(ctx: Ctx, check: str, target: str, fps: dict[str, float]) -> Row:
+    """NVDEC frames/s over one PyAV worker's; without an NVDEC row (CPU, or DALI failed to use it) no PASS."""
     detail = {"frames_per_s": fps}
     if "dali-nvdec" in fps:
         r = fps["dali-nvdec"] / fps["cpu-1"]
-        return [Row("decode", check, _fmt_ratio(r, "dali-nvdec"), target, judge(ctx, r, TARGETS["nvdec_vs_pyav"]), r, detail)]
+        return Row("decode", check, _fmt_ratio(r, "dali-nvdec"), target, judge(ctx, r, TARGETS["nvdec_vs_pyav"]), r, detail)
     # no NVDEC (CPU machine): DALI's PyAV step against the CPU loader, for information
     r = fps["dali-pyav"] / fps["cpu-1"] if "dali-pyav" in fps else None
     verdict = "cpu: no target" if ctx.cpu else "FAIL"
-    return [Row("decode", check, _fmt_ratio(r, "dali-pyav; no nvdec here"), target, verdict, r, detail)]
+    return Row("decode", check, _fmt_ratio(r, "dali-pyav; no nvdec here"), target, verdict, r, detail)
 
 
 STAGE_FNS: dict[str, Callable[[Ctx], list[Row]]] = {

@@ -144,6 +144,51 @@ def test_tests_row_verdicts(cpu, counts, code, verdict):
     assert acc._tests_row(acc.Ctx(cpu=cpu), "realistic", None, -1, [acc.REALISTIC], True).verdict == "skipped: budget"
 
 
+def _gpu(name="NVIDIA H100 80GB HBM3"):
+    return acc.Ctx(cpu=False, gpu_name=name)
+
+
+@pytest.mark.parametrize("ms, verdicts", [({"torch": 2.5, "compile": 1.3, "triton": 1.0}, ["PASS", "PASS"]),
+                                          ({"torch": 2.5, "compile": 1.1, "triton": 1.0}, ["PASS", "FAIL"]),
+                                          ({"torch": 1.9, "compile": 1.3, "triton": 1.0}, ["FAIL", "PASS"])])
+def test_slot_attention_targets(ms, verdicts):
+    """Triton >= 2x eager and >= 1.2x compile, each its own row."""
+    rows = acc.slot_attention_rows(_gpu(), [{"provider": p, "median_ms": t} for p, t in ms.items()], "sa", {})
+    assert [r.verdict for r in rows] == verdicts
+    assert rows[0].value == pytest.approx(ms["torch"]) and rows[1].value == pytest.approx(ms["compile"])
+
+
+def test_slot_attention_without_triton_timing_cannot_pass():
+    rows = acc.slot_attention_rows(_gpu(), [{"provider": "torch", "median_ms": 9.0}, {"provider": "compile", "median_ms": 1.0}], "sa", {})
+    assert [r.verdict for r in rows] == ["FAIL", "FAIL"]
+
+
+@pytest.mark.parametrize("gpu, step_ms, verdict, measured", [
+    ("NVIDIA H100 80GB HBM3", 1.0, "PASS", "40.4% (400 of 989 TFLOP/s)"),
+    ("NVIDIA H100 PCIe", 1.0, "PASS", "52.9% (400 of 756 TFLOP/s)"),
+    ("NVIDIA H200", 2.0, "FAIL", "20.2% (200 of 989 TFLOP/s)"),
+    ("NVIDIA L40S", 1.0, "MFU n/a", "400.0 TFLOP/s on NVIDIA L40S"),
+])
+def test_mfu_row(gpu, step_ms, verdict, measured):
+    row = acc.mfu_row(_gpu(gpu), "mfu", 400e9, step_ms, {})
+    assert (row.verdict, row.measured) == (verdict, measured)
+    assert acc.mfu_row(acc.Ctx(cpu=True), "mfu", 400e9, step_ms, {}).verdict == "cpu: no target"
+
+
+def test_decode_row():
+    """NVDEC frames/s >= 10x one PyAV worker's; a GPU run without an NVDEC measurement does not pass."""
+    assert acc.decode_row(_gpu(), "d", ">= 10x", {"cpu-1": 100.0, "dali-nvdec": 1200.0}).verdict == "PASS"
+    assert acc.decode_row(_gpu(), "d", ">= 10x", {"cpu-1": 100.0, "dali-nvdec": 900.0}).verdict == "FAIL"
+    assert acc.decode_row(_gpu(), "d", ">= 10x", {"cpu-1": 100.0, "dali-pyav": 2000.0}).verdict == "FAIL"  # not NVDEC
+    assert acc.decode_row(acc.Ctx(cpu=True), "d", ">= 10x", {"cpu-1": 100.0, "dali-pyav": 90.0}).verdict == "cpu: no target"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_gpu_mode_without_a_gpu_refuses_to_start(tmp_path, capsys):
+    assert acc.main(["--out", str(tmp_path / "rows.jsonl")]) == 2
+    assert "--cpu" in capsys.readouterr().err and not (tmp_path / "rows.jsonl").exists()
+
+
 def test_verdicts():
     gpu, cpu = acc.Ctx(cpu=False), acc.Ctx(cpu=True)
     assert acc.judge(gpu, 2.0, 2.0) == "PASS" and acc.judge(gpu, 1.99, 2.0) == "FAIL"

@@ -206,6 +206,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (DeepSpeed: its engine.compile(), which keeps ZeRO's hooks)
     # The torch.compile backend: "inductor" generates kernels; "aot_eager" / "eager" only capture graphs (debugging).
     compile_backend: str = "inductor"
+    # CUDA only: fp32 matmuls / convolutions on TF32 tensor cores (torch.set_float32_matmul_precision("high"),
+    # cudnn.allow_tf32). CPU runs ignore it and stay exact fp32.
+    tf32: bool = False
 
 
 @dataclass(kw_only=True)

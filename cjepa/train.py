@@ -52,6 +52,7 @@ from cjepa.utils.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from cjepa.utils.precision import apply_tf32
 from cjepa.utils.run_dir import MetricsLogger, git_info, package_versions, prepare_run_dir
 
 EXIT_PREEMPTED = 3  # exit code after a checkpoint taken on SIGTERM/SIGUSR1
@@ -285,6 +286,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         cfg, env = self.cfg, self.env
         self.device = pick_device(cfg.run.device, env)
+        apply_tf32(cfg.train.tf32, self.device)
         init_process_group(env, cfg.dist.backend, cfg.dist.timeout_s, self.device)
         derived = derive(cfg, env.world_size)
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank

@@ -246,6 +246,10 @@ class Trainer:
         if self.env.is_main:
             tqdm.write(f"[cjepa] {msg}", file=sys.stderr)
 
+    def _pending_signal(self) -> Optional[int]:
+        """The stop signal received so far (SIGTERM/SIGUSR1 set it from the handler), looked at once per step."""
+        return self._stop_signal
+
     def _read(self, stats: "StepStats", step: int, log: bool) -> tuple[dict[str, float], bool]:
         """The host read of the hot path: one collective and one device->host copy at most.
 
@@ -335,7 +339,7 @@ class Trainer:
                     val_due = step % val_every == 0 or step == total_steps
                     ckpt_due = step % ckpt_every == 0 or step == total_steps
                     # A signal is a host flag: one process acts on it at once; ranks agree on it at the next read.
-                    alone_stop = self._stop_signal is not None and not env.distributed
+                    alone_stop = self._pending_signal() is not None and not env.distributed
                     stop = False
                     # Validation and checkpoints come after a read covering every step since the last one, so a
                     # non-finite step is never validated as if it were fine, and never saved.

@@ -66,13 +66,13 @@ def _stop_at_step(monkeypatch, step: int, signum):
     """Make the trainer see a stop signal at `step` (as SLURM's SIGTERM / SIGUSR1 would set it)."""
     calls = {"n": 0}
 
-    def stop_requested(self):
+    def pending_signal(self):  # looked at once per step, after the step
         calls["n"] += 1
         if calls["n"] == step:
             self._stop_signal = signum
-        return self._stop_signal is not None
+        return self._stop_signal
 
-    monkeypatch.setattr(Trainer, "_stop_requested", stop_requested)
+    monkeypatch.setattr(Trainer, "_pending_signal", pending_signal)
 
 
 def test_preempted_job_checkpoints_exits_3_and_its_requeue_resumes(tmp_path, monkeypatch):

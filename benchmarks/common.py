@@ -20,6 +20,27 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python benchmarks/bench_x.py` from anywhere
 
+
+def ensure_kernels_import_name() -> None:
+    """Make ``cjepa_kernels`` importable from a checkout that was never pip-installed (a bare GPU machine).
+
+    setup.py installs the ``kernels/`` folder under the import name ``cjepa_kernels``; without an install that name
+    does not exist. A link named ``cjepa_kernels`` to the folder, first on ``sys.path`` and on ``PYTHONPATH`` (for
+    the subprocesses the benchmarks and the acceptance command start), gives the same imports as an install."""
+    import importlib.util
+    import os
+    import tempfile
+
+    if importlib.util.find_spec("cjepa_kernels") is not None:
+        return
+    link_dir = Path(tempfile.mkdtemp(prefix="cjepa-import-names-"))
+    (link_dir / "cjepa_kernels").symlink_to(ROOT / "kernels", target_is_directory=True)
+    sys.path.insert(0, str(link_dir))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(link_dir), str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+
+ensure_kernels_import_name()
+
 from cjepa.utils.report import table  # noqa: E402
 from cjepa.utils.run_dir import git_info, package_versions  # noqa: E402
 

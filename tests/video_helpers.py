@@ -91,3 +91,15 @@ TINY_VIDEOSAUR = [
     "encoder.videosaur.decoder_ffn=16",
     "encoder.videosaur.renderer_dims=[16]",
 ]
+
+
+def take_batches(loader, n: int) -> list[tuple[list[str], list]]:
+    """The (keys, frame indices) of the next ``n`` batches of a clip loader, across its passes (a resume test's
+    record of the stream)."""
+    out = []
+    while len(out) < n:
+        for b in loader:
+            out.append((b["keys"], b["frame_index"].tolist()))
+            if len(out) == n:
+                break
+    return out

@@ -15,6 +15,7 @@ from cjepa.data.loader import ClipSpec, VideoClipLoader, build_clip_loader
 from cjepa.data.shards import decode_masks
 from cjepa.data.video import decode_frames, denormalise, preprocess_frames, resize_masks
 from tests.data.test_loader import BAD_KEYS, EXPECTED_SKIPS, KEYS, bad_split, raw_sample
+from tests.video_helpers import take_batches
 
 pytest.importorskip("nvidia.dali")
 from cjepa.data.dali import DaliClipLoader, DaliUnavailable  # noqa: E402
@@ -79,21 +80,12 @@ def test_ranks_read_disjoint_parts(world_shards):
 def test_dali_resume_continues_the_stream(world_shards):
     kw = dict(batch_size=2, clip=ClipSpec(3, 2), image_size=(16, 16), decode="pyav", seed=4)
 
-    def take(loader, n):
-        out = []
-        while len(out) < n:
-            for b in loader:
-                out.append((b["keys"], b["frame_index"].tolist()))
-                if len(out) == n:
-                    break
-        return out
-
-    full = take(DaliClipLoader(world_shards / "train", **kw), 7)
+    full = take_batches(DaliClipLoader(world_shards / "train", **kw), 7)
     first = DaliClipLoader(world_shards / "train", **kw)
-    head = take(first, 4)
+    head = take_batches(first, 4)
     resumed = DaliClipLoader(world_shards / "train", **kw)
     resumed.load_state_dict(first.state_dict())
-    assert head + take(resumed, 3) == full
+    assert head + take_batches(resumed, 3) == full
 
 
 def test_dali_skips_bad_samples(tmp_path, caplog):
@@ -244,21 +236,12 @@ def test_native_resume_continues_the_stream(world_vp9_shards):
     """The native pipeline replays the current pass up to the saved position: the same batches as without the stop."""
     kw = dict(batch_size=1, clip=ClipSpec(3, 2), image_size=(8, 8), decode="cpu", seed=6, with_masks=False)
 
-    def take(loader, n):
-        out = []
-        while len(out) < n:
-            for b in loader:
-                out.append((b["keys"], b["frame_index"].tolist()))
-                if len(out) == n:
-                    break
-        return out
-
-    full = take(DaliClipLoader(world_vp9_shards / "train", **kw), 7)
+    full = take_batches(DaliClipLoader(world_vp9_shards / "train", **kw), 7)
     first = DaliClipLoader(world_vp9_shards / "train", **kw)
-    head = take(first, 3)
+    head = take_batches(first, 3)
     resumed = DaliClipLoader(world_vp9_shards / "train", **kw)
     resumed.load_state_dict(first.state_dict())
-    assert head + take(resumed, 4) == full
+    assert head + take_batches(resumed, 4) == full
 
 
 def test_pipeline_is_released_on_close_early_stop_and_error(world_vp9_shards):

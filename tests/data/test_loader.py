@@ -14,6 +14,7 @@ from cjepa.data.shards import EncodedSample, ShardError, ShardWriter, decode_mas
 from cjepa.data.video import decode_frames, denormalise, encode_video, preprocess_frames, resize_masks
 from cjepa.data.world.generate import generate_video
 from tests.data.conftest import tiny_world
+from tests.video_helpers import take_batches
 
 KEYS = [f"video_{i:06d}" for i in range(7)]
 
@@ -90,22 +91,13 @@ def test_resume_continues_the_uninterrupted_stream(world_shards):
     run would have produced (two DataLoader workers, across epoch and pass boundaries)."""
     kw = dict(batch_size=2, clip=ClipSpec(3, 2), image_size=(16, 16), seed=11, num_workers=2, shuffle_buffer=3)
 
-    def take(loader, n):
-        out = []
-        while len(out) < n:
-            for b in loader:
-                out.append((b["keys"], b["frame_index"].tolist()))
-                if len(out) == n:
-                    break
-        return out
-
-    full = take(VideoClipLoader(world_shards / "train", **kw), 9)
+    full = take_batches(VideoClipLoader(world_shards / "train", **kw), 9)
     first = VideoClipLoader(world_shards / "train", **kw)
-    head = take(first, 4)
+    head = take_batches(first, 4)
     state = json.loads(json.dumps(first.state_dict()))  # survives a checkpoint as JSON
     resumed = VideoClipLoader(world_shards / "train", **kw)
     resumed.load_state_dict(state)
-    assert head + take(resumed, 5) == full
+    assert head + take_batches(resumed, 5) == full
 
 
 def test_iter_videos_sorted_strided_and_rank_split(world_shards):

@@ -41,6 +41,21 @@ def dtype_id(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+# (dtype, torch fp32 matmul precision, tolerance) of the kernels' tf32 checks: the precision each case gets from the
+# kernels' _precision and the tolerance the GPU parity tests apply to it.
+PRECISION_CASES = [
+    (torch.float32, "highest", TOLERANCES[torch.float32]),  # exact fp32 dots: tf32 rounding must not show up
+    (torch.float32, "high", TF32_TOLERANCE),  # the user allowed tf32 for fp32 matmuls
+    (torch.bfloat16, "highest", TOLERANCES[torch.bfloat16]),
+    (torch.float16, "highest", TOLERANCES[torch.float16]),
+]
+
+
+def precision_case_id(value) -> str:
+    """pytest id of one PRECISION_CASES field: the dtype, the precision name, nothing for the tolerance."""
+    return dtype_id(value) if isinstance(value, torch.dtype) else (value if isinstance(value, str) else "")
+
+
 def shapes(cpu: list[tuple], gpu: list[tuple]) -> list[tuple]:
     """Tiny shapes everywhere; realistic ones added only where the kernels run natively."""
     return cpu + (gpu if ON_GPU else [])

@@ -15,10 +15,11 @@ from tests.kernels.common import (
     DEVICE,
     INTERPRETED,
     ON_GPU,
-    TF32_TOLERANCE,
+    PRECISION_CASES,
     TOLERANCES,
     dtype_id,
     leaves,
+    precision_case_id,
     randn,
     requires_triton_runtime,
     seeded,
@@ -232,20 +233,9 @@ def test_tf32_round_helper():
     assert float(((tf32_round(y) - y).abs() / y.abs()).max()) <= 2**-11
 
 
-# (dtype, torch fp32 matmul precision, tolerance) of the tf32 check: the precision each case gets from _precision
-# and the tolerance the GPU parity tests apply to it.
-PRECISION_CASES = [
-    (torch.float32, "highest", TOLERANCES[torch.float32]),  # exact fp32 dots: tf32 rounding must not show up
-    (torch.float32, "high", TF32_TOLERANCE),  # the user allowed tf32 for fp32 matmuls
-    (torch.bfloat16, "highest", TOLERANCES[torch.bfloat16]),
-    (torch.float16, "highest", TOLERANCES[torch.float16]),
-]
-
-
 @pytest.mark.interp
 @requires_triton_runtime
-@pytest.mark.parametrize("dtype,matmul_precision,tol", PRECISION_CASES,
-                         ids=lambda c: dtype_id(c) if isinstance(c, torch.dtype) else (c if isinstance(c, str) else ""))
+@pytest.mark.parametrize("dtype,matmul_precision,tol", PRECISION_CASES, ids=precision_case_id)
 @pytest.mark.parametrize("shape", [(1, 2, 112, 64), (2, 2, 112, 8)], ids=lambda s: "x".join(map(str, s)))
 def test_tf32_dots_stay_within_gpu_tolerance(shape, dtype, matmul_precision, tol, monkeypatch):
     """With every tf32 dot rounding its operands as tensor cores do (tf32_dots; the interpreter alone is exact),

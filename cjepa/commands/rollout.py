@@ -85,6 +85,10 @@ def run(args) -> int:
         bar.close()
         rows.append((split, len(videos), len(todo), cfg.rollout.target_frames))
         written[split] = SlotSplit(out, split)
+    if not rows:
+        from cjepa.errors import UserError
+
+        raise UserError(f"no split of --splits {args.splits} could be read from data.path={cfg.data.path} (see the lines above)")
     if cfg.rollout.export_pickle:
         export_pickle(written, cfg.rollout.export_pickle)
     print(table(rows, ["split", "videos", "rolled out now", "frames"]))

@@ -14,8 +14,9 @@ import torch
 from cjepa.errors import UserError
 
 
-class StateDictMismatch(UserError):
-    """A checkpoint's tensors do not fit the model built from the config (other size, layout or kind)."""
+class StateDictMismatch(UserError, ValueError):
+    """A checkpoint's tensors do not fit the model built from the config (other size, layout or kind); a ValueError
+    too, as the loaders raised before."""
 
 
 def _first(items: list[str], n: int = 4) -> str:

@@ -104,6 +104,9 @@ def test_vqa_score_with_missing_files(tmp_path, capsys):
                          "question file not found", str(tmp_path / "none.json"))
     _fails_with_one_line(capsys, ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions", str(tmp_path / "p.json")],
                          "prediction file not found", str(tmp_path / "p.json"))
+    (tmp_path / "p.json").write_text("{not json")
+    _fails_with_one_line(capsys, ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions", str(tmp_path / "p.json")],
+                         "not valid JSON", str(tmp_path / "p.json"))
 
 
 def test_plan_with_missing_files(tmp_path, capsys):

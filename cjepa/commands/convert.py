@@ -13,7 +13,8 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", help="one of our checkpoint dirs, a run dir (its latest checkpoint), or a DeepSpeed save folder")
+    p.add_argument("checkpoint", help="a run dir (its latest checkpoint) or checkpoint dir of a dist.engine=deepspeed run, "
+                   "or a bare DeepSpeed save folder (runs without DeepSpeed already have a plain model.pt)")
     p.add_argument("-o", "--out", help="output file (default: model.pt in the checkpoint dir)")
     p.add_argument("--tag", help="DeepSpeed tag to convert (default: the one named in the folder's 'latest' file)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

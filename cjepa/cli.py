@@ -2,7 +2,11 @@
 
 Every subcommand takes ``-c/--config FILE`` (repeatable; later files override earlier ones) and dotted
 ``key=value`` overrides, prints a progress bar on long work and a summary at the end. Subcommands live in
-``cjepa/commands/<name>.py`` and are imported only when called, so ``cjepa --help`` stays fast.
+``cjepa/commands/<name>.py``; building the parser imports no torch, so ``cjepa --help`` stays fast.
+
+Errors: a failure the user can act on (``cjepa.errors``: a bad path, value or flag) is printed as one line
+``cjepa COMMAND: message`` with exit code 2; ``--debug`` shows the full traceback instead. Anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -30,10 +34,38 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EPILOG = """\
-Configuration: -c configs/<area>/<file>.yaml (deltas over the defaults in cjepa/config.py), then overrides
-like optim.lr=3e-4 masking.num_masked=2. Unknown keys are errors. Every run writes runs/<run.name>/ with the
-resolved config.yaml, tensorboard logs (tb/), metrics.jsonl, checkpoints/ and summary.json.
+Configuration: -c configs/<area>/<file>.yaml (deltas over the defaults in cjepa/config.py; the shipped configs
+are found from any directory), then overrides like optim.lr=3e-4 masking.num_masked=2, before or after options.
+Unknown keys are errors. Every run writes runs/<run.name>/ with the resolved config.yaml, tensorboard logs (tb/),
+metrics.jsonl, checkpoints/ and summary.json.
+
+Exit codes: 0 done; 1 the work ran and failed (e.g. a non-finite loss, verification problems); 2 a usage or
+input error, printed as one line naming the key, file or flag (--debug: full traceback); 3 preempted (checkpoint
+written, resume by running again).
 """
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _flag_hint(unknown: list[str], argv: list[str]) -> str:
+    """A stray ``--lr 3e-4`` -> '; config keys are overrides: optim.lr=3e-4 or vqa.lr=3e-4'."""
+    from cjepa.config import keys_named
+
+    for word in unknown:
+        if word.startswith("--"):
+            flag, _, value = word[2:].partition("=")
+            i = argv.index(word)
+            if not value and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                value = argv[i + 1]  # argparse took it for an override
+            keys = keys_named(flag.replace("-", "_"))
+            if keys:
+                return "; config keys are overrides: " + " or ".join(f"{k}={value or 'VALUE'}" for k in keys)
+    return ""
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -42,12 +74,13 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cjepa",
         description="C-JEPA: object-centric world models trained with object-level masking, from laptop to SLURM.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (also after COMMAND)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -57,19 +90,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse with overrides allowed anywhere: ``cjepa train -c F --no-progress optim.lr=1`` works like
+    ``cjepa train -c F optim.lr=1 --no-progress``. (argparse's parse_intermixed_args refuses sub-commands, so
+    the ``key=value`` words argparse leaves over are appended to the overrides in their order.)"""
+    debug = "--debug" in argv  # accepted after COMMAND too, where the sub-command's parser does not know it
+    argv = [a for a in argv if a != "--debug"]
+    args, extra = parser.parse_known_args(argv)
+    args.debug = debug
+    if extra and hasattr(args, "overrides"):
+        args.overrides = list(args.overrides) + [a for a in extra if "=" in a and not a.startswith("-")]
+        extra = [a for a in extra if not ("=" in a and not a.startswith("-"))]
+    if extra:
+        prog = f"cjepa {args.command}" if getattr(args, "command", None) else parser.prog
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}{_flag_hint(extra, argv)} (see {prog} --help)\n")
+    return args
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    from cjepa.config import ConfigError
+    from cjepa.errors import EXIT_USER_ERROR, is_user_error, one_line
 
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse(parser, sys.argv[1:] if argv is None else list(argv))
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
     try:
         return int(args._module.run(args) or 0)
-    except ConfigError as err:
-        print(f"cjepa {args.command}: config error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        # The one place that maps exceptions to exit codes: user errors become one line and code 2.
+        if args.debug or not is_user_error(err):
+            raise
+        kind = "config error: " if type(err).__name__ == "ConfigError" else ""
+        print(f"cjepa {args.command}: {kind}{one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

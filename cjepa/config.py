@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -683,7 +684,7 @@ def load_config(paths: list[str] | tuple[str, ...] = (), overrides: list[str] | 
     """Defaults <- YAML files (in order) <- dotted overrides; then validate."""
     cfg = Config()
     for p in paths:
-        for data, source in _read_yaml(Path(p)):
+        for data, source in _read_yaml(resolve_config_file(p)):
             _merge(cfg, data, "", source)
     for ov in overrides:
         _merge(cfg, parse_override(ov), "", f"override '{ov}'")
@@ -772,6 +773,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.log_every must be >= 1")
     if cfg.optim.grad_clip < 0:
         raise ConfigError("optim.grad_clip must be >= 0 (0 disables clipping)")
+    _validate_rates_and_steps(cfg)
     _validate_dist(cfg)
     _validate_launch(cfg.launch)
     r = cfg.rollout
@@ -808,6 +810,51 @@ def validate(cfg: Config) -> None:
         )
     _validate_vqa(cfg.vqa)
     _validate_study(cfg.study)
+
+
+def _validate_rates_and_steps(cfg: Config) -> None:
+    """Learning rates are finite and positive (a zero or NaN rate trains nothing, silently); step counts are >= 0."""
+    o, v = cfg.optim, cfg.vqa
+    for key, lr in (("optim.lr", o.lr), ("optim.proprio_lr", o.proprio_lr), ("optim.action_lr", o.action_lr), ("vqa.lr", v.lr)):
+        if not (math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"{key}={lr} must be a finite number > 0")
+    t = cfg.train
+    for key, n in (("train.epochs", t.epochs), ("train.max_steps", t.max_steps), ("train.val_every", t.val_every),
+                   ("train.ckpt_every", t.ckpt_every), ("train.keep_checkpoints", t.keep_checkpoints),
+                   ("optim.warmup_steps", o.warmup_steps), ("vqa.epochs", v.epochs), ("vqa.max_steps", v.max_steps),
+                   ("encoder.vis_every", cfg.encoder.vis_every)):
+        if n < 0:
+            raise ConfigError(f"{key}={n} must be >= 0")
+
+
+def keys_named(name: str) -> list[str]:
+    """Every dotted config key whose last part is ``name`` (``lr`` -> ['optim.lr', 'vqa.lr'])."""
+    found: list[str] = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            elif f.name == name:
+                found.append(prefix + f.name)
+
+    walk(Config(), "")
+    return found
+
+
+def resolve_config_file(path: str | Path) -> Path:
+    """A ``-c`` file: as given, else the shipped one (``configs/clevrer/x.yaml`` or ``clevrer/x.yaml``), so that
+    commands find the repository's configs from any directory, as ``cjepa demo`` does."""
+    from cjepa.paths import CONFIG_DIR, REPO_ROOT
+
+    p = Path(path)
+    if p.is_file() or p.is_absolute():
+        return p
+    for cand in (REPO_ROOT / p, CONFIG_DIR / p):
+        if cand.is_file():
+            return cand
+    return p
 
 
 def _validate_vqa(v: VQAConfig) -> None:

@@ -30,7 +30,7 @@ import yaml  # noqa: E402
 
 from cjepa.config import Config, ConfigError, derive, dump_yaml, to_dict  # noqa: E402
 from cjepa.train import run_dir_of  # noqa: E402
-from launchers.clusters import ClusterError, get_preset  # noqa: E402
+from launchers.clusters import ClusterError, executor_parameters, get_preset  # noqa: E402
 from launchers.submit import job_result, make_executor, resolve_config, write_config, write_job_folder  # noqa: E402
 
 # --------------------------------------------------------------------------------------------- expansion
@@ -252,6 +252,9 @@ def run_from_args(args) -> int:
     specs = list(args.overrides) + ([f"launch.cluster={args.cluster}"] if args.cluster else [])
     try:
         jobs = plan(list(args.config), specs, name=name, zip_axes=args.zip, list_file=args.list)
+        # The preset and its limits (the jobs share one launch section), as submitting checks them: a dry run
+        # must not pass what a real sweep refuses.
+        executor_parameters(jobs[0].cfg.launch, get_preset(jobs[0].cfg.launch.cluster), name=name)
     except (ConfigError, ClusterError) as err:
         print(f"sweep: {err}", file=sys.stderr)
         return 2

@@ -1,5 +1,7 @@
 """Contracts of the typed config: deltas over defaults, dotted overrides, errors that name the key."""
 
+import re
+
 import pytest
 
 from cjepa.config import Config, ConfigError, config_from_dict, derive, dump_yaml, load_config, parse_override
@@ -109,3 +111,32 @@ def test_vqa_and_study_sections_are_checked():
         load_config(overrides=['study.grid=["run.seed"]'])
     cfg = load_config(overrides=["vqa.eval_offsets=[0,7]"])
     assert cfg.vqa.eval_offsets == [0, 7] and cfg.vqa.num_frames == 25 and cfg.study.protocols == ["original", "counterfactual_rollout"]
+
+
+@pytest.mark.parametrize("override", ["optim.lr=0", "optim.lr=-1e-3", "optim.lr=.nan", "optim.lr=.inf", "vqa.lr=0",
+                                      "optim.proprio_lr=-1", "optim.action_lr=.nan"])
+def test_learning_rates_must_be_finite_and_positive(override):
+    """A zero, negative or non-finite rate trains nothing (or NaN) without failing; it is refused, key named."""
+    with pytest.raises(ConfigError, match=re.escape(override.split("=")[0]) + ".*finite number > 0"):
+        load_config([], [override])
+
+
+@pytest.mark.parametrize("key", ["train.epochs", "train.max_steps", "train.val_every", "train.ckpt_every",
+                                 "train.keep_checkpoints", "optim.warmup_steps", "vqa.epochs", "vqa.max_steps"])
+def test_step_counts_must_not_be_negative(key):
+    with pytest.raises(ConfigError, match=re.escape(f"{key}=-1 must be >= 0")):
+        load_config([], [f"{key}=-1"])
+    load_config([], [f"{key}=0"])  # 0 keeps its meaning (epochs / once per epoch / keep all)
+
+
+def test_shipped_configs_resolve_from_any_directory(tmp_path, monkeypatch):
+    """-c configs/<area>/<file> (or <area>/<file>) finds the repository's file from another working directory; a
+    file that exists where the user is still wins."""
+    monkeypatch.chdir(tmp_path)
+    ref = load_config([str(REPO / "configs" / "smoke" / "cpu.yaml")])
+    assert load_config(["configs/smoke/cpu.yaml"]) == ref == load_config(["smoke/cpu.yaml"])
+    (tmp_path / "configs" / "smoke").mkdir(parents=True)
+    (tmp_path / "configs" / "smoke" / "cpu.yaml").write_text("optim: {lr: 0.125}\n")
+    assert load_config(["configs/smoke/cpu.yaml"]).optim.lr == 0.125
+    with pytest.raises(ConfigError, match="config file not found.*nope.yaml"):
+        load_config(["configs/smoke/nope.yaml"])

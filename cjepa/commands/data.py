@@ -31,9 +31,13 @@ def _run_world(args) -> int:
     from cjepa.config import load_config
     from cjepa.data.shards import ShardError
     from cjepa.data.world.generate import generate_split
+    from cjepa.errors import UserError, check_writable_dir
     from cjepa.utils.report import table
 
     cfg = load_config(args.config, args.overrides).world
+    if args.num_videos < 1:
+        raise UserError(f"--num-videos must be >= 1 (got {args.num_videos})")
+    check_writable_dir(args.out, "--out")
     print(f"cjepa data world: {args.num_videos} videos x {cfg.num_frames} frames at {cfg.width}x{cfg.height}, "
           f"{cfg.min_objects}-{cfg.max_objects} objects, seed {cfg.seed} -> {args.out}/{args.split}", file=sys.stderr)
     try:

@@ -27,6 +27,7 @@ def load_predictor(cfg, device):
     from cjepa.config import ConfigError, _merge
     from cjepa.models.predictor import build_predictor
     from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
+    from cjepa.utils.state_dict import load_checked
 
     if not cfg.rollout.checkpoint:
         raise ConfigError("rollout.checkpoint is required (a checkpoint dir, a run dir, or an original state_dict file)")
@@ -35,13 +36,8 @@ def load_predictor(cfg, device):
     if saved is not None and saved.is_file():
         _merge(cfg.model, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
     model = build_predictor(cfg.model, cfg.kernels.attention)
-    state = load_model_state(ckpt)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ConfigError(
-            f"checkpoint {ckpt} does not fit the model section (layout={cfg.model.layout}): "
-            f"missing keys {missing[:6]}{'...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}"
-        )
+    load_checked(model, load_model_state(ckpt), str(ckpt), hint=f"model section: layout={cfg.model.layout}, "
+                 f"num_slots={cfg.model.num_slots}, slot_dim={cfg.model.slot_dim}, depth={cfg.model.depth}")
     return model.to(device).eval()
 
 
@@ -89,6 +85,10 @@ def run(args) -> int:
         bar.close()
         rows.append((split, len(videos), len(todo), cfg.rollout.target_frames))
         written[split] = SlotSplit(out, split)
+    if not rows:
+        from cjepa.errors import UserError
+
+        raise UserError(f"no split of --splits {args.splits} could be read from data.path={cfg.data.path} (see the lines above)")
     if cfg.rollout.export_pickle:
         export_pickle(written, cfg.rollout.export_pickle)
     print(table(rows, ["split", "videos", "rolled out now", "frames"]))

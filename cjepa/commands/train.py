@@ -29,8 +29,10 @@ def execute(cfg, command: str, progress: bool = True, summary_printer=None) -> i
     """Train ``cfg`` (its train.task) and print the summary; map the trainer's stops to exit codes."""
     from cjepa.data.clips import VideoSourceUnavailable
     from cjepa.dist.env import detect_env
+    from cjepa.errors import check_writable_dir
     from cjepa.train import EXIT_PREEMPTED, NonFiniteLoss, Preempted, train
 
+    check_writable_dir(cfg.run.out_dir, "run.out_dir")  # before any data is loaded or a step is taken
     try:
         summary = train(cfg, progress=progress)
     except VideoSourceUnavailable as err:

@@ -196,7 +196,13 @@ def _score(args) -> int:
     if not p.is_file():
         print(f"cjepa vqa score: prediction file not found: {p}", file=sys.stderr)
         return 2
-    m = score_predictions(questions, json.loads(p.read_text()))
+    try:
+        predictions = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        from cjepa.errors import UserError
+
+        raise UserError(f"prediction file {p} is not valid JSON: {err}") from err
+    m = score_predictions(questions, predictions)
     print(metrics_table({"metrics": m, "offsets": []}))
     print(f"missing predictions (counted wrong): {int(m['missing'])}")
     return 0

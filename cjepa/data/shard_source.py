@@ -178,11 +178,16 @@ class ShardVideoSource:
                     yield it
 
 
+class SplitNotFound(FileNotFoundError):
+    """A split the shard root does not have: a FileNotFoundError, as the video-source registry asks (``cjepa
+    extract`` skips such splits), and a user error (cjepa.errors) wherever it stops a command."""
+
+
 def open_shard_source(*, path: str, split: str, data_cfg=None, image_size=None) -> ShardVideoSource:
-    """Registry factory for ``encoder.data.source=shards``; a missing split raises FileNotFoundError."""
+    """Registry factory for ``encoder.data.source=shards``; a missing split raises SplitNotFound."""
     try:
         return ShardVideoSource(path, split, image_size=image_size, num_workers=getattr(data_cfg, "num_workers", 0) if data_cfg else 0)
     except ShardError as err:
         if "no manifest" in str(err) or "not found" in str(err) or "does not exist" in str(err):
-            raise FileNotFoundError(str(err)) from err
+            raise SplitNotFound(str(err)) from err
         raise

@@ -11,11 +11,13 @@ Layout of a store rooted at ROOT::
 Shards are plain ``.npy`` files read with ``mmap_mode="r"``: opening a split costs one JSON read, and a video
 is a zero-copy slice. Every shard and index is written to a temporary name and renamed, so an interrupted
 writer leaves a valid store holding every video flushed so far, and re-opening the writer resumes after
-them. Readers also accept the original pickle ``{split: {video: float[T, S, D]}}`` (:func:`load_pickle_split`).
+them. Readers also accept the original pickle ``{split: {video: float[T, S, D]}}`` (:func:`load_pickle_split`),
+read through :func:`load_slot_pickle`, which refuses any pickle that asks for more than that format holds.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import pickle
@@ -31,6 +33,70 @@ VERSION = 1
 
 class SlotStoreError(ValueError):
     """A slot store or slot pickle is missing, malformed, or inconsistent; the message names the file."""
+
+
+class UnsafePickleError(SlotStoreError):
+    """A slot pickle names a global outside the slot-pickle format (it could run code if loaded)."""
+
+
+def _numpy_core(submodule: str):
+    # numpy 2 moved numpy.core to numpy._core (numpy 1.26 has both): pickles of either name resolve to this numpy's.
+    try:
+        return importlib.import_module(f"numpy._core.{submodule}")
+    except ImportError:  # numpy < 1.26
+        return importlib.import_module(f"numpy.core.{submodule}")
+
+
+# Every global that a pickle of {split: {video: ndarray}} (any protocol 0-5, numpy 1.x or 2.x, arrays, numpy
+# scalars and dtypes) names. Plain dicts, lists, tuples, strings and numbers need no global at all.
+_SLOT_PICKLE_GLOBALS = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _numpy_core("multiarray")._reconstruct,  # arrays, protocol < 5
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_core("multiarray")._reconstruct,
+    ("numpy.core.multiarray", "scalar"): lambda: _numpy_core("multiarray").scalar,  # np.float32(...) etc.
+    ("numpy._core.multiarray", "scalar"): lambda: _numpy_core("multiarray").scalar,
+    ("numpy.core.numeric", "_frombuffer"): lambda: _numpy_core("numeric")._frombuffer,  # arrays, protocol 5
+    ("numpy._core.numeric", "_frombuffer"): lambda: _numpy_core("numeric")._frombuffer,
+    ("_codecs", "encode"): lambda: __import__("_codecs").encode,  # bytes in protocols 0-2 (str -> latin-1 bytes)
+    ("builtins", "bytes"): lambda: bytes,
+    ("__builtin__", "bytes"): lambda: bytes,  # protocol 0-2 spelling
+    ("collections", "OrderedDict"): lambda: __import__("collections").OrderedDict,
+}
+
+
+class _SlotUnpickler(pickle.Unpickler):
+    def __init__(self, fh, path: Path):
+        super().__init__(fh)
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        # Globals are the only way a pickle reaches code (os.system, builtins.eval, any __reduce__): admit the
+        # format's own and nothing else.
+        make = _SLOT_PICKLE_GLOBALS.get((module, name))
+        if make is None:
+            raise UnsafePickleError(
+                f"{self.path}: refused to load: the pickle asks for {module}.{name}, which a slot pickle never holds "
+                "(only dicts, lists, strings, numbers and numpy arrays are admitted; a foreign pickle can run code)"
+            )
+        return make()
+
+
+def load_slot_pickle(path: str | os.PathLike) -> Any:
+    """Unpickle a slot pickle (the original format or its proprio/action meta pickles) without running its code.
+
+    The one reader of slot pickles: everything that reads one goes through here.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SlotStoreError(f"slot pickle not found: {path}")
+    with open(path, "rb") as fh:
+        try:
+            return _SlotUnpickler(fh, path).load()
+        except UnsafePickleError:
+            raise
+        except Exception as err:  # truncated or corrupt pickles raise many different types
+            raise SlotStoreError(f"{path} is not a readable slot pickle: {type(err).__name__}: {err}") from err
 
 
 def _atomic_write_bytes(path: Path, writer) -> None:
@@ -203,13 +269,7 @@ class SlotSplit(Mapping):
 def load_pickle_split(path: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
     """One split of the original slot pickle ``{split: {video: float[T, S, D]}}``, keys sorted."""
     path = Path(path)
-    if not path.is_file():
-        raise SlotStoreError(f"slot pickle not found: {path}")
-    with open(path, "rb") as fh:
-        try:
-            data = pickle.load(fh)
-        except Exception as err:  # truncated or foreign pickles raise many different types
-            raise SlotStoreError(f"{path} is not a readable slot pickle: {err}") from err
+    data = load_slot_pickle(path)
     if not isinstance(data, dict) or split not in data:
         have = list(data) if isinstance(data, dict) else type(data).__name__
         raise SlotStoreError(f"{path}: no split {split!r} (found {have})")

@@ -27,10 +27,14 @@ and (on CPU) ``DS_ACCELERATOR=cpu`` are set.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
+import pickle
+import re
 import shutil
 import sys
+import types
 from argparse import Namespace
 from pathlib import Path
 from typing import Any, Optional
@@ -187,6 +191,8 @@ class DeepSpeedEngine:
             tag = self._ensure_universal(ds_dir, tag)
             self.engine._config.load_universal_checkpoint = True  # read at load time only; set for this load
         try:
+            # DeepSpeed reads its files with weights_only=False here. This is resume: the files are this run's own
+            # checkpoints in its run dir (train.resume=auto) or a path the user named as theirs to continue.
             path, _ = self.engine.load_checkpoint(str(ds_dir), tag=tag)
         finally:
             self.engine._config.load_universal_checkpoint = False
@@ -213,6 +219,67 @@ def _quiet():
     """DeepSpeed's offline checkpoint tools print progress to stdout and tqdm bars to stderr."""
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
         yield
+
+
+# The classes (besides tensors, storages, sizes and containers, which weights_only admits anyway) that DeepSpeed's
+# model/optimizer state files hold, for ZeRO 0-3, fp32/bf16/fp16 and CPU offload. Each is plain data (an enum, a
+# dataclass, a loss-scaler's numbers); none runs code when restored. Names missing in a DeepSpeed version are skipped.
+DEEPSPEED_SAFE_GLOBALS = (
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+)
+
+
+def _deepspeed_safe_globals() -> list:
+    found = []
+    for spec in DEEPSPEED_SAFE_GLOBALS:
+        module, name = spec.rsplit(".", 1)
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return found
+
+
+def load_deepspeed_file(path: str | os.PathLike, map_location: Any = "cpu", **kwargs) -> Any:
+    """``torch.load`` of one DeepSpeed state file with ``weights_only=True`` plus DeepSpeed's own plain-data classes.
+
+    DeepSpeed reads these files with ``weights_only=False``, which runs whatever a pickle asks for; a checkpoint
+    folder from elsewhere must not. Anything beyond tensors and the classes above is refused with an error naming
+    the file and the global.
+    """
+    kwargs.pop("weights_only", None)
+    with torch.serialization.safe_globals(_deepspeed_safe_globals()):
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True, **kwargs)
+        except pickle.UnpicklingError as err:
+            found = re.search(r"GLOBAL ([\w.]+)", str(err))
+            what = f"it asks for {found.group(1)}, which" if found else "it holds an object that"
+            raise DeepSpeedCheckpointError(
+                f"{path}: refused to load: {what} is not part of a DeepSpeed checkpoint (tensors, sizes, "
+                "containers, DeepSpeed's loss scaler and ZeRO enums); a foreign pickle can run code"
+            ) from None
+
+
+@contextlib.contextmanager
+def _weights_only_in(module: types.ModuleType):
+    """Within the block, ``module``'s ``torch.load`` (DeepSpeed's zero_to_fp32, which hard-codes weights_only=False)
+    is :func:`load_deepspeed_file`; every other use of torch in that module, and torch itself, is untouched."""
+
+    class _Torch(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+    proxy = _Torch("torch")
+    proxy.load = lambda f, map_location=None, **kw: load_deepspeed_file(f, map_location=map_location, **kw)
+    original = module.torch
+    module.torch = proxy
+    try:
+        yield
+    finally:
+        module.torch = original
 
 
 def _universal_info() -> dict:
@@ -255,20 +322,24 @@ def deepspeed_to_state_dict(path: str | os.PathLike, tag: Optional[str] = None) 
         raise DeepSpeedCheckpointError(f"DeepSpeed checkpoint folder {folder} does not exist")
     optim_files = sorted(folder.glob("*optim_states.pt"))
     if optim_files:
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        zero_to_fp32 = importlib.import_module("deepspeed.utils.zero_to_fp32")
 
-        with _quiet():  # progress prints and bars on every save; failures still raise
-            sd = get_fp32_state_dict_from_zero_checkpoint(str(root), tag=tag)
+        # progress prints and bars on every save; failures still raise. The folder may come from elsewhere
+        # (cjepa convert): its files are read with weights_only=True.
+        with _quiet(), _weights_only_in(zero_to_fp32):
+            sd = zero_to_fp32.get_fp32_state_dict_from_zero_checkpoint(str(root), tag=tag)
     else:
         model_files = sorted(folder.glob("mp_rank_*_model_states.pt"))
         if not model_files:
             raise DeepSpeedCheckpointError(f"{folder} holds neither optimizer shards nor model states")
-        sd = torch.load(model_files[0], map_location="cpu", weights_only=False)["module"]
+        sd = load_deepspeed_file(model_files[0])["module"]
     return {k: v.detach().float().clone().contiguous() if v.is_floating_point() else v.clone() for k, v in sd.items()}
 
 
 def convert_to_universal(tag_dir: Path, out: Path) -> None:
-    """DeepSpeed's ``ds_to_universal`` in-process (no worker pools), written atomically to ``out``."""
+    """DeepSpeed's ``ds_to_universal`` in-process (no worker pools), written atomically to ``out``.
+
+    It reads with weights_only=False; it runs only on resume, on the run's own checkpoint (see ``load``)."""
     from deepspeed.checkpoint import ds_to_universal
 
     tag_dir, out = Path(tag_dir), Path(out)

@@ -159,7 +159,11 @@ def pick_device(requested: str, env: DistEnv) -> torch.device:
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("run.device=cuda but no CUDA device is visible")
+        from cjepa.errors import UserError
+
+        build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build"
+        raise UserError(f"run.device=cuda but no CUDA device is visible (torch {torch.__version__}, {build}); "
+                        "use run.device=cpu or run.device=auto")
     idx = env.local_rank % torch.cuda.device_count()
     torch.cuda.set_device(idx)
     return torch.device("cuda", idx)

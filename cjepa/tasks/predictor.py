@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from cjepa.config import Config, ConfigError, Derived
 from cjepa.data.sampler import StepBatchSampler
-from cjepa.data.slot_store import SlotSplit, load_pickle_split, open_split
+from cjepa.data.slot_store import SlotSplit, SlotStoreError, load_pickle_split, load_slot_pickle, open_split
 from cjepa.data.synthetic import synthetic_splits_from_config
 from cjepa.data.windows import AuxNormalizer, SlotWindows, fit_aux_normalizer, per_split_window_normalizer
 from cjepa.dist.env import DistEnv, all_reduce_sum
@@ -48,12 +48,9 @@ def load_aux(cfg: Config, split: str, videos: Mapping[str, np.ndarray]) -> tuple
 
 
 def load_pickle_split_2d(path: str, split: str) -> dict[str, np.ndarray]:
-    import pickle
-
-    with open(path, "rb") as fh:
-        data = pickle.load(fh)
-    if split not in data:
-        raise ValueError(f"{path}: no split {split!r}")
+    data = load_slot_pickle(path)  # the restricted reader: an action pickle from elsewhere cannot run code
+    if not isinstance(data, dict) or split not in data:
+        raise SlotStoreError(f"{path}: no split {split!r}")
     return {k: np.asarray(v, dtype=np.float32) for k, v in data[split].items()}
 
 

@@ -1,12 +1,24 @@
 """Contracts of the sharded slot store and the original pickle format."""
 
 import json
+import os
 import pickle
+import re
 
 import numpy as np
 import pytest
 
-from cjepa.data.slot_store import SlotSplit, SlotStoreError, SlotStoreWriter, export_pickle, load_pickle_split, open_split
+from cjepa.data.slot_store import (
+    SlotSplit,
+    SlotStoreError,
+    SlotStoreWriter,
+    UnsafePickleError,
+    export_pickle,
+    load_pickle_split,
+    load_slot_pickle,
+    open_split,
+)
+from cjepa.tasks.predictor import load_pickle_split_2d
 
 
 def videos(n, T=5, S=3, D=4, seed=0):
@@ -98,3 +110,63 @@ def test_meta_records_producer(tmp_path):
     SlotStoreWriter(tmp_path, "train", num_slots=3, slot_dim=4, producer={"ckpt_sha256": "abc"}).close()
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["num_slots"] == 3 and meta["producer"] == {"ckpt_sha256": "abc"}
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a hostile 'slot pickle' would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_would_run_code_is_refused_naming_the_global(tmp_path):
+    """A slot pickle whose unpickling calls os.system is refused before the call: no marker file, the error names
+    the file and the forbidden global; the proprio/action meta pickles of Push-T go through the same reader."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "slots.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump({"train": {"v": _RunsCode(marker)}}, fh)
+    forbidden = f"{os.system.__module__}.system"  # posix.system on Linux
+    with pytest.raises(UnsafePickleError, match=re.escape(f"{path}: refused to load: the pickle asks for {forbidden}")):
+        load_pickle_split(path, "train")
+    with pytest.raises(UnsafePickleError, match=re.escape(forbidden)):
+        load_pickle_split_2d(str(path), "train")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_legitimate_slot_pickles_load_identically_under_every_protocol(tmp_path, protocol):
+    """Arrays (float32/float64, C and Fortran order), numpy scalars and dtypes in dicts and lists, written with any
+    protocol, load through the restricted reader exactly as pickle.load reads them."""
+    data = {
+        "train": videos(3),
+        "val": {"v": np.asfortranarray(np.arange(24, dtype=np.float64).reshape(2, 3, 4))},
+        "meta": {"fps": np.float32(10.0), "n": np.int64(3), "dtype": np.dtype("float32"), "names": ["a", "b"], "x": 1.5},
+    }
+    path = tmp_path / "slots.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump(data, fh, protocol=protocol)
+    with open(path, "rb") as fh:
+        expected = pickle.load(fh)
+    got = load_slot_pickle(path)
+    assert got.keys() == expected.keys() and got["meta"] == expected["meta"]
+    for s in ("train", "val"):
+        for k, v in expected[s].items():
+            assert got[s][k].dtype == v.dtype and np.array_equal(got[s][k], v)
+    tr = load_pickle_split(path, "train")
+    assert list(tr) == sorted(data["train"]) and all(np.array_equal(tr[k], data["train"][k]) for k in tr)
+
+
+@pytest.mark.parametrize("core", [b"numpy.core", b"numpy._core"])
+def test_numpy1_and_numpy2_spellings_of_array_pickles_load(tmp_path, core):
+    """numpy 1.x writes numpy.core.multiarray._reconstruct, numpy 2.x numpy._core.multiarray: both are admitted."""
+    raw = pickle.dumps({"train": videos(2), "s": np.float32(2.5)}, protocol=2)  # protocol 2: globals as text lines
+    written = b"numpy._core" if b"numpy._core.multiarray\n_reconstruct" in raw else b"numpy.core"
+    (tmp_path / "slots.pkl").write_bytes(raw.replace(written + b".multiarray", core + b".multiarray"))
+    assert core + b".multiarray\nscalar" in (tmp_path / "slots.pkl").read_bytes()
+    tr = load_pickle_split(tmp_path / "slots.pkl", "train")
+    assert all(np.array_equal(tr[k], v) for k, v in videos(2).items())
+    assert load_slot_pickle(tmp_path / "slots.pkl")["s"] == np.float32(2.5)

@@ -217,6 +217,20 @@ def test_convert_command_writes_loadable_state_dict(runs, tmp_path, capsys):
     _assert_same_weights(load_model_state(out), _final_weights(runs / "zero2"), "convert command", atol=0, rtol=0)
 
 
+@pytest.mark.dist
+@pytest.mark.slow
+def test_every_deepspeed_state_file_loads_with_weights_only(runs):
+    """The safe globals cover every file DeepSpeed writes here (ZeRO 0-3, accumulation, CPU offload, universal):
+    cjepa convert reads folders from elsewhere with weights_only=True, so a class missing from the list would
+    refuse a legitimate checkpoint."""
+    from cjepa.dist.deepspeed import load_deepspeed_file
+
+    files = sorted(runs.glob("*/checkpoints/*/deepspeed/**/*.pt"))
+    assert any("optim_states" in f.name for f in files) and any("model_states" in f.name for f in files)
+    for f in files:
+        load_deepspeed_file(f)
+
+
 # --------------------------------------------------------------------------------------------- failures
 
 

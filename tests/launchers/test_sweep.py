@@ -67,6 +67,14 @@ def test_dry_run_lists_valid_configs_and_submits_nothing(tmp_path, capsys):
     assert not (tmp_path / "grid").exists()
 
 
+def test_dry_run_refuses_an_unknown_cluster(tmp_path, capsys):
+    """--dry-run checks the cluster preset as a real sweep does: an unknown one is rc 2, one line naming it."""
+    rc = main(["sweep", "-c", SMOKE, "run.seed=0,1", f"run.out_dir={tmp_path}", "--name", "g", "--dry-run", "--cluster", "nope"])
+    captured = capsys.readouterr()
+    assert rc == 2 and "nothing submitted" not in captured.out
+    assert len(captured.err.strip().splitlines()) == 1 and "launch.cluster='nope' is not a preset" in captured.err
+
+
 def test_summary_table_from_disk(tmp_path):
     """--summary rebuilds the table from sweep.json and the run dirs' summary.json; missing runs are flagged."""
     runs = [tmp_path / "s" / "000_a=1", tmp_path / "s" / "001_a=2"]

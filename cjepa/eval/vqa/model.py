@@ -167,14 +167,12 @@ def reasoner_losses(out: dict[str, torch.Tensor], label: torch.Tensor, is_mc: to
     return {"loss": l_desc + l_mc, "loss_descriptive": l_desc, "loss_choice": l_mc}
 
 
-def load_reasoner_state(model: ALOEReasoner, state: dict[str, torch.Tensor]) -> None:
-    """Load our state_dict or the original ``CLEVRERAloe`` one (keys under ``transformer_model.``), strictly."""
+def load_reasoner_state(model: ALOEReasoner, state: dict[str, torch.Tensor], source: str = "of the reasoner") -> None:
+    """Load our state_dict or the original ``CLEVRERAloe`` one (keys under ``transformer_model.``), strictly; keys
+    or shapes that differ (another vqa.* size) are a one-line user error naming them."""
+    from cjepa.utils.state_dict import load_checked
+
     pre = "transformer_model."
     if state and all(k.startswith(pre) for k in state):
         state = {k[len(pre) :]: v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"reasoner checkpoint does not fit the model: missing {missing[:6]}{'...' if len(missing) > 6 else ''}, "
-            f"unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}"
-        )
+    load_checked(model, state, source)

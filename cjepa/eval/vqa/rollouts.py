@@ -51,6 +51,7 @@ def load_predictor(checkpoint: str, model_cfg, attention: str, device: torch.dev
     from cjepa.config import ConfigError, _merge
     from cjepa.models.predictor import build_predictor
     from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
+    from cjepa.utils.state_dict import load_checked
 
     if not checkpoint:
         raise ConfigError("a predictor checkpoint is required (vqa.predictor_checkpoint: checkpoint dir, run dir or state_dict)")
@@ -62,11 +63,8 @@ def load_predictor(checkpoint: str, model_cfg, attention: str, device: torch.dev
     if mcfg.kind != "slots":
         raise ConfigError(f"VQA rollouts need a slot predictor (model.kind=slots); {ckpt} is model.kind={mcfg.kind}")
     model = build_predictor(mcfg, attention)
-    missing, unexpected = model.load_state_dict(load_model_state(ckpt), strict=False)
-    if missing or unexpected:
-        raise ConfigError(
-            f"predictor checkpoint {ckpt} does not fit model section (layout={mcfg.layout}): missing {missing[:6]}, unexpected {unexpected[:6]}"
-        )
+    load_checked(model, load_model_state(ckpt), f"{ckpt} (vqa.predictor_checkpoint)", hint=f"layout={mcfg.layout}, "
+                 f"num_slots={mcfg.num_slots}, slot_dim={mcfg.slot_dim}, depth={mcfg.depth}")
     return model.to(device).eval()
 
 

@@ -359,7 +359,7 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
     vocab = Vocab.from_dict(task_state["vocab"], str(ckpt))
     shape = task_state["shape"]
     model = reasoner_from_config(c, vocab, int(shape["num_slots"]), int(shape["slot_dim"]))
-    load_reasoner_state(model, load_model_state(ckpt))
+    load_reasoner_state(model, load_model_state(ckpt), f"{ckpt} (vqa.checkpoint)")
     return model.to(device).eval(), vocab, c
 
 

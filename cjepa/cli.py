@@ -70,6 +70,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as err:
         print(f"cjepa {args.command}: config error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        # Ctrl-C: one line instead of a traceback (the trainer's says where it saved); 130 = 128 + SIGINT, as shells
+        print(f"cjepa {args.command}: interrupted{f' ({err})' if str(err) else ''}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -29,13 +29,15 @@ LOCK_FILE = "run.lock"
 HISTORY_FILE = "config_history.jsonl"
 
 # Keys that may differ between a checkpoint's config and the config that resumes it: how long to train, how
-# often to log / validate / checkpoint, where and on what the run happens, how it is launched. Everything else
-# (model, data, optimiser, masking, seeds) would either be ignored (the checkpoint's state wins) or not fit it.
+# often to log / validate / checkpoint, where and on what the run happens and how it is launched. The engine
+# layout (dist.*: DDP <-> single, another ZeRO stage or world size) is resumable because the engines convert or
+# refuse their own state; kernels.* compute the same functions. Everything else (model, data, optimiser, masking,
+# seeds) would either be ignored (the checkpoint's state wins) or not fit it.
 RESUMABLE_KEYS = (
     "run.name", "run.out_dir", "run.device",
     "train.max_steps", "train.epochs", "train.log_every", "train.val_every", "train.ckpt_every",
     "train.keep_checkpoints", "train.resume", "train.allow_config_change", "train.compile", "train.compile_backend",
-    "data.num_workers", "data.decode_threads", "dist.timeout_s", "launch.",  # a trailing dot: the whole section
+    "train.tf32", "data.num_workers", "data.decode_threads", "dist.", "kernels.", "launch.",  # trailing dot: a section
 )
 
 

@@ -490,6 +490,10 @@ class Trainer:
                         raise Preempted(path, step, signum)
                     if step >= total_steps:
                         break
+            # The stop flag is not looked at any more: the previous handlers let Ctrl-C interrupt the final
+            # evaluation at once instead of being noted and ignored.
+            for sig, h in prev_handlers.items():
+                signal.signal(sig, h)
             summary = self._finish(step, total_steps, val_metrics, logger)
         finally:
             bar.close()

@@ -3,6 +3,7 @@ NaN stops keep the last good checkpoint, SIGTERM / Ctrl-C checkpoint then exit, 
 promise and hold one run (lock, resume rules, each step logged once, corrupt checkpoints skipped)."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -237,13 +238,15 @@ def _wait_for_rows(path, n, proc):
 
 
 def test_ctrl_c_checkpoints_exits_130_in_one_line_and_resumes(tmp_path):
-    """Ctrl-C mid-run is handled like SIGTERM: a checkpoint at the current step, then one line (no traceback) and
-    exit code 130. The same command resumes from it: the first step it trains and logs is the one after it."""
-    cmd = _train_cmd(tmp_path, "train.max_steps=100000", "train.ckpt_every=100000", "train.val_every=100000", "train.log_every=1")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """Ctrl-C mid-run (SIGINT to the whole process group, as a terminal sends it, data loader workers included) is
+    handled like SIGTERM: a checkpoint at the current step, then one line (no traceback) and exit code 130. The
+    same command resumes from it: the first step it trains and logs is the one after it."""
+    cmd = _train_cmd(tmp_path, "train.max_steps=100000", "train.ckpt_every=100000", "train.val_every=100000", "train.log_every=1",
+                     "data.num_workers=2")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     metrics = tmp_path / "smoke" / "metrics.jsonl"
     _wait_for_rows(metrics, 3, proc)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     ck = latest_checkpoint(tmp_path / "smoke")
@@ -370,3 +373,19 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
     assert (rd / "checkpoints" / "corrupt-step_0000009" / "train_state.pt").is_file()
     assert [p.name for p in list_checkpoints(rd)] == ["step_0000009", "step_0000012"]
     assert summary["checkpoint"] == str(rd / "checkpoints" / "step_0000012")
+
+
+class CtrlCInFinalEval(PredictorTask):
+    def final_eval(self, model):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the signal is handled here, at the latest when the sleep returns
+        return super().final_eval(model)
+
+
+def test_ctrl_c_after_the_last_step_interrupts_the_final_evaluation(tmp_path):
+    """Once the loop is over nothing looks at the stop flag: a Ctrl-C during the final evaluation interrupts it
+    at once, instead of being noted and ignored until the evaluation ends."""
+    cfg = smoke(tmp_path, "train.max_steps=2")
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, CtrlCInFinalEval(cfg), progress=False).fit()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -240,12 +240,15 @@ def _wait_for_rows(path, n, proc):
 def test_ctrl_c_checkpoints_exits_130_in_one_line_and_resumes(tmp_path):
     """Ctrl-C mid-run (SIGINT to the whole process group, as a terminal sends it, data loader workers included) is
     handled like SIGTERM: a checkpoint at the current step, then one line (no traceback) and exit code 130. The
-    same command resumes from it: the first step it trains and logs is the one after it."""
+    same command resumes from it: the first step it trains and logs is the one after it. While the first process
+    runs, a second one into the same run directory fails at once, naming the first."""
     cmd = _train_cmd(tmp_path, "train.max_steps=100000", "train.ckpt_every=100000", "train.val_every=100000", "train.log_every=1",
                      "data.num_workers=2")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     metrics = tmp_path / "smoke" / "metrics.jsonl"
     _wait_for_rows(metrics, 3, proc)
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)  # the same run, started twice
+    assert second.returncode == 2 and f"is in use by another run (pid {proc.pid} on host {socket.gethostname()}" in second.stderr, second.stderr
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -331,6 +331,21 @@ class Trainer:
         self._log(f"resumed from {ckpt} at step {state['step']}")
         return int(state["step"])
 
+    def _load_fitting(self, ckpt: Path, state: dict, model_sd: Optional[dict], changes: dict) -> int:
+        """:meth:`_load`; with train.allow_config_change, a checkpoint that does not fit the changed model or
+        optimizer is one clear error naming the changed keys, not a size-mismatch traceback."""
+        try:
+            return self._load(ckpt, state, model_sd)
+        except (CheckpointError, RunDirError):
+            raise
+        except (RuntimeError, ValueError, KeyError) as err:
+            if not changes:
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RunDirError(
+                f"{ckpt} does not fit this config, changed since it was written ({', '.join(changes)}): {first}"
+            ) from err
+
     def _log(self, msg: str) -> None:
         if self.env.is_main:
             tqdm.write(f"[cjepa] {msg}", file=sys.stderr)
@@ -417,6 +432,8 @@ class Trainer:
         ckpt, state, model_sd = self._resume_point()
         start = int(state["step"]) if state is not None else 0
         changes = self._check_resume(ckpt, start)  # before anything in the run directory is written
+        step = start if ckpt is None else self._load_fitting(ckpt, state, model_sd, changes)  # ... and this too
+        del state, model_sd
         if env.is_main:
             prepare_run_dir(self.run_dir, dump_yaml(cfg), {
                 "step": start, "checkpoint": None if ckpt is None else str(ckpt),
@@ -424,8 +441,6 @@ class Trainer:
             })
             truncate_metrics(self.run_dir, start)
         self._barrier()
-        step = start if ckpt is None else self._load(ckpt, state, model_sd)
-        del state, model_sd
         tb_exists = (self.run_dir / "tb").is_dir()
         logger = MetricsLogger(self.run_dir, enabled=env.is_main, purge_step=step + 1 if tb_exists else None)
         prev_handlers = self._install_signal_handlers()

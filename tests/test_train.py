@@ -296,8 +296,9 @@ def test_resume_never_refuses_a_run_dir_with_checkpoints(tmp_path):
 
 def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
     """Resuming with other model/optimizer values is refused with the changed keys listed, before config.yaml is
-    rewritten; resumable keys (max_steps) may change; train.allow_config_change=true resumes anyway. Every start
-    is kept in config_history.jsonl."""
+    rewritten; resumable keys (max_steps) may change; train.allow_config_change=true resumes anyway (a checkpoint
+    that does not fit the changed model is one clear error, still before anything is written). Every start is
+    kept in config_history.jsonl."""
     cfg = smoke(tmp_path, "train.max_steps=6")
     train(cfg, progress=False)
     rd = run_dir_of(cfg)
@@ -306,6 +307,9 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
         with pytest.raises(RunDirError, match=shown + r"\. On resume only run.name, .*train.max_steps"):
             train(smoke(tmp_path, "train.max_steps=9", *changed), progress=False)
         assert {f: (rd / f).read_text() for f in before} == before
+    with pytest.raises(RunDirError, match=r"step_0000006 does not fit this config, changed since it was written \(model.slot_dim, model.head_dim, train.max_steps, train.allow_config_change\): Error\(s\) in loading state_dict"):
+        train(smoke(tmp_path, "train.max_steps=9", "model.slot_dim=32", "train.allow_config_change=true"), progress=False)
+    assert {f: (rd / f).read_text() for f in before} == before
     more = smoke(tmp_path, "train.max_steps=9", "train.log_every=3")
     Trainer(more, resumed := Counted(more), progress=False).fit()
     assert resumed.steps == [6, 7, 8]

@@ -5,7 +5,8 @@
 ``config.yaml`` (fully resolved) and ``meta.json`` (step, git SHA, versions, world size, wall time). A
 checkpoint is written into a temporary directory and renamed into place, so a crash mid-write never leaves a
 half checkpoint, and the previous one stays. ``meta.json`` is written last inside the temporary directory:
-a directory without it is not a checkpoint.
+a directory without it is not a checkpoint. A checkpoint that cannot be read anyway (a file damaged later) is
+renamed ``corrupt-step_XXXXXXX`` by the resuming trainer (:func:`set_aside`), which no longer counts as one.
 """
 
 from __future__ import annotations

@@ -124,6 +124,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         kind = "config error: " if type(err).__name__ == "ConfigError" else ""
         print(f"cjepa {args.command}: {kind}{one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt as err:
+        if args.debug:
+            raise
+        # Ctrl-C: one line instead of a traceback (the trainer's says where it saved); 130 = 128 + SIGINT, as shells
+        print(f"cjepa {args.command}: interrupted{f' ({err})' if str(err) else ''}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -204,6 +204,10 @@ class TrainConfig:
     ckpt_every: int = 0  # steps; 0 = once per epoch
     keep_checkpoints: int = 2
     resume: str = "auto"  # "auto": latest checkpoint of this run dir if any; "never"; or a checkpoint path
+    # Resuming with other values than the checkpoint's config is refused, except for the keys in
+    # cjepa.utils.run_dir.RESUMABLE_KEYS (steps, intervals, device, ...); true resumes anyway (the changes are
+    # recorded in config_history.jsonl). The checkpoint's weights and optimizer state must still fit.
+    allow_config_change: bool = False
     compile: bool = False  # torch.compile the model (DeepSpeed: its engine.compile(), which keeps ZeRO's hooks)
     # The torch.compile backend: "inductor" generates kernels; "aot_eager" / "eager" only capture graphs (debugging).
     compile_backend: str = "inductor"

@@ -5,7 +5,14 @@ chosen by ``dist.engine``. It owns: seeding, the engine (optimizer, schedule, cl
 accumulation), bf16 autocast, periodic validation, logging (tqdm on rank 0, tensorboard, metrics.jsonl),
 atomic checkpoints with every RNG state and the data position (so a resumed run is bit-identical to an
 uninterrupted one on CPU), a stop on NaN/inf loss that keeps the last good checkpoint, and SIGTERM/SIGUSR1
-handling (checkpoint, then exit with :data:`EXIT_PREEMPTED`) for SLURM preemption.
+handling (checkpoint, then exit with :data:`EXIT_PREEMPTED`) for SLURM preemption. Ctrl-C (SIGINT) also
+checkpoints, then raises :class:`Interrupted` (a KeyboardInterrupt: the CLI exits with 130); a second Ctrl-C
+stops at once.
+
+The run directory is the run's: one process holds it (``run.lock``), a resume continues the checkpoint's config
+(changed keys are refused unless resumable or ``train.allow_config_change``), ``train.resume=never`` does not
+start over a directory that holds checkpoints, and a resume drops the metrics logged after its checkpoint so that
+every step is logged once. An unreadable latest checkpoint is set aside with a warning and the previous one used.
 
 The steps between reads never wait for the device: losses, their finiteness and the gradient norm stay on it
 (:class:`StepStats`) and reach the host in one read every ``train.log_every`` steps, before validation and
@@ -44,16 +51,30 @@ from cjepa.dist.env import (
 )
 from cjepa.utils.checkpoint import (
     STEP_DIR,
+    CheckpointError,
+    checkpoint_step,
     latest_checkpoint,
-    load_model_state,
-    load_train_state,
+    list_checkpoints,
+    load_for_resume,
     resolve_checkpoint,
     rng_state,
     save_checkpoint,
+    set_aside,
     set_rng_state,
 )
 from cjepa.utils.precision import apply_tf32
-from cjepa.utils.run_dir import MetricsLogger, git_info, package_versions, prepare_run_dir
+from cjepa.utils.run_dir import (
+    RESUMABLE_KEYS,
+    MetricsLogger,
+    RunDirError,
+    RunLock,
+    config_changes,
+    git_info,
+    package_versions,
+    prepare_run_dir,
+    resumable,
+    truncate_metrics,
+)
 
 EXIT_PREEMPTED = 3  # exit code after a checkpoint taken on SIGTERM/SIGUSR1
 
@@ -68,6 +89,15 @@ class Preempted(RuntimeError):
     def __init__(self, checkpoint: Path, step: int, signum: Optional[int] = None):
         super().__init__(f"stopped by signal {signum} at step {step}; checkpoint {checkpoint}")
         self.checkpoint, self.step, self.signum = checkpoint, step, signum
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) arrived; a checkpoint was written and the run stopped. A KeyboardInterrupt, so that it is
+    not taken for a preemption (exit 3, requeue): the CLI prints its message on one line and exits with 130."""
+
+    def __init__(self, checkpoint: Path, step: int):
+        super().__init__(f"checkpoint {checkpoint} at step {step}; the same command resumes from it")
+        self.checkpoint, self.step = checkpoint, step
 
 
 @dataclass
@@ -176,11 +206,15 @@ class Trainer:
     # ------------------------------------------------------------------ helpers
 
     def _on_signal(self, signum, _frame):
+        if signum == signal.SIGINT:
+            if self._stop_signal is not None:  # the second Ctrl-C: the user does not want to wait for the step
+                raise KeyboardInterrupt("second Ctrl-C: stopped at once, no checkpoint of the current step")
+            self._log("Ctrl-C: stopping with a checkpoint after this step (Ctrl-C again to stop at once)")
         self._stop_signal = signum
 
     def _install_signal_handlers(self):
         prev = {}
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
             try:
                 prev[sig] = signal.signal(sig, self._on_signal)
             except ValueError:  # not the main thread (e.g. submitit debug executor): signals stay default
@@ -200,6 +234,7 @@ class Trainer:
             "rng": rng_state(),
             "task": self.task.state_dict(),
             "metrics_tail": self._last_metrics,
+            "val_metrics": self._val_metrics,  # so that summary.json of a rerun of a finished run has them too
         }
         if hasattr(self.engine, "save_extra_all_ranks"):
             # Engines whose own checkpoint is collective (DeepSpeed: every rank writes its ZeRO shards) write it
@@ -224,23 +259,92 @@ class Trainer:
         if torch.distributed.is_initialized():
             torch.distributed.barrier()
 
-    def _resume(self) -> int:
+    def _resume_point(self) -> tuple[Optional[Path], Optional[dict], Optional[dict]]:
+        """(checkpoint, train state, model state_dict) to resume from, or Nones for a fresh start. Every rank reads
+        the same files and comes to the same answer. ``train.resume=auto`` skips unreadable checkpoints, newest
+        first, with a warning (rank 0 sets them aside once every rank has decided)."""
         r = self.cfg.train.resume
+        own_model = hasattr(self.engine, "load_checkpoint")  # DeepSpeed reads its own shards
         if r == "never":
-            return 0
-        ckpt = latest_checkpoint(self.run_dir) if r == "auto" else resolve_checkpoint(r)
-        if ckpt is None:
-            return 0
-        state = load_train_state(ckpt)
+            return None, None, None
+        if r != "auto":
+            ckpt = resolve_checkpoint(r)
+            state, sd = load_for_resume(ckpt, model=not own_model)
+            return ckpt, state, sd
+        bad, found = [], (None, None, None)
+        for ckpt in reversed(list_checkpoints(self.run_dir)):
+            try:
+                state, sd = load_for_resume(ckpt, model=not own_model)
+            except CheckpointError as err:
+                self._log(f"warning: {err}; it is set aside as corrupt-{ckpt.name} and the previous checkpoint used")
+                bad.append(ckpt)
+                continue
+            found = (ckpt, state, sd)
+            break
+        if bad:
+            self._barrier()
+            if self.env.is_main:
+                for ckpt in bad:
+                    set_aside(ckpt)
+            self._barrier()
+            if found[0] is None:
+                raise RunDirError(f"{self.run_dir}: no checkpoint can be read ({', '.join(p.name for p in bad)}, now "
+                                  "set aside as corrupt-*); train.resume=never starts over")
+        return found
+
+    def _check_resume(self, ckpt: Optional[Path], step: int) -> dict[str, tuple]:
+        """Refuse what would mix two runs in one directory; return the config keys changed since the checkpoint."""
+        later = [p.name for p in list_checkpoints(self.run_dir) if checkpoint_step(p) > step]
+        if later:
+            how = "train.resume=never" if ckpt is None else f"resuming from {ckpt} (step {step})"
+            raise RunDirError(
+                f"{how}, but {self.run_dir / 'checkpoints'} holds later checkpoints of an earlier run ({', '.join(later)}): "
+                "checkpoint pruning would keep those instead of this run's, and summary.json would point at them. "
+                "Continue that run with train.resume=auto, choose another run.name, or move that checkpoints/ folder aside."
+            )
+        if ckpt is None or not (ckpt / "config.yaml").is_file():
+            return {}
+        import yaml
+
+        old = yaml.safe_load((ckpt / "config.yaml").read_text()) or {}
+        changes = config_changes(old, yaml.safe_load(dump_yaml(self.cfg)))
+        refused = {k: v for k, v in changes.items() if not resumable(k)}
+        if refused and not self.cfg.train.allow_config_change:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+            raise RunDirError(
+                f"resuming {ckpt} with a config that differs from the one it was trained with: {shown}. On resume only "
+                f"{', '.join(RESUMABLE_KEYS)}* may change. Use another run.name for a new run, set the old values, or "
+                "pass train.allow_config_change=true to resume anyway (recorded in config_history.jsonl)."
+            )
+        return changes
+
+    def _load(self, ckpt: Path, state: dict, model_sd: Optional[dict]) -> int:
         if hasattr(self.engine, "load_checkpoint"):
             self.engine.load_checkpoint(ckpt, state["engine"])
         else:
-            self.engine.module.load_state_dict(load_model_state(ckpt))
+            self.engine.module.load_state_dict(model_sd)
             self.engine.load_state_dict(state["engine"])
         set_rng_state(state["rng"])
         self.task.load_state_dict(state.get("task", {}))
+        self._last_metrics = dict(state.get("metrics_tail") or {})
+        self._val_metrics = dict(state.get("val_metrics") or {})
         self._log(f"resumed from {ckpt} at step {state['step']}")
         return int(state["step"])
+
+    def _load_fitting(self, ckpt: Path, state: dict, model_sd: Optional[dict], changes: dict) -> int:
+        """:meth:`_load`; with train.allow_config_change, a checkpoint that does not fit the changed model or
+        optimizer is one clear error naming the changed keys, not a size-mismatch traceback."""
+        try:
+            return self._load(ckpt, state, model_sd)
+        except (CheckpointError, RunDirError):
+            raise
+        except (RuntimeError, ValueError, KeyError) as err:
+            if not changes:
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RunDirError(
+                f"{ckpt} does not fit this config, changed since it was written ({', '.join(changes)}): {first}"
+            ) from err
 
     def _log(self, msg: str) -> None:
         if self.env.is_main:
@@ -287,11 +391,33 @@ class Trainer:
 
     # ------------------------------------------------------------------ main loop
 
+    def _lock(self) -> Optional[RunLock]:
+        """Rank 0 takes the run directory's lock; every rank raises if it is held elsewhere."""
+        lock, error = None, None
+        if self.env.is_main:
+            try:
+                lock = RunLock(self.run_dir).acquire()
+            except RunDirError as err:
+                error = err
+        taken_elsewhere = all_reduce_sum(torch.tensor([0.0 if error is None else 1.0], device=self.device)).item() > 0
+        if taken_elsewhere:
+            raise error or RunDirError(f"{self.run_dir} is in use by another run (see rank 0's error)")
+        return lock
+
     def fit(self) -> dict[str, Any]:
         cfg, env = self.cfg, self.env
         self.device = pick_device(cfg.run.device, env)
         apply_tf32(cfg.train.tf32, self.device)
         init_process_group(env, cfg.dist.backend, cfg.dist.timeout_s, self.device)
+        lock = self._lock()
+        try:
+            return self._fit()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self) -> dict[str, Any]:
+        cfg, env = self.cfg, self.env
         derived = derive(cfg, env.world_size)
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
         self.task.setup(env, derived, self.device)
@@ -302,11 +428,21 @@ class Trainer:
             self.engine.compile(cfg.train.compile_backend)
         self._t0 = time.time()
         self._last_metrics: dict[str, float] = {}
+        self._val_metrics: dict[str, float] = {}
+        ckpt, state, model_sd = self._resume_point()
+        start = int(state["step"]) if state is not None else 0
+        changes = self._check_resume(ckpt, start)  # before anything in the run directory is written
+        step = start if ckpt is None else self._load_fitting(ckpt, state, model_sd, changes)  # ... and this too
+        del state, model_sd
         if env.is_main:
-            prepare_run_dir(self.run_dir, dump_yaml(cfg))
+            prepare_run_dir(self.run_dir, dump_yaml(cfg), {
+                "step": start, "checkpoint": None if ckpt is None else str(ckpt),
+                "changed": {k: list(v) for k, v in changes.items()},
+            })
+            truncate_metrics(self.run_dir, start)
         self._barrier()
-        step = self._resume()
-        logger = MetricsLogger(self.run_dir, enabled=env.is_main)
+        tb_exists = (self.run_dir / "tb").is_dir()
+        logger = MetricsLogger(self.run_dir, enabled=env.is_main, purge_step=step + 1 if tb_exists else None)
         prev_handlers = self._install_signal_handlers()
         self._log(
             f"task={self.task.name} engine={self.engine.name} world={env.world_size} device={self.device} "
@@ -319,7 +455,7 @@ class Trainer:
         bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.run.name}", disable=not (env.is_main and self.show_progress), dynamic_ncols=True, file=sys.stderr)
         stats = StepStats()
         samples, t_log = 0, time.time()
-        val_metrics: dict[str, float] = {}
+        val_metrics = self._val_metrics
         try:
             while step < total_steps:
                 for micro_batches in self.task.train_batches(step):
@@ -356,6 +492,7 @@ class Trainer:
                     if val_due:
                         with self._eval_context():
                             val_metrics = self.task.validate(self.engine.module)
+                        self._val_metrics = val_metrics
                         logger.log(step, val_metrics)
                         self._log(f"step {step}: " + " ".join(f"{k}={v:.5f}" for k, v in val_metrics.items()))
                     if ckpt_due:
@@ -363,9 +500,15 @@ class Trainer:
                     if stop:
                         signum = self._stop_signal
                         path = self._save(step, f"signal {signum}")
+                        if signum == signal.SIGINT:
+                            raise Interrupted(path, step)
                         raise Preempted(path, step, signum)
                     if step >= total_steps:
                         break
+            # The stop flag is not looked at any more: the previous handlers let Ctrl-C interrupt the final
+            # evaluation at once instead of being noted and ignored.
+            for sig, h in prev_handlers.items():
+                signal.signal(sig, h)
             summary = self._finish(step, total_steps, val_metrics, logger)
         finally:
             bar.close()

@@ -2,7 +2,8 @@
 
 :class:`TrainJob` is a submitit ``Checkpointable``: a preempted or timed-out job is requeued and the same call
 runs again; the trainer then resumes from the run directory's latest checkpoint (``train.resume=auto``), so the
-object carries no state of its own.
+object carries no state of its own. The run directory's lock (``run.lock``, an ``flock``) died with the previous
+process, so the requeued one takes it again.
 
 Signals. SLURM sends SIGTERM on preemption, ``scontrol requeue`` and cancellation, and (asked for by the
 launcher) SIGUSR1 ``launch.signal_delay_s`` seconds before the time limit. The trainer catches both, lets every

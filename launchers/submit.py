@@ -199,7 +199,8 @@ def resolve_config(config_paths: list[str], overrides: list[str]) -> Config:
     absolutize_paths(cfg, Path.cwd())
     cfg.run.out_dir = str(Path(cfg.run.out_dir).expanduser().resolve())
     if cfg.train.resume == "never":
-        print("warning: train.resume=never: a preempted or timed-out job will restart from scratch", file=sys.stderr)
+        print("warning: train.resume=never: a preempted or timed-out job will not resume; its requeue stops with an error "
+              "once the run directory holds checkpoints (train.resume=auto resumes)", file=sys.stderr)
     return cfg
 
 

@@ -1,8 +1,11 @@
-"""Contracts of the trainer: loss falls, resume == uninterrupted (bit-equal on CPU), NaN stops keep the last good
-checkpoint, SIGTERM checkpoints then exits, run directories hold what they promise."""
+"""Contracts of the trainer: loss falls, resume == uninterrupted (bit-equal on CPU) and starts at the checkpoint,
+NaN stops keep the last good checkpoint, SIGTERM / Ctrl-C checkpoint then exit, run directories hold what they
+promise and hold one run (lock, resume rules, each step logged once, corrupt checkpoints skipped)."""
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +17,7 @@ from cjepa.config import load_config
 from cjepa.tasks.predictor import PredictorTask
 from cjepa.train import NonFiniteLoss, Trainer, run_dir_of, train
 from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_model_state
+from cjepa.utils.run_dir import RunDirError
 from tests.helpers import REPO, SMOKE, HostReads
 
 
@@ -40,6 +44,23 @@ class CrashAt(PredictorTask):
             out["loss_future"] = out["loss_future"] * float("nan")
             out["loss"] = out["loss"] + out["loss_future"]
         return out
+
+
+class Counted(PredictorTask):
+    """Records the steps it trains (one entry per optimizer step)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.steps = []
+
+    def training_losses(self, model, batch, step, micro_index):
+        if micro_index == 0:
+            self.steps.append(step)
+        return super().training_losses(model, batch, step, micro_index)
+
+
+def logged_steps(run_dir, key="train/loss"):
+    return [r["step"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if key in r]
 
 
 def test_run_dir_contents_and_loss_falls(tmp_path):
@@ -72,7 +93,10 @@ def test_resume_is_bit_identical_to_uninterrupted(tmp_path, extra):
     with pytest.raises(Interrupt):
         Trainer(part, CrashAt(part, 8, "crash"), progress=False).fit()
     assert latest_checkpoint(run_dir_of(part)).name == "step_0000006"
-    train(part, progress=False)
+    resumed = Counted(part)
+    Trainer(part, resumed, progress=False).fit()
+    assert resumed.steps == list(range(6, 12)), "the resumed run must start at the checkpoint, not at step 0"
+    assert logged_steps(run_dir_of(part)) == list(range(2, 13, 2)), "each step is logged once"
     a, b = load_model_state(run_dir_of(full)), load_model_state(run_dir_of(part))
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -201,3 +225,174 @@ def test_cli_config_error_exit_code(tmp_path):
     """The CLI turns config errors into exit code 2 and a one-line message."""
     r = subprocess.run([sys.executable, "-m", "cjepa.cli", "train", "-c", SMOKE, "optim.lrr=1"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "did you mean 'optim.lr'" in r.stderr
+
+
+def _train_cmd(tmp_path, *extra):
+    return [sys.executable, "-m", "cjepa.cli", "train", "-c", SMOKE, f"run.out_dir={tmp_path}", *extra, "--no-progress"]
+
+
+def _wait_for_rows(path, n, proc):
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (path.exists() and len(path.read_text().splitlines()) >= n):
+        time.sleep(0.2)
+
+
+def test_ctrl_c_checkpoints_exits_130_in_one_line_and_resumes(tmp_path):
+    """Ctrl-C mid-run (SIGINT to the whole process group, as a terminal sends it, data loader workers included) is
+    handled like SIGTERM: a checkpoint at the current step, then one line (no traceback) and exit code 130. The
+    same command resumes from it: the first step it trains and logs is the one after it. While the first process
+    runs, a second one into the same run directory fails at once, naming the first."""
+    cmd = _train_cmd(tmp_path, "train.max_steps=100000", "train.ckpt_every=100000", "train.val_every=100000", "train.log_every=1",
+                     "data.num_workers=2")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    metrics = tmp_path / "smoke" / "metrics.jsonl"
+    _wait_for_rows(metrics, 3, proc)
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)  # the same run, started twice
+    assert second.returncode == 2 and f"is in use by another run (pid {proc.pid} on host {socket.gethostname()}" in second.stderr, second.stderr
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    ck = latest_checkpoint(tmp_path / "smoke")
+    meta = json.loads((ck / "meta.json").read_text())
+    assert meta["reason"] == f"signal {int(signal.SIGINT)}" and meta["step"] >= 3
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"cjepa train: interrupted (checkpoint {ck} at step {meta['step']}; the same command resumes from it)"
+    t_resume = time.time()
+    resumed = subprocess.run(_train_cmd(tmp_path, f"train.max_steps={meta['step'] + 2}", "train.ckpt_every=100000",
+                                        "train.val_every=100000", "train.log_every=1"), cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {ck} at step {meta['step']}" in resumed.stderr
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    new = [r["step"] for r in rows if "train/loss" in r and r["time"] >= t_resume]
+    assert new == [meta["step"] + 1, meta["step"] + 2]
+    assert logged_steps(tmp_path / "smoke") == list(range(1, meta["step"] + 3))
+
+
+def test_second_ctrl_c_stops_at_once(tmp_path):
+    """The first Ctrl-C asks for a checkpoint at the end of the step; a second one raises at once."""
+    cfg = smoke(tmp_path)
+    t = Trainer(cfg, PredictorTask(cfg), progress=False)
+    t._on_signal(signal.SIGINT, None)
+    assert t._pending_signal() == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt, match="second Ctrl-C"):
+        t._on_signal(signal.SIGINT, None)
+
+
+def test_resume_never_refuses_a_run_dir_with_checkpoints(tmp_path):
+    """train.resume=never over a run directory with checkpoints is refused before anything is written (its
+    checkpoints would outrank the new run's in pruning); over one without checkpoints it starts over cleanly."""
+    cfg = smoke(tmp_path, "train.max_steps=6")
+    train(cfg, progress=False)
+    rd = run_dir_of(cfg)
+    summary = (rd / "summary.json").read_text()
+    with pytest.raises(RunDirError, match=r"train.resume=never, but .* holds later checkpoints of an earlier run \(step_0000006\)"):
+        train(smoke(tmp_path, "train.max_steps=4", "train.resume=never", "train.ckpt_every=2"), progress=False)
+    assert [p.name for p in list_checkpoints(rd)] == ["step_0000006"] and (rd / "summary.json").read_text() == summary
+    (rd / "checkpoints").rename(tmp_path / "old_checkpoints")
+    s = train(smoke(tmp_path, "train.max_steps=4", "train.resume=never", "train.ckpt_every=2"), progress=False)
+    assert s["checkpoint"] == str(rd / "checkpoints" / "step_0000004")
+    assert logged_steps(rd) == [2, 4], "the earlier run's rows are gone"
+
+
+def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
+    """Resuming with other model/optimizer values is refused with the changed keys listed, before config.yaml is
+    rewritten; resumable keys (max_steps) may change; train.allow_config_change=true resumes anyway (a checkpoint
+    that does not fit the changed model is one clear error, still before anything is written). Every start is
+    kept in config_history.jsonl."""
+    cfg = smoke(tmp_path, "train.max_steps=6")
+    train(cfg, progress=False)
+    rd = run_dir_of(cfg)
+    before = {f: (rd / f).read_text() for f in ("config.yaml", "git.txt", "env.txt")}
+    for changed, shown in ((("optim.lr=0.002",), r"optim.lr: 0.0005 -> 0.002"), (("model.slot_dim=32",), r"model.slot_dim: 16 -> 32; model.head_dim: 8 -> 16")):
+        with pytest.raises(RunDirError, match=shown + r"\. On resume only run.name, .*train.max_steps"):
+            train(smoke(tmp_path, "train.max_steps=9", *changed), progress=False)
+        assert {f: (rd / f).read_text() for f in before} == before
+    with pytest.raises(RunDirError, match=r"step_0000006 does not fit this config, changed since it was written \(model.slot_dim, model.head_dim, train.max_steps, train.allow_config_change\): Error\(s\) in loading state_dict"):
+        train(smoke(tmp_path, "train.max_steps=9", "model.slot_dim=32", "train.allow_config_change=true"), progress=False)
+    assert {f: (rd / f).read_text() for f in before} == before
+    more = smoke(tmp_path, "train.max_steps=9", "train.log_every=3")
+    Trainer(more, resumed := Counted(more), progress=False).fit()
+    assert resumed.steps == [6, 7, 8]
+    Trainer(c := smoke(tmp_path, "train.max_steps=10", "optim.lr=0.002", "train.allow_config_change=true"), Counted(c), progress=False).fit()
+    history = [json.loads(line) for line in (rd / "config_history.jsonl").read_text().splitlines()]
+    assert [(h["step"], h["checkpoint"] and h["checkpoint"][-12:]) for h in history] == [(0, None), (6, "step_0000006"), (9, "step_0000009")]
+    assert history[1]["changed"] == {"train.max_steps": [6, 9], "train.log_every": [2, 3]}
+    assert history[2]["changed"]["optim.lr"] == [0.0005, 0.002] and history[2]["config"]["optim"]["lr"] == 0.002
+    assert all(h["git"]["sha"] and h["versions"]["torch"] for h in history)
+
+
+def test_a_run_dir_has_one_holder(tmp_path):
+    """A second process training into a run directory in use fails at once, naming the holder's pid and host,
+    and writes nothing there; once the holder has died (killed: no clean-up), the directory can be used again,
+    as by a SLURM requeue."""
+    rd = tmp_path / "smoke"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from cjepa.utils.run_dir import RunLock; "
+                               "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)", str(rd)],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=rf"is in use by another run \(pid {holder.pid} on host {socket.gethostname()} since"):
+            train(smoke(tmp_path, "train.max_steps=2"), progress=False)
+        assert sorted(p.name for p in rd.iterdir()) == ["run.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    s = train(smoke(tmp_path, "train.max_steps=2"), progress=False)
+    assert s["steps"] == 2
+
+
+def test_resume_and_rerun_log_each_step_once_and_keep_the_summary(tmp_path):
+    """After a crash and resume, metrics.jsonl and tensorboard hold each step once; rerunning the finished run
+    trains nothing and leaves summary.json with the same metrics and the same rows."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = smoke(tmp_path, "train.log_every=1")
+    with pytest.raises(Interrupt):
+        Trainer(cfg, CrashAt(cfg, 8, "crash"), progress=False).fit()
+    rd = run_dir_of(cfg)
+    assert logged_steps(rd) == list(range(1, 9))  # steps 7 and 8 were logged, then lost with the crash
+    train(cfg, progress=False)
+    assert logged_steps(rd) == list(range(1, 13)) and logged_steps(rd, "val/loss_future") == [6, 12]
+    tb = EventAccumulator(str(rd / "tb"))
+    tb.Reload()
+    assert [e.step for e in tb.Scalars("train/loss")] == list(range(1, 13))
+    summary, rows = json.loads((rd / "summary.json").read_text()), (rd / "metrics.jsonl").read_text()
+    rerun = Counted(cfg)
+    Trainer(cfg, rerun, progress=False).fit()
+    again = json.loads((rd / "summary.json").read_text())
+    assert rerun.steps == [] and (rd / "metrics.jsonl").read_text() == rows
+    assert {k: v for k, v in again.items() if k != "wall_time_s"} == {k: v for k, v in summary.items() if k != "wall_time_s"}
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    """An unreadable latest checkpoint (a damaged train_state.pt) does not stop auto-resume: it is set aside with a
+    warning naming the file, training resumes from the previous checkpoint, and new checkpoints replace it."""
+    cfg = smoke(tmp_path, "train.max_steps=9", "train.ckpt_every=3")
+    train(cfg, progress=False)
+    rd = run_dir_of(cfg)
+    bad = rd / "checkpoints" / "step_0000009" / "train_state.pt"
+    bad.write_bytes(bad.read_bytes()[:100])
+    more = smoke(tmp_path, "train.max_steps=12", "train.ckpt_every=3")
+    resumed = Counted(more)
+    summary = Trainer(more, resumed, progress=False).fit()
+    assert resumed.steps == list(range(6, 12))
+    assert f"warning: {bad} is truncated or corrupt" in capsys.readouterr().err
+    assert (rd / "checkpoints" / "corrupt-step_0000009" / "train_state.pt").is_file()
+    assert [p.name for p in list_checkpoints(rd)] == ["step_0000009", "step_0000012"]
+    assert summary["checkpoint"] == str(rd / "checkpoints" / "step_0000012")
+
+
+class CtrlCInFinalEval(PredictorTask):
+    def final_eval(self, model):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the signal is handled here, at the latest when the sleep returns
+        return super().final_eval(model)
+
+
+def test_ctrl_c_after_the_last_step_interrupts_the_final_evaluation(tmp_path):
+    """Once the loop is over nothing looks at the stop flag: a Ctrl-C during the final evaluation interrupts it
+    at once, instead of being noted and ignored until the evaluation ends."""
+    cfg = smoke(tmp_path, "train.max_steps=2")
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, CtrlCInFinalEval(cfg), progress=False).fit()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -5,7 +5,8 @@
 ``config.yaml`` (fully resolved) and ``meta.json`` (step, git SHA, versions, world size, wall time). A
 checkpoint is written into a temporary directory and renamed into place, so a crash mid-write never leaves a
 half checkpoint, and the previous one stays. ``meta.json`` is written last inside the temporary directory:
-a directory without it is not a checkpoint.
+a directory without it is not a checkpoint. A checkpoint that cannot be read anyway (a file damaged later) is
+renamed ``corrupt-step_XXXXXXX`` by the resuming trainer (:func:`set_aside`), which no longer counts as one.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     done = [p for p in root.glob("step_*") if (p / "meta.json").is_file()]
-    return sorted(done, key=lambda p: int(p.name.split("_")[1]))
+    return sorted(done, key=checkpoint_step)
 
 
 def latest_checkpoint(run_dir: Path) -> Optional[Path]:
@@ -146,5 +147,42 @@ def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return _strip(sd, ("module.",))
 
 
+def _load_file(f: Path) -> Any:
+    """torch.load(weights_only=True) of a file we wrote; a truncated or damaged file is a CheckpointError naming it
+    (torch alone says "OSError: Invalid argument" without the path, or advises weights_only=False, which does
+    not apply to a file that was cut short)."""
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{f} is missing") from None
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{f} is truncated or corrupt ({type(err).__name__}: {first})") from err
+
+
 def load_train_state(ckpt_dir: Path) -> dict:
-    return torch.load(Path(ckpt_dir) / "train_state.pt", map_location="cpu", weights_only=True)
+    return _load_file(Path(ckpt_dir) / "train_state.pt")
+
+
+def load_for_resume(ckpt_dir: Path, model: bool = True) -> tuple[dict, Optional[dict]]:
+    """(train state, model state_dict or None) of a checkpoint directory; CheckpointError naming the file that
+    cannot be read. ``model=False`` when the engine reads its own files (DeepSpeed's shards)."""
+    state = load_train_state(ckpt_dir)
+    sd = _load_file(Path(ckpt_dir) / "model.pt") if model else None
+    return state, sd
+
+
+def set_aside(ckpt_dir: Path) -> Path:
+    """Rename an unreadable checkpoint to ``corrupt-step_XXXXXXX`` (kept for inspection): it no longer counts as a
+    checkpoint, so it is neither resumed from nor kept by pruning in place of the newer ones written after it."""
+    ckpt_dir = Path(ckpt_dir)
+    dest = ckpt_dir.with_name(f"corrupt-{ckpt_dir.name}")
+    n = 1
+    while dest.exists():
+        dest, n = ckpt_dir.with_name(f"corrupt-{ckpt_dir.name}-{n}"), n + 1
+    os.replace(ckpt_dir, dest)
+    return dest
+
+
+def checkpoint_step(ckpt_dir: Path) -> int:
+    return int(Path(ckpt_dir).name.split("_")[1])

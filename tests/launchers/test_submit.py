@@ -14,6 +14,7 @@ import pytest
 import submitit
 
 from cjepa.cli import main
+from cjepa.tasks.predictor import PredictorTask
 from cjepa.train import EXIT_PREEMPTED, Trainer
 from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
 from launchers.job import TrainJob
@@ -88,9 +89,19 @@ def test_preempted_job_checkpoints_exits_3_and_its_requeue_resumes(tmp_path, mon
     ckpt = latest_checkpoint(tmp_path / "pre")
     assert ckpt.name == "step_0000002" and "signal" in json.loads((ckpt / "meta.json").read_text())["reason"]
     monkeypatch.undo()
+    trained = []
+    losses = PredictorTask.training_losses
+
+    def recording(self, model, batch, step, micro_index):
+        trained.append(step)
+        return losses(self, model, batch, step, micro_index)
+
+    monkeypatch.setattr(PredictorTask, "training_losses", recording)
     resubmission = job.checkpoint()
     assert isinstance(resubmission, submitit.helpers.DelayedSubmission)
     assert resubmission.result()["steps"] == 6
+    assert trained == [2, 3, 4, 5], "the requeued job must continue from the step-2 checkpoint, not start over"
+    monkeypatch.undo()
 
     ref = resolve_config([SMOKE], [f"run.out_dir={tmp_path}", "run.name=ref", *SHORT])
     TrainJob(str(write_config(tmp_path / "ref.yaml", ref)))()

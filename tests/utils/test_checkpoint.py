@@ -11,6 +11,7 @@ from cjepa.utils.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_model_state,
+    load_train_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -49,3 +50,19 @@ def test_load_errors_name_the_path(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "whole_module.ckpt")
     with pytest.raises(CheckpointError, match="weights_only=True"):
         load_model_state(tmp_path / "whole_module.ckpt")
+
+
+def test_truncated_or_damaged_train_state_names_the_file(tmp_path):
+    """A train_state.pt cut short (a full disk, a copy interrupted) or overwritten with garbage is a CheckpointError
+    naming the file, without torch's advice to load with weights_only=False."""
+    ck = save_checkpoint(tmp_path, 1, {"w": torch.ones(2)}, {"step": 1, "x": torch.zeros(1000)}, "", {})
+    f = ck / "train_state.pt"
+    good = f.read_bytes()
+    for damaged in (good[: len(good) // 2], b"garbage" * 10, b""):
+        f.write_bytes(damaged)
+        with pytest.raises(CheckpointError, match=rf"^{f} is truncated or corrupt \(") as err:
+            load_train_state(ck)
+        assert "weights_only=False" not in str(err.value)
+    f.unlink()
+    with pytest.raises(CheckpointError, match=rf"^{f} is missing"):
+        load_train_state(ck)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -123,6 +124,27 @@ def _encode_one(args: tuple) -> tuple[Any, float]:
     return sample, time.perf_counter() - t0
 
 
+def _worker_init() -> None:
+    # Ctrl-C reaches the whole foreground process group. Workers ignore it so that only the parent reacts (it
+    # terminates the pool); otherwise each worker prints a KeyboardInterrupt traceback and the pool starts new
+    # workers in their place, which keep rendering while the parent waits for them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_pool(workers: int):
+    """A spawn pool whose workers ignore SIGINT from their first instruction: an ignored signal stays ignored
+    across exec, so the parent ignores it while it starts them (the initializer covers replacement workers)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: the initializer alone
+        previous = None
+    try:
+        return mp.get_context("spawn").Pool(workers, initializer=_worker_init)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def generate_split(cfg, split: str, num_videos: int, out_dir: str | os.PathLike, *, first_index: int = 0, workers: Optional[int] = None,
                    progress: bool = True, overwrite: bool = False) -> dict:
     """Generate ``num_videos`` videos into ``out_dir/split`` (shards + manifest); returns a summary dict.
@@ -150,16 +172,23 @@ def generate_split(cfg, split: str, num_videos: int, out_dir: str | os.PathLike,
             results = map(_encode_one, jobs)
             pool = None
         else:
-            pool = mp.get_context("spawn").Pool(workers)
+            pool = _start_pool(workers)
             results = pool.imap(_encode_one, jobs, chunksize=1)
+        finished = False
         try:
             for sample, secs in results:
                 writer.add(sample)
                 seconds.append(secs)
                 bar.update(1)
+            finished = True
         finally:
             if pool is not None:
-                pool.close()
+                # On an interrupt or error the queued videos are not wanted: terminate() stops the workers now,
+                # where close() + join() would wait for every remaining video to be rendered.
+                if finished:
+                    pool.close()
+                else:
+                    pool.terminate()
                 pool.join()
             bar.close()
     manifest = writer.manifest

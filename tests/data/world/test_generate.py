@@ -1,12 +1,21 @@
 """cjepa.data.world.generate: a video is a function of (config, seed, split, index); parallel splits are byte-identical."""
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cjepa.data.shards import open_split
 from cjepa.data.world.generate import config_fingerprint, generate_split, generate_video
-from tests.data.conftest import tiny_world
+from tests.data.conftest import TINY, tiny_world
+from tests.helpers import REPO
 
 
 def test_video_is_deterministic_in_seed_split_index():
@@ -51,3 +60,48 @@ def test_parallel_split_equals_serial(tmp_path):
     assert [s["sha256"] for s in m1["shards"]] == [s["sha256"] for s in m2["shards"]]
     assert m1["generator"]["name"] == "cjepa.data.world" and m1["config_version"] == config_fingerprint(cfg)
     assert m1["num_with_masks"] == m1["num_with_questions"] == m1["num_with_video_info"] == 3
+
+
+def _session_processes(sid: int) -> list[int]:
+    """The pids of the live (not zombie) processes of session ``sid`` (Linux /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the worker processes")
+def test_ctrl_c_stops_the_workers_and_exits_130(tmp_path):
+    """Ctrl-C (SIGINT to the whole foreground process group, as a terminal sends it) during `cjepa data world` with
+    worker processes: the command exits within seconds with code 130 and one line, no traceback, and no worker
+    process is left rendering."""
+    sizes = [f"world.{k}={v}" for k, v in TINY.items()]
+    cmd = [sys.executable, "-m", "cjepa.cli", "data", "world", "--num-videos", "500", "--out", str(tmp_path), "--workers", "2",
+           "--no-progress", *sizes]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((tmp_path / "train").glob("*.tar")):  # workers are rendering
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        os.killpg(proc.pid, signal.SIGINT)
+        t0 = time.time()
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 15 s after Ctrl-C; processes {_session_processes(proc.pid)}")
+        assert time.time() - t0 < 10
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and err.strip().splitlines()[-1] == "cjepa data: interrupted", err
+        deadline = time.time() + 5
+        while _session_processes(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert _session_processes(proc.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -231,16 +231,36 @@ class PushTEnv:
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (2,) or not np.isfinite(a).all():
             raise PushTError(f"action must be 2 finite numbers, got {np.asarray(action).tolist()}")
-        agent = self.agent
-        tx, ty = agent.position.x + ACTION_SCALE * a[0], agent.position.y + ACTION_SCALE * a[1]
+        target = self._advance(float(a[0]), float(a[1]))
+        obs = self.observation()
+        success = bool(is_success(self.goal_state, obs["state"])) if self.goal_state is not None else False
+        return obs, success, {"target": target}
+
+    def _advance(self, ax: float, ay: float) -> np.ndarray:
+        """The physics of one step (PD substeps) for an already checked action; returns the PD target."""
+        agent, space = self.agent, self._sim.space
+        tx, ty = agent.position.x + ACTION_SCALE * ax, agent.position.y + ACTION_SCALE * ay
         for _ in range(SUBSTEPS):
             vx, vy = agent.velocity
             px, py = agent.position
             agent.velocity = (vx + (K_P * (tx - px) - K_V * vx) * DT, vy + (K_P * (ty - py) - K_V * vy) * DT)
-            self._sim.space.step(DT)
-        obs = self.observation()
-        success = bool(is_success(self.goal_state, obs["state"])) if self.goal_state is not None else False
-        return obs, success, {"target": np.array([tx, ty])}
+            space.step(DT)
+        return np.array([tx, ty])
+
+    def simulate(self, start_state, actions, every: int = 1) -> np.ndarray:
+        """Replay ``actions`` (N, 2) from a fresh world in ``start_state``; the states after every ``every``-th
+        step, (N // every, 7). The same physics as :meth:`reset` + N x :meth:`step` (bit for bit), without the
+        per-step observation dicts and success checks: what a planner needs to score a candidate."""
+        acts = np.asarray(actions, np.float64).reshape(-1, 2)
+        if not np.isfinite(acts).all():
+            raise PushTError("simulate: actions must be finite")
+        self.reset(start_state)
+        out = np.empty((len(acts) // every, 7))
+        for i, (ax, ay) in enumerate(acts.tolist()):
+            self._advance(ax, ay)
+            if (i + 1) % every == 0:
+                out[(i + 1) // every - 1] = self.get_state()
+        return out
 
     # ------------------------------------------------------------------ rendering
 

@@ -9,6 +9,8 @@ Subcommands (each appends one JSON record per run, with git SHA, machine and dat
   state-slot embedding (``--cost embedding``, ``--proprio-weight``) or in true state space (``--cost state``),
   and CEM's ``--samples`` / ``--iterations``; per episode: success, steps, final errors, failure category
   (``cjepa.plan.diagnose``), displacement.
+* ``solve``: one CEM solve per pair (an episode's first plan): does the returned plan reach the goal at the
+  horizon, and how does its cost compare with the expert's own actions (a plan known to reach the goal)?
 * ``steps``: simulated env steps per second of the oracle's rollout (``SimulatorWorldModel.simulate``)
   against reset + step per candidate (the old path), on the same candidates, and whether they agree.
 
@@ -98,7 +100,8 @@ def cmd_oracle(args) -> dict:
     eps = load_expert_episodes(args.dataset, args.split)
     pairs = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[args.skip:]
     wm, pc = _world_model(args)
-    planner = MPCPlanner(wm, CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations, seed=args.seed),
+    planner = MPCPlanner(wm, CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
+                                 var_scale=args.var_scale, seed=args.seed),
                          horizon=pc.horizon, receding_horizon=pc.receding_horizon)
     env = PushTEnv(64)
     results = []
@@ -116,11 +119,62 @@ def cmd_oracle(args) -> dict:
         cats[r["category"]] = cats.get(r["category"], 0) + 1
     wall = time.perf_counter() - t0
     return {"kind": "oracle", "cost": args.cost, "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
-            "samples": args.samples, "topk": args.topk, "iterations": args.iterations, "seed": args.seed,
-            "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip,
+            "samples": args.samples, "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale,
+            "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip,
             "success_rate": 100.0 * sum(r["success"] for r in results) / len(results), "categories": cats,
             "env_steps_per_second": wm.env_steps / max(sum(r["plan_seconds"] for r in results), 1e-9),
             "wall_seconds": wall, "per_episode": results}
+
+
+def cmd_solve(args) -> dict:
+    """One CEM solve from each start (the first plan of an episode) against the expert's own 25 actions: how
+    close the returned plan (the elite mean) gets, in the success rule's terms, and whether the optimum exists."""
+    import torch
+
+    from cjepa.envs.pusht import PushTEnv, is_success
+    from cjepa.plan.cem import CEM
+    from cjepa.plan.diagnose import displacement, state_cost
+    from cjepa.plan.evaluate import load_expert_episodes, sample_start_goal_pairs
+    from cjepa.plan.world_model import Goal, Observation
+
+    torch.set_num_threads(1)
+    eps = load_expert_episodes(args.dataset, args.split)
+    pairs = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[args.skip:]
+    wm, pc = _world_model(args)
+    cem = CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations, var_scale=args.var_scale, seed=args.seed)
+    env = PushTEnv(64)
+    acts = _expert_actions(args)
+    rows = []
+    for key, start in pairs:
+        s0, goal = eps[key][start], eps[key][start + args.goal_offset]
+        nodes = wm.encode(Observation(proprio=s0[None, [0, 1, 5, 6]], state=s0[None]))
+        g = wm.encode_goal(Goal(proprio=goal[[0, 1, 5, 6]], state=goal))
+        res = cem.solve(lambda c: wm.cost(wm.rollout(nodes, c), g), pc.horizon, wm.action_dim)
+        plan = wm.blocks_to_env(res.mean)
+        path = env.simulate(s0, plan)
+        expert = env.simulate(s0, acts[key][start : start + args.goal_offset])
+        expert_blocks = torch.from_numpy(wm.model.normalise_actions(
+            acts[key][start : start + args.goal_offset].reshape(pc.horizon, -1))).float()[None]
+        rows.append({"key": key, "start": start, **displacement(s0, goal),
+                     "plan_final_state_cost": float(state_cost(path[-1], goal)),
+                     "plan_success_at_end": bool(is_success(goal, path[-1])),
+                     "plan_success_any_step": bool(is_success(goal, path).any()),
+                     "plan_model_cost": float(wm.cost(wm.rollout(nodes, res.mean[None]), g)[0]),
+                     "elite_cost": res.elite_cost,
+                     "expert_final_state_cost": float(state_cost(expert[-1], goal)),
+                     "expert_model_cost": float(wm.cost(wm.rollout(nodes, expert_blocks), g)[0])})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return {"kind": "solve", "cost": args.cost, "proprio_weight": args.proprio_weight, "samples": args.samples,
+            "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale, "seed": args.seed, "episodes": len(rows),
+            "plan_success_at_end": sum(r["plan_success_at_end"] for r in rows),
+            "plan_success_any_step": sum(r["plan_success_any_step"] for r in rows), "per_episode": rows}
+
+
+def _expert_actions(args) -> dict:
+    from cjepa.data.slot_store import SlotSplit
+
+    videos = SlotSplit(args.dataset, args.split)
+    return {k: np.asarray(videos.extra(k, "action"), np.float64) for k in videos if k.startswith("expert")}
 
 
 def cmd_steps(args) -> dict:
@@ -159,7 +213,7 @@ def cmd_steps(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["displacement", "oracle", "steps"])
+    p.add_argument("command", choices=["displacement", "oracle", "solve", "steps"])
     p.add_argument("--dataset", required=True, help="cjepa pusht state-slot store")
     p.add_argument("--split", default="val")
     p.add_argument("--checkpoint", default="", help="predictor checkpoint or run dir (embedders + normaliser)")
@@ -175,8 +229,9 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--topk", type=int, default=30)
     p.add_argument("--iterations", type=int, default=30)
+    p.add_argument("--var-scale", type=float, default=1.0, help="CEM's initial std in normalised action units")
     args = p.parse_args(argv)
-    record = {"displacement": cmd_displacement, "oracle": cmd_oracle, "steps": cmd_steps}[args.command](args)
+    record = {"displacement": cmd_displacement, "oracle": cmd_oracle, "solve": cmd_solve, "steps": cmd_steps}[args.command](args)
     record = {**_provenance(args), **record}
     _append(args.out, record)
     summary = {k: v for k, v in record.items() if k != "per_episode"}

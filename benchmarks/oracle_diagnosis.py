@@ -133,7 +133,7 @@ def cmd_solve(args) -> dict:
 
     from cjepa.envs.pusht import PushTEnv, is_success
     from cjepa.plan.cem import CEM
-    from cjepa.plan.diagnose import displacement, state_cost
+    from cjepa.plan.diagnose import displacement, normalised_errors, state_cost
     from cjepa.plan.evaluate import load_expert_episodes, sample_start_goal_pairs
     from cjepa.plan.world_model import Goal, Observation
 
@@ -157,6 +157,7 @@ def cmd_solve(args) -> dict:
             acts[key][start : start + args.goal_offset].reshape(pc.horizon, -1))).float()[None]
         rows.append({"key": key, "start": start, **displacement(s0, goal),
                      "plan_final_state_cost": float(state_cost(path[-1], goal)),
+                     **{f"plan_final_{k}_error": float(v) for k, v in normalised_errors(path[-1], goal).items()},
                      "plan_success_at_end": bool(is_success(goal, path[-1])),
                      "plan_success_any_step": bool(is_success(goal, path).any()),
                      "plan_model_cost": float(wm.cost(wm.rollout(nodes, res.mean[None]), g)[0]),

@@ -125,6 +125,8 @@ class PushTDataConfig:
     expert_val: int = 100  # held-out expert episodes: validation and the planning evaluation draw from these
     random_val: int = 0
     expert_max_steps: int = 300  # an expert episode ends at its goal pose or after this many steps
+    # px the expert's PD target may lie from the agent per step (its speed; 100 = the action bound, no limit)
+    expert_max_step: float = 100.0
     random_steps: int = 100  # length of a random-exploration episode (steps)
     videos: bool = True  # render and write video shards (cjepa.data.shards); off = state-slot store only
     masks: bool = True  # instance masks (agent=1, block=2) with the videos

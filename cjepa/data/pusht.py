@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from cjepa.envs.pusht import PushTEnv, block_inside, sample_state, state_to_proprio
-from cjepa.envs.pusht_expert import RandomExplorer, ScriptedPushExpert
+from cjepa.envs.pusht_expert import ExpertConfig, RandomExplorer, ScriptedPushExpert
 
 EXPERT, RANDOM = "expert", "random"
 _KIND_ID = {EXPERT: 1, RANDOM: 2}
@@ -79,6 +79,7 @@ def generate_episode(
     render_size: Optional[int] = None,
     masks: bool = False,
     env: Optional[PushTEnv] = None,
+    expert_max_step: float = 100.0,
 ) -> PushTEpisode:
     """One episode; ``render_size`` None skips rendering (state-only data is ~10x faster)."""
     if kind not in _KIND_ID:
@@ -87,7 +88,8 @@ def generate_episode(
     env = env or PushTEnv(render_size or 64)
     obs = env.reset(sample_state(rng))
     goal_pose = sample_goal_pose(rng) if kind == EXPERT else None
-    policy = ScriptedPushExpert(rng=rng) if kind == EXPERT else RandomExplorer(rng)
+    policy = (ScriptedPushExpert(ExpertConfig(max_step=expert_max_step), rng=rng) if kind == EXPERT
+              else RandomExplorer(rng))
     states, actions, frames, mask_list = [obs["state"]], [], [], []
     reached = False
 

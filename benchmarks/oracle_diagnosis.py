@@ -84,6 +84,11 @@ def _world_model(args):
 
     pc = PlanConfig(proprio_weight=args.proprio_weight)
     slot_model = build_world_model(args.checkpoint, pc, dataset=args.dataset)
+    if args.embedding_cycles:  # the oracle embeds states itself: another embedding needs no new store
+        from cjepa.data.pusht import StateSlotEmbedding
+
+        emb = slot_model.encoder.embedding
+        slot_model.encoder.embedding = StateSlotEmbedding(emb.slot_dim, emb.background_slots, cycles=args.embedding_cycles)
     return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight), pc
 
 
@@ -118,7 +123,7 @@ def cmd_oracle(args) -> dict:
     for r in results:
         cats[r["category"]] = cats.get(r["category"], 0) + 1
     wall = time.perf_counter() - t0
-    return {"kind": "oracle", "cost": args.cost, "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
+    return {"kind": "oracle", "embedding_cycles": args.embedding_cycles, "cost": args.cost, "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
             "samples": args.samples, "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale,
             "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip,
             "success_rate": 100.0 * sum(r["success"] for r in results) / len(results), "categories": cats,
@@ -230,6 +235,8 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--topk", type=int, default=30)
     p.add_argument("--iterations", type=int, default=30)
+    p.add_argument("--embedding-cycles", type=float, nargs="+", default=None,
+                   help="state-slot embedding frequencies (cycles per arena) for the oracle; default: the store's")
     p.add_argument("--var-scale", type=float, default=1.0, help="CEM's initial std in normalised action units")
     args = p.parse_args(argv)
     record = {"displacement": cmd_displacement, "oracle": cmd_oracle, "solve": cmd_solve, "steps": cmd_steps}[args.command](args)

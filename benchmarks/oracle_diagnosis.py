@@ -239,8 +239,9 @@ def main(argv=None) -> int:
                    help="state-slot embedding frequencies (cycles per arena) for the oracle; default: the store's")
     p.add_argument("--var-scale", type=float, default=1.0, help="CEM's initial std in normalised action units")
     args = p.parse_args(argv)
+    provenance = _provenance(args)  # the code that runs is the code at the start
     record = {"displacement": cmd_displacement, "oracle": cmd_oracle, "solve": cmd_solve, "steps": cmd_steps}[args.command](args)
-    record = {**_provenance(args), **record}
+    record = {**provenance, **record}
     _append(args.out, record)
     summary = {k: v for k, v in record.items() if k != "per_episode"}
     print(json.dumps(summary, indent=1))

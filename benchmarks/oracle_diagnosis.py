@@ -5,6 +5,8 @@ Subcommands (each appends one JSON record per run, with git SHA, machine and dat
 * ``displacement``: what the protocol's start/goal pairs ask for (agent travel, block travel, block rotation
   over ``goal_offset`` steps), over every valid start row of the held-out expert episodes, and for the pairs
   drawn with a seed.
+* ``landscape``: the embedding cost (slot and proprio terms) around the drawn goals, per error in one
+  quantity, and how often the slot cost is non-monotonic along a straight path to the goal.
 * ``oracle``: the simulator as the world model on ``--episodes`` pairs of one seed, with the cost in the
   state-slot embedding (``--cost embedding``, ``--proprio-weight``) or in true state space (``--cost state``),
   and CEM's ``--samples`` / ``--iterations``; per episode: success, steps, final errors, failure category
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -183,6 +186,63 @@ def _expert_actions(args) -> dict:
     return {k: np.asarray(videos.extra(k, "action"), np.float64) for k in videos if k.startswith("expert")}
 
 
+def cmd_landscape(args) -> dict:
+    """The embedding cost around the goals of the drawn pairs: slot and proprio terms for a given error in one
+    quantity (agent / block position, block angle, agent velocity), and how often the slot cost is
+    non-monotonic along the straight path from the start's agent position (or block pose) to the goal's."""
+    import torch
+
+    from cjepa.envs.pusht import state_to_proprio
+    from cjepa.plan.evaluate import load_expert_episodes, sample_start_goal_pairs
+    from cjepa.plan.matching import matched_mse
+    from cjepa.plan.world_model import Goal
+
+    torch.set_num_threads(1)
+    eps = load_expert_episodes(args.dataset, args.split)
+    pairs = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)
+    wm, _ = _world_model(args)
+    slot_model = wm.model
+    S = slot_model.num_slots
+
+    def terms(states, goal):
+        g = slot_model.encode_goal(Goal(proprio=state_to_proprio(goal), state=goal))
+        slots = torch.from_numpy(slot_model.encoder.embedding(states)).float()
+        prop = slot_model.predictor.proprio_encoder(slot_model._tensor(
+            slot_model.normalizer.proprio(state_to_proprio(states).astype(np.float32))))
+        slot = matched_mse(slots, g[:S].expand(len(states), -1, -1), slot_model.max_perm_slots)
+        return slot.detach().numpy(), (prop - g[S]).pow(2).mean(-1).detach().numpy()
+
+    offsets = {"agent_px": (0, [10, 20, 40, 64, 100, 150]), "block_px": (2, [10, 20, 40, 64, 100]),
+               "angle_rad": (4, [0.1, math.pi / 9, 0.7, 1.4]), "velocity_px_s": (5, [50, 100, 200])}
+    table = {}
+    for name, (i, values) in offsets.items():
+        for v in values:
+            sl, pr = [], []
+            for k, s in pairs:
+                goal = eps[k][s + args.goal_offset]
+                st = goal.copy()
+                st[i] += v
+                a, b = terms(st[None], goal)
+                sl.append(a[0])
+                pr.append(b[0])
+            table[f"{name}={v:.3g}"] = {"slot": float(np.mean(sl)), "proprio": float(np.mean(pr))}
+    ts = np.linspace(0, 1, 41)[:, None]
+    nonmono = {"agent": 0, "block_position": 0, "block_angle": 0}
+    for k, s in pairs:
+        start, goal = eps[k][s], eps[k][s + args.goal_offset]
+        for name, idx in (("agent", slice(0, 2)), ("block_position", slice(2, 4)), ("block_angle", slice(4, 5))):
+            d = start[idx] - goal[idx]
+            if name == "block_angle":
+                d = (d + np.pi) % (2 * np.pi) - np.pi
+            path = np.tile(goal, (len(ts), 1))
+            path[:, idx] = goal[idx] + ts * d  # goal -> start
+            nonmono[name] += bool(np.any(np.diff(terms(path, goal)[0]) < -1e-6))
+    speed = [float(np.linalg.norm(eps[k][s + args.goal_offset][5:7])) for k, s in pairs]
+    return {"kind": "landscape", "embedding_cycles": args.embedding_cycles, "pairs": len(pairs), "seed": args.seed,
+            "mean_cost_at_offset": table, "non_monotonic_slot_cost_paths": nonmono,
+            "goal_agent_speed_px_s": _quantiles(speed)}
+
+
 def cmd_steps(args) -> dict:
     import torch
 
@@ -219,7 +279,7 @@ def cmd_steps(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["displacement", "oracle", "solve", "steps"])
+    p.add_argument("command", choices=["displacement", "landscape", "oracle", "solve", "steps"])
     p.add_argument("--dataset", required=True, help="cjepa pusht state-slot store")
     p.add_argument("--split", default="val")
     p.add_argument("--checkpoint", default="", help="predictor checkpoint or run dir (embedders + normaliser)")
@@ -240,7 +300,8 @@ def main(argv=None) -> int:
     p.add_argument("--var-scale", type=float, default=1.0, help="CEM's initial std in normalised action units")
     args = p.parse_args(argv)
     provenance = _provenance(args)  # the code that runs is the code at the start
-    record = {"displacement": cmd_displacement, "oracle": cmd_oracle, "solve": cmd_solve, "steps": cmd_steps}[args.command](args)
+    record = {"displacement": cmd_displacement, "landscape": cmd_landscape, "oracle": cmd_oracle, "solve": cmd_solve,
+              "steps": cmd_steps}[args.command](args)
     record = {**provenance, **record}
     _append(args.out, record)
     summary = {k: v for k, v in record.items() if k != "per_episode"}

@@ -480,6 +480,10 @@ class PlanConfig:
     # Also evaluate the simulator as the world model (true dynamics, same embedding and cost as plan.checkpoint):
     # the upper bound of CEM + cost under the protocol. Slow on a CPU (every candidate is simulated).
     oracle: bool = False
+    # The oracle's cost: "embedding" = the model's cost over embedded simulator states (the upper bound of the
+    # protocol); "state" = the success rule's geometry on the true state (cjepa.plan.diagnose.state_cost), which
+    # separates what CEM can do from what the embedding lets it do.
+    oracle_cost: Literal["embedding", "state"] = "embedding"
     encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300

@@ -107,6 +107,7 @@ def cmd_oracle(args) -> dict:
     torch.set_num_threads(1)
     eps = load_expert_episodes(args.dataset, args.split)
     pairs = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[args.skip:]
+    pairs = pairs[: args.limit] if args.limit else pairs
     wm, pc = _world_model(args)
     planner = MPCPlanner(wm, CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
                                  var_scale=args.var_scale, seed=args.seed),
@@ -128,7 +129,7 @@ def cmd_oracle(args) -> dict:
     wall = time.perf_counter() - t0
     return {"kind": "oracle", "embedding_cycles": args.embedding_cycles, "cost": args.cost, "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
             "samples": args.samples, "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale,
-            "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip,
+            "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip, "limit": args.limit,
             "success_rate": 100.0 * sum(r["success"] for r in results) / len(results), "categories": cats,
             "env_steps_per_second": wm.env_steps / max(sum(r["plan_seconds"] for r in results), 1e-9),
             "wall_seconds": wall, "per_episode": results}
@@ -287,6 +288,7 @@ def main(argv=None) -> int:
     p.add_argument("--goal-offset", type=int, default=25)
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--skip", type=int, default=0, help="drop the first SKIP drawn pairs (split a run over processes)")
+    p.add_argument("--limit", type=int, default=0, help="oracle: run only the first LIMIT of the drawn pairs (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--cost", choices=["embedding", "state"], default="embedding")

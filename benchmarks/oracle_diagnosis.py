@@ -38,14 +38,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _provenance(args) -> dict:
+def _provenance(argv: list[str]) -> dict:
     root = Path(__file__).resolve().parents[1]
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                 capture_output=True, text=True).stdout.strip())
     return {"git_sha": sha, "git_dirty": dirty, "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
             "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "argv": sys.argv[1:]}
+            "argv": list(argv)}
 
 
 def _append(path: str, record: dict) -> None:
@@ -300,8 +300,9 @@ def main(argv=None) -> int:
     p.add_argument("--embedding-cycles", type=float, nargs="+", default=None,
                    help="state-slot embedding frequencies (cycles per arena) for the oracle; default: the store's")
     p.add_argument("--var-scale", type=float, default=1.0, help="CEM's initial std in normalised action units")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
-    provenance = _provenance(args)  # the code that runs is the code at the start
+    provenance = _provenance(argv)  # the code that runs is the code at the start
     record = {"displacement": cmd_displacement, "landscape": cmd_landscape, "oracle": cmd_oracle, "solve": cmd_solve,
               "steps": cmd_steps}[args.command](args)
     record = {**provenance, **record}

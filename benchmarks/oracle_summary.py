@@ -17,8 +17,10 @@ def main(paths: list[str]) -> int:
     for path in paths:
         for line in open(path):
             r = json.loads(line)
+            if r["kind"] not in ("oracle", "solve"):
+                continue
             argv = r["argv"]
-            data = _arg(argv, "--dataset", "?").split("/")[1]
+            data = _arg(argv, "--dataset", "?").rstrip("/").split("/")[-2:][0]  # <root>/slots -> <root>
             cfg = (f"{data} cost={r['cost']} proprio_w={r.get('proprio_weight')} samples={r['samples']} "
                    f"iters={r['iterations']} var={_arg(argv, '--var-scale', '1.0')}")
             if r.get("embedding_cycles"):

@@ -126,6 +126,8 @@ class PushTDataConfig:
     expert_val: int = 100  # held-out expert episodes: validation and the planning evaluation draw from these
     random_val: int = 0
     expert_max_steps: int = 300  # an expert episode ends at its goal pose or after this many steps
+    # px the expert's PD target may lie from the agent per step (its speed; 100 = the action bound, no limit)
+    expert_max_step: float = 100.0
     random_steps: int = 100  # length of a random-exploration episode (steps)
     videos: bool = True  # render and write video shards (cjepa.data.shards); off = state-slot store only
     masks: bool = True  # instance masks (agent=1, block=2) with the videos
@@ -483,6 +485,10 @@ class PlanConfig:
     # Also evaluate the simulator as the world model (true dynamics, same embedding and cost as plan.checkpoint):
     # the upper bound of CEM + cost under the protocol. Slow on a CPU (every candidate is simulated).
     oracle: bool = False
+    # The oracle's cost: "embedding" = the model's cost over embedded simulator states (the upper bound of the
+    # protocol); "state" = the success rule's geometry on the true state (cjepa.plan.diagnose.state_cost), which
+    # separates what CEM can do from what the embedding lets it do.
+    oracle_cost: Literal["embedding", "state"] = "embedding"
     encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300

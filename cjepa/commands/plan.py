@@ -71,7 +71,7 @@ def _evaluate(args, cfg, pc, device) -> int:
     for name, ckpt in models:
         wm = build_world_model(ckpt, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention)
         if name == "simulator":
-            wm = SimulatorWorldModel(wm)
+            wm = SimulatorWorldModel(wm, cost_space=pc.oracle_cost)
 
         def make_planner(seed, wm=wm):
             return MPCPlanner(wm, CEM.from_config(pc, seed, device), horizon=pc.horizon, receding_horizon=pc.receding_horizon,

@@ -63,7 +63,7 @@ def run(args) -> int:
     total = sum(n for kinds in counts.values() for _, n in kinds)
     bar = tqdm(total=total, desc="pusht episodes", unit="ep", file=sys.stderr, dynamic_ncols=True)
     env = PushTEnv(pt.render_size)
-    gen_kw = dict(seed=pt.seed, expert_max_steps=pt.expert_max_steps, random_steps=pt.random_steps,
+    gen_kw = dict(seed=pt.seed, expert_max_steps=pt.expert_max_steps, expert_max_step=pt.expert_max_step, random_steps=pt.random_steps,
                   render_size=pt.render_size if videos else None, masks=pt.masks and videos, env=env)
     stats: dict[tuple[str, str], dict] = {}
     t0 = time.time()

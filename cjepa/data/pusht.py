@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from cjepa.envs.pusht import PushTEnv, block_inside, sample_state, state_to_proprio
-from cjepa.envs.pusht_expert import RandomExplorer, ScriptedPushExpert
+from cjepa.envs.pusht_expert import ExpertConfig, RandomExplorer, ScriptedPushExpert
 
 EXPERT, RANDOM = "expert", "random"
 _KIND_ID = {EXPERT: 1, RANDOM: 2}
@@ -79,6 +79,7 @@ def generate_episode(
     render_size: Optional[int] = None,
     masks: bool = False,
     env: Optional[PushTEnv] = None,
+    expert_max_step: float = 100.0,
 ) -> PushTEpisode:
     """One episode; ``render_size`` None skips rendering (state-only data is ~10x faster)."""
     if kind not in _KIND_ID:
@@ -87,7 +88,8 @@ def generate_episode(
     env = env or PushTEnv(render_size or 64)
     obs = env.reset(sample_state(rng))
     goal_pose = sample_goal_pose(rng) if kind == EXPERT else None
-    policy = ScriptedPushExpert(rng=rng) if kind == EXPERT else RandomExplorer(rng)
+    policy = (ScriptedPushExpert(ExpertConfig(max_step=expert_max_step), rng=rng) if kind == EXPERT
+              else RandomExplorer(rng))
     states, actions, frames, mask_list = [obs["state"]], [], [], []
     reached = False
 
@@ -139,13 +141,12 @@ NUM_BASE_TYPES = 2  # agent, block
 # and a rotation moves them by as many pixels as it moves the T's outline.
 BLOCK_KEYPOINTS = np.array([[-60.0, 15.0], [60.0, 15.0], [0.0, 120.0]])
 FOURIER_CYCLES = np.array([1.0, 2.0, 4.0])  # cycles per 512-px arena of the position features
-_POINT_FEATURES = 2 * 2 * len(FOURIER_CYCLES)  # (sin, cos) x (x, y) x frequencies
 
 
-def _fourier(points: np.ndarray) -> np.ndarray:
-    """(..., 2) world points -> (..., 12) sin/cos position features."""
-    phase = 2 * np.pi * points[..., None] / 512.0 * FOURIER_CYCLES  # (..., 2, F)
-    return np.concatenate([np.sin(phase), np.cos(phase)], axis=-1).reshape(*points.shape[:-1], _POINT_FEATURES)
+def _fourier(points: np.ndarray, cycles: np.ndarray = FOURIER_CYCLES) -> np.ndarray:
+    """(..., 2) world points -> (..., 4 F) sin/cos position features at F frequencies (cycles per arena)."""
+    phase = 2 * np.pi * points[..., None] / 512.0 * np.asarray(cycles, np.float64)  # (..., 2, F)
+    return np.concatenate([np.sin(phase), np.cos(phase)], axis=-1).reshape(*points.shape[:-1], 4 * len(cycles))
 
 
 def block_keypoints(states: np.ndarray) -> np.ndarray:
@@ -170,12 +171,13 @@ class StateSlotEmbedding:
     shortcut.
     """
 
-    def __init__(self, slot_dim: int, background_slots: int = 2, hidden: int = 256):
+    def __init__(self, slot_dim: int, background_slots: int = 2, hidden: int = 256, cycles=FOURIER_CYCLES):
         if slot_dim < 1 or background_slots < 0:
             raise ValueError("slot_dim must be >= 1 and background_slots >= 0")
         self.slot_dim, self.background_slots = slot_dim, background_slots
+        self.cycles = np.asarray(cycles, np.float64)
         self.num_slots = NUM_BASE_TYPES + background_slots
-        self.num_features = self.num_slots + len(BLOCK_KEYPOINTS) * _POINT_FEATURES
+        self.num_features = self.num_slots + len(BLOCK_KEYPOINTS) * 4 * len(self.cycles)
         g = np.random.default_rng(_EMBED_SEED + 7919 * slot_dim + background_slots)
         self.w1 = g.normal(0, 1.0 / np.sqrt(self.num_features), (self.num_features, hidden))
         self.b1 = g.normal(0, 0.3, hidden)
@@ -188,8 +190,8 @@ class StateSlotEmbedding:
         T, S, K = len(s), self.num_slots, len(BLOCK_KEYPOINTS)
         f = np.zeros((T, S, self.num_features))
         f[:, np.arange(S), np.arange(S)] = 1.0  # type one-hot
-        f[:, 0, S:] = np.tile(_fourier(s[:, 0:2]), (1, K))  # the agent is a point: its centre in every keypoint slot
-        f[:, 1, S:] = _fourier(block_keypoints(s)).reshape(T, -1)
+        f[:, 0, S:] = np.tile(_fourier(s[:, 0:2], self.cycles), (1, K))  # the agent is a point: its centre in every keypoint slot
+        f[:, 1, S:] = _fourier(block_keypoints(s), self.cycles).reshape(T, -1)
         return f
 
     def __call__(self, states: np.ndarray, noise: float = 0.0, rng: Optional[np.random.Generator] = None) -> np.ndarray:

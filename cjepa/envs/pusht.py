@@ -231,16 +231,47 @@ class PushTEnv:
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (2,) or not np.isfinite(a).all():
             raise PushTError(f"action must be 2 finite numbers, got {np.asarray(action).tolist()}")
-        agent = self.agent
-        tx, ty = agent.position.x + ACTION_SCALE * a[0], agent.position.y + ACTION_SCALE * a[1]
+        target = self._advance(float(a[0]), float(a[1]))
+        obs = self.observation()
+        success = bool(is_success(self.goal_state, obs["state"])) if self.goal_state is not None else False
+        return obs, success, {"target": target}
+
+    def _advance(self, ax: float, ay: float) -> np.ndarray:
+        """The physics of one step (PD substeps) for an already checked action; returns the PD target."""
+        agent, space = self.agent, self._sim.space
+        tx, ty = agent.position.x + ACTION_SCALE * ax, agent.position.y + ACTION_SCALE * ay
         for _ in range(SUBSTEPS):
             vx, vy = agent.velocity
             px, py = agent.position
             agent.velocity = (vx + (K_P * (tx - px) - K_V * vx) * DT, vy + (K_P * (ty - py) - K_V * vy) * DT)
-            self._sim.space.step(DT)
-        obs = self.observation()
-        success = bool(is_success(self.goal_state, obs["state"])) if self.goal_state is not None else False
-        return obs, success, {"target": np.array([tx, ty])}
+            space.step(DT)
+        return np.array([tx, ty])
+
+    def simulate(self, start_state, actions, every: int = 1) -> np.ndarray:
+        """Replay ``actions`` (N, 2) from a fresh world in ``start_state``; the states after every ``every``-th
+        step, (N // every, 7). The same physics as :meth:`reset` + N x :meth:`step` (bit for bit), without the
+        per-step observation dicts and success checks: what a planner needs to score a candidate."""
+        acts = np.asarray(actions, np.float64).reshape(-1, 2)
+        if not np.isfinite(acts).all():
+            raise PushTError("simulate: actions must be finite")
+        s = self.reset(start_state)["state"]
+        agent, block, step = self.agent, self.block, self._sim.space.step
+        # The agent is a kinematic body: contacts never move it, and the engine integrates it as p += v dt. So
+        # its path is the PD law alone, computed here with the engine's floating-point operations, which saves
+        # reading its position and velocity back every substep; only its velocity is handed to the engine.
+        px, py, vx, vy = float(s[0]), float(s[1]), float(s[5]), float(s[6])
+        out = np.empty((len(acts) // every, 7))
+        for i, (ax, ay) in enumerate(acts.tolist()):
+            tx, ty = px + ACTION_SCALE * ax, py + ACTION_SCALE * ay
+            for _ in range(SUBSTEPS):
+                vx, vy = vx + (K_P * (tx - px) - K_V * vx) * DT, vy + (K_P * (ty - py) - K_V * vy) * DT
+                agent.velocity = (vx, vy)
+                step(DT)
+                px, py = px + vx * DT, py + vy * DT
+            if (i + 1) % every == 0:
+                b = block.position
+                out[(i + 1) // every - 1] = (px, py, b.x, b.y, block.angle % (2 * np.pi), vx, vy)
+        return out
 
     # ------------------------------------------------------------------ rendering
 

@@ -113,6 +113,8 @@ class ExpertConfig:
     pos_tol: float = 6.0  # stop when the block's cog is this close (px) ...
     angle_tol: float = 0.06  # ... and its angle this close (rad)
     max_push: float = 25.0  # px of pusher travel per step
+    # px the PD target may lie from the agent, i.e. how fast it moves (100 = the action bound, no limit).
+    max_step: float = 100.0
     hysteresis: float = 1.6  # switch contact only if another reduces the error this many times more
     approach_gap: float = 4.0  # px between disc and face at the pre-contact point
     ring_radius: float = 105.0  # waypoint ring around the cog (T reaches ~77 px from it)
@@ -241,7 +243,11 @@ class ScriptedPushExpert:
         else:
             target = self._path_target(agent, pre, pose, normal)
         target = np.clip(target, *cfg.arena)
-        return np.clip((target - agent) / ACTION_SCALE, -1.0, 1.0)
+        offset = target - agent
+        length = float(np.hypot(*offset))
+        if length > cfg.max_step:
+            offset = offset * (cfg.max_step / length)
+        return np.clip(offset / ACTION_SCALE, -1.0, 1.0)
 
 
 def _dijkstra(weight: np.ndarray, source: int, target: int) -> Optional[list[int]]:

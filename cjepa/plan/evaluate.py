@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from cjepa.envs.pusht import PushTEnv, state_to_proprio
+from cjepa.plan.diagnose import classify_episode
 from cjepa.plan.mpc import EpisodeHistory, MPCPlanner
 from cjepa.plan.world_model import Goal
 
@@ -61,6 +62,7 @@ class EpisodeResult:
     wall_seconds: float
     final_position_error: float
     final_angle_error: float
+    category: str = ""  # cjepa.plan.diagnose.classify_episode: success or why the episode failed
     frames: Optional[np.ndarray] = field(default=None, repr=False)
 
 
@@ -95,6 +97,7 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
         wall_seconds=time.perf_counter() - t0,
         final_position_error=float(position_error(goal_state, state)),
         final_angle_error=float(angle_error(goal_state[4], state[4])),
+        category=classify_episode(np.stack(history.states), goal_state),
         frames=np.stack(video) if video else None,
     )
 

@@ -289,50 +289,70 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu",
 class SimulatorWorldModel:
     """Ground-truth dynamics in a slot world model's node space: the planning upper bound.
 
-    Rollouts replay each candidate in a Push-T simulator from the last observed state and embed the states at
-    block boundaries exactly as observations are embedded (state slots + the model's proprio and action
-    embedders), so :meth:`cost` is the learned model's cost with the model error removed. Isolates what CEM
-    and the cost can achieve under the protocol. Stateful: ``rollout`` starts from the state seen by the last
-    ``encode`` call. Needs the state-slot encoder (it embeds simulator states).
+    Rollouts replay each candidate in a Push-T simulator from the last observed state. With ``cost_space``
+    "embedding" (the protocol's oracle) the states at block boundaries are embedded exactly as observations
+    are (state slots + the model's proprio and action embedders), so :meth:`cost` is the learned model's cost
+    with the model error removed: what CEM and that cost can achieve. With "state" the nodes are the raw
+    simulator states (one 7-d node per frame) and the cost is :func:`cjepa.plan.diagnose.state_cost`, the
+    success rule's own geometry: what CEM can achieve at all, which tells whether the embedding is the limit.
+    Stateful in "embedding" space: ``rollout`` starts from the state seen by the last ``encode`` call. Needs
+    the state-slot encoder (it embeds simulator states).
     """
 
-    def __init__(self, slot_model: SlotWorldModel):
+    def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0):
         from cjepa.envs.pusht import PushTEnv
 
         if not isinstance(slot_model.encoder, StateSlotEncoder):
             raise ValueError("SimulatorWorldModel embeds simulator states: it needs a StateSlotEncoder")
-        self.model = slot_model
+        if cost_space not in ("embedding", "state"):
+            raise ValueError(f"cost_space must be 'embedding' or 'state', got {cost_space!r}")
+        self.model, self.cost_space, self.angle_weight = slot_model, cost_space, angle_weight
         self.action_block, self.action_dim = slot_model.action_block, slot_model.action_dim
         self.env = PushTEnv(64)
         self._state: Optional[np.ndarray] = None
+        self.env_steps = 0  # simulated steps so far (throughput measurements)
 
     def encode(self, obs: Observation) -> torch.Tensor:
         if obs.state is None:
             raise ValueError("the simulator world model needs Observation.state")
         self._state = np.asarray(obs.state, np.float64)[-1]
+        if self.cost_space == "state":
+            return torch.from_numpy(np.asarray(obs.state, np.float64).reshape(-1, 1, 7))
         return self.model.encode(obs)
 
     def encode_goal(self, goal: Goal) -> torch.Tensor:
+        if self.cost_space == "state":
+            if goal.state is None:
+                raise ValueError("the state-space cost needs Goal.state")
+            return torch.from_numpy(np.asarray(goal.state, np.float64).reshape(7))
         return self.model.encode_goal(goal)
 
     def blocks_to_env(self, blocks: torch.Tensor) -> np.ndarray:
         return self.model.blocks_to_env(blocks)
 
+    def simulate(self, actions: torch.Tensor) -> np.ndarray:
+        """(C, H, A) candidate blocks -> (C, H + 1, 7) simulator states at block boundaries, start first."""
+        if self._state is None:
+            raise RuntimeError("SimulatorWorldModel.encode must be called before rollout")
+        C, H, _ = actions.shape
+        raw = self.model.normalizer.action_inverse(actions.detach().float().cpu().numpy())  # (C, H, A)
+        raw = raw.reshape(C, H * self.action_block, -1)
+        states = np.empty((C, H + 1, 7))
+        states[:, 0] = self._state
+        for c in range(C):
+            states[c, 1:] = self.env.simulate(self._state, raw[c], every=self.action_block)
+        self.env_steps += C * H * self.action_block
+        return states
+
     @torch.no_grad()
     def rollout(self, nodes: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         from cjepa.envs.pusht import state_to_proprio
 
-        if self._state is None:
-            raise RuntimeError("SimulatorWorldModel.encode must be called before rollout")
         C, H, _ = actions.shape
-        states = np.empty((C, H + 1, 7))
-        for c in range(C):
-            self.env.reset(self._state)
-            states[c, 0] = self._state
-            for h, block in enumerate(self.model.blocks_to_env(actions[c]).reshape(H, self.action_block, -1)):
-                for a in block:
-                    self.env.step(a)
-                states[c, h + 1] = self.env.get_state()
+        states = self.simulate(actions)
+        if self.cost_space == "state":
+            sim = torch.from_numpy(states).view(C, H + 1, 1, 7)
+            return torch.cat([nodes[:-1].unsqueeze(0).expand(C, -1, -1, -1), sim], dim=1)
         wm = self.model
         slots = torch.from_numpy(wm.encoder.embedding(states.reshape(-1, 7))).to(wm.device).view(C, H + 1, wm.num_slots, -1)
         prop = wm._tensor(wm.normalizer.proprio(state_to_proprio(states).astype(np.float32)))
@@ -341,4 +361,9 @@ class SimulatorWorldModel:
         return torch.cat([nodes[:-1].unsqueeze(0).expand(C, -1, -1, -1), sim], dim=1)
 
     def cost(self, trajectories: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        if self.cost_space == "state":
+            from cjepa.plan.diagnose import state_cost
+
+            final = trajectories[:, -1, 0].cpu().numpy()
+            return torch.from_numpy(state_cost(final, goal.cpu().numpy(), self.angle_weight)).float()
         return self.model.cost(trajectories, goal)

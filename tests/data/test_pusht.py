@@ -65,6 +65,10 @@ def test_state_slot_embedding():
     assert np.abs(r[0, 1] - r[1, 1]).max() > 1e-2  # block orientation is visible
     with pytest.raises(ValueError, match=r"\(T, 7\)"):
         e1(np.zeros((3, 5)))
+    # other frequencies make another map (a diagnosis option); the default is the stored data format
+    low = StateSlotEmbedding(32, 2, cycles=(0.5, 1.0, 2.0))
+    assert low.num_features == 4 + 3 * 12 and np.abs(low(states) - s).max() > 1e-2
+    np.testing.assert_array_equal(StateSlotEmbedding(32, 2, cycles=(1.0, 2.0, 4.0))(states), s)
 
 
 def test_state_slot_store_roundtrip_and_resume(tmp_path):

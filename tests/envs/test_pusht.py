@@ -73,6 +73,20 @@ def test_reset_then_replay_reproduces_a_contact_trajectory(env):
     np.testing.assert_allclose(np.array(replay), states[k + 1 :], atol=1e-6)
 
 
+def test_simulate_is_reset_and_step_without_the_bookkeeping(env):
+    """The planner's fast replay gives bit-identical states to reset + step, at block boundaries, pushes included."""
+    rng = np.random.default_rng(3)
+    start = np.array([256.0, 460.0, 256.0, 300.0, 0.4, 5.0, -3.0])
+    actions = np.array([0.0, -0.5]) + 0.3 * rng.uniform(-1, 1, (20, 2))
+    env.reset(start)
+    stepped = np.array([env.step(a)[0]["state"] for a in actions])
+    assert np.linalg.norm(stepped[-1, 2:4] - start[2:4]) > 5, "the scenario must push the block"
+    np.testing.assert_array_equal(env.simulate(start, actions, every=5), stepped[4::5])
+    np.testing.assert_array_equal(env.simulate(start, actions), stepped)
+    with pytest.raises(PushTError, match="finite"):
+        env.simulate(start, np.full((5, 2), np.nan))
+
+
 def test_action_is_a_relative_pd_target(env):
     """Away from the block, one step equals 10 substeps of acc = k_p (pos + 100 a - pos0) - k_v v, dt = 0.01."""
     s = np.array([100.0, 100.0, 300.0, 200.0, 0.0, 30.0, -10.0])

@@ -4,7 +4,7 @@ import numpy as np
 
 from cjepa.data.pusht import sample_goal_pose
 from cjepa.envs.pusht import AGENT_RADIUS, T_BAR, T_STEM, PushTEnv, sample_state
-from cjepa.envs.pusht_expert import RandomExplorer, ScriptedPushExpert, _box_distance, contact_candidates
+from cjepa.envs.pusht_expert import ExpertConfig, RandomExplorer, ScriptedPushExpert, _box_distance, contact_candidates
 
 
 def test_expert_reaches_random_goal_poses():
@@ -69,3 +69,21 @@ def test_segment_polygon_distance_matches_shapely():
         ref = np.array([LineString([a, b]).distance(Polygon(poly)) for a, b in zip(p, q)])
         np.testing.assert_allclose(ours, ref, atol=1e-7)
         assert (ref == 0).sum() > 10 and (ref > 0).sum() > 10
+
+
+def test_max_step_slows_the_expert_down():
+    """max_step caps how far the PD target may lie from the agent (its speed): a slower expert that still gets
+    there. A far-away contact makes the default expert command the full action bound."""
+    from cjepa.data.pusht import generate_episode
+
+    state = np.array([60.0, 60.0, 350.0, 350.0, 0.3, 0.0, 0.0])
+    goal = np.array([300.0, 300.0, 1.0])
+    fast = ScriptedPushExpert(rng=np.random.default_rng(0)).act(state, goal)
+    slow = ScriptedPushExpert(ExpertConfig(max_step=30.0), rng=np.random.default_rng(0)).act(state, goal)
+    assert np.linalg.norm(fast) > 0.5
+    np.testing.assert_allclose(np.linalg.norm(slow), 0.30, atol=1e-9)
+    np.testing.assert_allclose(slow / np.linalg.norm(slow), fast / np.linalg.norm(fast), atol=1e-9)  # same heading
+    ep_fast = generate_episode("expert", 3, split="val")
+    ep_slow = generate_episode("expert", 3, split="val", expert_max_step=30.0)
+    assert ep_slow.reached_goal and len(ep_slow.states) > len(ep_fast.states)
+    assert np.abs(ep_slow.actions[:-1]).max() <= 0.30 + 1e-9

@@ -115,3 +115,30 @@ def test_simulator_world_model_is_the_true_dynamics(world_model):
     s = env.get_state()
     expect = world_model.encode(Observation(proprio=state_to_proprio(s[None]), state=s[None]))
     torch.testing.assert_close(traj[1, -1, :5], expect[0, :5])
+
+
+def test_simulator_world_model_in_state_space(world_model):
+    """cost_space="state": nodes are the raw states, the rollout ends in the state the environment reaches, and
+    the cost is the success rule's geometry (0 at the goal, 1 at 20 px)."""
+    from cjepa.plan.diagnose import state_cost
+    from cjepa.plan.world_model import Goal, Observation, SimulatorWorldModel
+
+    oracle = SimulatorWorldModel(world_model, cost_space="state")
+    start = np.array([150.0, 150.0, 300.0, 300.0, 0.5, 0.0, 0.0])
+    nodes = oracle.encode(Observation(proprio=state_to_proprio(start[None]), state=start[None]))
+    assert nodes.shape == (1, 1, 7)
+    cand = torch.randn(4, 2, 10, generator=torch.Generator().manual_seed(1))
+    traj = oracle.rollout(nodes, cand)
+    assert traj.shape == (4, 3, 1, 7)
+    env = PushTEnv(32)
+    env.reset(start)
+    for a in world_model.blocks_to_env(cand[2]):
+        env.step(a)
+    np.testing.assert_array_equal(traj[2, -1, 0].numpy(), env.get_state())
+    goal_state = traj[2, -1, 0].numpy().copy()
+    goal = oracle.encode_goal(Goal(proprio=state_to_proprio(goal_state), state=goal_state))
+    costs = oracle.cost(traj, goal)
+    assert costs[2] == 0.0
+    np.testing.assert_allclose(costs.numpy(), state_cost(traj[:, -1, 0].numpy(), goal_state), rtol=1e-6)
+    with pytest.raises(ValueError, match="cost_space"):
+        SimulatorWorldModel(world_model, cost_space="pixels")

@@ -1,0 +1,316 @@
+"""Why does the simulator oracle plateau? Measurements for the Push-T planning protocol (CPU).
+
+Subcommands (each appends one JSON record per run, with git SHA, machine and date, to ``--out``):
+
+* ``displacement``: what the protocol's start/goal pairs ask for (agent travel, block travel, block rotation
+  over ``goal_offset`` steps), over every valid start row of the held-out expert episodes, and for the pairs
+  drawn with a seed.
+* ``landscape``: the embedding cost (slot and proprio terms) around the drawn goals, per error in one
+  quantity, and how often the slot cost is non-monotonic along a straight path to the goal.
+* ``oracle``: the simulator as the world model on ``--episodes`` pairs of one seed, with the cost in the
+  state-slot embedding (``--cost embedding``, ``--proprio-weight``) or in true state space (``--cost state``),
+  and CEM's ``--samples`` / ``--iterations``; per episode: success, steps, final errors, failure category
+  (``cjepa.plan.diagnose``), displacement.
+* ``solve``: one CEM solve per pair (an episode's first plan): does the returned plan reach the goal at the
+  horizon, and how does its cost compare with the expert's own actions (a plan known to reach the goal)?
+* ``steps``: simulated env steps per second of the oracle's rollout (``SimulatorWorldModel.simulate``)
+  against reset + step per candidate (the old path), on the same candidates, and whether they agree.
+
+Episodes come from ``--dataset`` (a ``cjepa pusht`` state-slot store, split ``--split``); the embedding cost
+needs ``--checkpoint`` (its proprio/action embedders and normaliser; the state cost uses only its normaliser,
+which maps CEM's normalised actions to the env).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _provenance(argv: list[str]) -> dict:
+    root = Path(__file__).resolve().parents[1]
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True).stdout.strip())
+    return {"git_sha": sha, "git_dirty": dirty, "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "argv": list(argv)}
+
+
+def _append(path: str, record: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _quantiles(x) -> dict:
+    x = np.asarray(x, np.float64)
+    q = np.quantile(x, [0.1, 0.25, 0.5, 0.75, 0.9])
+    return {"mean": float(x.mean()), "p10": float(q[0]), "p25": float(q[1]), "median": float(q[2]),
+            "p75": float(q[3]), "p90": float(q[4]), "n": int(len(x))}
+
+
+def cmd_displacement(args) -> dict:
+    from cjepa.plan.diagnose import displacement
+    from cjepa.plan.evaluate import load_expert_episodes, sample_start_goal_pairs
+
+    eps = load_expert_episodes(args.dataset, args.split)
+    rows = [(k, s) for k in sorted(eps) for s in range(len(eps[k]) - args.goal_offset)]
+
+    def stats(pairs):
+        d = [displacement(eps[k][s], eps[k][s + args.goal_offset]) for k, s in pairs]
+        out = {key: _quantiles([x[key] for x in d]) for key in ("agent_px", "block_px", "block_rad")}
+        out["block_static_fraction"] = float(np.mean([x["block_px"] < 1 and x["block_rad"] < 0.01 for x in d]))
+        return out
+
+    lengths = [len(v) for v in eps.values()]
+    speed = np.concatenate([np.linalg.norm(np.diff(v[:, :2], axis=0), axis=1) for v in eps.values()])
+    return {"kind": "displacement", "dataset_split": args.split, "episodes": len(eps),
+            "episode_length": _quantiles(lengths), "agent_px_per_step": _quantiles(speed), "all_rows": stats(rows),
+            **{f"seed{s}_pairs": stats(sample_start_goal_pairs(eps, args.episodes, s, args.goal_offset)) for s in args.seeds}}
+
+
+def _world_model(args):
+    from cjepa.config import PlanConfig
+    from cjepa.plan.world_model import SimulatorWorldModel, build_world_model
+
+    pc = PlanConfig(proprio_weight=args.proprio_weight)
+    slot_model = build_world_model(args.checkpoint, pc, dataset=args.dataset)
+    if args.embedding_cycles:  # the oracle embeds states itself: another embedding needs no new store
+        from cjepa.data.pusht import StateSlotEmbedding
+
+        emb = slot_model.encoder.embedding
+        slot_model.encoder.embedding = StateSlotEmbedding(emb.slot_dim, emb.background_slots, cycles=args.embedding_cycles)
+    return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight), pc
+
+
+def cmd_oracle(args) -> dict:
+    import torch
+
+    from cjepa.envs.pusht import PushTEnv
+    from cjepa.plan.cem import CEM
+    from cjepa.plan.diagnose import displacement
+    from cjepa.plan.evaluate import load_expert_episodes, run_episode, sample_start_goal_pairs
+    from cjepa.plan.mpc import MPCPlanner
+
+    torch.set_num_threads(1)
+    eps = load_expert_episodes(args.dataset, args.split)
+    pairs = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[args.skip:]
+    pairs = pairs[: args.limit] if args.limit else pairs
+    wm, pc = _world_model(args)
+    planner = MPCPlanner(wm, CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
+                                 var_scale=args.var_scale, seed=args.seed),
+                         horizon=pc.horizon, receding_horizon=pc.receding_horizon)
+    env = PushTEnv(64)
+    results = []
+    t0 = time.perf_counter()
+    for key, start in pairs:
+        states = eps[key]
+        res = run_episode(env, planner, states[start], states[start + args.goal_offset], pc.budget, key=key, start=start)
+        row = {"key": key, "start": start, "success": res.success, "steps": res.steps, "category": res.category,
+               "final_position_error": res.final_position_error, "final_angle_error": res.final_angle_error,
+               "plan_seconds": res.plan_seconds, **displacement(states[start], states[start + args.goal_offset])}
+        results.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    cats: dict[str, int] = {}
+    for r in results:
+        cats[r["category"]] = cats.get(r["category"], 0) + 1
+    wall = time.perf_counter() - t0
+    return {"kind": "oracle", "embedding_cycles": args.embedding_cycles, "cost": args.cost, "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
+            "samples": args.samples, "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale,
+            "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip, "limit": args.limit,
+            "success_rate": 100.0 * sum(r["success"] for r in results) / len(results), "categories": cats,
+            "env_steps_per_second": wm.env_steps / max(sum(r["plan_seconds"] for r in results), 1e-9),
+            "wall_seconds": wall, "per_episode": results}
+
+
+def cmd_solve(args) -> dict:
+    """One CEM solve from each start (the first plan of an episode) against the expert's own 25 actions: how
+    close the returned plan (the elite mean) gets, in the success rule's terms, and whether the optimum exists."""
+    import torch
+
+    from cjepa.envs.pusht import PushTEnv, is_success
+    from cjepa.plan.cem import CEM
+    from cjepa.plan.diagnose import displacement, normalised_errors, state_cost
+    from cjepa.plan.evaluate import load_expert_episodes, sample_start_goal_pairs
+    from cjepa.plan.world_model import Goal, Observation
+
+    torch.set_num_threads(1)
+    eps = load_expert_episodes(args.dataset, args.split)
+    pairs = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[args.skip:]
+    wm, pc = _world_model(args)
+    cem = CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations, var_scale=args.var_scale, seed=args.seed)
+    env = PushTEnv(64)
+    acts = _expert_actions(args)
+    rows = []
+    for key, start in pairs:
+        s0, goal = eps[key][start], eps[key][start + args.goal_offset]
+        nodes = wm.encode(Observation(proprio=s0[None, [0, 1, 5, 6]], state=s0[None]))
+        g = wm.encode_goal(Goal(proprio=goal[[0, 1, 5, 6]], state=goal))
+        res = cem.solve(lambda c: wm.cost(wm.rollout(nodes, c), g), pc.horizon, wm.action_dim)
+        plan = wm.blocks_to_env(res.mean)
+        path = env.simulate(s0, plan)
+        expert = env.simulate(s0, acts[key][start : start + args.goal_offset])
+        expert_blocks = torch.from_numpy(wm.model.normalise_actions(
+            acts[key][start : start + args.goal_offset].reshape(pc.horizon, -1))).float()[None]
+        rows.append({"key": key, "start": start, **displacement(s0, goal),
+                     "plan_final_state_cost": float(state_cost(path[-1], goal)),
+                     **{f"plan_final_{k}_error": float(v) for k, v in normalised_errors(path[-1], goal).items()},
+                     "plan_success_at_end": bool(is_success(goal, path[-1])),
+                     "plan_success_any_step": bool(is_success(goal, path).any()),
+                     "plan_model_cost": float(wm.cost(wm.rollout(nodes, res.mean[None]), g)[0]),
+                     "elite_cost": res.elite_cost,
+                     "expert_final_state_cost": float(state_cost(expert[-1], goal)),
+                     "expert_model_cost": float(wm.cost(wm.rollout(nodes, expert_blocks), g)[0])})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return {"kind": "solve", "cost": args.cost, "proprio_weight": args.proprio_weight, "samples": args.samples,
+            "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale, "seed": args.seed, "episodes": len(rows),
+            "plan_success_at_end": sum(r["plan_success_at_end"] for r in rows),
+            "plan_success_any_step": sum(r["plan_success_any_step"] for r in rows), "per_episode": rows}
+
+
+def _expert_actions(args) -> dict:
+    from cjepa.data.slot_store import SlotSplit
+
+    videos = SlotSplit(args.dataset, args.split)
+    return {k: np.asarray(videos.extra(k, "action"), np.float64) for k in videos if k.startswith("expert")}
+
+
+def cmd_landscape(args) -> dict:
+    """The embedding cost around the goals of the drawn pairs: slot and proprio terms for a given error in one
+    quantity (agent / block position, block angle, agent velocity), and how often the slot cost is
+    non-monotonic along the straight path from the start's agent position (or block pose) to the goal's."""
+    import torch
+
+    from cjepa.envs.pusht import state_to_proprio
+    from cjepa.plan.evaluate import load_expert_episodes, sample_start_goal_pairs
+    from cjepa.plan.matching import matched_mse
+    from cjepa.plan.world_model import Goal
+
+    torch.set_num_threads(1)
+    eps = load_expert_episodes(args.dataset, args.split)
+    pairs = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)
+    wm, _ = _world_model(args)
+    slot_model = wm.model
+    S = slot_model.num_slots
+
+    def terms(states, goal):
+        g = slot_model.encode_goal(Goal(proprio=state_to_proprio(goal), state=goal))
+        slots = torch.from_numpy(slot_model.encoder.embedding(states)).float()
+        prop = slot_model.predictor.proprio_encoder(slot_model._tensor(
+            slot_model.normalizer.proprio(state_to_proprio(states).astype(np.float32))))
+        slot = matched_mse(slots, g[:S].expand(len(states), -1, -1), slot_model.max_perm_slots)
+        return slot.detach().numpy(), (prop - g[S]).pow(2).mean(-1).detach().numpy()
+
+    offsets = {"agent_px": (0, [10, 20, 40, 64, 100, 150]), "block_px": (2, [10, 20, 40, 64, 100]),
+               "angle_rad": (4, [0.1, math.pi / 9, 0.7, 1.4]), "velocity_px_s": (5, [50, 100, 200])}
+    table = {}
+    for name, (i, values) in offsets.items():
+        for v in values:
+            sl, pr = [], []
+            for k, s in pairs:
+                goal = eps[k][s + args.goal_offset]
+                st = goal.copy()
+                st[i] += v
+                a, b = terms(st[None], goal)
+                sl.append(a[0])
+                pr.append(b[0])
+            table[f"{name}={v:.3g}"] = {"slot": float(np.mean(sl)), "proprio": float(np.mean(pr))}
+    ts = np.linspace(0, 1, 41)[:, None]
+    nonmono = {"agent": 0, "block_position": 0, "block_angle": 0}
+    for k, s in pairs:
+        start, goal = eps[k][s], eps[k][s + args.goal_offset]
+        for name, idx in (("agent", slice(0, 2)), ("block_position", slice(2, 4)), ("block_angle", slice(4, 5))):
+            d = start[idx] - goal[idx]
+            if name == "block_angle":
+                d = (d + np.pi) % (2 * np.pi) - np.pi
+            path = np.tile(goal, (len(ts), 1))
+            path[:, idx] = goal[idx] + ts * d  # goal -> start
+            nonmono[name] += bool(np.any(np.diff(terms(path, goal)[0]) < -1e-6))
+    speed = [float(np.linalg.norm(eps[k][s + args.goal_offset][5:7])) for k, s in pairs]
+    return {"kind": "landscape", "embedding_cycles": args.embedding_cycles, "pairs": len(pairs), "seed": args.seed,
+            "mean_cost_at_offset": table, "non_monotonic_slot_cost_paths": nonmono,
+            "goal_agent_speed_px_s": _quantiles(speed)}
+
+
+def cmd_steps(args) -> dict:
+    import torch
+
+    from cjepa.envs.pusht import PushTEnv
+    from cjepa.plan.evaluate import load_expert_episodes
+    from cjepa.plan.world_model import Observation
+
+    torch.set_num_threads(1)
+    wm, _ = _world_model(args)
+    eps = load_expert_episodes(args.dataset, args.split)
+    key = sorted(eps)[0]
+    start = eps[key][10]
+    wm.encode(Observation(proprio=start[None, [0, 1, 5, 6]], state=start[None]))
+    cand = torch.randn(args.samples, 5, wm.action_dim, generator=torch.Generator().manual_seed(0))
+    # old path: per candidate, reset the env and step it action by action (observation dict + success check)
+    env = PushTEnv(64)
+    t0 = time.perf_counter()
+    old = np.empty((args.samples, 6, 7))
+    for c in range(args.samples):
+        env.reset(start)
+        old[c, 0] = start
+        for h, block in enumerate(wm.blocks_to_env(cand[c]).reshape(5, wm.action_block, -1)):
+            for a in block:
+                env.step(a)
+            old[c, h + 1] = env.get_state()
+    t_old = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    new = wm.simulate(cand)
+    t_new = time.perf_counter() - t0
+    n = args.samples * 5 * wm.action_block
+    return {"kind": "steps", "candidates": args.samples, "env_steps": n, "old_steps_per_second": n / t_old,
+            "new_steps_per_second": n / t_new, "speedup": t_old / t_new, "max_abs_state_difference": float(np.abs(old - new).max())}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["displacement", "landscape", "oracle", "solve", "steps"])
+    p.add_argument("--dataset", required=True, help="cjepa pusht state-slot store")
+    p.add_argument("--split", default="val")
+    p.add_argument("--checkpoint", default="", help="predictor checkpoint or run dir (embedders + normaliser)")
+    p.add_argument("--out", required=True, help="JSONL file the record is appended to")
+    p.add_argument("--goal-offset", type=int, default=25)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--skip", type=int, default=0, help="drop the first SKIP drawn pairs (split a run over processes)")
+    p.add_argument("--limit", type=int, default=0, help="oracle: run only the first LIMIT of the drawn pairs (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--cost", choices=["embedding", "state"], default="embedding")
+    p.add_argument("--proprio-weight", type=float, default=1.0)
+    p.add_argument("--angle-weight", type=float, default=1.0)
+    p.add_argument("--samples", type=int, default=300)
+    p.add_argument("--topk", type=int, default=30)
+    p.add_argument("--iterations", type=int, default=30)
+    p.add_argument("--embedding-cycles", type=float, nargs="+", default=None,
+                   help="state-slot embedding frequencies (cycles per arena) for the oracle; default: the store's")
+    p.add_argument("--var-scale", type=float, default=1.0, help="CEM's initial std in normalised action units")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = p.parse_args(argv)
+    provenance = _provenance(argv)  # the code that runs is the code at the start
+    record = {"displacement": cmd_displacement, "landscape": cmd_landscape, "oracle": cmd_oracle, "solve": cmd_solve,
+              "steps": cmd_steps}[args.command](args)
+    record = {**provenance, **record}
+    _append(args.out, record)
+    summary = {k: v for k, v in record.items() if k != "per_episode"}
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

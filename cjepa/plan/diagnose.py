@@ -1,0 +1,80 @@
+"""Diagnosis of planning episodes on Push-T: a cost in true state space and failure categories.
+
+:func:`state_cost` scores simulator states against a goal with the geometry of the success rule (position
+error over agent and block in units of the 20 px tolerance, wrapped block-angle error in units of pi/9), so a
+planner that minimises it to below 1 solves the episode. It is what the simulator oracle is compared against
+when the question is whether the embedding the planner's cost lives in is the limit.
+
+:func:`classify_episode` names why an episode failed, from its state trajectory and goal alone:
+
+* ``success``: the rule held at some step;
+* ``block_never_touched``: the block never moved although the goal needs it moved;
+* ``out_of_budget``: the error was still falling over the last steps and ended within twice the tolerance
+  (more steps would probably have solved it);
+* otherwise the step that came closest to success (smallest normalised error) is examined, and the
+  category is the largest violated part there: ``wrong_angle`` (the block's orientation), ``block_off_goal``
+  or ``agent_off_goal`` (which of the two positions carries more of the squared position error).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cjepa.envs.pusht import ANGLE_TOLERANCE, POS_TOLERANCE, angle_error, is_success
+
+CATEGORIES = ("success", "block_never_touched", "out_of_budget", "wrong_angle", "block_off_goal", "agent_off_goal")
+
+
+def state_cost(states, goal_state, angle_weight: float = 1.0) -> np.ndarray:
+    """(..., 7) states, (7,) goal -> (...) squared normalised error: (pos / 20 px)^2 + w (angle / (pi/9))^2.
+
+    Below 1 (w = 1) implies both parts of the success rule hold except on the boundary of the angle term.
+    """
+    s, g = np.asarray(states, np.float64), np.asarray(goal_state, np.float64)
+    pos = np.sum((s[..., :4] - g[:4]) ** 2, axis=-1) / POS_TOLERANCE**2
+    ang = (angle_error(g[4], s[..., 4]) / ANGLE_TOLERANCE) ** 2
+    return pos + angle_weight * ang
+
+
+def normalised_errors(states, goal_state) -> dict[str, np.ndarray]:
+    """Per step: agent and block position errors (px), angle error (rad), and the success margin
+    max(position / 20 px, angle / (pi/9)) (< 1 means success)."""
+    s, g = np.asarray(states, np.float64), np.asarray(goal_state, np.float64)
+    agent = np.linalg.norm(s[..., 0:2] - g[0:2], axis=-1)
+    block = np.linalg.norm(s[..., 2:4] - g[2:4], axis=-1)
+    angle = angle_error(g[4], s[..., 4])
+    pos = np.sqrt(agent**2 + block**2)
+    return {"agent": agent, "block": block, "angle": angle, "position": pos,
+            "margin": np.maximum(pos / POS_TOLERANCE, angle / ANGLE_TOLERANCE)}
+
+
+def classify_episode(states, goal_state, *, touch_px: float = 0.5, touch_rad: float = 0.01, tail: int = 5) -> str:
+    """Failure category (one of :data:`CATEGORIES`) of an episode's states (T, 7), start first."""
+    s, g = np.asarray(states, np.float64), np.asarray(goal_state, np.float64)
+    if s.ndim != 2 or s.shape[1] != 7 or len(s) < 1:
+        raise ValueError(f"states must be (T >= 1, 7), got {s.shape}")
+    if is_success(g, s).any():
+        return "success"
+    moved = np.maximum(np.linalg.norm(s[:, 2:4] - s[0, 2:4], axis=-1) / touch_px,
+                       angle_error(s[0, 4], s[:, 4]) / touch_rad).max()
+    goal_needs_push = (np.linalg.norm(g[2:4] - s[0, 2:4]) >= POS_TOLERANCE / 2
+                       or angle_error(g[4], s[0, 4]) >= ANGLE_TOLERANCE / 2)
+    if moved < 1 and goal_needs_push:
+        return "block_never_touched"
+    err = normalised_errors(s, g)
+    margin = err["margin"]
+    if len(s) > tail and margin[-1] < 2 and margin[-1] < margin[-1 - tail] and np.argmin(margin) >= len(s) - tail:
+        return "out_of_budget"
+    b = int(np.argmin(margin))
+    ang_ratio = err["angle"][b] / ANGLE_TOLERANCE
+    pos_ratio = err["position"][b] / POS_TOLERANCE
+    if ang_ratio >= pos_ratio:
+        return "wrong_angle"
+    return "block_off_goal" if err["block"][b] >= err["agent"][b] else "agent_off_goal"
+
+
+def displacement(start_state, goal_state) -> dict[str, float]:
+    """What a start/goal pair asks for: agent and block travel (px) and block rotation (rad, wrapped)."""
+    a, g = np.asarray(start_state, np.float64), np.asarray(goal_state, np.float64)
+    return {"agent_px": float(np.linalg.norm(g[:2] - a[:2])), "block_px": float(np.linalg.norm(g[2:4] - a[2:4])),
+            "block_rad": float(angle_error(g[4], a[4]))}

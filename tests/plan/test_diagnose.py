@@ -1,0 +1,82 @@
+"""Failure categories and the state-space cost on hand-made Push-T trajectories."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cjepa.plan.diagnose import CATEGORIES, classify_episode, displacement, state_cost
+
+GOAL = np.array([200.0, 200.0, 300.0, 300.0, 1.0, 0.0, 0.0])
+
+
+def _hold(state, n=30):
+    return np.tile(np.asarray(state, np.float64), (n, 1))
+
+
+def _approach(start, end, n=30, stop_at=None):
+    """Straight-line interpolation start -> end over n steps (held at ``stop_at`` of the way from then on)."""
+    t = np.linspace(0, 1, n)[:, None]
+    if stop_at is not None:
+        t = np.minimum(t, stop_at)
+    return np.asarray(start) + t * (np.asarray(end) - np.asarray(start))
+
+
+def test_success_at_any_step_counts():
+    start = GOAL + [40, 0, 60, 0, 0.5, 0, 0]
+    traj = np.concatenate([_approach(start, GOAL, 20), _hold(start, 10)])  # reaches, then is pushed away again
+    assert classify_episode(traj, GOAL) == "success"
+
+
+def test_block_never_touched():
+    start = GOAL + [0, 0, 60, 0, 0.0, 0, 0]
+    traj = _approach(start, start + [-80, 40, 0, 0, 0, 0, 0])  # only the agent moves
+    assert classify_episode(traj, GOAL) == "block_never_touched"
+
+
+def test_untouched_block_is_not_a_failure_cause_when_it_already_sits_at_the_goal():
+    start = GOAL + [60, 0, 0, 0, 0.0, 0, 0]
+    traj = _hold(start)  # the agent never leaves: 60 px off goal, block on goal
+    assert classify_episode(traj, GOAL) == "agent_off_goal"
+
+
+def test_wrong_angle_block_off_goal_agent_off_goal():
+    wrong_angle = _approach(GOAL + [0, 0, 30, 0, 1.2, 0, 0], GOAL + [0, 0, 0, 0, 0.6, 0, 0], stop_at=0.5)
+    assert classify_episode(wrong_angle, GOAL) == "wrong_angle"
+    block_off = _approach(GOAL + [0, 0, 100, 0, 0.0, 0, 0], GOAL + [0, 0, 40, 0, 0.0, 0, 0], stop_at=0.5)
+    assert classify_episode(block_off, GOAL) == "block_off_goal"
+    agent_off = _approach(GOAL + [80, 0, 30, 0, 0.0, 0, 0], GOAL + [50, 0, 0, 0, 0.0, 0, 0], stop_at=0.5)
+    assert classify_episode(agent_off, GOAL) == "agent_off_goal"
+
+
+def test_out_of_budget_when_still_closing_in_at_the_end():
+    start = GOAL + [0, 0, 150, 0, 0.3, 0, 0]
+    near = GOAL + [0, 0, 25, 0, 0.05, 0, 0]  # margin 1.25 at the last step, falling the whole way
+    assert classify_episode(_approach(start, near), GOAL) == "out_of_budget"
+    # the same end point, reached early and then held, is a block placed off the goal
+    assert classify_episode(_approach(start, near, stop_at=0.5), GOAL) == "block_off_goal"
+
+
+def test_angle_wraps_around():
+    start = GOAL.copy()
+    start[4] = 1.0 + 2 * math.pi - 0.05  # the same orientation, written another way
+    assert classify_episode(_hold(start, 3), GOAL) == "success"
+
+
+def test_categories_and_bad_input():
+    assert set(CATEGORIES) == {"success", "block_never_touched", "out_of_budget", "wrong_angle", "block_off_goal",
+                               "agent_off_goal"}
+    with pytest.raises(ValueError, match="states must be"):
+        classify_episode(np.zeros((4, 5)), GOAL)
+
+
+def test_state_cost_follows_the_success_geometry():
+    s = np.stack([GOAL, GOAL + [20, 0, 0, 0, 0, 0, 0], GOAL + [0, 0, 0, 0, math.pi / 9, 0, 0],
+                  GOAL + [0, 0, 0, 0, 2 * math.pi, 0, 0], GOAL + [0, 0, 0, 0, 0, 50, 50]])
+    np.testing.assert_allclose(state_cost(s, GOAL), [0.0, 1.0, 1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(state_cost(s[2], GOAL, angle_weight=4.0), 4.0)
+
+
+def test_displacement():
+    d = displacement(GOAL + [3, 4, 0, 0, 2 * math.pi + 0.5, 0, 0], GOAL)
+    assert d == pytest.approx({"agent_px": 5.0, "block_px": 0.0, "block_rad": 0.5})

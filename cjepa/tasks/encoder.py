@@ -9,7 +9,7 @@ an uninterrupted one and N DDP ranks compute what one process computes on the wh
 
 Validation: the first ``encoder.data.val_videos`` validation videos, one clip of ``val_clip_frames`` from frame 0,
 fixed slot-init noise; reports the losses and, when the source has instance masks, FG-ARI (per clip and per
-frame) and mBO of the slot masks; rank 0 also writes a slot-mask image grid to tensorboard and a GIF to
+frame), mBO and the slot-identity swap rate of the slot masks; rank 0 also writes a slot-mask image grid to tensorboard and a GIF to
 ``<run dir>/media/``.
 """
 
@@ -212,7 +212,7 @@ class EncoderTask:
         # A fixed list of names on every rank (a rank may have had no clips), reduced in one collective.
         names = ["_clips", *module.loss_names]
         if self.val_source.has_masks:
-            names += [f"{m}_{x}" for m in ("fg_ari", "fg_ari_frame", "mbo") for x in ("sum", "count")]
+            names += [f"{m}_{x}" for m in ("fg_ari", "fg_ari_frame", "mbo", "swap_rate") for x in ("sum", "count")]
         total = torch.stack([torch.as_tensor(sums.get(k, 0.0), dtype=torch.float64, device=self.device) for k in names])
         all_reduce_sum(total)
         vals = dict(zip(names, total.tolist()))

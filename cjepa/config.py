@@ -62,6 +62,9 @@ class ModelConfig:
     # so released checkpoints load with weights_only=True.
     layout: Literal["cjepa", "reference"] = "cjepa"
     time_pe_std: float = 0.02  # the reference layout uses 1.0 (Q3)
+    # Predict each slot's change from its last visible history frame instead of the slot itself (cjepa layout
+    # only; the original predicts slots). A rollout then starts at copy-last and the network learns the motion.
+    residual: bool = False
     proprio_dim: int = 4  # pusht kind only
     action_dim: int = 2  # raw env action size (pusht kind only)
     action_chunk: int = 5  # env steps per predictor step; the action node sees action_chunk * action_dim
@@ -737,6 +740,8 @@ def validate(cfg: Config) -> None:
                 f"model.layout=reference needs model.head_dim * model.heads == model.slot_dim "
                 f"({m.head_dim} * {m.heads} != {m.slot_dim}): the original splits D across heads"
             )
+        if m.residual:
+            raise ConfigError("model.residual=true is an option of the cjepa layout; the reference layout is the original")
     k = cfg.masking
     if k.num_masked < 0:
         raise ConfigError("masking.num_masked must be >= 0")

@@ -368,6 +368,11 @@ class VideoDataConfig:
     train_split: str = "train"
     val_split: str = "val"
     clip_frames: int = 6  # training clip length (frames after striding)
+    # Clip-length curriculum: from the first epoch that starts at or after step ``long_clips_from``, training
+    # clips have ``long_clip_frames`` frames (0 = off). Short clips are cheap and teach binding; long ones train
+    # the temporal path (slots of frame t seed frame t + 1 through the transition) to keep objects over time.
+    long_clip_frames: int = 0
+    long_clips_from: int = 0
     frame_stride: int = 2  # keep every n-th decoded frame
     val_clip_frames: int = 10  # validation clip length (CLEVRER 10, Push-T 6)
     val_videos: int = 200  # validation videos (one clip each, from frame 0); 0 = all
@@ -876,6 +881,8 @@ def _validate_encoder(e: EncoderConfig) -> None:
     d = e.data
     if d.clip_frames < 1 or d.frame_stride < 1 or d.val_clip_frames < 1 or d.val_batch_size < 1:
         raise ConfigError("encoder.data.clip_frames, frame_stride, val_clip_frames and val_batch_size must be >= 1")
+    if d.long_clip_frames < 0 or d.long_clips_from < 0:
+        raise ConfigError("encoder.data.long_clip_frames and long_clips_from must be >= 0")
     if e.kind == "videosaur" and (d.clip_frames < 2 or d.val_clip_frames < 2) and v.sim_weight > 0:
         raise ConfigError("the VideoSAUR time-similarity loss needs clips of >= 2 frames (encoder.data.clip_frames)")
     if not 0.0 <= d.hflip_prob <= 1.0:

@@ -70,7 +70,7 @@ class EncoderTask:
             "encoder": self.cfg.encoder.kind,
             "train_videos": len(self.train_source),
             "val_videos": len(self.val_source),
-            "clip": f"{d.clip_frames}x{d.frame_stride}",
+            "clip": f"{d.clip_frames}x{d.frame_stride}" + (f", {d.long_clip_frames} from step {d.long_clips_from}" if d.long_clip_frames else ""),
             "gt_masks": self.val_source.has_masks,
         }
 
@@ -89,6 +89,14 @@ class EncoderTask:
 
     # ------------------------------------------------------------------ training
 
+    def clip_frames_at(self, epoch: int) -> int:
+        """Training clip length of an epoch: the curriculum switches at an epoch boundary (one length per epoch,
+        so a run resumed mid-epoch cuts the same clips)."""
+        e = self.cfg.encoder.data
+        if e.long_clip_frames and epoch * self.steps_per_epoch >= e.long_clips_from:
+            return e.long_clip_frames
+        return e.clip_frames
+
     def train_batches(self, start_step: int) -> Iterator[list[dict]]:
         """From ``start_step`` to the end of its epoch: one list of grad_accum micro-batches per step."""
         d, e, env = self.derived, self.cfg.encoder.data, self.env
@@ -96,7 +104,7 @@ class EncoderTask:
         remaining = (self.steps_per_epoch - within) * d.grad_accum
         clips = self.train_source.iter_clips(
             batch_size=d.micro_batch,
-            clip_frames=e.clip_frames,
+            clip_frames=self.clip_frames_at(epoch),
             frame_stride=e.frame_stride,
             seed=self.cfg.run.seed,
             epoch=epoch,

@@ -27,6 +27,22 @@ def _spread(values: list[float]) -> str:
     return f"{sum(values) / len(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
+def _unfinished(out: Path) -> dict:
+    """A demo stopped before its summary: the encoder's last validation (whole held-out videos) and where it stood."""
+    import platform
+    from datetime import datetime, timezone
+
+    rows = [json.loads(line) for line in (out / "encoder" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    val = [r for r in rows if "val/fg_ari" in r]
+    git = dict(line.split(": ", 1) for line in (out / "encoder" / "git.txt").read_text().splitlines() if ": " in line)
+    return {
+        "finished": False, "git": git, "machine": f"{platform.machine()} ({__import__('os').cpu_count()} cpus)",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "encoder_steps_done": rows[-1]["step"] if rows else 0,
+        "encoder_val": {k.split("/", 1)[1]: v for k, v in val[-1].items() if k.startswith("val/")} if val else None,
+        "encoder_val_step": val[-1]["step"] if val else None,
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -42,13 +58,24 @@ def main(argv=None) -> int:
         if not a.collect:
             subprocess.run([sys.executable, "-m", "cjepa.cli", "demo", "--seed", str(s), "--out", str(out), "--no-progress",
                             *a.demo_args], check=True)
-        rec = json.loads((out / "demo_summary.json").read_text())
+        if (out / "demo_summary.json").is_file():
+            rec = json.loads((out / "demo_summary.json").read_text())
+        elif a.collect:
+            rec = _unfinished(out)
+        else:
+            raise FileNotFoundError(out / "demo_summary.json")
         rows.append({"benchmark": "demo_seeds", "seed": s, "note": a.note, **rec})
     path = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / f"demo_{time.strftime('%Y%m%d')}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         for r in rows:
             fh.write(json.dumps(r) + "\n")
+    print(f"rows appended to {path}")
+    if not all(r.get("finished", True) for r in rows):
+        for r in rows:
+            print(f"seed {r['seed']}: " + (json.dumps({"val_step": r["encoder_val_step"], **(r["encoder_val"] or {})})
+                                           if not r.get("finished", True) else "finished"))
+        return 0
     keys = [("video FG-ARI", "video_fg_ari"), ("swap rate", "video_swap_rate"), ("ratio (mean)", "ratio_mean")]
     body = [[r["seed"], *(r[k] for _, k in keys), max(r["ratio_per_step"]), r["wall_s"]] for r in rows]
     body.append(["mean (min-max)", *(_spread([r[k] for r in rows]) for _, k in keys), _spread([max(r["ratio_per_step"]) for r in rows]),
@@ -57,7 +84,6 @@ def main(argv=None) -> int:
     steps = len(rows[0]["ratio_per_step"])
     mean_steps = [sum(r["ratio_per_step"][i] for r in rows) / len(rows) for i in range(steps)]
     print("ratio per rollout step, mean over seeds: " + " ".join(f"{v:.2f}" for v in mean_steps))
-    print(f"rows appended to {path}")
     return 0
 
 

@@ -10,8 +10,7 @@ from cjepa.commands.demo import _verdict
 # Tiny stages: 2 encoder steps on 4 short videos, 2 predictor steps; the demo's own configs otherwise.
 ENCODER = ["--encoder", "train.max_steps=2", "--encoder", "data.batch_size=2", "--encoder", "encoder.data.val_videos=2",
            "--encoder", "encoder.data.val_batch_size=2", "--encoder", "world.num_frames=32", "--encoder", "world.future_frames=8",
-           "--encoder", "encoder.savi.enc_channels=8", "--encoder", "encoder.savi.dec_channels=8",
-           "--encoder", "encoder.data.val_clip_frames=32"]
+           "--encoder", "encoder.savi.enc_channels=8", "--encoder", "encoder.savi.dec_channels=8"]
 PREDICTOR = ["train.max_steps=2", "train.val_every=2", "train.ckpt_every=2", "data.batch_size=8", "data.val_max_windows=16",
              "model.depth=1", "model.mlp_dim=32", "model.history_frames=3", "model.pred_frames=2", "rollout.eval_videos=2"]
 

@@ -12,7 +12,8 @@ an object's identity is carried by its t=0 anchor alone, so the model is equivar
 
 With ``residual`` (cjepa layout only) every output is added to its slot's last *visible* history frame: frame
 T_h - 1, or the t=0 anchor for a slot masked in the history (adding its hidden last frame would leak what the
-masking hides). The network then predicts motion, and at initialisation a rollout is the copy-last baseline.
+masking hides). The output layer starts at zero, so at initialisation a rollout is exactly the copy-last baseline
+and training learns the motion.
 
 Two layouts (``model.layout``): ``cjepa`` (pre-LayerNorm attention, free head width, small time-PE init) and
 ``reference`` (the original module exactly, same state_dict keys and shapes; Q3).
@@ -70,6 +71,9 @@ class MaskedSlotPredictor(nn.Module):
             slot_dim, depth, heads, head_dim, mlp_dim, dropout, pre_norm=not reference, backend=attention_backend
         )
         self.to_out = nn.Linear(slot_dim, slot_dim)
+        if residual:  # start exactly at copy-last: the first steps learn motion instead of undoing a random offset
+            nn.init.zeros_(self.to_out.weight)
+            nn.init.zeros_(self.to_out.bias)
 
     # ------------------------------------------------------------------ token grid
 

@@ -131,8 +131,10 @@ def test_residual_adds_each_slots_last_visible_frame():
     torch.manual_seed(0)
     plain = tiny()
     res = tiny(residual=True)
-    res.load_state_dict(plain.state_dict())  # no new parameters
     x = torch.randn(2, 3, 4, 16)
+    with torch.no_grad():  # zero-initialised output layer: a fresh residual model is the copy-last baseline
+        assert torch.equal(res.inference(x), x[:, -1:].expand(-1, 2, -1, -1))
+    res.load_state_dict(plain.state_dict())  # no new parameters
     masked = torch.tensor([[True, False, False, False], [False, False, True, True]])
     base = torch.where(masked[..., None], x[:, 0], x[:, -1])[:, None]
     with torch.no_grad():

@@ -40,6 +40,7 @@ def _unfinished(out: Path) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "encoder_steps_done": rows[-1]["step"] if rows else 0,
         "encoder_val": {k.split("/", 1)[1]: v for k, v in val[-1].items() if k.startswith("val/")} if val else None,
         "encoder_val_step": val[-1]["step"] if val else None,
+        "encoder_last_log": next((r for r in reversed(rows) if "train/loss" in r), None),
     }
 
 
@@ -47,6 +48,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--root", default="runs/demo_seeds", help="one demo directory per seed: <root>/s<seed>")
+    p.add_argument("--dir-format", default="{root}/s{seed}", help="each seed's demo directory (default {root}/s{seed})")
     p.add_argument("--collect", action="store_true", help="do not run: read the demos already in <root>")
     p.add_argument("--note", default="", help="stored with every row (e.g. how loaded the machine was)")
     p.add_argument("--out", default=None, help="JSONL to append to (default benchmarks/results/demo_<yyyymmdd>.jsonl)")
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     rows = []
     for s in a.seeds:
-        out = Path(a.root) / f"s{s}"
+        out = Path(a.dir_format.format(root=a.root, seed=s))
         if not a.collect:
             subprocess.run([sys.executable, "-m", "cjepa.cli", "demo", "--seed", str(s), "--out", str(out), "--no-progress",
                             *a.demo_args], check=True)

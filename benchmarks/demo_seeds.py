@@ -41,6 +41,9 @@ def _unfinished(out: Path) -> dict:
         "encoder_val": {k.split("/", 1)[1]: v for k, v in val[-1].items() if k.startswith("val/")} if val else None,
         "encoder_val_step": val[-1]["step"] if val else None,
         "encoder_last_log": next((r for r in reversed(rows) if "train/loss" in r), None),
+        # the finished encoder's final validation (the demo may still be extracting or training the predictor)
+        "encoder_final_eval": (json.loads((out / "encoder" / "summary.json").read_text()).get("final_eval")
+                               if (out / "encoder" / "summary.json").is_file() else None),
     }
 
 

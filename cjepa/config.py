@@ -63,6 +63,9 @@ class ModelConfig:
     # so released checkpoints load with weights_only=True.
     layout: Literal["cjepa", "reference"] = "cjepa"
     time_pe_std: float = 0.02  # the reference layout uses 1.0 (Q3)
+    # Predict each slot's change from its last visible history frame instead of the slot itself (cjepa layout
+    # only; the original predicts slots). A rollout then starts at copy-last and the network learns the motion.
+    residual: bool = False
     proprio_dim: int = 4  # pusht kind only
     action_dim: int = 2  # raw env action size (pusht kind only)
     action_chunk: int = 5  # env steps per predictor step; the action node sees action_chunk * action_dim
@@ -372,6 +375,11 @@ class VideoDataConfig:
     train_split: str = "train"
     val_split: str = "val"
     clip_frames: int = 6  # training clip length (frames after striding)
+    # Clip-length curriculum: from the first epoch that starts at or after step ``long_clips_from``, training
+    # clips have ``long_clip_frames`` frames (0 = off). Short clips are cheap and teach binding; long ones train
+    # the temporal path (slots of frame t seed frame t + 1 through the transition) to keep objects over time.
+    long_clip_frames: int = 0
+    long_clips_from: int = 0
     frame_stride: int = 2  # keep every n-th decoded frame
     val_clip_frames: int = 10  # validation clip length (CLEVRER 10, Push-T 6)
     val_videos: int = 200  # validation videos (one clip each, from frame 0); 0 = all
@@ -748,6 +756,8 @@ def validate(cfg: Config) -> None:
                 f"model.layout=reference needs model.head_dim * model.heads == model.slot_dim "
                 f"({m.head_dim} * {m.heads} != {m.slot_dim}): the original splits D across heads"
             )
+        if m.residual:
+            raise ConfigError("model.residual=true is an option of the cjepa layout; the reference layout is the original")
     k = cfg.masking
     if k.num_masked < 0:
         raise ConfigError("masking.num_masked must be >= 0")
@@ -928,6 +938,8 @@ def _validate_encoder(e: EncoderConfig) -> None:
     d = e.data
     if d.clip_frames < 1 or d.frame_stride < 1 or d.val_clip_frames < 1 or d.val_batch_size < 1:
         raise ConfigError("encoder.data.clip_frames, frame_stride, val_clip_frames and val_batch_size must be >= 1")
+    if d.long_clip_frames < 0 or d.long_clips_from < 0:
+        raise ConfigError("encoder.data.long_clip_frames and long_clips_from must be >= 0")
     if e.kind == "videosaur" and (d.clip_frames < 2 or d.val_clip_frames < 2) and v.sim_weight > 0:
         raise ConfigError("the VideoSAUR time-similarity loss needs clips of >= 2 frames (encoder.data.clip_frames)")
     if not 0.0 <= d.hflip_prob <= 1.0:

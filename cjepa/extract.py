@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from cjepa.data.clips import VideoItem, VideoSource, mix_seed
 from cjepa.data.slot_store import SlotSplit, SlotStoreWriter, export_pickle
-from cjepa.eval.segmentation import fg_ari, hard_slot_ids, slot_object_ids
+from cjepa.eval.segmentation import fg_ari, hard_slot_ids, hungarian_bindings, slot_object_ids, swap_rate
 from cjepa.models.object_encoder import first_frame_cues
 
 PASSTHROUGH_EXTRAS = ("proprio", "action", "state")
@@ -150,8 +150,10 @@ def encode_videos(model, items: list[VideoItem], *, seed: int, stride: int, devi
                 ids.append(slot_object_ids(gt[s : s + 16], pred, S))
                 aris.append(pred)
             res["extras"]["object_ids"] = torch.cat(ids).float().cpu().numpy()
-            v, ok = fg_ari(gt[None], torch.cat(aris)[None], S, per="video")
+            pred = torch.cat(aris)
+            v, ok = fg_ari(gt[None], pred[None], S, per="video")
             res["fg_ari"] = float(v[0]) if bool(ok[0]) else None
+            res["swaps"] = swap_rate(hungarian_bindings(gt, pred, S))
         results.append(res)
     return results
 
@@ -177,6 +179,7 @@ def extract_split(
     t0 = time.time()
     frames = written = 0
     aris: list[float] = []
+    swaps = [0, 0]  # swapped frames, comparable frames (pooled over videos)
     bar = tqdm(
         total=len(source), initial=len(done), desc=f"extract {split}", disable=not progress, dynamic_ncols=True, unit="video"
     )
@@ -193,6 +196,8 @@ def extract_split(
                     written += 1
                     if res.get("fg_ari") is not None:
                         aris.append(res["fg_ari"])
+                    if "swaps" in res:
+                        swaps = [swaps[0] + res["swaps"][0], swaps[1] + res["swaps"][1]]
                     bar.update(1)
     finally:
         bar.close()
@@ -208,6 +213,8 @@ def extract_split(
     }
     if aris:
         summary["fg_ari"] = float(np.mean(aris))
+    if swaps[1]:
+        summary["swap_rate"] = swaps[0] / swaps[1]
     if todo != written:
         summary["note"] = f"{todo - written} videos were not written"
     return summary

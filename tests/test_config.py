@@ -74,6 +74,10 @@ def test_cross_field_validation():
         load_config(overrides=["model.slot_dim=130"])
     with pytest.raises(ConfigError, match="layout=reference needs"):
         load_config(overrides=["model.layout=reference", "model.head_dim=64"])
+    with pytest.raises(ConfigError, match="model.residual=true is an option of the cjepa layout"):
+        load_config(overrides=["model.layout=reference", "model.residual=true"])
+    with pytest.raises(ConfigError, match="encoder.data.long_clip_frames and long_clips_from must be >= 0"):
+        load_config(overrides=["encoder.data.long_clip_frames=-1"])
     with pytest.raises(ConfigError, match="cannot mask 8"):
         load_config(overrides=["masking.num_masked=8"])
     with pytest.raises(ConfigError, match="divisible by train.grad_accum"):

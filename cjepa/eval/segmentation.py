@@ -10,6 +10,11 @@ Conventions (those of VideoSAUR's metrics, itself after SAVi's):
   pixel, the ARI is 1 (its denominator is 0). Samples without foreground are excluded (``valid`` False).
 * **mBO**: for every ground-truth object, the best IoU with any slot; averaged over the objects of a sample
   (background excluded), then over samples.
+* **Slot-identity swap rate**: per frame, the ground-truth objects are bound to slots by Hungarian matching on
+  pixel overlap (:func:`hungarian_bindings`); a frame counts as a swap when the binding of any object visible in
+  it and in the previous frame differs from the previous frame's (:func:`swap_rate`). FG-ARI over a video falls
+  both when slots cut objects badly and when they swap; the swap rate tells the second apart, and it is what
+  makes a copy-last-frame baseline on slots jump.
 
 Everything is computed from integer contingency tables (``bincount``), so memory stays O(pixels).
 """
@@ -137,8 +142,49 @@ def slot_object_ids(gt: torch.Tensor, pred: torch.Tensor, num_pred: int) -> torc
     return torch.where(has, ids, torch.full_like(ids, -1))
 
 
+def hungarian_bindings(gt: torch.Tensor, pred: torch.Tensor, num_pred: int) -> torch.Tensor:
+    """Slot bound to each ground-truth object, per frame. gt, pred (T, H, W) -> int64 (T, G); -1 = object absent.
+
+    Columns are the video's foreground ids in increasing order (the same object in every frame). Per frame, the
+    visible objects are matched one-to-one to slots maximising the summed pixel overlap (Hungarian; a slot holds
+    at most one object, so two objects merged into one slot cannot both keep it).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if gt.dim() != 3 or gt.shape != pred.shape:
+        raise ValueError(f"gt and pred must both be (T, H, W); got {tuple(gt.shape)} and {tuple(pred.shape)}")
+    table, G = contingency(gt.long().flatten(1), pred.flatten(1), num_pred)  # (T, G, S), G counts the background
+    obj = table[:, 1:].cpu().numpy()
+    out = torch.full((gt.shape[0], G - 1), -1, dtype=torch.long)
+    for t in range(obj.shape[0]):
+        visible = obj[t].sum(axis=1) > 0
+        if not visible.any():
+            continue
+        rows = visible.nonzero()[0]
+        r, c = linear_sum_assignment(obj[t][rows], maximize=True)
+        out[t, torch.as_tensor(rows[r])] = torch.as_tensor(c, dtype=torch.long)
+    return out.to(gt.device)
+
+
+def swap_rate(bindings: torch.Tensor) -> tuple[int, int]:
+    """(swaps, comparable frames) of one video's bindings (T, G) from :func:`hungarian_bindings`.
+
+    Frame t >= 1 is comparable when some object is bound in both t - 1 and t, and a swap when any such object's
+    slot changed. An object leaving and re-entering the view is compared with its last frame before leaving
+    only if that was t - 1, so occlusions neither count as swaps nor hide later ones.
+    """
+    if bindings.dim() != 2:
+        raise ValueError(f"bindings must be (T, G); got {tuple(bindings.shape)}")
+    prev, cur = bindings[:-1], bindings[1:]
+    both = (prev >= 0) & (cur >= 0)
+    comparable = both.any(dim=1)
+    swapped = (both & (prev != cur)).any(dim=1)
+    return int(swapped.sum()), int(comparable.sum())
+
+
 def segmentation_scores(gt_masks: torch.Tensor, slot_masks: torch.Tensor) -> dict[str, torch.Tensor]:
-    """GT ids (B, T, H, W) + soft slot masks (B, T, S, h, w) -> per-video FG-ARI / mBO and per-frame FG-ARI.
+    """GT ids (B, T, H, W) + soft slot masks (B, T, S, h, w) -> per-video FG-ARI / mBO, per-frame FG-ARI and the
+    slot-identity swap rate (swaps over comparable frames, pooled over the batch).
 
     Returns sums and counts (float64 tensors) so callers can average across batches and ranks exactly.
     """
@@ -149,4 +195,10 @@ def segmentation_scores(gt_masks: torch.Tensor, slot_masks: torch.Tensor) -> dic
         v, ok = fn(gt_masks, pred, S, per)
         out[name + "_sum"] = torch.nan_to_num(v[ok]).sum().double()
         out[name + "_count"] = ok.sum().double()
+    swaps = frames = 0
+    for b in range(gt_masks.shape[0]):
+        n, m = swap_rate(hungarian_bindings(gt_masks[b], pred[b], S))
+        swaps, frames = swaps + n, frames + m
+    out["swap_rate_sum"] = torch.tensor(float(swaps), dtype=torch.float64, device=gt_masks.device)
+    out["swap_rate_count"] = torch.tensor(float(frames), dtype=torch.float64, device=gt_masks.device)
     return out

@@ -10,6 +10,11 @@ The grid is flattened time-major (token index = t * S + s), run through the tran
 maps every token back to slot space: predictions for all T_h + T_p steps. There is no slot-index embedding:
 an object's identity is carried by its t=0 anchor alone, so the model is equivariant to slot permutations (Q4).
 
+With ``residual`` (cjepa layout only) every output is added to its slot's last *visible* history frame: frame
+T_h - 1, or the t=0 anchor for a slot masked in the history (adding its hidden last frame would leak what the
+masking hides). The output layer starts at zero, so at initialisation a rollout is exactly the copy-last baseline
+and training learns the motion.
+
 Two layouts (``model.layout``): ``cjepa`` (pre-LayerNorm attention, free head width, small time-PE init) and
 ``reference`` (the original module exactly, same state_dict keys and shapes; Q3).
 """
@@ -39,6 +44,7 @@ class MaskedSlotPredictor(nn.Module):
         dropout: float = 0.1,
         layout: str = "cjepa",
         time_pe_std: float = 0.02,
+        residual: bool = False,
         attention_backend: str = "torch",
     ):
         super().__init__()
@@ -46,6 +52,9 @@ class MaskedSlotPredictor(nn.Module):
             raise ValueError(f"unknown predictor layout {layout!r}")
         head_dim = head_dim or slot_dim // heads
         reference = layout == "reference"
+        if reference and residual:
+            raise ValueError("residual prediction is an option of the cjepa layout; the reference layout is the original")
+        self.residual = residual
         if reference and head_dim * heads != slot_dim:
             raise ValueError("the reference layout splits slot_dim across heads: head_dim * heads must equal slot_dim")
         self.num_slots, self.slot_dim = num_slots, slot_dim
@@ -62,6 +71,9 @@ class MaskedSlotPredictor(nn.Module):
             slot_dim, depth, heads, head_dim, mlp_dim, dropout, pre_norm=not reference, backend=attention_backend
         )
         self.to_out = nn.Linear(slot_dim, slot_dim)
+        if residual:  # start exactly at copy-last: the first steps learn motion instead of undoing a random offset
+            nn.init.zeros_(self.to_out.weight)
+            nn.init.zeros_(self.to_out.bias)
 
     # ------------------------------------------------------------------ token grid
 
@@ -82,12 +94,21 @@ class MaskedSlotPredictor(nn.Module):
         out = self.transformer(grid.reshape(B, T * S, D))  # (B, T*S, D), time-major
         return self.to_out(out).view(B, T, S, D)
 
+    def _add_base(self, out: torch.Tensor, history: torch.Tensor, masked: Optional[torch.Tensor]) -> torch.Tensor:
+        """Residual prediction: add each slot's last visible history frame (B, S, D) to all its outputs."""
+        if not self.residual:
+            return out
+        base = history[:, -1]
+        if masked is not None:
+            base = torch.where(masked[..., None], history[:, 0], base)
+        return out + base[:, None]
+
     # ------------------------------------------------------------------ entry points
 
     def forward(self, history: torch.Tensor, masked: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Training forward. history (B, T_h, S, D), masked (B, S) bool -> predictions (B, T_h + T_p, S, D)."""
         self._check(history, exact_history=True)
-        return self._run(self.build_tokens(history, masked, self.total_frames, self.time_pos_embed))
+        return self._add_base(self._run(self.build_tokens(history, masked, self.total_frames, self.time_pos_embed)), history, masked)
 
     def inference(self, history: torch.Tensor) -> torch.Tensor:
         """Predict the T_p future steps from a fully visible history (B, T_h', S, D), T_h' <= T_h.
@@ -100,7 +121,7 @@ class MaskedSlotPredictor(nn.Module):
         T_h = history.shape[1]
         total = T_h + self.pred_frames
         grid = self.build_tokens(history, None, total, self.time_pos_embed[:, -total:])
-        return self._run(grid)[:, T_h:]
+        return self._add_base(self._run(grid), history, None)[:, T_h:]
 
     def forward_with_attention(self, history: torch.Tensor, masked: Optional[torch.Tensor] = None, pe_align: str = "left"):
         """Masked forward that also returns each layer's head-averaged attention (list of (B, L, L)), L = T*S.
@@ -112,7 +133,7 @@ class MaskedSlotPredictor(nn.Module):
         pe = self.time_pos_embed[:, :total] if pe_align == "left" else self.time_pos_embed[:, -total:]
         grid = self.build_tokens(history, masked, total, pe)
         out, maps = self.transformer.forward_with_attention(grid.reshape(B, total * S, D))
-        return self.to_out(out).view(B, total, S, D), maps
+        return self._add_base(self.to_out(out).view(B, total, S, D), history, masked), maps
 
     def attention_probing(self, history: torch.Tensor, masked: torch.Tensor, layer_idx: int = -1) -> dict[str, torch.Tensor]:
         """What each query token attends to (section 1.7 of the spec), as (B, T, S) maps.
@@ -231,6 +252,7 @@ def build_predictor(model_cfg, attention_backend: str = "torch") -> nn.Module:
         dropout=model_cfg.dropout,
         layout=model_cfg.layout,
         time_pe_std=model_cfg.time_pe_std,
+        residual=model_cfg.residual,
         attention_backend=attention_backend,
     )
     if model_cfg.kind == "pusht":

@@ -9,7 +9,7 @@ an uninterrupted one and N DDP ranks compute what one process computes on the wh
 
 Validation: the first ``encoder.data.val_videos`` validation videos, one clip of ``val_clip_frames`` from frame 0,
 fixed slot-init noise; reports the losses and, when the source has instance masks, FG-ARI (per clip and per
-frame) and mBO of the slot masks; rank 0 also writes a slot-mask image grid to tensorboard and a GIF to
+frame), mBO and the slot-identity swap rate of the slot masks; rank 0 also writes a slot-mask image grid to tensorboard and a GIF to
 ``<run dir>/media/``.
 """
 
@@ -70,7 +70,7 @@ class EncoderTask:
             "encoder": self.cfg.encoder.kind,
             "train_videos": len(self.train_source),
             "val_videos": len(self.val_source),
-            "clip": f"{d.clip_frames}x{d.frame_stride}",
+            "clip": f"{d.clip_frames}x{d.frame_stride}" + (f", {d.long_clip_frames} from step {d.long_clips_from}" if d.long_clip_frames else ""),
             "gt_masks": self.val_source.has_masks,
         }
 
@@ -89,6 +89,14 @@ class EncoderTask:
 
     # ------------------------------------------------------------------ training
 
+    def clip_frames_at(self, epoch: int) -> int:
+        """Training clip length of an epoch: the curriculum switches at an epoch boundary (one length per epoch,
+        so a run resumed mid-epoch cuts the same clips)."""
+        e = self.cfg.encoder.data
+        if e.long_clip_frames and epoch * self.steps_per_epoch >= e.long_clips_from:
+            return e.long_clip_frames
+        return e.clip_frames
+
     def train_batches(self, start_step: int) -> Iterator[list[dict]]:
         """From ``start_step`` to the end of its epoch: one list of grad_accum micro-batches per step."""
         d, e, env = self.derived, self.cfg.encoder.data, self.env
@@ -96,7 +104,7 @@ class EncoderTask:
         remaining = (self.steps_per_epoch - within) * d.grad_accum
         clips = self.train_source.iter_clips(
             batch_size=d.micro_batch,
-            clip_frames=e.clip_frames,
+            clip_frames=self.clip_frames_at(epoch),
             frame_stride=e.frame_stride,
             seed=self.cfg.run.seed,
             epoch=epoch,
@@ -212,7 +220,7 @@ class EncoderTask:
         # A fixed list of names on every rank (a rank may have had no clips), reduced in one collective.
         names = ["_clips", *module.loss_names]
         if self.val_source.has_masks:
-            names += [f"{m}_{x}" for m in ("fg_ari", "fg_ari_frame", "mbo") for x in ("sum", "count")]
+            names += [f"{m}_{x}" for m in ("fg_ari", "fg_ari_frame", "mbo", "swap_rate") for x in ("sum", "count")]
         total = torch.stack([torch.as_tensor(sums.get(k, 0.0), dtype=torch.float64, device=self.device) for k in names])
         all_reduce_sum(total)
         vals = dict(zip(names, total.tolist()))

@@ -23,13 +23,18 @@ def test_demo_runs_every_stage_then_resumes(tmp_path, capsys):
     args = ["demo", "--out", str(out), "--train-videos", "4", "--val-videos", "2", "--no-progress", *ENCODER, *PREDICTOR]
     assert main(args) == 0
     text = capsys.readouterr().out
-    for row in ("encoder FG-ARI", "rollout MSE, copy-last-frame baseline", "time: render (s)", "time: predictor (s)"):
+    for row in ("encoder FG-ARI", "slot swap rate, whole held-out videos", "rollout MSE, copy-last-frame baseline",
+                "worst rollout step", "time: render (s)", "time: predictor (s)"):
         assert row in text, row
     assert "copy-last-frame baseline on held-out rollouts" in text
     for stage in ("world/train/manifest.json", "encoder/config.yaml", "slots/meta.json", "predictor/summary.json"):
         assert (out / stage).exists(), stage
     summary = json.loads((out / "predictor" / "summary.json").read_text())
     assert summary["steps"] == 2 and len(summary["final_eval"]["mse"]) == len(summary["final_eval"]["baseline_mse"])
+    record = json.loads((out / "demo_summary.json").read_text())  # the figures README quotes, with provenance
+    fe = summary["final_eval"]
+    assert record["ratio_per_step"] == [p / b for p, b in zip(fe["mse"], fe["baseline_mse"])]
+    assert 0.0 <= record["video_swap_rate"] <= 1.0 and record["git"]["sha"] and record["date"]
     shard = next((out / "world" / "train").glob("*.tar"))
     before = shard.stat().st_mtime_ns
     assert main(args) == 0
@@ -53,3 +58,6 @@ def test_verdict_names_the_winning_steps_and_the_encoder_limit():
     text = _verdict({"mse": [3.0, 1.0], "baseline_mse": [2.0, 1.5]}, {"fg_ari": 0.05})
     assert "does NOT beat" in text and "steps 2" in text and "video FG-ARI 0.05" in text
     assert "FG-ARI" not in _verdict(fe, {"fg_ari": 0.8})
+    text = _verdict({"mse": [1.0, 1.0], "baseline_mse": [2.0, 4.0]}, {"fg_ari": 0.8}, swap_rate=0.01)
+    assert "every rollout step (worst step 0.50x)" in text and "1.0% of held-out frames" in text and "learned dynamics" in text
+    assert "read the ratio with care" in _verdict(fe, {"fg_ari": 0.8}, swap_rate=0.2)

@@ -5,7 +5,16 @@ import math
 
 import torch
 
-from cjepa.eval.segmentation import ari, fg_ari, hard_slot_ids, mbo, segmentation_scores, slot_object_ids
+from cjepa.eval.segmentation import (
+    ari,
+    fg_ari,
+    hard_slot_ids,
+    hungarian_bindings,
+    mbo,
+    segmentation_scores,
+    slot_object_ids,
+    swap_rate,
+)
 
 
 def _hand_ari(a: list[int], b: list[int]) -> float:
@@ -106,3 +115,43 @@ def test_segmentation_scores_sums_and_counts():
     s = segmentation_scores(gt.to(torch.int16), masks)
     assert float(s["fg_ari_count"]) == 2 and float(s["fg_ari_frame_count"]) == 6
     assert abs(float(s["fg_ari_sum"]) - 2) < 1e-9 and abs(float(s["mbo_sum"]) - 2) < 1e-9
+    # steady slots: 2 videos x 2 comparable frames, no swap
+    assert float(s["swap_rate_sum"]) == 0 and float(s["swap_rate_count"]) == 4
+    # slots 1 and 2 trade objects at frame 2 of the first video: one swapped frame out of four
+    masks[0, 2] = masks[0, 2][[0, 2, 1]]
+    s = segmentation_scores(gt.to(torch.int16), masks)
+    assert float(s["swap_rate_sum"]) == 1 and float(s["swap_rate_count"]) == 4
+
+
+def test_hungarian_bindings_are_one_to_one_and_follow_the_objects():
+    """Objects 7 and 9 (columns in id order) bound per frame; a slot holding both keeps only the larger overlap;
+    an absent object is -1."""
+    gt = torch.tensor([
+        [[0, 7, 7, 9], [0, 7, 9, 9]],  # 7 in slot 2, 9 in slot 1
+        [[0, 7, 7, 9], [0, 7, 9, 9]],  # the slots traded objects
+        [[0, 7, 7, 7], [0, 9, 9, 0]],  # both in slot 3; 7 overlaps more, so 9 goes to its next best, slot 0
+        [[0, 7, 7, 0], [0, 0, 0, 0]],  # 9 left the view
+    ])
+    pred = torch.tensor([
+        [[0, 2, 2, 1], [0, 2, 1, 1]],
+        [[0, 1, 1, 2], [0, 1, 2, 2]],
+        [[0, 3, 3, 3], [0, 3, 0, 0]],
+        [[0, 3, 3, 0], [0, 0, 0, 0]],
+    ])
+    assert hungarian_bindings(gt, pred, 4).tolist() == [[2, 1], [1, 2], [3, 0], [3, -1]]
+
+
+def test_swap_rate_counts_frames_whose_binding_changed():
+    """Hand-made bindings (T, G): a trade of slots, a single re-binding, occlusion (-1) that is no swap, and a
+    frame with nothing comparable."""
+    steady = torch.tensor([[1, 2], [1, 2], [1, 2], [1, 2]])
+    assert swap_rate(steady) == (0, 3)
+    traded = torch.tensor([[1, 2], [1, 2], [2, 1], [2, 1]])  # one swap at frame 2, kept after
+    assert swap_rate(traded) == (1, 3)
+    one_moves = torch.tensor([[1, 2], [1, 3], [1, 3], [1, 2]])  # object 1 changes slot twice
+    assert swap_rate(one_moves) == (2, 3)
+    occluded = torch.tensor([[1, 2], [1, -1], [1, 2], [-1, -1], [1, 2]])  # hidden, then back in its slot
+    assert swap_rate(occluded) == (0, 2)  # frames 3 and 4 have no object visible in their previous frame
+    back_elsewhere = torch.tensor([[1, 2], [1, -1], [1, 3]])  # returns in another slot: not compared to frame 0
+    assert swap_rate(back_elsewhere) == (0, 2)
+    assert swap_rate(torch.tensor([[4, 5]])) == (0, 0)

@@ -111,6 +111,46 @@ def test_reference_layout_reproduces_original_numbers(tmp_path):
         assert_close_verbose(m.inference(x[:, :1]), ref["inference_1"], 1e-5, 1e-5, "inference from 1 frame")
 
 
+def test_residual_off_reproduces_the_predictor_before_the_option():
+    """model.residual=false computes exactly what the cjepa layout computed before the option existed (outputs
+    saved by tests/fixtures/make_cjepa_predictor_fixture.py with that code): masked forward and inference."""
+    ref = torch.load(FIXTURES / "cjepa_predictor_tiny.pt", weights_only=True)
+    m = MaskedSlotPredictor(num_slots=3, slot_dim=8, history_frames=2, pred_frames=2, depth=2, heads=2, mlp_dim=16, dropout=0.0)
+    m.load_state_dict(ref["state_dict"])
+    m.eval()
+    x = ref["x"]
+    with torch.no_grad():
+        assert torch.equal(m(x, ref["masked"]), ref["forward"])
+        assert torch.equal(m.inference(x), ref["inference"])
+        assert torch.equal(m.inference(x[:, :1]), ref["inference_1"])
+
+
+def test_residual_adds_each_slots_last_visible_frame():
+    """residual=True is the same network plus each slot's last visible history frame: T_h - 1, or the t=0 anchor
+    for a masked slot (its hidden frames must not leak into its prediction); inference has nothing masked."""
+    torch.manual_seed(0)
+    plain = tiny()
+    res = tiny(residual=True)
+    x = torch.randn(2, 3, 4, 16)
+    with torch.no_grad():  # zero-initialised output layer: a fresh residual model is the copy-last baseline
+        assert torch.equal(res.inference(x), x[:, -1:].expand(-1, 2, -1, -1))
+    res.load_state_dict(plain.state_dict())  # no new parameters
+    masked = torch.tensor([[True, False, False, False], [False, False, True, True]])
+    base = torch.where(masked[..., None], x[:, 0], x[:, -1])[:, None]
+    with torch.no_grad():
+        assert torch.equal(res(x, masked), plain(x, masked) + base)
+        assert torch.equal(res.inference(x), plain.inference(x) + x[:, -1:])
+        assert torch.equal(res.inference(x[:, :1]), plain.inference(x[:, :1]) + x[:, :1])
+        assert torch.equal(res.forward_with_attention(x, masked)[0], plain.forward_with_attention(x, masked)[0] + base)
+    # a masked slot's output does not depend on its hidden last frame
+    x2 = x.clone()
+    x2[0, -1, 0] += 1.0
+    with torch.no_grad():
+        assert torch.equal(res(x2, masked)[0, :, 0], res(x, masked)[0, :, 0])
+    with pytest.raises(ValueError, match="reference layout"):
+        tiny(layout="reference", residual=True)
+
+
 def test_attention_capture_and_probing():
     """Attention maps are (B, L, L) rows summing to 1; probing names masked slots and first-future tokens."""
     m = tiny().eval()

@@ -197,3 +197,19 @@ def test_cue_mode_training_step_reads_nothing_on_the_device(tmp_path, sources):
     assert torch.equal(cues.as_subclass(torch.Tensor), first_frame_cues(flipped.long(), cfg.encoder.num_slots))
     with pytest.raises(ValueError, match="compute cues from the CPU masks"):
         first_frame_cues(torch.zeros(1, 4, 4, dtype=torch.long, device="meta"), 3)
+
+
+def test_clip_curriculum_switches_to_long_clips_at_an_epoch_boundary(tmp_path, sources):
+    """encoder.data.long_clip_frames: short clips before long_clips_from, long clips from the first epoch that
+    starts there (2 steps per epoch here: step 3 is mid-epoch, so epoch 1 still has short clips), also when
+    train_batches resumes mid-epoch."""
+    train, val = sources
+    cfg = _cfg(tmp_path, "curr", "encoder.data.long_clip_frames=4", "encoder.data.long_clips_from=3")
+    task = EncoderTask(cfg, train, val)
+    task.setup(DistEnv(), derive(cfg, 1), torch.device("cpu"))
+    assert task.steps_per_epoch == 2
+    lengths = {s: next(task.train_batches(s))[0]["frames"].shape[1] for s in (0, 1, 2, 3, 4, 5)}
+    assert lengths == {0: 2, 1: 2, 2: 2, 3: 2, 4: 4, 5: 4}
+    off = EncoderTask(_cfg(tmp_path, "plain"), train, val)
+    off.setup(DistEnv(), derive(off.cfg, 1), torch.device("cpu"))
+    assert next(off.train_batches(100))[0]["frames"].shape[1] == 2

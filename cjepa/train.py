@@ -351,7 +351,7 @@ class Trainer:
             tqdm.write(f"[cjepa] {msg}", file=sys.stderr)
 
     def _pending_signal(self) -> Optional[int]:
-        """The stop signal received so far (SIGTERM/SIGUSR1 set it from the handler), looked at once per step."""
+        """The stop signal received so far (SIGTERM, SIGUSR1 or SIGINT, set by the handler), looked at once per step."""
         return self._stop_signal
 
     def _read(self, stats: "StepStats", step: int, log: bool) -> tuple[dict[str, float], bool]:

@@ -140,6 +140,11 @@ def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "Pickled whole modules (the original Push-T *_object.ckpt) must first be converted in an environment that "
             "has their classes: torch.save(torch.load(path, weights_only=False).state_dict(), 'state_dict.pt')"
         ) from err
+    return _as_state_dict(sd, f)
+
+
+def _as_state_dict(sd: Any, f: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a loaded model file: ``{"state_dict": ...}`` wrappers and ``module.`` prefixes (DDP) removed."""
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -168,8 +173,10 @@ def load_for_resume(ckpt_dir: Path, model: bool = True) -> tuple[dict, Optional[
     """(train state, model state_dict or None) of a checkpoint directory; CheckpointError naming the file that
     cannot be read. ``model=False`` when the engine reads its own files (DeepSpeed's shards)."""
     state = load_train_state(ckpt_dir)
-    sd = _load_file(Path(ckpt_dir) / "model.pt") if model else None
-    return state, sd
+    if not model:
+        return state, None
+    f = Path(ckpt_dir) / "model.pt"
+    return state, _as_state_dict(_load_file(f), f)
 
 
 def set_aside(ckpt_dir: Path) -> Path:

@@ -161,8 +161,9 @@ class SlotWorldModel:
         return self.normalizer.action(np.asarray(blocks_raw, np.float32))
 
     def blocks_to_env(self, blocks: torch.Tensor) -> np.ndarray:
-        raw = self.normalizer.action_inverse(blocks.detach().float().cpu().numpy())  # (H, A)
-        return raw.reshape(-1, self.env_action_dim)
+        """(..., H, A) planned blocks -> (..., H * action_block, env action size) raw env actions."""
+        raw = self.normalizer.action_inverse(blocks.detach().float().cpu().numpy())  # (..., H, A)
+        return raw.reshape(*raw.shape[:-2], -1, self.env_action_dim)
 
     # ------------------------------------------------------------------ protocol
 
@@ -335,8 +336,7 @@ class SimulatorWorldModel:
         if self._state is None:
             raise RuntimeError("SimulatorWorldModel.encode must be called before rollout")
         C, H, _ = actions.shape
-        raw = self.model.normalizer.action_inverse(actions.detach().float().cpu().numpy())  # (C, H, A)
-        raw = raw.reshape(C, H * self.action_block, -1)
+        raw = self.model.blocks_to_env(actions)  # (C, H * action_block, 2)
         states = np.empty((C, H + 1, 7))
         states[:, 0] = self._state
         for c in range(C):

@@ -13,7 +13,7 @@ the result file, the row(s) and the field that back it::
         scale: 1/60                               # optional: value x scale (seconds -> minutes; 100 for %)
 
 Optional keys: ``reduce`` over the selected rows (``one``, the default, needs exactly one row; ``mean``, ``min``,
-``max``, ``sum``, ``max/min``; element-wise for list fields), ``items`` (a ``start:stop`` slice of a list field)
+``max``, ``sum``, ``max/min``, ``count``; element-wise for list fields), ``items`` (a ``start:stop`` slice of a list field)
 with ``items_reduce`` (``mean`` / ``min`` / ``max``), ``over`` (``{rows, field, reduce}``: divide by that value,
 for speed-ups between rows), ``step`` (the rounding step of an "about" figure, e.g. 10 for "about 1550 s").
 The value must round to the figure at the figure's written precision (or ``step``).
@@ -73,6 +73,7 @@ _REDUCERS = {
     "max": max,
     "sum": sum,
     "max/min": lambda xs: max(xs) / min(xs),
+    "count": len,
 }
 
 

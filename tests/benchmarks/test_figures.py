@@ -131,6 +131,7 @@ def test_field_paths_reductions_and_ratios(tmp_path):
     assert value(field="curve.2", reduce="max/min") == 2.0
     assert value(field="curve", reduce="sum", items="1:", items_reduce="max") == 9.0
     assert value(field="seed", reduce="sum", scale="1/2") == 0.5
+    assert value(field="seed", reduce="count") == 2
     assert value(rows={"seed": 1}, field="curve.2", over={"rows": {"seed": 0}, "field": "curve.2"}) == 2.0
     with pytest.raises(ValueError, match="2 rows of r.jsonl match"):
         value(field="seed")

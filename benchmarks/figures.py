@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
@@ -371,8 +372,16 @@ def _unregistered(f: Found) -> str:
             f"line: {f.context[:160]!r}")
 
 
+def untracked_files(root: Path = ROOT) -> list[str]:
+    """Result files the registry names that git does not track: a figure needs a committed row, not a local one."""
+    named = sorted({e["file"] for e in load_registry(root)["figures"] if "file" in e})
+    out = subprocess.run(["git", "ls-files", "--", *named], cwd=root, capture_output=True, text=True, check=True)
+    tracked = set(out.stdout.splitlines())
+    return [f"{REGISTRY}: result file {f} is not tracked by git: commit it" for f in named if f not in tracked]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    problems = check()
+    problems = check() + untracked_files()
     registry = load_registry()
     for p in problems:
         print(p)

@@ -1,6 +1,7 @@
 """benchmarks/figures.py: every measured figure of the docs has a registry entry whose committed row rounds to it."""
 
 import json
+import subprocess
 import textwrap
 
 import pytest
@@ -15,6 +16,20 @@ def test_every_doc_figure_has_its_result_row():
     """The real README.md and benchmarks/README.md against the committed registry and result files."""
     problems = figures.check(REPO)
     assert not problems, "\n".join(["figures without evidence (see benchmarks/README.md, 'Figures'):", *problems])
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout: tracked files cannot be listed")
+def test_every_result_file_of_the_registry_is_committed():
+    assert figures.untracked_files(REPO) == []
+
+
+def test_an_untracked_result_file_is_named(tmp_path):
+    _repo(tmp_path, DOC, ROWS, REGISTRY)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    assert figures.untracked_files(tmp_path) == [
+        "benchmarks/results/FIGURES.yaml: result file benchmarks/results/r.jsonl is not tracked by git: commit it"]
+    subprocess.run(["git", "add", "benchmarks/results/r.jsonl"], cwd=tmp_path, check=True)
+    assert figures.untracked_files(tmp_path) == []
 
 
 def _repo(tmp_path, doc: str, rows: list[dict], registry: str):

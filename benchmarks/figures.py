@@ -121,14 +121,10 @@ def _section(text: str, pos: int) -> str:
     return heads[-1].group(1).strip() if heads else "(top)"
 
 
-def scan(doc: str, text: str) -> list[Found]:
-    """Figure-like numbers of a doc, in order of position (overlapping matches merged into the longest)."""
-    masked = _masked(text)
-    spans: list[tuple[int, int]] = []
-    for pat in FIGURE_PATTERNS:
-        spans += [m.span() for m in pat.finditer(masked)]
-    offset = 0
-    for line in masked.splitlines(keepends=True):  # all-numeric cells of markdown tables: 407 | 386 / 460
+def _table_cell_spans(masked: str) -> list[tuple[int, int]]:
+    """Numbers in all-numeric cells of markdown tables (| after | 227 | 203 / 263 |): tables give no units."""
+    spans, offset = [], 0
+    for line in masked.splitlines(keepends=True):
         if line.lstrip().startswith("|"):
             col = offset
             for cell in line.split("|"):
@@ -136,6 +132,15 @@ def scan(doc: str, text: str) -> list[Found]:
                     spans += [(col + m.start(), col + m.end()) for m in _NUMBER.finditer(cell)]
                 col += len(cell) + 1
         offset += len(line)
+    return spans
+
+
+def scan(doc: str, text: str) -> list[Found]:
+    """Figure-like numbers of a doc, in order of position (overlapping matches merged into the longest)."""
+    masked = _masked(text)
+    spans = _table_cell_spans(masked)
+    for pat in FIGURE_PATTERNS:
+        spans += [m.span() for m in pat.finditer(masked)]
     spans.sort(key=lambda s: (s[0], -s[1]))
     merged: list[tuple[int, int]] = []
     for s, e in spans:

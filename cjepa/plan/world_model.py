@@ -257,8 +257,22 @@ def load_predictor_checkpoint(path: str, device="cpu", attention_backend: str = 
         raise ConfigError("plan.checkpoint is required: a checkpoint directory, a run directory or a state_dict file")
     ckpt = resolve_checkpoint(path)
     if ckpt.is_dir():
-        return _load_checkpoint_dir(ckpt, device, attention_backend)
-    return _load_state_dict_file(ckpt, device, attention_backend, config, dataset)
+        loaded = _load_checkpoint_dir(ckpt, device, attention_backend)
+    else:
+        loaded = _load_state_dict_file(ckpt, device, attention_backend, config, dataset)
+    _check_finite(loaded)
+    return loaded
+
+
+def _check_finite(loaded: LoadedPredictor) -> None:
+    """Non-finite statistics would turn every planned action into NaN: refuse them, naming the entries."""
+    from cjepa.config import ConfigError
+
+    bad = [f"{k}{np.flatnonzero(~np.isfinite(v.numpy())).tolist()}" for k, v in loaded.normalizer.state_dict().items()
+           if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ConfigError(f"{loaded.note}: the proprio/action statistics are not finite at {', '.join(bad)}; "
+                          "planning would execute NaN actions")
 
 
 def _require_pusht(model_cfg, where: str) -> None:

@@ -165,7 +165,8 @@ def test_plain_original_state_dict_loads_with_statistics_from_the_store(tmp_path
     """The original layout loads into the reference-layout model from the config (same outputs as the model it was
     saved from), the frozen encoder is reported, and the normaliser is the store's training-split statistics."""
     from cjepa.data.slot_store import SlotSplit
-    from cjepa.plan.world_model import load_predictor_checkpoint
+    from cjepa.data.windows import SlotWindows, per_split_window_normalizer
+    from cjepa.plan.world_model import load_predictor_checkpoint, normalizer_from_store
 
     cfg, source = reference_model()
     original_pusht_file(tmp_path / "pusht_object_state_dict.pt", source)
@@ -183,6 +184,20 @@ def test_plain_original_state_dict_loads_with_statistics_from_the_store(tmp_path
     np.testing.assert_allclose(norm.proprio_std, np.nanstd(p, 0), rtol=1e-5)
     np.testing.assert_allclose(norm.action_mean, np.tile(np.nanmean(a, 0), 5), rtol=1e-5)  # 5-step chunks
     np.testing.assert_allclose(norm.action_std, np.tile(np.nanstd(a, 0), 5), rtol=1e-5)
+    # data.aux_norm=per_split: the original's statistics over the split's windows, as training with that rule stores
+    # them. The last window of every episode reaches its NaN-padded final action, so they are not finite here, and
+    # planning refuses them rather than executing NaN actions.
+    from cjepa.config import ConfigError
+
+    cfg_w, _ = reference_model("data.aux_norm=per_split")
+    prop = {k: train.extra(k, "proprio") for k in train}
+    act = {k: train.extra(k, "action") for k in train}
+    expect = per_split_window_normalizer(SlotWindows(train, 3, 1, 5, proprio=prop, action=act))  # T_h, T_p, frameskip
+    windowed = normalizer_from_store(str(pusht_store), "train", cfg_w.model, 5, "per_split")
+    for k, v in expect.state_dict().items():
+        torch.testing.assert_close(windowed.state_dict()[k], v, rtol=0, atol=0, equal_nan=True)
+    with pytest.raises(ConfigError, match=r"data.aux_norm=per_split\).*not finite at action_mean\[8, 9\]"):
+        load_predictor_checkpoint(str(tmp_path / "pusht_object_state_dict.pt"), config=cfg_w, dataset=str(pusht_store))
 
 
 def test_plan_command_runs_from_an_original_pusht_state_dict(tmp_path, pusht_store, capsys):

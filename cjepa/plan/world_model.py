@@ -29,13 +29,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from cjepa.data.windows import AuxNormalizer
 from cjepa.plan.matching import DEFAULT_MAX_PERM_SLOTS, hungarian_reference, matched_mse, reorder_reference, reorder_to_match
+
+if TYPE_CHECKING:  # the config module is imported where a checkpoint is read, not when planning types are
+    from cjepa.config import ModelConfig
 
 
 @dataclass
@@ -235,7 +238,7 @@ class LoadedPredictor:
 
     model: torch.nn.Module
     normalizer: AuxNormalizer
-    model_cfg: object  # cjepa.config.ModelConfig
+    model_cfg: ModelConfig
     note: str
 
 

@@ -7,6 +7,12 @@ CEM plan and per episode; a zero-action baseline on the same pairs bounds the ta
 ``results.json`` and a few rendered episodes (mp4) to ``plan.out`` (default runs/<run.name>/plan). With
 ``plan.oracle=true`` the simulator itself is also evaluated as the world model (true dynamics, same embedding
 and cost): the upper bound of the planner under this protocol.
+
+A checkpoint is one of our checkpoint (or run) directories, or a plain state_dict file: ours, or the original
+Push-T world model's (``model.``-prefixed, frozen encoder included; load it with ``model.layout=reference``). A
+plain file carries no proprio/action statistics, so they are fitted on the store's training split
+(:func:`cjepa.plan.world_model.load_predictor_checkpoint`); each model's line in the output and its ``loaded``
+entry in ``results.json`` say what was loaded and where its statistics came from.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from cjepa.cli import add_config_args
 
 def add_arguments(p) -> None:
     add_config_args(p)
-    p.add_argument("--checkpoint", default=None, help="world model checkpoint or run dir (plan.checkpoint)")
+    p.add_argument("--checkpoint", default=None, help="world model checkpoint or run dir, or a plain state_dict file "
+                   "(ours or the original Push-T world model's; built from the config's model section) (plan.checkpoint)")
     p.add_argument("--baseline", default=None, help="second model on the same episodes (plan.baseline_checkpoint)")
     p.add_argument("--dataset", default=None, help="Push-T state-slot store made by `cjepa pusht` (plan.dataset)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -67,9 +74,15 @@ def _evaluate(args, cfg, pc, device) -> int:
         models.append(("simulator", pc.checkpoint))
     bar = tqdm(total=len(models) * len(pc.seeds) * pc.episodes, desc="plan", unit="ep", file=sys.stderr,
                dynamic_ncols=True, disable=args.no_progress)
-    evals = []
+    evals, loaded = [], {}
+
+    def report(note, name):
+        loaded[name] = note
+        tqdm.write(f"{name}: {note}")
+
     for name, ckpt in models:
-        wm = build_world_model(ckpt, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention)
+        wm = build_world_model(ckpt, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention,
+                               config=cfg, report=lambda note, name=name: report(note, name))
         if name == "simulator":
             wm = SimulatorWorldModel(wm, cost_space=pc.oracle_cost)
 
@@ -94,7 +107,7 @@ def _evaluate(args, cfg, pc, device) -> int:
         "device": str(device),
         "eval_expert_episodes": len(episodes),
         "zero_action_success": zero,
-        "models": [{"checkpoint": ckpt, **ev.summary()} for ckpt, ev in evals],
+        "models": [{"checkpoint": ckpt, "loaded": loaded[ev.name], **ev.summary()} for ckpt, ev in evals],
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"\nresults: {out / 'results.json'}")

@@ -17,7 +17,8 @@ action gives the frame after all H blocks, so the rollout has T_obs + H frames.
 Cost (section 2.7): matched mean squared slot error between the final predicted frame and the goal slots
 plus ``proprio_weight`` x the mean squared error of the predicted proprio node against the embedded goal
 proprio. Proprio and actions are standardised with the training statistics stored in the checkpoint (Q8),
-not with statistics of the evaluation data as in the original.
+not with statistics of the evaluation data as in the original; a plain state_dict file (the original Push-T
+checkpoints) has none, and gets them fitted on the training split of the store it plans on.
 
 History (Q12): the original plans from ``history_size = 1`` observed frame with a predictor trained on 3.
 ``history_obs`` chooses how many observed frames (stride = action block) enter; ``rollout_window`` how many
@@ -28,13 +29,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from cjepa.data.windows import AuxNormalizer
 from cjepa.plan.matching import DEFAULT_MAX_PERM_SLOTS, hungarian_reference, matched_mse, reorder_reference, reorder_to_match
+
+if TYPE_CHECKING:  # the config module is imported where a checkpoint is read, not when planning types are
+    from cjepa.config import ModelConfig
 
 
 @dataclass
@@ -228,29 +232,124 @@ class SlotWorldModel:
 # --------------------------------------------------------------------------------------------- loading
 
 
-def load_predictor_checkpoint(path: str, device="cpu", attention_backend: str = "torch"):
-    """(PushTPredictor, AuxNormalizer, ModelConfig) from one of our checkpoints (dir or run dir)."""
-    import yaml
+@dataclass
+class LoadedPredictor:
+    """A Push-T predictor ready for planning, with its normaliser and where both came from (one line)."""
 
-    from cjepa.config import ConfigError, ModelConfig, config_from_dict
-    from cjepa.models.predictor import build_predictor
-    from cjepa.utils.checkpoint import load_model_state, load_train_state, resolve_checkpoint
+    model: torch.nn.Module
+    normalizer: AuxNormalizer
+    model_cfg: ModelConfig
+    note: str
+
+
+def load_predictor_checkpoint(path: str, device="cpu", attention_backend: str = "torch", *, config=None,
+                              dataset: str = "") -> LoadedPredictor:
+    """The Push-T predictor of ``path`` and its proprio/action normaliser.
+
+    ``path`` is one of our checkpoints (directory or run directory): model config and normaliser are read from
+    it. Or a plain state_dict file, ours or the original Push-T world model's (``model.``-prefixed keys with the
+    frozen encoder, see :mod:`cjepa.models.predictor_checkpoints`): the model is built from ``config.model``
+    (the original's needs ``model.layout=reference``) and, as such a file carries no statistics, the normaliser
+    is fitted on the ``config.data.train_split`` split of the Push-T store ``dataset`` by ``config.data.aux_norm``,
+    the rule a training run on that store applies.
+    """
+    from cjepa.config import ConfigError
+    from cjepa.utils.checkpoint import resolve_checkpoint
 
     if not path:
-        raise ConfigError("plan.checkpoint is required: a checkpoint directory or a run directory")
+        raise ConfigError("plan.checkpoint is required: a checkpoint directory, a run directory or a state_dict file")
     ckpt = resolve_checkpoint(path)
-    if not ckpt.is_dir() or not (ckpt / "config.yaml").is_file():
-        raise ConfigError(f"{ckpt}: planning needs one of our checkpoint directories (model.pt + config.yaml + train_state.pt)")
-    cfg = config_from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()) or {}, str(ckpt / "config.yaml"))
-    model_cfg: ModelConfig = cfg.model
+    if ckpt.is_dir():
+        loaded = _load_checkpoint_dir(ckpt, device, attention_backend)
+    else:
+        loaded = _load_state_dict_file(ckpt, device, attention_backend, config, dataset)
+    _check_finite(loaded)
+    return loaded
+
+
+def _check_finite(loaded: LoadedPredictor) -> None:
+    """Non-finite statistics would turn every planned action into NaN: refuse them, naming the entries."""
+    from cjepa.config import ConfigError
+
+    bad = [f"{k}{np.flatnonzero(~np.isfinite(v.numpy())).tolist()}" for k, v in loaded.normalizer.state_dict().items()
+           if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ConfigError(f"{loaded.note}: the proprio/action statistics are not finite at {', '.join(bad)}; "
+                          "planning would execute NaN actions")
+
+
+def _require_pusht(model_cfg, where: str) -> None:
+    from cjepa.config import ConfigError
+
     if model_cfg.kind != "pusht":
-        raise ConfigError(f"{ckpt}: model.kind={model_cfg.kind!r}; planning needs a Push-T predictor (model.kind=pusht)")
-    model = build_predictor(model_cfg, attention_backend)
-    model.load_state_dict(load_model_state(ckpt))
+        raise ConfigError(f"{where}: model.kind={model_cfg.kind!r}; planning needs a Push-T predictor (model.kind=pusht)")
+
+
+def _load_checkpoint_dir(ckpt: Path, device, attention_backend: str) -> LoadedPredictor:
+    import yaml
+
+    from cjepa.config import ConfigError, config_from_dict
+    from cjepa.models.predictor import build_predictor
+    from cjepa.utils.checkpoint import load_model_state, load_train_state
+    from cjepa.utils.state_dict import load_checked
+
+    if not (ckpt / "config.yaml").is_file():
+        raise ConfigError(f"{ckpt}: a checkpoint directory for planning needs model.pt + config.yaml + train_state.pt")
+    cfg = config_from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()) or {}, str(ckpt / "config.yaml"))
+    _require_pusht(cfg.model, str(ckpt))
+    model = build_predictor(cfg.model, attention_backend)
+    load_checked(model, load_model_state(ckpt), str(ckpt), hint=f"the model section of {ckpt / 'config.yaml'}")
     task_state = load_train_state(ckpt).get("task", {})
     if "normalizer" not in task_state:
         raise ConfigError(f"{ckpt}: no proprio/action normaliser in train_state.pt (was it trained with model.kind=pusht?)")
-    return model.to(device).eval(), AuxNormalizer.from_state_dict(task_state["normalizer"]), model_cfg
+    return LoadedPredictor(model.to(device).eval(), AuxNormalizer.from_state_dict(task_state["normalizer"]), cfg.model,
+                           f"checkpoint {ckpt} (normaliser from its train_state.pt)")
+
+
+def _load_state_dict_file(f: Path, device, attention_backend: str, config, dataset: str) -> LoadedPredictor:
+    from cjepa.config import ConfigError
+    from cjepa.models.predictor import build_predictor
+    from cjepa.models.predictor_checkpoints import pusht_state_from_original
+    from cjepa.utils.checkpoint import load_model_state
+    from cjepa.utils.state_dict import load_checked
+
+    if config is None:
+        raise ConfigError(f"{f} is a plain state_dict: the model is built from the config's model section, pass one")
+    model_cfg = config.model
+    _require_pusht(model_cfg, f"{f} (a plain state_dict, built from the config)")
+    state, report = pusht_state_from_original(load_model_state(f), str(f))
+    model = build_predictor(model_cfg, attention_backend)
+    hint = "the config's model section" + (", with model.layout=reference for the original's files"
+                                            if report.layout == "original" and model_cfg.layout != "reference" else "")
+    load_checked(model, state, str(f), hint=hint)
+    if not dataset:
+        raise ConfigError(f"{f} carries no proprio/action statistics: plan.dataset (--dataset) must name the Push-T store to fit them on")
+    normalizer = normalizer_from_store(dataset, config.data.train_split, model_cfg, config.data.frameskip, config.data.aux_norm)
+    note = (f"state_dict {f} ({report.summary()}); normaliser fitted on {dataset}/{config.data.train_split} "
+            f"(data.aux_norm={config.data.aux_norm})")
+    return LoadedPredictor(model.to(device).eval(), normalizer, model_cfg, note)
+
+
+def normalizer_from_store(root: str, split: str, model_cfg, frameskip: int, rule: str = "train") -> AuxNormalizer:
+    """Proprio/action statistics of one split of a Push-T store, as training on it computes them.
+
+    ``rule`` is ``data.aux_norm``: "train" = per-frame statistics of the split (ours), "per_split" = the
+    original's statistics over all its (overlapping) training windows.
+    """
+    from cjepa.data.slot_store import SlotStoreError, open_split
+    from cjepa.data.windows import SlotWindows, fit_aux_normalizer, per_split_window_normalizer
+
+    videos = open_split("store", root, split)
+    missing = [name for name in ("proprio", "action") if name not in videos.extras]
+    if missing:
+        raise SlotStoreError(f"{root}/{split}: no {' or '.join(missing)} extra to fit the normaliser on "
+                             "(a Push-T store made by `cjepa pusht` has both)")
+    proprio = {k: videos.extra(k, "proprio") for k in videos}
+    action = {k: videos.extra(k, "action") for k in videos}
+    if rule == "train":
+        return fit_aux_normalizer(list(proprio.values()), list(action.values()), model_cfg.action_chunk)
+    windows = SlotWindows(videos, model_cfg.history_frames, model_cfg.pred_frames, frameskip, proprio=proprio, action=action)
+    return per_split_window_normalizer(windows)
 
 
 def state_slot_embedding_for_store(root: str | Path):
@@ -265,21 +364,29 @@ def state_slot_embedding_for_store(root: str | Path):
     return StateSlotEmbedding(int(prod["slot_dim"]), int(prod["background_slots"]))
 
 
-def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu",
-                      attention_backend: str = "torch") -> SlotWorldModel:
-    """The planner's world model for ``checkpoint``, observing through the encoder ``plan_cfg.encoder``."""
+def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu", attention_backend: str = "torch",
+                      config=None, report=None) -> SlotWorldModel:
+    """The planner's world model for ``checkpoint``, observing through the encoder ``plan_cfg.encoder``.
+
+    ``config`` (the full config) is needed for plain state_dict files (see :func:`load_predictor_checkpoint`);
+    ``report`` receives one line saying what was loaded from where.
+    """
+    from cjepa.config import ConfigError
     from cjepa.ops.attention import check_backend
 
     check_backend(attention_backend, device)
-    predictor, normalizer, model_cfg = load_predictor_checkpoint(checkpoint, device, attention_backend)
+    loaded = load_predictor_checkpoint(checkpoint, device, attention_backend, config=config, dataset=dataset)
+    predictor, normalizer, model_cfg = loaded.model, loaded.normalizer, loaded.model_cfg
+    if report is not None:
+        report(loaded.note)
     if plan_cfg.encoder != "state":  # pragma: no cover - guarded by the config Literal
         raise ValueError(f"unknown plan.encoder {plan_cfg.encoder!r}")
     encoder = StateSlotEncoder(state_slot_embedding_for_store(dataset), device)
-    if encoder.slot_dim != model_cfg.slot_dim:
-        raise ValueError(f"store slots are {encoder.slot_dim}-d, checkpoint {checkpoint} expects "
-                         f"model.slot_dim={model_cfg.slot_dim}")
+    if (encoder.num_slots, encoder.slot_dim) != (model_cfg.num_slots, model_cfg.slot_dim):
+        raise ConfigError(f"store {dataset} gives {encoder.num_slots} slots of {encoder.slot_dim}-d, checkpoint {checkpoint} "
+                          f"expects model.num_slots={model_cfg.num_slots}, model.slot_dim={model_cfg.slot_dim}")
     if model_cfg.action_chunk != plan_cfg.action_block:
-        raise ValueError(f"plan.action_block={plan_cfg.action_block} differs from the predictor's "
+        raise ConfigError(f"plan.action_block={plan_cfg.action_block} differs from the predictor's "
                          f"model.action_chunk={model_cfg.action_chunk}")
     return SlotWorldModel(predictor, encoder, normalizer, action_block=plan_cfg.action_block,
                           rollout_window=plan_cfg.rollout_window, reorder_slots=plan_cfg.reorder_slots,

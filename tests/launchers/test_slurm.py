@@ -8,6 +8,8 @@ single-node cluster started by start-local-slurm.sh runs four such tasks at once
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from cjepa.cli import main
-from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
+from cjepa.config import load_config
+from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_model_state
 from launchers.submit import job_result, submit
 from tests.helpers import SMOKE, assert_close_verbose
 
@@ -52,10 +55,12 @@ def test_masked_slot_sweep_runs_as_a_job_array(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_requeued_job_resumes_and_matches_an_uninterrupted_job(tmp_path):
-    """`scontrol requeue` mid-run: the job checkpoints on SIGTERM, runs again under the same id, resumes from its
-    checkpoint and ends with exactly the parameters of the same job left alone."""
+    """`scontrol requeue` mid-run: the job checkpoints on SIGTERM, runs again under the same id, resumes from the
+    checkpoint that signal wrote (its recorded reason) at that checkpoint's step, and ends with exactly the
+    parameters of the same job left alone. Dropout is on, so the dropout masks after the resume only match if the
+    RNG states were restored from that checkpoint."""
     common = [SMOKE], [f"run.out_dir={tmp_path}", "train.max_steps=300", "train.ckpt_every=10", "train.val_every=1000",
-                       "train.log_every=10", "model.dropout=0.0"]
+                       "train.log_every=10", "train.keep_checkpoints=0", "model.dropout=0.1"]
     interrupted = submit(common[0], common[1] + ["run.name=requeued"])
     reference = submit(common[0], common[1] + ["run.name=reference"])
     ckpts = interrupted.run_dir / "checkpoints"
@@ -65,15 +70,23 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_job(tmp_path):
     reference_result = job_result(reference.job)
     assert result["steps"] == reference_result["steps"] == 300
     log = Path(interrupted.job.paths.stderr).read_text()
-    assert "resumed from" in log, log[-2000:]
-    resumed_at = int(log.split("resumed from")[1].split(" at step ")[1].split()[0])
+    resumes = re.findall(r"resumed from (\S+) at step (\d+)", log)
+    assert len(resumes) == 1, log[-2000:]
+    resumed_from, resumed_at = Path(resumes[0][0]), int(resumes[0][1])
     assert 0 < resumed_at < 300
+    meta = json.loads((resumed_from / "meta.json").read_text())
+    assert meta["reason"] == f"signal {int(signal.SIGTERM)}", meta  # not a periodic checkpoint
+    assert meta["step"] == resumed_at and resumed_from.name == f"step_{resumed_at:07d}"
+    reasons = [json.loads((p / "meta.json").read_text())["reason"] for p in list_checkpoints(reference.run_dir)]
+    assert not any(r.startswith("signal") for r in reasons), "the reference job must run uninterrupted"
     assert result["code"] == str(interrupted.job_dir / "code"), "the job must run the snapshot"
+    for run in (interrupted, reference):
+        assert load_config([str(latest_checkpoint(run.run_dir) / "config.yaml")]).model.dropout == 0.1
     ours = load_model_state(latest_checkpoint(interrupted.run_dir))
     theirs = load_model_state(latest_checkpoint(reference.run_dir))
     for k in theirs:
         assert_close_verbose(ours[k], theirs[k], atol=0, rtol=0, name=k)
-    print(f"requeued job resumed at step {resumed_at}")
+    print(f"requeued job resumed at step {resumed_at} from its SIGTERM checkpoint")
 
 
 @pytest.mark.slow
@@ -88,7 +101,6 @@ def test_two_task_job_trains_with_deepspeed_over_gloo(tmp_path):
     assert (summary["world_size"], summary["engine"], summary["steps"]) == (2, "deepspeed-zero2", 12)
     ckpt = latest_checkpoint(sub.run_dir)
     assert len(list((ckpt / "deepspeed").glob("*/*optim_states.pt"))) == 2
-    from cjepa.config import load_config
     from cjepa.models.predictor import build_predictor
 
     build_predictor(load_config([str(ckpt / "config.yaml")]).model).load_state_dict(load_model_state(ckpt), strict=True)

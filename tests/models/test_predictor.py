@@ -187,6 +187,30 @@ def test_sdpa_backend_matches_reference_math():
     assert_close_verbose(b(x, masked), a(x, masked), 1e-5, 1e-5, "sdpa vs torch")
 
 
+def test_aux_embedders_load_the_original_conv1d_weights():
+    """The original proprio / action embedders are ``nn.Conv1d(C, D, kernel_size=1)`` over time. A PushTPredictor
+    takes the state_dict of two real Conv1d modules (3-d weights) under their original names and then embeds every
+    step exactly as the Conv1d slides over the time axis."""
+    torch.manual_seed(0)
+    m = PushTPredictor(num_slots=2, slot_dim=8, proprio_dim=4, action_dim=2, action_chunk=5, history_frames=2,
+                       pred_frames=1, depth=1, heads=2, mlp_dim=16, dropout=0.0, layout="reference")
+    convs = {"proprio_encoder": torch.nn.Conv1d(4, 8, kernel_size=1), "action_encoder": torch.nn.Conv1d(10, 8, kernel_size=1)}
+    sd = m.state_dict()
+    for name, conv in convs.items():
+        for k, v in conv.state_dict().items():  # patch_embed.weight is (D, C, 1)
+            sd[f"{name}.patch_embed.{k}"] = v.clone()
+    assert sd["action_encoder.patch_embed.weight"].shape == (8, 10, 1)
+    m.load_state_dict(sd)  # strict
+    B, T = 3, 6
+    prop, act = torch.randn(B, T, 4), torch.randn(B, T, 10)
+    with torch.no_grad():
+        for name, x in (("proprio_encoder", prop), ("action_encoder", act)):
+            expect = convs[name](x.transpose(1, 2)).transpose(1, 2)  # (B, C, T) -> (B, D, T) -> (B, T, D)
+            assert_close_verbose(getattr(m, name)(x), expect, 1e-6, 1e-6, name)
+        nodes = m.nodes(torch.randn(B, T, 2, 8), prop, act)
+        assert_close_verbose(nodes[:, :, 3], convs["action_encoder"](act.transpose(1, 2)).transpose(1, 2), 1e-6, 1e-6, "action node")
+
+
 def test_released_checkpoint_loads_with_weights_only(tmp_path):
     """An original-format state_dict file loads through our checkpoint reader into the reference layout."""
     from cjepa.utils.checkpoint import load_model_state

@@ -5,12 +5,20 @@ import itertools
 import pytest
 import torch
 
-from cjepa.plan.matching import best_assignment, hungarian_reference, matched_mse, permutations, reorder_to_match
+from cjepa.plan.matching import (
+    best_assignment,
+    hungarian_reference,
+    matched_mse,
+    permutations,
+    reorder_reference,
+    reorder_to_match,
+)
 
 
-@pytest.mark.parametrize("S", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("S", [1, 2, 3, 4, 5, 6, 7])
 def test_batched_matching_equals_scipy(S):
-    """Random cases: the permutation enumeration finds the same optimal cost and assignment as scipy."""
+    """Random cases: the default route (the permutation enumeration up to DEFAULT_MAX_PERM_SLOTS = 7, CLEVRER's slot
+    count, with its 5,040 permutations) finds the same optimal cost and assignment as scipy."""
     g = torch.Generator().manual_seed(S)
     a = torch.randn(7, 5, S, 9, generator=g, dtype=torch.float64)
     b = torch.randn(7, 5, S, 9, generator=g, dtype=torch.float64)
@@ -19,6 +27,15 @@ def test_batched_matching_equals_scipy(S):
     assert cost.shape == (7, 5) and assign.shape == (7, 5, S)
     torch.testing.assert_close(cost, ref_cost, rtol=1e-12, atol=1e-12)
     assert torch.equal(assign, ref_assign)  # continuous random data: the optimum is unique
+
+
+def test_reorder_for_seven_slots_equals_the_scipy_loop():
+    """Re-aligning CLEVRER-sized frames (7 object slots + 2 aux nodes) with the default settings gives exactly what
+    the original's per-item scipy loop gives."""
+    g = torch.Generator().manual_seed(7)
+    slots = torch.randn(6, 2, 9, 5, generator=g, dtype=torch.float64)
+    ref = torch.randn(6, 2, 9, 5, generator=g, dtype=torch.float64)
+    assert torch.equal(reorder_to_match(slots, ref, 7), reorder_reference(slots, ref, 7))
 
 
 def test_scipy_fallback_above_the_enumeration_limit():

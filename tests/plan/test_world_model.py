@@ -6,6 +6,7 @@ import torch
 
 from cjepa.envs.pusht import state_to_proprio
 from cjepa.plan.world_model import Goal, Observation, PlanningWorldModel, SlotEncoder, StateSlotEncoder
+from tests.helpers import REPO
 from tests.plan.conftest import make_world_model
 
 STATE = np.array([200.0, 300.0, 250.0, 220.0, 0.7, 12.0, -4.0])
@@ -120,3 +121,108 @@ def test_scipy_matching_mode_gives_the_same_plan_costs():
     a, b = fast.rollout(nodes, cand), slow.rollout(nodes, cand)
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(fast.cost(a, goal), slow.cost(b, goal))
+
+
+# --------------------------------------------------------------------------------------------- original Push-T files
+
+TINY = [str(REPO / "configs/pusht/state_slots.yaml"), "model.slot_dim=16", "model.heads=2", "model.depth=1", "model.mlp_dim=32",
+        "run.device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def pusht_store(tmp_path_factory):
+    """A tiny `cjepa pusht` state-slot store (3 training episodes, 1 held-out expert episode; about 2 s)."""
+    from cjepa.cli import main
+
+    out = tmp_path_factory.mktemp("pusht")
+    assert main(["pusht", "-c", *TINY, f"data.pusht.out={out}", "data.pusht.videos=false", "data.pusht.expert_train=2",
+                 "data.pusht.random_train=1", "data.pusht.expert_val=1", "data.pusht.random_steps=30"]) == 0
+    return out / "slots"
+
+
+def original_pusht_file(path, model) -> None:
+    """Save ``model``'s weights as the original Push-T training leaves them: the state_dict of its Lightning wrapper
+    (every key under ``model.``), Conv1d(kernel 1) aux embedders, and the frozen VideoSAUR pieces it carries."""
+    sd = {"model." + k: (v[..., None] if k.endswith("patch_embed.weight") else v) for k, v in model.state_dict().items()}
+    sd["model.encoder.backbone.embeddings.cls_token"] = torch.randn(1, 1, 384)
+    sd["model.encoder.backbone.encoder.layer.0.norm1.weight"] = torch.randn(384)
+    sd["model.slot_attention.backbone.corrector.to_q.weight"] = torch.randn(16, 16)
+    sd["model.initializer.backbone.mean"] = torch.randn(1, 1, 16)
+    torch.save(sd, path)
+
+
+def reference_model(*overrides):
+    from cjepa.config import load_config
+    from cjepa.models.predictor import build_predictor
+
+    cfg = load_config([TINY[0]], [*TINY[1:], "model.layout=reference", *overrides])
+    torch.manual_seed(1)
+    return cfg, build_predictor(cfg.model).eval()
+
+
+@torch.no_grad()
+def test_plain_original_state_dict_loads_with_statistics_from_the_store(tmp_path, pusht_store):
+    """The original layout loads into the reference-layout model from the config (same outputs as the model it was
+    saved from), the frozen encoder is reported, and the normaliser is the store's training-split statistics."""
+    from cjepa.data.slot_store import SlotSplit
+    from cjepa.data.windows import SlotWindows, per_split_window_normalizer
+    from cjepa.plan.world_model import load_predictor_checkpoint, normalizer_from_store
+
+    cfg, source = reference_model()
+    original_pusht_file(tmp_path / "pusht_object_state_dict.pt", source)
+    loaded = load_predictor_checkpoint(str(tmp_path / "pusht_object_state_dict.pt"), config=cfg, dataset=str(pusht_store))
+    assert "left out 4 frozen encoder tensors (encoder, initializer, slot_attention)" in loaded.note
+    nodes = torch.randn(2, 3, 6, 16)
+    torch.testing.assert_close(loaded.model.inference(nodes), source.inference(nodes), rtol=0, atol=0)
+    prop, act = torch.randn(2, 3, 4), torch.randn(2, 3, 10)
+    torch.testing.assert_close(loaded.model.nodes(nodes[:, :, :4], prop, act), source.nodes(nodes[:, :, :4], prop, act))
+    train = SlotSplit(pusht_store, "train")
+    p = np.concatenate([train.extra(k, "proprio") for k in train]).astype(np.float64)
+    a = np.concatenate([train.extra(k, "action") for k in train]).astype(np.float64)
+    norm = loaded.normalizer
+    np.testing.assert_allclose(norm.proprio_mean, np.nanmean(p, 0), rtol=1e-5)
+    np.testing.assert_allclose(norm.proprio_std, np.nanstd(p, 0), rtol=1e-5)
+    np.testing.assert_allclose(norm.action_mean, np.tile(np.nanmean(a, 0), 5), rtol=1e-5)  # 5-step chunks
+    np.testing.assert_allclose(norm.action_std, np.tile(np.nanstd(a, 0), 5), rtol=1e-5)
+    # data.aux_norm=per_split: the original's statistics over the split's windows, as training with that rule stores
+    # them. The last window of every episode reaches its NaN-padded final action, so they are not finite here, and
+    # planning refuses them rather than executing NaN actions.
+    from cjepa.config import ConfigError
+
+    cfg_w, _ = reference_model("data.aux_norm=per_split")
+    prop = {k: train.extra(k, "proprio") for k in train}
+    act = {k: train.extra(k, "action") for k in train}
+    expect = per_split_window_normalizer(SlotWindows(train, 3, 1, 5, proprio=prop, action=act))  # T_h, T_p, frameskip
+    windowed = normalizer_from_store(str(pusht_store), "train", cfg_w.model, 5, "per_split")
+    for k, v in expect.state_dict().items():
+        torch.testing.assert_close(windowed.state_dict()[k], v, rtol=0, atol=0, equal_nan=True)
+    with pytest.raises(ConfigError, match=r"data.aux_norm=per_split\).*not finite at action_mean\[8, 9\]"):
+        load_predictor_checkpoint(str(tmp_path / "pusht_object_state_dict.pt"), config=cfg_w, dataset=str(pusht_store))
+
+
+def test_plan_command_runs_from_an_original_pusht_state_dict(tmp_path, pusht_store, capsys):
+    """`cjepa plan --checkpoint <original-layout state_dict>` with model.layout=reference plans an episode end to end
+    and records what it loaded; with the wrong layout or size it fails in one line naming the differing keys."""
+    import json
+
+    from cjepa.cli import main
+
+    _, source = reference_model()
+    ckpt = tmp_path / "pusht_object_state_dict.pt"
+    original_pusht_file(ckpt, source)
+    plan = ["plan.episodes=1", "plan.seeds=[0]", "plan.num_samples=6", "plan.topk=2", "plan.iterations=1", "plan.videos=0",
+            f"plan.out={tmp_path / 'plan'}", "--checkpoint", str(ckpt), "--dataset", str(pusht_store), "--no-progress"]
+    assert main(["plan", "-c", *TINY, "model.layout=reference", *plan]) == 0
+    res = json.loads((tmp_path / "plan" / "results.json").read_text())
+    (model,) = res["models"]
+    assert model["checkpoint"] == str(ckpt) and model["episodes"]["0"][0]["plans"] >= 1
+    assert "original Push-T layout" in model["loaded"] and f"normaliser fitted on {pusht_store}/train" in model["loaded"]
+    assert "left out 4 frozen encoder tensors" in capsys.readouterr().out
+
+    assert main(["plan", "-c", *TINY, *plan]) == 2  # the cjepa layout has attention pre-norms the original lacks
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing keys: predictor.transformer.layers.0.0.norm.weight" in err
+    assert "model.layout=reference" in err
+    assert main(["plan", "-c", *TINY, "model.layout=reference", "model.mlp_dim=48", *plan]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "shapes differ: predictor.transformer.layers.0.1.1.weight (32, 16)" in err

@@ -259,8 +259,13 @@ class RolloutConfig:
     checkpoint: str = ""  # predictor weights for `cjepa rollout` (model.pt, a run dir, or an original ckpt)
     out: str = ""  # slot store to write; default: <run dir>/rollout
     export_pickle: str = ""  # also write the original pickle format here
-    eval_videos: int = 32  # rollout-error evaluation: number of held-out videos
-    eval_chains: int = 2  # autoregressive predictor calls per window in the error curve
+    eval_videos: int = 32  # rollout-error evaluation after training: number of held-out videos (0: skip it)
+    eval_chains: int = 2  # autoregressive predictor calls per window in the error curve (0: skip the evaluation)
+
+    @property
+    def skip_note(self) -> str:
+        """Why the final rollout evaluation is skipped ('' when it runs)."""
+        return "skipped: rollout.eval_videos=0" if self.eval_videos == 0 else "skipped: rollout.eval_chains=0" if self.eval_chains == 0 else ""
 
 
 @dataclass(kw_only=True)
@@ -799,6 +804,9 @@ def validate(cfg: Config) -> None:
     r = cfg.rollout
     if r.target_frames < r.obs_frames:
         raise ConfigError("rollout.target_frames must be >= rollout.obs_frames")
+    if r.eval_videos < 0 or r.eval_chains < 0:
+        raise ConfigError(f"rollout.eval_videos ({r.eval_videos}) and rollout.eval_chains ({r.eval_chains}) "
+                          "must be >= 0 (0 skips the final rollout evaluation)")
     pt = d.pusht
     if min(pt.expert_train, pt.random_train, pt.expert_val, pt.random_val) < 0 or pt.background_slots < 0:
         raise ConfigError("data.pusht episode counts and data.pusht.background_slots must be >= 0")

@@ -396,3 +396,16 @@ def test_ctrl_c_after_the_last_step_interrupts_the_final_evaluation(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, CtrlCInFinalEval(cfg), progress=False).fit()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("key", ["rollout.eval_videos", "rollout.eval_chains"])
+def test_zero_rollout_evaluation_skips_it_and_finishes(tmp_path, key):
+    """rollout.eval_videos=0 (or eval_chains=0) skips the final rollout evaluation: the run finishes with its
+    final checkpoint and says why the summary has no rollout curve; a negative count is a config error."""
+    s = train(smoke(tmp_path, f"{key}=0"), progress=False)
+    assert s["final_eval"] == {"note": f"skipped: {key}=0"} and "mse" not in s["final_eval"]
+    assert json.loads((run_dir_of(smoke(tmp_path)) / "summary.json").read_text())["final_eval"]["note"] == f"skipped: {key}=0"
+    from cjepa.config import ConfigError
+
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        smoke(tmp_path, f"{key}=-1")

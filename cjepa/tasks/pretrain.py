@@ -186,20 +186,25 @@ class PretrainTask:
     def final_eval(self, module) -> dict:
         """Rollout error on whole encoded validation videos vs copy-last-frame, plus the stage time split."""
 
-        module.eval()
         cfg = self.cfg
+        res = {"note": cfg.rollout.skip_note} if cfg.rollout.skip_note else self._rollout_error(module)
+        times = self.times
+        total = sum(times.values()) or 1.0
+        res["time_split"] = {k: v / total for k, v in times.items()}
+        res["time_s"] = times
+        return res
+
+    def _rollout_error(self, module) -> dict:
+        """Rollout error on whole encoded validation videos vs copy-last-frame."""
+        cfg = self.cfg
+        module.eval()
         videos = {key: self.encode(frames[None].to(self.device), (-2, i))[0].cpu().numpy() for i, (key, frames) in enumerate(self._val_videos())}
-        res = {}
         try:
             res = rollout_error(lambda h, _: module.inference(h), videos, history_frames=cfg.model.history_frames,
                                 pred_frames=cfg.model.pred_frames, frameskip=cfg.data.frameskip, chains=cfg.rollout.eval_chains,
                                 max_videos=cfg.rollout.eval_videos, device=self.device)
         except ValueError as err:  # validation videos shorter than an evaluation window
             res = {"note": str(err)}
-        times = self.times
-        total = sum(times.values()) or 1.0
-        res["time_split"] = {k: v / total for k, v in times.items()}
-        res["time_s"] = times
         module.train()
         return res
 

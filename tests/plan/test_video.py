@@ -74,14 +74,22 @@ def test_simulator_video_panels_are_observation_goal_and_the_plans_end():
 
 
 def test_slot_model_video_has_three_panels_and_saves():
-    """The C-JEPA slot model's panel is its rollout's final slots decoded and drawn; the clip encodes."""
+    """The C-JEPA slot model's panel is its rollout's final slots decoded and drawn: for the one plan of a
+    one-block episode, the decode of the last predicted frame of that plan, not of the observed frame."""
     wm = make_world_model()
     assert prediction_view(wm, SIZE).label == "predicted plan end"
-    res = record(wm, budget=6)
+    planner = MPCPlanner(wm, CEM(num_samples=6, topk=2, iterations=1, seed=0), horizon=2, receding_horizon=2)
+    res = run_episode(PushTEnv(SIZE), planner, START, GOAL, 5, record=True)
+    assert res.plans == 1
     h = label_height(SIZE)
-    assert res.frames.shape == (res.steps + 1, h + SIZE, 3 * SIZE, 3)
+    assert res.frames.shape == (6, h + SIZE, 3 * SIZE, 3)
     np.testing.assert_array_equal(res.frames[-1, h:, SIZE : 2 * SIZE], render(GOAL))
-    assert not np.array_equal(res.frames[0, h:, 2 * SIZE :], res.frames[0, h:, SIZE : 2 * SIZE])
+    obs, plan = planner.last_solve
+    last = wm.rollout(wm.encode(obs), plan[None])[0, -1, : wm.num_slots].numpy()  # (S, D) after both blocks
+    expected = render(decode_state_slots(wm.encoder.embedding, last)[0])
+    for t in range(6):
+        np.testing.assert_array_equal(res.frames[t, h:, 2 * SIZE :], expected)
+    assert not np.array_equal(expected, res.frames[0, h:, :SIZE])
 
 
 def test_models_without_a_view_get_two_panels(tmp_path):

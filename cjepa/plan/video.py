@@ -147,9 +147,11 @@ class PredictionView:
     @torch.no_grad()
     def final_state(self, obs: Observation, plan: torch.Tensor) -> np.ndarray:
         """obs as planned from, plan (H, A) in model space -> (7,) predicted state after the last block."""
-        if isinstance(self.wm, SimulatorWorldModel):
+        if isinstance(self.wm, SimulatorWorldModel):  # adds to its env_steps count; only recorded episodes do this
             self.wm.encode(obs)
             return self.wm.simulate(plan[None])[0, -1]
+        # Observed slots come in the embedding's order [agent, block, background...]; the predictor keeps token
+        # positions and re-matching aligns each predicted frame to the previous one, so the order holds.
         nodes = self.wm.encode(obs)
         last = self.wm.rollout(nodes, plan[None])[0, -1, : self.wm.num_slots]  # (S, D)
         return decode_state_slots(self.wm.encoder.embedding, last.float().cpu().numpy())[0]

@@ -2,9 +2,13 @@
 
 For ``plan.checkpoint`` (and, if given, ``plan.baseline_checkpoint``, e.g. the no-masking OC-JEPA model) it
 runs ``plan.episodes`` start/goal pairs (goal 25 steps later in a held-out expert episode) per seed in
-``plan.seeds``, with a 50-step budget, and reports success rate per seed, mean +- std, and planning time per
-CEM plan and per episode; a zero-action baseline on the same pairs bounds the task from below. Writes
-``results.json`` and a few rendered episodes (mp4) to ``plan.out`` (default runs/<run.name>/plan). With
+``plan.seeds``, with a 50-step budget, and reports success rate per seed, mean +- std, the 95 % t-interval
+over seeds, and planning time per CEM plan and per episode; a zero-action baseline on the same pairs bounds
+the task from below. Writes to ``plan.out`` (default runs/<run.name>/plan): ``results.json`` (everything,
+per episode, and per model the cumulative success curve: percent solved within k = 1 .. budget steps),
+``results.md`` (the printed table), ``episodes.jsonl`` (as episodes finish), ``tb/`` (tensorboard: success
+curve, per-seed success and time per plan) and ``plan.videos`` rendered episodes per model (mp4: observation
+| goal | the model's predicted final frame of the plan being executed, see :mod:`cjepa.plan.video`). With
 ``plan.oracle=true`` the simulator itself is also evaluated as the world model (true dynamics, same embedding
 and cost): the upper bound of the planner under this protocol.
 
@@ -94,14 +98,8 @@ def _evaluate(args, cfg, pc, device) -> int:
     bar.close()
     zero = statistics.fmean(zero_action_success(episodes, sample_start_goal_pairs(episodes, pc.episodes, s, pc.goal_offset),
                                                 pc.goal_offset, pc.budget) for s in pc.seeds)
-    rows = []
-    for ckpt, ev in evals:
-        s = ev.summary()
-        rows.append((ev.name, *[f"{ev.success_rate[seed]:.1f}" for seed in pc.seeds], f"{ev.mean:.1f} +- {ev.std:.1f}",
-                     s["plan_seconds_median"], s["episode_planning_seconds_mean"], s["episodes_total_planning_seconds_per_seed"]))
-    rows.append(("zero action", *["-" for _ in pc.seeds], f"{zero:.1f}", "-", "-", "-"))
-    print(table(rows, ["model", *[f"seed {s} %" for s in pc.seeds], "success % (mean +- std)", "s / plan",
-                       "planning s / episode", f"planning s / {pc.episodes} episodes"]))
+    headers, rows = _table(evals, zero, pc)
+    print(table(rows, headers))
     results = {
         "config": to_dict(cfg),
         "device": str(device),
@@ -110,8 +108,54 @@ def _evaluate(args, cfg, pc, device) -> int:
         "models": [{"checkpoint": ckpt, "loaded": loaded[ev.name], **ev.summary()} for ckpt, ev in evals],
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(f"\nresults: {out / 'results.json'}")
+    (out / "results.md").write_text(_markdown(rows, headers, pc))
+    _tensorboard(out / "tb", [ev for _, ev in evals])
+    print(f"\nresults: {out / 'results.json'}, {out / 'results.md'}; tensorboard: {out / 'tb'}")
     for _, ev in evals:
         for v in ev.videos:
             print(f"video: {v}")
     return 0
+
+
+def _table(evals, zero: float, pc) -> tuple[list[str], list[tuple]]:
+    """The summary table: one row per model, then the zero-action bound (printed and written as results.md)."""
+    headers = ["model", *[f"seed {s} %" for s in pc.seeds], "success % (mean +- std)", "95 % CI (t, over seeds)", "s / plan",
+               "planning s / episode", f"planning s / {pc.episodes} episodes"]
+    rows = []
+    for _, ev in evals:
+        s, ci = ev.summary(), ev.ci95()
+        interval = "-" if ci.half_width is None else f"[{ci.low:.1f}, {ci.high:.1f}]"
+        rows.append((ev.name, *[f"{ev.success_rate[seed]:.1f}" for seed in pc.seeds], f"{ev.mean:.1f} +- {ev.std:.1f}", interval,
+                     s["plan_seconds_median"], s["episode_planning_seconds_mean"], s["episodes_total_planning_seconds_per_seed"]))
+    rows.append(("zero action", *["-" for _ in pc.seeds], f"{zero:.1f}", "-", "-", "-", "-"))
+    return headers, rows
+
+
+def _markdown(rows, headers, pc) -> str:
+    """results.md: the printed table as a markdown table, with what its columns mean."""
+    from cjepa.utils.report import fmt
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
+    note = (f"Success: percent of {pc.episodes} start/goal pairs per seed (goal {pc.goal_offset} steps later) solved within "
+            f"{pc.budget} steps. 95 % CI: Student-t interval of the mean over the {len(pc.seeds)} per-seed rates "
+            "(none with one seed; not clipped to 0..100). Times: median CEM plan, mean planning time per episode, and per seed in total.")
+    return "# Push-T planning\n\n" + "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def _tensorboard(log_dir, evals) -> None:
+    """Per model: the cumulative success curve (percent solved within k steps, step = k), the success rate and
+    median time per plan per seed (step = seed). Videos stay mp4 files: tensorboard's add_video needs moviepy,
+    which is not a dependency."""
+    import statistics
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(log_dir)) as writer:
+        for ev in evals:
+            for k, rate in enumerate(ev.success_by_step(), start=1):
+                writer.add_scalar(f"{ev.name}/success_by_step", rate, k)
+            for seed, rate in ev.success_rate.items():
+                writer.add_scalar(f"{ev.name}/success_rate_per_seed", rate, seed)
+                per_plan = [e.plan_seconds / max(e.plans, 1) for e in ev.episodes[seed]]
+                writer.add_scalar(f"{ev.name}/plan_seconds_median_per_seed", statistics.median(per_plan), seed)

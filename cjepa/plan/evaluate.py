@@ -5,8 +5,9 @@ Protocol per seed: from the expert episodes of the evaluation split, every frame
 drawn with ``np.random.default_rng(seed)``; the goal is the state 25 steps later. The environment is reset
 exactly to the start state, the MPC planner acts for at most ``budget`` (50) steps, and the episode counts as
 solved if the success rule (position error over agent and block < 20 px and wrapped angle error < pi/9) holds
-after any step. Reported: success rate per seed, its mean and standard deviation over seeds (0, 1, 2), and
-planning time per plan and per episode. Differences from the original, on purpose: episodes come from a
+after any step. Reported: success rate per seed, its mean, standard deviation and 95 % t-interval over seeds
+(0, 1, 2), the cumulative success curve (percent solved within k steps, k = 1 .. budget, averaged over
+seeds), and planning time per plan and per episode. Differences from the original, on purpose: episodes come from a
 held-out split, not the training split (Q12), and the draw covers every valid start row (the original's
 ``choice(len(rows) - 1)`` never picks the last one).
 """
@@ -26,6 +27,7 @@ from cjepa.envs.pusht import PushTEnv, state_to_proprio
 from cjepa.plan.diagnose import classify_episode
 from cjepa.plan.mpc import EpisodeHistory, MPCPlanner
 from cjepa.plan.world_model import Goal
+from cjepa.utils.stats import MeanCI, mean_ci
 
 
 def load_expert_episodes(store_root: str, split: str) -> dict[str, np.ndarray]:
@@ -68,26 +70,35 @@ class EpisodeResult:
 
 def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goal_state: np.ndarray, budget: int,
                 *, key: str = "", start: int = 0, record: bool = False, pixels: bool = False) -> EpisodeResult:
-    """Reset to ``start_state``, act until success or ``budget`` steps. ``record`` keeps a video (each frame
-    next to the goal frame, at the env's render size); ``pixels`` feeds rendered frames to the planner."""
+    """Reset to ``start_state``, act until success or ``budget`` steps. ``record`` keeps a video (observation |
+    goal | the model's predicted final frame of the plan being executed, where the model has a view; see
+    :mod:`cjepa.plan.video`); ``pixels`` feeds rendered frames to the planner."""
     from cjepa.envs.pusht import angle_error, position_error
+    from cjepa.plan.video import prediction_view
 
     t0 = time.perf_counter()
     obs = env.reset(start_state, goal_state, render_goal=record or pixels)
     goal = Goal(proprio=state_to_proprio(goal_state), state=np.asarray(goal_state), pixels=env.goal_frame if pixels else None)
     planner.reset(goal)
     n_plans0, secs0 = len(planner.plan_seconds), sum(planner.plan_seconds)
+    view = prediction_view(planner.wm, env.render_size) if record else None
     history = EpisodeHistory()
     history.add_frame(obs, env.render() if pixels else None)
-    video = [np.concatenate([env.render(), env.goal_frame], 1)] if record else []
+    seen = [env.render()] if record else []  # observation frames
+    predicted: list[np.ndarray] = []  # one predicted final frame per plan
+    plan_of = [0]  # per observation frame: the plan whose action led to it (frame 0: the first)
     success, steps = False, 0
     for steps in range(1, budget + 1):
+        plans_before = len(planner.plan_seconds)
         action = planner.act(history)
+        if view is not None and len(planner.plan_seconds) > plans_before:
+            predicted.append(view.frame(*planner.last_solve))
         obs, success, _ = env.step(action)
         history.add_action(action)
         history.add_frame(obs, env.render() if pixels else None)
         if record:
-            video.append(np.concatenate([env.render(), env.goal_frame], 1))
+            seen.append(env.render())
+            plan_of.append(max(len(predicted) - 1, 0))
         if success:
             break
     state = obs["state"]
@@ -98,8 +109,30 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
         final_position_error=float(position_error(goal_state, state)),
         final_angle_error=float(angle_error(goal_state[4], state[4])),
         category=classify_episode(np.stack(history.states), goal_state),
-        frames=np.stack(video) if video else None,
+        frames=_video(seen, env.goal_frame, predicted, plan_of, view) if record else None,
     )
+
+
+def _video(seen: list[np.ndarray], goal_frame: np.ndarray, predicted: list[np.ndarray], plan_of: list[int], view) -> np.ndarray:
+    """(T, label + size, panels * size, 3): observation | goal | predicted final frame of the current plan."""
+    from cjepa.plan.video import episode_frame
+
+    frames = []
+    for t, frame in enumerate(seen):
+        panels, labels = [frame, goal_frame], [f"step {t}", "goal"]
+        if view is not None and predicted:
+            panels.append(predicted[plan_of[t]])
+            labels.append(f"{view.label} {plan_of[t] + 1}")
+        frames.append(episode_frame(panels, labels))
+    return np.stack(frames)
+
+
+def success_by_step(results: list[EpisodeResult], budget: int) -> list[float]:
+    """Percent of ``results`` solved within k env steps, for k = 1 .. budget (the last is the success rate)."""
+    if not results:
+        raise ValueError("success_by_step needs at least one episode")
+    first = np.array([r.steps if r.success else budget + 1 for r in results])
+    return [100.0 * float(np.mean(first <= k)) for k in range(1, budget + 1)]
 
 
 @dataclass
@@ -107,6 +140,7 @@ class ModelEval:
     name: str
     success_rate: dict[int, float]  # seed -> percent
     episodes: dict[int, list[EpisodeResult]]
+    budget: int  # env steps per episode
     videos: list[str] = field(default_factory=list)
 
     @property
@@ -118,6 +152,15 @@ class ModelEval:
         v = list(self.success_rate.values())
         return statistics.stdev(v) if len(v) > 1 else 0.0
 
+    def ci95(self) -> MeanCI:
+        """Mean and 95 % t-interval over the per-seed success rates."""
+        return mean_ci(list(self.success_rate.values()))
+
+    def success_by_step(self) -> list[float]:
+        """Mean over seeds of the per-seed cumulative success curves (percent solved within k steps)."""
+        curves = np.array([success_by_step(eps, self.budget) for eps in self.episodes.values()])  # (seeds, budget)
+        return curves.mean(0).tolist()
+
     def plan_seconds(self) -> list[float]:
         return [e.plan_seconds / max(e.plans, 1) for eps in self.episodes.values() for e in eps]
 
@@ -125,12 +168,14 @@ class ModelEval:
         return [e.plan_seconds for eps in self.episodes.values() for e in eps]
 
     def summary(self) -> dict:
-        per_plan, per_ep = self.plan_seconds(), self.episode_seconds()
+        per_plan, per_ep, ci = self.plan_seconds(), self.episode_seconds(), self.ci95()
         return {
             "name": self.name,
             "success_rate_per_seed": {str(k): v for k, v in self.success_rate.items()},
             "success_rate_mean": self.mean,
             "success_rate_std": self.std,
+            "success_rate_ci95": [ci.low, ci.high],  # t-interval over seeds; null with one seed
+            "success_by_step": self.success_by_step(),  # percent solved within k = 1 .. budget steps
             "plan_seconds_median": statistics.median(per_plan),
             "episode_planning_seconds_mean": statistics.fmean(per_ep),
             "episodes_total_planning_seconds_per_seed": statistics.fmean(
@@ -180,7 +225,7 @@ def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episo
                 done = results[seed]
                 progress.set_postfix(model=name, seed=seed, success=f"{100 * sum(r.success for r in done) / len(done):.0f}%")
         rates[seed] = 100.0 * sum(r.success for r in results[seed]) / len(results[seed])
-    return ModelEval(name=name, success_rate=rates, episodes=results, videos=videos)
+    return ModelEval(name=name, success_rate=rates, episodes=results, budget=plan_cfg.budget, videos=videos)
 
 
 def zero_action_success(episodes: Mapping[str, np.ndarray], pairs: list[tuple[str, int]], goal_offset: int, budget: int) -> float:

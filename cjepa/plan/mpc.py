@@ -63,6 +63,9 @@ class MPCPlanner:
         self.horizon, self.receding_horizon = horizon, receding_horizon
         self.history_obs, self.warm_start, self.clip_actions = history_obs, warm_start, clip_actions
         self.plan_seconds: list[float] = []
+        # The observation and model-space plan (H, A) of the latest solve, for views of what the model predicted
+        # (cjepa.plan.video); read-only for callers.
+        self.last_solve: Optional[tuple[Observation, torch.Tensor]] = None
         self.reset(None)
 
     def reset(self, goal: Optional[Goal]) -> None:
@@ -84,7 +87,9 @@ class MPCPlanner:
     def act(self, history: EpisodeHistory) -> np.ndarray:
         if not self._buffer:
             t0 = time.perf_counter()
-            result = self.plan(history.observation(self.history_obs, self.wm.action_block))
+            obs = history.observation(self.history_obs, self.wm.action_block)
+            result = self.plan(obs)
+            self.last_solve = (obs, result.mean)
             keep = result.mean[: self.receding_horizon]
             self._next_init = result.mean[self.receding_horizon :] if self.warm_start else None
             self._buffer.extend(self.wm.blocks_to_env(keep))

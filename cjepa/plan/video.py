@@ -1,10 +1,32 @@
-"""Write short RGB clips to disk: H.264 mp4 through PyAV where an encoder exists, else an animated GIF."""
+"""Episode videos of a planning evaluation: what the planner saw, what it aimed at, what its model predicted.
+
+A frame is a label strip over side-by-side panels of one size: the observation, the goal, and -- where the
+world model gives one -- the final frame the model predicted for the plan being executed (frame t shows the
+plan whose action led to it; frame 0 the first plan). :func:`prediction_view` picks how that frame is made:
+
+* the C-JEPA slot model on state slots has no pixel decoder, but its slots are a fixed embedding of the
+  simulator state (:class:`cjepa.data.pusht.StateSlotEmbedding`), and the agent slot is a function of the
+  agent position alone, the block slot of the block pose alone. So the predicted slots of the plan's last
+  frame are decoded to the state whose embedding is nearest (:func:`decode_state_slots`: grid search, then
+  Nelder-Mead, per object) and that state is drawn by the env renderer. This is the model's prediction,
+  seen through the inverse of the embedding: on an exact embedding the decode recovers the state to well
+  under a pixel (tests/plan/test_video.py), and a predicted slot off the embedding's manifold shows as the
+  nearest pose the embedding can express. Velocities are not in the slots; the agent is drawn at rest.
+* the simulator oracle's "prediction" is the simulated end state of the plan.
+* other world models (pixel encoders without a decoder) get no third panel.
+
+Clips go to disk as H.264 mp4 through PyAV where an encoder exists, else as an animated GIF.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
+import torch
+
+from cjepa.plan.world_model import Observation, SimulatorWorldModel, SlotWorldModel, StateSlotEncoder
 
 
 def save_video(frames: np.ndarray, path: str | Path, fps: int = 10) -> Path:
@@ -45,3 +67,104 @@ def _save_gif(frames: np.ndarray, path: Path, fps: int) -> Path:
     imgs = [Image.fromarray(f) for f in frames]
     imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
     return path
+
+
+# ----------------------------------------------------------------------------------------------- frames
+
+
+def label_height(size: int) -> int:
+    """Height of the label strip over panels of ``size`` px."""
+    return max(8, size // 10)
+
+
+def label_strip(labels: Sequence[str], size: int) -> np.ndarray:
+    """(label_height, len(labels) * size, 3) uint8: each label written over its panel, white on black."""
+    import cv2
+
+    h = label_height(size)
+    strip = np.zeros((h, size * len(labels), 3), np.uint8)
+    scale = h / 30.0  # cv2's simplex font is ~22 px tall at scale 1
+    for i, text in enumerate(labels):
+        cv2.putText(strip, text, (i * size + 2, h - max(1, h // 5)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                    1, cv2.LINE_AA)
+    return strip
+
+
+def episode_frame(panels: Sequence[np.ndarray], labels: Sequence[str]) -> np.ndarray:
+    """Square (size, size, 3) panels side by side under a label strip -> (label_height + size, n * size, 3)."""
+    size = panels[0].shape[0]
+    if any(p.shape != (size, size, 3) for p in panels) or len(labels) != len(panels):
+        raise ValueError(f"panels must be {len(labels)} square RGB frames of one size; got {[p.shape for p in panels]}")
+    return np.concatenate([label_strip(labels, size), np.concatenate(panels, 1)], 0)
+
+
+# ----------------------------------------------------------------------------------------------- predictions
+
+
+def decode_state_slots(embedding, slots: np.ndarray) -> tuple[np.ndarray, float]:
+    """(S, D) slots in the embedding's order [agent, block, background...] -> ((7,) state, rms slot residual).
+
+    The state (velocities 0) whose agent and block slots are nearest to the given ones. Positions come from
+    sin/cos features with one cycle per arena, so they are unique within the arena (an agent outside it wraps).
+    """
+    from scipy.optimize import minimize
+
+    target = np.asarray(slots, np.float64)
+
+    def slot_error(states: np.ndarray, k: int) -> np.ndarray:  # (N, 7) -> (N,) squared error of slot k
+        return ((embedding(states)[:, k] - target[k]) ** 2).sum(-1)
+
+    def fit(k: int, grid: np.ndarray, fields: list[int]) -> tuple[np.ndarray, float]:
+        base = np.tile([256.0, 256.0, 256.0, 256.0, 0.0, 0.0, 0.0], (len(grid), 1))
+        base[:, fields] = grid
+        x0 = grid[int(np.argmin(slot_error(base, k)))]
+
+        def f(x):
+            s = np.array([[256.0, 256.0, 256.0, 256.0, 0.0, 0.0, 0.0]])
+            s[0, fields] = x
+            return float(slot_error(s, k)[0])
+
+        res = minimize(f, x0, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-10, "maxiter": 800})
+        return res.x, float(res.fun)
+
+    xy = (np.arange(32) + 0.5) * 16.0  # 16-px grid over the arena
+    agent, e_agent = fit(0, np.stack(np.meshgrid(xy, xy, indexing="ij"), -1).reshape(-1, 2), [0, 1])
+    bxy, ang = (np.arange(16) + 0.5) * 32.0, np.arange(24) * (2 * np.pi / 24)
+    block, e_block = fit(1, np.stack(np.meshgrid(bxy, bxy, ang, indexing="ij"), -1).reshape(-1, 3), [2, 3, 4])
+    state = np.array([agent[0], agent[1], block[0], block[1], block[2] % (2 * np.pi), 0.0, 0.0])
+    return state, float(np.sqrt((e_agent + e_block) / (2 * target.shape[-1])))
+
+
+class PredictionView:
+    """The final state a world model predicts for a plan, drawn as a frame (see the module docstring)."""
+
+    def __init__(self, world_model, label: str, render_size: int):
+        from cjepa.envs.pusht import PushTEnv
+
+        self.wm, self.label = world_model, label
+        self._env = PushTEnv(render_size)
+
+    @torch.no_grad()
+    def final_state(self, obs: Observation, plan: torch.Tensor) -> np.ndarray:
+        """obs as planned from, plan (H, A) in model space -> (7,) predicted state after the last block."""
+        if isinstance(self.wm, SimulatorWorldModel):  # adds to its env_steps count; only recorded episodes do this
+            self.wm.encode(obs)
+            return self.wm.simulate(plan[None])[0, -1]
+        # Observed slots come in the embedding's order [agent, block, background...]; the predictor keeps token
+        # positions and re-matching aligns each predicted frame to the previous one, so the order holds.
+        nodes = self.wm.encode(obs)
+        last = self.wm.rollout(nodes, plan[None])[0, -1, : self.wm.num_slots]  # (S, D)
+        return decode_state_slots(self.wm.encoder.embedding, last.float().cpu().numpy())[0]
+
+    def frame(self, obs: Observation, plan: torch.Tensor) -> np.ndarray:
+        self._env.reset(self.final_state(obs, plan))
+        return self._env.render()
+
+
+def prediction_view(world_model, render_size: int) -> Optional[PredictionView]:
+    """The view for ``world_model``, or None where it has no way to show a predicted frame."""
+    if isinstance(world_model, SimulatorWorldModel):
+        return PredictionView(world_model, "simulated plan end", render_size)
+    if isinstance(world_model, SlotWorldModel) and isinstance(world_model.encoder, StateSlotEncoder):
+        return PredictionView(world_model, "predicted plan end", render_size)
+    return None

@@ -9,7 +9,7 @@ import torch
 from cjepa.data.pusht import generate_episode
 from cjepa.envs.pusht import PushTEnv
 from cjepa.plan.cem import CEM
-from cjepa.plan.evaluate import run_episode, sample_start_goal_pairs, zero_action_success
+from cjepa.plan.evaluate import EpisodeResult, ModelEval, run_episode, sample_start_goal_pairs, success_by_step, zero_action_success
 from cjepa.plan.mpc import MPCPlanner
 from cjepa.plan.world_model import SimulatorWorldModel
 from tests.plan.conftest import make_world_model
@@ -26,6 +26,32 @@ def test_start_goal_pairs_follow_the_protocol():
     assert len(set(sample_start_goal_pairs(eps, 20, seed=3, goal_offset=25))) == 20  # every row can be drawn
     with pytest.raises(ValueError, match="only 20 start rows"):
         sample_start_goal_pairs(eps, 21, seed=0, goal_offset=25)
+
+
+def episode(success: bool, steps: int) -> EpisodeResult:
+    return EpisodeResult(key="expert_000000", start=0, success=success, steps=steps, plans=1, plan_seconds=0.1, wall_seconds=0.1,
+                         final_position_error=0.0, final_angle_error=0.0)
+
+
+def test_success_by_step_counts_first_successes():
+    """Solved at steps 1 and 5 (= the budget), one failure: 1/3 solved within 1..4 steps, 2/3 within 5."""
+    curve = success_by_step([episode(True, 1), episode(False, 5), episode(True, 5)], budget=5)
+    assert curve == pytest.approx([100 / 3] * 4 + [200 / 3])
+    with pytest.raises(ValueError, match="at least one"):
+        success_by_step([], 5)
+
+
+def test_model_eval_curve_and_interval_over_seeds():
+    """The curve averages the seeds' curves: monotone, ending at the mean success rate; the CI is the
+    t-interval over the per-seed rates."""
+    eps = {0: [episode(True, 2), episode(False, 4)], 1: [episode(True, 3), episode(True, 4)], 2: [episode(False, 4)] * 2}
+    ev = ModelEval("m", {0: 50.0, 1: 100.0, 2: 0.0}, eps, budget=4)
+    curve = ev.success_by_step()
+    assert curve == pytest.approx([0.0, 50 / 3, 100 / 3, 50.0])
+    assert all(a <= b for a, b in zip(curve, curve[1:])) and curve[-1] == pytest.approx(ev.mean)
+    summary = ev.summary()
+    assert summary["success_by_step"] == curve
+    assert summary["success_rate_ci95"] == pytest.approx([50 - 4.302652729749464 * 50 / 3 ** 0.5, 50 + 4.302652729749464 * 50 / 3 ** 0.5])
 
 
 def test_zero_action_bound():

@@ -8,6 +8,7 @@ from cjepa.envs.pusht import PushTEnv, is_success, position_error, state_to_prop
 from cjepa.plan.cem import CEM
 from cjepa.plan.evaluate import run_episode
 from cjepa.plan.mpc import EpisodeHistory, MPCPlanner
+from cjepa.plan.video import label_height
 
 
 class SimulatorWorldModel:
@@ -88,7 +89,7 @@ def test_slot_world_model_episode_runs(world_model):
     env = PushTEnv(32)
     res = run_episode(env, planner, start, goal, budget=25, record=True)
     assert res.plans == 3 and res.steps == 25 or res.success
-    assert res.frames.shape == (res.steps + 1, 32, 64, 3)  # observation next to the goal frame
+    assert res.frames.shape == (res.steps + 1, 32 + label_height(32), 96, 3)  # observation, goal, predicted plan end
     state = env.get_state()
     assert bool(is_success(goal, state)) == res.success
     assert res.final_position_error == pytest.approx(float(position_error(goal, state)))

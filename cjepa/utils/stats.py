@@ -1,0 +1,55 @@
+"""Mean and confidence interval of a handful of success rates (seeds of a planning evaluation).
+
+Success rates are reported over few seeds (3 evaluation seeds; later training seeds x evaluation seeds), so
+the interval uses Student's t with n - 1 degrees of freedom, not the normal quantile: with 3 rates the normal
+interval is 2.2x too narrow. The rates are treated as independent draws (one per seed); a pooled interval
+over episodes would ignore the seed-to-seed spread that the seeds are there to show.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    mean: float
+    half_width: Optional[float]  # None with a single rate: no spread to estimate
+    n: int
+    confidence: float
+
+    @property
+    def low(self) -> Optional[float]:
+        return None if self.half_width is None else self.mean - self.half_width
+
+    @property
+    def high(self) -> Optional[float]:
+        return None if self.half_width is None else self.mean + self.half_width
+
+    def text(self, digits: int = 1) -> str:
+        """'50.0 +- 24.8' (or '50.0 (n=1, no interval)')."""
+        if self.half_width is None:
+            return f"{self.mean:.{digits}f} (n=1, no interval)"
+        return f"{self.mean:.{digits}f} +- {self.half_width:.{digits}f}"
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
+    """Mean of ``values`` and the half-width of its two-sided t-interval at ``confidence``."""
+    from scipy.stats import t
+
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("mean_ci needs at least one value")
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"mean_ci needs finite values, got {vals}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n = len(vals)
+    mean = statistics.fmean(vals)
+    if n == 1:
+        return MeanCI(mean, None, 1, confidence)
+    sem = statistics.stdev(vals) / math.sqrt(n)
+    return MeanCI(mean, float(t.ppf(0.5 + confidence / 2, n - 1)) * sem, n, confidence)

@@ -1,0 +1,98 @@
+"""`cjepa plan` output a user reads: results.json, results.md with the same numbers, tensorboard scalars, videos.
+
+A random-weight predictor saved as a plain state_dict plans on a tiny `cjepa pusht` store (its proprio/action
+statistics fitted on the store), with the simulator oracle beside it; CEM and budget are cut so that it runs
+in seconds. The numbers are plumbing checks, not skill."""
+
+import json
+import re
+
+import pytest
+import torch
+
+from cjepa.cli import main
+from cjepa.config import load_config
+from cjepa.models.predictor import build_predictor
+
+MODEL = ["model.slot_dim=16", "model.heads=2", "model.depth=1", "model.mlp_dim=32"]
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plan")
+    common = ["-c", "configs/pusht/state_slots.yaml", *MODEL, f"data.path={tmp / 'slots'}", f"run.out_dir={tmp / 'runs'}",
+              "run.device=cpu"]
+    assert main(["pusht", *common, f"data.pusht.out={tmp}", "data.pusht.videos=false", "data.pusht.expert_train=1",
+                 "data.pusht.random_train=0", "data.pusht.expert_val=1"]) == 0
+    torch.manual_seed(0)
+    ckpt = tmp / "model.pt"
+    torch.save(build_predictor(load_config(["configs/pusht/state_slots.yaml"], MODEL).model).state_dict(), ckpt)
+    out = tmp / "plan"
+    plan = ["plan.episodes=3", "plan.seeds=[0,1]", "plan.num_samples=6", "plan.topk=2", "plan.iterations=1", "plan.horizon=2",
+            "plan.receding_horizon=2", "plan.budget=12", "plan.videos=1", "plan.video_size=32", "plan.oracle=true",
+            "plan.oracle_cost=state", f"plan.out={out}"]
+    assert main(["plan", *common, *plan, "--checkpoint", str(ckpt), "--dataset", str(tmp / "slots"), "--no-progress"]) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def markdown_rows(text: str) -> dict[str, list[str]]:
+    """{first cell: cells} of the markdown table rows (header and separator excluded)."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+
+
+def test_results_md_has_the_numbers_of_results_json(planned):
+    out, res = planned
+    rows = markdown_rows((out / "results.md").read_text())
+    assert set(rows) == {"model", "simulator", "zero action"}
+    for m in res["models"]:
+        cells = rows[m["name"]]
+        assert [float(c) for c in cells[1:3]] == pytest.approx([m["success_rate_per_seed"][s] for s in ("0", "1")], abs=0.05)
+        mean, std = map(float, cells[3].split("+-"))
+        assert (mean, std) == pytest.approx((m["success_rate_mean"], m["success_rate_std"]), abs=0.05)
+        lo, hi = map(float, re.fullmatch(r"\[(.*), (.*)\]", cells[4]).groups())
+        assert [lo, hi] == pytest.approx(m["success_rate_ci95"], abs=0.05)
+        assert float(cells[5]) == pytest.approx(m["plan_seconds_median"], rel=1e-3, abs=1e-4)
+    assert float(rows["zero action"][3]) == pytest.approx(res["zero_action_success"], abs=0.05)
+
+
+def test_success_curve_in_results_json(planned):
+    _, res = planned
+    assert res["models"][1]["success_rate_mean"] > 0  # the oracle solves a pair here: the curve has a step to check
+    for m in res["models"]:
+        curve = m["success_by_step"]
+        assert len(curve) == 12 and all(a <= b for a, b in zip(curve, curve[1:]))
+        assert curve[-1] == pytest.approx(m["success_rate_mean"])
+        eps = [e for seed in m["episodes"].values() for e in seed]
+        within = [100 * sum(e["success"] and e["steps"] <= k for e in eps) / len(eps) for k in range(1, 13)]
+        assert curve == pytest.approx(within)  # seeds have equal episode counts: their mean curve is the pooled one
+
+
+def test_tensorboard_has_the_curves_and_rates(planned):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, res = planned
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for m in res["models"]:
+        name = m["name"]
+        assert {f"{name}/success_by_step", f"{name}/success_rate_per_seed", f"{name}/plan_seconds_median_per_seed"} <= tags
+        curve = acc.Scalars(f"{name}/success_by_step")
+        assert [e.step for e in curve] == list(range(1, 13))
+        assert [e.value for e in curve] == pytest.approx(m["success_by_step"])
+        per_seed = {e.step: e.value for e in acc.Scalars(f"{name}/success_rate_per_seed")}
+        assert per_seed == pytest.approx({int(s): v for s, v in m["success_rate_per_seed"].items()})
+
+
+def test_videos_are_written(planned):
+    import av
+
+    from cjepa.plan.video import label_height
+
+    _, res = planned
+    for m in res["models"]:
+        assert len(m["videos"]) == 1
+        with av.open(m["videos"][0]) as container:
+            stream = container.streams.video[0]
+            assert (stream.width, stream.height) == (3 * 32, 32 + label_height(32))

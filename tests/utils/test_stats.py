@@ -1,0 +1,42 @@
+"""The t-interval of a few success rates, on fixed numbers."""
+
+import math
+
+import pytest
+from scipy import stats
+
+from cjepa.utils.stats import mean_ci
+
+
+def test_three_rates_use_the_t_quantile():
+    """40, 50, 60: mean 50, s = 10, sem = 10 / sqrt(3); t(0.975, 2) = 4.3027 (tables) -> +- 24.84.
+    The normal quantile (1.96) would give +- 11.32."""
+    ci = mean_ci([40.0, 50.0, 60.0])
+    assert ci.mean == 50.0 and ci.n == 3
+    assert ci.half_width == pytest.approx(4.302652729749464 * 10 / math.sqrt(3), rel=1e-12)
+    assert ci.half_width == pytest.approx(24.84, abs=0.005)
+    assert (ci.low, ci.high) == pytest.approx((50.0 - 24.841, 50.0 + 24.841), abs=1e-3)
+    assert ci.text() == "50.0 +- 24.8"
+
+
+def test_matches_scipy_interval_for_other_sizes_and_levels():
+    rates = [12.0, 30.0, 18.0, 26.0, 20.0, 22.0, 16.0, 24.0, 28.0]  # e.g. 3 training seeds x 3 evaluation seeds
+    for conf in (0.9, 0.95, 0.99):
+        lo, hi = stats.t.interval(conf, len(rates) - 1, loc=sum(rates) / len(rates), scale=stats.sem(rates))
+        ci = mean_ci(rates, conf)
+        assert (ci.low, ci.high) == pytest.approx((lo, hi), rel=1e-12)
+
+
+def test_single_and_equal_rates():
+    one = mean_ci([34.0])
+    assert one.mean == 34.0 and one.half_width is None and one.low is None and "no interval" in one.text()
+    assert mean_ci([20.0, 20.0, 20.0]).half_width == 0.0
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="at least one"):
+        mean_ci([])
+    with pytest.raises(ValueError, match="finite"):
+        mean_ci([1.0, float("nan")])
+    with pytest.raises(ValueError, match="confidence"):
+        mean_ci([1.0, 2.0], 95)

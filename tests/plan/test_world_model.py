@@ -1,4 +1,4 @@
-"""The planning world model: protocol conformance, normalisation, latent rollout (spec 2.6) and cost (2.7)."""
+"""The planning world model: protocol conformance, normalisation, latent rollout and cost (spec 2.6, 2.7)."""
 
 import numpy as np
 import pytest

@@ -95,8 +95,11 @@ def encode_video(frames: np.ndarray, *, fps: float, codec: str = "h264", crf: in
     """uint8 (T, H, W, 3) -> mp4 bytes (H.264 or VP9, yuv420p, no B-frames).
 
     A short GOP keeps clip decoding cheap (a decoder starts from the key frame before a clip); no B-frames
-    keeps decode order equal to presentation order. ``threads=1`` makes the bytes a function of the frames
-    alone, so shards written from a seed are reproducible.
+    keeps decode order equal to presentation order. The bytes are a function of the frames alone, so shards
+    written from a seed are reproducible: one encoder thread, and for H.264 no macroblock-tree rate control.
+    x264's mbtree pass lets the contents of freed heap memory into its decisions on these small frames, so the
+    same frames encoded twice could differ (rarely in a fresh process, often once the heap has been used);
+    turning it off leaves size and quality about the same.
     """
     import av
 
@@ -115,7 +118,7 @@ def encode_video(frames: np.ndarray, *, fps: float, codec: str = "h264", crf: in
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
         stream.codec_context.thread_count = threads
         if codec == "h264":
-            stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "bf": "0"}
+            stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "bf": "0", "mbtree": "0"}
         else:  # VP9, constant quality; "realtime" + cpu-used 8 keeps encoding about as fast as x264 veryfast
             stream.options = {"crf": str(crf), "b": "0", "g": str(gop), "deadline": "realtime", "cpu-used": "8"}
         for frame in frames:

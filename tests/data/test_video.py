@@ -17,6 +17,7 @@ from cjepa.data.video import (
     psnr,
     resize_masks,
 )
+from tests.helpers import fill_freed_heap
 
 
 def moving_square(T=10, H=48, W=64):
@@ -113,21 +114,6 @@ def test_encoding_is_deterministic():
     assert encode_video(frames, fps=25) == encode_video(frames, fps=25)
 
 
-def _dirty_freed_heap(byte: int, blocks: int = 64, size: int = 1 << 16) -> None:
-    """Fill freed heap memory with ``byte``: blocks are allocated, written and freed, so the next allocations of
-    the encoder reuse memory holding that byte instead of whatever the process left there."""
-    import ctypes
-
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    ptrs = [libc.malloc(size) for _ in range(blocks)]
-    for ptr in ptrs:
-        ctypes.memset(ptr, byte, size)
-    for ptr in ptrs:
-        libc.free(ptr)
-
-
 @pytest.mark.parametrize("codec", ["h264", "vp9"])
 def test_encoding_does_not_depend_on_the_process_heap(codec):
     """The bytes are a function of the frames alone, whatever the heap of the process holds: x264's
@@ -142,7 +128,7 @@ def test_encoding_does_not_depend_on_the_process_heap(codec):
         frames = generate_video(cfg, "train", index).frames
         reference = encode_video(frames, fps=cfg.fps, codec=codec)
         for byte in (0x00, 0xFF, 0x5A, 0xA5):
-            _dirty_freed_heap(byte)
+            fill_freed_heap(byte)
             assert encode_video(frames, fps=cfg.fps, codec=codec) == reference, f"video {index}, freed heap filled with {byte:#04x}"
 
 

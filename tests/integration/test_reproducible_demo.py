@@ -16,15 +16,33 @@ from tests.helpers import REPO
 # wall times, dates and throughput: the only fields allowed to differ between two runs
 TIMING_KEYS = {"time", "wall_time_s", "wall_s", "stage_s", "date", "saved_at", "created_unix", "train/samples_per_s"}
 
+# The second run renders in its own process and fills freed heap memory before every video it encodes: the
+# bytes must not depend on what the process did before (x264's macroblock-tree pass once let them).
+DIRTY_HEAP_DEMO = """
+import sys
+import cjepa.data.video as video
+from tests.helpers import fill_freed_heap
+from cjepa.cli import main
 
-def _demo(out: Path) -> subprocess.Popen:
-    # Two threads: the threaded CPU kernels (reductions split between threads) are part of what must repeat.
-    # Two render workers: the pool is too (world.workers=0 would follow the machine's core count).
+encode = video.encode_video
+
+def encode_on_a_dirty_heap(*args, **kwargs):
+    fill_freed_heap(0xFF)
+    return encode(*args, **kwargs)
+
+video.encode_video = encode_on_a_dirty_heap
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _demo(out: Path, *, render_workers: int, dirty_heap: bool = False) -> subprocess.Popen:
+    # Two threads in both runs: the threaded CPU kernels (reductions split between threads) are part of what must
+    # repeat. The render worker count may differ: the world is the same whatever the pool.
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     args = ["demo", "--out", str(out), "--train-videos", "4", "--val-videos", "2", "--no-progress", *ENCODER,
-            "--encoder", "world.workers=2", *PREDICTOR]
-    return subprocess.Popen([sys.executable, "-m", "cjepa.cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+            "--encoder", f"world.workers={render_workers}", *PREDICTOR]
+    cmd = [sys.executable, "-c", DIRTY_HEAP_DEMO, *args] if dirty_heap else [sys.executable, "-m", "cjepa.cli", *args]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _normal(value, out: Path):
@@ -67,7 +85,8 @@ def _files(root: Path, pattern: str) -> list[Path]:
 
 def test_demo_chain_twice_is_bit_identical(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    procs = [_demo(a), _demo(b)]  # at once: the runs also differ in timing and in what the other process loads
+    # at once: the runs also differ in timing; a renders in a pool of two workers, b in its own process
+    procs = [_demo(a, render_workers=2), _demo(b, render_workers=1, dirty_heap=True)]
     for proc in procs:
         log = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, log[-3000:]
@@ -81,7 +100,9 @@ def test_demo_chain_twice_is_bit_identical(tmp_path):
         assert [k for k in ma if ma[k] != mb[k]] == [], f"{rel}: members differ"
     for split in ("train", "val"):
         rel = Path("world", split, "manifest.json")
-        assert _json(a / rel, a) == _json(b / rel, b), rel
+        ma, mb = _json(a / rel, a), _json(b / rel, b)
+        assert (ma["generator"]["config"].pop("workers"), mb["generator"]["config"].pop("workers")) == (2, 1)  # recorded
+        assert ma == mb, rel
 
     # 2. slots of every video, their index and the store's metadata
     slots = _files(a, "slots/**/*")

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     p.add_argument("--note", default="", help="how the two runs were made (kept in the row)")
     p.add_argument("--save", action="store_true", help="append a row to benchmarks/results/")
     args = p.parse_args(argv)
-    n, diffs = compare(Path(args.a), Path(args.b))
+    n, diffs = compare(Path(args.a).resolve(), Path(args.b).resolve())  # the runs wrote absolute paths
     print("\n".join(diffs) if diffs else "no differences")
     print(f"{n} artefacts compared, {len(diffs)} differences")
     if args.save:

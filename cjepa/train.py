@@ -59,6 +59,7 @@ from cjepa.utils.checkpoint import (
     resolve_checkpoint,
     rng_state,
     save_checkpoint,
+    seed_rngs,
     set_aside,
     set_rng_state,
 )
@@ -419,7 +420,7 @@ class Trainer:
     def _fit(self) -> dict[str, Any]:
         cfg, env = self.cfg, self.env
         derived = derive(cfg, env.world_size)
-        torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
+        seed_rngs(cfg.run.seed)  # identical initial weights on every rank, and the same saved RNG states run to run
         self.task.setup(env, derived, self.device)
         model = self.task.build_model()
         total_steps = cfg.train.max_steps or cfg.train.epochs * self.task.steps_per_epoch

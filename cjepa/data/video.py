@@ -31,6 +31,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # codec name in our configs and manifests -> FFmpeg encoder
 ENCODERS = {"h264": "libx264", "vp9": "libvpx-vp9"}
 
+# x264 settings of every H.264 video written here (with crf and the GOP). No B-frames: decode order is
+# presentation order. No macroblock-tree rate control: on our small frames its decisions took in the contents
+# of freed heap memory, so the same frames could encode to different bytes (see encode_video).
+X264_OPTIONS = {"preset": "veryfast", "bf": "0", "mbtree": "0"}
+
 
 class VideoDecodeError(ValueError):
     """The bytes are not a decodable video (empty, corrupt, truncated, or fewer frames than asked for)."""
@@ -95,8 +100,11 @@ def encode_video(frames: np.ndarray, *, fps: float, codec: str = "h264", crf: in
     """uint8 (T, H, W, 3) -> mp4 bytes (H.264 or VP9, yuv420p, no B-frames).
 
     A short GOP keeps clip decoding cheap (a decoder starts from the key frame before a clip); no B-frames
-    keeps decode order equal to presentation order. ``threads=1`` makes the bytes a function of the frames
-    alone, so shards written from a seed are reproducible.
+    keeps decode order equal to presentation order. The bytes are a function of the frames alone, so shards
+    written from a seed are reproducible: one encoder thread, and for H.264 no macroblock-tree rate control.
+    x264's mbtree pass lets the contents of freed heap memory into its decisions on these small frames, so the
+    same frames encoded twice could differ (rarely in a fresh process, often once the heap has been used);
+    turning it off leaves size and quality about the same.
     """
     import av
 
@@ -115,7 +123,7 @@ def encode_video(frames: np.ndarray, *, fps: float, codec: str = "h264", crf: in
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
         stream.codec_context.thread_count = threads
         if codec == "h264":
-            stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "bf": "0"}
+            stream.options = {"crf": str(crf), "g": str(gop), **X264_OPTIONS}
         else:  # VP9, constant quality; "realtime" + cpu-used 8 keeps encoding about as fast as x264 veryfast
             stream.options = {"crf": str(crf), "b": "0", "g": str(gop), "deadline": "realtime", "cpu-used": "8"}
         for frame in frames:

@@ -42,6 +42,17 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
+def seed_rngs(seed: int) -> None:
+    """Seed every generator :func:`rng_state` saves (torch with CUDA, numpy's and python's global ones).
+
+    The project draws from its own seeded generators; seeding the global ones too makes a checkpoint's RNG state,
+    and anything a library draws from them, a function of the seed instead of the process's start-up entropy.
+    """
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]

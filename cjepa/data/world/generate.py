@@ -29,7 +29,7 @@ from cjepa.data.world.questions import QuestionGenerator, question_entry
 from cjepa.data.world.render import Renderer
 from cjepa.data.world.scene import Camera, ObjectSpec, sample_scene
 
-WORLD_VERSION = "1"  # bump when a change alters the videos a (config, seed) produces
+WORLD_VERSION = "2"  # bump when a change alters the videos a (config, seed) produces
 MAX_ATTEMPTS = 20
 
 

@@ -49,30 +49,24 @@ def event(video="v", query=0, partner=2, others=(1, 3)) -> ProbeEvent:
 
 
 def test_summarise_is_a_ratio_of_sums_over_events_per_layer():
-    """Layer 0: event 1 is the hand-made map (partner 0.3, others 0.15), event 2 the same map with the query and
-    partner columns swapped (partner 0.25, others 0.15); layer 1 is uniform (ratio 1). Over events the ratio is
-    sum partner / sum others = 0.55 / 0.30, not the mean of per-event ratios (1.833 vs 1.833..: equal others make
-    them agree, so the layer-averaged map, whose terms differ per event, pins the aggregation down)."""
-    T, S = 2, 5
-    rows = hand_made_rows().float()  # (Q=2, T, S)
-    uniform = torch.full((2, T, S), 1 / (T * S))
-    weak = rows.clone()
-    weak[:, :, [0, 2]] = weak[:, :, [2, 0]]  # swap query and partner columns: partner mass 0.25
+    """Layer 0: event 1 is the hand-made map (partner 0.3, others 0.15: ratio 2), event 2 the same map with the
+    partner's and slot 3's columns swapped (partner 0.1, others 0.25: ratio 0.4). Over events the ratio is
+    sum partner / sum others = 0.4 / 0.4 = 1.0, not the mean of per-event ratios (1.2). Layer 1 (the last) is the
+    hand-made map in both events: 2.0. The layer-averaged map: (0.3 + 0.2) / (0.15 + 0.2) = 10/7."""
+    rows = hand_made_rows().float()  # (Q=2, T=2, S=5)
+    swapped = rows.clone()
+    swapped[:, :, [2, 3]] = swapped[:, :, [3, 2]]
     maps = []
-    for r in (rows, weak):
-        m = torch.zeros(2, T, T, S)  # (layers, query step, T, S)
-        m[0, :2] = r  # query steps 0 and 1 hold the two query rows
-        m[1, :2] = uniform
+    for first in (rows, swapped):
+        m = torch.zeros(2, 2, 2, 5)  # (layers, query step, T, S)
+        m[0], m[1] = first, rows  # query steps 0 and 1 hold the two query rows
         maps.append(m)
     res = summarise(maps, [event(), event()], steps=[0, 1], collision_index=1)
-    p2 = float(weak.sum(1).mean(0)[2])  # 0.25
-    o2 = float(weak.sum(1).mean(0)[[1, 3]].mean())  # 0.15
-    assert res["ratio"] == pytest.approx(1.0, abs=1e-6)  # the last layer (uniform)
-    assert res["ratio_per_layer"][0] == pytest.approx((0.3 + p2) / (0.15 + o2), abs=1e-6)
-    lm_p, lm_o = (0.3 + 0.2) / 2 + (p2 + 0.2) / 2, (0.15 + 0.2) / 2 + (o2 + 0.2) / 2  # layer-averaged maps
-    assert res["ratio_layer_mean"] == pytest.approx(lm_p / lm_o, abs=1e-6)
-    assert res["events"] == 2 and len(res["per_event"]) == 2 and res["per_event"][0]["partner"] == pytest.approx(0.2)
-    assert res["curve"]["dt"] == [-1, 0]
+    assert res["ratio_per_layer"] == pytest.approx([1.0, 2.0], abs=1e-6)
+    assert res["ratio"] == pytest.approx(2.0, abs=1e-6)  # the headline is the last layer
+    assert res["ratio_layer_mean"] == pytest.approx(10 / 7, abs=1e-6)
+    assert res["events"] == 2 and res["per_event"][0]["partner"] == pytest.approx(0.3) and res["per_event"][1]["others"] == pytest.approx(0.15)
+    assert res["curve"]["dt"] == [-1, 0] and res["curve"]["partner_last"] == pytest.approx([0.125, 0.175])
     with pytest.raises(ProbeError, match="no collision"):
         summarise([], [], steps=[1], collision_index=1)
 

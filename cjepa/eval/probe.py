@@ -11,7 +11,7 @@ Every object owns the same number of tokens, so uniform attention gives exactly 
 empty slots count in neither term. Each collision is probed twice (a masked with partner b, and b masked with
 partner a). Over events the ratio is a ratio of sums (sum of partner attention / sum of mean-other attention),
 which weighs every event by its attention mass rather than letting near-zero denominators dominate; the 95%
-interval resamples events.
+interval resamples whole videos.
 
 Layers: the maps are head-averaged (what ``nn.MultiheadAttention(average_attn_weights=True)`` returns, and what
 the original probing scripts read), reported per layer and for the layer-averaged map; the headline ``ratio``
@@ -155,12 +155,10 @@ def summarise(maps: Sequence[torch.Tensor], events: Sequence[ProbeEvent], steps:
             curves[layer, 1] += per_t[:, list(e.other_slots)].mean(dim=1).numpy()
     ratios = pairs[:, :, 0].sum(0) / pairs[:, :, 1].sum(0)  # (layers + 1,)
     last = pairs[:, n_layers - 1]
-    rng = np.random.default_rng(seed)
-    boot = [(lambda idx: last[idx, 0].sum() / last[idx, 1].sum())(rng.integers(0, len(events), len(events))) for _ in range(1000)]
     curves /= len(events)
     return {
         "ratio": float(ratios[n_layers - 1]),
-        "ratio_ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+        "ratio_ci95": bootstrap_interval(last, [e.video for e in events], seed),
         "ratio_layer_mean": float(ratios[n_layers]),
         "ratio_per_layer": [float(r) for r in ratios[:n_layers]],
         "layer": f"last ({n_layers - 1} of 0..{n_layers - 1}); head-averaged",
@@ -175,6 +173,17 @@ def summarise(maps: Sequence[torch.Tensor], events: Sequence[ProbeEvent], steps:
         },
         "per_event": [asdict(e) | {"partner": float(p), "others": float(o)} for e, (p, o) in zip(events, last)],
     }
+
+
+def bootstrap_interval(pairs: np.ndarray, videos: Sequence[str], seed: int, draws: int = 1000) -> list[float]:
+    """95% interval of sum partner / sum others (pairs (E, 2)) resampling whole videos: a video's events (both
+    orders of a collision, collisions of the same objects) are not independent of each other."""
+    keys = sorted(set(videos))
+    per_video = np.zeros((len(keys), 2))
+    np.add.at(per_video, [keys.index(v) for v in videos], pairs)
+    idx = np.random.default_rng(seed).integers(0, len(keys), (draws, len(keys)))
+    boot = per_video[idx, 0].sum(1) / per_video[idx, 1].sum(1)
+    return [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
 
 
 # --------------------------------------------------------------------------------------------- data

@@ -117,3 +117,13 @@ def test_store_videos_read_object_ids_and_collision_annotations(tmp_path):
     assert v.slot_object.shape == v.slots.shape[:2]
     with pytest.raises(ProbeError, match="vqa.annotations"):
         store_videos("store", str(tmp_path / "slots"), "val", "")
+
+
+def test_bootstrap_interval_resamples_whole_videos():
+    from cjepa.eval.probe import bootstrap_interval
+
+    same = np.array([[2.0, 1.0], [4.0, 2.0], [1.0, 0.5]])
+    assert bootstrap_interval(same, ["a", "b", "b"], seed=0) == pytest.approx([2.0, 2.0])
+    # video a: ratio 1 over two events, video b: ratio 3; a resample holds 0, 1 or 2 copies of each video
+    pairs = np.array([[0.5, 0.5], [0.5, 0.5], [3.0, 1.0]])
+    assert bootstrap_interval(pairs, ["a", "a", "b"], seed=0) == pytest.approx([1.0, 3.0])

@@ -127,3 +127,22 @@ def test_bootstrap_interval_resamples_whole_videos():
     # video a: ratio 1 over two events, video b: ratio 3; a resample holds 0, 1 or 2 copies of each video
     pairs = np.array([[0.5, 0.5], [0.5, 0.5], [3.0, 1.0]])
     assert bootstrap_interval(pairs, ["a", "a", "b"], seed=0) == pytest.approx([1.0, 3.0])
+
+
+def test_collision_annotations_read_from_world_shards(tmp_path):
+    """The built-in world's shards carry each video's annotation (KEY.json): the probe reads their collisions and
+    the object table that maps object ids to the instance ids extraction writes as ``object_ids``."""
+    from cjepa.config import WorldConfig
+    from cjepa.data.world.generate import generate_split
+    from cjepa.eval.probe import _annotations
+    from cjepa.eval.vqa.questions import instance_id
+
+    world = WorldConfig(height=48, width=64, num_frames=20, future_frames=8, min_objects=3, max_objects=4, shard_size=2, seed=3)
+    generate_split(world, "val", 2, tmp_path, workers=1, progress=False)
+    anns = _annotations(tmp_path, "val")  # the shard root: its val split
+    assert len(anns) == 2 and all(a["collision"] for a in anns)
+    c = anns[0]["collision"][0]
+    assert set(c["object_ids"]) <= {o["object_id"] for o in anns[0]["object_property"]} and 0 <= c["frame_id"] < 20
+    assert all(instance_id(o) >= 1 for o in anns[0]["object_property"])
+    with pytest.raises(ProbeError, match="not found"):
+        _annotations(tmp_path / "missing", "val")

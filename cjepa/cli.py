@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vqa": ("vqa", "CLEVRER-style VQA with the ALOE reasoner on (rolled-out) slots, and the masking study"),
     "pusht": ("pusht", "generate the Push-T dataset: scripted-expert + random episodes (video shards, state-slot store)"),
     "plan": ("plan", "evaluate Push-T world models with CEM-MPC planning (success rate over seeds, planning time)"),
+    "probe": ("probe", "attention probing: a masked object's attention to its collision partner vs the other objects"),
 }
 
 EPILOG = """\

@@ -123,22 +123,39 @@ def synthetic_video_slots(num_objects: int, num_slots: int, num_frames: int, slo
     return slots.astype(np.float32), video, slot_to_object
 
 
-def make_synthetic_split(num_videos: int, *, num_slots: int, slot_dim: int, num_frames: int, min_objects: int, max_objects: int, noise: float, seed: int, split: str) -> dict[str, np.ndarray]:
-    """{video key: (T, S, D)} for one split; deterministic in (seed, split)."""
+def synthetic_split_videos(num_videos: int, *, num_slots: int, slot_dim: int, num_frames: int, min_objects: int, max_objects: int, noise: float, seed: int, split: str) -> dict[str, tuple[np.ndarray, BilliardsVideo, np.ndarray]]:
+    """{video key: (slots (T, S, D), simulated video with its collisions, slot->object map)}; deterministic in (seed, split)."""
     emb = SlotEmbedding(slot_dim)
     split_id = sum(ord(c) for c in split)
     out = {}
     for i in range(num_videos):
         rng = np.random.default_rng([seed, split_id, i])
         n = int(rng.integers(min_objects, max_objects + 1))
-        out[f"{split}_{i:05d}"] = synthetic_video_slots(n, num_slots, num_frames, slot_dim, noise, rng, emb)[0]
+        out[f"{split}_{i:05d}"] = synthetic_video_slots(n, num_slots, num_frames, slot_dim, noise, rng, emb)
     return out
+
+
+def make_synthetic_split(num_videos: int, **kw) -> dict[str, np.ndarray]:
+    """{video key: (T, S, D)} for one split; deterministic in (seed, split)."""
+    return {key: v[0] for key, v in synthetic_split_videos(num_videos, **kw).items()}
+
+
+def _world_kwargs(cfg) -> dict:
+    s = cfg.data.synthetic
+    return dict(num_slots=cfg.model.num_slots, slot_dim=cfg.model.slot_dim, num_frames=s.num_frames, min_objects=s.min_objects, max_objects=s.max_objects, noise=s.noise, seed=s.seed)
+
+
+def synthetic_videos_from_config(cfg, split: str) -> dict[str, tuple[np.ndarray, BilliardsVideo, np.ndarray]]:
+    """One split of the slot world that ``cfg`` trains on, with each video's collisions and slot->object map."""
+    s = cfg.data.synthetic
+    num = s.num_train if split == cfg.data.train_split else s.num_val
+    return synthetic_split_videos(num, split=split, **_world_kwargs(cfg))
 
 
 def synthetic_splits_from_config(cfg) -> dict[str, dict[str, np.ndarray]]:
     """Train and val splits of the built-in slot world, sized by ``cfg.data.synthetic``."""
     s = cfg.data.synthetic
-    common = dict(num_slots=cfg.model.num_slots, slot_dim=cfg.model.slot_dim, num_frames=s.num_frames, min_objects=s.min_objects, max_objects=s.max_objects, noise=s.noise, seed=s.seed)
+    common = _world_kwargs(cfg)
     return {
         cfg.data.train_split: make_synthetic_split(s.num_train, split=cfg.data.train_split, **common),
         cfg.data.val_split: make_synthetic_split(s.num_val, split=cfg.data.val_split, **common),

@@ -6,16 +6,18 @@ the whole experiment from one config:
 
     for every cell of study.grid (default: masking.num_masked = 0..4 x run.seed = 0, 1, 2):
         1. train the C-JEPA predictor on the observed slot store (data.*, model.*, masking.*)
+           and probe its attention around collisions (cjepa.eval.probe; needs vqa.annotations)
         2. roll the study splits out to rollout.target_frames (factual store)
         3. for protocol counterfactual_rollout: roll out every (video, removed object) of the counterfactual
            questions with that object's slot dropped (counterfactual store)
         4. train + evaluate one ALOE reasoner per protocol in study.protocols (vqa.*)
     then aggregate: a table (mean and spread over the replicate axes, and the counterfactual per-question gain
-    over the first grid value) and a plot of accuracy per question type against the first grid axis.
+    over the first grid value, and the probe's attention ratio partner / other objects) and a plot of accuracy
+    per question type against the first grid axis.
 
 Each step is skipped when its output is complete (a run's summary.json, a store's videos), so a study
 resumes where it stopped and SLURM array tasks can each run one cell (``--cell i``) before a final
-``--collect``. Layout: ``<run.out_dir>/<study.name>/<cell>/{predictor,rollout,counterfactual,vqa_<protocol>}``,
+``--collect``. Layout: ``<run.out_dir>/<study.name>/<cell>/{predictor,probe,rollout,counterfactual,vqa_<protocol>}``,
 ``<cell>/results.json``, and at the top ``study_results.json``, ``study_table.md``, ``study_plot.png``.
 """
 
@@ -42,6 +44,8 @@ STUDY_METRICS = (
     ("counterfactual/opt", "counterfactual_per_option"),
     ("counterfactual/q", "counterfactual_per_question"),
 )
+# per-cell attention probe (cjepa.eval.probe): attention to the collision partner / mean other object, last layer
+PROBE_KEY = "probe_ratio"
 
 
 # --------------------------------------------------------------------------------------------- grid
@@ -145,6 +149,8 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
         train(pcfg, progress=progress)
     psum = json.loads(psum_path.read_text())
     predictor = load_predictor(str(cdir / "predictor"), pcfg.model, pcfg.kernels.attention, device)
+    probe = probe_cell(ccfg, predictor, cdir / "probe", device)
+    log(f"{name}: attention probe: {probe}")
 
     # 2. factual rollouts
     fs = ccfg.data.frameskip
@@ -211,10 +217,25 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
         "predictor": {k: psum.get(k) for k in ("val/loss_future", "train/loss", "steps", "wall_time_s")}
         | {"rollout_mse": psum.get("final_eval", {}).get("mse"), "baseline_mse": psum.get("final_eval", {}).get("baseline_mse")},
         "counterfactual": cf_stats,
+        "probe": probe,
         "vqa": vqa,
     }
     done.write_text(json.dumps(results, indent=1))
     return results
+
+
+def probe_cell(cfg: Config, predictor, out: Path, device) -> dict:
+    """The cell predictor's attention ratio (partner / other objects) on the val split's collisions, or
+    ``{"skipped": reason}`` when the data cannot say which slots collide (no annotations, no object ids)."""
+    from cjepa.eval.probe import ProbeError, run_probe, store_videos
+    from cjepa.eval.vqa.questions import QuestionError
+
+    try:
+        videos = store_videos(cfg.data.source, cfg.data.path, cfg.data.val_split, cfg.vqa.annotations)
+        res = run_probe(predictor, videos, frameskip=cfg.data.frameskip, k=1, device=device, out=out)
+    except (ProbeError, QuestionError) as err:
+        return {"skipped": str(err)}
+    return {k: res[k] for k in ("ratio", "ratio_ci95", "ratio_layer_mean", "ratio_per_layer", "events")}
 
 
 # --------------------------------------------------------------------------------------------- aggregate
@@ -234,12 +255,13 @@ def collect(cfg: Config) -> dict:
     for ov, p in found:
         res = json.loads(p.read_text())
         x = dict(o.split("=", 1) for o in ov)[x_key]
+        ratio = (res.get("probe") or {}).get("ratio")  # cells run before the probe existed have none
         for protocol, r in res["vqa"].items():
-            groups.setdefault((protocol, x), []).append(r["metrics"])
+            groups.setdefault((protocol, x), []).append(r["metrics"] | {PROBE_KEY: ratio})
     rows = []
     for (protocol, x), ms in sorted(groups.items(), key=lambda kv: (kv[0][0], _num(kv[0][1]))):
         row = {"protocol": protocol, x_key: x, "replicates": len(ms)}
-        for _, key in STUDY_METRICS:
+        for key in [key for _, key in STUDY_METRICS] + [PROBE_KEY]:
             vals = [m.get(key) for m in ms if m.get(key) is not None and not _isnan(m.get(key))]
             row[key] = {
                 "mean": float(np.mean(vals)) if vals else None,
@@ -284,17 +306,25 @@ def _cell(stat: Optional[dict]) -> str:
     return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
 
+def _ratio_cell(stat: Optional[dict]) -> str:
+    """The probe's attention ratio (1.00 = no preference for the collision partner), mean ± std over replicates."""
+    if not stat or stat.get("mean") is None:
+        return "-"
+    return f"{stat['mean']:.2f}" if stat.get("n", 0) < 2 else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+
 def study_table(out: dict, markdown: bool = False) -> str:
     """Accuracies in percent, mean ± std over replicates."""
     from cjepa.utils.report import table
 
-    headers = ["protocol", out["x"], "n", *[label for label, _ in STUDY_METRICS], "Δ counterfactual/q"]
+    headers = ["protocol", out["x"], "n", *[label for label, _ in STUDY_METRICS], "Δ counterfactual/q", "attn partner/others"]
 
     def gain(r):
         g = r.get("counterfactual_gain")
         return "-" if g is None else f"{100 * g:+.2f}"
 
-    body = [[r["protocol"], r[out["x"]], r["replicates"], *[_cell(r[key]) for _, key in STUDY_METRICS], gain(r)] for r in out["rows"]]
+    body = [[r["protocol"], r[out["x"]], r["replicates"], *[_cell(r[key]) for _, key in STUDY_METRICS], gain(r), _ratio_cell(r.get(PROBE_KEY))]
+            for r in out["rows"]]
     if not markdown:
         return table(body, headers)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

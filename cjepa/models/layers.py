@@ -8,12 +8,40 @@ reference layout our ``state_dict`` has exactly the original keys and shapes. Th
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from cjepa.ops.attention import attention, attention_reference
+from cjepa.ops.attention import attention, attention_probabilities
+
+
+class AttentionCapture:
+    """Collects the head-averaged attention probabilities of chosen transformer layers during one forward.
+
+    Passed explicitly (``Transformer.forward(x, capture=...)``, ``MaskedSlotPredictor.forward(..., capture=...)``):
+    without one the forward does nothing extra. A captured layer computes softmax(q k^T / sqrt(E)) with the
+    eager math from the q and k its backend also receives, so fused kernels (sdpa, triton, flash-attn), which
+    never form the probabilities, keep producing the output bit for bit. ``maps[i]`` is layer i's (B, L, L)
+    map averaged over heads (nn.MultiheadAttention's ``average_attn_weights``, what the original probes read);
+    ``layers`` selects layers by index (negative counts from the last), None = all.
+    """
+
+    def __init__(self, layers: Optional[Sequence[int]] = None):
+        self.layers = None if layers is None else tuple(layers)
+        self.maps: dict[int, torch.Tensor] = {}
+
+    def wants(self, index: int, depth: int) -> bool:
+        return self.layers is None or any(index == (j % depth) for j in self.layers)
+
+    def recorder(self, index: int, depth: int) -> Optional[Callable[[torch.Tensor], None]]:
+        if not self.wants(index, depth):
+            return None
+
+        def record(probs: torch.Tensor) -> None:  # (B, H, L, L)
+            self.maps[index] = probs.detach().mean(dim=1)
+
+        return record
 
 
 class SelfAttention(nn.Module):
@@ -46,17 +74,14 @@ class SelfAttention(nn.Module):
         B, H, L, E = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(B, L, H * E))  # (B, L, D)
 
-    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None, record: Optional[Callable[[torch.Tensor], None]] = None) -> torch.Tensor:
+        """``record``, when given, receives this layer's attention probabilities (B, H, L, L), computed with the
+        eager math from the same q and k; the output still comes from the configured backend, unchanged."""
         q, k, v = self._qkv(x)
+        if record is not None:
+            record(attention_probabilities(q, k, key_mask))
         p = self.dropout if self.training else 0.0
         return self._merge_heads(attention(q, k, v, backend=self.backend, key_mask=key_mask, dropout_p=p))
-
-    def forward_with_weights(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None):
-        """Reference path that also returns head-averaged attention weights (B, L, L), for probing."""
-        q, k, v = self._qkv(x)
-        p = self.dropout if self.training else 0.0
-        out, weights = attention_reference(q, k, v, key_mask, p, need_weights=True)
-        return self._merge_heads(out), weights.mean(dim=1)
 
 
 def feed_forward(dim: int, mlp_dim: int, dropout: float) -> nn.Sequential:
@@ -83,18 +108,14 @@ class Transformer(nn.Module):
             for _ in range(depth)
         )
 
-    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        for attn, ff in self.layers:
-            x = x + attn(x, key_mask)
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None, capture: Optional[AttentionCapture] = None) -> torch.Tensor:
+        for i, (attn, ff) in enumerate(self.layers):
+            x = x + attn(x, key_mask, None if capture is None else capture.recorder(i, len(self.layers)))
             x = x + ff(x)
         return self.norm(x)
 
     def forward_with_attention(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None):
         """Same as forward, plus each layer's head-averaged attention map (list of (B, L, L))."""
-        maps = []
-        for attn, ff in self.layers:
-            a, w = attn.forward_with_weights(x, key_mask)
-            maps.append(w)
-            x = x + a
-            x = x + ff(x)
-        return self.norm(x), maps
+        capture = AttentionCapture()
+        out = self.forward(x, key_mask, capture)
+        return out, [capture.maps[i] for i in range(len(self.layers))]

@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from cjepa.models.layers import Transformer
+from cjepa.models.layers import AttentionCapture, Transformer
 
 
 class MaskedSlotPredictor(nn.Module):
@@ -89,9 +89,9 @@ class MaskedSlotPredictor(nn.Module):
             real = torch.where(visible[..., None], real, queries[:, :T_h])
         return torch.cat([real, queries[:, T_h:]], dim=1)
 
-    def _run(self, grid: torch.Tensor) -> torch.Tensor:
+    def _run(self, grid: torch.Tensor, capture: Optional[AttentionCapture] = None) -> torch.Tensor:
         B, T, S, D = grid.shape
-        out = self.transformer(grid.reshape(B, T * S, D))  # (B, T*S, D), time-major
+        out = self.transformer(grid.reshape(B, T * S, D), capture=capture)  # (B, T*S, D), time-major
         return self.to_out(out).view(B, T, S, D)
 
     def _add_base(self, out: torch.Tensor, history: torch.Tensor, masked: Optional[torch.Tensor]) -> torch.Tensor:
@@ -105,10 +105,13 @@ class MaskedSlotPredictor(nn.Module):
 
     # ------------------------------------------------------------------ entry points
 
-    def forward(self, history: torch.Tensor, masked: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Training forward. history (B, T_h, S, D), masked (B, S) bool -> predictions (B, T_h + T_p, S, D)."""
+    def forward(self, history: torch.Tensor, masked: Optional[torch.Tensor] = None, capture: Optional[AttentionCapture] = None) -> torch.Tensor:
+        """Training forward. history (B, T_h, S, D), masked (B, S) bool -> predictions (B, T_h + T_p, S, D).
+
+        ``capture`` (probing) collects attention maps over the (T_h + T_p) * S time-major tokens; same output."""
         self._check(history, exact_history=True)
-        return self._add_base(self._run(self.build_tokens(history, masked, self.total_frames, self.time_pos_embed)), history, masked)
+        grid = self.build_tokens(history, masked, self.total_frames, self.time_pos_embed)
+        return self._add_base(self._run(grid, capture), history, masked)
 
     def inference(self, history: torch.Tensor) -> torch.Tensor:
         """Predict the T_p future steps from a fully visible history (B, T_h', S, D), T_h' <= T_h.

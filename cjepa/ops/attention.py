@@ -42,13 +42,24 @@ def attention_reference(
         return _attention_math(q, k, v, key_mask, dropout_p, need_weights)
 
 
-def _attention_math(q, k, v, key_mask, dropout_p, need_weights):
+def attention_probabilities(q: torch.Tensor, k: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(E)) (B, H, L, L) from (B, H, L, E) inputs, in fp32 (fp64 stays fp64): the eager math
+    of :func:`attention_reference`, for reading what a layer attends to whatever backend computed its output."""
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        return _probabilities(q, k, key_mask)
+
+
+def _probabilities(q, k, key_mask):
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = torch.matmul(q * scale, k.transpose(-1, -2))  # (B, H, L, L)
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
     # softmax in fp32 for half inputs; fp64 stays fp64 so gradcheck can check this function
-    weights = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1).to(q.dtype)
+    return torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1)
+
+
+def _attention_math(q, k, v, key_mask, dropout_p, need_weights):
+    weights = _probabilities(q, k, key_mask).to(q.dtype)
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
     out = torch.matmul(dropped, v)
     return out, (weights if need_weights else None)

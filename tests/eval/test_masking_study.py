@@ -22,22 +22,22 @@ def test_grid_entries_are_checked():
         load_config([], ["study.protocols=[other]"])
 
 
-def fake_results(root, num_masked, seed, cf_q):
+def fake_results(root, num_masked, seed, cf_q, probe=None):
     cell = root / f"num_masked{num_masked}_seed{seed}"
     cell.mkdir(parents=True)
     m = {"overall": 0.8, "descriptive": 0.9, "explanatory_per_question": 0.7, "predictive_per_question": 0.6,
          "counterfactual_per_option": 0.75, "counterfactual_per_question": cf_q}
     vqa = {p: {"metrics": {**m, "counterfactual_per_question": cf_q + (0.1 if p == "counterfactual_rollout" else 0)}}
            for p in ("original", "counterfactual_rollout")}
-    (cell / "results.json").write_text(json.dumps({"cell": cell.name, "vqa": vqa}))
+    (cell / "results.json").write_text(json.dumps({"cell": cell.name, "vqa": vqa} | ({} if probe is None else {"probe": probe})))
 
 
 def test_collect_aggregates_over_seeds_and_writes_table_and_plot(tmp_path):
     cfg = load_config([], [f"run.out_dir={tmp_path}", "study.name=s", 'study.grid=["masking.num_masked=0,2", "run.seed=0,1"]'])
     root = study_root(cfg)
-    fake_results(root, 0, 0, 0.40)
-    fake_results(root, 0, 1, 0.50)
-    fake_results(root, 2, 0, 0.60)
+    fake_results(root, 0, 0, 0.40, {"ratio": 1.0, "events": 8})
+    fake_results(root, 0, 1, 0.50, {"ratio": 1.5, "events": 8})
+    fake_results(root, 2, 0, 0.60)  # a cell finished before the probe existed: no ratio
     out = collect(cfg)
     assert out["cells_missing"] == ["num_masked2_seed1"]
     row = next(r for r in out["rows"] if r["protocol"] == "original" and r["masking.num_masked"] == "0")
@@ -48,6 +48,8 @@ def test_collect_aggregates_over_seeds_and_writes_table_and_plot(tmp_path):
     assert cf["counterfactual_gain"] == pytest.approx(0.70 - 0.55)  # vs 0 masked slots under the same protocol
     text = study_table(out)
     assert "45.00 ± 5.00" in text and "70.00" in text and "+15.00" in text
+    assert row["probe_ratio"]["mean"] == pytest.approx(1.25) and cf["probe_ratio"]["mean"] is None
+    assert "attn partner/others" in text and "1.25 ± 0.25" in text
     assert (root / "study_plot.png").stat().st_size > 1000 and (root / "study_table.md").read_text().startswith("| protocol")
 
 
@@ -75,9 +77,27 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
         val_cf = res["vqa"]["counterfactual_rollout"]["data"]["val"]
         assert val_cf["cf_from_rollout"] == val_cf["cf_questions"] > 0  # every CF question read its rollout
         assert res["counterfactual"]["val"]["planned"] == val_cf["cf_questions"]
+        assert "ratio" in res["probe"] or "no annotation with collisions" in res["probe"]["skipped"]
     summary = study_root(cfg) / cell_name(cells[0]) / "predictor" / "summary.json"
     before = summary.stat().st_mtime
     out = collect(cfg)
     assert {(r["protocol"], r["masking.num_masked"]) for r in out["rows"]} == {(p, m) for p in ("original", "counterfactual_rollout") for m in "01"}
     run_cell(cfg, cells[0], progress=False, log=lambda m: None)  # finished: read back, nothing retrained
     assert summary.stat().st_mtime == before
+
+
+def test_probe_cell_measures_the_attention_ratio_or_says_why_not(tmp_path):
+    """The per-cell probe reads the store's object ids and the annotations' collisions; without annotations it
+    records the reason instead of a number."""
+    from cjepa.eval.masking_study import probe_cell
+    from cjepa.models.predictor import MaskedSlotPredictor
+
+    world = tmp_path / "world"
+    write_billiards_vqa(world, {"val": 4}, num_slots=5, slot_dim=8, observed_frames=64, total_frames=68, max_objects=4)
+    cfg = load_config([], ["data.source=store", f"data.path={world / 'slots'}", f"vqa.annotations={world / 'annotations.json'}"])
+    model = MaskedSlotPredictor(num_slots=5, slot_dim=8, history_frames=4, pred_frames=2, depth=2, heads=2, mlp_dim=16).eval()
+    res = probe_cell(cfg, model, tmp_path / "probe", "cpu")
+    assert res["events"] > 0 and len(res["ratio_per_layer"]) == 2 and res["ratio"] > 0
+    assert (tmp_path / "probe" / "probe.json").is_file()
+    cfg.vqa.annotations = ""
+    assert "vqa.annotations" in probe_cell(cfg, model, tmp_path / "probe2", "cpu")["skipped"]

@@ -10,6 +10,12 @@ the same questions -- an accuracy at the prior means the reasoner learnt nothing
 
     python benchmarks/vqa_ceiling.py --world runs/vqa_ceiling/world --train 1024 --val 256 \\
         vqa.frame_sampling=span vqa.num_frames=16 vqa.epochs=30
+
+``--observer`` trains nothing: it re-simulates the val scenes and answers every question as a perfect observer of
+the frames the reasoner would read (a collision counts if two sampled frames enclose it; the observer knows the
+frame indices), per start offset. That is the ceiling any reasoner has under the frame sampling given, and it
+shows which answers the frames cannot decide. It also counts how often the explanatory answer (causal ancestry)
+differs from "removing the object prevents the collision", the rule the world used before.
 """
 
 from __future__ import annotations
@@ -70,6 +76,91 @@ def prior_metrics(train_scenes: list[dict], val_scenes: list[dict]) -> dict[str,
     return metrics_from_counts(counts)
 
 
+def _pair(i: int, j: int) -> tuple[int, int]:
+    return (min(i, j), max(i, j))
+
+
+def _seen(collisions, frames, ids=None) -> list[tuple[int, int, int]]:
+    """(t, i, j) of the collisions two sampled frames enclose (velocities change between t and t + 1)."""
+    return [(t, *_pair(*(ids[[i, j]] if ids is not None else (i, j)))) for t, i, j in collisions if frames[0] <= t < frames[-1]]
+
+
+def _ancestors(events, pair) -> set[int]:
+    times = [t for t, i, j in events if (i, j) == pair]
+    if not times:
+        return set()
+    reach = set(pair)
+    for t, i, j in sorted(events, reverse=True):
+        if t < min(times) and (i in reach or j in reach):
+            reach |= {i, j}
+    return reach - set(pair)
+
+
+def observer_metrics(args, sampling: str, num_frames: int) -> dict:
+    """Per-type accuracy of a perfect observer of the sampled frames on the val questions, mean over start offsets."""
+    import numpy as np
+
+    from cjepa.data.billiards_vqa import COLOUR_NAMES, make_scene, scene_questions
+    from cjepa.data.synthetic import SlotEmbedding
+    from cjepa.eval.vqa.data import frame_indices, num_start_offsets
+    from cjepa.eval.vqa.metrics import empty_counts, metrics_from_counts
+    from cjepa.eval.vqa.questions import TYPE_ID
+
+    emb = SlotEmbedding(args.slot_dim)
+    split_id = sum(ord(ch) for ch in "val")
+    starts = num_start_offsets(args.observed, num_frames, sampling)
+    counts = empty_counts()
+    rule = collections.Counter()
+    for i in range(args.val):
+        rng = np.random.default_rng([args.seed, split_id, i, 7])
+        n = int(rng.integers(args.min_objects, args.max_objects + 1))
+        sc = make_scene(10000 + i, rng, emb, num_objects=n, num_slots=args.slots, observed_frames=args.observed,
+                        total_frames=args.total, noise=0.0)
+        names = {COLOUR_NAMES[int(c)]: k for k, c in enumerate(sc.video.colours)}
+        for q in scene_questions(sc, rng):
+            kind = q["question_type"]
+            words = q["question"].rstrip("?").split()
+            for start in range(starts):
+                fr = frame_indices(start, args.observed, 0, args.observed, num_frames, sampling)
+                seen = _seen(sc.video.collisions, fr)
+                if kind == "descriptive":
+                    sub = q.get("question_subtype")
+                    if sub == "count":
+                        got = str(min(len({(i, j) for _, i, j in seen}), 5))
+                    elif sub == "exist":
+                        got = "yes" if words[3] in names else "no"
+                    else:
+                        k = names[words[-2]]
+                        partners = {i + j - k for _, i, j in seen if k in (i, j)}
+                        got = COLOUR_NAMES[int(sc.video.colours[partners.pop()])] if len(partners) == 1 else ""
+                    ok = got == q["answer"]
+                    counts[TYPE_ID[kind]] += (1, ok, 1, ok)
+                    continue
+                if kind == "predictive":
+                    fr_p = frame_indices(start, args.total, TYPE_ID[kind], args.observed, num_frames, sampling)
+                    later = {(i, j) for t, i, j in _seen(sc.video.collisions, fr_p) if t >= args.observed - 1}
+                    truth = lambda c: _pair(*(names[w] for w in c["choice"].split() if w in names)) in later  # noqa: E731
+                elif kind == "counterfactual":
+                    x = names[next(w for w in words if w in names)]
+                    keep = np.array([k for k in range(n) if k != x])
+                    cf = {(i, j) for _, i, j in _seen(sc.reruns[x].collisions, fr, keep)}
+                    truth = lambda c: _pair(*(names[w] for w in c["choice"].split() if w in names)) in cf  # noqa: E731
+                else:
+                    a, b = (names[w] for w in words if w in names)
+                    causes = _ancestors(seen, _pair(a, b))
+                    truth = lambda c: names[c["choice"].split()[-2]] in causes  # noqa: E731
+                right = sum(truth(c) == (c["answer"] == "correct") for c in q["choices"])
+                counts[TYPE_ID[kind]] += (1, right == len(q["choices"]), len(q["choices"]), right)
+            if kind == "explanatory":
+                a, b = (names[w] for w in words if w in names)
+                for c in q["choices"]:
+                    k = names[c["choice"].split()[-2]]
+                    rule[(c["answer"] == "correct") == (_pair(a, b) not in sc.counterfactual[k])] += 1
+    out = metrics_from_counts(counts)
+    out["explanatory_removal_rule_agreement"] = rule[True] / max(1, rule[True] + rule[False])
+    return out
+
+
 def ensure_world(world: Path, args) -> dict:
     """The world's question counts; written first if ``world`` holds none (same arguments -> same world)."""
     from cjepa.data.billiards_vqa import write_billiards_vqa
@@ -111,6 +202,49 @@ def reasoner_config(world: Path, run_dir: Path, args, overrides: list[str]):
     return cfg
 
 
+def pct(x) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.1f}"
+
+
+def provenance(argv) -> dict:
+    import torch
+
+    from cjepa.utils.run_dir import git_info
+
+    g = git_info()
+    return {
+        "git_sha": g["sha"],
+        "git_dirty": g["dirty"],
+        "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus, {torch.get_num_threads()} torch threads)",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/vqa_ceiling.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
+    }
+
+
+def append_row(a, row: dict) -> Path:
+    out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / f"vqa_ceiling_{time.strftime('%Y%m%d')}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    return out
+
+
+def observe(a, overrides: list[str], argv) -> int:
+    from cjepa.config import load_config
+
+    v = load_config([], overrides).vqa
+    spec = {k: getattr(a, k) for k in ("val", "observed", "total", "slots", "slot_dim", "min_objects", "max_objects", "seed")}
+    m = observer_metrics(a, v.frame_sampling, v.num_frames)
+    row = {"benchmark": "vqa_ceiling_observer", **provenance(argv), "note": a.note, "world": spec,
+           "frame_sampling": v.frame_sampling, "num_frames": v.num_frames, "metrics": {k: m.get(k) for k in REPORTED},
+           "explanatory_removal_rule_agreement": m["explanatory_removal_rule_agreement"]}
+    out = append_row(a, row)
+    print(table([(k, pct(row["metrics"][k])) for k in REPORTED], ["metric (%)", f"observer, {v.frame_sampling} {v.num_frames} frames"]))
+    print(f"explanatory: causal ancestry agrees with the removal rule on {pct(m['explanatory_removal_rule_agreement'])} % of choices")
+    print(f"row appended to {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--world", default="runs/vqa_ceiling/world", help="world directory (written if empty)")
@@ -127,16 +261,16 @@ def main(argv=None) -> int:
     p.add_argument("--name", default="", help="run name (default: from the overrides)")
     p.add_argument("--note", default="", help="stored with the row (e.g. how loaded the machine was)")
     p.add_argument("--out", default="", help="JSONL to append to (default benchmarks/results/vqa_ceiling_<yyyymmdd>.jsonl)")
+    p.add_argument("--observer", action="store_true", help="no training: a perfect observer of the sampled frames (see above)")
     p.add_argument("overrides", nargs="*", help="config overrides on configs/billiards/vqa_demo.yaml (vqa.protocol=oracle is the default)")
     a = p.parse_args(argv)
 
-    import torch
-
     from cjepa.eval.vqa.questions import load_question_file
     from cjepa.eval.vqa.task import train_reasoner
-    from cjepa.utils.run_dir import git_info
 
     overrides = ["vqa.protocol=oracle", "run.seed=0", *a.overrides]
+    if a.observer:
+        return observe(a, overrides, argv)
     world = Path(a.world)
     w = ensure_world(world, a)
     name = a.name or ("ceiling_" + "_".join(o.split(".")[-1].replace("=", "") for o in a.overrides) if a.overrides else "ceiling")
@@ -149,11 +283,7 @@ def main(argv=None) -> int:
     prior = prior_metrics(load_question_file(cfg.vqa.questions_train), load_question_file(cfg.vqa.questions_val))
     row = {
         "benchmark": "vqa_ceiling",
-        "git_sha": git_info()["sha"],
-        "git_dirty": git_info()["dirty"],
-        "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus, {torch.get_num_threads()} torch threads)",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/vqa_ceiling.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
+        **provenance(argv),
         "note": a.note,
         "world": w["spec"],
         "world_questions": w["summary"],
@@ -168,14 +298,7 @@ def main(argv=None) -> int:
         "val_questions": {t: fe["metrics"].get(f"{t}_questions") for t in TYPES},
         "run_dir": str(run_dir),
     }
-    out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / f"vqa_ceiling_{time.strftime('%Y%m%d')}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as fh:
-        fh.write(json.dumps(row) + "\n")
-
-    def pct(x):
-        return "-" if x is None or x != x else f"{100 * x:.1f}"
-
+    out = append_row(a, row)
     print(table([(k, pct(row["metrics"][k]), pct(row["prior"][k])) for k in REPORTED], ["metric (%)", cfg.vqa.protocol, "prior"]))
     print(f"\n{seconds:.0f} s training; row appended to {out}")
     return 0

@@ -140,3 +140,24 @@ def test_oracle_protocol_reads_the_simulators_future_and_reruns(tmp_path):
     bad.write_text(json.dumps(scenes))
     with pytest.raises(ConfigError, match=r"protocol=oracle: \d+ of \d+ counterfactual questions of split 'val' have no re-run"):
         build_split(_oracle_config(world, f"vqa.questions_val={bad}"), "val", str(bad), vocab)
+
+
+def test_reasoner_reaches_the_ceiling_on_a_small_oracle_question_set(tmp_path):
+    """The harness end to end under vqa.protocol=oracle: predictive questions must read the simulated future and
+    counterfactual ones the re-run without the removed object (tests.eval.vqa.synthetic.make_oracle_world), or
+    the reasoner stays at the prior of 2/3 per option."""
+    from tests.eval.vqa.synthetic import make_oracle_world
+
+    paths = make_oracle_world(tmp_path, {"train": 160, "val": 40})
+    cfg = load_config([], [
+        f"run.out_dir={tmp_path / 'runs'}", "run.name=oracle", "run.device=cpu", "run.seed=0",
+        f"vqa.questions_train={paths['train']}", f"vqa.questions_val={paths['val']}", f"vqa.annotations={paths['annotations']}",
+        f"vqa.slots={paths['slots']}", f"vqa.cf_slots={paths['cf_slots']}", "vqa.protocol=oracle", "vqa.frame_sampling=span",
+        "vqa.video_len=12", "vqa.num_frames=4", "vqa.cf_frames=12", "vqa.question_len=12", "vqa.choice_len=4",
+        "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=2", "vqa.ffn_dim=32", "vqa.head_hidden=16", "vqa.dropout=0.0",
+        "vqa.lr=3e-3", "vqa.batch_size=16", "vqa.epochs=30", "vqa.eval_every_epochs=30", "vqa.val_batch_size=64",
+        "train.log_every=50", "train.ckpt_every=100000",
+    ])
+    m = train_reasoner(cfg, progress=False)["final_eval"]["metrics"]
+    assert m["predictive_questions"] == 40 and m["counterfactual_questions"] == 40
+    assert m["predictive_per_option"] >= 0.9 and m["counterfactual_per_option"] >= 0.9, m

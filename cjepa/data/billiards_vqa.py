@@ -21,8 +21,9 @@ Answers are decidable from the frames a question reads. A collision recorded at 
 between frames t and t + 1, so it is visible in frames 0..observed-1 only if t < observed - 1: "observed"
 collisions are those, "future" ones those with observed - 1 <= t < total - 1 (the last one whose effect the
 simulated frames show). Explanatory answers follow the collisions seen, not a re-simulation: whether removing an
-ancestor really prevents a collision depends on chaotic details no observer of the video can recover (about a
-sixth of the choices differ between the two rules), which left the question type at its prior.
+ancestor really prevents a collision depends on chaotic details of a re-simulation that the collisions seen do not
+show (the two rules disagree on about 14 % of the choices: ``benchmarks/vqa_ceiling.py --observer``), which left
+the question type at its prior.
 
 Written: ``<root>/slots`` (slot store, splits as asked), ``<root>/questions/<split>.json`` (CLEVRER schema) and
 ``<root>/annotations.json`` (CLEVRER-style annotations: ``object_property``, ``collision``). With ``oracle=True``

@@ -442,12 +442,17 @@ class VQAConfig:
     # "original": only predictive questions read predicted frames (window shifted by T - video_len; Q6, Q22).
     # "counterfactual_rollout": counterfactual questions read the world model's rollout with the removed object's
     # slot dropped (vqa.cf_slots, built by `cjepa vqa counterfactual`); everything else as "original".
-    protocol: Literal["original", "counterfactual_rollout"] = "original"
+    # "oracle": the ceiling -- vqa.slots holds the true slots of every simulated frame and vqa.cf_slots the
+    # simulator's re-run without the removed object (`cjepa vqa make-billiards --oracle`); no fallback.
+    protocol: Literal["original", "counterfactual_rollout", "oracle"] = "original"
     cf_slots: str = ""  # counterfactual slot store (protocol counterfactual_rollout)
     cf_frames: int = 128  # length of every counterfactual video (frames 0..cf_frames-1)
     predictor_checkpoint: str = ""  # C-JEPA predictor for `cjepa vqa counterfactual` (checkpoint or run dir)
     video_len: int = 128  # observed frames per video; predictive questions shift by T - video_len beyond it
     num_frames: int = 25  # frames sampled per question, video_len // num_frames apart (5 for CLEVRER)
+    # "offsets": the original's, from a random start offset (never both ends of the video); "span": spread over the
+    # whole video_len, first and last frame included, one start offset (every observed event between two samples)
+    frame_sampling: Literal["offsets", "span"] = "offsets"
     question_len: int = 20  # question tokens (padded); descriptive questions get question_len + choice_len
     choice_len: int = 12
     vocab: str = ""  # an existing vocab JSON (ours or the original CLEVRER_vocab.json); "" = build from train
@@ -899,7 +904,7 @@ def _validate_vqa(v: VQAConfig) -> None:
     if v.eval_every_epochs < 1:
         raise ConfigError("vqa.eval_every_epochs must be >= 1")
     offset = v.video_len // v.num_frames
-    starts = v.video_len - (v.num_frames - 1) * offset
+    starts = 1 if v.frame_sampling == "span" else v.video_len - (v.num_frames - 1) * offset
     bad = [o for o in v.eval_offsets if not 0 <= o < starts]
     if bad:
         raise ConfigError(f"vqa.eval_offsets {bad} out of range: valid start offsets are 0..{starts - 1}")

@@ -46,6 +46,9 @@ def add_arguments(p) -> None:
             a.add_argument("--slots", type=int, default=7)
             a.add_argument("--slot-dim", type=int, default=128)
             a.add_argument("--seed", type=int, default=0)
+            a.add_argument("--oracle", action="store_true",
+                           help="also write <out>/oracle: true slots of every simulated frame and the simulator's re-run "
+                                "without each object (vqa.protocol=oracle, the reasoner's ceiling)")
             continue
         add_config_args(a)
         a.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -249,7 +252,7 @@ def _make_billiards(args) -> int:
         summary = write_billiards_vqa(
             args.out, {"train": args.train, "val": args.val}, num_slots=args.slots, slot_dim=args.slot_dim,
             observed_frames=args.observed, total_frames=args.total, min_objects=args.min_objects, max_objects=args.max_objects,
-            seed=args.seed, progress=bar,
+            seed=args.seed, oracle=args.oracle, progress=bar,
         )
     except ValueError as err:
         print(f"cjepa vqa make-billiards: {err}", file=sys.stderr)
@@ -259,6 +262,8 @@ def _make_billiards(args) -> int:
     types = ("descriptive", "explanatory", "predictive", "counterfactual")
     print(table([(s, d["videos"], *[d.get(t, 0) for t in types]) for s, d in summary.items()], ["split", "videos", *types]))
     print(f"\nslot store {args.out}/slots, questions {args.out}/questions/<split>.json, annotations {args.out}/annotations.json")
+    if args.oracle:
+        print(f"oracle: vqa.protocol=oracle vqa.slots={args.out}/oracle/slots vqa.cf_slots={args.out}/oracle/counterfactual")
     return 0
 
 

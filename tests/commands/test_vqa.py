@@ -54,3 +54,19 @@ def test_command_line_flow(tmp_path, capsys):
     assert "missing predictions (counted wrong): 0" in capsys.readouterr().out
     assert main(["vqa", "study", *common, "study.name=s", 'study.grid=["masking.num_masked=0,1"]', "--list"]) == 0
     assert "num_masked1" in capsys.readouterr().out
+
+
+def test_oracle_world_trains_under_the_oracle_protocol(tmp_path, capsys):
+    """make-billiards --oracle -> vqa train with vqa.protocol=oracle: every counterfactual question reads a re-run."""
+    world = tmp_path / "world"
+    assert main(["vqa", "make-billiards", "--out", str(world), "--train", "6", "--val", "3", "--observed", "24", "--total", "28",
+                 "--slots", "4", "--slot-dim", "8", "--max-objects", "4", "--oracle"]) == 0
+    assert f"vqa.cf_slots={world}/oracle/counterfactual" in capsys.readouterr().out
+    assert main(["vqa", "train", "--no-progress", f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu", "run.name=oracle",
+                 f"vqa.questions_train={world / 'questions/train.json'}", f"vqa.questions_val={world / 'questions/val.json'}",
+                 f"vqa.annotations={world / 'annotations.json'}", f"vqa.slots={world / 'oracle/slots'}",
+                 f"vqa.cf_slots={world / 'oracle/counterfactual'}", "vqa.protocol=oracle", "vqa.frame_sampling=span",
+                 "vqa.video_len=24", "vqa.num_frames=4", "vqa.cf_frames=24", "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=1",
+                 "vqa.ffn_dim=16", "vqa.head_hidden=8", "vqa.batch_size=8", "vqa.epochs=1"]) == 0
+    out = capsys.readouterr().out
+    assert "mean over 1 offsets" in out and "answered from a counterfactual rollout: 6/6" in out and "protocol oracle" in out

@@ -1,9 +1,17 @@
 """Slot windows for questions: which frames a question reads, under which protocol, batched for the reasoner.
 
-Frame sampling (section 6.1): ``num_frames`` (25) frames, ``video_len // num_frames`` (5) apart, from a start
-offset in ``0 .. video_len - (num_frames - 1) * offset - 1`` (0..7 for CLEVRER). Training draws the offset
-per question from a generator seeded by (run seed, epoch), so a resumed run sees the same offsets;
-evaluation uses fixed offsets (Q7).
+Frame sampling (``vqa.frame_sampling``):
+
+* ``offsets`` (section 6.1, the original): ``num_frames`` (25) frames, ``video_len // num_frames`` (5) apart, from
+  a start offset in ``0 .. video_len - (num_frames - 1) * offset - 1`` (0..7 for CLEVRER). Training draws the
+  offset per question from a generator seeded by (run seed, epoch), so a resumed run sees the same offsets;
+  evaluation uses fixed offsets (Q7). The frames never reach both ends of the video: an event before the start
+  or after the last sampled frame is invisible, so questions about "all collisions" are not decidable from them
+  (on 48-frame billiards videos a perfect observer of 8 such frames answers 93 % of the descriptive questions and
+  94 % of the predictive choices right, of frames spread over the video 100 %: ``benchmarks/vqa_ceiling.py --observer``).
+* ``span``: ``num_frames`` frames spread over the whole ``video_len`` (rounded ``linspace(0, video_len - 1)``),
+  first and last frame included, one start offset (0). Every event of the observed frames lies between two
+  sampled frames, which is what a ceiling (``protocol=oracle``) needs.
 
 Protocols (``vqa.protocol``):
 
@@ -12,6 +20,11 @@ Protocols (``vqa.protocol``):
   when the video is longer than ``video_len`` (the original tests ``T > 150``; identical for T = 160), i.e.
   frames 32+start .. 152+start, of which 5-7 are predicted (Q6, Q22). Descriptive, explanatory and
   counterfactual questions see observed frames only, whatever the predictor.
+* ``oracle`` -- the world as a perfect world model: ``vqa.slots`` holds the true slots of every simulated frame
+  (predictive questions read the simulator's own future) and ``vqa.cf_slots`` the simulator's re-run without
+  the removed object (``cjepa vqa make-billiards --oracle`` writes both). Read as ``counterfactual_rollout``,
+  except that a counterfactual question without its re-run is an error, not a fallback: a ceiling answered
+  partly from the factual video would be no ceiling.
 * ``counterfactual_rollout`` -- as ``original``, except counterfactual questions read the world model's
   counterfactual video for the object the question removes (a separate store built by
   :func:`cjepa.eval.vqa.rollouts.build_counterfactual_store`; the removed slot is padding, ignored by
@@ -37,18 +50,29 @@ class VQADataError(ValueError):
     """Slots for a question are missing or too short; the message names the video and question."""
 
 
+FRAME_SAMPLINGS = ("offsets", "span")
+
+
 def frame_offset(video_len: int, num_frames: int) -> int:
     return video_len // num_frames
 
 
-def num_start_offsets(video_len: int, num_frames: int) -> int:
-    """How many start offsets fit: video_len - (num_frames - 1) * offset (8 for 128 frames, 25 samples)."""
+def num_start_offsets(video_len: int, num_frames: int, sampling: str = "offsets") -> int:
+    """How many start offsets fit: video_len - (num_frames - 1) * offset (8 for 128 frames, 25 samples); 1 for span."""
+    if sampling == "span":
+        return 1
     return video_len - (num_frames - 1) * frame_offset(video_len, num_frames)
 
 
-def frame_indices(start: int, video_frames: int, qtype: int, video_len: int, num_frames: int) -> np.ndarray:
+def frame_indices(
+    start: int, video_frames: int, qtype: int, video_len: int, num_frames: int, sampling: str = "offsets"
+) -> np.ndarray:
     """Frames a question reads from a video of ``video_frames`` frames (predictive: shifted past video_len)."""
     shift = video_frames - video_len if (qtype == PREDICTIVE and video_frames > video_len) else 0
+    if sampling == "span":
+        return start + shift + np.rint(np.linspace(0, video_len - 1, num_frames)).astype(np.int64)
+    if sampling != "offsets":
+        raise ValueError(f"frame sampling {sampling!r} is not one of {FRAME_SAMPLINGS}")
     return start + shift + frame_offset(video_len, num_frames) * np.arange(num_frames)
 
 
@@ -91,6 +115,7 @@ class VQADataset(Dataset):
         num_frames: int,
         cf_videos: Optional[Mapping[str, np.ndarray]] = None,
         cf_keys: Optional[list[Optional[str]]] = None,
+        sampling: str = "offsets",
     ):
         if len(video_keys) != len(questions):
             raise ValueError(f"{len(video_keys)} video keys for {len(questions)} questions")
@@ -98,7 +123,8 @@ class VQADataset(Dataset):
         self.video_len, self.num_frames = video_len, num_frames
         self.cf_videos = cf_videos
         self.cf_keys = cf_keys if cf_keys is not None else [None] * len(questions)
-        self.num_starts = num_start_offsets(video_len, num_frames)
+        self.sampling = sampling
+        self.num_starts = num_start_offsets(video_len, num_frames, sampling)
         first = np.asarray(videos[video_keys[0]])
         self.num_slots, self.slot_dim = int(first.shape[1]), int(first.shape[2])
 
@@ -114,7 +140,7 @@ class VQADataset(Dataset):
         key = cf_key if cf_key is not None else self.video_keys[q]
         source = self.cf_videos if cf_key is not None else self.videos
         arr = source[key]  # (T, S, D), memory-mapped for stores
-        idx = frame_indices(start, len(arr), int(self.qs.qtype[q]), self.video_len, self.num_frames)
+        idx = frame_indices(start, len(arr), int(self.qs.qtype[q]), self.video_len, self.num_frames, self.sampling)
         if idx[-1] >= len(arr) or idx[0] < 0:
             raise VQADataError(
                 f"video {key!r} has {len(arr)} frames; question {int(self.qs.question_id[q])} of scene "

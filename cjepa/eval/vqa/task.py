@@ -76,7 +76,7 @@ def apply_vqa_training(c: Config) -> None:
 
 def eval_offsets(cfg: Config) -> list[int]:
     v = cfg.vqa
-    return list(v.eval_offsets) or list(range(num_start_offsets(v.video_len, v.num_frames)))
+    return list(v.eval_offsets) or list(range(num_start_offsets(v.video_len, v.num_frames, v.frame_sampling)))
 
 
 def reasoner_from_config(cfg: Config, vocab: Vocab, num_slots: int, slot_dim: int) -> ALOEReasoner:
@@ -130,20 +130,23 @@ def build_split(
         qs, keys = qs.subset(keep), [keys[i] for i in keep]
         info["dropped_missing_video"] = len(missing)
     cf_videos, cf_keys = None, None
-    if v.protocol == "counterfactual_rollout":
+    if v.protocol in ("counterfactual_rollout", "oracle"):
         cf_videos, cf_keys, cf_info = _counterfactual_keys(cfg, split, qs, keys)
         info.update(cf_info)
-    ds = VQADataset(qs, videos, keys, video_len=v.video_len, num_frames=v.num_frames, cf_videos=cf_videos, cf_keys=cf_keys)
+    ds = VQADataset(
+        qs, videos, keys, video_len=v.video_len, num_frames=v.num_frames, cf_videos=cf_videos, cf_keys=cf_keys, sampling=v.frame_sampling
+    )
     info.update(videos=len(set(keys)), num_slots=ds.num_slots, slot_dim=ds.slot_dim)
     return ds, info
 
 
 def _counterfactual_keys(cfg: Config, split: str, qs: QuestionSet, keys: list[str]):
     v = cfg.vqa
+    built_by = "`cjepa vqa make-billiards --oracle`: <world>/oracle/counterfactual" if v.protocol == "oracle" else "`cjepa vqa counterfactual`"
     if not v.cf_slots:
-        raise ConfigError("vqa.protocol=counterfactual_rollout needs vqa.cf_slots (built by `cjepa vqa counterfactual`)")
+        raise ConfigError(f"vqa.protocol={v.protocol} needs vqa.cf_slots (built by {built_by})")
     if not v.annotations:
-        raise ConfigError("vqa.protocol=counterfactual_rollout needs vqa.annotations (object tables naming the removed objects)")
+        raise ConfigError(f"vqa.protocol={v.protocol} needs vqa.annotations (object tables naming the removed objects)")
     stats = resolve_removed_objects(qs, load_object_tables(v.annotations, split))
     cf_videos = SlotSplit(v.cf_slots, split)
     have = set(cf_videos.keys())
@@ -153,6 +156,13 @@ def _counterfactual_keys(cfg: Config, split: str, qs: QuestionSet, keys: list[st
             cf_keys[q] = cf_key(keys[q], qs.removed_object[q])
     n_cf = int((qs.qtype == COUNTERFACTUAL).sum())
     used = sum(k is not None for k in cf_keys)
+    if v.protocol == "oracle" and used < n_cf:
+        q = next(int(q) for q in np.nonzero(qs.qtype == COUNTERFACTUAL)[0] if cf_keys[q] is None)
+        raise ConfigError(
+            f"vqa.protocol=oracle: {n_cf - used} of {n_cf} counterfactual questions of split {split!r} have no re-run in "
+            f"{v.cf_slots}, e.g. question {int(qs.question_id[q])} of scene {int(qs.scene_index[q])} "
+            f"(removed object: {'unresolved' if qs.removed_object[q] < 0 else int(qs.removed_object[q])}; resolution {stats})"
+        )
     return cf_videos, cf_keys, {"cf_questions": n_cf, "cf_from_rollout": used, "cf_fallback": n_cf - used, "cf_resolution": stats}
 
 
@@ -214,7 +224,7 @@ class VQATask:
             "words": self.vocab.num_words,
             "answers": self.vocab.num_answers,
         }
-        if self.v.protocol == "counterfactual_rollout":
+        if self.v.protocol in ("counterfactual_rollout", "oracle"):
             d["val_cf_from_rollout"] = f"{self.val_info['cf_from_rollout']}/{self.val_info['cf_questions']}"
         return d
 

@@ -31,6 +31,18 @@ def test_clevrer_frame_windows():
     assert frame_indices(2, 128, PREDICTIVE, 128, 25)[0] == 2  # no rollout, no shift
 
 
+def test_span_sampling_reaches_both_ends_of_the_video():
+    """span: first and last observed frame, one start offset; predictive questions read the same spread shifted
+    onto the last video_len frames (the simulated or rolled-out future)."""
+    assert num_start_offsets(48, 16, "span") == 1
+    idx = frame_indices(0, 48, DESCRIPTIVE, 48, 16, "span")
+    assert idx[0] == 0 and idx[-1] == 47 and len(idx) == 16 and (np.diff(idx) >= 3).all() and (np.diff(idx) <= 4).all()
+    assert frame_indices(0, 64, COUNTERFACTUAL, 48, 16, "span").tolist() == idx.tolist()
+    assert frame_indices(0, 64, PREDICTIVE, 48, 16, "span").tolist() == (idx + 16).tolist()
+    with pytest.raises(ValueError, match="not one of"):
+        frame_indices(0, 48, DESCRIPTIVE, 48, 16, "random")
+
+
 def test_video_keys_of_both_original_pickles():
     """video_XXXXX.mp4 (SAVi pickle / question files) and {i}_pixels.mp4 (VideoSAUR pickle) both resolve."""
     scenes = [scene(10003, [desc(0, "a", "1")]), scene(12, [desc(0, "a", "1")])]

@@ -3,6 +3,7 @@ carry the vocabulary, and a checkpoint evaluates to the same numbers as the end 
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,62 @@ def test_generic_train_entry_point_trains_the_reasoner(tmp_path):
     saved = (tmp_path / "runs" / "generic" / "config.yaml").read_text()
     assert summary["steps"] == 4 and "lr: 0.003" in saved  # 24 questions, batches of 6 and "weight_decay: 0.0" in saved
     assert summary["final_eval"]["protocol"] == "original"
+
+
+def _oracle_config(world, *extra):
+    return load_config([], [
+        "vqa.protocol=oracle", "vqa.frame_sampling=span", "vqa.video_len=24", "vqa.num_frames=6",
+        f"vqa.slots={world}/oracle/slots", f"vqa.cf_slots={world}/oracle/counterfactual", f"vqa.annotations={world}/annotations.json",
+        f"vqa.questions_train={world}/questions/train.json", f"vqa.questions_val={world}/questions/val.json", *extra,
+    ])
+
+
+def test_oracle_protocol_reads_the_simulators_future_and_reruns(tmp_path):
+    from cjepa.data.billiards_vqa import write_billiards_vqa
+    from cjepa.eval.vqa.questions import COUNTERFACTUAL, PREDICTIVE, iter_answers, iter_texts, load_question_file
+    from cjepa.eval.vqa.task import build_split
+    from cjepa.eval.vqa.text import Vocab
+
+    world = tmp_path / "w"
+    write_billiards_vqa(world, {"train": 4, "val": 3}, num_slots=7, slot_dim=8, observed_frames=24, total_frames=32, oracle=True)
+    cfg = _oracle_config(world)
+    scenes = load_question_file(cfg.vqa.questions_val)
+    vocab = Vocab.build(iter_texts(scenes), iter_answers(scenes))
+    ds, info = build_split(cfg, "val", cfg.vqa.questions_val, vocab)
+    assert info["cf_questions"] > 0 and info["cf_from_rollout"] == info["cf_questions"] and ds.num_starts == 1
+    for q in range(len(ds)):
+        item = ds[(q, 0)]
+        if ds.qs.qtype[q] == PREDICTIVE:  # the last observed frame and the simulated future, to its last frame
+            np.testing.assert_array_equal(item["video"][-1], np.asarray(ds.videos[ds.video_keys[q]][31]))
+        if ds.qs.qtype[q] == COUNTERFACTUAL:  # the re-run without the removed object, its slot ignored
+            assert item["slot_pad"].any(axis=0).sum() == 1 and item["slot_pad"].all(axis=0).sum() == 1
+    # a counterfactual question the world has no re-run for is an error, never a silent fallback
+    scenes[0]["questions"] = [
+        {**q, "question": "Which of the following will happen if the pink object is removed?"} if q["question_type"] == "counterfactual" else q
+        for q in scenes[0]["questions"]
+    ]
+    bad = tmp_path / "val.json"
+    bad.write_text(json.dumps(scenes))
+    with pytest.raises(ConfigError, match=r"protocol=oracle: \d+ of \d+ counterfactual questions of split 'val' have no re-run"):
+        build_split(_oracle_config(world, f"vqa.questions_val={bad}"), "val", str(bad), vocab)
+
+
+def test_reasoner_reaches_the_ceiling_on_a_small_oracle_question_set(tmp_path):
+    """The harness end to end under vqa.protocol=oracle: predictive questions must read the simulated future and
+    counterfactual ones the re-run without the removed object (tests.eval.vqa.synthetic.make_oracle_world), or
+    the reasoner stays at the prior of 2/3 per option."""
+    from tests.eval.vqa.synthetic import make_oracle_world
+
+    paths = make_oracle_world(tmp_path, {"train": 160, "val": 40})
+    cfg = load_config([], [
+        f"run.out_dir={tmp_path / 'runs'}", "run.name=oracle", "run.device=cpu", "run.seed=0",
+        f"vqa.questions_train={paths['train']}", f"vqa.questions_val={paths['val']}", f"vqa.annotations={paths['annotations']}",
+        f"vqa.slots={paths['slots']}", f"vqa.cf_slots={paths['cf_slots']}", "vqa.protocol=oracle", "vqa.frame_sampling=span",
+        "vqa.video_len=12", "vqa.num_frames=4", "vqa.cf_frames=12", "vqa.question_len=12", "vqa.choice_len=4",
+        "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=2", "vqa.ffn_dim=32", "vqa.head_hidden=16", "vqa.dropout=0.0",
+        "vqa.lr=3e-3", "vqa.batch_size=16", "vqa.epochs=30", "vqa.eval_every_epochs=30", "vqa.val_batch_size=64",
+        "train.log_every=50", "train.ckpt_every=100000",
+    ])
+    m = train_reasoner(cfg, progress=False)["final_eval"]["metrics"]
+    assert m["predictive_questions"] == 40 and m["counterfactual_questions"] == 40
+    assert m["predictive_per_option"] >= 0.9 and m["counterfactual_per_option"] >= 0.9, m

@@ -522,15 +522,15 @@ class PlanConfig:
     history_obs: int = 1
     # Frames the predictor sees per rollout call; 0 = model.history_frames (the original: 3, Q12).
     rollout_window: int = 0
-    reorder_slots: bool = True  # re-match predicted slots to the previous frame after each call (2.6)
-    proprio_weight: float = 1.0  # cost = matched slot MSE + this * proprio-node MSE (2.7)
+    reorder_slots: bool = True  # re-match predicted slots to the previous frame after each call (spec 2.6)
+    proprio_weight: float = 1.0  # cost = matched slot MSE + this * proprio-node MSE (spec 2.7)
     max_perm_slots: int = 7  # batched matching enumerates S! permutations up to this S; scipy above
     # "batched": every candidate's slot assignment in one tensor op; "scipy": one linear_sum_assignment per
     # candidate and rollout step on the host, as the original (Q13; slower, same result)
     matching: Literal["batched", "scipy"] = "batched"
     # The env does not clip actions and neither did the original; true keeps executed actions in [-1, 1].
     clip_actions: bool = False
-    # evaluation protocol (3.4)
+    # evaluation protocol (spec 3.4)
     episodes: int = 50  # start/goal pairs per seed
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     goal_offset: int = 25  # goal = the same expert episode this many steps after the start

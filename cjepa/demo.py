@@ -2,7 +2,8 @@
 
 render videos (physics world -> video shards) -> train the object-centric encoder (SAVi) -> extract slots of every
 video into a slot store -> train the C-JEPA predictor with object-level masking -> rollout error on held-out
-videos against the copy-last-frame baseline. Every stage writes under one directory and is skipped or resumed
+videos against the copy-last-frame baseline -> decode a few held-out rollouts back to frames with SAVi's decoder
+(per-step PSNR / SSIM / FG-ARI / mIoU next to copy-last, side-by-side mp4 clips and tensorboard). Every stage writes under one directory and is skipped or resumed
 when the demo runs again (shards with a manifest are kept, the trainers resume from their checkpoints, the
 extraction skips stored videos).
 """
@@ -27,6 +28,7 @@ class DemoResult:
     encoder: dict[str, Any] = field(default_factory=dict)
     extract: list[dict] = field(default_factory=list)
     predictor: dict[str, Any] = field(default_factory=dict)
+    decoded: dict[str, Any] = field(default_factory=dict)
 
 
 def demo_configs(out: Path, full: bool, encoder_overrides: list[str], predictor_files: list[str], predictor_overrides: list[str]) -> tuple[Config, Config]:
@@ -72,34 +74,68 @@ def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool 
     return extract(model.to(device), sources, out / "slots", enc_cfg=enc, device=device, checkpoint=enc.checkpoint, progress=progress)
 
 
+def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, clips: int = 2) -> dict:
+    """Roll the trained predictor out on ``videos`` held-out videos and decode them with the trained encoder:
+    per-step metrics (:func:`cjepa.eval.rollout_video.decoded_rollouts`), mp4 clips in ``out/rollout_video`` and
+    the clips in the predictor's tensorboard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from cjepa.config import encoder_input_size
+    from cjepa.data.clips import open_video_source
+    from cjepa.data.slot_store import SlotSplit
+    from cjepa.eval.rollout_video import decoded_rollouts
+    from cjepa.eval.vqa.rollouts import load_predictor
+    from cjepa.models.object_encoder import build_object_encoder
+
+    enc = enc_cfg.encoder
+    enc.checkpoint = str(out / "encoder")
+    device = torch.device("cpu" if enc_cfg.run.device in ("auto", "cpu") and not torch.cuda.is_available() else "cuda")
+    encoder = build_object_encoder(enc, slot_attention_backend=enc_cfg.kernels.slot_attention).to(device).eval()
+    predictor = load_predictor(str(out / "predictor"), pred_cfg.model, pred_cfg.kernels.attention, device)
+    m = pred_cfg.model
+    with SummaryWriter(str(out / "predictor" / "tb")) as writer:
+        return decoded_rollouts(
+            encoder, predictor, SlotSplit(out / "slots", "val"), open_video_source(enc.data, "val", encoder_input_size(enc)),
+            history=m.history_frames, pred_frames=m.pred_frames, chains=pred_cfg.rollout.eval_chains,
+            frameskip=pred_cfg.data.frameskip, frame_stride=enc.extract.frame_stride, max_videos=videos,
+            out_dir=out / "rollout_video", writer=writer, max_clips=clips,
+        )
+
+
 def run_demo(out: Path, *, train_videos: int, val_videos: int, full: bool = False, encoder_overrides: Optional[list[str]] = None,
              predictor_files: Optional[list[str]] = None, predictor_overrides: Optional[list[str]] = None, progress: bool = True,
-             log=print) -> DemoResult:
+             decode_videos: int = 8, log=print) -> DemoResult:
     from cjepa.train import train
 
     enc_cfg, pred_cfg = demo_configs(out, full, list(encoder_overrides or []), list(predictor_files or []), list(predictor_overrides or []))
     res = DemoResult(out=out)
     t = time.time()
-    log(f"[1/4] rendering the built-in world: {train_videos} train + {val_videos} held-out videos "
+    log(f"[1/5] rendering the built-in world: {train_videos} train + {val_videos} held-out videos "
         f"({enc_cfg.world.num_frames} frames, {enc_cfg.world.height}x{enc_cfg.world.width}) -> {out / 'world'}")
     render_world(enc_cfg, out / "world", {"train": train_videos, "val": val_videos}, progress)
     res.stage_s["render"] = time.time() - t
 
     t = time.time()
-    log(f"[2/4] training the object-centric encoder ({enc_cfg.encoder.kind}, {enc_cfg.encoder.num_slots} slots x "
+    log(f"[2/5] training the object-centric encoder ({enc_cfg.encoder.kind}, {enc_cfg.encoder.num_slots} slots x "
         f"{enc_cfg.encoder.slot_dim}, {enc_cfg.train.max_steps} steps) -> {out / 'encoder'}")
     res.encoder = train(enc_cfg, progress=progress)
     res.stage_s["encoder"] = time.time() - t
 
     t = time.time()
-    log(f"[3/4] extracting slots of every video -> {out / 'slots'}")
+    log(f"[3/5] extracting slots of every video -> {out / 'slots'}")
     res.extract = extract_slots(enc_cfg, out, ["train", "val"], progress)
     res.stage_s["extract"] = time.time() - t
 
     t = time.time()
-    log(f"[4/4] training the C-JEPA predictor on the slots (masking {pred_cfg.masking.num_masked}"
+    log(f"[4/5] training the C-JEPA predictor on the slots (masking {pred_cfg.masking.num_masked}"
         f"{'' if pred_cfg.masking.num_masked_max is None else '-' + str(pred_cfg.masking.num_masked_max)} of "
         f"{pred_cfg.model.num_slots} slots, {pred_cfg.train.max_steps} steps) -> {out / 'predictor'}")
     res.predictor = train(pred_cfg, progress=progress)
     res.stage_s["predictor"] = time.time() - t
+
+    if decode_videos > 0:
+        t = time.time()
+        log(f"[5/5] decoding {decode_videos} held-out rollouts with the encoder's decoder -> {out / 'rollout_video'}")
+        res.decoded = decode_held_out(enc_cfg, pred_cfg, out, decode_videos)
+        res.stage_s["decode"] = time.time() - t
     return res

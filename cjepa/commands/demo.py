@@ -26,6 +26,8 @@ def add_arguments(p) -> None:
     p.add_argument("--val-videos", type=int, default=None, help="held-out world videos (default 16; 48 with --full)")
     p.add_argument("--seed", type=int, default=None, help="run.seed of the encoder and the predictor (default: the configs')")
     p.add_argument("--encoder", action="append", default=[], metavar="key=value", help="override for the encoder stage (repeatable)")
+    p.add_argument("--decode-videos", type=int, default=8,
+                   help="held-out rollouts decoded back to frames and scored at the end (default 8; 0 skips it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -56,7 +58,7 @@ def demo_record(res, fe: dict, wall_s: float) -> dict:
         "video_swap_rate": val.get("swap_rate"), "rollout_mse": fe["mse"], "baseline_mse": fe["baseline_mse"],
         "ratio_per_step": [p / b for p, b in zip(fe["mse"], fe["baseline_mse"])],
         "ratio_mean": (sum(fe["mse"]) / len(fe["mse"])) / (sum(fe["baseline_mse"]) / len(fe["baseline_mse"])),
-        "stage_s": res.stage_s, "wall_s": wall_s,
+        "decoded_rollouts": res.decoded, "stage_s": res.stage_s, "wall_s": wall_s,
     }
 
 
@@ -124,7 +126,7 @@ def run(args) -> int:
     res = run_demo(
         Path(args.out), train_videos=args.train_videos or (256 if args.full else 64), val_videos=args.val_videos or (48 if args.full else 16),
         full=args.full, encoder_overrides=seed + args.encoder, predictor_files=args.config, predictor_overrides=seed + args.overrides,
-        progress=not args.no_progress, log=lambda m: print(f"cjepa demo {m}", file=sys.stderr, flush=True),
+        progress=not args.no_progress, decode_videos=args.decode_videos, log=lambda m: print(f"cjepa demo {m}", file=sys.stderr, flush=True),
     )
     print()
     print_summary(res.predictor)
@@ -145,8 +147,13 @@ def run(args) -> int:
     print()
     print(table(rows, ["demo summary (built-in world)", "value"]))
     print("\n" + _verdict(fe, {"fg_ari": val_extract.get("fg_ari", enc.get("fg_ari"))}, val_extract.get("swap_rate")))
+    if res.decoded:
+        from cjepa.eval.rollout_video import summary_line
+
+        print("\n" + summary_line(res.decoded) + f"\nclips: {', '.join(res.decoded['clips'])}")
     import json
 
     (res.out / "demo_summary.json").write_text(json.dumps(demo_record(res, fe, time.time() - t0), indent=1))
-    print(f"tensorboard --logdir {res.out}   (encoder/tb: losses, slot-mask images; predictor/tb: losses, rollout-error plot)")
+    print(f"tensorboard --logdir {res.out}   (encoder/tb: losses, slot-mask images; predictor/tb: losses, rollout-error plot, "
+          "decoded rollout clips)")
     return 0

@@ -260,7 +260,7 @@ def decoded_rollouts(
             break
         if item.key not in slot_videos:
             continue
-        slots = torch.from_numpy(np.asarray(slot_videos[item.key], np.float32))  # (T_slots, S, D)
+        slots = torch.from_numpy(np.array(slot_videos[item.key], np.float32))  # (T_slots, S, D)
         win = rollout_window(len(slots), item.frames.shape[0], history=history, horizon=horizon, frameskip=frameskip, frame_stride=frame_stride)
         if win is None:
             continue
@@ -291,12 +291,12 @@ def decoded_rollouts(
 
 
 def summary_line(res: dict) -> str:
-    """One line: the predictor's and copy-last's mean over steps of each metric, and the reconstruction's."""
-    parts = []
-    for k in METRICS:
-        if k not in res["predictor"]:
-            continue
-        mean = lambda xs: float(np.nanmean(xs)) if not all(np.isnan(xs)) else float("nan")  # noqa: E731
-        parts.append(f"{k} {mean(res['predictor'][k]):.3f} (copy-last {mean(res['copy_last'][k]):.3f}, "
-                     f"recon {mean(res['reconstruction'][k]):.3f})")
-    return f"decoded rollouts, {res['videos']} videos x {res['steps']} steps: " + "; ".join(parts)
+    """One line: each metric's mean over steps for the predictor, copy-last and the reconstruction."""
+    def mean(xs: list[float]) -> float:
+        return float("nan") if all(np.isnan(xs)) else float(np.nanmean(xs))
+
+    names = {"psnr": "PSNR", "ssim": "SSIM", "fg_ari": "FG-ARI", "miou": "mIoU"}
+    parts = [f"{names[k]} " + " | ".join(f"{mean(res[n][k]):.3f}" for n in ("predictor", "copy_last", "reconstruction"))
+             for k in METRICS if k in res["predictor"]]
+    return (f"decoded rollouts ({res['videos']} videos x {res['steps']} steps; predictor | copy-last | reconstruction): "
+            + ", ".join(parts))

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cjepa.cli import main
 from cjepa.commands.demo import _verdict
@@ -35,6 +36,14 @@ def test_demo_runs_every_stage_then_resumes(tmp_path, capsys):
     fe = summary["final_eval"]
     assert record["ratio_per_step"] == [p / b for p, b in zip(fe["mse"], fe["baseline_mse"])]
     assert 0.0 <= record["video_swap_rate"] <= 1.0 and record["git"]["sha"] and record["date"]
+    dec = record["decoded_rollouts"]  # held-out rollouts decoded by SAVi: per-step metrics, clips, tensorboard
+    assert dec["videos"] == 2 and "decoded rollouts (2 videos x" in text and "time: decode (s)" in text
+    for name in ("predictor", "copy_last", "reconstruction"):
+        assert {k: len(v) for k, v in dec[name].items()} == {k: dec["steps"] for k in ("psnr", "ssim", "fg_ari", "miou")}
+    assert len(dec["clips"]) == 2 and all((out / "rollout_video").joinpath(p.split("/")[-1]).is_file() for p in dec["clips"])
+    acc = EventAccumulator(str(out / "predictor" / "tb"))
+    acc.Reload()
+    assert sum(t.startswith("rollout_video/") for t in acc.Tags()["images"]) == 2
     shard = next((out / "world" / "train").glob("*.tar"))
     before = shard.stat().st_mtime_ns
     assert main(args) == 0

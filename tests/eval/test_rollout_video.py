@@ -154,7 +154,7 @@ def test_decoded_rollouts_end_to_end(tmp_path):
     for name in ("predictor", "copy_last", "reconstruction"):
         assert set(res[name]) == {"psnr", "ssim", "fg_ari", "miou"} and all(len(v) == 4 for v in res[name].values())
     assert res["predictor"] != res["copy_last"]
-    assert "decoded rollouts, 3 videos x 4 steps: psnr" in summary_line(res)
+    assert "decoded rollouts (3 videos x 4 steps; predictor | copy-last | reconstruction): PSNR " in summary_line(res)
     (clip,) = res["clips"]
     with av.open(clip) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

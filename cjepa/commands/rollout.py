@@ -5,6 +5,11 @@ config supplies the model section), or an original C-JEPA state_dict (then give 
 ``model.layout=reference``). Slots come from ``data.source``/``data.path``; every split that exists is rolled
 out into the slot store ``rollout.out`` (resumable: videos already there are skipped), and optionally into the
 original pickle format (``rollout.export_pickle``).
+
+``--decode-with ENCODER_RUN`` also decodes rollouts of the first split read back to frames with that encoder's
+decoder (the encoder that produced the slots): per-step PSNR / SSIM / FG-ARI / mIoU against its source videos next
+to copy-last (``<out>/decoded/metrics.json``), side-by-side mp4 clips in ``<out>/decoded`` and the clips in
+``<out>/tb`` (:mod:`cjepa.eval.rollout_video`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from cjepa.cli import add_config_args
 def add_arguments(p) -> None:
     add_config_args(p)
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits to roll out (missing ones are skipped)")
+    p.add_argument("--decode-with", default="", metavar="ENCODER_RUN",
+                   help="encoder run directory (config.yaml + checkpoint) whose decoder shows and scores rollouts of the "
+                        "first split against its source videos")
+    p.add_argument("--decode-videos", type=int, default=8, help="videos decoded with --decode-with (default 8)")
 
 
 def load_predictor(cfg, device):
@@ -39,6 +48,37 @@ def load_predictor(cfg, device):
     load_checked(model, load_model_state(ckpt), str(ckpt), hint=f"model section: layout={cfg.model.layout}, "
                  f"num_slots={cfg.model.num_slots}, slot_dim={cfg.model.slot_dim}, depth={cfg.model.depth}")
     return model.to(device).eval()
+
+
+def decode_split(cfg, args, predictor, videos, split: str, device, out: Path) -> dict:
+    """Decoded rollouts of ``videos`` (one split's slots) with the encoder run ``--decode-with``."""
+    import json
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from cjepa.config import encoder_input_size, load_config
+    from cjepa.data.clips import open_video_source
+    from cjepa.errors import UserError
+    from cjepa.eval.rollout_video import decoded_rollouts, summary_line
+    from cjepa.models.object_encoder import build_object_encoder
+
+    run = Path(args.decode_with)
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"--decode-with {run}: no config.yaml there; give the encoder's run directory (cjepa train-encoder, cjepa demo)")
+    enc_cfg = load_config([str(run / "config.yaml")])
+    enc = enc_cfg.encoder
+    enc.checkpoint = str(run)
+    encoder = build_object_encoder(enc, slot_attention_backend=enc_cfg.kernels.slot_attention).to(device).eval()
+    with SummaryWriter(str(out / "tb")) as writer:
+        res = decoded_rollouts(
+            encoder, predictor, videos, open_video_source(enc.data, split, encoder_input_size(enc)),
+            history=cfg.model.history_frames, pred_frames=cfg.model.pred_frames, chains=cfg.rollout.eval_chains,
+            frameskip=cfg.data.frameskip, frame_stride=enc.extract.frame_stride, max_videos=args.decode_videos,
+            out_dir=out / "decoded", writer=writer,
+        )
+    (out / "decoded" / "metrics.json").write_text(json.dumps({"split": split, "encoder": str(run), **res}, indent=1))
+    print(f"{summary_line(res)}\nclips and per-step metrics: {out / 'decoded'}")
+    return res
 
 
 def run(args) -> int:
@@ -93,4 +133,7 @@ def run(args) -> int:
         export_pickle(written, cfg.rollout.export_pickle)
     print(table(rows, ["split", "videos", "rolled out now", "frames"]))
     print(f"\nslot store: {out}" + (f"\npickle: {cfg.rollout.export_pickle}" if cfg.rollout.export_pickle else ""))
+    if args.decode_with:
+        split = rows[0][0]
+        decode_split(cfg, args, predictor, open_split(cfg.data.source, cfg.data.path, split), split, device, out)
     return 0

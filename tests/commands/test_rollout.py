@@ -56,3 +56,31 @@ def test_cli_help_lists_every_command():
         assert name in r.stdout
         h = subprocess.run([sys.executable, "-m", "cjepa.cli", name, "--help"], cwd=REPO, capture_output=True, text=True)
         assert h.returncode == 0 and "usage" in h.stdout
+
+
+def test_rollout_decodes_with_the_encoder_run(tmp_path, capsys):
+    """`--decode-with`: rollouts of the split are decoded by the encoder that made the slots; per-step metrics,
+    mp4 clips and the tensorboard clips land under rollout.out; a directory without config.yaml is one clear line."""
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from cjepa.cli import main
+    from cjepa.demo import run_demo
+    from tests.commands.test_demo import ENCODER, PREDICTOR
+
+    out = tmp_path / "demo"
+    run_demo(out, train_videos=2, val_videos=2, encoder_overrides=[a for a in ENCODER if a != "--encoder"],
+             predictor_overrides=PREDICTOR, progress=False, decode_videos=0, log=lambda m: None)
+    args = ["rollout", "-c", str(out / "predictor" / "config.yaml"), f"rollout.checkpoint={out / 'predictor'}",
+            "rollout.obs_frames=8", "rollout.target_frames=12", f"rollout.out={tmp_path / 'rolled'}", "--splits", "val",
+            "--decode-with", str(out / "encoder"), "--decode-videos", "2"]
+    assert main(args) == 0
+    assert "decoded rollouts (2 videos x 4 steps; predictor | copy-last | reconstruction): PSNR" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "rolled" / "decoded" / "metrics.json").read_text())
+    assert metrics["split"] == "val" and len(metrics["predictor"]["miou"]) == 4 and len(metrics["clips"]) == 2
+    acc = EventAccumulator(str(tmp_path / "rolled" / "tb"))
+    acc.Reload()
+    assert sum(t.startswith("rollout_video/") for t in acc.Tags()["images"]) == 2
+    assert main([*args[:-4], "--decode-with", str(tmp_path)]) == 2
+    assert f"--decode-with {tmp_path}: no config.yaml there" in capsys.readouterr().err

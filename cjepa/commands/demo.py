@@ -2,8 +2,10 @@
 
 Runs the whole chain on the built-in world, on a CPU, in minutes: render physics-world videos, train a small
 SAVi encoder, extract slots, train the C-JEPA predictor with object-level masking, and measure rollout error on
-held-out videos against the copy-last-frame baseline. Ends with a summary table (segmentation FG-ARI, losses,
-rollout error, stage times) and the tensorboard command. Re-running resumes every stage.
+held-out videos against the copy-last-frame baseline, then decode a few held-out rollouts back to frames with
+SAVi's decoder (per-step PSNR / SSIM / FG-ARI / mIoU, mp4 clips, tensorboard). Ends with a summary table
+(segmentation FG-ARI, losses, rollout error, stage times), the decoded-rollout line and the tensorboard command.
+Re-running resumes every stage.
 
 ``--slots`` runs the quicker variant without video: the built-in slot world (object states embedded into
 slots) straight into the predictor.

@@ -9,7 +9,8 @@ import torch
 
 from cjepa.config import ConfigError, load_config
 from cjepa.eval.vqa.evaluate import jsonable
-from cjepa.eval.vqa.task import VQATask, evaluate_checkpoint, train_reasoner, trainer_config
+from cjepa.eval.vqa.reasoner import evaluate_checkpoint, train_reasoner
+from cjepa.tasks.vqa import VQATask, trainer_config
 from cjepa.train import Trainer
 from cjepa.utils.checkpoint import latest_checkpoint, load_model_state, load_train_state
 from tests.eval.vqa.synthetic import colour_overrides, make_colour_world
@@ -115,8 +116,8 @@ def _oracle_config(world, *extra):
 def test_oracle_protocol_reads_the_simulators_future_and_reruns(tmp_path):
     from cjepa.data.billiards_vqa import write_billiards_vqa
     from cjepa.eval.vqa.questions import COUNTERFACTUAL, PREDICTIVE, iter_answers, iter_texts, load_question_file
-    from cjepa.eval.vqa.task import build_split
     from cjepa.eval.vqa.text import Vocab
+    from cjepa.tasks.vqa import build_split
 
     world = tmp_path / "w"
     write_billiards_vqa(world, {"train": 4, "val": 3}, num_slots=7, slot_dim=8, observed_frames=24, total_frames=32, oracle=True)

@@ -148,8 +148,7 @@ def _batch(cfg, rank: int, world: int, device):
 
 
 def _full_params(engine, stage: int) -> dict[str, torch.Tensor]:
-    ctx = engine.eval_context() if hasattr(engine, "eval_context") else torch.no_grad()
-    with ctx:
+    with torch.no_grad(), engine.eval_context():  # ZeRO-3: gathered on every rank for the copy
         return {k: v.detach().float().cpu().clone() for k, v in engine.module.state_dict().items()}
 
 

@@ -326,7 +326,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from cjepa.eval.vqa.questions import load_question_file
-    from cjepa.eval.vqa.task import train_reasoner
+    from cjepa.eval.vqa.reasoner import train_reasoner
 
     overrides = ["vqa.protocol=oracle", "run.seed=0", *a.overrides]
     if a.observer:

@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from cjepa.config import Config, derive, dump_yaml
-from cjepa.dist.engine import build_engine
+from cjepa.dist.engine import Engine, build_engine
 from cjepa.dist.env import (
     DistEnv,
     all_reduce_min,
@@ -49,6 +49,8 @@ from cjepa.dist.env import (
     init_process_group,
     pick_device,
 )
+from cjepa.tasks.base import Task
+from cjepa.tasks.registry import build_task
 from cjepa.utils.checkpoint import (
     STEP_DIR,
     CheckpointError,
@@ -197,7 +199,9 @@ def run_dir_of(cfg: Config) -> Path:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, task, *, env: Optional[DistEnv] = None, progress: bool = True):
+    """Trains any :class:`~cjepa.tasks.base.Task` with the engine ``dist.engine`` names (see the module docstring)."""
+
+    def __init__(self, cfg: Config, task: Task, *, env: Optional[DistEnv] = None, progress: bool = True):
         self.cfg, self.task = cfg, task
         self.env = env or detect_env()
         self.run_dir = run_dir_of(cfg)
@@ -228,7 +232,7 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _save(self, step: int, reason: str) -> Path:
-        model_state = self.engine.module_state_dict() if hasattr(self.engine, "module_state_dict") else self.engine.module.state_dict()
+        model_state = self.engine.module_state_dict()  # None: the engine's save_extra writes model.pt
         train_state = {
             "step": step,
             "engine": self.engine.state_dict(),
@@ -237,24 +241,19 @@ class Trainer:
             "metrics_tail": self._last_metrics,
             "val_metrics": self._val_metrics,  # so that summary.json of a rerun of a finished run has them too
         }
-        if hasattr(self.engine, "save_extra_all_ranks"):
-            # Engines whose own checkpoint is collective (DeepSpeed: every rank writes its ZeRO shards) write it
-            # into a staging folder first; rank 0's save_extra moves it into the atomically renamed checkpoint.
-            self.engine.save_extra_all_ranks(self.run_dir / "checkpoints" / f".staging-{STEP_DIR.format(step)}")
+        # Engines whose own checkpoint is collective (DeepSpeed: every rank writes its ZeRO shards) write it into a
+        # staging folder first; rank 0's save_extra moves it into the atomically renamed checkpoint.
+        self.engine.save_extra_all_ranks(self.run_dir / "checkpoints" / f".staging-{STEP_DIR.format(step)}")
         path = None
         if self.env.is_main:
             meta = {"reason": reason, "git": git_info(), "versions": package_versions(), "world_size": self.env.world_size, "engine": self.engine.name, "wall_time_s": time.time() - self._t0}
             path = save_checkpoint(
                 self.run_dir, step, model_state, train_state, dump_yaml(self.cfg), meta,
                 keep=self.cfg.train.keep_checkpoints,
-                extra_writer=self.engine.save_extra if hasattr(self.engine, "save_extra") else None,
+                extra_writer=self.engine.save_extra,
             )
         self._barrier()
         return path or self.run_dir / "checkpoints"
-
-    def _eval_context(self):
-        """Engines whose module is not directly usable for evaluation (ZeRO-3 partitions it) provide a context."""
-        return self.engine.eval_context() if hasattr(self.engine, "eval_context") else contextlib.nullcontext()
 
     def _barrier(self):
         if torch.distributed.is_initialized():
@@ -265,7 +264,7 @@ class Trainer:
         the same files and comes to the same answer. ``train.resume=auto`` skips unreadable checkpoints, newest
         first, with a warning (rank 0 sets them aside once every rank has decided)."""
         r = self.cfg.train.resume
-        own_model = hasattr(self.engine, "load_checkpoint")  # DeepSpeed reads its own shards
+        own_model = self.engine.reads_own_model  # DeepSpeed reads its own shards
         if r == "never":
             return None, None, None
         if r != "auto":
@@ -320,11 +319,7 @@ class Trainer:
         return changes
 
     def _load(self, ckpt: Path, state: dict, model_sd: Optional[dict]) -> int:
-        if hasattr(self.engine, "load_checkpoint"):
-            self.engine.load_checkpoint(ckpt, state["engine"])
-        else:
-            self.engine.module.load_state_dict(model_sd)
-            self.engine.load_state_dict(state["engine"])
+        self.engine.load_checkpoint(ckpt, state["engine"], model_sd)
         set_rng_state(state["rng"])
         self.task.load_state_dict(state.get("task", {}))
         self._last_metrics = dict(state.get("metrics_tail") or {})
@@ -414,8 +409,11 @@ class Trainer:
         try:
             return self._fit()
         finally:
-            if lock is not None:
-                lock.release()
+            try:
+                self.task.close()  # loader workers and DALI pipelines end with the run, however it ends
+            finally:
+                if lock is not None:
+                    lock.release()
 
     def _fit(self) -> dict[str, Any]:
         cfg, env = self.cfg, self.env
@@ -424,7 +422,7 @@ class Trainer:
         self.task.setup(env, derived, self.device)
         model = self.task.build_model()
         total_steps = cfg.train.max_steps or cfg.train.epochs * self.task.steps_per_epoch
-        self.engine = build_engine(model, self.task.param_groups(model), cfg, env, self.device, total_steps)
+        self.engine: Engine = build_engine(model, self.task.param_groups(model), cfg, env, self.device, total_steps)
         if cfg.train.compile:
             self.engine.compile(cfg.train.compile_backend)
         self._t0 = time.time()
@@ -467,8 +465,7 @@ class Trainer:
                         stats.add(losses, step, len(micro_batches))  # device ops only: no host read here
                         self.engine.backward(losses["loss"] / len(micro_batches))
                     stats.end_step(self.engine.step())
-                    if hasattr(self.task, "after_step"):
-                        self.task.after_step()
+                    self.task.after_step()
                     step += 1
                     samples += derived.global_batch
                     bar.update(1)
@@ -491,7 +488,7 @@ class Trainer:
                             bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
                             samples, t_log = 0, t
                     if val_due:
-                        with self._eval_context():
+                        with self.engine.eval_context():  # ZeRO-3 gathers the partitioned parameters
                             val_metrics = self.task.validate(self.engine.module)
                         self._val_metrics = val_metrics
                         logger.log(step, val_metrics)
@@ -519,10 +516,8 @@ class Trainer:
         return summary
 
     def _finish(self, step: int, total_steps: int, val_metrics: dict, logger: MetricsLogger) -> dict[str, Any]:
-        final = {}
-        if hasattr(self.task, "final_eval"):
-            with self._eval_context():
-                final = self.task.final_eval(self.engine.module)
+        with self.engine.eval_context():
+            final = self.task.final_eval(self.engine.module)
         if "mse" in final:
             logger.curve("rollout/mse", final["mse"], "rollout error (held-out)", baseline=final.get("baseline_mse"))
         summary = {
@@ -540,26 +535,6 @@ class Trainer:
         if self.env.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
-
-
-def build_task(cfg: Config):
-    """The task ``train.task`` names: predictor (slot data), pretrain (raw video through a frozen encoder), encoder,
-    vqa (the ALOE reasoner on slot videos)."""
-    if cfg.train.task == "pretrain":
-        from cjepa.tasks.pretrain import PretrainTask
-
-        return PretrainTask(cfg)
-    if cfg.train.task == "encoder":
-        from cjepa.tasks.encoder import EncoderTask
-
-        return EncoderTask(cfg)
-    if cfg.train.task == "vqa":
-        from cjepa.eval.vqa.task import VQATask
-
-        return VQATask(cfg)
-    from cjepa.tasks.predictor import PredictorTask
-
-    return PredictorTask(cfg)
 
 
 def train(cfg: Config, progress: bool = True) -> dict[str, Any]:

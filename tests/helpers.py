@@ -164,3 +164,26 @@ def transfers_to_stand_in_device():
         yield OnDevice.reads
     finally:
         torch.Tensor.to = original
+
+
+def protocol_members(protocol: type) -> list[str]:
+    """The names a ``typing.Protocol`` declares: its methods, properties and annotated attributes."""
+    names = set(getattr(protocol, "__annotations__", {}))
+    names |= {n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
+    return sorted(names)
+
+
+def missing_members(cls: type, protocol: type, instance_attrs: tuple[str, ...] = ()) -> list[str]:
+    """The members of ``protocol`` that ``cls`` does not define (looked up on the class, without calling
+    properties); ``instance_attrs`` are set in ``__init__`` and not looked for."""
+    import inspect
+
+    missing = []
+    for name in protocol_members(protocol):
+        if name in instance_attrs:
+            continue
+        try:
+            inspect.getattr_static(cls, name)
+        except AttributeError:
+            missing.append(name)
+    return missing

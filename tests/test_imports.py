@@ -75,6 +75,14 @@ def test_data_knows_nothing_about_models_or_training():
     assert check("cjepa/data", ("cjepa.models", "cjepa.train", "cjepa.tasks", "cjepa.dist", "launchers", "cjepa_kernels")) == []
 
 
+def test_tasks_and_engines_never_import_what_runs_them():
+    """Dependencies point one way (trainer -> tasks, trainer -> engines): no task or engine module imports the
+    trainer, the commands or the launchers, not even inside a function."""
+    above = ("cjepa.train", "cjepa.commands", "cjepa.cli", "launchers")
+    assert check("cjepa/tasks", above) == []
+    assert check("cjepa/dist", (*above, "cjepa.tasks")) == []
+
+
 def test_library_never_imports_launchers_at_module_level():
     """cjepa/* may reach launchers only inside CLI command functions, never at import time."""
     bad = []

@@ -3,6 +3,7 @@ NaN stops keep the last good checkpoint, SIGTERM / Ctrl-C checkpoint then exit, 
 promise and hold one run (lock, resume rules, each step logged once, corrupt checkpoints skipped)."""
 
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import torch
 
 from cjepa.config import load_config
 from cjepa.tasks.predictor import PredictorTask
-from cjepa.train import NonFiniteLoss, Trainer, run_dir_of, train
+from cjepa.train import Interrupted, NonFiniteLoss, Trainer, run_dir_of, train
 from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_model_state
 from cjepa.utils.run_dir import RunDirError
 from tests.helpers import REPO, SMOKE, HostReads
@@ -409,3 +410,46 @@ def test_zero_rollout_evaluation_skips_it_and_finishes(tmp_path, key):
 
     with pytest.raises(ConfigError, match="must be >= 0"):
         smoke(tmp_path, f"{key}=-1")
+
+
+def test_the_trainer_asks_no_task_or_engine_what_it_can_do():
+    """Tasks and engines declare their whole contract (cjepa.tasks.base.Task, cjepa.dist.engine.Engine): the
+    trainer calls it, it never probes for optional parts."""
+    assert "hasattr(" not in (REPO / "cjepa" / "train.py").read_text()
+
+
+class Closing(PredictorTask):
+    """Counts close() calls; at step ``at`` ends the run the way ``how`` says (or never)."""
+
+    def __init__(self, cfg, how, at=2):
+        super().__init__(cfg)
+        self.how, self.at, self.closed = how, at, 0
+
+    def training_losses(self, model, batch, step, micro_index):
+        out = super().training_losses(model, batch, step, micro_index)
+        if step == self.at and self.how == "crash":
+            raise Interrupt()
+        if step == self.at and self.how == "nan":
+            out["loss"] = out["loss"] * float("nan")
+        if step == self.at and self.how == "ctrl_c":
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    def close(self):
+        self.closed += 1
+        super().close()
+
+
+@pytest.mark.parametrize("how, raised", [("end", None), ("crash", Interrupt), ("nan", NonFiniteLoss), ("ctrl_c", Interrupted)])
+def test_the_task_is_closed_however_the_run_ends(tmp_path, how, raised):
+    """Normal end, an exception in a step, a NaN stop, Ctrl-C: the trainer closes the task once, and the training
+    loader's worker processes are gone before fit() returns or raises."""
+    cfg = smoke(tmp_path, "train.max_steps=4", "train.log_every=1", "data.num_workers=1", "rollout.eval_videos=0")
+    task = Closing(cfg, how)
+    if raised is None:
+        Trainer(cfg, task, progress=False).fit()
+    else:
+        with pytest.raises(raised):
+            Trainer(cfg, task, progress=False).fit()
+    assert task.closed == 1
+    assert multiprocessing.active_children() == []

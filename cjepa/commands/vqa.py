@@ -107,7 +107,7 @@ def metrics_table(result: dict) -> str:
 def _train(args) -> int:
     from cjepa.config import load_config
     from cjepa.dist.env import detect_env
-    from cjepa.eval.vqa.task import train_reasoner
+    from cjepa.eval.vqa.reasoner import train_reasoner
     from cjepa.train import EXIT_PREEMPTED, NonFiniteLoss, Preempted
 
     cfg = load_config(args.config, args.overrides)
@@ -139,7 +139,7 @@ def _print_cf_usage(info: dict) -> None:
 def _evaluate(args) -> int:
     from cjepa.config import load_config
     from cjepa.eval.vqa.evaluate import jsonable
-    from cjepa.eval.vqa.task import evaluate_checkpoint
+    from cjepa.eval.vqa.reasoner import evaluate_checkpoint
 
     cfg = load_config(args.config, args.overrides)
     res, info, out_dir = evaluate_checkpoint(cfg, progress=not args.no_progress)

@@ -75,6 +75,8 @@ def import_deepspeed(env: DistEnv, device: torch.device):
 class DeepSpeedEngine:
     """``deepspeed.initialize`` around our model, optimizer hyper-parameters and LR schedule."""
 
+    reads_own_model = True  # resume takes the weights from the ZeRO shards, not from model.pt
+
     def __init__(self, module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device, total_steps: int):
         deepspeed = import_deepspeed(env, device)
         export_env(env)  # DeepSpeed reads RANK / LOCAL_RANK / WORLD_SIZE from the environment, also alone
@@ -175,8 +177,9 @@ class DeepSpeedEngine:
         torch.save(deepspeed_to_state_dict(ds_dir), Path(ckpt_dir) / "model.pt")
         (Path(ckpt_dir) / "deepspeed_config.json").write_text(json.dumps(self.config, indent=1))
 
-    def load_checkpoint(self, ckpt_dir: Path, engine_state: dict) -> None:
-        """Resume from one of our checkpoints; another world size or ZeRO stage goes through the universal format."""
+    def load_checkpoint(self, ckpt_dir: Path, engine_state: dict, model_state: Optional[dict] = None) -> None:
+        """Resume from one of our checkpoints; another world size or ZeRO stage goes through the universal format.
+        ``model_state`` is unused: the shards hold the weights (:attr:`reads_own_model`)."""
         ds_dir = Path(ckpt_dir) / DS_SUBDIR
         if engine_state.get("format") != "deepspeed" or not ds_dir.is_dir():
             raise DeepSpeedCheckpointError(

@@ -1,16 +1,19 @@
-"""Training engines behind one small interface: plain single-process, DDP, and (cjepa.dist.deepspeed) ZeRO.
+"""Training engines behind one declared interface (:class:`Engine`): plain single-process, DDP, and
+(cjepa.dist.deepspeed) ZeRO.
 
-The trainer only calls ``forward`` through ``engine.model``, then ``backward(loss, last_micro)``,
-``step()`` (which returns the gradient norm without reading it on the host), ``compile(backend)``, ``state_dict()`` / ``load_state_dict()`` and ``module`` (the unwrapped model, whose ``state_dict``
-is what checkpoints store). DDP really all-reduces gradients here: the loss is computed through the DDP
-wrapper (the original called ``predictor.module`` and skipped the reduction, Q10).
+The trainer runs ``forward`` through ``engine.model``, then ``backward(loss)`` and ``step()`` (which returns the
+gradient norm without reading it on the host); it evaluates ``engine.module`` (the unwrapped model) inside
+``eval_context()`` and checkpoints through ``module_state_dict()``, ``state_dict()``, ``save_extra_all_ranks()`` /
+``save_extra()`` and ``load_checkpoint()``. DDP really all-reduces gradients here: the loss is computed through the
+DDP wrapper (the original called ``predictor.module`` and skipped the reduction, Q10).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, ContextManager, Optional, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
@@ -43,8 +46,48 @@ def build_optimizer(param_groups: list[dict], optim_cfg) -> torch.optim.Optimize
     )
 
 
+@runtime_checkable
+class Engine(Protocol):
+    """What the trainer needs of an engine; every engine implements all of it (no optional parts)."""
+
+    name: str  # "single", "ddp", "deepspeed-zero<stage>": logged and written to checkpoint metadata
+    model: nn.Module  # what the forward runs through (the DDP / DeepSpeed wrapper, possibly compiled)
+    module: nn.Module  # the unwrapped model that evaluation calls and checkpoints hold
+    reads_own_model: bool  # resume loads the weights from the engine's own files, not from model.pt
+
+    def no_sync(self, last_micro: bool) -> ContextManager: ...
+
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+    def step(self) -> Any:
+        """The optimizer step; the gradient norm as a device tensor, a float or None (read only when logging)."""
+
+    def compile(self, backend: str) -> None: ...
+
+    def lr(self) -> float: ...
+
+    def eval_context(self) -> ContextManager:
+        """Entered around evaluation code that calls ``module`` directly."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def module_state_dict(self) -> Optional[dict[str, torch.Tensor]]:
+        """The weights for ``model.pt``; None when :meth:`save_extra` writes ``model.pt`` itself."""
+
+    def save_extra_all_ranks(self, staging: Path) -> None:
+        """Collective, before rank 0 assembles a checkpoint: every rank writes what it alone holds."""
+
+    def save_extra(self, ckpt_dir: Path) -> None:
+        """Rank 0, inside the checkpoint being assembled: the engine's own files."""
+
+    def load_checkpoint(self, ckpt_dir: Path, engine_state: dict, model_state: Optional[dict]) -> None:
+        """Resume: the weights (``model_state``, None when :attr:`reads_own_model`) and the optimizer state."""
+
+
 class LocalEngine:
     """Single process or DDP (gloo on CPU, nccl on GPU)."""
+
+    reads_own_model = False
 
     def __init__(self, module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device, total_steps: int):
         self.module = module.to(device)
@@ -94,14 +137,25 @@ class LocalEngine:
         self.optimizer.load_state_dict(sd["optimizer"])
         self.scheduler.load_state_dict(sd["scheduler"])
 
-    def save_extra(self, ckpt_dir) -> None:
-        """Engines with their own checkpoint format write it here (DeepSpeed); nothing for local engines."""
+    def eval_context(self) -> ContextManager:
+        """The module is whole on every rank: nothing to gather."""
+        return contextlib.nullcontext()
 
-    def load_extra(self, ckpt_dir) -> bool:
-        return False
+    def module_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
+
+    def save_extra_all_ranks(self, staging: Path) -> None:
+        """Nothing: rank 0 holds the whole state."""
+
+    def save_extra(self, ckpt_dir: Path) -> None:
+        """Nothing: ``model.pt`` and ``train_state.pt`` hold the whole state."""
+
+    def load_checkpoint(self, ckpt_dir: Path, engine_state: dict, model_state: Optional[dict]) -> None:
+        self.module.load_state_dict(model_state)
+        self.load_state_dict(engine_state)
 
 
-def build_engine(module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device, total_steps: int):
+def build_engine(module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device, total_steps: int) -> Engine:
     engine = cfg.dist.engine
     if engine == "auto":
         engine = "ddp" if env.distributed else "single"

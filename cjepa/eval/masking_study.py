@@ -125,8 +125,8 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
 
     from cjepa.data.slot_store import open_split
     from cjepa.dist.env import DistEnv, pick_device
+    from cjepa.eval.vqa.reasoner import train_reasoner
     from cjepa.eval.vqa.rollouts import counterfactuals_for_split, load_predictor, write_factual_rollouts
-    from cjepa.eval.vqa.task import train_reasoner
     from cjepa.train import train
 
     name = cell_name(overrides)

@@ -28,9 +28,10 @@ from cjepa.eval.segmentation import segmentation_scores
 from cjepa.extract import video_seed
 from cjepa.models.object_encoder import build_object_encoder, first_frame_cues
 from cjepa.ops.attention import check_backend
+from cjepa.tasks.base import TaskBase
 
 
-class EncoderTask:
+class EncoderTask(TaskBase):
     name = "encoder"
 
     def __init__(self, cfg: Config, train_source: Optional[VideoSource] = None, val_source: Optional[VideoSource] = None):
@@ -112,14 +113,7 @@ class EncoderTask:
             rank=env.rank,
             world_size=env.world_size,
         )
-        group: list[dict] = []
-        for i, batch in enumerate(clips):
-            if i >= remaining:
-                break
-            group.append(batch)
-            if len(group) == d.grad_accum:
-                yield group
-                group = []
+        return self.steps_of(clips, limit=remaining)
 
     def _generator(self, *parts: int) -> torch.Generator:
         g = torch.Generator(device=self.device)
@@ -251,10 +245,9 @@ class EncoderTask:
             self._writer = None
         return {k.split("/", 1)[1]: v for k, v in metrics.items()}
 
-    # ------------------------------------------------------------------ state
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, sd: dict) -> None:
-        pass
+    def close(self) -> None:
+        """Also closes the tensorboard writer of the pictures when the run ends before :meth:`final_eval`."""
+        super().close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

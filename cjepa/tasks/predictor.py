@@ -18,12 +18,13 @@ from cjepa.data.sampler import StepBatchSampler
 from cjepa.data.slot_store import SlotSplit, SlotStoreError, load_pickle_split, load_slot_pickle, open_split
 from cjepa.data.synthetic import synthetic_splits_from_config
 from cjepa.data.windows import AuxNormalizer, SlotWindows, fit_aux_normalizer, per_split_window_normalizer
-from cjepa.dist.env import DistEnv, all_reduce_sum
+from cjepa.dist.env import DistEnv
 from cjepa.losses import predictor_losses
 from cjepa.masking import MaskSampler
 from cjepa.models.predictor import build_predictor
 from cjepa.ops.attention import check_backend
 from cjepa.rollout import rollout_error
+from cjepa.tasks.base import TaskBase
 
 
 def load_slot_splits(cfg: Config) -> dict[str, Mapping[str, np.ndarray]]:
@@ -54,7 +55,7 @@ def load_pickle_split_2d(path: str, split: str) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float32) for k, v in data[split].items()}
 
 
-class PredictorTask:
+class PredictorTask(TaskBase):
     name = "predictor"
 
     def __init__(self, cfg: Config):
@@ -116,7 +117,7 @@ class PredictorTask:
 
     def param_groups(self, model) -> list[dict]:
         if not self.pusht:
-            return [{"params": list(model.parameters())}]
+            return super().param_groups(model)
         o = self.cfg.optim
         return [
             {"params": list(model.predictor.parameters()), "lr": o.lr},
@@ -134,16 +135,11 @@ class PredictorTask:
             generator=torch.Generator(),  # keeps the global RNG (dropout) independent of loader restarts
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
-        group: list[dict] = []
-        for mb in loader:
-            group.append(mb)
-            if len(group) == self.derived.grad_accum:
-                yield group
-                group = []
+        return self.steps_of(loader)
 
     def training_losses(self, model, batch: dict, step: int, micro_index: int) -> dict[str, torch.Tensor]:
-        d, env = self.derived, self.env
-        start = (micro_index * env.world_size + env.rank) * d.micro_batch
+        d = self.derived
+        start = self.micro_batch_start(micro_index)
         masked = self.masks(step, d.global_batch, start, d.micro_batch).to(self.device, non_blocking=True)
         slots = batch["slots"].to(self.device, non_blocking=True)  # (B, T, S, D)
         T_h = self.cfg.model.history_frames
@@ -182,9 +178,9 @@ class PredictorTask:
             s, n = self._future_sq_err(module, batch)
             total[0] += s.double()
             total[1] += n
-        all_reduce_sum(total)
+        loss = self.mean_over_ranks(total)
         module.train()
-        return {"val/loss_future": float(total[0] / total[1].clamp_min(1))}
+        return {"val/loss_future": loss}
 
     @torch.no_grad()
     def final_eval(self, module) -> dict:

@@ -23,16 +23,17 @@ import torch
 from cjepa.config import Config, ConfigError, Derived, encoder_input_size
 from cjepa.data.clips import mix_seed
 from cjepa.data.loader import build_clip_loader
-from cjepa.dist.env import DistEnv, all_reduce_sum
+from cjepa.dist.env import DistEnv
 from cjepa.losses import predictor_losses
 from cjepa.masking import MaskSampler
 from cjepa.models.predictor import build_predictor
 from cjepa.ops.attention import check_backend
 from cjepa.rollout import rollout_error
+from cjepa.tasks.base import TaskBase
 from cjepa.utils.stage_timer import StageTimer
 
 
-class PretrainTask:
+class PretrainTask(TaskBase):
     name = "pretrain"
 
     def __init__(self, cfg: Config):
@@ -47,6 +48,7 @@ class PretrainTask:
         self.cfg = cfg
         self.timer = StageTimer(torch.device("cpu"))  # replaced in setup() by one for the run's device
         self._loader_state = None
+        self.loader = None  # the training clip loader, built in setup()
 
     # ------------------------------------------------------------------ setup
 
@@ -92,9 +94,6 @@ class PretrainTask:
     def build_model(self) -> torch.nn.Module:
         return build_predictor(self.cfg.model, self.cfg.kernels.attention)
 
-    def param_groups(self, model) -> list[dict]:
-        return [{"params": list(model.parameters())}]
-
     # ------------------------------------------------------------------ training
 
     @torch.no_grad()
@@ -122,13 +121,12 @@ class PretrainTask:
                 group = []
 
     def training_losses(self, model, batch: dict, step: int, micro_index: int) -> dict[str, torch.Tensor]:
-        d, env = self.derived, self.env
         t0 = self.timer.mark()
         frames = batch["frames"].to(self.device, non_blocking=True)
-        slots = self.encode(frames, (step, micro_index, env.rank))  # (B, T, S, D)
+        slots = self.encode(frames, (step, micro_index, self.env.rank))  # (B, T, S, D)
         self.timer.add("encode_s", t0)
-        start = (micro_index * env.world_size + env.rank) * d.micro_batch
-        masked = self.masks(step, d.global_batch, start, slots.shape[0]).to(self.device)
+        start = self.micro_batch_start(micro_index)
+        masked = self.masks(step, self.derived.global_batch, start, slots.shape[0]).to(self.device)
         T_h = self.cfg.model.history_frames
         return predictor_losses(model(slots[:, :T_h], masked), slots, masked, T_h, self.cfg.masking.history_loss_includes_t0)
 
@@ -149,9 +147,15 @@ class PretrainTask:
     def load_state_dict(self, sd: dict) -> None:
         if "loader" in sd:
             self._loader_state = sd["loader"]
-            if hasattr(self, "loader"):
+            if self.loader is not None:
                 self.loader.load_state_dict(sd["loader"])
                 self._it = None
+
+    def close(self) -> None:
+        """Stops the clip loader's workers (CPU) or releases its DALI pipeline and GPU decoder."""
+        self._it = None
+        if self.loader is not None:
+            self.loader.close()
 
     # ------------------------------------------------------------------ evaluation
 
@@ -178,9 +182,9 @@ class PretrainTask:
                 err = (module.inference(slots[:, :T_h]).float() - slots[:, T_h:]) ** 2
                 total[0] += err.sum().double()
                 total[1] += err.numel()
-        all_reduce_sum(total)
+        loss = self.mean_over_ranks(total)
         module.train()
-        return {"val/loss_future": float(total[0] / total[1].clamp_min(1))}
+        return {"val/loss_future": loss}
 
     @torch.no_grad()
     def final_eval(self, module) -> dict:

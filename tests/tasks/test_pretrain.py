@@ -1,6 +1,8 @@
 """Streaming pretraining (`cjepa pretrain`): raw video shards -> frozen encoder -> predictor, with no slot files;
 resumable mid-epoch (the decoder's position is in the checkpoint); reports the decode/encode/predictor split."""
 
+import multiprocessing
+
 import pytest
 import torch
 
@@ -70,6 +72,28 @@ def test_pretrain_resumes_mid_epoch_bit_identically(world, tmp_path):
     train(part, progress=False)
     a, b = load_model_state(run_dir_of(full)), load_model_state(run_dir_of(part))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_the_training_clip_loader_stops_its_workers_when_the_run_ends(world, tmp_path, crash):
+    """The clip loader lives across epochs (its position is resumable), so nothing ends its worker processes but
+    the task's close(), which the trainer calls after the last step and after a crash alike."""
+    cfg = cfg_for(world, tmp_path, "data.num_workers=1", "train.max_steps=2")
+    task = build_task(cfg)
+    if crash:
+        orig = task.training_losses
+
+        def crashing(model, batch, step, micro_index):
+            if step == 1:
+                raise Crash()
+            return orig(model, batch, step, micro_index)
+
+        task.training_losses = crashing
+        with pytest.raises(Crash):
+            Trainer(cfg, task, progress=False).fit()
+    else:
+        Trainer(cfg, task, progress=False).fit()
+    assert multiprocessing.active_children() == []
 
 
 def test_pretrain_decodes_no_masks(world, tmp_path):

@@ -1,4 +1,4 @@
-"""Training the ALOE reasoner with the project's generic trainer (``cjepa.train.Trainer``) through :class:`VQATask`.
+"""The ALOE reasoner as a task of the project's generic trainer (``cjepa.train.Trainer``): :class:`VQATask`.
 
 Why the generic trainer fits: VQA training is a plain supervised loop over a shuffled item list, which is
 what the trainer's step-indexed sampler, engines (single / DDP), bf16 autocast, checkpoints with RNG state,
@@ -13,14 +13,13 @@ after a linear warm-up of warmup_frac of the steps (set in :meth:`VQATask.setup`
 known; the original warms up from lr/100 rather than from 0), batch size, epochs, evaluation every
 ``eval_every_epochs`` epochs. ``train.task=vqa`` selects this task in the generic entry points too (``cjepa train``,
 ``cjepa submit`` / ``cjepa sweep`` jobs), so reasoner runs can be launched on SLURM like any training. The vocabulary and the reasoner's input shape are saved in every checkpoint's
-task state and as ``vocab.json`` in the run directory.
+task state and as ``vocab.json`` in the run directory. Training, loading and evaluating a reasoner from the command
+line: :mod:`cjepa.eval.vqa.reasoner`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import sys
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -48,6 +47,7 @@ from cjepa.eval.vqa.questions import (
 )
 from cjepa.eval.vqa.rollouts import cf_key
 from cjepa.eval.vqa.text import Vocab
+from cjepa.tasks.base import TaskBase
 
 
 def trainer_config(cfg: Config) -> Config:
@@ -166,7 +166,7 @@ def _counterfactual_keys(cfg: Config, split: str, qs: QuestionSet, keys: list[st
     return cf_videos, cf_keys, {"cf_questions": n_cf, "cf_from_rollout": used, "cf_fallback": n_cf - used, "cf_resolution": stats}
 
 
-class VQATask:
+class VQATask(TaskBase):
     """Trainer task: ALOE on slot videos + CLEVRER-schema questions (see the module docstring)."""
 
     name = "vqa"
@@ -231,9 +231,6 @@ class VQATask:
     def build_model(self) -> torch.nn.Module:
         return reasoner_from_config(self.cfg, self.vocab, self.train_ds.num_slots, self.train_ds.slot_dim)
 
-    def param_groups(self, model) -> list[dict]:
-        return [{"params": list(model.parameters())}]
-
     # ------------------------------------------------------------------ training
 
     def train_batches(self, start_step: int) -> Iterator[list[dict]]:
@@ -247,12 +244,7 @@ class VQATask:
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
-        group: list[dict] = []
-        for mb in loader:
-            group.append(mb)
-            if len(group) == self.derived.grad_accum:
-                yield group
-                group = []
+        return self.steps_of(loader)
 
     def training_losses(self, model, batch: dict, step: int, micro_index: int) -> dict[str, torch.Tensor]:
         self._step = step + 1
@@ -317,92 +309,3 @@ class VQATask:
             raise ConfigError(
                 "the checkpoint's vocabulary differs from the one built from vqa.questions_train; use a new run.name"
             )
-
-
-def train_reasoner(cfg: Config, progress: bool = True) -> dict:
-    """Train (or resume) the reasoner described by ``cfg.vqa``; returns the trainer summary."""
-    from cjepa.dist.env import destroy_process_group
-    from cjepa.train import Trainer
-
-    tcfg = trainer_config(cfg)
-    try:
-        return Trainer(tcfg, VQATask(tcfg, progress=progress), progress=progress).fit()
-    finally:
-        destroy_process_group()
-
-
-def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[ALOEReasoner, Vocab, Config]:
-    """(model, vocab, config with the checkpoint's reasoner settings) from a VQA checkpoint or run dir."""
-    import yaml
-
-    from cjepa.config import _merge
-    from cjepa.eval.vqa.model import load_reasoner_state
-    from cjepa.utils.checkpoint import load_model_state, load_train_state, resolve_checkpoint
-
-    if not checkpoint:
-        raise ConfigError("vqa.checkpoint is required: a reasoner checkpoint dir or run dir")
-    ckpt = resolve_checkpoint(checkpoint)
-    if not ckpt.is_dir() or not (ckpt / "train_state.pt").is_file():
-        raise ConfigError(f"{ckpt} is not a reasoner checkpoint directory (needs model.pt, train_state.pt, config.yaml)")
-    task_state = load_train_state(ckpt).get("task", {})
-    if "vocab" not in task_state:
-        raise ConfigError(f"{ckpt}: no vocabulary in the task state; is it a VQA checkpoint?")
-    c = copy.deepcopy(cfg)
-    saved = yaml.safe_load((ckpt / "config.yaml").read_text()) or {}
-    arch = {
-        k: saved.get("vqa", {})[k]
-        for k in (
-            "word_dim",
-            "heads",
-            "depth",
-            "ffn_dim",
-            "dropout",
-            "head_hidden",
-            "num_frames",
-            "question_len",
-            "choice_len",
-            "video_len",
-        )
-        if k in saved.get("vqa", {})
-    }
-    _merge(c.vqa, arch, "vqa.", str(ckpt / "config.yaml"))
-    vocab = Vocab.from_dict(task_state["vocab"], str(ckpt))
-    shape = task_state["shape"]
-    model = reasoner_from_config(c, vocab, int(shape["num_slots"]), int(shape["slot_dim"]))
-    load_reasoner_state(model, load_model_state(ckpt), f"{ckpt} (vqa.checkpoint)")
-    return model.to(device).eval(), vocab, c
-
-
-def evaluate_checkpoint(cfg: Config, progress: bool = True) -> tuple[dict, dict, Path]:
-    """Evaluate ``vqa.checkpoint`` on ``vqa.eval_split`` (questions ``vqa.questions_val``) under ``vqa.protocol``."""
-    from cjepa.dist.env import pick_device
-
-    device = pick_device(cfg.run.device, DistEnv())
-    model, vocab, c = load_reasoner(cfg.vqa.checkpoint, cfg, device)
-    ds, info = build_split(c, c.vqa.eval_split, c.vqa.questions_val, vocab, labelled=None)
-    if (ds.num_slots, ds.slot_dim) != (model.num_slots, model.slot_dim):
-        raise ConfigError(
-            f"slots of {c.vqa.slots} are {(ds.num_slots, ds.slot_dim)}; the reasoner was trained on {(model.num_slots, model.slot_dim)}"
-        )
-    dtype = torch.bfloat16 if cfg.train.precision == "bf16" else None
-    res = evaluate_reasoner(
-        model, ds, eval_offsets(c), batch_size=c.vqa.val_batch_size, device=device, progress=progress, autocast_dtype=dtype
-    )
-    from cjepa.utils.checkpoint import resolve_checkpoint
-
-    out_dir = resolve_checkpoint(cfg.vqa.checkpoint)
-    out_dir = out_dir.parent.parent if out_dir.parent.name == "checkpoints" else out_dir
-    write_outputs(
-        res,
-        ds.qs,
-        vocab.answer_names,
-        out_dir,
-        f"{c.vqa.eval_split}_{c.vqa.protocol}",
-        {"data": info, "protocol": c.vqa.protocol, "checkpoint": str(cfg.vqa.checkpoint)},
-    )
-    print(f"[cjepa] wrote {out_dir}/eval_{c.vqa.eval_split}_{c.vqa.protocol}.json", file=sys.stderr)
-    return res, info, out_dir
-
-
-def summary_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

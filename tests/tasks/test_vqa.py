@@ -1,5 +1,6 @@
-"""Training the reasoner through the generic trainer: the loss falls on a learnable question set, checkpoints
-carry the vocabulary, and a checkpoint evaluates to the same numbers as the end of training."""
+"""The reasoner's training task (cjepa.tasks.vqa) through the generic trainer: the vqa section maps onto the
+trainer's, missing videos are an error unless skipped, resume is bit-identical, `train.task=vqa` selects it,
+and the oracle protocol reads the simulator's reruns."""
 
 import json
 
@@ -8,10 +9,10 @@ import pytest
 import torch
 
 from cjepa.config import ConfigError, load_config
-from cjepa.eval.vqa.evaluate import jsonable
-from cjepa.eval.vqa.task import VQATask, evaluate_checkpoint, train_reasoner, trainer_config
+from cjepa.eval.vqa.reasoner import train_reasoner
+from cjepa.tasks.vqa import VQATask, trainer_config
 from cjepa.train import Trainer
-from cjepa.utils.checkpoint import latest_checkpoint, load_model_state, load_train_state
+from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
 from tests.eval.vqa.synthetic import colour_overrides, make_colour_world
 
 
@@ -21,27 +22,6 @@ def test_trainer_config_maps_the_vqa_section():
     assert (t.optim.lr, t.optim.weight_decay, t.optim.schedule, t.optim.min_lr_ratio) == (2e-3, 0.0, "cosine", 0.01)
     assert (t.data.batch_size, t.train.epochs) == (12, 3)
     assert cfg.optim.lr == 5e-4  # the predictor's settings are untouched
-
-
-def test_tiny_training_run_learns_and_round_trips(tmp_path):
-    paths = make_colour_world(tmp_path, {"train": 48, "val": 12})
-    cfg = load_config([], colour_overrides(tmp_path, paths))
-    summary = train_reasoner(cfg, progress=False)
-    logs = [json.loads(line) for line in (tmp_path / "runs" / "vqa" / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["train/loss"] for r in logs if "train/loss" in r]
-    assert len(losses) >= 8 and losses[-1] < 0.7 * losses[0], losses
-    lrs = [r["train/lr"] for r in logs if "train/lr" in r]
-    assert max(lrs) == pytest.approx(3e-3, rel=0.2) and lrs[-1] < 0.2 * max(lrs)  # warm-up then cosine decay
-    fe = summary["final_eval"]
-    assert fe["metrics"]["descriptive_questions"] == 12 and fe["metrics"]["explanatory_questions"] == 12
-    assert fe["metrics"]["descriptive"] > 0.5  # chance is 1/3
-    ckpt = summary["checkpoint"]
-    task_state = load_train_state(ckpt)["task"]
-    assert task_state["vocab"]["a_vocab"]["green"] == 13 and task_state["shape"] == {"num_slots": 3, "slot_dim": 6}
-    assert (tmp_path / "runs" / "vqa" / "vocab.json").is_file()
-    res, info, out_dir = evaluate_checkpoint(load_config([], colour_overrides(tmp_path, paths, f"vqa.checkpoint={ckpt}")), progress=False)
-    assert jsonable(res)["metrics"] == pytest.approx(fe["metrics"])  # same numbers from the reloaded checkpoint
-    assert (out_dir / "eval_val_original.json").is_file() and (out_dir / "predictions_val_original.json").is_file()
 
 
 def test_missing_videos_are_an_error_unless_skipped(tmp_path):
@@ -115,8 +95,8 @@ def _oracle_config(world, *extra):
 def test_oracle_protocol_reads_the_simulators_future_and_reruns(tmp_path):
     from cjepa.data.billiards_vqa import write_billiards_vqa
     from cjepa.eval.vqa.questions import COUNTERFACTUAL, PREDICTIVE, iter_answers, iter_texts, load_question_file
-    from cjepa.eval.vqa.task import build_split
     from cjepa.eval.vqa.text import Vocab
+    from cjepa.tasks.vqa import build_split
 
     world = tmp_path / "w"
     write_billiards_vqa(world, {"train": 4, "val": 3}, num_slots=7, slot_dim=8, observed_frames=24, total_frames=32, oracle=True)

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-
 from cjepa.config import Config, load_config
+from cjepa.dist.env import DistEnv, pick_device
 from cjepa.paths import config_path
 
 
@@ -69,7 +68,7 @@ def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool 
     enc = enc_cfg.encoder
     enc.checkpoint = str(out / "encoder")
     model = build_object_encoder(enc, slot_attention_backend=enc_cfg.kernels.slot_attention)
-    device = torch.device("cpu" if enc_cfg.run.device in ("auto", "cpu") and not torch.cuda.is_available() else "cuda")
+    device = pick_device(enc_cfg.run.device, DistEnv())
     sources = {s: open_video_source(enc.data, s, encoder_input_size(enc)) for s in splits}
     return extract(model.to(device), sources, out / "slots", enc_cfg=enc, device=device, checkpoint=enc.checkpoint, progress=progress)
 
@@ -89,7 +88,7 @@ def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, c
 
     enc = enc_cfg.encoder
     enc.checkpoint = str(out / "encoder")
-    device = torch.device("cpu" if enc_cfg.run.device in ("auto", "cpu") and not torch.cuda.is_available() else "cuda")
+    device = pick_device(enc_cfg.run.device, DistEnv())
     encoder = build_object_encoder(enc, slot_attention_backend=enc_cfg.kernels.slot_attention).to(device).eval()
     predictor = load_predictor(str(out / "predictor"), pred_cfg.model, pred_cfg.kernels.attention, device)
     m = pred_cfg.model

@@ -18,7 +18,6 @@ project wrote before). For each:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table, write_rows  # noqa: E402
+from common import fill_freed_heap, table, write_rows  # noqa: E402
 
 import cjepa.data.video as video  # noqa: E402
 from cjepa.config import load_config  # noqa: E402
@@ -38,18 +37,6 @@ from cjepa.paths import config_path  # noqa: E402
 
 SETTINGS = {"mbtree-off": {**video.X264_OPTIONS, "mbtree": "0"}, "mbtree-on": {**video.X264_OPTIONS, "mbtree": "1"}}
 FILLS = (0x00, 0xFF, 0x5A, 0xA5, 0x33, 0xCC, 0x0F, 0xF0)
-
-
-def fill_freed_heap(byte: int, blocks: int = 64, size: int = 1 << 16) -> None:
-    """Allocate, write and free heap blocks: the next allocations reuse memory that holds ``byte``."""
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    ptrs = [libc.malloc(size) for _ in range(blocks)]
-    for ptr in ptrs:
-        ctypes.memset(ptr, byte, size)
-    for ptr in ptrs:
-        libc.free(ptr)
 
 
 def measure_encoding(world, frames: list[np.ndarray], fills: int, repeats: int) -> dict:

@@ -7,6 +7,7 @@ append JSONL rows (device name, versions, git SHA, timestamp) to ``benchmarks/re
 
 from __future__ import annotations
 
+import ctypes
 import json
 import statistics
 import sys
@@ -158,3 +159,16 @@ def zero_expected_bytes(stage: int, numel: int, world: int, *, param_bytes: floa
     grads = numel * grad_bytes / (n if stage >= 2 else 1)
     optim = numel * optim_bytes / (n if stage >= 1 else 1)
     return {"params": params, "grads": grads, "optim": optim, "total": params + grads + optim}
+
+
+def fill_freed_heap(byte: int, blocks: int = 64, size: int = 1 << 16) -> None:
+    """Fill freed heap memory with ``byte``: blocks are allocated, written and freed, so the next allocations of
+    whatever runs next reuse memory holding that byte instead of what the process left there."""
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    ptrs = [libc.malloc(size) for _ in range(blocks)]
+    for ptr in ptrs:
+        ctypes.memset(ptr, byte, size)
+    for ptr in ptrs:
+        libc.free(ptr)

@@ -27,11 +27,12 @@ TIMING_KEYS = {"time", "wall_time_s", "wall_s", "stage_s", "date", "saved_at", "
                "pid", "started_at"}
 
 
-def _normal(value, out: Path):
+def normal_json(value, out: Path):
+    """A JSON value without its timing fields, with the run directory written as <out> (comparable across runs)."""
     if isinstance(value, dict):
-        return {k: _normal(v, out) for k, v in value.items() if k not in TIMING_KEYS}
+        return {k: normal_json(v, out) for k, v in value.items() if k not in TIMING_KEYS}
     if isinstance(value, (list, tuple)):
-        return [_normal(v, out) for v in value]
+        return [normal_json(v, out) for v in value]
     return value.replace(str(out), "<out>") if isinstance(value, str) else value
 
 
@@ -73,10 +74,10 @@ def compare(a: Path, b: Path) -> tuple[int, list[str]]:
             diffs += [f"{rel}{d}" for d in _tensor_diffs(torch.load(p, weights_only=False), torch.load(q, weights_only=False), "")]
         elif rel.suffix == ".jsonl":
             la, lb = p.read_text().splitlines(), q.read_text().splitlines()
-            same = len(la) == len(lb) and all(_normal(json.loads(x), a) == _normal(json.loads(y), b) for x, y in zip(la, lb))
+            same = len(la) == len(lb) and all(normal_json(json.loads(x), a) == normal_json(json.loads(y), b) for x, y in zip(la, lb))
             diffs += [] if same else [f"{rel}: lines differ"]
         elif rel.suffix == ".json":
-            diffs += [] if _normal(json.loads(p.read_text()), a) == _normal(json.loads(q.read_text()), b) else [f"{rel}: differs"]
+            diffs += [] if normal_json(json.loads(p.read_text()), a) == normal_json(json.loads(q.read_text()), b) else [f"{rel}: differs"]
         elif p.read_bytes() != q.read_bytes():
             diffs.append(f"{rel}: bytes")
     return n, diffs

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import socket
 import sys
@@ -34,19 +33,6 @@ def assert_close_verbose(actual: torch.Tensor, expected: torch.Tensor, atol: flo
             f"NaN/inf mismatches {int(nan_mismatch.sum())}; first bad indices {idx}; "
             f"actual {[float(a[tuple(i)]) for i in idx]} expected {[float(e[tuple(i)]) for i in idx]}"
         )
-
-
-def fill_freed_heap(byte: int, blocks: int = 64, size: int = 1 << 16) -> None:
-    """Fill freed heap memory with ``byte``: blocks are allocated, written and freed, so the next allocations of
-    whatever runs next reuse memory holding that byte instead of what the process left there."""
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    ptrs = [libc.malloc(size) for _ in range(blocks)]
-    for ptr in ptrs:
-        ctypes.memset(ptr, byte, size)
-    for ptr in ptrs:
-        libc.free(ptr)
 
 
 def free_port() -> int:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.common import fill_freed_heap
 from cjepa.data.video import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -17,7 +18,6 @@ from cjepa.data.video import (
     psnr,
     resize_masks,
 )
-from tests.helpers import fill_freed_heap
 
 
 def moving_square(T=10, H=48, W=64):

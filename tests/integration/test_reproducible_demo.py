@@ -10,18 +10,16 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.compare_demo_runs import TIMING_KEYS, normal_json
 from tests.commands.test_demo import ENCODER, PREDICTOR
 from tests.helpers import REPO
-
-# wall times, dates and throughput: the only fields allowed to differ between two runs
-TIMING_KEYS = {"time", "wall_time_s", "wall_s", "stage_s", "date", "saved_at", "created_unix", "train/samples_per_s"}
 
 # The second run renders in its own process and fills freed heap memory before every video it encodes: the
 # bytes must not depend on what the process did before (x264's macroblock-tree pass once let them).
 DIRTY_HEAP_DEMO = """
 import sys
 import cjepa.data.video as video
-from tests.helpers import fill_freed_heap
+from benchmarks.common import fill_freed_heap
 from cjepa.cli import main
 
 encode = video.encode_video
@@ -46,17 +44,8 @@ def _demo(out: Path, *, render_workers: int, hash_seed: int, dirty_heap: bool = 
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _normal(value, out: Path):
-    """A JSON value without its timing fields and with the run directory written as <out>."""
-    if isinstance(value, dict):
-        return {k: _normal(v, out) for k, v in value.items() if k not in TIMING_KEYS}
-    if isinstance(value, (list, tuple)):
-        return [_normal(v, out) for v in value]
-    return value.replace(str(out), "<out>") if isinstance(value, str) else value
-
-
 def _json(path: Path, out: Path):
-    return _normal(json.loads(path.read_text()), out)
+    return normal_json(json.loads(path.read_text()), out)
 
 
 def _tar_members(path: Path) -> dict[str, bytes]:
@@ -123,7 +112,7 @@ def test_demo_chain_twice_is_bit_identical(tmp_path):
         la, lb = ((r / stage / "metrics.jsonl").read_text().splitlines() for r in (a, b))
         assert len(la) == len(lb) > 0 and any("train/loss" in line for line in la), stage
         for i, (x, y) in enumerate(zip(la, lb)):
-            assert _normal(json.loads(x), a) == _normal(json.loads(y), b), f"{stage}/metrics.jsonl line {i + 1}"
+            assert normal_json(json.loads(x), a) == normal_json(json.loads(y), b), f"{stage}/metrics.jsonl line {i + 1}"
         assert _json(a / stage / "summary.json", a) == _json(b / stage / "summary.json", b), stage
 
     # 4. the demo's summary: segmentation, swap rate, rollout errors and ratios

@@ -110,17 +110,18 @@ def decode_state_slots(embedding, slots: np.ndarray) -> tuple[np.ndarray, float]
     from scipy.optimize import minimize
 
     target = np.asarray(slots, np.float64)
+    centre = np.array([256.0, 256.0, 256.0, 256.0, 0.0, 0.0, 0.0])  # fields not being fitted stay at the arena centre
 
     def slot_error(states: np.ndarray, k: int) -> np.ndarray:  # (N, 7) -> (N,) squared error of slot k
         return ((embedding(states)[:, k] - target[k]) ** 2).sum(-1)
 
     def fit(k: int, grid: np.ndarray, fields: list[int]) -> tuple[np.ndarray, float]:
-        base = np.tile([256.0, 256.0, 256.0, 256.0, 0.0, 0.0, 0.0], (len(grid), 1))
+        base = np.tile(centre, (len(grid), 1))
         base[:, fields] = grid
         x0 = grid[int(np.argmin(slot_error(base, k)))]
 
         def f(x):
-            s = np.array([[256.0, 256.0, 256.0, 256.0, 0.0, 0.0, 0.0]])
+            s = centre[None].copy()
             s[0, fields] = x
             return float(slot_error(s, k)[0])
 

@@ -97,6 +97,15 @@ def test_slot_world_model_episode_runs(world_model):
     np.testing.assert_allclose(state_to_proprio(state)[:2], state[:2])
 
 
+def replayed_state(world_model, start: np.ndarray, blocks: torch.Tensor) -> np.ndarray:
+    """(7,) state a fresh environment reaches from ``start`` executing one candidate's action blocks (H, A)."""
+    env = PushTEnv(32)
+    env.reset(start)
+    for a in world_model.blocks_to_env(blocks):
+        env.step(a)
+    return env.get_state()
+
+
 def test_simulator_world_model_is_the_true_dynamics(world_model):
     """The oracle's rollout embeds the simulated states: its final frame equals the encoding of the state the
     environment reaches with the same actions, and it conforms to the planner protocol."""
@@ -109,11 +118,7 @@ def test_simulator_world_model_is_the_true_dynamics(world_model):
     cand = torch.randn(3, 2, 10, generator=torch.Generator().manual_seed(0))
     traj = oracle.rollout(nodes, cand)
     assert traj.shape == (3, 3, 6, 16)
-    env = PushTEnv(32)
-    env.reset(start)
-    for a in world_model.blocks_to_env(cand[1]):
-        env.step(a)
-    s = env.get_state()
+    s = replayed_state(world_model, start, cand[1])
     expect = world_model.encode(Observation(proprio=state_to_proprio(s[None]), state=s[None]))
     torch.testing.assert_close(traj[1, -1, :5], expect[0, :5])
 
@@ -131,11 +136,7 @@ def test_simulator_world_model_in_state_space(world_model):
     cand = torch.randn(4, 2, 10, generator=torch.Generator().manual_seed(1))
     traj = oracle.rollout(nodes, cand)
     assert traj.shape == (4, 3, 1, 7)
-    env = PushTEnv(32)
-    env.reset(start)
-    for a in world_model.blocks_to_env(cand[2]):
-        env.step(a)
-    np.testing.assert_array_equal(traj[2, -1, 0].numpy(), env.get_state())
+    np.testing.assert_array_equal(traj[2, -1, 0].numpy(), replayed_state(world_model, start, cand[2]))
     goal_state = traj[2, -1, 0].numpy().copy()
     goal = oracle.encode_goal(Goal(proprio=state_to_proprio(goal_state), state=goal_state))
     costs = oracle.cost(traj, goal)

@@ -39,6 +39,19 @@ class Crash(Exception):
     pass
 
 
+def crash_at(task, crash_step: int):
+    """The task, made to raise :class:`Crash` when the trainer asks for the losses of step ``crash_step``."""
+    orig = task.training_losses
+
+    def crashing(model, batch, step, micro_index):
+        if step == crash_step:
+            raise Crash()
+        return orig(model, batch, step, micro_index)
+
+    task.training_losses = crashing
+    return task
+
+
 def test_pretrain_runs_and_reports_the_time_split(world, tmp_path):
     """A pretraining run trains the predictor on encoded clips, validates, rolls out, and splits its time."""
     s = train(cfg_for(world, tmp_path), progress=False)
@@ -57,15 +70,7 @@ def test_pretrain_resumes_mid_epoch_bit_identically(world, tmp_path):
     full = cfg_for(world, tmp_path / "a", "train.ckpt_every=3")
     train(full, progress=False)
     part = cfg_for(world, tmp_path / "b", "train.ckpt_every=3")
-    task = build_task(part)
-    orig = task.training_losses
-
-    def crashing(model, batch, step, micro_index):
-        if step == 4:
-            raise Crash()
-        return orig(model, batch, step, micro_index)
-
-    task.training_losses = crashing
+    task = crash_at(build_task(part), 4)
     with pytest.raises(Crash):
         Trainer(part, task, progress=False).fit()
     assert latest_checkpoint(run_dir_of(part)).name == "step_0000003"
@@ -81,14 +86,7 @@ def test_the_training_clip_loader_stops_its_workers_when_the_run_ends(world, tmp
     cfg = cfg_for(world, tmp_path, "data.num_workers=1", "train.max_steps=2")
     task = build_task(cfg)
     if crash:
-        orig = task.training_losses
-
-        def crashing(model, batch, step, micro_index):
-            if step == 1:
-                raise Crash()
-            return orig(model, batch, step, micro_index)
-
-        task.training_losses = crashing
+        crash_at(task, 1)
         with pytest.raises(Crash):
             Trainer(cfg, task, progress=False).fit()
     else:

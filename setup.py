@@ -27,7 +27,7 @@ setup(
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.10",
-    packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.data.world", "cjepa.dist", "cjepa.utils", "cjepa.ops", "cjepa.eval",
+    packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.data.world", "cjepa.distributed", "cjepa.utils", "cjepa.backends", "cjepa.eval",
               "cjepa.eval.vqa", "cjepa.envs", "cjepa.plan", "cjepa.commands", "cjepa.tasks", "cjepa_kernels", "launchers"],
     # The kernels/ folder is imported as cjepa_kernels: PyPI's unrelated `kernels` package owns that import name
     # (see kernels/registry.py).

@@ -5,7 +5,7 @@ checks that the provider's slots agree with the reference provider (torch attent
 on the same weights and noise, then times
 
 * one training step (forward + backward + Adam step) on a clip batch -> clips/s, and
-* extraction of whole videos with ``cjepa.extract.encode_videos`` (no_grad, masks + object ids) -> videos/s,
+* extraction of whole videos with ``cjepa.slot_extraction.encode_videos`` (no_grad, masks + object ids) -> videos/s,
 
 and prints ratio tables against the reference (median and p20/p80 spread). ``--jsonl`` appends the rows with
 device, versions and git SHA to benchmarks/results/.
@@ -27,11 +27,11 @@ import common  # noqa: F401  (puts the repository on sys.path)
 import torch
 from common import ratio_table, time_fn, timing_row, write_rows
 
+from cjepa.backends.attention import BackendUnavailable, check_backend
 from cjepa.config import load_config
 from cjepa.data.clips import VideoItem
-from cjepa.extract import encode_videos
 from cjepa.models.object_encoder import build_object_encoder
-from cjepa.ops.attention import BackendUnavailable, check_backend
+from cjepa.slot_extraction import encode_videos
 
 PRESETS = {
     "small": {

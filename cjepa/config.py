@@ -1025,7 +1025,7 @@ def to_deepspeed(cfg: Config, derived: Derived) -> dict:
 
     Batch sizes come from :func:`derive` (global = micro * grad_accum * world). The optimizer is AdamW with our
     hyper-parameters; param groups with their own ``lr`` (Push-T encoders) keep it. The LR schedule is not
-    set here: the engine hands DeepSpeed our own schedule (``cjepa.dist.engine.lr_lambda``) as a client
+    set here: the engine hands DeepSpeed our own schedule (``cjepa.distributed.engine.lr_lambda``) as a client
     scheduler, so a DeepSpeed run follows exactly the LR curve of a single/DDP run. ``gradient_clipping`` is
     always written: DeepSpeed's default is 1.0, which would silently clip runs that asked for none.
     """
@@ -1043,7 +1043,7 @@ def to_deepspeed(cfg: Config, derived: Derived) -> dict:
     if ds.offload_params:
         zero["offload_param"] = {"device": "cpu", "pin_memory": ds.offload_pin_memory}
     if ds.zero_stage == 3:
-        # Checkpoints keep ZeRO-3 shards; plain weights come from the fp32 master copies (cjepa.dist.deepspeed),
+        # Checkpoints keep ZeRO-3 shards; plain weights come from the fp32 master copies (cjepa.distributed.deepspeed),
         # so no 16-bit gather at save time.
         zero["stage3_gather_16bit_weights_on_model_save"] = False
     return {

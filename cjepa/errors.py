@@ -32,8 +32,8 @@ USER_ERROR_TYPES = (
     "cjepa.eval.vqa.questions:QuestionError",
     "cjepa.eval.vqa.data:VQADataError",
     "cjepa.utils.checkpoint:CheckpointError",
-    "cjepa.dist.deepspeed:DeepSpeedCheckpointError",
-    "cjepa.ops.attention:BackendUnavailable",
+    "cjepa.distributed.deepspeed:DeepSpeedCheckpointError",
+    "cjepa.backends.attention:BackendUnavailable",
     "cjepa.models.dinov2_weights:WeightsError",
     "launchers.clusters:ClusterError",
 )

@@ -1,7 +1,7 @@
 """Attention for the C-JEPA predictor's short sequences (forward and backward) in Triton.
 
-Reference: ``cjepa.ops.attention.attention_reference`` (softmax(q k^T / sqrt(E)) v with an optional key mask),
-reached through ``cjepa.ops.attention.attention(..., backend="triton")``.
+Reference: ``cjepa.backends.attention.attention_reference`` (softmax(q k^T / sqrt(E)) v with an optional key mask),
+reached through ``cjepa.backends.attention.attention(..., backend="triton")``.
 
 What is special here. The predictor attends over T x S tokens of one clip: 16 x 7 = 112 for CLEVRER, 24-40 for
 Push-T, i.e. L <= ~128, bidirectional, with head dims 8 (slot_dim 128 over 16 heads, the original's layout), 16
@@ -53,7 +53,7 @@ import torch
 import triton
 import triton.language as tl
 
-from cjepa.ops.attention import attention_reference
+from cjepa.backends.attention import attention_reference
 
 REFERENCE = attention_reference
 LOG2E = 1.4426950408889634

@@ -7,13 +7,13 @@ process, so the requeued one takes it again.
 
 Signals. SLURM sends SIGTERM on preemption, ``scontrol requeue`` and cancellation, and (asked for by the
 launcher) SIGUSR1 ``launch.signal_delay_s`` seconds before the time limit. The trainer catches both, lets every
-rank finish the current step, writes a checkpoint and raises :class:`cjepa.train.Preempted`. Then:
+rank finish the current step, writes a checkpoint and raises :class:`cjepa.trainer.Preempted`. Then:
 
 * SIGUSR1 (time limit): submitit's own handler for that signal is called, which records the requeued
   submission (:meth:`TrainJob.checkpoint`) and runs ``scontrol requeue`` (at most ``launch.max_requeues`` times);
 * SIGTERM: SLURM itself requeues (preemption, ``scontrol requeue``) or ends (``scancel``) the job.
 
-Either way the process exits with :data:`cjepa.train.EXIT_PREEMPTED` without a result file, so submitit does not
+Either way the process exits with :data:`cjepa.trainer.EXIT_PREEMPTED` without a result file, so submitit does not
 report the job as finished while it waits in the queue.
 """
 
@@ -49,7 +49,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         _threads_from_slurm()
         import cjepa
         from cjepa.config import load_config
-        from cjepa.train import EXIT_PREEMPTED, Preempted, train
+        from cjepa.trainer import EXIT_PREEMPTED, Preempted, train
 
         cfg = load_config([self.config_file])
         try:

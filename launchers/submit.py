@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: python launchers/submit.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cjepa.config import Config, dump_yaml, load_config  # noqa: E402
-from cjepa.train import run_dir_of  # noqa: E402
+from cjepa.trainer import run_dir_of  # noqa: E402
 from cjepa.utils.run_dir import SNAPSHOT_FILE  # noqa: E402
 from launchers.clusters import ClusterError, ClusterPreset, executor_parameters, get_preset  # noqa: E402
 from launchers.job import PREEMPT_SIGNAL  # noqa: E402

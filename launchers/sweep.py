@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: python launchers/sweep.py
 import yaml  # noqa: E402
 
 from cjepa.config import Config, ConfigError, derive, dump_yaml, to_dict  # noqa: E402
-from cjepa.train import run_dir_of  # noqa: E402
+from cjepa.trainer import run_dir_of  # noqa: E402
 from launchers.clusters import ClusterError, executor_parameters, get_preset  # noqa: E402
 from launchers.submit import job_result, make_executor, resolve_config, write_config, write_job_folder  # noqa: E402
 

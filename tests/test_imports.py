@@ -67,20 +67,20 @@ def check(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 
 
 def test_models_are_pure_single_device_torch():
-    """cjepa/models imports no data, dist, train, launchers or kernels (kernels come through cjepa.ops)."""
-    assert check("cjepa/models", ("cjepa.data", "cjepa.dist", "cjepa.train", "cjepa.tasks", "launchers", "cjepa_kernels")) == []
+    """cjepa/models imports no data, dist, train, launchers or kernels (kernels come through cjepa.backends)."""
+    assert check("cjepa/models", ("cjepa.data", "cjepa.distributed", "cjepa.trainer", "cjepa.tasks", "launchers", "cjepa_kernels")) == []
 
 
 def test_data_knows_nothing_about_models_or_training():
-    assert check("cjepa/data", ("cjepa.models", "cjepa.train", "cjepa.tasks", "cjepa.dist", "launchers", "cjepa_kernels")) == []
+    assert check("cjepa/data", ("cjepa.models", "cjepa.trainer", "cjepa.tasks", "cjepa.distributed", "launchers", "cjepa_kernels")) == []
 
 
 def test_tasks_and_engines_never_import_what_runs_them():
     """Dependencies point one way (trainer -> tasks, trainer -> engines): no task or engine module imports the
     trainer, the commands or the launchers, not even inside a function."""
-    above = ("cjepa.train", "cjepa.commands", "cjepa.cli", "launchers")
+    above = ("cjepa.trainer", "cjepa.commands", "cjepa.cli", "launchers")
     assert check("cjepa/tasks", above) == []
-    assert check("cjepa/dist", (*above, "cjepa.tasks")) == []
+    assert check("cjepa/distributed", (*above, "cjepa.tasks")) == []
 
 
 def test_library_never_imports_launchers_at_module_level():
@@ -96,14 +96,14 @@ def test_library_never_imports_launchers_at_module_level():
 
 
 def test_kernels_import_only_torch_triton_and_their_references():
-    """kernels/* imports torch, triton, the standard library, and cjepa's reference modules (cjepa.ops, cjepa.losses)."""
-    allowed_cjepa = ("cjepa.ops", "cjepa.losses")
+    """kernels/* imports torch, triton, the standard library, and cjepa's reference modules (cjepa.backends, cjepa.losses)."""
+    allowed_cjepa = ("cjepa.backends", "cjepa.losses")
     bad = []
     for f in sorted((REPO / "kernels").rglob("*.py")):
         for mod in imported_modules(f):
             top = mod.split(".")[0]
             if top == "cjepa" and not mod.startswith(allowed_cjepa):
                 bad.append(f"{f.name}: {mod}")
-            if top in ("launchers",) or mod.startswith(("cjepa.train", "cjepa.data", "cjepa.dist")):
+            if top in ("launchers",) or mod.startswith(("cjepa.trainer", "cjepa.data", "cjepa.distributed")):
                 bad.append(f"{f.name}: {mod}")
     assert bad == []

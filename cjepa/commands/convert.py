@@ -37,7 +37,7 @@ def _checkpoint_dir(path: Path) -> Path:
 
 def _require_deepspeed(src: Path, tag) -> None:
     """One of our checkpoints written without DeepSpeed has no shards: say so instead of DeepSpeed's own error."""
-    from cjepa.dist.deepspeed import DS_SUBDIR
+    from cjepa.distributed.deepspeed import DS_SUBDIR
     from cjepa.errors import UserError
 
     if tag is None and not (src / DS_SUBDIR).is_dir() and not (src / "latest").is_file() and not any(src.glob("*model_states.pt")):
@@ -65,7 +65,7 @@ def run(args) -> int:
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before deepspeed is imported
-    from cjepa.dist.deepspeed import deepspeed_to_state_dict
+    from cjepa.distributed.deepspeed import deepspeed_to_state_dict
     from cjepa.errors import check_writable_dir
     from cjepa.utils.report import table
 

@@ -96,7 +96,7 @@ def run_slots(args) -> int:
     from cjepa.commands.train import print_summary
     from cjepa.config import load_config
     from cjepa.paths import config_path
-    from cjepa.train import train
+    from cjepa.trainer import train
     from cjepa.utils.report import table
 
     base = [str(config_path("world/demo_slots_full.yaml" if args.full else "world/demo_slots.yaml"))]
@@ -120,7 +120,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from cjepa.commands.train import print_summary
-    from cjepa.demo import run_demo
+    from cjepa.demo_pipeline import run_demo
     from cjepa.utils.report import table
 
     t0 = time.time()

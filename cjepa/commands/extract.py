@@ -23,10 +23,10 @@ def run(args) -> int:
 
     from cjepa.config import encoder_input_size, load_config
     from cjepa.data.clips import VideoSourceUnavailable, open_video_source
-    from cjepa.dist.env import detect_env, pick_device
-    from cjepa.extract import extract
+    from cjepa.distributed.env import detect_env, pick_device
     from cjepa.models.dinov2_weights import WeightsError
     from cjepa.models.object_encoder import build_object_encoder
+    from cjepa.slot_extraction import extract
     from cjepa.utils.report import table
 
     cfg = load_config(args.config, args.overrides)

@@ -40,7 +40,7 @@ def run(args) -> int:
     import torch
 
     from cjepa.config import ConfigError, load_config
-    from cjepa.dist.env import DistEnv, pick_device
+    from cjepa.distributed.env import DistEnv, pick_device
 
     overrides = list(args.overrides)
     flags = ((args.checkpoint, "plan.checkpoint"), (args.baseline, "plan.baseline_checkpoint"), (args.dataset, "plan.dataset"))

@@ -51,7 +51,7 @@ def load_run(checkpoint: str, config_files: list[str], overrides: list[str]):
 def run(args) -> int:
     import torch
 
-    from cjepa.dist.env import DistEnv, pick_device
+    from cjepa.distributed.env import DistEnv, pick_device
     from cjepa.eval.probe import run_probe, slot_world_videos, store_videos
     from cjepa.eval.vqa.rollouts import load_predictor
     from cjepa.utils.report import table

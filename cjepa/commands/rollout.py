@@ -88,8 +88,8 @@ def run(args) -> int:
 
     from cjepa.config import load_config
     from cjepa.data.slot_store import SlotSplit, SlotStoreWriter, export_pickle, open_split
-    from cjepa.dist.env import DistEnv, pick_device
-    from cjepa.train import run_dir_of
+    from cjepa.distributed.env import DistEnv, pick_device
+    from cjepa.trainer import run_dir_of
     from cjepa.utils.report import table
 
     cfg = load_config(args.config, args.overrides)
@@ -117,7 +117,7 @@ def run(args) -> int:
         writer = SlotStoreWriter(out, split, num_slots=first.shape[1], slot_dim=first.shape[2], producer={"rollout_of": str(cfg.rollout.checkpoint), "target_frames": cfg.rollout.target_frames})
         todo = {k: videos[k] for k in videos if k not in writer}
         bar = tqdm(total=len(todo), desc=f"rollout {split}", file=sys.stderr)
-        from cjepa.rollout import rollout_split
+        from cjepa.eval.rollout import rollout_split
 
         with writer, torch.no_grad():
             for key, arr in rollout_split(predictor, todo, obs_frames=cfg.rollout.obs_frames, target_frames=cfg.rollout.target_frames, frameskip=cfg.data.frameskip, batch_size=cfg.rollout.batch_size, device=device, progress=bar):

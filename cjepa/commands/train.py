@@ -28,9 +28,9 @@ def print_summary(summary: dict) -> None:
 def execute(cfg, command: str, progress: bool = True, summary_printer=None) -> int:
     """Train ``cfg`` (its train.task) and print the summary; map the trainer's stops to exit codes."""
     from cjepa.data.clips import VideoSourceUnavailable
-    from cjepa.dist.env import detect_env
+    from cjepa.distributed.env import detect_env
     from cjepa.errors import check_writable_dir
-    from cjepa.train import EXIT_PREEMPTED, NonFiniteLoss, Preempted, train
+    from cjepa.trainer import EXIT_PREEMPTED, NonFiniteLoss, Preempted, train
 
     check_writable_dir(cfg.run.out_dir, "run.out_dir")  # before any data is loaded or a step is taken
     try:

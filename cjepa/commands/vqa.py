@@ -106,9 +106,9 @@ def metrics_table(result: dict) -> str:
 
 def _train(args) -> int:
     from cjepa.config import load_config
-    from cjepa.dist.env import detect_env
+    from cjepa.distributed.env import detect_env
     from cjepa.eval.vqa.reasoner import train_reasoner
-    from cjepa.train import EXIT_PREEMPTED, NonFiniteLoss, Preempted
+    from cjepa.trainer import EXIT_PREEMPTED, NonFiniteLoss, Preempted
 
     cfg = load_config(args.config, args.overrides)
     try:
@@ -154,7 +154,7 @@ def _evaluate(args) -> int:
 
 def _counterfactual(args) -> int:
     from cjepa.config import ConfigError, load_config
-    from cjepa.dist.env import DistEnv, pick_device
+    from cjepa.distributed.env import DistEnv, pick_device
     from cjepa.eval.vqa.rollouts import counterfactuals_for_split, load_predictor
     from cjepa.utils.report import table
 

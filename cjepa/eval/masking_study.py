@@ -124,10 +124,10 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
     from tqdm import tqdm
 
     from cjepa.data.slot_store import open_split
-    from cjepa.dist.env import DistEnv, pick_device
+    from cjepa.distributed.env import DistEnv, pick_device
     from cjepa.eval.vqa.reasoner import train_reasoner
     from cjepa.eval.vqa.rollouts import counterfactuals_for_split, load_predictor, write_factual_rollouts
-    from cjepa.train import train
+    from cjepa.trainer import train
 
     name = cell_name(overrides)
     cdir = study_root(cfg) / name

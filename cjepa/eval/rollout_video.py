@@ -248,8 +248,8 @@ def decoded_rollouts(
     "reconstruction": {metric: per-step means}}``; the first ``max_clips`` videos are written to ``out_dir`` as
     mp4 (``cjepa.plan.video.save_video``) and, with a ``writer``, logged under ``rollout_video/<key>``.
     """
+    from cjepa.eval.rollout import roll_chain
     from cjepa.plan.video import save_video
-    from cjepa.rollout import roll_chain
 
     horizon = chains * pred_frames
     device = next(predictor.parameters()).device

@@ -3,7 +3,7 @@
 Attribute names follow the original modules (``layers.{i}`` of its MLP, ``self_attn.qkv`` / ``linear1`` / ``norm1``
 of its ``nn.TransformerEncoderLayer`` subclass, ``to_q`` / ``norm_memory`` / ``pos_emb`` of ``SlotMixerDecoder``), so
 mapping a released checkpoint onto these modules is a prefix rename (:mod:`cjepa.models.encoder_checkpoints`).
-Attention cores go through :mod:`cjepa.ops.attention` (the configured kernel backend).
+Attention cores go through :mod:`cjepa.backends.attention` (the configured kernel backend).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cjepa.ops.attention import attention
+from cjepa.backends.attention import attention
 
 
 class MLP(nn.Module):

@@ -3,7 +3,7 @@
 Parameter names follow the modules the original predictor was built from (``nn.MultiheadAttention``'s
 ``in_proj_weight`` / ``in_proj_bias`` / ``out_proj`` and an ``nn.Sequential`` feed-forward), so that with the
 reference layout our ``state_dict`` has exactly the original keys and shapes. The attention core goes through
-:mod:`cjepa.ops.attention`, which picks the kernel backend.
+:mod:`cjepa.backends.attention`, which picks the kernel backend.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from cjepa.ops.attention import attention, attention_probabilities
+from cjepa.backends.attention import attention, attention_probabilities
 
 
 class AttentionCapture:

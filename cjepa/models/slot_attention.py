@@ -11,7 +11,7 @@ option            VideoSAUR                  SAVi (SlotFormer StoSAVi)
 ================  =========================  ==========================
 
 The update step itself (logits, softmax over **slots**, +eps, renormalisation over inputs, weighted mean) is
-:func:`cjepa.ops.slot_attention.slot_attention`, the reference that the Triton kernel replaces; this module
+:func:`cjepa.backends.slot_update.slot_attention`, the reference that the Triton kernel replaces; this module
 only adds the projections, the GRU and the optional MLP, so the backend is a constructor argument.
 
 ``slot_mask`` (B, S) bool marks active slots: inactive slots take no attention mass and keep their value.
@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from cjepa.ops.slot_attention import slot_attention
+from cjepa.backends.slot_update import slot_attention
 
 
 class SlotAttention(nn.Module):

@@ -371,8 +371,8 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu", 
     ``config`` (the full config) is needed for plain state_dict files (see :func:`load_predictor_checkpoint`);
     ``report`` receives one line saying what was loaded from where.
     """
+    from cjepa.backends.attention import check_backend
     from cjepa.config import ConfigError
-    from cjepa.ops.attention import check_backend
 
     check_backend(attention_backend, device)
     loaded = load_predictor_checkpoint(checkpoint, device, attention_backend, config=config, dataset=dataset)

@@ -1,4 +1,4 @@
-"""The task contract: what the generic trainer (cjepa.train) calls on whatever it trains.
+"""The task contract: what the generic trainer (cjepa.trainer) calls on whatever it trains.
 
 A task owns its data, model, per-step losses, evaluation and task state; the trainer owns the loop, engines,
 logging and checkpoints. :class:`Task` declares every call the trainer makes, none optional, so the trainer
@@ -15,7 +15,7 @@ import torch
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from cjepa.config import Derived
-from cjepa.dist.env import DistEnv, all_reduce_sum
+from cjepa.distributed.env import DistEnv, all_reduce_sum
 
 
 @runtime_checkable

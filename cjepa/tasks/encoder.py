@@ -1,4 +1,4 @@
-"""Training task of the object-centric encoders (VideoSAUR, SAVi) for the generic trainer (cjepa.train).
+"""Training task of the object-centric encoders (VideoSAUR, SAVi) for the generic trainer (cjepa.trainer).
 
 Data: a :class:`~cjepa.data.clips.VideoSource` per split (from ``encoder.data.source``, or passed in). An epoch is
 one clip per training video (VideoSAUR's "one random chunk per video"): ``encoder.data.clip_frames`` frames at
@@ -21,13 +21,13 @@ from typing import Iterator, Optional
 
 import torch
 
+from cjepa.backends.attention import check_backend
 from cjepa.config import Config, Derived, encoder_input_size
 from cjepa.data.clips import VideoSource, mix_seed, open_video_source
-from cjepa.dist.env import DistEnv, all_reduce_sum
+from cjepa.distributed.env import DistEnv, all_reduce_sum
 from cjepa.eval.segmentation import segmentation_scores
-from cjepa.extract import video_seed
 from cjepa.models.object_encoder import build_object_encoder, first_frame_cues
-from cjepa.ops.attention import check_backend
+from cjepa.slot_extraction import video_seed
 from cjepa.tasks.base import TaskBase
 
 

@@ -1,6 +1,6 @@
 """Training task of the C-JEPA predictor on slot videos (synthetic world, slot store or original pickle).
 
-A task gives the generic trainer (cjepa.train) its data, model, per-step losses and evaluation; the trainer
+A task gives the generic trainer (cjepa.trainer) its data, model, per-step losses and evaluation; the trainer
 owns the loop, engines, logging and checkpoints.
 """
 
@@ -13,17 +13,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from cjepa.backends.attention import check_backend
 from cjepa.config import Config, ConfigError, Derived
 from cjepa.data.sampler import StepBatchSampler
 from cjepa.data.slot_store import SlotSplit, SlotStoreError, load_pickle_split, load_slot_pickle, open_split
 from cjepa.data.synthetic import synthetic_splits_from_config
 from cjepa.data.windows import AuxNormalizer, SlotWindows, fit_aux_normalizer, per_split_window_normalizer
-from cjepa.dist.env import DistEnv
+from cjepa.distributed.env import DistEnv
+from cjepa.eval.rollout import rollout_error
 from cjepa.losses import predictor_losses
 from cjepa.masking import MaskSampler
 from cjepa.models.predictor import build_predictor
-from cjepa.ops.attention import check_backend
-from cjepa.rollout import rollout_error
 from cjepa.tasks.base import TaskBase
 
 

@@ -20,15 +20,15 @@ from typing import Iterator
 
 import torch
 
+from cjepa.backends.attention import check_backend
 from cjepa.config import Config, ConfigError, Derived, encoder_input_size
 from cjepa.data.clips import mix_seed
 from cjepa.data.loader import build_clip_loader
-from cjepa.dist.env import DistEnv
+from cjepa.distributed.env import DistEnv
+from cjepa.eval.rollout import rollout_error
 from cjepa.losses import predictor_losses
 from cjepa.masking import MaskSampler
 from cjepa.models.predictor import build_predictor
-from cjepa.ops.attention import check_backend
-from cjepa.rollout import rollout_error
 from cjepa.tasks.base import TaskBase
 from cjepa.utils.stage_timer import StageTimer
 

@@ -1,4 +1,4 @@
-"""The ALOE reasoner as a task of the project's generic trainer (``cjepa.train.Trainer``): :class:`VQATask`.
+"""The ALOE reasoner as a task of the project's generic trainer (``cjepa.trainer.Trainer``): :class:`VQATask`.
 
 Why the generic trainer fits: VQA training is a plain supervised loop over a shuffled item list, which is
 what the trainer's step-indexed sampler, engines (single / DDP), bf16 autocast, checkpoints with RNG state,
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from cjepa.config import Config, ConfigError, Derived
 from cjepa.data.sampler import StepBatchSampler
 from cjepa.data.slot_store import SlotSplit, open_split
-from cjepa.dist.env import DistEnv
+from cjepa.distributed.env import DistEnv
 from cjepa.eval.vqa.data import OffsetBatchSampler, VQADataset, collate_questions, num_start_offsets, resolve_video_keys
 from cjepa.eval.vqa.evaluate import evaluate_reasoner, jsonable, write_outputs
 from cjepa.eval.vqa.model import ALOEReasoner, reasoner_losses

@@ -12,7 +12,7 @@ import torch
 from cjepa.cli import main
 from cjepa.config import load_config
 from cjepa.models.predictor import build_predictor
-from cjepa.train import run_dir_of, train
+from cjepa.trainer import run_dir_of, train
 from tests.helpers import SMOKE
 
 TAG = "global_step1"

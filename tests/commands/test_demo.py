@@ -1,4 +1,4 @@
-"""`cjepa demo` (cjepa/commands/demo.py, cjepa/demo.py): the whole chain at toy size, resumption, the verdict."""
+"""`cjepa demo` (cjepa/commands/demo.py, cjepa/demo_pipeline.py): the whole chain at toy size, resumption, the verdict."""
 
 import json
 

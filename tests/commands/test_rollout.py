@@ -9,7 +9,7 @@ import numpy as np
 
 from cjepa.config import load_config
 from cjepa.data.slot_store import SlotSplit, SlotStoreWriter
-from cjepa.train import run_dir_of, train
+from cjepa.trainer import run_dir_of, train
 from tests.helpers import REPO, SMOKE
 
 
@@ -66,7 +66,7 @@ def test_rollout_decodes_with_the_encoder_run(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from cjepa.cli import main
-    from cjepa.demo import run_demo
+    from cjepa.demo_pipeline import run_demo
     from tests.commands.test_demo import ENCODER, PREDICTOR
 
     out = tmp_path / "demo"

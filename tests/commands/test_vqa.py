@@ -8,7 +8,7 @@ import pytest
 from cjepa.cli import main
 from cjepa.commands.vqa import ACTIONS
 from cjepa.config import load_config
-from cjepa.train import train
+from cjepa.trainer import train
 
 
 def test_help_for_every_action(capsys):

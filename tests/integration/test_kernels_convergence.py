@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cjepa.backends.slot_update import slot_attention
 from cjepa.losses import predictor_losses
 from cjepa.models.predictor import MaskedSlotPredictor
-from cjepa.ops.slot_attention import slot_attention
 from tests.helpers import assert_close_verbose
 from tests.kernels.common import DEVICE, ON_GPU, requires_triton_runtime
 

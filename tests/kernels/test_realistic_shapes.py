@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cjepa.ops.attention import attention
-from cjepa.ops.slot_attention import slot_attention
+from cjepa.backends.attention import attention
+from cjepa.backends.slot_update import slot_attention
 from tests.helpers import assert_close_verbose
 from tests.kernels.common import DEVICE, TOLERANCES, dtype_id, leaves, randn, requires_triton_runtime, seeded
 

@@ -15,7 +15,7 @@ import submitit
 
 from cjepa.cli import main
 from cjepa.tasks.predictor import PredictorTask
-from cjepa.train import EXIT_PREEMPTED, Trainer
+from cjepa.trainer import EXIT_PREEMPTED, Trainer
 from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
 from launchers.job import TrainJob
 from launchers.submit import resolve_config, snapshot_code, write_config
@@ -49,7 +49,7 @@ def test_dry_run_writes_nothing(tmp_path, capsys):
 def test_code_snapshot_holds_the_tracked_files(tmp_path):
     """The snapshot has the tracked sources and configs (as in the working tree) and no build or cache files."""
     dest = snapshot_code(tmp_path / "code")
-    assert (dest / "cjepa" / "train.py").is_file() and (dest / "launchers" / "job.py").is_file()
+    assert (dest / "cjepa" / "trainer.py").is_file() and (dest / "launchers" / "job.py").is_file()
     assert (dest / "configs" / "smoke" / "cpu.yaml").is_file()
     assert not list(dest.rglob("__pycache__"))
     probe = "import cjepa, cjepa_kernels.registry as r; print(cjepa.__file__); print(r.__file__)"
@@ -147,7 +147,7 @@ def test_cjepa_never_imports_launchers_at_module_level():
     import sys
 
     code = ("import sys, importlib, cjepa.cli as c; c.build_parser(); "
-            "[importlib.import_module(m) for m in ('cjepa.train', 'cjepa.dist.deepspeed', 'cjepa.config')]; "
+            "[importlib.import_module(m) for m in ('cjepa.trainer', 'cjepa.distributed.deepspeed', 'cjepa.config')]; "
             "bad = [m for m in sys.modules if m == 'launchers' or m.startswith('launchers.')]; "
             "assert not bad, bad; print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from cjepa.backends.attention import attention_reference
 from cjepa.models.layers import AttentionCapture, Transformer
 from cjepa.models.predictor import MaskedSlotPredictor
-from cjepa.ops.attention import attention_reference
 
 
 def predictor(layout: str, backend: str, dropout: float = 0.0) -> MaskedSlotPredictor:

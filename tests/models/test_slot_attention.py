@@ -78,7 +78,7 @@ def test_inactive_slots_take_no_attention_and_stay_unchanged():
 
 
 def test_update_goes_through_the_ops_dispatch(monkeypatch):
-    """The update step calls cjepa.ops.slot_attention.slot_attention with the configured backend and eps."""
+    """The update step calls cjepa.backends.slot_update.slot_attention with the configured backend and eps."""
     calls = []
     real = sa_mod.slot_attention
 

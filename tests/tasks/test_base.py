@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 from torch.utils.data import DataLoader
 
-from cjepa.dist.env import DistEnv
+from cjepa.distributed.env import DistEnv
 from cjepa.tasks.base import TaskBase
 
 

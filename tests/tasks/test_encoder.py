@@ -8,9 +8,9 @@ import torch
 
 from cjepa.config import derive, load_config
 from cjepa.data.clips import InMemoryVideos
-from cjepa.dist.env import DistEnv
+from cjepa.distributed.env import DistEnv
 from cjepa.tasks.encoder import EncoderTask
-from cjepa.train import Trainer
+from cjepa.trainer import Trainer
 from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
 from tests.helpers import STAND_IN_DEVICE, OnDevice, transfers_to_stand_in_device
 from tests.video_helpers import TINY_SAVI as TINY_SAVI_MODEL

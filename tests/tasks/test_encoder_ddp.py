@@ -1,4 +1,4 @@
-"""Encoder training under DDP (cjepa/tasks/encoder.py with cjepa.train): 2 gloo ranks == 1 process."""
+"""Encoder training under DDP (cjepa/tasks/encoder.py with cjepa.trainer): 2 gloo ranks == 1 process."""
 
 import pytest
 import torch
@@ -34,7 +34,7 @@ OVERRIDES = [
 def _run(out_dir):
     from cjepa.data.clips import InMemoryVideos
     from cjepa.tasks.encoder import EncoderTask
-    from cjepa.train import Trainer
+    from cjepa.trainer import Trainer
     from tests.video_helpers import disc_videos
 
     torch.set_num_threads(1)
@@ -46,7 +46,7 @@ def _run(out_dir):
 def _worker(rank, world, port, out_dir):
     set_env(dist_env_vars(rank, world, port))
     _run(out_dir)
-    from cjepa.dist.env import destroy_process_group
+    from cjepa.distributed.env import destroy_process_group
 
     destroy_process_group()
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cjepa.config import ConfigError, load_config
-from cjepa.train import Trainer, build_task, run_dir_of, train
+from cjepa.trainer import Trainer, build_task, run_dir_of, train
 from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
 from tests.helpers import REPO
 

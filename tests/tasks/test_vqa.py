@@ -11,7 +11,7 @@ import torch
 from cjepa.config import ConfigError, load_config
 from cjepa.eval.vqa.reasoner import train_reasoner
 from cjepa.tasks.vqa import VQATask, trainer_config
-from cjepa.train import Trainer
+from cjepa.trainer import Trainer
 from cjepa.utils.checkpoint import latest_checkpoint, load_model_state
 from tests.eval.vqa.synthetic import colour_overrides, make_colour_world
 
@@ -72,9 +72,9 @@ def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
 
 
 def test_generic_train_entry_point_trains_the_reasoner(tmp_path):
-    """`train.task=vqa` through cjepa.train.train (what `cjepa train` and the SLURM launchers call) runs this task
+    """`train.task=vqa` through cjepa.trainer.train (what `cjepa train` and the SLURM launchers call) runs this task
     with the vqa.* optimiser settings."""
-    from cjepa.train import train
+    from cjepa.trainer import train
 
     paths = make_colour_world(tmp_path, {"train": 12, "val": 3})
     cfg = load_config([], colour_overrides(tmp_path, paths, "train.task=vqa", "vqa.epochs=1", "vqa.batch_size=6", "run.name=generic"))

@@ -44,7 +44,7 @@ def test_config_key_defaults_off_and_is_typed():
 
 def test_trainer_fit_applies_the_flag_on_the_run_device(tmp_path, monkeypatch):
     """Trainer.fit hands train.tf32 and the device it picked to apply_tf32 before building anything."""
-    import cjepa.train as train_mod
+    import cjepa.trainer as train_mod
 
     calls = []
     monkeypatch.setattr(train_mod, "apply_tf32", lambda enabled, device: calls.append((enabled, torch.device(device).type)))

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from cjepa.config import Config, ConfigError
-from cjepa.dist.env import DistEnv
+from cjepa.distributed.env import DistEnv
 from cjepa.eval.vqa.evaluate import evaluate_reasoner, write_outputs
 from cjepa.eval.vqa.model import ALOEReasoner
 from cjepa.eval.vqa.text import Vocab
@@ -19,8 +19,8 @@ from cjepa.tasks.vqa import VQATask, build_split, eval_offsets, reasoner_from_co
 
 def train_reasoner(cfg: Config, progress: bool = True) -> dict:
     """Train (or resume) the reasoner described by ``cfg.vqa``; returns the trainer summary."""
-    from cjepa.dist.env import destroy_process_group
-    from cjepa.train import Trainer
+    from cjepa.distributed.env import destroy_process_group
+    from cjepa.trainer import Trainer
 
     tcfg = trainer_config(cfg)
     try:
@@ -73,7 +73,7 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
 
 def evaluate_checkpoint(cfg: Config, progress: bool = True) -> tuple[dict, dict, Path]:
     """Evaluate ``vqa.checkpoint`` on ``vqa.eval_split`` (questions ``vqa.questions_val``) under ``vqa.protocol``."""
-    from cjepa.dist.env import pick_device
+    from cjepa.distributed.env import pick_device
 
     device = pick_device(cfg.run.device, DistEnv())
     model, vocab, c = load_reasoner(cfg.vqa.checkpoint, cfg, device)

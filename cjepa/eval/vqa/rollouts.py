@@ -1,7 +1,7 @@
 """Slot videos for the reasoner: factual rollouts and counterfactual ("object removed") rollouts.
 
 Factual (section 1.9): observed frames 0..obs-1 are copied and the C-JEPA predictor fills obs..target-1 with
-``cjepa.rollout.rollout_interleaved`` (frameskip interleaved chains). Written to a slot store, resumable.
+``cjepa.eval.rollout.rollout_interleaved`` (frameskip interleaved chains). Written to a slot store, resumable.
 
 Counterfactual, for a question "what happens if object X is removed": the predictor re-imagines the video
 without X. Construction, per (video, X):
@@ -39,8 +39,8 @@ import torch
 import yaml
 
 from cjepa.data.slot_store import SlotSplit, SlotStoreError, SlotStoreWriter
+from cjepa.eval.rollout import rollout_interleaved, rollout_split
 from cjepa.eval.vqa.questions import COUNTERFACTUAL, QuestionSet
-from cjepa.rollout import rollout_interleaved, rollout_split
 
 # --------------------------------------------------------------------------------------------- predictor
 

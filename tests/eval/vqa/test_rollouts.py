@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from cjepa.data.slot_store import SlotSplit, SlotStoreError
+from cjepa.eval.rollout import rollout_interleaved
 from cjepa.eval.vqa.questions import build_question_set, iter_answers, iter_texts, resolve_removed_objects
 from cjepa.eval.vqa.rollouts import (
     cf_key,
@@ -20,7 +21,6 @@ from cjepa.eval.vqa.rollouts import (
 )
 from cjepa.eval.vqa.text import Vocab
 from cjepa.models.predictor import MaskedSlotPredictor
-from cjepa.rollout import rollout_interleaved
 from tests.eval.vqa.helpers import mc, scene, write_json, write_store
 
 T, S, D = 20, 4, 8

@@ -20,7 +20,7 @@ before every checkpoint (one collective and one copy). A non-finite loss therefo
 read, up to ``log_every - 1`` optimizer steps later; since a checkpoint is only written after a read covering
 every step since the previous one, no checkpoint ever holds those steps.
 
-Run it as ``cjepa train --config configs/... key=value`` or ``python -m cjepa.train ...``.
+Run it as ``cjepa train --config configs/... key=value`` or ``python -m cjepa.trainer ...``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import torch
 from tqdm import tqdm
 
 from cjepa.config import Config, derive, dump_yaml
-from cjepa.dist.engine import Engine, build_engine
-from cjepa.dist.env import (
+from cjepa.distributed.engine import Engine, build_engine
+from cjepa.distributed.env import (
     DistEnv,
     all_reduce_min,
     all_reduce_sum,

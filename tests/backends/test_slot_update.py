@@ -1,9 +1,9 @@
-"""The slot-attention reference (cjepa/ops/slot_attention.py) under autocast."""
+"""The slot-attention reference (cjepa/backends/slot_update.py) under autocast."""
 
 import pytest
 import torch
 
-from cjepa.ops.slot_attention import slot_attention_reference
+from cjepa.backends.slot_update import slot_attention_reference
 from tests.helpers import assert_close_verbose
 
 

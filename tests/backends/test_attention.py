@@ -1,8 +1,8 @@
-"""The attention reference (cjepa/ops/attention.py) under autocast."""
+"""The attention reference (cjepa/backends/attention.py) under autocast."""
 
 import torch
 
-from cjepa.ops.attention import attention_reference
+from cjepa.backends.attention import attention_reference
 from tests.helpers import assert_close_verbose
 
 

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 
 from cjepa.config import load_config
 from cjepa.tasks.predictor import PredictorTask
-from cjepa.train import NonFiniteLoss, Trainer, run_dir_of, train
+from cjepa.trainer import NonFiniteLoss, Trainer, run_dir_of, train
 from cjepa.utils.checkpoint import list_checkpoints, load_model_state
 from tests.helpers import SMOKE, HostReads, dist_env_vars, free_port, set_env
 

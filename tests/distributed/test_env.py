@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cjepa.dist.env import (
+from cjepa.distributed.env import (
     DistEnv,
     detect_env,
     expand_nodelist,

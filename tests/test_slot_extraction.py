@@ -1,4 +1,4 @@
-"""Slot extraction into the slot store (cjepa/extract.py)."""
+"""Slot extraction into the slot store (cjepa/slot_extraction.py)."""
 
 import pickle
 
@@ -9,8 +9,8 @@ import torch
 from cjepa.config import load_config
 from cjepa.data.clips import InMemoryVideos
 from cjepa.data.slot_store import SlotSplit, SlotStoreError
-from cjepa.extract import extract, extract_split, video_seed
 from cjepa.models.object_encoder import build_object_encoder
+from cjepa.slot_extraction import extract, extract_split, video_seed
 from tests.video_helpers import disc_videos
 
 SMALL = [

@@ -74,8 +74,8 @@ def _slot_attention_math(q, k, v, *, eps, scale, slot_mask, input_mask):
 
 
 def check_backend(backend: str, device: torch.device | str | None = None) -> None:
-    """Raise ``BackendUnavailable`` (from :mod:`cjepa.ops.attention`) naming why ``backend`` cannot run on ``device``."""
-    from cjepa.ops.attention import BackendUnavailable
+    """Raise ``BackendUnavailable`` (from :mod:`cjepa.backends.attention`) naming why ``backend`` cannot run on ``device``."""
+    from cjepa.backends.attention import BackendUnavailable
 
     if backend not in BACKENDS:
         raise BackendUnavailable(f"unknown slot-attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,6 +1,6 @@
 """DeepSpeed ZeRO engine (stages 0-3, optional CPU offload) behind the trainer's engine interface.
 
-``dist.engine=deepspeed`` selects it; the same :class:`cjepa.train.Trainer` then runs unchanged. The DeepSpeed
+``dist.engine=deepspeed`` selects it; the same :class:`cjepa.trainer.Trainer` then runs unchanged. The DeepSpeed
 config is generated from ours by :func:`cjepa.config.to_deepspeed` and written to the run directory
 (``deepspeed_config.json``). What this engine adds to the trainer's contract:
 
@@ -8,7 +8,7 @@ config is generated from ours by :func:`cjepa.config.to_deepspeed` and written t
   backward runs with ``scale_wrt_gas=False``; DeepSpeed's micro-step counter is advanced after every
   micro-batch so that its own accumulation boundary (where ZeRO reduces gradients and steps) is exactly our
   last micro-batch.
-* LR schedule: ours (``cjepa.dist.engine.lr_lambda``) as a client scheduler, so DeepSpeed and single/DDP runs
+* LR schedule: ours (``cjepa.distributed.engine.lr_lambda``) as a client scheduler, so DeepSpeed and single/DDP runs
   follow one curve. Clipping: ``gradient_clipping`` is always written (DeepSpeed would clip at 1.0 otherwise).
 * Checkpoints: every rank writes its ZeRO shards (a collective save) into a staging folder; rank 0 moves the
   folder into the checkpoint being assembled as ``deepspeed/`` and writes ``model.pt`` there from the fp32
@@ -44,8 +44,8 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from cjepa.config import derive, to_deepspeed
-from cjepa.dist.engine import lr_lambda
-from cjepa.dist.env import DistEnv, export_env, init_single_process_group, quiet_other_ranks
+from cjepa.distributed.engine import lr_lambda
+from cjepa.distributed.env import DistEnv, export_env, init_single_process_group, quiet_other_ranks
 
 DS_SUBDIR = "deepspeed"  # inside one of our checkpoint directories
 

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from cjepa.rollout import chain_history_indices, interleave_source, roll_chain, rollout_error, rollout_interleaved
+from cjepa.eval.rollout import chain_history_indices, interleave_source, roll_chain, rollout_error, rollout_interleaved
 
 
 def test_chain_history_indices_match_the_original():

@@ -19,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 
 from cjepa.config import ConfigError, derive, load_config, to_deepspeed
-from cjepa.train import Trainer, build_task
+from cjepa.trainer import Trainer, build_task
 from cjepa.utils.checkpoint import STEP_DIR, latest_checkpoint, load_model_state
 from tests.helpers import SMOKE, assert_close_verbose, dist_env_vars, free_port
 
@@ -190,7 +190,7 @@ def test_resume_with_another_zero_stage(runs):
 def test_converted_zero3_weights_load_into_plain_model(runs):
     """The fp32 weights merged from ZeRO-3 shards are our plain state_dict: they load strictly into the model that
     demo, rollout and evaluation build, equal model.pt, and predict like the single-process model."""
-    from cjepa.dist.deepspeed import deepspeed_to_state_dict
+    from cjepa.distributed.deepspeed import deepspeed_to_state_dict
     from cjepa.models.predictor import build_predictor
 
     ckpt = latest_checkpoint(runs / "zero3")
@@ -223,7 +223,7 @@ def test_every_deepspeed_state_file_loads_with_weights_only(runs):
     """The safe globals cover every file DeepSpeed writes here (ZeRO 0-3, accumulation, CPU offload, universal):
     cjepa convert reads folders from elsewhere with weights_only=True, so a class missing from the list would
     refuse a legitimate checkpoint."""
-    from cjepa.dist.deepspeed import load_deepspeed_file
+    from cjepa.distributed.deepspeed import load_deepspeed_file
 
     files = sorted(runs.glob("*/checkpoints/*/deepspeed/**/*.pt"))
     assert any("optim_states" in f.name for f in files) and any("model_states" in f.name for f in files)

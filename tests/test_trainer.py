@@ -16,7 +16,7 @@ import torch
 
 from cjepa.config import load_config
 from cjepa.tasks.predictor import PredictorTask
-from cjepa.train import Interrupted, NonFiniteLoss, Trainer, run_dir_of, train
+from cjepa.trainer import Interrupted, NonFiniteLoss, Trainer, run_dir_of, train
 from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_model_state
 from cjepa.utils.run_dir import RunDirError
 from tests.helpers import REPO, SMOKE, HostReads
@@ -413,9 +413,9 @@ def test_zero_rollout_evaluation_skips_it_and_finishes(tmp_path, key):
 
 
 def test_the_trainer_asks_no_task_or_engine_what_it_can_do():
-    """Tasks and engines declare their whole contract (cjepa.tasks.base.Task, cjepa.dist.engine.Engine): the
+    """Tasks and engines declare their whole contract (cjepa.tasks.base.Task, cjepa.distributed.engine.Engine): the
     trainer calls it, it never probes for optional parts."""
-    assert "hasattr(" not in (REPO / "cjepa" / "train.py").read_text()
+    assert "hasattr(" not in (REPO / "cjepa" / "trainer.py").read_text()
 
 
 class Closing(PredictorTask):

@@ -4,9 +4,9 @@ engine's checkpoint calls restore what it saved."""
 import torch
 
 from cjepa.config import load_config
-from cjepa.dist.deepspeed import DeepSpeedEngine
-from cjepa.dist.engine import Engine, LocalEngine, build_engine
-from cjepa.dist.env import DistEnv
+from cjepa.distributed.deepspeed import DeepSpeedEngine
+from cjepa.distributed.engine import Engine, LocalEngine, build_engine
+from cjepa.distributed.env import DistEnv
 from tests.helpers import SMOKE, missing_members, protocol_members
 
 SET_IN_INIT = ("name", "model", "module")  # per instance: they depend on the wrapped model and the world

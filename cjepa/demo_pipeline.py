@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cjepa.config import Config, load_config
-from cjepa.dist.env import DistEnv, pick_device
+from cjepa.distributed.env import DistEnv, pick_device
 from cjepa.paths import config_path
 
 
@@ -62,8 +62,8 @@ def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool 
     """Encode every video of the splits with the trained encoder into the slot store ``out/slots``."""
     from cjepa.config import encoder_input_size
     from cjepa.data.clips import open_video_source
-    from cjepa.extract import extract
     from cjepa.models.object_encoder import build_object_encoder
+    from cjepa.slot_extraction import extract
 
     enc = enc_cfg.encoder
     enc.checkpoint = str(out / "encoder")
@@ -104,7 +104,7 @@ def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, c
 def run_demo(out: Path, *, train_videos: int, val_videos: int, full: bool = False, encoder_overrides: Optional[list[str]] = None,
              predictor_files: Optional[list[str]] = None, predictor_overrides: Optional[list[str]] = None, progress: bool = True,
              decode_videos: int = 8, log=print) -> DemoResult:
-    from cjepa.train import train
+    from cjepa.trainer import train
 
     enc_cfg, pred_cfg = demo_configs(out, full, list(encoder_overrides or []), list(predictor_files or []), list(predictor_overrides or []))
     res = DemoResult(out=out)

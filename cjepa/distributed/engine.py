@@ -1,5 +1,5 @@
 """Training engines behind one declared interface (:class:`Engine`): plain single-process, DDP, and
-(cjepa.dist.deepspeed) ZeRO.
+(cjepa.distributed.deepspeed) ZeRO.
 
 The trainer runs ``forward`` through ``engine.model``, then ``backward(loss)`` and ``step()`` (which returns the
 gradient norm without reading it on the host); it evaluates ``engine.module`` (the unwrapped model) inside
@@ -18,7 +18,7 @@ from typing import Any, ContextManager, Optional, Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 
-from cjepa.dist.env import DistEnv
+from cjepa.distributed.env import DistEnv
 
 
 def lr_lambda(schedule: str, warmup: int, total: int, min_ratio: float):
@@ -164,7 +164,7 @@ def build_engine(module: nn.Module, param_groups: list[dict], cfg, env: DistEnv,
     if engine == "ddp" and not env.distributed:
         engine = "single"  # a one-process DDP run is a single run; nothing to reduce
     if engine == "deepspeed":
-        from cjepa.dist.deepspeed import DeepSpeedEngine
+        from cjepa.distributed.deepspeed import DeepSpeedEngine
 
         return DeepSpeedEngine(module, param_groups, cfg, env, device, total_steps)
     return LocalEngine(module, param_groups, cfg, env, device, total_steps)

@@ -30,7 +30,7 @@ from common import ratio_table, time_fn, timing_row, write_rows
 from cjepa.backends.attention import BackendUnavailable, check_backend
 from cjepa.config import load_config
 from cjepa.data.clips import VideoItem
-from cjepa.models.object_encoder import build_object_encoder
+from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.slot_extraction import encode_videos
 
 PRESETS = {

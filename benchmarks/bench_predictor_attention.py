@@ -1,6 +1,6 @@
 """Benchmark: the predictor attention kernel (kernels/predictor_attention.py) against torch.
 
-Providers: ``torch`` (cjepa.backends.attention.attention_reference, eager: the reference and kernels.attention=torch),
+Providers: ``torch`` (cjepa.backends.references.attention_reference, eager: the reference and kernels.attention=torch),
 ``compile`` (the reference under torch.compile), ``sdpa`` (torch's scaled_dot_product_attention,
 kernels.attention=sdpa, which contains FlashAttention / memory-efficient kernels) and ``triton`` (the kernel;
 CUDA only). Inputs are the predictor's real layout: q, k, v are strided views of one packed (B, L, 3, H, E)
@@ -26,7 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py then puts the repo root on the path
 from common import peak_memory, ratio_table, time_fn, timing_row, write_rows  # noqa: E402
 
-from cjepa.backends.attention import attention, attention_reference  # noqa: E402
+from cjepa.backends.attention import attention  # noqa: E402
+from cjepa.backends.references import attention_reference  # noqa: E402
 from cjepa.utils.report import table  # noqa: E402
 from tests.helpers import assert_close_verbose  # noqa: E402
 from tests.kernels.common import TOLERANCES  # noqa: E402

@@ -156,7 +156,7 @@ def _rank_main(rank: int, world: int, port: int, opts: dict, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # what torchrun would set
     torch.set_num_threads(max(1, opts["threads"]))
-    from cjepa.distributed.engine import build_engine
+    from cjepa.distributed.engine_factory import build_engine
     from cjepa.distributed.env import detect_env, init_process_group, init_single_process_group
     from cjepa.losses import predictor_losses
     from cjepa.models.predictor import build_predictor

@@ -1,6 +1,6 @@
 """Benchmark: the fused slot-attention update (kernels/slot_attention.py) against its torch reference.
 
-Providers: ``torch`` (cjepa.backends.slot_update.slot_attention_reference, eager), ``compile`` (the same function
+Providers: ``torch`` (cjepa.backends.references.slot_attention_reference, eager), ``compile`` (the same function
 under torch.compile, the fair baseline) and ``triton`` (the kernel; CUDA only: the Triton interpreter is a
 correctness tool, far too slow to time). Modes: ``fwd`` (no autograd), ``bwd`` (backward of a retained graph)
 and ``full`` (forward + backward). Every provider's forward and gradients are checked against the reference
@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py then puts the repo root on the path
 from common import peak_memory, ratio_table, time_fn, timing_row, write_rows  # noqa: E402
 
-from cjepa.backends.slot_update import slot_attention_reference  # noqa: E402
+from cjepa.backends.references import slot_attention_reference  # noqa: E402
 from cjepa.utils.report import table  # noqa: E402
 from tests.helpers import assert_close_verbose  # noqa: E402
 from tests.kernels.common import TOLERANCES  # noqa: E402

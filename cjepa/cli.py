@@ -2,7 +2,8 @@
 
 Every subcommand takes ``-c/--config FILE`` (repeatable; later files override earlier ones) and dotted
 ``key=value`` overrides, prints a progress bar on long work and a summary at the end. Subcommands live in
-``cjepa/commands/<name>.py``; building the parser imports no torch, so ``cjepa --help`` stays fast.
+``cjepa/commands/<name>.py`` (``submit`` and ``sweep`` in ``launchers/commands/``); building the parser imports no
+torch, so ``cjepa --help`` stays fast.
 
 Errors: a failure the user can act on (``cjepa.errors``: a bad path, value or flag) is printed as one line
 ``cjepa COMMAND: message`` with exit code 2; ``--debug`` shows the full traceback instead. Anything else is a bug
@@ -16,22 +17,24 @@ import importlib
 import sys
 from typing import Optional
 
-# name -> (module under cjepa.commands, one-line help)
+# name -> (the module that implements it, one-line help). A command module declares ``add_arguments(parser)`` and
+# ``run(args) -> int``. It is found by name, so the SLURM launchers (``launchers.commands``, which import cjepa) add
+# their commands here without cjepa importing launchers.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("demo", "run the whole pipeline on the built-in world on CPU in minutes (start here)"),
-    "train": ("train", "train the C-JEPA predictor on slot videos (single process, torchrun DDP, DeepSpeed)"),
-    "data": ("data", "write video shards: built-in physics world, real CLEVRER (webdataset tar + manifest)"),
-    "pretrain": ("pretrain", "train the predictor streaming from raw video shards through the frozen encoder (no slot files)"),
-    "rollout": ("rollout", "roll slot videos out with a trained predictor (CLEVRER 128 -> 160 frames) into a slot store"),
-    "train-encoder": ("train_encoder", "train the object-centric encoder (VideoSAUR or SAVi) on video clips"),
-    "extract": ("extract", "encode every video with a trained encoder into a slot store (slots, object ids, Push-T extras)"),
-    "convert": ("convert", "turn a DeepSpeed (ZeRO) checkpoint into a plain state_dict file (model.pt)"),
-    "submit": ("submit", "submit one training run as a SLURM job (submitit; code snapshot, requeue on preemption)"),
-    "sweep": ("sweep", "submit a grid or list of overrides as one SLURM job array and tabulate the results"),
-    "vqa": ("vqa", "CLEVRER-style VQA with the ALOE reasoner on (rolled-out) slots, and the masking study"),
-    "pusht": ("pusht", "generate the Push-T dataset: scripted-expert + random episodes (video shards, state-slot store)"),
-    "plan": ("plan", "evaluate Push-T world models with CEM-MPC planning (success rate over seeds, planning time)"),
-    "probe": ("probe", "attention probing: a masked object's attention to its collision partner vs the other objects"),
+    "demo": ("cjepa.commands.demo", "run the whole pipeline on the built-in world on CPU in minutes (start here)"),
+    "train": ("cjepa.commands.train", "train the C-JEPA predictor on slot videos (single process, torchrun DDP, DeepSpeed)"),
+    "data": ("cjepa.commands.data", "write video shards: built-in physics world, real CLEVRER (webdataset tar + manifest)"),
+    "pretrain": ("cjepa.commands.pretrain", "train the predictor streaming from raw video shards through the frozen encoder (no slot files)"),
+    "rollout": ("cjepa.commands.rollout", "roll slot videos out with a trained predictor (CLEVRER 128 -> 160 frames) into a slot store"),
+    "train-encoder": ("cjepa.commands.train_encoder", "train the object-centric encoder (VideoSAUR or SAVi) on video clips"),
+    "extract": ("cjepa.commands.extract", "encode every video with a trained encoder into a slot store (slots, object ids, Push-T extras)"),
+    "convert": ("cjepa.commands.convert", "turn a DeepSpeed (ZeRO) checkpoint into a plain state_dict file (model.pt)"),
+    "submit": ("launchers.commands.submit", "submit one training run as a SLURM job (submitit; code snapshot, requeue on preemption)"),
+    "sweep": ("launchers.commands.sweep", "submit a grid or list of overrides as one SLURM job array and tabulate the results"),
+    "vqa": ("cjepa.commands.vqa", "CLEVRER-style VQA with the ALOE reasoner on (rolled-out) slots, and the masking study"),
+    "pusht": ("cjepa.commands.pusht", "generate the Push-T dataset: scripted-expert + random episodes (video shards, state-slot store)"),
+    "plan": ("cjepa.commands.plan", "evaluate Push-T world models with CEM-MPC planning (success rate over seeds, planning time)"),
+    "probe": ("cjepa.commands.probe", "attention probing: a masked object's attention to its collision partner vs the other objects"),
 }
 
 EPILOG = """\
@@ -74,7 +77,9 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=3e-4")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """Every command with its one-line help; only ``command``'s module is imported and its arguments added (so a
+    run loads one command module, and `cjepa --help` none)."""
     parser = Parser(
         prog="cjepa",
         description="C-JEPA: object-centric world models trained with object-level masking, from laptop to SLURM.",
@@ -85,10 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        mod = importlib.import_module(f"cjepa.commands.{module}")
-        mod.add_arguments(p)
-        p.set_defaults(_module=mod)
+        if name == command:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_module=mod)
     return parser
+
+
+def command_word(argv: list[str]) -> Optional[str]:
+    """The sub-command of ``argv``: its first word that is not an option (only --debug and -h come before it)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -111,8 +122,9 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
 def main(argv: Optional[list[str]] = None) -> int:
     from cjepa.errors import EXIT_USER_ERROR, is_user_error, one_line
 
-    parser = build_parser()
-    args = parse(parser, sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_word(argv))
+    args = parse(parser, argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0

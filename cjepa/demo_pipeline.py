@@ -62,7 +62,7 @@ def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool 
     """Encode every video of the splits with the trained encoder into the slot store ``out/slots``."""
     from cjepa.config import encoder_input_size
     from cjepa.data.clips import open_video_source
-    from cjepa.models.object_encoder import build_object_encoder
+    from cjepa.models.encoder_factory import build_object_encoder
     from cjepa.slot_extraction import extract
 
     enc = enc_cfg.encoder
@@ -84,7 +84,7 @@ def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, c
     from cjepa.data.slot_store import SlotSplit
     from cjepa.eval.rollout_video import decoded_rollouts
     from cjepa.eval.vqa.rollouts import load_predictor
-    from cjepa.models.object_encoder import build_object_encoder
+    from cjepa.models.encoder_factory import build_object_encoder
 
     enc = enc_cfg.encoder
     enc.checkpoint = str(out / "encoder")

@@ -39,7 +39,8 @@ import torch
 from tqdm import tqdm
 
 from cjepa.config import Config, derive, dump_yaml
-from cjepa.distributed.engine import Engine, build_engine
+from cjepa.distributed.engine import Engine
+from cjepa.distributed.engine_factory import build_engine
 from cjepa.distributed.env import (
     DistEnv,
     all_reduce_min,

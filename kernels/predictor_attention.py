@@ -1,6 +1,6 @@
 """Attention for the C-JEPA predictor's short sequences (forward and backward) in Triton.
 
-Reference: ``cjepa.backends.attention.attention_reference`` (softmax(q k^T / sqrt(E)) v with an optional key mask),
+Reference: ``cjepa.backends.references.attention_reference`` (softmax(q k^T / sqrt(E)) v with an optional key mask),
 reached through ``cjepa.backends.attention.attention(..., backend="triton")``.
 
 What is special here. The predictor attends over T x S tokens of one clip: 16 x 7 = 112 for CLEVRER, 24-40 for
@@ -53,7 +53,7 @@ import torch
 import triton
 import triton.language as tl
 
-from cjepa.backends.attention import attention_reference
+from cjepa.backends.references import attention_reference
 
 REFERENCE = attention_reference
 LOG2E = 1.4426950408889634

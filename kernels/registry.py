@@ -22,10 +22,10 @@ HAS_TRITON = importlib.util.find_spec("triton") is not None
 REGISTRY: dict[str, tuple[str, str]] = {
     # fused softmax-over-slots + eps-renormalised weighted mean, fwd + bwd (kernels.slot_attention=triton)
     "slot_attention": ("cjepa_kernels.slot_attention:slot_attention_triton",
-                       "cjepa.backends.slot_update:slot_attention_reference"),
+                       "cjepa.backends.references:slot_attention_reference"),
     # attention over the predictor's short (T*S <= ~128 token) sequences, fwd + bwd (kernels.attention=triton)
     "predictor_attention": ("cjepa_kernels.predictor_attention:predictor_attention",
-                            "cjepa.backends.attention:attention_reference"),
+                            "cjepa.backends.references:attention_reference"),
 }
 
 

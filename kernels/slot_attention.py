@@ -1,6 +1,6 @@
 """Fused slot-attention update step (forward and backward) in Triton.
 
-Reference: ``cjepa.backends.slot_update.slot_attention_reference`` (the CPU path and the test oracle). Same
+Reference: ``cjepa.backends.references.slot_attention_reference`` (the CPU path and the test oracle). Same
 signature, same results: q (B, K, Dk), k (B, N, Dk), v (B, N, Dv) -> updates (B, K, Dv), attn (B, K, N), with
 the optional ``slot_mask`` (B, K) and ``input_mask`` (B, N).
 
@@ -49,7 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
-from cjepa.backends.slot_update import slot_attention_reference
+from cjepa.backends.references import slot_attention_reference
 
 REFERENCE = slot_attention_reference
 LOG2E = 1.4426950408889634

@@ -32,8 +32,10 @@ from typing import Any, Optional
 if __package__ in (None, ""):  # run as a script: python launchers/submit.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cjepa.cli import main as cli_main  # noqa: E402
 from cjepa.config import Config, dump_yaml, load_config  # noqa: E402
 from cjepa.trainer import run_dir_of  # noqa: E402
+from cjepa.utils.report import print_train_summary, table  # noqa: E402
 from cjepa.utils.run_dir import SNAPSHOT_FILE  # noqa: E402
 from launchers.clusters import ClusterError, ClusterPreset, executor_parameters, get_preset  # noqa: E402
 from launchers.job import PREEMPT_SIGNAL  # noqa: E402
@@ -254,8 +256,6 @@ def describe(sub: Submission) -> list[tuple[str, Any]]:
 
 def run_from_args(args) -> int:
     """`cjepa submit` / `python launchers/submit.py`: submit, print what went where, optionally wait."""
-    from cjepa.utils.report import table
-
     overrides = list(args.overrides) + ([f"launch.cluster={args.cluster}"] if args.cluster else [])
     try:
         sub = submit(list(args.config), overrides, dry_run=args.dry_run)
@@ -267,26 +267,18 @@ def run_from_args(args) -> int:
     print(table(describe(sub), ["submit", "value"]))
     if sub.job is None or not args.wait:
         return 0
-    from cjepa.commands.train import print_summary
-
     try:
         summary = job_result(sub.job)
     except Exception as err:  # noqa: BLE001 - submitit wraps the job's failure; show it and fail
         print(f"submit: job {sub.job.job_id} failed: {err}", file=sys.stderr)
         return 1
-    print_summary(summary)
+    print_train_summary(summary)
     return 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    import argparse
-
-    from cjepa.commands.submit import add_arguments
-
-    parser = argparse.ArgumentParser(prog="launchers/submit.py", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
-
+    """``python launchers/submit.py ARGS`` is ``cjepa submit ARGS``: one parser, one place for the flags."""
+    return cli_main(["submit", *(sys.argv[1:] if argv is None else argv)])
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,6 +28,7 @@ if __package__ in (None, ""):  # run as a script: python launchers/sweep.py
 
 import yaml  # noqa: E402
 
+from cjepa.cli import main as cli_main  # noqa: E402
 from cjepa.config import Config, ConfigError, derive, dump_yaml, to_dict  # noqa: E402
 from cjepa.trainer import run_dir_of  # noqa: E402
 from launchers.clusters import ClusterError, executor_parameters, get_preset  # noqa: E402
@@ -286,14 +287,8 @@ def run_from_args(args) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    import argparse
-
-    from cjepa.commands.sweep import add_arguments
-
-    parser = argparse.ArgumentParser(prog="launchers/sweep.py", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
-
+    """``python launchers/sweep.py ARGS`` is ``cjepa sweep ARGS``: one parser, one place for the flags."""
+    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,7 @@ import torch
 from cjepa.config import load_config
 from cjepa.data.clips import InMemoryVideos
 from cjepa.data.slot_store import SlotSplit, SlotStoreError
-from cjepa.models.object_encoder import build_object_encoder
+from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.slot_extraction import extract, extract_split, video_seed
 from tests.video_helpers import disc_videos
 

@@ -9,60 +9,18 @@ the model is built, never silently falls back.
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from cjepa.backends.references import attention_reference
 
 BACKENDS = ("torch", "sdpa", "triton", "flash_attn")
 
 
 class BackendUnavailable(RuntimeError):
     """The configured kernel backend cannot run on this machine."""
-
-
-def attention_reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_mask: Optional[torch.Tensor] = None,
-    dropout_p: float = 0.0,
-    need_weights: bool = False,
-) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """softmax(q k^T / sqrt(E)) v with dropout on the attention weights, as nn.MultiheadAttention does.
-
-    q, k, v: (B, H, L, E); key_mask: (B, L) bool, True = key may be attended to.
-    Returns the output (B, H, L, E) and, if asked, the pre-dropout weights (B, H, L, L).
-    The math runs in the inputs' dtype (softmax in fp32 for half inputs) also under autocast, which is switched
-    off here: it would run fp32 inputs' matmuls in bf16/fp16, and the Triton kernel, which autocast does not
-    reach, computes them in fp32. Model code under autocast hands this function bf16 projections anyway.
-    """
-    with torch.autocast(device_type=q.device.type, enabled=False):
-        return _attention_math(q, k, v, key_mask, dropout_p, need_weights)
-
-
-def attention_probabilities(q: torch.Tensor, k: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(E)) (B, H, L, L) from (B, H, L, E) inputs, in fp32 (fp64 stays fp64): the eager math
-    of :func:`attention_reference`, for reading what a layer attends to whatever backend computed its output."""
-    with torch.autocast(device_type=q.device.type, enabled=False):
-        return _probabilities(q, k, key_mask)
-
-
-def _probabilities(q, k, key_mask):
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = torch.matmul(q * scale, k.transpose(-1, -2))  # (B, H, L, L)
-    if key_mask is not None:
-        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-    # softmax in fp32 for half inputs; fp64 stays fp64 so gradcheck can check this function
-    return torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1)
-
-
-def _attention_math(q, k, v, key_mask, dropout_p, need_weights):
-    weights = _probabilities(q, k, key_mask).to(q.dtype)
-    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
-    out = torch.matmul(dropped, v)
-    return out, (weights if need_weights else None)
 
 
 def _sdpa(q, k, v, key_mask, dropout_p):

@@ -19,64 +19,17 @@ whole batch's gradients.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import torch
+
+from cjepa.backends.attention import BackendUnavailable
+from cjepa.backends.references import slot_attention_reference
 
 BACKENDS = ("torch", "triton")
 
 
-def slot_attention_reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    eps: float = 1e-8,
-    scale: Optional[float] = None,
-    slot_mask: Optional[torch.Tensor] = None,
-    input_mask: Optional[torch.Tensor] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """q (B, K, Dk), k (B, N, Dk), v (B, N, Dv) -> updates (B, K, Dv), attention (B, K, N).
-
-    ``attention`` is the softmax over slots before eps/renormalisation (the slot masks of VideoSAUR); it sums to
-    1 over active slots for each real input and is 0 at padded inputs. ``scale`` defaults to Dk**-0.5.
-    Math runs in fp32 (fp64 inputs stay fp64, so ``gradcheck`` can check this function) and the results come
-    back in v's dtype, also under autocast: autocast would run the einsums in bf16/fp16 whatever their inputs'
-    dtype, so it is switched off here, as the Triton kernel (fp32 inside) is not affected by it either.
-    """
-    with torch.autocast(device_type=q.device.type, enabled=False):
-        return _slot_attention_math(q, k, v, eps=eps, scale=scale, slot_mask=slot_mask, input_mask=input_mask)
-
-
-def _slot_attention_math(q, k, v, *, eps, scale, slot_mask, input_mask):
-    compute = torch.promote_types(v.dtype, torch.float32)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    logits = torch.einsum("bkd,bnd->bkn", q.to(compute), k.to(compute)) * scale  # (B, K, N)
-    if slot_mask is not None:
-        logits = logits.masked_fill(~slot_mask[:, :, None], float("-inf"))
-        # A row without any active slot: finite logits, then the mask below zeroes its attention.
-        logits = logits.masked_fill(~slot_mask.any(dim=1)[:, None, None], 0.0)
-    attn = torch.softmax(logits, dim=1)  # over slots
-    if slot_mask is not None:
-        attn = attn * slot_mask[:, :, None]
-    weights = attn + eps
-    if slot_mask is not None:
-        weights = weights * slot_mask[:, :, None]
-    if input_mask is not None:
-        keep = input_mask[:, None, :]
-        attn = attn * keep
-        weights = weights * keep
-    mass = weights.sum(dim=2, keepdim=True)  # (B, K, 1)
-    # A zero mass means every weight of the slot is zero: dividing by 1 keeps the update (and gradient) at zero.
-    weights = weights / torch.where(mass > 0, mass, torch.ones_like(mass))  # renormalised over inputs
-    updates = torch.einsum("bkn,bnd->bkd", weights, v.to(compute))
-    return updates.to(v.dtype), attn.to(v.dtype)
-
-
 def check_backend(backend: str, device: torch.device | str | None = None) -> None:
     """Raise ``BackendUnavailable`` (from :mod:`cjepa.backends.attention`) naming why ``backend`` cannot run on ``device``."""
-    from cjepa.backends.attention import BackendUnavailable
-
     if backend not in BACKENDS:
         raise BackendUnavailable(f"unknown slot-attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "triton":

@@ -17,6 +17,7 @@ import sys
 import time
 
 from cjepa.cli import add_config_args
+from cjepa.utils.report import print_train_summary, table
 
 
 def add_arguments(p) -> None:
@@ -93,18 +94,16 @@ def _verdict(fe: dict, encoder: dict | None = None, swap_rate: float | None = No
 
 
 def run_slots(args) -> int:
-    from cjepa.commands.train import print_summary
     from cjepa.config import load_config
     from cjepa.paths import config_path
     from cjepa.trainer import train
-    from cjepa.utils.report import table
 
     base = [str(config_path("world/demo_slots_full.yaml" if args.full else "world/demo_slots.yaml"))]
     cfg = load_config(base + list(args.config), [f"run.out_dir={args.out}", *args.overrides])
     t0 = time.time()
     summary = train(cfg, progress=not args.no_progress)
     print()
-    print_summary(summary)
+    print_train_summary(summary)
     print()
     fe = summary["final_eval"]
     rows = [("train loss (last log)", summary.get("train/loss", float("nan"))), ("val future MSE", summary.get("val/loss_future", float("nan"))),
@@ -119,9 +118,7 @@ def run(args) -> int:
         return run_slots(args)
     from pathlib import Path
 
-    from cjepa.commands.train import print_summary
     from cjepa.demo_pipeline import run_demo
-    from cjepa.utils.report import table
 
     t0 = time.time()
     seed = [] if args.seed is None else [f"run.seed={args.seed}"]
@@ -131,7 +128,7 @@ def run(args) -> int:
         progress=not args.no_progress, decode_videos=args.decode_videos, log=lambda m: print(f"cjepa demo {m}", file=sys.stderr, flush=True),
     )
     print()
-    print_summary(res.predictor)
+    print_train_summary(res.predictor)
     enc = res.encoder.get("final_eval", {})
     val_extract = next((s for s in res.extract if s["split"] == "val"), {})
     fe = res.predictor["final_eval"]

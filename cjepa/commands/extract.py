@@ -25,7 +25,7 @@ def run(args) -> int:
     from cjepa.data.clips import VideoSourceUnavailable, open_video_source
     from cjepa.distributed.env import detect_env, pick_device
     from cjepa.models.dinov2_weights import WeightsError
-    from cjepa.models.object_encoder import build_object_encoder
+    from cjepa.models.encoder_factory import build_object_encoder
     from cjepa.slot_extraction import extract
     from cjepa.utils.report import table
 

@@ -9,6 +9,7 @@ encode and predictor.
 from __future__ import annotations
 
 from cjepa.cli import add_config_args
+from cjepa.utils.report import print_train_summary, table
 
 
 def add_arguments(p) -> None:
@@ -17,10 +18,7 @@ def add_arguments(p) -> None:
 
 
 def print_summary(summary: dict) -> None:
-    from cjepa.commands.train import print_summary as base
-    from cjepa.utils.report import table
-
-    base(summary)
+    print_train_summary(summary)
     fe = summary.get("final_eval") or {}
     if "time_split" in fe:
         rows = [(k.removesuffix("_s"), fe["time_s"][k], fe["time_split"][k]) for k in fe["time_split"]]

@@ -60,7 +60,7 @@ def decode_split(cfg, args, predictor, videos, split: str, device, out: Path) ->
     from cjepa.data.clips import open_video_source
     from cjepa.errors import UserError
     from cjepa.eval.rollout_video import decoded_rollouts, summary_line
-    from cjepa.models.object_encoder import build_object_encoder
+    from cjepa.models.encoder_factory import build_object_encoder
 
     run = Path(args.decode_with)
     if not (run / "config.yaml").is_file():

@@ -5,24 +5,12 @@ from __future__ import annotations
 import sys
 
 from cjepa.cli import add_config_args
+from cjepa.utils.report import print_train_summary
 
 
 def add_arguments(p) -> None:
     add_config_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
-
-
-def print_summary(summary: dict) -> None:
-    from cjepa.utils.report import table
-
-    rows = [(k, v) for k, v in summary.items() if isinstance(v, (int, float, str)) and k not in ("run_dir",)]
-    print(table(rows, ["metric", "value"]))
-    fe = summary.get("final_eval") or {}
-    if "mse" in fe:
-        steps = range(1, len(fe["mse"]) + 1)
-        print("\nrollout error on held-out videos (MSE per predicted step)")
-        print(table([(i, a, b) for i, a, b in zip(steps, fe["mse"], fe["baseline_mse"])], ["step", "predictor", "copy-last-frame"]))
-    print(f"\nrun directory: {summary['run_dir']}   tensorboard --logdir {summary['tensorboard']}")
 
 
 def execute(cfg, command: str, progress: bool = True, summary_printer=None) -> int:
@@ -45,7 +33,7 @@ def execute(cfg, command: str, progress: bool = True, summary_printer=None) -> i
         print(f"cjepa {command}: {err}", file=sys.stderr)
         return EXIT_PREEMPTED
     if detect_env().is_main:
-        (summary_printer or print_summary)(summary)
+        (summary_printer or print_train_summary)(summary)
     return 0
 
 

@@ -154,17 +154,3 @@ class LocalEngine:
         self.module.load_state_dict(model_state)
         self.load_state_dict(engine_state)
 
-
-def build_engine(module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device, total_steps: int) -> Engine:
-    engine = cfg.dist.engine
-    if engine == "auto":
-        engine = "ddp" if env.distributed else "single"
-    if engine == "single" and env.distributed:
-        raise RuntimeError(f"dist.engine=single but the job has {env.world_size} processes")
-    if engine == "ddp" and not env.distributed:
-        engine = "single"  # a one-process DDP run is a single run; nothing to reduce
-    if engine == "deepspeed":
-        from cjepa.distributed.deepspeed import DeepSpeedEngine
-
-        return DeepSpeedEngine(module, param_groups, cfg, env, device, total_steps)
-    return LocalEngine(module, param_groups, cfg, env, device, total_steps)

@@ -13,7 +13,8 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from cjepa.backends.attention import attention, attention_probabilities
+from cjepa.backends.attention import attention
+from cjepa.backends.references import attention_probabilities
 
 
 class AttentionCapture:

@@ -159,31 +159,3 @@ class ObjectCentricEncoder(nn.Module):
         """A few facts for logs (sizes, options, whether the backbone is pretrained)."""
         return {}
 
-
-def build_object_encoder(
-    enc_cfg, *, attention_backend: str = "torch", slot_attention_backend: str = "torch"
-) -> ObjectCentricEncoder:
-    """The encoder named by ``encoder.kind``, with ``encoder.checkpoint`` loaded if set.
-
-    VideoSAUR's DINOv2 weights come from ``encoder.backbone.weights`` or from the checkpoint; if neither provides
-    them, a :class:`~cjepa.models.dinov2.RandomBackboneWarning` is raised as a warning.
-    """
-    if enc_cfg.kind == "savi":
-        from cjepa.models.savi import SAVi
-
-        model: ObjectCentricEncoder = SAVi(enc_cfg, slot_attention_backend=slot_attention_backend)
-    elif enc_cfg.kind == "videosaur":
-        from cjepa.models.videosaur import VideoSAUR
-
-        model = VideoSAUR(enc_cfg, attention_backend=attention_backend, slot_attention_backend=slot_attention_backend)
-    else:
-        raise ValueError(f"unknown encoder.kind {enc_cfg.kind!r}; choose videosaur or savi")
-    model.load_report = None
-    if enc_cfg.checkpoint:
-        from cjepa.models.encoder_checkpoints import load_encoder_weights
-
-        model.load_report = load_encoder_weights(model, enc_cfg.checkpoint)
-    backbone = getattr(model, "backbone", None)
-    if backbone is not None:
-        backbone.warn_if_random()
-    return model

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from cjepa.backends.slot_update import slot_attention
+from cjepa.models.object_encoder import sample_noise
 
 
 class SlotAttention(nn.Module):
@@ -112,8 +113,6 @@ class RandomSlotInit(nn.Module):
 
     def forward(self, batch_size: int, generator=None) -> torch.Tensor:
         """``generator``: None (global RNG), a torch.Generator, or one Generator per batch row."""
-        from cjepa.models.object_encoder import sample_noise
-
         noise = sample_noise(
             (batch_size, self.num_slots, self.dim), device=self.mean.device, dtype=self.mean.dtype, generator=generator
         )

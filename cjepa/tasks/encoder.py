@@ -26,7 +26,8 @@ from cjepa.config import Config, Derived, encoder_input_size
 from cjepa.data.clips import VideoSource, mix_seed, open_video_source
 from cjepa.distributed.env import DistEnv, all_reduce_sum
 from cjepa.eval.segmentation import segmentation_scores
-from cjepa.models.object_encoder import build_object_encoder, first_frame_cues
+from cjepa.models.encoder_factory import build_object_encoder
+from cjepa.models.object_encoder import first_frame_cues
 from cjepa.slot_extraction import video_seed
 from cjepa.tasks.base import TaskBase
 

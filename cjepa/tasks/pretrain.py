@@ -63,7 +63,7 @@ class PretrainTask(TaskBase):
         )
 
     def setup(self, env: DistEnv, derived: Derived, device: torch.device) -> None:
-        from cjepa.models.object_encoder import build_object_encoder
+        from cjepa.models.encoder_factory import build_object_encoder
 
         cfg = self.cfg
         self.env, self.derived, self.device = env, derived, device

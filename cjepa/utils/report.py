@@ -20,3 +20,15 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     sep = "  ".join("-" * w for w in widths)
     body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
     return "\n".join([line, sep, *body])
+
+
+def print_train_summary(summary: dict) -> None:
+    """The end-of-run summary of a training run: its scalar metrics, the rollout-error curve, where it wrote."""
+    rows = [(k, v) for k, v in summary.items() if isinstance(v, (int, float, str)) and k not in ("run_dir",)]
+    print(table(rows, ["metric", "value"]))
+    fe = summary.get("final_eval") or {}
+    if "mse" in fe:
+        steps = range(1, len(fe["mse"]) + 1)
+        print("\nrollout error on held-out videos (MSE per predicted step)")
+        print(table([(i, a, b) for i, a, b in zip(steps, fe["mse"], fe["baseline_mse"])], ["step", "predictor", "copy-last-frame"]))
+    print(f"\nrun directory: {summary['run_dir']}   tensorboard --logdir {summary['tensorboard']}")

@@ -8,7 +8,7 @@ from cjepa.cli import main
 from cjepa.config import load_config
 from cjepa.data.clips import InMemoryVideos, register_video_source
 from cjepa.data.slot_store import SlotSplit
-from cjepa.models.object_encoder import build_object_encoder
+from cjepa.models.encoder_factory import build_object_encoder
 from tests.video_helpers import TINY_SAVI, disc_videos
 
 SMALL = ["run.device=cpu", *TINY_SAVI]

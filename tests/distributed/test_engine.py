@@ -5,7 +5,8 @@ import torch
 
 from cjepa.config import load_config
 from cjepa.distributed.deepspeed import DeepSpeedEngine
-from cjepa.distributed.engine import Engine, LocalEngine, build_engine
+from cjepa.distributed.engine import Engine, LocalEngine
+from cjepa.distributed.engine_factory import build_engine
 from cjepa.distributed.env import DistEnv
 from tests.helpers import SMOKE, missing_members, protocol_members
 

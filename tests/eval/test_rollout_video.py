@@ -19,7 +19,7 @@ from cjepa.eval.rollout_video import (
     step_metrics,
     summary_line,
 )
-from cjepa.models.object_encoder import build_object_encoder
+from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.models.predictor import build_predictor
 from tests.video_helpers import TINY_SAVI, TINY_VIDEOSAUR, disc_videos
 

@@ -1,6 +1,6 @@
 """Parity of the predictor attention kernel (kernels/predictor_attention.py) with its torch reference.
 
-Reference: cjepa.backends.attention.attention_reference. Output and dq/dk/dv are compared over the predictor's real
+Reference: cjepa.backends.references.attention_reference. Output and dq/dk/dv are compared over the predictor's real
 sequence lengths and head dims and over odd ones, with and without a key mask, in fp32/bf16/fp16.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cjepa.backends.attention import BackendUnavailable, attention, attention_reference, check_backend
+from cjepa.backends.attention import BackendUnavailable, attention, check_backend
+from cjepa.backends.references import attention_reference
 from tests.helpers import assert_close_verbose
 from tests.kernels.common import (
     DEVICE,

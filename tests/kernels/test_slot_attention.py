@@ -1,6 +1,6 @@
 """Parity of the fused slot-attention kernel (kernels/slot_attention.py) with its torch reference.
 
-Reference: cjepa.backends.slot_update.slot_attention_reference. Forward (updates, attention map) and backward
+Reference: cjepa.backends.references.slot_attention_reference. Forward (updates, attention map) and backward
 (dq, dk, dv, through both outputs) are compared over real and odd shapes, mask patterns and dtypes.
 """
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cjepa.backends.attention import BackendUnavailable
-from cjepa.backends.slot_update import check_backend, slot_attention, slot_attention_reference
+from cjepa.backends.references import slot_attention_reference
+from cjepa.backends.slot_update import check_backend, slot_attention
 from tests.helpers import assert_close_verbose
 from tests.kernels.common import (
     DEVICE,

@@ -10,7 +10,7 @@ import torch
 from cjepa.config import load_config
 from cjepa.models.dinov2_weights import WeightsError
 from cjepa.models.encoder_checkpoints import load_encoder_weights
-from cjepa.models.object_encoder import build_object_encoder
+from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.models.savi import coordinate_grid
 
 pytestmark = pytest.mark.filterwarnings("ignore::cjepa.models.dinov2.RandomBackboneWarning")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cjepa.backends.attention import attention_reference
+from cjepa.backends.references import attention_reference
 from cjepa.models.layers import AttentionCapture, Transformer
 from cjepa.models.predictor import MaskedSlotPredictor
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from cjepa.config import load_config
-from cjepa.models.object_encoder import build_object_encoder, check_frames, imagenet_to_unit, resize_frames, sample_noise
+from cjepa.models.encoder_factory import build_object_encoder
+from cjepa.models.object_encoder import check_frames, imagenet_to_unit, resize_frames, sample_noise
 from tests.helpers import assert_close_verbose
 from tests.video_helpers import TINY_SAVI, TINY_VIDEOSAUR
 

@@ -7,8 +7,8 @@ import torch
 
 import cjepa.models.slot_attention as sa_mod
 from cjepa.config import load_config
+from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.models.encoder_layers import PackedAttention
-from cjepa.models.object_encoder import build_object_encoder
 from tests.helpers import assert_close_verbose
 from tests.kernels.common import requires_triton_runtime
 

@@ -2,7 +2,7 @@
 
 ``cjepa sweep -c configs/smoke/cpu.yaml masking.num_masked=0,1,2,3,4 run.seed=0,1,2`` submits 15 jobs (a grid;
 ``--zip`` pairs the values instead). ``--dry-run`` validates and lists the configs without submitting. The
-launcher lives in ``launchers/`` and is imported only when the command runs.
+launcher itself (``launchers/sweep.py``) is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    # imported here for start-up time: the launcher pulls in torch and submitit, and `cjepa --help` imports this module
     from launchers.sweep import run_from_args
 
     return run_from_args(args)

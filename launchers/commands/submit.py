@@ -1,8 +1,8 @@
 """cjepa submit: one training run as one SLURM job (submitit): resources from the config's ``launch`` section and
 a cluster preset, a code snapshot and the resolved config in the job folder, requeue + resume on preemption.
 
-The launcher lives in ``launchers/`` (imported only when the command runs); ``launch.cluster=debug`` runs the
-same job in this process without SLURM.
+The launcher itself (``launchers/submit.py``) is imported only when the command runs; ``launch.cluster=debug``
+runs the same job in this process without SLURM.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    # imported here for start-up time: the launcher pulls in torch and submitit, and `cjepa --help` imports this module
     from launchers.submit import run_from_args
 
     return run_from_args(args)

@@ -17,6 +17,8 @@ import importlib
 import sys
 from typing import Optional
 
+from cjepa.errors import EXIT_USER_ERROR, is_user_error, one_line
+
 # name -> (the module that implements it, one-line help). A command module declares ``add_arguments(parser)`` and
 # ``run(args) -> int``. It is found by name, so the SLURM launchers (``launchers.commands``, which import cjepa) add
 # their commands here without cjepa importing launchers.
@@ -58,7 +60,7 @@ class Parser(argparse.ArgumentParser):
 
 def _flag_hint(unknown: list[str], argv: list[str]) -> str:
     """A stray ``--lr 3e-4`` -> '; config keys are overrides: optim.lr=3e-4 or vqa.lr=3e-4'."""
-    from cjepa.config import keys_named
+    from cjepa.config import keys_named  # start-up time: the config schema loads only to explain a stray flag
 
     for word in unknown:
         if word.startswith("--"):
@@ -120,8 +122,6 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from cjepa.errors import EXIT_USER_ERROR, is_user_error, one_line
-
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(command_word(argv))
     args = parse(parser, argv)

@@ -15,9 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from cjepa.config import Config, load_config
+from cjepa.config import Config, encoder_input_size, load_config
+from cjepa.data.clips import open_video_source
+from cjepa.data.slot_store import SlotSplit
+from cjepa.data.world.generate import generate_split
 from cjepa.distributed.env import DistEnv, pick_device
+from cjepa.eval.rollout_video import decoded_rollouts
+from cjepa.eval.vqa.rollouts import load_predictor
+from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.paths import config_path
+from cjepa.slot_extraction import extract
+from cjepa.trainer import train
 
 
 @dataclass
@@ -49,8 +57,6 @@ def render_world(cfg: Config, root: Path, counts: dict[str, int], progress: bool
     """Generate each split of the built-in world unless a finished one (manifest, enough videos) is there."""
     import json
 
-    from cjepa.data.world.generate import generate_split
-
     for split, n in counts.items():
         manifest = root / split / "manifest.json"
         if manifest.is_file() and json.loads(manifest.read_text()).get("num_samples", 0) >= n:
@@ -60,11 +66,6 @@ def render_world(cfg: Config, root: Path, counts: dict[str, int], progress: bool
 
 def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool = True) -> list[dict]:
     """Encode every video of the splits with the trained encoder into the slot store ``out/slots``."""
-    from cjepa.config import encoder_input_size
-    from cjepa.data.clips import open_video_source
-    from cjepa.models.encoder_factory import build_object_encoder
-    from cjepa.slot_extraction import extract
-
     enc = enc_cfg.encoder
     enc.checkpoint = str(out / "encoder")
     model = build_object_encoder(enc, slot_attention_backend=enc_cfg.kernels.slot_attention)
@@ -78,13 +79,6 @@ def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, c
     per-step metrics (:func:`cjepa.eval.rollout_video.decoded_rollouts`), mp4 clips in ``out/rollout_video`` and
     the clips in the predictor's tensorboard."""
     from torch.utils.tensorboard import SummaryWriter
-
-    from cjepa.config import encoder_input_size
-    from cjepa.data.clips import open_video_source
-    from cjepa.data.slot_store import SlotSplit
-    from cjepa.eval.rollout_video import decoded_rollouts
-    from cjepa.eval.vqa.rollouts import load_predictor
-    from cjepa.models.encoder_factory import build_object_encoder
 
     enc = enc_cfg.encoder
     enc.checkpoint = str(out / "encoder")
@@ -104,8 +98,6 @@ def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, c
 def run_demo(out: Path, *, train_videos: int, val_videos: int, full: bool = False, encoder_overrides: Optional[list[str]] = None,
              predictor_files: Optional[list[str]] = None, predictor_overrides: Optional[list[str]] = None, progress: bool = True,
              decode_videos: int = 8, log=print) -> DemoResult:
-    from cjepa.trainer import train
-
     enc_cfg, pred_cfg = demo_configs(out, full, list(encoder_overrides or []), list(predictor_files or []), list(predictor_overrides or []))
     res = DemoResult(out=out)
     t = time.time()

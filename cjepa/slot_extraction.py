@@ -32,10 +32,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cjepa.config import to_dict
 from cjepa.data.clips import VideoItem, VideoSource, mix_seed
 from cjepa.data.slot_store import SlotSplit, SlotStoreWriter, export_pickle
 from cjepa.eval.segmentation import fg_ari, hard_slot_ids, hungarian_bindings, slot_object_ids, swap_rate
 from cjepa.models.object_encoder import first_frame_cues
+from cjepa.utils.checkpoint import resolve_checkpoint
 
 PASSTHROUGH_EXTRAS = ("proprio", "action", "state")
 
@@ -59,8 +61,6 @@ def producer_record(enc_cfg, checkpoint: str = "") -> dict:
     The checkpoint enters by content hash, not path, so moving the weights does not block a resume; the
     checkpoint option itself is dropped from the config copy for the same reason.
     """
-    from cjepa.config import to_dict
-
     cfg = to_dict(enc_cfg)
     cfg.pop("data", None)
     ex = cfg.pop("extract", {})
@@ -73,8 +73,6 @@ def producer_record(enc_cfg, checkpoint: str = "") -> dict:
         p = Path(ckpt)
         f = p / "model.pt" if p.is_dir() and (p / "model.pt").is_file() else p
         if f.is_dir():
-            from cjepa.utils.checkpoint import resolve_checkpoint
-
             f = resolve_checkpoint(f) / "model.pt"
         record["checkpoint_sha256"] = file_sha256(f, 16) if f.is_file() else "unknown"
     return record

@@ -20,7 +20,7 @@ before every checkpoint (one collective and one copy). A non-finite loss therefo
 read, up to ``log_every - 1`` optimizer steps later; since a checkpoint is only written after a read covering
 every step since the previous one, no checkpoint ever holds those steps.
 
-Run it as ``cjepa train --config configs/... key=value`` or ``python -m cjepa.trainer ...``.
+Run it as ``cjepa train --config configs/... key=value`` or ``python -m cjepa train ...``.
 """
 
 from __future__ import annotations
@@ -545,12 +545,3 @@ def train(cfg: Config, progress: bool = True) -> dict[str, Any]:
     finally:
         destroy_process_group()
 
-
-def main(argv: Optional[list[str]] = None) -> int:
-    from cjepa.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

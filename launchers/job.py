@@ -47,6 +47,7 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> dict[str, Any]:
         _threads_from_slurm()
+        # imported in the job's process, where the code snapshot is first on sys.path, not at submission
         import cjepa
         from cjepa.config import load_config
         from cjepa.trainer import EXIT_PREEMPTED, Preempted, train

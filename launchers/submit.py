@@ -38,7 +38,10 @@ from cjepa.trainer import run_dir_of  # noqa: E402
 from cjepa.utils.report import print_train_summary, table  # noqa: E402
 from cjepa.utils.run_dir import SNAPSHOT_FILE  # noqa: E402
 from launchers.clusters import ClusterError, ClusterPreset, executor_parameters, get_preset  # noqa: E402
-from launchers.job import PREEMPT_SIGNAL  # noqa: E402
+from launchers.job import (
+    PREEMPT_SIGNAL,  # noqa: E402
+    TrainJob,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -218,8 +221,6 @@ def submit(config_paths: list[str], overrides: list[str], *, dry_run: bool = Fal
     if dry_run:
         return sub
     sub.config_file, sub.code_dir = write_job_folder(job_dir, cfg, snapshot=snapshot)
-    from launchers.job import TrainJob
-
     executor, sub.params = make_executor(launch, job_dir / "logs", name=cfg.run.name, code_dir=sub.code_dir)
     sub.job = executor.submit(TrainJob(str(sub.config_file), None if sub.code_dir is None else str(sub.code_dir)))
     sub.info = {"job_id": sub.job.job_id, "submitted_at": time.time(), "cluster": launch.cluster, "run_dir": str(run_dir),

@@ -31,7 +31,9 @@ import yaml  # noqa: E402
 from cjepa.cli import main as cli_main  # noqa: E402
 from cjepa.config import Config, ConfigError, derive, dump_yaml, to_dict  # noqa: E402
 from cjepa.trainer import run_dir_of  # noqa: E402
+from cjepa.utils.report import table
 from launchers.clusters import ClusterError, executor_parameters, get_preset  # noqa: E402
+from launchers.job import TrainJob
 from launchers.submit import job_result, make_executor, resolve_config, write_config, write_job_folder  # noqa: E402
 
 # --------------------------------------------------------------------------------------------- expansion
@@ -162,8 +164,6 @@ def sweep_dir(jobs: list[SweepJob]) -> Path:
 
 def submit(jobs: list[SweepJob], name: str) -> Path:
     """One code snapshot and one job array for all jobs; writes sweep.json; returns the job folder."""
-    from launchers.job import TrainJob
-
     launch = jobs[0].cfg.launch
     preset = get_preset(launch.cluster)
     job_dir = Path(launch.folder).resolve() if launch.folder else sweep_dir(jobs) / "job"
@@ -229,8 +229,6 @@ SUMMARY_HEADERS = ["#", "overrides", "job", "state", *METRICS, "rollout mse", "w
 
 def summary_table(sweep_path: Path) -> tuple[str, int]:
     """The table of a submitted sweep from disk (sweep.json + each run's summary.json); and the failure count."""
-    from cjepa.utils.report import table
-
     record = json.loads((sweep_path / "sweep.json").read_text())
     rows, missing = [], 0
     for j in record["jobs"]:
@@ -243,8 +241,6 @@ def summary_table(sweep_path: Path) -> tuple[str, int]:
 
 def run_from_args(args) -> int:
     """`cjepa sweep` / `python launchers/sweep.py`."""
-    from cjepa.utils.report import table
-
     if args.summary:
         text, missing = summary_table(Path(args.summary))
         print(text)

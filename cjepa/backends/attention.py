@@ -46,7 +46,7 @@ def _flash(q, k, v, key_mask, dropout_p):
 
 
 def _triton(q, k, v, key_mask, dropout_p):
-    from cjepa_kernels.predictor_attention import predictor_attention
+    from cjepa_kernels.predictor_attention import predictor_attention  # optional dependency: triton, when chosen
 
     if dropout_p > 0:
         raise BackendUnavailable(

@@ -52,7 +52,7 @@ def slot_attention(q, k, v, *, backend: str = "torch", eps: float = 1e-8, scale=
     if backend == "triton":
         if q.device.type != "cuda":  # a clear error instead of triton's "0 active drivers"
             check_backend(backend, q.device)
-        from cjepa_kernels.slot_attention import slot_attention_triton
+        from cjepa_kernels.slot_attention import slot_attention_triton  # optional dependency: triton, when chosen
 
         return slot_attention_triton(q, k, v, eps=eps, scale=scale, slot_mask=slot_mask, input_mask=input_mask)
     raise ValueError(f"unknown slot-attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -27,6 +27,9 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from cjepa.data.shards import ShardWriter
+from cjepa.data.video import VideoDecodeError, probe_video
+
 log = logging.getLogger("cjepa.data")
 
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
@@ -187,8 +190,6 @@ def proposal_masks(path: Path, objects: list[dict], num_frames: int, height: int
 
 def iter_clevrer(root: str | os.PathLike, split: str, *, masks_dir: Optional[str] = None, limit: int = 0) -> Iterator[tuple]:
     """(key, mp4 bytes, meta, masks or None, questions entry or None) per video of a split, in index order."""
-    from cjepa.data.video import VideoDecodeError, probe_video
-
     root = Path(root)
     if not root.is_dir():
         raise ClevrerLayoutError(f"CLEVRER root {root} is not a directory")
@@ -221,9 +222,6 @@ def convert_clevrer(root: str | os.PathLike, out_dir: str | os.PathLike, split: 
                     limit: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
     """Write one CLEVRER split into ``out_dir/<split>`` shards; unreadable videos are skipped and counted."""
     from tqdm import tqdm
-
-    from cjepa.data.shards import ShardWriter
-    from cjepa.data.video import VideoDecodeError
 
     n_videos = len(find_videos(Path(root), split)[: limit or None])
     writer = ShardWriter(out_dir, split, shard_size=shard_size, source="clevrer", codec="h264", fps=25.0,

@@ -25,6 +25,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from cjepa.data.slot_store import SlotStoreWriter
 from cjepa.envs.pusht import PushTEnv, block_inside, sample_state, state_to_proprio
 from cjepa.envs.pusht_expert import ExpertConfig, RandomExplorer, ScriptedPushExpert
 
@@ -211,8 +212,6 @@ def episode_state_slots(ep: PushTEpisode, embedding: StateSlotEmbedding, noise: 
 def write_state_slot_store(episodes, root, split: str, embedding: StateSlotEmbedding, *, noise: float = 0.0, seed: int = 0,
                            producer: Optional[dict] = None) -> int:
     """Add episodes to a slot store split (resumable: keys already present are skipped). Returns frames written."""
-    from cjepa.data.slot_store import SlotStoreWriter
-
     producer = producer or {"encoder": "pusht-state-slots", "slot_dim": embedding.slot_dim,
                             "background_slots": embedding.background_slots, "noise": noise}
     frames = 0
@@ -266,7 +265,7 @@ def arrays_from_json_meta(meta: dict) -> dict[str, np.ndarray]:
 def shard_writer_class():
     """cjepa.data.shards.ShardWriter, with a clear message where that module is not installed."""
     try:
-        from cjepa.data.shards import ShardWriter
+        from cjepa.data.shards import ShardWriter  # in a try: its absence gets a message naming what needs it
     except ImportError as err:
         raise ImportError(
             "writing Push-T video shards needs cjepa.data.shards.ShardWriter, which is not available in this "

@@ -33,7 +33,15 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from cjepa.config import Config, ConfigError, _merge, parse_override
+from cjepa.config import Config, ConfigError, _merge, parse_override, validate
+from cjepa.data.slot_store import open_split
+from cjepa.distributed.env import DistEnv, pick_device
+from cjepa.eval.probe import ProbeError, run_probe, store_videos
+from cjepa.eval.vqa.questions import QuestionError
+from cjepa.eval.vqa.reasoner import train_reasoner
+from cjepa.eval.vqa.rollouts import counterfactuals_for_split, load_predictor, write_factual_rollouts
+from cjepa.trainer import train
+from cjepa.utils.report import table
 
 # (column label, metric key) of the study table and plot
 STUDY_METRICS = (
@@ -82,8 +90,6 @@ def cell_config(cfg: Config, overrides: list[str]) -> Config:
     c = copy.deepcopy(cfg)
     for ov in overrides:
         _merge(c, parse_override(ov), "", f"study cell override '{ov}'")
-    from cjepa.config import validate
-
     validate(c)
     return c
 
@@ -122,12 +128,6 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
     """Steps 1-4 for one grid cell; returns (and writes) ``<cell>/results.json``."""
     import torch
     from tqdm import tqdm
-
-    from cjepa.data.slot_store import open_split
-    from cjepa.distributed.env import DistEnv, pick_device
-    from cjepa.eval.vqa.reasoner import train_reasoner
-    from cjepa.eval.vqa.rollouts import counterfactuals_for_split, load_predictor, write_factual_rollouts
-    from cjepa.trainer import train
 
     name = cell_name(overrides)
     cdir = study_root(cfg) / name
@@ -227,9 +227,6 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
 def probe_cell(cfg: Config, predictor, out: Path, device) -> dict:
     """The cell predictor's attention ratio (partner / other objects) on the val split's collisions, or
     ``{"skipped": reason}`` when the data cannot say which slots collide (no annotations, no object ids)."""
-    from cjepa.eval.probe import ProbeError, run_probe, store_videos
-    from cjepa.eval.vqa.questions import QuestionError
-
     try:
         videos = store_videos(cfg.data.source, cfg.data.path, cfg.data.val_split, cfg.vqa.annotations)
         res = run_probe(predictor, videos, frameskip=cfg.data.frameskip, k=1, device=device, out=out)
@@ -315,8 +312,6 @@ def _ratio_cell(stat: Optional[dict]) -> str:
 
 def study_table(out: dict, markdown: bool = False) -> str:
     """Accuracies in percent, mean ± std over replicates."""
-    from cjepa.utils.report import table
-
     headers = ["protocol", out["x"], "n", *[label for label, _ in STUDY_METRICS], "Δ counterfactual/q", "attn partner/others"]
 
     def gain(r):

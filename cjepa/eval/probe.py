@@ -28,7 +28,12 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from cjepa.data.slot_store import open_split
+from cjepa.data.synthetic import synthetic_videos_from_config
 from cjepa.errors import UserError
+from cjepa.eval.vqa.data import video_key_candidates
+from cjepa.eval.vqa.questions import instance_id, read_shard_json, shard_files
+from cjepa.eval.vqa.rollouts import object_ids_reader
 from cjepa.models.layers import AttentionCapture
 
 
@@ -192,8 +197,6 @@ def bootstrap_interval(pairs: np.ndarray, videos: Sequence[str], seed: int, draw
 def slot_world_videos(cfg, split: str) -> dict[str, ProbeVideo]:
     """The built-in slot world's videos of ``split`` as the run's config generates them, with their collisions:
     slots are embedded object states, so the object each slot holds is known exactly."""
-    from cjepa.data.synthetic import synthetic_videos_from_config
-
     if split not in (cfg.data.train_split, cfg.data.val_split):
         raise ProbeError(f"--split {split!r}: the slot world of this run has splits {cfg.data.train_split!r} and {cfg.data.val_split!r}")
     return {
@@ -206,11 +209,6 @@ def store_videos(source: str, path: str, split: str, annotations: str) -> dict[s
     """Videos of a slot store (or pickle) with per-slot ``object_ids`` (from extraction's Hungarian binding against
     the instance masks, or the billiards VQA world's exact ids), and collisions from CLEVRER-schema annotations
     (``collision``: ``object_ids`` + ``frame_id``; ``object_property`` maps object ids to instance ids)."""
-    from cjepa.data.slot_store import open_split
-    from cjepa.eval.vqa.data import video_key_candidates
-    from cjepa.eval.vqa.questions import instance_id
-    from cjepa.eval.vqa.rollouts import object_ids_reader
-
     if not annotations:
         raise ProbeError("probing a slot store needs the collision annotations: vqa.annotations=FILE|DIR")
     slots = open_split(source, path, split)
@@ -232,13 +230,11 @@ def store_videos(source: str, path: str, split: str, annotations: str) -> dict[s
 def _annotations(p: Path, split: str) -> list[dict]:
     """CLEVRER-schema annotations from a JSON list, a directory of annotation files, or a video-shard split
     (a shard root holding ``<split>/manifest.json`` reads that split)."""
-    from cjepa.eval.vqa.questions import _shard_files, read_shard_json
-
     if (p / split / "manifest.json").is_file():
         p = p / split
     if not p.exists():
         raise ProbeError(f"vqa.annotations={p}: not found")
-    if _shard_files(p) is not None:
+    if shard_files(p) is not None:
         return [meta for _, meta in read_shard_json(p, "json")]
     if p.is_dir():
         return [json.loads(f.read_text()) for f in sorted(p.rglob("*.json"))]

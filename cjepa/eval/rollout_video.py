@@ -25,8 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cjepa.eval.rollout import roll_chain
 from cjepa.eval.segmentation import contingency, fg_ari, hard_slot_ids
 from cjepa.eval.slot_vis import frames_to_unit, overlay, palette, to_uint8
+from cjepa.models.savi import SAVi
+from cjepa.models.videosaur import VideoSAUR
+from cjepa.plan.video import label_strip, save_video
 
 METRICS = ("psnr", "ssim", "fg_ari", "miou")
 
@@ -141,9 +145,6 @@ def mean_per_step(values: torch.Tensor) -> list[float]:
 @torch.no_grad()
 def decode_slots(encoder, slots: torch.Tensor) -> Decoded:
     """slots (T, S, D) -> :class:`Decoded` with the encoder's decoder (SAVi: RGB + alpha masks; VideoSAUR: masks)."""
-    from cjepa.models.savi import SAVi
-    from cjepa.models.videosaur import VideoSAUR
-
     slots = slots.to(next(encoder.parameters()).device, torch.float32)
     if isinstance(encoder, SAVi):
         recon, masks = encoder.decode(slots)  # (T, 3, R, R) in [-1, 1], (T, S, R, R)
@@ -169,8 +170,6 @@ def comparison_video(gt_frames: torch.Tensor, gt_ids: Optional[torch.Tensor], re
     """One clip's frames (T, 3, H, W) in [0, 1] -> uint8 (T, H', W', 3): a label strip over two rows of three
     panels, ground truth | reconstruction | prediction; top row the frames (a masks-only decoder shows the ground
     truth there), bottom row the same frames tinted by argmax slot (ground truth: by object id)."""
-    from cjepa.plan.video import label_strip
-
     T, _, H, W = gt_frames.shape
     g = gt_frames.float().cpu()
 
@@ -248,9 +247,6 @@ def decoded_rollouts(
     "reconstruction": {metric: per-step means}}``; the first ``max_clips`` videos are written to ``out_dir`` as
     mp4 (``cjepa.plan.video.save_video``) and, with a ``writer``, logged under ``rollout_video/<key>``.
     """
-    from cjepa.eval.rollout import roll_chain
-    from cjepa.plan.video import save_video
-
     horizon = chains * pred_frames
     device = next(predictor.parameters()).device
     scores: dict[str, dict[str, list[torch.Tensor]]] = {k: {} for k in ("predictor", "copy_last", "reconstruction")}

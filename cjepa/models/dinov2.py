@@ -20,6 +20,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from cjepa.models.dinov2_weights import load_into_hf_model
+
 
 class RandomBackboneWarning(UserWarning):
     """The DINOv2 backbone has no pretrained weights."""
@@ -115,8 +117,6 @@ class Dinov2Backbone(nn.Module):
         return self.grid * self.grid
 
     def load_weights(self, path: str):
-        from cjepa.models.dinov2_weights import load_into_hf_model
-
         self.load_report = load_into_hf_model(self.model, path)
         self.pretrained = True
         return self.load_report

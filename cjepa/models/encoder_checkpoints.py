@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from cjepa.models.dinov2_weights import WeightsError, canonical_to_hf, read_state_dict, to_canonical
+from cjepa.utils.checkpoint import resolve_checkpoint
 
 
 @dataclass
@@ -174,8 +175,6 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike) -> Checkpoin
     """
     p = os.fspath(path)
     if os.path.isdir(p) and not os.path.isfile(os.path.join(p, "model.pt")):
-        from cjepa.utils.checkpoint import resolve_checkpoint
-
         p = os.fspath(resolve_checkpoint(p))
     sd = _strip_module(read_state_dict(p))
     layout = detect_layout(sd)

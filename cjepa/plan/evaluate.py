@@ -23,17 +23,17 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from cjepa.envs.pusht import PushTEnv, state_to_proprio
+from cjepa.data.slot_store import SlotSplit, read_meta
+from cjepa.envs.pusht import PushTEnv, angle_error, position_error, state_to_proprio
 from cjepa.plan.diagnose import classify_episode
 from cjepa.plan.mpc import EpisodeHistory, MPCPlanner
+from cjepa.plan.video import episode_frame, prediction_view, save_video
 from cjepa.plan.world_model import Goal
 from cjepa.utils.stats import MeanCI, mean_ci
 
 
 def load_expert_episodes(store_root: str, split: str) -> dict[str, np.ndarray]:
     """{key: states (T, 7)} of the expert episodes of a Push-T state-slot store split."""
-    from cjepa.data.slot_store import SlotSplit, read_meta
-
     read_meta(store_root)
     videos = SlotSplit(store_root, split)
     if "state" not in videos.extras:
@@ -73,9 +73,6 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
     """Reset to ``start_state``, act until success or ``budget`` steps. ``record`` keeps a video (observation |
     goal | the model's predicted final frame of the plan being executed, where the model has a view; see
     :mod:`cjepa.plan.video`); ``pixels`` feeds rendered frames to the planner."""
-    from cjepa.envs.pusht import angle_error, position_error
-    from cjepa.plan.video import prediction_view
-
     t0 = time.perf_counter()
     obs = env.reset(start_state, goal_state, render_goal=record or pixels)
     goal = Goal(proprio=state_to_proprio(goal_state), state=np.asarray(goal_state), pixels=env.goal_frame if pixels else None)
@@ -115,8 +112,6 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
 
 def _video(seen: list[np.ndarray], goal_frame: np.ndarray, predicted: list[np.ndarray], plan_of: list[int], view) -> np.ndarray:
     """(T, label + size, panels * size, 3): observation | goal | predicted final frame of the current plan."""
-    from cjepa.plan.video import episode_frame
-
     frames = []
     for t, frame in enumerate(seen):
         panels, labels = [frame, goal_frame], [f"step {t}", "goal"]
@@ -194,8 +189,6 @@ def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episo
     be read while they go), and the first ``plan_cfg.videos`` episodes of the first seed are saved as videos.
     """
     import json
-
-    from cjepa.plan.video import save_video
 
     env = PushTEnv(plan_cfg.video_size)
     rates: dict[int, float] = {}

@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from cjepa.envs.pusht import PushTEnv
 from cjepa.plan.world_model import Observation, SimulatorWorldModel, SlotWorldModel, StateSlotEncoder
 
 
@@ -140,8 +141,6 @@ class PredictionView:
     """The final state a world model predicts for a plan, drawn as a frame (see the module docstring)."""
 
     def __init__(self, world_model, label: str, render_size: int):
-        from cjepa.envs.pusht import PushTEnv
-
         self.wm, self.label = world_model, label
         self._env = PushTEnv(render_size)
 

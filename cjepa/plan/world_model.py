@@ -29,16 +29,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
+from typing import Optional, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from cjepa.data.windows import AuxNormalizer
+from cjepa.backends.attention import check_backend
+from cjepa.config import ConfigError, ModelConfig, config_from_dict
+from cjepa.data.pusht import StateSlotEmbedding
+from cjepa.data.slot_store import SlotStoreError, open_split, read_meta
+from cjepa.data.windows import AuxNormalizer, SlotWindows, fit_aux_normalizer, per_split_window_normalizer
+from cjepa.envs.pusht import PushTEnv, state_to_proprio
+from cjepa.models.predictor import build_predictor
+from cjepa.models.predictor_checkpoints import pusht_state_from_original
+from cjepa.plan.diagnose import state_cost
 from cjepa.plan.matching import DEFAULT_MAX_PERM_SLOTS, hungarian_reference, matched_mse, reorder_reference, reorder_to_match
-
-if TYPE_CHECKING:  # the config module is imported where a checkpoint is read, not when planning types are
-    from cjepa.config import ModelConfig
+from cjepa.utils.checkpoint import load_model_state, load_train_state, resolve_checkpoint
+from cjepa.utils.state_dict import load_checked
 
 
 @dataclass
@@ -253,9 +260,6 @@ def load_predictor_checkpoint(path: str, device="cpu", attention_backend: str = 
     is fitted on the ``config.data.train_split`` split of the Push-T store ``dataset`` by ``config.data.aux_norm``,
     the rule a training run on that store applies.
     """
-    from cjepa.config import ConfigError
-    from cjepa.utils.checkpoint import resolve_checkpoint
-
     if not path:
         raise ConfigError("plan.checkpoint is required: a checkpoint directory, a run directory or a state_dict file")
     ckpt = resolve_checkpoint(path)
@@ -269,8 +273,6 @@ def load_predictor_checkpoint(path: str, device="cpu", attention_backend: str = 
 
 def _check_finite(loaded: LoadedPredictor) -> None:
     """Non-finite statistics would turn every planned action into NaN: refuse them, naming the entries."""
-    from cjepa.config import ConfigError
-
     bad = [f"{k}{np.flatnonzero(~np.isfinite(v.numpy())).tolist()}" for k, v in loaded.normalizer.state_dict().items()
            if not bool(torch.isfinite(v).all())]
     if bad:
@@ -279,19 +281,12 @@ def _check_finite(loaded: LoadedPredictor) -> None:
 
 
 def _require_pusht(model_cfg, where: str) -> None:
-    from cjepa.config import ConfigError
-
     if model_cfg.kind != "pusht":
         raise ConfigError(f"{where}: model.kind={model_cfg.kind!r}; planning needs a Push-T predictor (model.kind=pusht)")
 
 
 def _load_checkpoint_dir(ckpt: Path, device, attention_backend: str) -> LoadedPredictor:
     import yaml
-
-    from cjepa.config import ConfigError, config_from_dict
-    from cjepa.models.predictor import build_predictor
-    from cjepa.utils.checkpoint import load_model_state, load_train_state
-    from cjepa.utils.state_dict import load_checked
 
     if not (ckpt / "config.yaml").is_file():
         raise ConfigError(f"{ckpt}: a checkpoint directory for planning needs model.pt + config.yaml + train_state.pt")
@@ -307,12 +302,6 @@ def _load_checkpoint_dir(ckpt: Path, device, attention_backend: str) -> LoadedPr
 
 
 def _load_state_dict_file(f: Path, device, attention_backend: str, config, dataset: str) -> LoadedPredictor:
-    from cjepa.config import ConfigError
-    from cjepa.models.predictor import build_predictor
-    from cjepa.models.predictor_checkpoints import pusht_state_from_original
-    from cjepa.utils.checkpoint import load_model_state
-    from cjepa.utils.state_dict import load_checked
-
     if config is None:
         raise ConfigError(f"{f} is a plain state_dict: the model is built from the config's model section, pass one")
     model_cfg = config.model
@@ -336,9 +325,6 @@ def normalizer_from_store(root: str, split: str, model_cfg, frameskip: int, rule
     ``rule`` is ``data.aux_norm``: "train" = per-frame statistics of the split (ours), "per_split" = the
     original's statistics over all its (overlapping) training windows.
     """
-    from cjepa.data.slot_store import SlotStoreError, open_split
-    from cjepa.data.windows import SlotWindows, fit_aux_normalizer, per_split_window_normalizer
-
     videos = open_split("store", root, split)
     missing = [name for name in ("proprio", "action") if name not in videos.extras]
     if missing:
@@ -354,9 +340,6 @@ def normalizer_from_store(root: str, split: str, model_cfg, frameskip: int, rule
 
 def state_slot_embedding_for_store(root: str | Path):
     """The :class:`StateSlotEmbedding` recorded in a Push-T state-slot store's meta.json."""
-    from cjepa.data.pusht import StateSlotEmbedding
-    from cjepa.data.slot_store import read_meta
-
     meta = read_meta(root)
     prod = meta.get("producer", {})
     if prod.get("encoder") != "pusht-state-slots":
@@ -371,9 +354,6 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu", 
     ``config`` (the full config) is needed for plain state_dict files (see :func:`load_predictor_checkpoint`);
     ``report`` receives one line saying what was loaded from where.
     """
-    from cjepa.backends.attention import check_backend
-    from cjepa.config import ConfigError
-
     check_backend(attention_backend, device)
     loaded = load_predictor_checkpoint(checkpoint, device, attention_backend, config=config, dataset=dataset)
     predictor, normalizer, model_cfg = loaded.model, loaded.normalizer, loaded.model_cfg
@@ -408,8 +388,6 @@ class SimulatorWorldModel:
     """
 
     def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0):
-        from cjepa.envs.pusht import PushTEnv
-
         if not isinstance(slot_model.encoder, StateSlotEncoder):
             raise ValueError("SimulatorWorldModel embeds simulator states: it needs a StateSlotEncoder")
         if cost_space not in ("embedding", "state"):
@@ -453,8 +431,6 @@ class SimulatorWorldModel:
 
     @torch.no_grad()
     def rollout(self, nodes: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        from cjepa.envs.pusht import state_to_proprio
-
         C, H, _ = actions.shape
         states = self.simulate(actions)
         if self.cost_space == "state":
@@ -469,8 +445,6 @@ class SimulatorWorldModel:
 
     def cost(self, trajectories: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         if self.cost_space == "state":
-            from cjepa.plan.diagnose import state_cost
-
             final = trajectories[:, -1, 0].cpu().numpy()
             return torch.from_numpy(state_cost(final, goal.cpu().numpy(), self.angle_weight)).float()
         return self.model.cost(trajectories, goal)

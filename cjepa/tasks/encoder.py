@@ -26,6 +26,7 @@ from cjepa.config import Config, Derived, encoder_input_size
 from cjepa.data.clips import VideoSource, mix_seed, open_video_source
 from cjepa.distributed.env import DistEnv, all_reduce_sum
 from cjepa.eval.segmentation import segmentation_scores
+from cjepa.eval.slot_vis import log_slot_images, save_gif
 from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.models.object_encoder import first_frame_cues
 from cjepa.slot_extraction import video_seed
@@ -172,8 +173,6 @@ class EncoderTask(TaskBase):
         return self._writer
 
     def _log_pictures(self, tag: str, frames: torch.Tensor, masks: torch.Tensor, step: int) -> None:
-        from cjepa.eval.slot_vis import log_slot_images, save_gif
-
         log_slot_images(self._tb(), f"{tag}/slots", frames.detach(), masks.detach(), step)
         self._tb().flush()
         save_gif(self.run_dir / "media" / f"{tag}_slots_step{step:07d}.gif", frames[0].detach(), masks[0].detach(), scale=2)

@@ -23,11 +23,13 @@ import torch
 from cjepa.backends.attention import check_backend
 from cjepa.config import Config, ConfigError, Derived, encoder_input_size
 from cjepa.data.clips import mix_seed
-from cjepa.data.loader import build_clip_loader
+from cjepa.data.loader import build_clip_loader, iter_videos
+from cjepa.data.shards import open_split
 from cjepa.distributed.env import DistEnv
 from cjepa.eval.rollout import rollout_error
 from cjepa.losses import predictor_losses
 from cjepa.masking import MaskSampler
+from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.models.predictor import build_predictor
 from cjepa.tasks.base import TaskBase
 from cjepa.utils.stage_timer import StageTimer
@@ -63,8 +65,6 @@ class PretrainTask(TaskBase):
         )
 
     def setup(self, env: DistEnv, derived: Derived, device: torch.device) -> None:
-        from cjepa.models.encoder_factory import build_object_encoder
-
         cfg = self.cfg
         self.env, self.derived, self.device = env, derived, device
         self.timer = StageTimer(device)
@@ -214,9 +214,6 @@ class PretrainTask(TaskBase):
 
     def _val_videos(self):
         """(key, frames (T, 3, h, w)) of the first rollout.eval_videos validation videos."""
-        from cjepa.data.loader import iter_videos
-        from cjepa.data.shards import open_split
-
         info = open_split(self.cfg.data.shards, self.cfg.data.val_split)
         n = 0
         for key, frames, _, _ in iter_videos(info, image_size=encoder_input_size(self.cfg.encoder), stride=1, with_masks=False):

@@ -10,25 +10,25 @@ from cjepa.tasks.base import Task
 
 
 def _predictor() -> type[Task]:
-    from cjepa.tasks.predictor import PredictorTask
+    from cjepa.tasks.predictor import PredictorTask  # start-up time: imported when asked for
 
     return PredictorTask
 
 
 def _pretrain() -> type[Task]:
-    from cjepa.tasks.pretrain import PretrainTask
+    from cjepa.tasks.pretrain import PretrainTask  # start-up time: imported when asked for
 
     return PretrainTask
 
 
 def _encoder() -> type[Task]:
-    from cjepa.tasks.encoder import EncoderTask
+    from cjepa.tasks.encoder import EncoderTask  # start-up time: imported when asked for
 
     return EncoderTask
 
 
 def _vqa() -> type[Task]:
-    from cjepa.tasks.vqa import VQATask
+    from cjepa.tasks.vqa import VQATask  # start-up time: imported when asked for
 
     return VQATask
 

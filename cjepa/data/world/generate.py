@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from cjepa.data.shards import ShardWriter, build_sample
 from cjepa.data.world.annotate import SceneFacts, clevrer_annotation, visible_collision_pairs
 from cjepa.data.world.physics import Trajectory, simulate
 from cjepa.data.world.questions import QuestionGenerator, question_entry
@@ -114,8 +115,6 @@ def generate_video(cfg, split: str, index: int) -> WorldVideo:
 
 
 def _encode_one(args: tuple) -> tuple[Any, float]:
-    from cjepa.data.shards import build_sample
-
     cfg, split, index = args
     t0 = time.perf_counter()
     v = generate_video(cfg, split, index)
@@ -153,8 +152,6 @@ def generate_split(cfg, split: str, num_videos: int, out_dir: str | os.PathLike,
     are written in index order. Processes are started with "spawn" (no fork of a parent that may hold threads).
     """
     from tqdm import tqdm
-
-    from cjepa.data.shards import ShardWriter
 
     if num_videos < 1:
         raise ValueError("num_videos must be >= 1")

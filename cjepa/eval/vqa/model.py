@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cjepa.utils.state_dict import load_checked
+
 
 class _EncoderWithPositions(nn.Module):
     """Learned positional embedding (zero init) added once, then pre-LN encoder layers; no final LN."""
@@ -170,8 +172,6 @@ def reasoner_losses(out: dict[str, torch.Tensor], label: torch.Tensor, is_mc: to
 def load_reasoner_state(model: ALOEReasoner, state: dict[str, torch.Tensor], source: str = "of the reasoner") -> None:
     """Load our state_dict or the original ``CLEVRERAloe`` one (keys under ``transformer_model.``), strictly; keys
     or shapes that differ (another vqa.* size) are a one-line user error naming them."""
-    from cjepa.utils.state_dict import load_checked
-
     pre = "transformer_model."
     if state and all(k.startswith(pre) for k in state):
         state = {k[len(pre) :]: v for k, v in state.items()}

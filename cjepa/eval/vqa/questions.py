@@ -30,6 +30,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from cjepa.data.shards import open_split as open_shards
 from cjepa.eval.vqa.text import CLEVRER_COLORS, CLEVRER_MATERIALS, CLEVRER_SHAPES, Vocab
 
 QUESTION_TYPES = ("descriptive", "explanatory", "predictive", "counterfactual")
@@ -44,11 +45,9 @@ class QuestionError(ValueError):
 # --------------------------------------------------------------------------------------------- loading
 
 
-def _shard_files(path: Path) -> Optional[list[Path]]:
+def shard_files(path: Path) -> Optional[list[Path]]:
     """The tar shards of a video-shard split (a directory with manifest.json, or one .tar), else None."""
     if (path.is_dir() and (path / "manifest.json").is_file()) or (path.is_file() and path.suffix == ".tar"):
-        from cjepa.data.shards import open_split as open_shards
-
         return [s.path for s in open_shards(path).shards]
     return None
 
@@ -56,7 +55,7 @@ def _shard_files(path: Path) -> Optional[list[Path]]:
 def read_shard_json(path: str | os.PathLike, component: str) -> Iterable[tuple[str, object]]:
     """(key, parsed JSON) of one component ("questions.json", "json") of every sample of a shard split, in
     shard order. Only the JSON members are read; the videos are skipped over."""
-    files = _shard_files(Path(path))
+    files = shard_files(Path(path))
     if files is None:
         raise QuestionError(f"{path} is not a video-shard split (no manifest.json) or a .tar shard")
     for f in files:
@@ -73,7 +72,7 @@ def read_shard_json(path: str | os.PathLike, component: str) -> Iterable[tuple[s
 def load_question_file(path: str | os.PathLike) -> list[dict]:
     """Scenes of a CLEVRER question file, or of every KEY.questions.json of a video-shard split (sorted by scene)."""
     p = Path(path)
-    if _shard_files(p) is not None:
+    if shard_files(p) is not None:
         scenes = [q for _, q in read_shard_json(p, "questions.json")]
         if not scenes:
             raise QuestionError(f"{p}: no sample of the shard split carries questions (KEY.questions.json)")
@@ -358,7 +357,7 @@ def load_object_tables(path: str | os.PathLike, split: Optional[str] = None) -> 
             raise QuestionError(f"{where}: an annotation needs 'scene_index' and 'object_property'")
         tables[int(ann["scene_index"])] = list(ann["object_property"])
 
-    if _shard_files(p) is not None:
+    if shard_files(p) is not None:
         for key, meta in read_shard_json(p, "json"):
             add_annotation(meta, f"{p} sample {key}")
         return tables

@@ -9,19 +9,18 @@ from pathlib import Path
 
 import torch
 
-from cjepa.config import Config, ConfigError
-from cjepa.distributed.env import DistEnv
+from cjepa.config import Config, ConfigError, _merge
+from cjepa.distributed.env import DistEnv, destroy_process_group, pick_device
 from cjepa.eval.vqa.evaluate import evaluate_reasoner, write_outputs
-from cjepa.eval.vqa.model import ALOEReasoner
+from cjepa.eval.vqa.model import ALOEReasoner, load_reasoner_state
 from cjepa.eval.vqa.text import Vocab
 from cjepa.tasks.vqa import VQATask, build_split, eval_offsets, reasoner_from_config, trainer_config
+from cjepa.trainer import Trainer
+from cjepa.utils.checkpoint import load_model_state, load_train_state, resolve_checkpoint
 
 
 def train_reasoner(cfg: Config, progress: bool = True) -> dict:
     """Train (or resume) the reasoner described by ``cfg.vqa``; returns the trainer summary."""
-    from cjepa.distributed.env import destroy_process_group
-    from cjepa.trainer import Trainer
-
     tcfg = trainer_config(cfg)
     try:
         return Trainer(tcfg, VQATask(tcfg, progress=progress), progress=progress).fit()
@@ -32,10 +31,6 @@ def train_reasoner(cfg: Config, progress: bool = True) -> dict:
 def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[ALOEReasoner, Vocab, Config]:
     """(model, vocab, config with the checkpoint's reasoner settings) from a VQA checkpoint or run dir."""
     import yaml
-
-    from cjepa.config import _merge
-    from cjepa.eval.vqa.model import load_reasoner_state
-    from cjepa.utils.checkpoint import load_model_state, load_train_state, resolve_checkpoint
 
     if not checkpoint:
         raise ConfigError("vqa.checkpoint is required: a reasoner checkpoint dir or run dir")
@@ -73,8 +68,6 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
 
 def evaluate_checkpoint(cfg: Config, progress: bool = True) -> tuple[dict, dict, Path]:
     """Evaluate ``vqa.checkpoint`` on ``vqa.eval_split`` (questions ``vqa.questions_val``) under ``vqa.protocol``."""
-    from cjepa.distributed.env import pick_device
-
     device = pick_device(cfg.run.device, DistEnv())
     model, vocab, c = load_reasoner(cfg.vqa.checkpoint, cfg, device)
     ds, info = build_split(c, c.vqa.eval_split, c.vqa.questions_val, vocab, labelled=None)
@@ -86,8 +79,6 @@ def evaluate_checkpoint(cfg: Config, progress: bool = True) -> tuple[dict, dict,
     res = evaluate_reasoner(
         model, ds, eval_offsets(c), batch_size=c.vqa.val_batch_size, device=device, progress=progress, autocast_dtype=dtype
     )
-    from cjepa.utils.checkpoint import resolve_checkpoint
-
     out_dir = resolve_checkpoint(cfg.vqa.checkpoint)
     out_dir = out_dir.parent.parent if out_dir.parent.name == "checkpoints" else out_dir
     write_outputs(

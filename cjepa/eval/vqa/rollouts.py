@@ -38,9 +38,24 @@ import numpy as np
 import torch
 import yaml
 
-from cjepa.data.slot_store import SlotSplit, SlotStoreError, SlotStoreWriter
+from cjepa.config import ConfigError, _merge
+from cjepa.data.slot_store import SlotSplit, SlotStoreError, SlotStoreWriter, open_split
 from cjepa.eval.rollout import rollout_interleaved, rollout_split
-from cjepa.eval.vqa.questions import COUNTERFACTUAL, QuestionSet
+from cjepa.eval.vqa.data import resolve_video_keys
+from cjepa.eval.vqa.questions import (
+    COUNTERFACTUAL,
+    QuestionSet,
+    build_question_set,
+    iter_answers,
+    iter_texts,
+    load_object_tables,
+    load_question_file,
+    resolve_removed_objects,
+)
+from cjepa.eval.vqa.text import Vocab
+from cjepa.models.predictor import build_predictor
+from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
+from cjepa.utils.state_dict import load_checked
 
 # --------------------------------------------------------------------------------------------- predictor
 
@@ -48,11 +63,6 @@ from cjepa.eval.vqa.questions import COUNTERFACTUAL, QuestionSet
 def load_predictor(checkpoint: str, model_cfg, attention: str, device: torch.device) -> torch.nn.Module:
     """A C-JEPA predictor from one of our checkpoints / run dirs (its saved model section wins) or a plain
     original state_dict (then ``model_cfg`` must describe it, e.g. ``layout=reference``)."""
-    from cjepa.config import ConfigError, _merge
-    from cjepa.models.predictor import build_predictor
-    from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
-    from cjepa.utils.state_dict import load_checked
-
     if not checkpoint:
         raise ConfigError("a predictor checkpoint is required (vqa.predictor_checkpoint: checkpoint dir, run dir or state_dict)")
     ckpt = resolve_checkpoint(checkpoint)
@@ -288,18 +298,6 @@ def counterfactuals_for_split(
     split's question file; ``annotations``: object tables naming the removed objects.
     """
     from tqdm import tqdm
-
-    from cjepa.data.slot_store import open_split
-    from cjepa.eval.vqa.data import resolve_video_keys
-    from cjepa.eval.vqa.questions import (
-        build_question_set,
-        iter_answers,
-        iter_texts,
-        load_object_tables,
-        load_question_file,
-        resolve_removed_objects,
-    )
-    from cjepa.eval.vqa.text import Vocab
 
     scenes = load_question_file(questions)
     vocab = Vocab.build(iter_texts(scenes), iter_answers(scenes))  # only to lay the questions out; not saved

@@ -13,10 +13,7 @@ whenever the repository root is on ``sys.path`` and be shadowed by it everywhere
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Callable
-
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 # name -> (kernel, torch reference), as "module:function" strings so importing this package imports no triton.
 REGISTRY: dict[str, tuple[str, str]] = {

@@ -50,10 +50,6 @@ class StepBatchSampler(Sampler[list[int]]):
         gen = torch.Generator().manual_seed(self.seed * 7919 + epoch)
         return torch.randperm(self.num_items, generator=gen)
 
-    def global_batch_indices(self, step: int) -> torch.Tensor:
-        epoch, k = divmod(step, self.steps_per_epoch)
-        return self.epoch_order(epoch)[k * self.global_batch : (k + 1) * self.global_batch]
-
     def micro_slice(self, micro_step: int) -> slice:
         start = (micro_step * self.world_size + self.rank) * self.micro
         return slice(start, start + self.micro)

@@ -55,7 +55,6 @@ ANGLE_TOLERANCE = math.pi / 9
 T_BAR = np.array([[-60.0, 30.0], [60.0, 30.0], [60.0, 0.0], [-60.0, 0.0]])
 T_STEM = np.array([[-15.0, 30.0], [-15.0, 120.0], [15.0, 120.0], [15.0, 30.0]])
 T_COG = np.array([0.0, 45.0])  # mean of the two box centroids, as gym-pusht sets it
-FIXED_GOAL_POSE = np.array([256.0, 256.0, math.pi / 4])  # the green T drawn in the background (both packages)
 
 AGENT_ID, BLOCK_ID = 1, 2  # instance ids in masks; 0 = background (including the drawn goal T)
 

@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable
 
 import numpy as np
 
@@ -133,7 +133,3 @@ class Vocab:
         if i is None or i == 0:
             raise VocabError(f"{where or 'answer'}: answer {answer!r} is not in the answer vocabulary {sorted(self.answers)}")
         return i
-
-
-def load_or_build_vocab(path: Optional[str], texts: Iterable[str], answers: Iterable[str]) -> Vocab:
-    return Vocab.load(path) if path else Vocab.build(texts, answers)

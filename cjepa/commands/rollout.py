@@ -33,7 +33,7 @@ def load_predictor(cfg, device):
     """(predictor module, config used for the model) from rollout.checkpoint."""
     import yaml
 
-    from cjepa.config import ConfigError, _merge
+    from cjepa.config import ConfigError, merge
     from cjepa.models.predictor import build_predictor
     from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
     from cjepa.utils.state_dict import load_checked
@@ -43,7 +43,7 @@ def load_predictor(cfg, device):
     ckpt = resolve_checkpoint(cfg.rollout.checkpoint)
     saved = ckpt / "config.yaml" if ckpt.is_dir() else None
     if saved is not None and saved.is_file():
-        _merge(cfg.model, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
+        merge(cfg.model, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
     model = build_predictor(cfg.model, cfg.kernels.attention)
     load_checked(model, load_model_state(ckpt), str(ckpt), hint=f"model section: layout={cfg.model.layout}, "
                  f"num_slots={cfg.model.num_slots}, slot_dim={cfg.model.slot_dim}, depth={cfg.model.depth}")

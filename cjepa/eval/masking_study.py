@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from cjepa.config import Config, ConfigError, _merge, parse_override
+from cjepa.config import Config, ConfigError, merge, parse_override
 
 # (column label, metric key) of the study table and plot
 STUDY_METRICS = (
@@ -81,7 +81,7 @@ def cell_name(overrides: list[str]) -> str:
 def cell_config(cfg: Config, overrides: list[str]) -> Config:
     c = copy.deepcopy(cfg)
     for ov in overrides:
-        _merge(c, parse_override(ov), "", f"study cell override '{ov}'")
+        merge(c, parse_override(ov), "", f"study cell override '{ov}'")
     from cjepa.config import validate
 
     validate(c)

@@ -33,7 +33,7 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
     """(model, vocab, config with the checkpoint's reasoner settings) from a VQA checkpoint or run dir."""
     import yaml
 
-    from cjepa.config import _merge
+    from cjepa.config import merge
     from cjepa.eval.vqa.model import load_reasoner_state
     from cjepa.utils.checkpoint import load_model_state, load_train_state, resolve_checkpoint
 
@@ -63,7 +63,7 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
         )
         if k in saved.get("vqa", {})
     }
-    _merge(c.vqa, arch, "vqa.", str(ckpt / "config.yaml"))
+    merge(c.vqa, arch, "vqa.", str(ckpt / "config.yaml"))
     vocab = Vocab.from_dict(task_state["vocab"], str(ckpt))
     shape = task_state["shape"]
     model = reasoner_from_config(c, vocab, int(shape["num_slots"]), int(shape["slot_dim"]))

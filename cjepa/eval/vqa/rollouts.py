@@ -48,7 +48,7 @@ from cjepa.rollout import rollout_interleaved, rollout_split
 def load_predictor(checkpoint: str, model_cfg, attention: str, device: torch.device) -> torch.nn.Module:
     """A C-JEPA predictor from one of our checkpoints / run dirs (its saved model section wins) or a plain
     original state_dict (then ``model_cfg`` must describe it, e.g. ``layout=reference``)."""
-    from cjepa.config import ConfigError, _merge
+    from cjepa.config import ConfigError, merge
     from cjepa.models.predictor import build_predictor
     from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
     from cjepa.utils.state_dict import load_checked
@@ -59,7 +59,7 @@ def load_predictor(checkpoint: str, model_cfg, attention: str, device: torch.dev
     mcfg = copy.deepcopy(model_cfg)
     saved = ckpt / "config.yaml" if ckpt.is_dir() else None
     if saved is not None and saved.is_file():
-        _merge(mcfg, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
+        merge(mcfg, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
     if mcfg.kind != "slots":
         raise ConfigError(f"VQA rollouts need a slot predictor (model.kind=slots); {ckpt} is model.kind={mcfg.kind}")
     model = build_predictor(mcfg, attention)

@@ -25,7 +25,6 @@ cf_frames - b predicted frames (about 116 for CLEVRER).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sys
@@ -36,7 +35,6 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import yaml
 
 from cjepa.data.slot_store import SlotSplit, SlotStoreError, SlotStoreWriter
 from cjepa.eval.vqa.questions import COUNTERFACTUAL, QuestionSet
@@ -48,24 +46,18 @@ from cjepa.rollout import rollout_interleaved, rollout_split
 def load_predictor(checkpoint: str, model_cfg, attention: str, device: torch.device) -> torch.nn.Module:
     """A C-JEPA predictor from one of our checkpoints / run dirs (its saved model section wins) or a plain
     original state_dict (then ``model_cfg`` must describe it, e.g. ``layout=reference``)."""
-    from cjepa.config import ConfigError, merge
-    from cjepa.models.predictor import build_predictor
-    from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
-    from cjepa.utils.state_dict import load_checked
+    from cjepa.config import ConfigError
+    from cjepa.models.predictor_checkpoints import predictor_from_checkpoint
 
     if not checkpoint:
         raise ConfigError("a predictor checkpoint is required (vqa.predictor_checkpoint: checkpoint dir, run dir or state_dict)")
-    ckpt = resolve_checkpoint(checkpoint)
-    mcfg = copy.deepcopy(model_cfg)
-    saved = ckpt / "config.yaml" if ckpt.is_dir() else None
-    if saved is not None and saved.is_file():
-        merge(mcfg, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
-    if mcfg.kind != "slots":
-        raise ConfigError(f"VQA rollouts need a slot predictor (model.kind=slots); {ckpt} is model.kind={mcfg.kind}")
-    model = build_predictor(mcfg, attention)
-    load_checked(model, load_model_state(ckpt), f"{ckpt} (vqa.predictor_checkpoint)", hint=f"layout={mcfg.layout}, "
-                 f"num_slots={mcfg.num_slots}, slot_dim={mcfg.slot_dim}, depth={mcfg.depth}")
-    return model.to(device).eval()
+
+    def slots_only(mcfg, where: str) -> None:
+        if mcfg.kind != "slots":
+            raise ConfigError(f"VQA rollouts need a slot predictor (model.kind=slots); {where} is model.kind={mcfg.kind}")
+
+    return predictor_from_checkpoint(checkpoint, model_cfg, attention, device, check=slots_only,
+                                     label=" (vqa.predictor_checkpoint)").model
 
 
 # --------------------------------------------------------------------------------------------- factual

@@ -4,8 +4,8 @@
 
 Unknown or mistyped keys are errors that name the key, where it came from, and the valid choices (the original
 project read its configs with ``.get(key, default)``, so a typo silently fell back to a default). :func:`merge` is
-the one way to write a nested mapping into a config section, for the loader and for commands that layer a saved
-run's config under their own.
+the one way to write a nested mapping into a config section, for the loader and for code that lays a saved run's
+section over its own (a checkpoint's model section, a reasoner's architecture, a study cell's overrides).
 """
 
 from __future__ import annotations

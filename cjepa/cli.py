@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EPILOG = """\
-Configuration: -c configs/<area>/<file>.yaml (deltas over the defaults in cjepa/config.py; the shipped configs
+Configuration: -c configs/<area>/<file>.yaml (deltas over the defaults in cjepa/config/schema/; the shipped configs
 are found from any directory), then overrides like optim.lr=3e-4 masking.num_masked=2, before or after options.
 Unknown keys are errors. Every run writes runs/<run.name>/ with the resolved config.yaml, tensorboard logs (tb/),
 metrics.jsonl, checkpoints/ and summary.json.

@@ -1,6 +1,6 @@
 """Cluster presets: the partition, account, QoS and per-node shape a SLURM cluster wants, in one place.
 
-A run's ``launch`` section (cjepa/config.py) names a preset with ``launch.cluster``; any ``launch.*`` value that
+A run's ``launch`` section (cjepa/config/) names a preset with ``launch.cluster``; any ``launch.*`` value that
 is set (not empty / null) overrides the preset's. Add your cluster here: nothing secret belongs in it (accounts
 are names, not credentials), and the shell lines in ``setup`` run in the sbatch script before the job starts
 (module loads, environment activation).

@@ -30,24 +30,15 @@ def add_arguments(p) -> None:
 
 
 def load_predictor(cfg, device):
-    """(predictor module, config used for the model) from rollout.checkpoint."""
-    import yaml
-
-    from cjepa.config import ConfigError, _merge
-    from cjepa.models.predictor import build_predictor
-    from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
-    from cjepa.utils.state_dict import load_checked
+    """The predictor of rollout.checkpoint; cfg.model becomes the model section it was built from."""
+    from cjepa.config import ConfigError
+    from cjepa.models.predictor_checkpoints import predictor_from_checkpoint
 
     if not cfg.rollout.checkpoint:
         raise ConfigError("rollout.checkpoint is required (a checkpoint dir, a run dir, or an original state_dict file)")
-    ckpt = resolve_checkpoint(cfg.rollout.checkpoint)
-    saved = ckpt / "config.yaml" if ckpt.is_dir() else None
-    if saved is not None and saved.is_file():
-        _merge(cfg.model, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
-    model = build_predictor(cfg.model, cfg.kernels.attention)
-    load_checked(model, load_model_state(ckpt), str(ckpt), hint=f"model section: layout={cfg.model.layout}, "
-                 f"num_slots={cfg.model.num_slots}, slot_dim={cfg.model.slot_dim}, depth={cfg.model.depth}")
-    return model.to(device).eval()
+    loaded = predictor_from_checkpoint(cfg.rollout.checkpoint, cfg.model, cfg.kernels.attention, device)
+    cfg.model = loaded.model_cfg
+    return loaded.model
 
 
 def decode_split(cfg, args, predictor, videos, split: str, device, out: Path) -> dict:

@@ -23,10 +23,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from cjepa.utils.image import IMAGENET_MEAN, IMAGENET_STD, imagenet_to_unit, resize_frames
 
 # codec name in our configs and manifests -> FFmpeg encoder
 ENCODERS = {"h264": "libx264", "vp9": "libvpx-vp9"}
@@ -48,21 +46,16 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, size: Optional[Sequence
     """uint8 (T, H, W, 3) -> float32 (T, 3, h, w): resize (bilinear, antialiased) the uint8 frames, then ImageNet-normalise.
 
     ``size`` is (h, w); None keeps the input size (no resampling at all). Resize comes before normalisation
-    (fixes the planning path's order, Q15). The resize runs on the uint8 frames, rounding to the nearest level,
-    like torchvision's uint8 path: on CPU that is torch's vectorised uint8 kernel, ~9x faster than resampling
-    floats for 480x320 -> 196x196, at a cost of at most half a grey level (far below the codec's error). On a
-    GPU tensor the float kernel runs and is rounded the same way. This is the only frame resize in the project.
+    (fixes the planning path's order, Q15). The resize is the project's one frame resize,
+    :func:`cjepa.utils.image.resize_frames`, on the uint8 frames: on CPU torch's vectorised uint8 kernel, ~9x faster
+    than resampling floats for 480x320 -> 196x196, within a grey level of it (far below the codec's error).
     """
     x = torch.as_tensor(frames)
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"preprocess_frames expects uint8 (T, H, W, 3), got {x.dtype} {tuple(x.shape)}")
     x = x.permute(0, 3, 1, 2)  # (T, 3, H, W), channels-last in memory: what the uint8 kernel wants
-    if size is not None and tuple(size) != tuple(x.shape[-2:]):
-        h, w = int(size[0]), int(size[1])
-        if x.device.type == "cpu":
-            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-        else:
-            x = F.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False).round_().clamp_(0, 255)
+    if size is not None:
+        x = resize_frames(x, size)  # uint8 (T, 3, h, w)
     x = x.contiguous().float()  # (T, 3, h, w); the layout copy is made on the 1-byte values
     # (x / 255 - mean) / std as two in-place passes: x - 255 mean, times 1 / (255 std)
     mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) * 255.0
@@ -70,11 +63,8 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, size: Optional[Sequence
     return x.sub_(mean).mul_(inv_std)
 
 
-def denormalise(frames: torch.Tensor) -> torch.Tensor:
-    """Inverse of the normalisation in :func:`preprocess_frames`: (..., 3, h, w) -> [0, 1] floats (for viewing)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=frames.dtype, device=frames.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=frames.dtype, device=frames.device).view(3, 1, 1)
-    return frames * std + mean
+# Inverse of the normalisation in preprocess_frames: (..., 3, h, w) -> [0, 1] floats (for viewing).
+denormalise = imagenet_to_unit
 
 
 def nearest_indices(src: int, dst: int) -> np.ndarray:

@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from cjepa.config import Config, ConfigError, _merge, parse_override, validate
+from cjepa.config import Config, ConfigError, merge, parse_override, validate
 from cjepa.data.slot_store import open_split
 from cjepa.distributed.env import DistEnv, pick_device
 from cjepa.eval.probe import ProbeError, run_probe, store_videos
@@ -89,7 +89,7 @@ def cell_name(overrides: list[str]) -> str:
 def cell_config(cfg: Config, overrides: list[str]) -> Config:
     c = copy.deepcopy(cfg)
     for ov in overrides:
-        _merge(c, parse_override(ov), "", f"study cell override '{ov}'")
+        merge(c, parse_override(ov), "", f"study cell override '{ov}'")
     validate(c)
     return c
 

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from cjepa.utils.image import imagenet_to_unit
 
 # 12 well-separated colours (tab10-like plus two), RGB in [0, 1].
 PALETTE = torch.tensor(
@@ -38,9 +37,7 @@ PALETTE = torch.tensor(
 
 def frames_to_unit(frames: torch.Tensor) -> torch.Tensor:
     """ImageNet-normalised (T, 3, H, W) -> [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=frames.device).view(1, 3, 1, 1)
-    return (frames.float() * std + mean).clamp(0, 1)
+    return imagenet_to_unit(frames.float()).clamp(0, 1)
 
 
 def _upsample(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

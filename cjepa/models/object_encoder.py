@@ -20,10 +20,6 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -33,28 +29,6 @@ class SlotOutput:
     slots: torch.Tensor  # (B, T, S, D) the corrected (post slot-attention) slots, the ones stored downstream
     masks: Optional[torch.Tensor]  # (B, T, S, h, w) soft masks summing to 1 over S, or None if not asked for
     aux: dict[str, torch.Tensor] = field(default_factory=dict)  # model-specific tensors the losses need
-
-
-def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, T, 3, H, W) -> (B, T, 3, size, size): bilinear with antialiasing, the single resize used everywhere.
-
-    Bilinear weights sum to one, so resizing commutes with the per-channel ImageNet normalisation: the order
-    (normalise then resize, or the reverse) no longer matters (it did in the original, Q15).
-    """
-    B, T, C, H, W = frames.shape
-    if (H, W) == (size, size):
-        return frames
-    out = F.interpolate(frames.reshape(B * T, C, H, W), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return out.view(B, T, C, size, size)
-
-
-def imagenet_to_unit(frames: torch.Tensor) -> torch.Tensor:
-    """Undo ImageNet normalisation on the channel axis (-3): values back in [0, 1]."""
-    shape = [1] * frames.dim()
-    shape[-3] = 3
-    mean = torch.tensor(IMAGENET_MEAN, device=frames.device, dtype=frames.dtype).view(shape)
-    std = torch.tensor(IMAGENET_STD, device=frames.device, dtype=frames.dtype).view(shape)
-    return frames * std + mean
 
 
 def sample_noise(shape: tuple[int, ...], *, device, dtype, generator=None) -> torch.Tensor:

@@ -13,16 +13,27 @@ compatibility, each inside an ``EvalOnly`` wrapper:
 
 The planner works on slots it is given, so the frozen encoder is left out (and counted, so the user sees it was
 there); the prefix is stripped. A state_dict already in our layout passes unchanged, so one loader serves both.
+
+:func:`predictor_from_checkpoint` is the one way to load a predictor from a checkpoint (rollouts, VQA rollouts,
+planning): the model section comes from the config saved beside the weights when there is one, else from the
+caller's config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
+import yaml
 
-from cjepa.utils.state_dict import StateDictMismatch
+from cjepa.config import ModelConfig, merge
+from cjepa.models.predictor import build_predictor
+from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
+from cjepa.utils.state_dict import StateDictMismatch, load_checked
 
 # The wrapper's attribute holding the world model, and the Lightning module's own (callback) containers.
 WRAPPER_PREFIX = "model."
@@ -97,3 +108,56 @@ def _aux_weights_as_linear(state: Mapping[str, torch.Tensor]) -> dict[str, torch
         if w is not None and w.dim() == 3 and w.shape[-1] == 1:
             out[key] = w[..., 0]
     return out
+
+
+@dataclass
+class CheckpointPredictor:
+    """A predictor loaded by :func:`predictor_from_checkpoint`, with the model section it was built from."""
+
+    model: torch.nn.Module  # in eval mode, on the device asked for
+    model_cfg: ModelConfig
+    # The config.yaml whose model section was used; None for a plain state_dict (built from the caller's section).
+    saved_config: Optional[str]
+    # What a plain Push-T state_dict held (see pusht_state_from_original); None for slot predictors and our dirs.
+    pusht_report: Optional[PushTStateReport] = None
+
+
+def predictor_from_checkpoint(
+    checkpoint: str | os.PathLike,
+    model_cfg: ModelConfig,
+    attention: str,
+    device: torch.device | str,
+    *,
+    check: Optional[Callable[[ModelConfig, str], None]] = None,
+    label: str = "",
+) -> CheckpointPredictor:
+    """The C-JEPA predictor of ``checkpoint``: a checkpoint directory or run directory of ours (the model section of
+    the config.yaml saved beside the weights wins over ``model_cfg``), or a plain state_dict file built from
+    ``model_cfg`` (a Push-T one may be the original world model's, see :func:`pusht_state_from_original`).
+
+    ``check(model_section, where)`` vets the model section before anything is built (the caller's kind rule;
+    ``where`` names the checkpoint and where the section came from). ``label`` follows the checkpoint's path in a
+    state_dict mismatch (e.g. the config key that named it). ``model_cfg`` itself is never changed.
+    """
+    ckpt = resolve_checkpoint(checkpoint)
+    mcfg = copy.deepcopy(model_cfg)
+    saved = ckpt / "config.yaml" if ckpt.is_dir() else None
+    if saved is not None and saved.is_file():
+        merge(mcfg, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
+        mcfg.validate()
+        where, hint = str(ckpt), f"the model section of {saved}"
+    else:
+        saved = None
+        held = "no config.yaml beside its model.pt" if ckpt.is_dir() else "a plain state_dict"
+        where, hint = f"{ckpt} ({held}, built from the config)", "the config's model section"
+    if check is not None:
+        check(mcfg, where)
+    state, report = load_model_state(ckpt), None
+    if saved is None and mcfg.kind == "pusht":
+        state, report = pusht_state_from_original(state, str(ckpt))
+        if report.layout == "original" and mcfg.layout != "reference":
+            hint += ", with model.layout=reference for the original's files"
+    model = build_predictor(mcfg, attention)
+    hint += f": layout={mcfg.layout}, num_slots={mcfg.num_slots}, slot_dim={mcfg.slot_dim}, depth={mcfg.depth}"
+    load_checked(model, state, f"{ckpt}{label}", hint=hint)
+    return CheckpointPredictor(model.to(device).eval(), mcfg, None if saved is None else str(saved), report)

@@ -29,11 +29,10 @@ from cjepa.models.object_encoder import (
     ObjectCentricEncoder,
     SlotOutput,
     check_frames,
-    imagenet_to_unit,
-    resize_frames,
     sample_noise,
 )
 from cjepa.models.slot_attention import LearnedSlotInit, SlotAttention
+from cjepa.utils.image import imagenet_to_unit, resize_frames
 
 
 def coordinate_grid(size: int) -> torch.Tensor:

@@ -22,8 +22,9 @@ import torch
 from cjepa.encoder_losses import videosaur_losses
 from cjepa.models.dinov2 import Dinov2Backbone
 from cjepa.models.encoder_layers import MLP, SlotMixerDecoder, TransformerStack
-from cjepa.models.object_encoder import ObjectCentricEncoder, SlotOutput, check_frames, resize_frames
+from cjepa.models.object_encoder import ObjectCentricEncoder, SlotOutput, check_frames
 from cjepa.models.slot_attention import RandomSlotInit, SlotAttention
+from cjepa.utils.image import resize_frames
 
 
 class VideoSAUR(ObjectCentricEncoder):

@@ -35,17 +35,15 @@ import numpy as np
 import torch
 
 from cjepa.backends.attention import check_backend
-from cjepa.config import ConfigError, ModelConfig, config_from_dict
+from cjepa.config import ConfigError, ModelConfig
 from cjepa.data.pusht import StateSlotEmbedding
 from cjepa.data.slot_store import SlotStoreError, open_split, read_meta
 from cjepa.data.windows import AuxNormalizer, SlotWindows, fit_aux_normalizer, per_split_window_normalizer
 from cjepa.envs.pusht import PushTEnv, state_to_proprio
-from cjepa.models.predictor import build_predictor
-from cjepa.models.predictor_checkpoints import pusht_state_from_original
+from cjepa.models.predictor_checkpoints import predictor_from_checkpoint
 from cjepa.plan.diagnose import state_cost
 from cjepa.plan.matching import DEFAULT_MAX_PERM_SLOTS, hungarian_reference, matched_mse, reorder_reference, reorder_to_match
-from cjepa.utils.checkpoint import load_model_state, load_train_state, resolve_checkpoint
-from cjepa.utils.state_dict import load_checked
+from cjepa.utils.checkpoint import load_train_state, resolve_checkpoint
 
 
 @dataclass
@@ -286,37 +284,28 @@ def _require_pusht(model_cfg, where: str) -> None:
 
 
 def _load_checkpoint_dir(ckpt: Path, device, attention_backend: str) -> LoadedPredictor:
-    import yaml
 
     if not (ckpt / "config.yaml").is_file():
         raise ConfigError(f"{ckpt}: a checkpoint directory for planning needs model.pt + config.yaml + train_state.pt")
-    cfg = config_from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()) or {}, str(ckpt / "config.yaml"))
-    _require_pusht(cfg.model, str(ckpt))
-    model = build_predictor(cfg.model, attention_backend)
-    load_checked(model, load_model_state(ckpt), str(ckpt), hint=f"the model section of {ckpt / 'config.yaml'}")
+    loaded = predictor_from_checkpoint(ckpt, ModelConfig(), attention_backend, device, check=_require_pusht)
     task_state = load_train_state(ckpt).get("task", {})
     if "normalizer" not in task_state:
         raise ConfigError(f"{ckpt}: no proprio/action normaliser in train_state.pt (was it trained with model.kind=pusht?)")
-    return LoadedPredictor(model.to(device).eval(), AuxNormalizer.from_state_dict(task_state["normalizer"]), cfg.model,
+    return LoadedPredictor(loaded.model, AuxNormalizer.from_state_dict(task_state["normalizer"]), loaded.model_cfg,
                            f"checkpoint {ckpt} (normaliser from its train_state.pt)")
 
 
 def _load_state_dict_file(f: Path, device, attention_backend: str, config, dataset: str) -> LoadedPredictor:
     if config is None:
         raise ConfigError(f"{f} is a plain state_dict: the model is built from the config's model section, pass one")
-    model_cfg = config.model
-    _require_pusht(model_cfg, f"{f} (a plain state_dict, built from the config)")
-    state, report = pusht_state_from_original(load_model_state(f), str(f))
-    model = build_predictor(model_cfg, attention_backend)
-    hint = "the config's model section" + (", with model.layout=reference for the original's files"
-                                            if report.layout == "original" and model_cfg.layout != "reference" else "")
-    load_checked(model, state, str(f), hint=hint)
+    loaded = predictor_from_checkpoint(f, config.model, attention_backend, device, check=_require_pusht)
     if not dataset:
         raise ConfigError(f"{f} carries no proprio/action statistics: plan.dataset (--dataset) must name the Push-T store to fit them on")
-    normalizer = normalizer_from_store(dataset, config.data.train_split, model_cfg, config.data.frameskip, config.data.aux_norm)
-    note = (f"state_dict {f} ({report.summary()}); normaliser fitted on {dataset}/{config.data.train_split} "
+    normalizer = normalizer_from_store(dataset, config.data.train_split, loaded.model_cfg, config.data.frameskip,
+                                       config.data.aux_norm)
+    note = (f"state_dict {f} ({loaded.pusht_report.summary()}); normaliser fitted on {dataset}/{config.data.train_split} "
             f"(data.aux_norm={config.data.aux_norm})")
-    return LoadedPredictor(model.to(device).eval(), normalizer, model_cfg, note)
+    return LoadedPredictor(loaded.model, normalizer, loaded.model_cfg, note)
 
 
 def normalizer_from_store(root: str, split: str, model_cfg, frameskip: int, rule: str = "train") -> AuxNormalizer:

@@ -5,8 +5,8 @@ import torch
 
 from cjepa.config import load_config
 from cjepa.models.encoder_factory import build_object_encoder
-from cjepa.models.object_encoder import IMAGENET_MEAN, IMAGENET_STD
 from cjepa.models.savi import coordinate_grid
+from cjepa.utils.image import IMAGENET_MEAN, IMAGENET_STD
 from tests.helpers import assert_close_verbose
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from cjepa.config import Config, ConfigError, _merge
+from cjepa.config import Config, ConfigError, merge
 from cjepa.distributed.env import DistEnv, destroy_process_group, pick_device
 from cjepa.eval.vqa.evaluate import evaluate_reasoner, write_outputs
 from cjepa.eval.vqa.model import ALOEReasoner, load_reasoner_state
@@ -58,7 +58,7 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
         )
         if k in saved.get("vqa", {})
     }
-    _merge(c.vqa, arch, "vqa.", str(ckpt / "config.yaml"))
+    merge(c.vqa, arch, "vqa.", str(ckpt / "config.yaml"))
     vocab = Vocab.from_dict(task_state["vocab"], str(ckpt))
     shape = task_state["shape"]
     model = reasoner_from_config(c, vocab, int(shape["num_slots"]), int(shape["slot_dim"]))

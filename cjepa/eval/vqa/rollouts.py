@@ -25,7 +25,6 @@ cf_frames - b predicted frames (about 116 for CLEVRER).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sys
@@ -36,9 +35,8 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import yaml
 
-from cjepa.config import ConfigError, _merge
+from cjepa.config import ConfigError
 from cjepa.data.slot_store import SlotSplit, SlotStoreError, SlotStoreWriter, open_split
 from cjepa.eval.rollout import rollout_interleaved, rollout_split
 from cjepa.eval.vqa.data import resolve_video_keys
@@ -53,9 +51,7 @@ from cjepa.eval.vqa.questions import (
     resolve_removed_objects,
 )
 from cjepa.eval.vqa.text import Vocab
-from cjepa.models.predictor import build_predictor
-from cjepa.utils.checkpoint import load_model_state, resolve_checkpoint
-from cjepa.utils.state_dict import load_checked
+from cjepa.models.predictor_checkpoints import predictor_from_checkpoint
 
 # --------------------------------------------------------------------------------------------- predictor
 
@@ -65,17 +61,13 @@ def load_predictor(checkpoint: str, model_cfg, attention: str, device: torch.dev
     original state_dict (then ``model_cfg`` must describe it, e.g. ``layout=reference``)."""
     if not checkpoint:
         raise ConfigError("a predictor checkpoint is required (vqa.predictor_checkpoint: checkpoint dir, run dir or state_dict)")
-    ckpt = resolve_checkpoint(checkpoint)
-    mcfg = copy.deepcopy(model_cfg)
-    saved = ckpt / "config.yaml" if ckpt.is_dir() else None
-    if saved is not None and saved.is_file():
-        _merge(mcfg, (yaml.safe_load(saved.read_text()) or {}).get("model", {}), "model.", str(saved))
-    if mcfg.kind != "slots":
-        raise ConfigError(f"VQA rollouts need a slot predictor (model.kind=slots); {ckpt} is model.kind={mcfg.kind}")
-    model = build_predictor(mcfg, attention)
-    load_checked(model, load_model_state(ckpt), f"{ckpt} (vqa.predictor_checkpoint)", hint=f"layout={mcfg.layout}, "
-                 f"num_slots={mcfg.num_slots}, slot_dim={mcfg.slot_dim}, depth={mcfg.depth}")
-    return model.to(device).eval()
+
+    def slots_only(mcfg, where: str) -> None:
+        if mcfg.kind != "slots":
+            raise ConfigError(f"VQA rollouts need a slot predictor (model.kind=slots); {where} is model.kind={mcfg.kind}")
+
+    return predictor_from_checkpoint(checkpoint, model_cfg, attention, device, check=slots_only,
+                                     label=" (vqa.predictor_checkpoint)").model
 
 
 # --------------------------------------------------------------------------------------------- factual

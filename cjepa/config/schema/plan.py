@@ -1,0 +1,77 @@
+"""The ``plan`` section: CEM-MPC planning and the Push-T evaluation protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cjepa.config.errors import ConfigError
+
+
+@dataclass(kw_only=True)
+class PlanConfig:
+    """CEM-MPC planning and the Push-T evaluation protocol (spec sections 2.6, 2.7, 3)."""
+
+    checkpoint: str = ""  # world model to plan with: a checkpoint dir or a run dir (its latest checkpoint)
+    baseline_checkpoint: str = ""  # optional second model evaluated on the same episodes (e.g. OC-JEPA, no masking)
+    dataset: str = ""  # Push-T state-slot store (cjepa pusht) holding the held-out expert episodes
+    # Also evaluate the simulator as the world model (true dynamics, same embedding and cost as plan.checkpoint):
+    # the upper bound of CEM + cost under the protocol. Slow on a CPU (every candidate is simulated).
+    oracle: bool = False
+    # The oracle's cost: "embedding" = the model's cost over embedded simulator states (the upper bound of the
+    # protocol); "state" = the success rule's geometry on the true state (cjepa.plan.diagnose.state_cost), which
+    # separates what CEM can do from what the embedding lets it do.
+    oracle_cost: Literal["embedding", "state"] = "embedding"
+    encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
+    # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
+    num_samples: int = 300
+    topk: int = 30  # elites
+    iterations: int = 30
+    var_scale: float = 1.0  # initial std (the original calls it var)
+    horizon: int = 5  # planned action blocks
+    receding_horizon: int = 5  # blocks executed before replanning
+    action_block: int = 5  # env steps per block (= the predictor's frameskip)
+    warm_start: bool = True  # seed the next solve with the unexecuted blocks (moot when receding == horizon)
+    # Observed frames fed to the world model at each plan (Q12). 1 = the original (world.history_size=1); up to
+    # model.history_frames uses the past frames (stride action_block) and the executed actions between them.
+    history_obs: int = 1
+    # Frames the predictor sees per rollout call; 0 = model.history_frames (the original: 3, Q12).
+    rollout_window: int = 0
+    reorder_slots: bool = True  # re-match predicted slots to the previous frame after each call (spec 2.6)
+    proprio_weight: float = 1.0  # cost = matched slot MSE + this * proprio-node MSE (spec 2.7)
+    max_perm_slots: int = 7  # batched matching enumerates S! permutations up to this S; scipy above
+    # "batched": every candidate's slot assignment in one tensor op; "scipy": one linear_sum_assignment per
+    # candidate and rollout step on the host, as the original (Q13; slower, same result)
+    matching: Literal["batched", "scipy"] = "batched"
+    # The env does not clip actions and neither did the original; true keeps executed actions in [-1, 1].
+    clip_actions: bool = False
+    # evaluation protocol (spec 3.4)
+    episodes: int = 50  # start/goal pairs per seed
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    goal_offset: int = 25  # goal = the same expert episode this many steps after the start
+    budget: int = 50  # env steps per episode; success if the rule holds at any step
+    eval_split: str = "val"  # held-out expert episodes (the original drew from its training split, Q12)
+    videos: int = 3  # rendered episodes saved per model (seed 0); 0 = none
+    video_size: int = 224
+    out: str = ""  # results directory; default runs/<run.name>/plan
+
+    def validate(self) -> None:
+        if self.topk < 1 or self.topk > self.num_samples:
+            raise ConfigError(f"plan.topk={self.topk} must be in 1..plan.num_samples={self.num_samples}")
+        if self.topk < 2:
+            raise ConfigError("plan.topk must be >= 2: the elite standard deviation needs two elites")
+        if self.iterations < 1 or self.horizon < 1 or self.action_block < 1:
+            raise ConfigError("plan.iterations, plan.horizon and plan.action_block must be >= 1")
+        if not 1 <= self.receding_horizon <= self.horizon:
+            raise ConfigError(
+                f"plan.receding_horizon={self.receding_horizon} must be in 1..plan.horizon={self.horizon}"
+            )
+        if self.horizon * self.action_block > self.budget:
+            raise ConfigError(
+                f"plan.horizon * plan.action_block = {self.horizon * self.action_block} exceeds "
+                f"plan.budget={self.budget} (the original asserts this)"
+            )
+        if self.history_obs < 1 or self.rollout_window < 0:
+            raise ConfigError("plan.history_obs must be >= 1 and plan.rollout_window >= 0")
+        if self.episodes < 1 or not self.seeds or self.goal_offset < 1:
+            raise ConfigError("plan.episodes and plan.goal_offset must be >= 1 and plan.seeds non-empty")

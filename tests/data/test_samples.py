@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cjepa.data.samples import BadSample, ClipLoaderBase, SkipLog, decode_sample, sample_meta
-from cjepa.data.video import decode_frames, preprocess_frames
+from cjepa.data.shards import decode_masks
+from cjepa.data.video import decode_frames, preprocess_frames, resize_masks
 from tests.data.test_loader import KEYS, raw_sample
 
 
@@ -24,6 +25,7 @@ def test_clips_sharing_frames_decode_like_separate_clips(world_shards):
     for o, idx in zip(out, clips):
         assert o["frame_index"].tolist() == idx.tolist() and o["masks"].shape == (5, 16, 24)
         torch.testing.assert_close(o["frames"], preprocess_frames(decode_frames(raw["mp4"], idx), (16, 24)))
+        np.testing.assert_array_equal(o["masks"].numpy(), resize_masks(decode_masks(raw["masks.npz"], idx), (16, 24)))
 
 
 def test_each_defect_has_one_reason(world_shards):

@@ -51,30 +51,27 @@ garbage collector.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 import torch
 
-from cjepa.data.loader import BadSample, ClipSpec, _scan_offsets
+from cjepa.data.samples import BadSample, ClipLoaderBase, ClipSpec, sample_frames, sample_masks, sample_meta
+from cjepa.data.shard_reader import scan_offsets
 from cjepa.data.shards import (
     CODEC_IDS,
     VIDEO_INFO_EXT,
     VIDEO_INFO_VERSION,
     ShardError,
     SplitInfo,
-    check_meta,
-    decode_masks,
     open_split,
     read_index,
 )
-from cjepa.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoDecodeError, decode_frames, encode_video, probe_video, resize_masks
+from cjepa.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoDecodeError, encode_video, probe_video, resize_masks
 
 log = logging.getLogger("cjepa.data")
 
@@ -154,13 +151,8 @@ class _Prepare:
         if L._replay > 0:  # fast-forward after a resume: the reader advances, nothing is decoded
             L._replay -= 1
             return L._placeholder, np.zeros(L.clip.frames, np.int32), _key_array("__replay__"), np.full(1, 2, np.uint8)
-        try:
-            try:
-                meta = check_meta(json.loads(bytes(meta_json))) if meta_json.size else None
-            except (ValueError, UnicodeDecodeError) as err:
-                raise BadSample("bad_meta", str(err)) from err
-            if meta is None:
-                raise BadSample("missing_component", f"no {key}.json")
+        try:  # the clip core's meta check: a missing json and a bad one are told apart as on the PyAV path
+            meta = sample_meta({"__key__": key, **({"json": bytes(meta_json)} if meta_json.size else {})})
             if not mp4.size:  # DALI hands a missing component over as empty: both are an unusable video
                 raise BadSample("bad_video", f"empty or missing {key}.mp4")
             try:
@@ -193,11 +185,11 @@ class _PyavDecode:
         self.L = loader
 
     def __call__(self, mp4, idx, key):
-        try:
-            return decode_frames(bytes(mp4), idx), np.ones(1, np.uint8)
-        except VideoDecodeError as err:  # the container passed prepare but the stream breaks mid-way: flag the row
-            shard, k = _source(key)
-            self.L._record_bad(self.L._shard_of.get(k, shard), k, "bad_video", str(err))
+        shard, k = _source(key)
+        try:  # the clip core's decode (frame size was checked by the prepare step)
+            return sample_frames({"__key__": k, "mp4": bytes(mp4)}, idx, None), np.ones(1, np.uint8)
+        except BadSample as err:  # the container passed prepare but the stream breaks mid-way: flag the row
+            self.L._record_bad(self.L._shard_of.get(k, shard), k, err.reason, err.detail)
             return np.zeros((len(idx), 16, 16, 3), np.uint8), np.zeros(1, np.uint8)
 
 
@@ -210,13 +202,13 @@ class _Masks:
         if not valid[0] or not masks.size:
             return np.zeros((len(idx), h, w), np.int16)
         try:
-            m = decode_masks(bytes(masks), idx)
-        except ValueError:
+            m = sample_masks({"__key__": "?", "masks.npz": bytes(masks)}, idx, None)
+        except BadSample:
             return np.full((len(idx), h, w), -1, np.int16)  # flagged as invalid by the iterator
         return resize_masks(m, (h, w)).astype(np.int16)
 
 
-class DaliClipLoader:
+class DaliClipLoader(ClipLoaderBase):
     """Clip batches through DALI. Same contract as :class:`cjepa.data.loader.VideoClipLoader`.
 
     ``decode``: auto (NVDEC with a GPU, else PyAV, or DALI's CPU decoder for VP9 shards), nvdec, pyav or cpu.
@@ -230,7 +222,9 @@ class DaliClipLoader:
                  with_masks: Optional[bool] = None, train: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
                  decode: str = "auto", num_threads: int = 2, device_id: Optional[int] = None, shuffle_buffer: int = 64,
                  batches_per_epoch: Optional[int] = None):
+        super().__init__()
         self.split = split if isinstance(split, SplitInfo) else open_split(split)
+        self.split.require_local("the DALI reader (it opens shards by their indexes)")
         codec = (self.split.manifest or {}).get("codec")
         self.decode = resolve_decode(decode, codec)
         require_dali(self.decode)
@@ -241,12 +235,10 @@ class DaliClipLoader:
         self.train, self.seed, self.rank, self.world_size = train, seed, rank, world_size
         self.num_threads, self.shuffle_buffer = num_threads, shuffle_buffer
         self.device_id = (torch.cuda.current_device() if device_id is None else device_id) if self.decode == "nvdec" else None
+        self.layout = [world_size, batch_size]
         self.pass_ = 0
-        self.skipped: Counter = Counter()
-        self.bad_samples: list[tuple] = []
         self._bad_pending: dict[str, tuple] = {}
         self._shard_of: dict[str, str] = {}
-        self._logged: set = set()
         self._tmp = Path(tempfile.mkdtemp(prefix="cjepa-dali-idx-"))
         self.paths, self.index_paths, self.num_samples = self._indexes()
         # native prepare (no Python operator) where every sample carries its video info; else the probing fallback
@@ -277,7 +269,8 @@ class DaliClipLoader:
             if shard.index_path is not None:
                 samples = read_index(shard.index_path)
             else:  # a bare tar: scan it (stops cleanly at damage; the missing tail is counted below or at read time)
-                samples = [{"key": k, "components": c} for k, c in _scan_offsets(shard, lambda *a: self._record_bad(*map(str, a[:2]), *a[2:], now=True))]
+                found = scan_offsets(shard, lambda *a: self._record_bad(*map(str, a[:2]), *a[2:], now=True))
+                samples = [{"key": k, "components": c} for k, c in found]
             ok = [s for s in samples if all(off + n <= size for off, n in s["components"].values())]
             if len(ok) < len(samples) or shard.index_path is None:
                 lost = len(samples) - len(ok)
@@ -400,18 +393,9 @@ class DaliClipLoader:
     def _record_bad(self, shard: str, key: str, reason: str, detail: str, count: int = 1, now: bool = False) -> None:
         entry = (shard, key, reason, detail, count)
         if now:
-            self._count_bad(entry)
+            self.count_bad(*entry)
         else:
             self._bad_pending[key] = entry
-
-    def _count_bad(self, entry: tuple) -> None:
-        shard, key, reason, detail, count = entry
-        self.skipped[reason] += count
-        if len(self.bad_samples) < 1000:
-            self.bad_samples.append((shard, key, reason, detail))
-        if (shard, key, reason) not in self._logged:
-            self._logged.add((shard, key, reason))
-            log.warning("skipped sample: shard %s key %s: %s", shard, key, detail)
 
     # -- iteration
     def _convert(self, out: dict) -> Optional[dict]:
@@ -429,7 +413,7 @@ class DaliClipLoader:
                     entry = (shard, k, reason, detail, 1)
                 else:
                     entry = self._bad_pending.pop(k, (self._shard_of.get(k, shard), k, "bad_masks", "masks archive corrupt", 1))
-                self._count_bad(entry)
+                self.count_bad(*entry)
         if not valid.any():
             return None
         sel = torch.from_numpy(np.flatnonzero(valid))
@@ -439,9 +423,6 @@ class DaliClipLoader:
         if self.with_masks:
             batch["masks"] = out["masks"].index_select(0, sel).to(frames.device, non_blocking=True)
         return batch
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch
 
     def __iter__(self) -> Iterator[dict]:
         produced = 0
@@ -471,20 +452,14 @@ class DaliClipLoader:
             self._release()
             raise
 
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
-
     def state_dict(self) -> dict:
-        return {"pass": self.pass_, "dali_batches": self._dali_batches, "layout": [self.world_size, self.batch_size], "seed": self.seed}
+        return {"pass": self.pass_, "dali_batches": self._dali_batches, "layout": self.layout, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("layout") != [self.world_size, self.batch_size]:
-            log.warning("DALI data position saved with (world_size, batch) %s, now %s: starting pass %d afresh",
-                        state.get("layout"), [self.world_size, self.batch_size], int(state.get("pass", 0)) + 1)
-            self.pass_, self._dali_batches = int(state.get("pass", 0)) + 1, 0
-        else:
+        if self.same_layout(state, int(state.get("pass", 0)) + 1):  # layout: (world_size, batch size)
             self.pass_, self._dali_batches = int(state["pass"]), int(state["dali_batches"])
+        else:
+            self.pass_, self._dali_batches = int(state.get("pass", 0)) + 1, 0
         self._release()
 
     def _release(self) -> None:
@@ -497,12 +472,6 @@ class DaliClipLoader:
         """Release the pipeline and the temporary indexes; the loader is done (it is not iterated again)."""
         self._release()
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def __enter__(self) -> "DaliClipLoader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __del__(self):
         try:

@@ -5,7 +5,9 @@ Clips are read by random access through the shard indexes (each video's byte ran
 function of (seed, epoch, batch index): the video order is a seeded permutation per epoch, each video's clip
 start is drawn from (seed, epoch, video index), and a resumed run starts at any batch without reading the
 batches before it. Only the frames a clip needs are decoded (PyAV seeks to the key frame before the clip), in
-DataLoader workers. Frames go through the project's one resize (:func:`cjepa.data.video.preprocess_frames`).
+DataLoader workers, through the clip-reading core the streaming loader uses (:func:`cjepa.data.samples.decode_sample`).
+Random access needs local shards: a split behind URLs is refused with a clear error (stream it with
+``data.shards`` instead).
 
 Bad samples (corrupt mp4, missing component, truncated shard) are dropped from their batch, counted in
 ``skipped`` and logged once with shard and key, as in the streaming loader.
@@ -14,7 +16,6 @@ Bad samples (corrupt mp4, missing component, truncated shard) are dropped from t
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -22,9 +23,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cjepa.data.clips import VideoItem, clip_span, mix_seed
-from cjepa.data.loader import BadSample, _decode, _Entry, _identity, _masks, _meta_of, read_entry, video_entries
+from cjepa.data.samples import BadSample, SkipLog, decode_sample, identity, sample_meta
+from cjepa.data.shard_reader import Entry, read_entry, video_entries
 from cjepa.data.shards import ShardError, open_split
-from cjepa.data.video import preprocess_frames, resize_masks
 
 log = logging.getLogger("cjepa.data")
 
@@ -35,7 +36,8 @@ PER_FRAME_META = ("state", "proprio", "action")
 class _ClipDataset(Dataset):
     """Item i of a batch plan: (entry, seed tuple for its start) -> one decoded clip, or a bad-sample marker."""
 
-    def __init__(self, plan: list[tuple[_Entry, int]], *, clip_frames, stride, random_start, seed, epoch, image_size, with_masks, threads):
+    def __init__(self, plan: list[tuple[Entry, int]], *, clip_frames, stride, random_start, seed, epoch, image_size,
+                 with_masks, threads):
         self.plan, self.clip_frames, self.stride, self.random_start = plan, clip_frames, stride, random_start
         self.seed, self.epoch, self.image_size, self.with_masks, self.threads = seed, epoch, image_size, with_masks, threads
 
@@ -46,7 +48,7 @@ class _ClipDataset(Dataset):
         e, video_index = self.plan[i]
         try:
             raw = read_entry(e)
-            meta = _meta_of(raw)
+            meta = sample_meta(raw)
             span = clip_span(self.clip_frames, self.stride)
             T = meta["num_frames"]
             if T < span:
@@ -56,19 +58,15 @@ class _ClipDataset(Dataset):
                 g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, video_index, 1))
                 start = int(torch.randint(0, T - span + 1, (1,), generator=g))
             idx = np.arange(start, start + span, self.stride)
-            if "mp4" not in raw:
-                raise BadSample("missing_component", f"no {e.key}.mp4")
-            frames = preprocess_frames(_decode(raw["mp4"], idx, self.threads, meta), self.image_size)
-            item = {"frames": frames, "key": e.key, "frame_index": torch.from_numpy(idx.astype(np.int64))}
-            if self.with_masks:
-                item["masks"] = torch.from_numpy(resize_masks(_masks(raw, idx, meta), self.image_size).astype(np.int16))
+            (item,) = decode_sample(raw, [idx], meta=meta, image_size=self.image_size, with_masks=self.with_masks,
+                                    threads=self.threads)
             return item
         except BadSample as err:
-            return {"__bad__": (str(e.shard.path), e.key, err.reason, err.detail)}
+            return {"__bad__": (e.shard.name, e.key, err.reason, err.detail)}
 
 
 class _WholeVideoDataset(Dataset):
-    def __init__(self, entries: list[_Entry], image_size, with_masks: bool, threads: int):
+    def __init__(self, entries: list[Entry], image_size, with_masks: bool, threads: int):
         self.entries, self.image_size, self.with_masks, self.threads = entries, image_size, with_masks, threads
 
     def __len__(self) -> int:
@@ -78,14 +76,12 @@ class _WholeVideoDataset(Dataset):
         e = self.entries[i]
         try:
             raw = read_entry(e)
-            meta = _meta_of(raw)
-            idx = np.arange(meta["num_frames"])
-            frames = preprocess_frames(_decode(raw["mp4"], idx, self.threads, meta), self.image_size)
-            masks = torch.from_numpy(resize_masks(_masks(raw, idx, meta), self.image_size).astype(np.int16)) if self.with_masks else None
-            return VideoItem(e.key, frames, masks, per_frame_meta(meta))
-        except (BadSample, KeyError) as err:
-            reason, detail = (err.reason, err.detail) if isinstance(err, BadSample) else ("missing_component", str(err))
-            return {"__bad__": (str(e.shard.path), e.key, reason, detail)}
+            meta = sample_meta(raw)
+            (item,) = decode_sample(raw, [np.arange(meta["num_frames"])], meta=meta, image_size=self.image_size,
+                                    with_masks=self.with_masks, threads=self.threads)
+            return VideoItem(e.key, item["frames"], item.get("masks"), per_frame_meta(meta))
+        except BadSample as err:
+            return {"__bad__": (e.shard.name, e.key, err.reason, err.detail)}
 
 
 def per_frame_meta(meta: dict) -> dict:
@@ -97,23 +93,20 @@ def per_frame_meta(meta: dict) -> dict:
     return out
 
 
-class ShardVideoSource:
-    """One split of webdataset video shards as a video source (see cjepa.data.clips.VideoSource)."""
+class ShardVideoSource(SkipLog):
+    """One split of webdataset video shards as a video source (see cjepa.data.clips.VideoSource); local shards only
+    (random access). ``skipped`` counts bad samples by reason (:class:`cjepa.data.samples.SkipLog`)."""
 
     def __init__(self, path: str, split: str, *, image_size: Optional[Sequence[int]] = None, num_workers: int = 0, decode_threads: int = 1):
+        super().__init__()
         self.info = open_split(path, split)
         for problem in self.info.problems:
             log.warning("%s", problem)
-        self.skipped: Counter = Counter()
-        self.entries = video_entries(self.info, self._report)
+        self.entries = video_entries(self.info, self.count_bad)
         if not self.entries:
             raise ShardError(f"split {split!r} under {path}: no videos")
         self.image_size = tuple(image_size) if image_size else None
         self.num_workers, self.decode_threads = num_workers, decode_threads
-
-    def _report(self, shard, key, reason, detail, count=1):
-        self.skipped[reason] += count
-        log.warning("skipped sample: shard %s key %s: %s", shard, key, detail)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -128,7 +121,8 @@ class ShardVideoSource:
     def _loader(self, ds: Dataset, batches: list[list[int]]):
         kw = {"timeout": 600} if self.num_workers else {}
         # generator: keep the global torch RNG (dropout) untouched by loader restarts
-        return DataLoader(ds, batch_sampler=batches, num_workers=self.num_workers, collate_fn=_identity, generator=torch.Generator(), **kw)
+        return DataLoader(ds, batch_sampler=batches, num_workers=self.num_workers, collate_fn=identity,
+                          generator=torch.Generator(), **kw)
 
     def iter_clips(self, *, batch_size, clip_frames, frame_stride, seed=0, epoch=0, start_batch=0, rank=0, world_size=1,
                    shuffle=True, random_start=True, max_videos=0, drop_last=True) -> Iterator[dict]:
@@ -155,7 +149,7 @@ class ShardVideoSource:
             good = []
             for it in items:
                 if "__bad__" in it:
-                    self._report(*it["__bad__"])
+                    self.count_bad(*it["__bad__"])
                 else:
                     good.append(it)
             if not good:
@@ -173,7 +167,7 @@ class ShardVideoSource:
         for items in self._loader(ds, [[i] for i in range(len(entries))]):
             for it in items:
                 if isinstance(it, dict):
-                    self._report(*it["__bad__"])
+                    self.count_bad(*it["__bad__"])
                 else:
                     yield it
 

@@ -52,6 +52,9 @@ VIDEO_INFO_FIELDS = ("version", "num_frames", "height", "width", "codec", "mp4_b
 CODEC_IDS = {"h264": 1, "vp9": 2, "vp8": 3, "mjpeg": 4}  # 0: any other codec
 
 
+URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters at least: "C:" is a drive, not a scheme
+
+
 class ShardError(ValueError):
     """A split, shard list or manifest is unusable; raised before any training starts. Names the path."""
 
@@ -460,11 +463,17 @@ class ShardWriter:
 
 @dataclass
 class ShardInfo:
-    path: Path
+    path: Optional[Path]  # a local tar; None for a shard behind a URL
     index_path: Optional[Path]
     num_samples: Optional[int]  # from the manifest (None for a bare shard list)
     bytes: Optional[int] = None
     sha256: Optional[str] = None
+    url: Optional[str] = None  # http(s)://..., pipe:CMD, ...: streamed only (no index, no random access)
+
+    @property
+    def name(self) -> str:
+        """Where the shard lives, as errors and bad-sample reports name it."""
+        return str(self.path) if self.path is not None else str(self.url)
 
 
 @dataclass
@@ -484,17 +493,34 @@ class SplitInfo:
     def has_masks(self) -> bool:
         return bool(self.manifest) and self.manifest.get("num_with_masks", 0) == self.manifest.get("num_samples", -1)
 
+    @property
+    def remote(self) -> bool:
+        return any(s.path is None for s in self.shards)
+
+    def require_local(self, what: str) -> None:
+        """ShardError unless every shard is a local file (``what`` needs seeks or shard indexes)."""
+        if self.remote:
+            first = next(s.url for s in self.shards if s.path is None)
+            raise ShardError(f"split {self.name!r} is read from URLs (e.g. {first}); {what} needs local shards: "
+                             f"copy them to a folder and point at it")
+
 
 def open_split(spec: str | os.PathLike | Sequence[str], split: Optional[str] = None, *, verify_checksums: bool = False) -> SplitInfo:
     """Resolve and validate the shards of a split; raises :class:`ShardError` before any data is decoded.
 
     ``spec`` is a split directory holding manifest.json, a shard root with ``split`` naming a subdirectory,
-    a glob or brace pattern of tar files, or an explicit list of tar paths. Missing files, an empty list, an
+    a glob or brace pattern of tar files, an explicit list of tar paths, or shard URLs (:func:`expand_urls`:
+    ``https://host/{split}-{000000..000099}.tar``, ``pipe:CMD``, or a list of them), which are streamed and
+    carry no manifest (sample counts unknown). Missing files, an empty list, an
     unfinished write (no manifest) or a manifest from another format are errors. A shard shorter than its
     manifest size is reported in ``problems`` (it is truncated: readers skip what is unreadable and count it).
     """
     if isinstance(spec, (list, tuple)):
+        if any(is_url(str(s)) for s in spec):
+            return _split_from_urls([str(s) for s in spec], name=split or "shards")
         return _split_from_list([str(s) for s in spec], name=split or "shards")
+    if is_url(str(spec)):
+        return _split_from_urls(expand_urls(str(spec), split), name=split or "shards")
     path = Path(spec)
     if split is not None and (path / split).is_dir():
         path = path / split
@@ -517,6 +543,38 @@ def open_split(spec: str | os.PathLike | Sequence[str], split: Optional[str] = N
         return _split_from_list([text], name=split or path.parent.name)
     raise ShardError(f"{spec}: not a split directory, a .tar shard, or a shard pattern"
                      + (f" (no subdirectory {split!r})" if split else ""))
+
+
+def is_url(text: str) -> bool:
+    """A shard location with a scheme (``https://``, ``pipe:``, ``gs://``, ...); ``file:`` URLs and paths are local."""
+    m = URL_SCHEME.match(text)
+    return m is not None and m.group(1).lower() != "file"
+
+
+def expand_urls(spec: str, split: Optional[str]) -> list[str]:
+    """A URL pattern -> its shard URLs: ``{split}`` becomes the split's name, then braces expand
+    (``https://host/{split}-{000000..000099}.tar``), in order."""
+    import braceexpand
+
+    return list(braceexpand.braceexpand(spec.replace("{split}", split) if split else spec))
+
+
+def _split_from_urls(urls: list[str], name: str) -> SplitInfo:
+    """Shards behind URLs: nothing is opened here (a missing one counts as an unreadable shard when it is read);
+    schemes nothing can open are errors now."""
+    from webdataset.gopen import gopen_schemes
+
+    if not urls:
+        raise ShardError("empty shard URL list")
+    for url in urls:
+        scheme = URL_SCHEME.match(url).group(1).lower() if URL_SCHEME.match(url) else ""
+        if scheme not in ("http", "https") and scheme not in gopen_schemes:
+            raise ShardError(f"shard {url!r}: no reader for URLs of scheme {scheme or '(none)'!r}; use http(s)://, "
+                             f"a local path, or pipe:CMD with a command that writes the shard to stdout "
+                             f"(pipe:aws s3 cp s3://... -)")
+        if "{split}" in url:
+            raise ShardError(f"shard {url!r}: {{split}} stands for a split name and none was given")
+    return SplitInfo(name, [ShardInfo(None, None, None, url=u) for u in urls], None, [])
 
 
 def _split_from_manifest(path: Path, manifest_path: Path, verify_checksums: bool) -> SplitInfo:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cjepa.config import DataConfig
+from cjepa.config import ConfigError, DataConfig, load_config
 from cjepa.data.loader import ClipSpec, ClipStream, DataError, VideoClipLoader, build_clip_loader, iter_videos
 from cjepa.data.shards import EncodedSample, ShardError, ShardWriter, decode_masks, encode_masks, open_split, read_index
 from cjepa.data.video import decode_frames, denormalise, encode_video, preprocess_frames, resize_masks
@@ -118,6 +118,21 @@ def test_build_clip_loader_from_config(world_shards):
     assert next(iter(loader))["frames"].shape == (2, 3, 3, 16, 16)
     with pytest.raises(ShardError, match="data.shards is empty"):
         build_clip_loader(DataConfig(), "train")
+
+
+def test_config_streams_shard_urls(world_shards):
+    """data.shards as a pipe: URL pattern with {split}, data.batches_per_epoch as the epoch, data.resampled passed on;
+    DALI refuses URLs, and a negative epoch length is a config error."""
+    url = f"pipe:cat {world_shards}/{{split}}/world-{{split}}-{{000000..000002}}.tar"
+    cfg = DataConfig(shards=url, video_batch_size=2, clip_frames=3, image_size=(16, 16), batches_per_epoch=2,
+                     resampled=True)
+    loader = build_clip_loader(cfg, "train", seed=0)
+    assert loader.split.remote and len(loader) == 2 and loader.resampled
+    assert len(list(loader)) == 2
+    with pytest.raises(ShardError, match="needs local shards"):
+        build_clip_loader(DataConfig(shards=url, decoder="dali", batches_per_epoch=2), "train")
+    with pytest.raises(ConfigError, match="data.batches_per_epoch=-1"):
+        load_config(overrides=["data.batches_per_epoch=-1"])
 
 
 # --------------------------------------------------------------------------------------------- bad data

@@ -111,6 +111,8 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     # ---- video shards (cjepa.data.loader / cjepa.data.dali): encoder training, slot extraction, pretraining
     shards: str = ""  # shard root written by `cjepa data world|clevrer` (holds <split>/manifest.json), or a tar glob
+    # ... or shard URLs, streamed: https://host/{split}-{000000..000099}.tar,
+    # pipe:aws s3 cp s3://bucket/{split}-000000.tar -
     decoder: Literal["pyav", "dali"] = "pyav"  # pyav: CPU DataLoader workers; dali: one DALI pipeline (NVDEC on GPU)
     # DALI's decode step: auto = nvdec with a GPU, else PyAV inside the pipeline (or DALI's CPU decoder for VP9 shards)
     dali_decode: Literal["auto", "nvdec", "pyav", "cpu"] = "auto"
@@ -121,6 +123,9 @@ class DataConfig:
     clips_per_video: int = 1  # random clips drawn per video per pass
     video_batch_size: int = 32  # clips per batch and rank (VideoSAUR: 32 per GPU)
     shuffle_buffer: int = 64  # samples; 0 = read shards in order
+    # Training passes draw shards with replacement (webdataset's resampled stream) instead of exact epochs (pyav only)
+    resampled: bool = False
+    batches_per_epoch: int = 0  # per rank; 0 = from the manifest's sample count (shard URLs have none: set it)
     decode_threads: int = 1  # FFmpeg threads per decoding worker (workers already run in parallel)
     with_masks: bool = True  # deliver instance masks when every sample of the split has them
     pusht: PushTDataConfig = field(default_factory=PushTDataConfig)
@@ -138,5 +143,7 @@ class DataConfig:
             raise ConfigError(
                 "data.clip_frames, data.clip_stride, data.clips_per_video and data.video_batch_size must be >= 1"
             )
+        if self.batches_per_epoch < 0:
+            raise ConfigError(f"data.batches_per_epoch={self.batches_per_epoch} must be >= 0 (0: from the manifest)")
         if min(self.image_size) < 1:
             raise ConfigError(f"data.image_size={list(self.image_size)} must be positive (h, w)")

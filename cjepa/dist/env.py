@@ -23,6 +23,12 @@ import torch
 import torch.distributed as dist
 
 
+# A SLURM job's rendezvous port: MASTER_PORT_BASE + job id % MASTER_PORT_SPAN (launchers/rendezvous.py writes the
+# same rule into the sbatch script). Two jobs sharing a node get different ports; a requeued job keeps its id.
+MASTER_PORT_BASE = 20000
+MASTER_PORT_SPAN = 20000
+
+
 @dataclass(frozen=True)
 class DistEnv:
     rank: int = 0
@@ -139,7 +145,7 @@ def detect_env(environ: Mapping[str, str] | None = None) -> DistEnv:
             local_rank=int(env.get("SLURM_LOCALID", 0)),
             master_addr=env.get("MASTER_ADDR") or (hosts[0] if hosts else "127.0.0.1"),
             # A port derived from the job id keeps two jobs on one node apart; a requeued job keeps its id.
-            master_port=int(env.get("MASTER_PORT") or 20000 + job % 20000),
+            master_port=int(env.get("MASTER_PORT") or MASTER_PORT_BASE + job % MASTER_PORT_SPAN),
             source="slurm",
             local_world_size=local_world,
         )

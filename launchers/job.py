@@ -28,13 +28,13 @@ Per-node logs: every task appends one line per event (start with its rendezvous,
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -70,7 +70,7 @@ def node_log(line: str) -> None:
     folder = Path(submitit.JobEnvironment().paths.folder) / "nodes"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{socket.gethostname()}.log", "a") as f:
-        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+        f.write(f"{datetime.datetime.now().isoformat(timespec='milliseconds')} {line}\n")
 
 
 def rendezvous_line() -> str:
@@ -93,9 +93,22 @@ def requeue_after_lost_peer(err: BaseException, max_requeues: int) -> bool:
     node_log(f"lost a peer ({type(err).__name__}: {str(err)[:200]}); requeue {restarts + 1} of {max_requeues}")
     print(f"[cjepa] a peer rank is gone ({err}); requeueing job {job_id} ({restarts + 1}/{max_requeues})",
           file=sys.stderr, flush=True)
-    # Several survivors may ask at once; SLURM takes the first request and refuses the others.
-    subprocess.run(["scontrol", "requeue", job_id], timeout=60, check=False)
+    # Several survivors may ask, some late (a rank behind a link that was down); only a request about the attempt
+    # that is still running may requeue, never the attempt that already replaced it.
+    if still_running_attempt(job_id, restarts):
+        subprocess.run(["scontrol", "requeue", job_id], timeout=30, check=False)
     return True
+
+
+def still_running_attempt(job_id: str, restarts: int) -> bool:
+    """True when SLURM says the job runs and has been restarted `restarts` times (this process's attempt)."""
+    try:
+        out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    state = re.search(r"\bJobState=(\w+)", out.stdout)
+    count = re.search(r"\bRestarts=(\d+)", out.stdout)
+    return bool(state and count and state.group(1) == "RUNNING" and int(count.group(1)) == restarts)
 
 
 class TrainJob(submitit.helpers.Checkpointable):

@@ -57,9 +57,14 @@ LOST_PEER = re.compile(r"connection (reset|closed)|closed by peer|timed out|time
 
 
 def lost_peer(err: BaseException) -> bool:
-    """True when `err` is a collective failing because another rank went away (not a bug of this rank)."""
+    """True when `err` is a collective failing because another rank went away (not a bug of this rank). A
+    rendezvous that never formed is not: running the job again would meet the same address and network."""
     import torch.distributed as dist
 
+    from cjepa.dist.env import RendezvousError
+
+    if isinstance(err, RendezvousError):
+        return False
     return isinstance(err, dist.DistError) or (isinstance(err, RuntimeError) and bool(LOST_PEER.search(str(err))))
 
 

@@ -22,7 +22,6 @@ from typing import Mapping
 import torch
 import torch.distributed as dist
 
-
 # A SLURM job's rendezvous port: MASTER_PORT_BASE + job id % MASTER_PORT_SPAN (launchers/rendezvous.py writes the
 # same rule into the sbatch script). Two jobs sharing a node get different ports; a requeued job keeps its id.
 MASTER_PORT_BASE = 20000
@@ -182,6 +181,10 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return ("nccl" if device.type == "cuda" else "gloo") if backend == "auto" else backend
 
 
+class RendezvousError(RuntimeError):
+    """The ranks could not form their process group (a wrong master address or port, a blocked network)."""
+
+
 def init_process_group(env: DistEnv, backend: str, timeout_s: int, device: torch.device) -> None:
     """Create the default process group for a multi-process run (no-op for one process).
 
@@ -203,7 +206,7 @@ def init_process_group(env: DistEnv, backend: str, timeout_s: int, device: torch
             timeout=datetime.timedelta(seconds=timeout_s),
         )
     except Exception as err:  # name what we tried, the raw error rarely does
-        raise RuntimeError(
+        raise RendezvousError(
             f"rank {env.rank}/{env.world_size}: could not join the {backend} process group at "
             f"{env.master_addr}:{env.master_port} within dist.timeout_s={timeout_s} s ({type(err).__name__}: {err})"
         ) from err

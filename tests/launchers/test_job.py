@@ -1,0 +1,24 @@
+"""Which failures of a multi-process job make a survivor requeue it: a lost peer yes, a failed rendezvous or a
+bug no. The messages are the ones gloo raised in a 2-process run where one process was killed, or hung."""
+
+from __future__ import annotations
+
+import pytest
+
+from cjepa.dist.env import RendezvousError
+from launchers.job import lost_peer
+
+KILLED = ("[../third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:8591: Connection reset by peer. "
+          "This is typically caused by a remote worker hanging or bugs in the application.")
+HUNG = "[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 8000ms for recv operation to complete"
+
+
+@pytest.mark.parametrize("message", [KILLED, HUNG])
+def test_a_peer_gone_is_a_lost_peer(message):
+    assert lost_peer(RuntimeError(message))
+
+
+def test_rendezvous_failures_and_bugs_are_not():
+    assert not lost_peer(RendezvousError(f"rank 1/2: could not join the gloo process group at node1:20001 ({HUNG})"))
+    assert not lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x16 and 8x16)"))
+    assert not lost_peer(ValueError("timed out"))

@@ -27,7 +27,8 @@
 #
 # Environment: LOCAL_SLURM_DIR (state, default /tmp/local-slurm), LOCAL_SLURM_CPUS (CPUs per node, default 2),
 # LOCAL_SLURM_REALMEM (MiB per node), LOCAL_SLURM_ACCOUNTING (1/0), LOCAL_SLURM_WAIT_S (default 90),
-# LOCAL_SLURM_DB_PORT (3307), LOCAL_SLURM_SUBNET (first three octets, default 10.77.0).
+# LOCAL_SLURM_DB_PORT (3307), LOCAL_SLURM_SUBNET (first three octets, default 10.77.0), LOCAL_SLURM_NETNS=0 (one
+# node on the host even where namespaces work).
 set -euo pipefail
 
 BASE=${LOCAL_SLURM_DIR:-/tmp/local-slurm}
@@ -382,7 +383,12 @@ cmd_up() {
     mkdir -p "$BASE"/{state,log,run}
     trap 'rc=$?; [ $rc -ne 0 ] && { echo "[local-slurm] up failed (rc=$rc)" >&2; show_logs; }; exit $rc' EXIT
     install_packages
-    if ! why=$(netns_ok); then
+    if [ "${LOCAL_SLURM_NETNS:-1}" = 0 ]; then
+        why="LOCAL_SLURM_NETNS=0 asks for none"
+    elif why=$(netns_ok); then
+        why=""
+    fi
+    if [ -n "$why" ]; then
         [ "$nodes" -gt 1 ] && die "$nodes nodes need network namespaces, and $why"
         mode=host
         say "no namespaces ($why): one node on the host's loopback"
@@ -412,6 +418,7 @@ cmd_up() {
         for i in $(seq "$nodes"); do node_net_up "$i"; done
         hosts_set "$nodes"
     else
+        ip link del "$BRIDGE" 2>/dev/null || true   # left from an earlier multi-node shape
         hosts_set 0
     fi
     if ! pid_of "$BASE/run/slurmctld.pid" slurmctld >/dev/null; then

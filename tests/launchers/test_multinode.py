@@ -3,7 +3,8 @@
 created; a cluster with too few nodes is an error that says how to start a larger one.
 
 * parity: DDP and ZeRO-2 over 2 nodes, ZeRO-3 over 4 nodes end with the parameters of one process on the full
-  batch (the DeepSpeed tests' tolerance); a 2-node job array (`cjepa sweep`) completes;
+  batch (the DeepSpeed tests' tolerance); a 2-node job array (`cjepa sweep`) and a 2-node `cjepa pretrain` job
+  complete; a 4-node ZeRO-3 checkpoint resumes on 2 nodes;
 * faults: a rank's process killed mid-run, and a node's link taken down: the survivor fails within
   ``dist.timeout_s``, requeues the job, which resumes from its last checkpoint (not from step 0) and ends with
   the parameters of the same job left alone, every logged step present once.
@@ -30,11 +31,13 @@ from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_mod
 from launchers import sweep as sweep_launcher
 from launchers.submit import job_result, submit
 from tests.dist.test_deepspeed import ATOL, COMMON, RTOL
-from tests.helpers import SMOKE, assert_close_verbose
+from tests.helpers import REPO, SMOKE, assert_close_verbose
 
 pytestmark = [pytest.mark.slurm, pytest.mark.multinode]
 
-SCRIPT = Path(__file__).resolve().parents[2] / "cluster" / "local_slurm.sh"
+SCRIPT = REPO / "cluster" / "local_slurm.sh"
+PRETRAIN = str(REPO / "configs" / "smoke" / "pretrain.yaml")
+ENCODER = str(REPO / "configs" / "smoke" / "encoder.yaml")
 TIMEOUT_S = 20  # dist.timeout_s of the fault jobs: the bound on how long a survivor may wait for a lost peer
 # The fault jobs: long enough (in steps) that a fault lands mid-run, checkpoints every 10 steps.
 FAULT = ["model.dropout=0.0", "optim.eps=1e-6", "train.max_steps=150", "train.ckpt_every=10", "train.val_every=1000",
@@ -151,6 +154,30 @@ def test_zero3_resumes_on_fewer_nodes(parity, tmp_path):
     assert (summary["world_size"], summary["steps"]) == (2, 4)
     assert "resumed from" in Path(sub.job.paths.stderr).read_text() and "at step 2" in Path(sub.job.paths.stderr).read_text()
     _assert_same(load_model_state(latest_checkpoint(sub.run_dir)), reference, "zero3 4 nodes -> 2 nodes")
+
+
+def test_pretrain_on_two_nodes(tmp_path):
+    """`cjepa pretrain` (raw video shards -> frozen encoder -> predictor) as a 2-node DDP job: each rank streams
+    its own shards and the job trains to the end."""
+    _need_nodes(2)
+    from cjepa.config import WorldConfig
+    from cjepa.data.world.generate import generate_split
+    from cjepa.train import train
+
+    wc = WorldConfig(height=32, width=32, num_frames=24, future_frames=8, min_objects=2, max_objects=3, shard_size=4,
+                     seed=1)
+    generate_split(wc, "train", 8, tmp_path / "shards", workers=1, progress=False)
+    generate_split(wc, "val", 2, tmp_path / "shards", workers=1, progress=False)
+    train(load_config([ENCODER], [f"run.out_dir={tmp_path}", f"encoder.data.path={tmp_path / 'shards'}",
+                                  "train.max_steps=2"]), progress=False)
+    sub = submit([PRETRAIN], [f"run.out_dir={tmp_path}", "run.name=pretrain2", f"data.shards={tmp_path / 'shards'}",
+                              f"encoder.checkpoint={tmp_path / 'smoke_encoder'}", "launch.nodes=2", "dist.engine=ddp",
+                              "dist.timeout_s=120"])
+    results = sub.job.results()
+    assert len(results) == 2
+    assert (results[0]["world_size"], results[0]["engine"], results[0]["steps"]) == (2, "ddp", 6)
+    assert results[0]["val/loss_future"] > 0
+    assert len(list(Path(sub.job.paths.folder, "nodes").glob("*.log"))) == 2
 
 
 # --------------------------------------------------------------------------------------------- faults

@@ -91,8 +91,11 @@ def rendezvous_line() -> str:
 
 def requeue_after_lost_peer(err: BaseException, max_requeues: int) -> bool:
     """Ask SLURM to run the job again; False when the requeues are used up (or this is no SLURM job)."""
+    from cjepa.dist.env import detect_env
+
     restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or restarts >= max_requeues:
+    # a job of one process has no peer to lose: its "timed out" is its own failure
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or restarts >= max_requeues or not detect_env().distributed:
         return False
     job_id = submitit.JobEnvironment().job_id  # "<array id>_<task>" inside an array: the task, not the array
     node_log(f"lost a peer ({type(err).__name__}: {str(err)[:200]}); requeue {restarts + 1} of {max_requeues}")

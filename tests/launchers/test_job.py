@@ -22,3 +22,15 @@ def test_rendezvous_failures_and_bugs_are_not():
     assert not lost_peer(RendezvousError(f"rank 1/2: could not join the gloo process group at node1:20001 ({HUNG})"))
     assert not lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x16 and 8x16)"))
     assert not lost_peer(ValueError("timed out"))
+
+
+def test_only_a_slurm_job_of_several_ranks_requeues(monkeypatch):
+    """Outside SLURM, or in a job of one process, nothing is requeued (and no scontrol is run)."""
+    from launchers.job import requeue_after_lost_peer
+
+    monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
+    assert not requeue_after_lost_peer(RuntimeError(HUNG), max_requeues=3)
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    for var in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "SLURM_NPROCS"):
+        monkeypatch.delenv(var, raising=False)
+    assert not requeue_after_lost_peer(RuntimeError(HUNG), max_requeues=3)

@@ -19,6 +19,15 @@ even when the parameters themselves are fp32) and, for reference, the paper's ow
 
     python benchmarks/bench_scaling.py --quick            # tiny model, world 1 and 2, a minute on 2 CPU cores
     python benchmarks/bench_scaling.py --worlds 1 2 4 --write
+
+Placement (``--placement``): ``spawn`` (default) starts the ranks here, as processes of this machine. On a SLURM
+cluster, ``per-node`` runs one rank per node (``srun -N W --ntasks-per-node 1``) and ``one-node`` puts all W ranks
+on one node (``srun -N 1 -n W``), so the same engines are timed with their collectives crossing the nodes' links
+or staying inside a node. With ``cluster/local_slurm.sh up --nodes 4 --cpus 4`` the nodes are network namespaces
+of this machine: the links are virtual and the ranks share its cores, so the comparison isolates the network
+path (TCP over a bridge vs loopback inside a node), not more hardware.
+
+    python benchmarks/bench_scaling.py --quick --worlds 1 2 4 --placement per-node --write
 """
 
 from __future__ import annotations
@@ -152,9 +161,11 @@ def _full_params(engine, stage: int) -> dict[str, torch.Tensor]:
         return {k: v.detach().float().cpu().clone() for k, v in engine.module.state_dict().items()}
 
 
-def _rank_main(rank: int, world: int, port: int, opts: dict, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # what torchrun would set
+def _rank_main(rank: int, world: int, port: int, opts: dict, out: str, master: str = "127.0.0.1",
+               local: tuple[int, int] | None = None) -> None:
+    local_rank, local_world = local or (rank, world)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local_rank),
+                      LOCAL_WORLD_SIZE=str(local_world), MASTER_ADDR=master, MASTER_PORT=str(port))  # as torchrun
     torch.set_num_threads(max(1, opts["threads"]))
     from cjepa.distributed.engine_factory import build_engine
     from cjepa.distributed.env import detect_env, init_process_group, init_single_process_group
@@ -215,6 +226,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SRUN_SHAPE = {"per-node": lambda w: ["-N", str(w), "--ntasks-per-node", "1"], "one-node": lambda w: ["-N", "1", "-n", str(w)]}
+
+
+def _srun_world(world: int, opts: dict, out: str, placement: str) -> None:
+    """Run the ranks of one world size as one srun step; each calls this script back with --worker."""
+    import subprocess
+
+    opts_file = out + ".opts.json"
+    Path(opts_file).write_text(json.dumps(opts))
+    cmd = ["srun", *SRUN_SHAPE[placement](world), "--cpus-per-task", "1", "--kill-on-bad-exit=1",
+           *(["-p", opts["partition"]] if opts["partition"] else []),
+           sys.executable, str(Path(__file__).resolve()), "--worker", opts_file, out]
+    subprocess.run(cmd, check=True, timeout=opts["srun_timeout_s"])
+
+
+def _worker(opts_file: str, out: str) -> None:
+    """One rank of an srun step: rank, world and rendezvous from SLURM's variables (as the trainer reads them)."""
+    from cjepa.distributed.env import detect_env
+
+    env = detect_env()
+    if env.source != "slurm":
+        raise SystemExit("--worker runs inside an srun step of several tasks")
+    _rank_main(env.rank, env.world_size, env.master_port, json.loads(Path(opts_file).read_text()), out,
+               master=env.master_addr, local=(env.local_rank, env.local_world_size))
+
+
 def report(rows: list[dict]) -> str:
     base = {r["world"]: r for r in rows if r["engine"] == "ddp"}
     out = []
@@ -253,7 +290,16 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank (CPU)")
     p.add_argument("--quick", action="store_true", help="tiny model, few repeats (CI smoke)")
     p.add_argument("--write", action="store_true", help="append JSONL rows to benchmarks/results/")
+    p.add_argument("--out", default=None, help="with --write: this JSONL file instead of <device>_<date>.jsonl")
+    p.add_argument("--placement", choices=("spawn", "per-node", "one-node"), default="spawn",
+                   help="spawn: ranks on this machine; per-node / one-node: through srun, one rank per node or all on one")
+    p.add_argument("--partition", default="", help="SLURM partition for --placement per-node / one-node")
+    p.add_argument("--srun-timeout-s", type=int, default=1200, help="wall-clock bound of one srun step")
+    p.add_argument("--worker", nargs=2, metavar=("OPTS", "OUT"), help=argparse.SUPPRESS)  # one rank under srun
     args = p.parse_args(argv)
+    if args.worker:
+        _worker(*args.worker)
+        return 0
     if args.quick:
         args.dim, args.depth, args.heads, args.mlp, args.batch, args.repeats = 128, 2, 4, 512, 8, 5
     cuda = torch.cuda.is_available()
@@ -266,8 +312,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for w in args.worlds:
             out = os.path.join(tmp, f"world{w}.json")
-            mp.spawn(_rank_main, args=(w, _free_port(), opts, out), nprocs=w, join=True)
-            rows.extend(json.loads(Path(out).read_text()))
+            if args.placement == "spawn" or w == 1:  # one rank: no collective, nothing to place
+                mp.spawn(_rank_main, args=(w, _free_port(), opts, out), nprocs=w, join=True)
+            else:
+                _srun_world(w, opts, out, args.placement)
+            rows.extend({**r, "placement": args.placement} for r in json.loads(Path(out).read_text()))
     device = torch.device("cuda" if cuda else "cpu")
     print(f"device: {device_name(device)}; backend {'nccl' if cuda else 'gloo'}; model dim {args.dim} depth {args.depth} "
           f"mlp {args.mlp} ({rows[0]['numel'] / 1e6:.2f} M parameters, fp32); global batch {args.batch}; "
@@ -275,7 +324,7 @@ def main(argv=None) -> int:
     print(report(rows))
     print(NOTES)
     if args.write:
-        path = write_rows([{k: v for k, v in r.items()} for r in rows], device, "bench_scaling")
+        path = write_rows([{k: v for k, v in r.items()} for r in rows], device, "bench_scaling", out=args.out)
         print(f"rows appended to {path}")
     return 0
 

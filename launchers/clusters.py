@@ -5,7 +5,8 @@ is set (not empty / null) overrides the preset's. Add your cluster here: nothing
 are names, not credentials), and the shell lines in ``setup`` run in the sbatch script before the job starts
 (module loads, environment activation).
 
-``local`` is a single-node SLURM on this machine (a development box or CI; see the README), ``debug`` runs the
+``local`` is the SLURM that ``cluster/local_slurm.sh`` brings up on this machine (one or several namespaced
+nodes; a development box or CI; see the README), ``debug`` runs the
 job in the submitting process through submitit's debug executor, with no SLURM at all (breakpoints work).
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
+
+from launchers.rendezvous import rendezvous_lines
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,19 @@ class ClusterPreset:
     max_timeout_min: Optional[int] = None  # the partition's time limit, checked before submitting
     setup: tuple[str, ...] = ()  # shell lines before the job (e.g. "module load cuda/12.4")
     sbatch: dict[str, Any] = field(default_factory=dict)  # extra #SBATCH flags, e.g. {"exclusive": True}
+    # The network interface that joins the nodes (NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME of multi-node jobs);
+    # "" lets NCCL and gloo choose, which goes wrong where nodes have several interfaces.
+    socket_ifname: str = ""
 
 
 PRESETS: dict[str, ClusterPreset] = {
     "local": ClusterPreset(
         name="local",
         executor="slurm",
-        description="single-node SLURM on this machine (partition 'debug'), CPU only",
+        description="SLURM on this machine (cluster/local_slurm.sh; partition 'debug'), CPU only",
         partition="debug",
         cpus_per_task=1,
+        socket_ifname="eth0",  # each namespaced node's one link to the others
     ),
     "debug": ClusterPreset(
         name="debug",
@@ -94,8 +101,9 @@ def executor_parameters(launch, preset: ClusterPreset, *, name: str, setup: tupl
         "slurm_constraint": launch.constraint or preset.constraint or None,
         "slurm_max_num_timeout": launch.max_requeues,
         "slurm_signal_delay_s": launch.signal_delay_s,
-        "slurm_setup": [*preset.setup, *setup],
-        "slurm_additional_parameters": dict(preset.sbatch),
+        # after `setup`, which clears rank variables inherited from the submitting shell
+        "slurm_setup": [*preset.setup, *setup, *rendezvous_lines(launch, preset.socket_ifname)],
+        "slurm_additional_parameters": {**preset.sbatch, **({"exclusive": True} if launch.exclusive else {})},
     }
     if gpus:
         params["gpus_per_node"] = gpus

@@ -38,10 +38,8 @@ from cjepa.trainer import run_dir_of  # noqa: E402
 from cjepa.utils.report import print_train_summary, table  # noqa: E402
 from cjepa.utils.run_dir import SNAPSHOT_FILE  # noqa: E402
 from launchers.clusters import ClusterError, ClusterPreset, executor_parameters, get_preset  # noqa: E402
-from launchers.job import (
-    PREEMPT_SIGNAL,  # noqa: E402
-    TrainJob,
-)
+from launchers.job import PREEMPT_SIGNAL, TrainJob  # noqa: E402
+from launchers.rendezvous import describe_rendezvous  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -252,6 +250,9 @@ def describe(sub: Submission) -> list[tuple[str, Any]]:
     ]
     if sub.job is not None:
         rows.append(("logs", sub.job_dir / "logs"))
+    if sub.preset.executor == "slurm":
+        backend = sub.cfg.dist.backend if sub.cfg.dist.backend != "auto" else "auto (nccl on GPUs, gloo on CPU)"
+        rows += describe_rendezvous(la, sub.preset.socket_ifname, backend, sub.cfg.dist.timeout_s)
     return rows
 
 

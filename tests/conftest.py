@@ -31,11 +31,28 @@ def _seed():
     yield
 
 
+def _no_namespaces() -> str:
+    """Why the namespaced nodes of cluster/local_slurm.sh cannot exist here ("" when they can)."""
+    import subprocess
+    from pathlib import Path
+
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    script = Path(__file__).resolve().parents[1] / "cluster" / "local_slurm.sh"
+    res = subprocess.run(["bash", str(script), "netns-ok"], capture_output=True, text=True, timeout=60)
+    return "" if res.returncode == 0 else (res.stdout + res.stderr).strip()
+
+
 def pytest_collection_modifyitems(config, items):
     has_cuda = torch.cuda.is_available()
     has_slurm = shutil.which("sinfo") is not None
+    no_namespaces = None  # asked once, only when multinode tests were collected
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
         if "slurm" in item.keywords and not has_slurm:
             item.add_marker(pytest.mark.skip(reason="no SLURM here (sinfo not found)"))
+        if "multinode" in item.keywords and has_slurm:
+            no_namespaces = _no_namespaces() if no_namespaces is None else no_namespaces
+            if no_namespaces:
+                item.add_marker(pytest.mark.skip(reason=f"no namespaced SLURM nodes here: {no_namespaces}"))

@@ -22,6 +22,11 @@ from typing import Mapping
 import torch
 import torch.distributed as dist
 
+# A SLURM job's rendezvous port: MASTER_PORT_BASE + job id % MASTER_PORT_SPAN (launchers/rendezvous.py writes the
+# same rule into the sbatch script). Two jobs sharing a node get different ports; a requeued job keeps its id.
+MASTER_PORT_BASE = 20000
+MASTER_PORT_SPAN = 20000
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -139,7 +144,7 @@ def detect_env(environ: Mapping[str, str] | None = None) -> DistEnv:
             local_rank=int(env.get("SLURM_LOCALID", 0)),
             master_addr=env.get("MASTER_ADDR") or (hosts[0] if hosts else "127.0.0.1"),
             # A port derived from the job id keeps two jobs on one node apart; a requeued job keeps its id.
-            master_port=int(env.get("MASTER_PORT") or 20000 + job % 20000),
+            master_port=int(env.get("MASTER_PORT") or MASTER_PORT_BASE + job % MASTER_PORT_SPAN),
             source="slurm",
             local_world_size=local_world,
         )
@@ -176,6 +181,10 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return ("nccl" if device.type == "cuda" else "gloo") if backend == "auto" else backend
 
 
+class RendezvousError(RuntimeError):
+    """The ranks could not form their process group (a wrong master address or port, a blocked network)."""
+
+
 def init_process_group(env: DistEnv, backend: str, timeout_s: int, device: torch.device) -> None:
     """Create the default process group for a multi-process run (no-op for one process).
 
@@ -197,7 +206,7 @@ def init_process_group(env: DistEnv, backend: str, timeout_s: int, device: torch
             timeout=datetime.timedelta(seconds=timeout_s),
         )
     except Exception as err:  # name what we tried, the raw error rarely does
-        raise RuntimeError(
+        raise RendezvousError(
             f"rank {env.rank}/{env.world_size}: could not join the {backend} process group at "
             f"{env.master_addr}:{env.master_port} within dist.timeout_s={timeout_s} s ({type(err).__name__}: {err})"
         ) from err

@@ -13,13 +13,15 @@ def _launch(*overrides: str):
     return load_config([SMOKE], list(overrides)).launch
 
 
-def test_local_preset_targets_the_single_node_cluster():
-    """`local` is the single-node SLURM: partition debug, 1 CPU per task, no GPUs, our requeue budget and signal."""
+def test_local_preset_targets_the_local_cluster():
+    """`local` is cluster/local_slurm.sh's SLURM: partition debug, 1 CPU per task, no GPUs, our requeue budget and
+    signal; the job's own setup lines come first, then the rendezvous of its two ranks."""
     p = executor_parameters(_launch("launch.tasks_per_node=2", "launch.max_requeues=5"), get_preset("local"), name="x",
                             setup=("export A=1",))
     assert p["slurm_partition"] == "debug" and p["cpus_per_task"] == 1 and p["tasks_per_node"] == 2
     assert "gpus_per_node" not in p and "mem_gb" not in p and "slurm_account" not in p
-    assert p["slurm_max_num_timeout"] == 5 and p["slurm_signal_delay_s"] == 120 and p["slurm_setup"] == ["export A=1"]
+    assert p["slurm_max_num_timeout"] == 5 and p["slurm_signal_delay_s"] == 120
+    assert p["slurm_setup"][0] == "export A=1" and p["slurm_setup"][1].startswith("export MASTER_ADDR=")
 
 
 def test_job_script_ignores_the_submitters_rank_variables(tmp_path):

@@ -34,6 +34,9 @@ class LaunchConfig:
     # for `cjepa submit`, <out_dir>/<sweep name>/job for `cjepa sweep`.
     folder: str = ""
     snapshot: bool = True  # copy the repository's tracked files into the job folder and run from that copy
+    exclusive: bool = False  # whole nodes for the job (sbatch --exclusive): no other job shares their network or cores
+    # Interface joining the nodes of a multi-node job (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME); "": the preset's
+    socket_ifname: str = ""
 
     def validate(self) -> None:
         if self.nodes < 1 or self.tasks_per_node < 1:

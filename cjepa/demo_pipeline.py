@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cjepa.config import Config, encoder_input_size, load_config
-from cjepa.data.clips import open_video_source
 from cjepa.data.slot_store import SlotSplit
+from cjepa.data.video_sources import open_video_source
 from cjepa.data.world.generate import generate_split
 from cjepa.distributed.env import DistEnv, pick_device
 from cjepa.eval.rollout_video import decoded_rollouts

@@ -61,6 +61,7 @@ def lost_peer(err: BaseException) -> bool:
     rendezvous that never formed is not: running the job again would meet the same address and network."""
     import torch.distributed as dist
 
+    # in the job's process, where the code snapshot is first on sys.path, not at submission
     from cjepa.distributed.env import RendezvousError
 
     if isinstance(err, RendezvousError):
@@ -80,6 +81,7 @@ def node_log(line: str) -> None:
 
 def rendezvous_line() -> str:
     """This task's place in the job, as the trainer will see it."""
+    # in the job's process, where the code snapshot is first on sys.path, not at submission
     from cjepa.distributed.env import detect_env
 
     env = detect_env()
@@ -91,6 +93,7 @@ def rendezvous_line() -> str:
 
 def requeue_after_lost_peer(err: BaseException, max_requeues: int) -> bool:
     """Ask SLURM to run the job again; False when the requeues are used up (or this is no SLURM job)."""
+    # in the job's process, where the code snapshot is first on sys.path, not at submission
     from cjepa.distributed.env import detect_env
 
     restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)

@@ -22,7 +22,8 @@ def run(args) -> int:
     import torch
 
     from cjepa.config import encoder_input_size, load_config
-    from cjepa.data.clips import VideoSourceUnavailable, open_video_source
+    from cjepa.data.clips import VideoSourceUnavailable
+    from cjepa.data.video_sources import open_video_source
     from cjepa.distributed.env import detect_env, pick_device
     from cjepa.models.dinov2_weights import WeightsError
     from cjepa.models.encoder_factory import build_object_encoder

@@ -48,7 +48,7 @@ def decode_split(cfg, args, predictor, videos, split: str, device, out: Path) ->
     from torch.utils.tensorboard import SummaryWriter
 
     from cjepa.config import encoder_input_size, load_config
-    from cjepa.data.clips import open_video_source
+    from cjepa.data.video_sources import open_video_source
     from cjepa.errors import UserError
     from cjepa.eval.rollout_video import decoded_rollouts, summary_line
     from cjepa.models.encoder_factory import build_object_encoder

@@ -24,6 +24,7 @@ import yaml
 from cjepa.config.errors import ConfigError
 from cjepa.config.schema import Config
 from cjepa.config.validate import validate
+from cjepa.paths import CONFIG_DIR, REPO_ROOT
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -226,8 +227,6 @@ def keys_named(name: str) -> list[str]:
 def resolve_config_file(path: str | Path) -> Path:
     """A ``-c`` file: as given, else the shipped one (``configs/clevrer/x.yaml`` or ``clevrer/x.yaml``), so that
     commands find the repository's configs from any directory, as ``cjepa demo`` does."""
-    from cjepa.paths import CONFIG_DIR, REPO_ROOT
-
     p = Path(path)
     if p.is_file() or p.is_absolute():
         return p

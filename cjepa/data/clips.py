@@ -9,8 +9,10 @@ A *video source* serves one split and offers the two views of the data contract 
 * :meth:`VideoSource.iter_videos` -> :class:`VideoItem` ``(key, frames (T, 3, H, W), masks (T, H, W) | None, meta)``
   in sorted key order, ``meta`` holding per-frame extras (``proprio``, ``action``, ``state``: arrays with T rows).
 
-Sources are registered by name (:func:`register_video_source`) and opened from the ``encoder.data`` config
-(:func:`open_video_source`). ``memory`` is :class:`InMemoryVideos` (videos already in RAM; built from Python,
+Sources are registered by name (:func:`cjepa.data.video_sources.register_video_source`) and opened from the
+``encoder.data``
+config (:func:`cjepa.data.video_sources.open_video_source`). ``memory`` is :class:`InMemoryVideos` (videos already in
+RAM; built from Python,
 not from a config); ``shards`` is :class:`cjepa.data.shard_source.ShardVideoSource` (webdataset video shards
 written by ``cjepa data``, decoded with PyAV).
 """
@@ -18,7 +20,7 @@ written by ``cjepa data``, decoded with PyAV).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Optional, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -115,18 +117,24 @@ class InMemoryVideos:
             f = torch.as_tensor(v["frames"])
             f = normalize_uint8_frames(f) if f.dtype == torch.uint8 else f.float()
             if f.dim() != 4 or f.shape[1] != 3:
-                raise ValueError(f"video {k!r}: frames must be uint8 (T, H, W, 3) or float (T, 3, H, W); got {tuple(f.shape)}")
+                raise ValueError(
+                    f"video {k!r}: frames must be uint8 (T, H, W, 3) or float (T, 3, H, W); got {tuple(f.shape)}"
+                )
             if not torch.isfinite(f).all():
                 raise ValueError(f"video {k!r}: frames contain NaN or inf")
             if size is None:
                 size = tuple(f.shape[-2:])
             elif tuple(f.shape[-2:]) != size:
-                raise ValueError(f"video {k!r} is {tuple(f.shape[-2:])}, others are {size}: one source serves one frame size")
+                raise ValueError(
+                    f"video {k!r} is {tuple(f.shape[-2:])}, others are {size}: one source serves one frame size"
+                )
             m = v.get("masks")
             if m is not None:
                 m = torch.as_tensor(np.asarray(m)).to(torch.int16)
                 if tuple(m.shape) != (f.shape[0], *size):
-                    raise ValueError(f"video {k!r}: masks {tuple(m.shape)} do not match frames (T, H, W) = {(f.shape[0], *size)}")
+                    raise ValueError(
+                        f"video {k!r}: masks {tuple(m.shape)} do not match frames (T, H, W) = {(f.shape[0], *size)}"
+                    )
             self._frames[k], self._masks[k], self._meta[k] = f, m, dict(v.get("meta", {}))
         have = {self._masks[k] is not None for k in self._keys}
         if len(have) > 1:
@@ -172,14 +180,16 @@ class InMemoryVideos:
         short = [k for k in self._keys if self._frames[k].shape[0] < span]
         if short:
             raise ValueError(
-                f"{len(short)} videos are shorter than one clip ({clip_frames} frames at stride {frame_stride} = {span} "
+                f"{len(short)} videos are shorter than one clip ({clip_frames} frames at stride {frame_stride} = "
+                f"{span} "
                 f"decoded frames), e.g. {short[:3]}"
             )
         order = self._order(seed, epoch, shuffle, max_videos)
         if drop_last:
             n_batches = len(order) // (batch_size * world_size)
             batches = [
-                order[(b * world_size + rank) * batch_size : (b * world_size + rank + 1) * batch_size] for b in range(n_batches)
+                order[(b * world_size + rank) * batch_size : (b * world_size + rank + 1) * batch_size]
+                for b in range(n_batches)
             ]
         else:
             mine = order[rank::world_size]
@@ -215,51 +225,3 @@ class InMemoryVideos:
             if k in skip_set:
                 continue
             yield VideoItem(k, self._frames[k], self._masks[k], dict(self._meta[k]))
-
-
-# --------------------------------------------------------------------------------------------- registry
-
-VideoSourceFactory = Callable[..., VideoSource]
-_REGISTRY: dict[str, VideoSourceFactory] = {}
-
-
-def register_video_source(name: str, factory: VideoSourceFactory) -> None:
-    """Make ``encoder.data.source=<name>`` open ``factory(path=..., split=..., data_cfg=..., image_size=...)``.
-
-    A factory raises FileNotFoundError for a split it does not have (``cjepa extract`` then skips that split) and
-    :class:`VideoSourceUnavailable` when the source cannot work at all in this installation.
-    """
-    _REGISTRY[name] = factory
-
-
-def registered_sources() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def _shards(*, path: str, split: str, data_cfg=None, image_size=None) -> VideoSource:
-    from cjepa.data.shard_source import open_shard_source  # PyAV and the shard reader load only when used
-
-    if not path:
-        raise VideoSourceUnavailable("encoder.data.source=shards needs encoder.data.path (a directory written by `cjepa data`)")
-    return open_shard_source(path=path, split=split, data_cfg=data_cfg, image_size=image_size)
-
-
-def _memory_from_config(*, path: str, split: str, data_cfg=None, image_size=None) -> VideoSource:
-    raise VideoSourceUnavailable(
-        "encoder.data.source=memory holds videos that live in a Python process; build cjepa.data.clips.InMemoryVideos "
-        "and pass it to the task or extraction function directly (it cannot be opened from a config file)"
-    )
-
-
-register_video_source("shards", _shards)
-register_video_source("memory", _memory_from_config)
-
-
-def open_video_source(data_cfg, split: str, image_size: Optional[Sequence[int]] = None) -> VideoSource:
-    """The source ``data_cfg.source`` names, for one split; frames resized to ``image_size`` (h, w) if given."""
-    name = data_cfg.source
-    if name not in _REGISTRY:
-        raise VideoSourceUnavailable(
-            f"encoder.data.source={name!r} is not a registered video source; choose one of {registered_sources()}"
-        )
-    return _REGISTRY[name](path=data_cfg.path, split=split, data_cfg=data_cfg, image_size=image_size)

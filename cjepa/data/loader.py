@@ -319,7 +319,7 @@ def build_clip_loader(data_cfg, split: str, *, train: bool = True, rank: int = 0
                            "URLs stream with data.decoder=pyav)")
         if data_cfg.resampled:
             raise ShardError("data.resampled=true is a data.decoder=pyav feature (DALI's reader reads exact epochs)")
-        from cjepa.data.dali import DaliClipLoader
+        from cjepa.data.dali import DaliClipLoader  # DALI is optional: loaded only for data.decoder=dali
 
         return DaliClipLoader(info, batch_size=data_cfg.video_batch_size, clip=clip, image_size=data_cfg.image_size, with_masks=with_masks,
                               train=train, seed=seed, rank=rank, world_size=world_size, decode=data_cfg.dali_decode,

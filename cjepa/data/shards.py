@@ -102,7 +102,7 @@ def encode_video_info(mp4: bytes, info=None) -> bytes:
     the caller's meta; the byte count lets a reader notice a replaced or cut mp4 without opening it. ``info``: a
     :class:`cjepa.data.video.VideoInfo` the caller already probed.
     """
-    from cjepa.data.video import probe_video
+    from cjepa.data.video import probe_video  # PyAV loads only when a video is written (start-up time)
 
     info = info or probe_video(mp4)
     if len(mp4) >= 2**31:
@@ -172,7 +172,7 @@ def build_sample(
     gop: int = 16,
 ) -> EncodedSample:
     """Encode one video's frames (and masks, questions) into sample components. Safe to call in worker processes."""
-    from cjepa.data.video import encode_video
+    from cjepa.data.video import encode_video  # PyAV loads only when a video is written (start-up time)
 
     check_key(key)
     frames = np.asarray(frames)
@@ -204,7 +204,7 @@ def build_encoded_sample(
     fps: Optional[float] = None,
 ) -> EncodedSample:
     """Pass an already-encoded mp4 through unchanged (no re-encoding loss); size and frame count are probed."""
-    from cjepa.data.video import probe_video
+    from cjepa.data.video import probe_video  # PyAV loads only when a video is written (start-up time)
 
     check_key(key)
     info = probe_video(video)

@@ -22,6 +22,8 @@ from typing import Mapping
 import torch
 import torch.distributed as dist
 
+from cjepa.errors import UserError
+
 # A SLURM job's rendezvous port: MASTER_PORT_BASE + job id % MASTER_PORT_SPAN (launchers/rendezvous.py writes the
 # same rule into the sbatch script). Two jobs sharing a node get different ports; a requeued job keeps its id.
 MASTER_PORT_BASE = 20000
@@ -164,8 +166,6 @@ def pick_device(requested: str, env: DistEnv) -> torch.device:
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        from cjepa.errors import UserError
-
         build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build"
         raise UserError(f"run.device=cuda but no CUDA device is visible (torch {torch.__version__}, {build}); "
                         "use run.device=cpu or run.device=auto")

@@ -23,7 +23,8 @@ import torch
 
 from cjepa.backends.attention import check_backend
 from cjepa.config import Config, Derived, encoder_input_size
-from cjepa.data.clips import VideoSource, mix_seed, open_video_source
+from cjepa.data.clips import VideoSource, mix_seed
+from cjepa.data.video_sources import open_video_source
 from cjepa.distributed.env import DistEnv, all_reduce_sum
 from cjepa.eval.segmentation import segmentation_scores
 from cjepa.eval.slot_vis import log_slot_images, save_gif

@@ -6,8 +6,9 @@ import torch
 
 from cjepa.cli import main
 from cjepa.config import load_config
-from cjepa.data.clips import InMemoryVideos, register_video_source
+from cjepa.data.clips import InMemoryVideos
 from cjepa.data.slot_store import SlotSplit
+from cjepa.data.video_sources import register_video_source
 from cjepa.models.encoder_factory import build_object_encoder
 from tests.video_helpers import TINY_SAVI, disc_videos
 

@@ -3,7 +3,8 @@
 import pytest
 
 from cjepa.cli import main
-from cjepa.data.clips import InMemoryVideos, register_video_source
+from cjepa.data.clips import InMemoryVideos
+from cjepa.data.video_sources import register_video_source
 from tests.video_helpers import TINY_SAVI, disc_videos
 
 SMALL = [

@@ -5,15 +5,8 @@ import pytest
 import torch
 
 from cjepa.config import load_config
-from cjepa.data.clips import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    InMemoryVideos,
-    VideoSourceUnavailable,
-    normalize_uint8_frames,
-    open_video_source,
-    register_video_source,
-)
+from cjepa.data.clips import IMAGENET_MEAN, IMAGENET_STD, InMemoryVideos, VideoSourceUnavailable, normalize_uint8_frames
+from cjepa.data.video_sources import open_video_source, register_video_source
 
 
 def _videos(n=5, T=12, size=8, masks=True):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cjepa.config import load_config
-from cjepa.data.clips import open_video_source
 from cjepa.data.loader import iter_videos
 from cjepa.data.shard_source import ShardVideoSource
+from cjepa.data.video_sources import open_video_source
 
 
 def clips(src, **kw):

@@ -33,7 +33,8 @@ def gif_bytes(video: np.ndarray, fps: float = 4.0) -> bytes:
         raise ValueError(f"a video must be uint8 (T, H, W, 3) with T >= 1; got {video.dtype} {video.shape}")
     frames = [Image.fromarray(np.ascontiguousarray(f)) for f in video]
     buf = io.BytesIO()
-    # disposal=1 keeps each frame whole; optimize=False stops Pillow from merging identical frames away.
+    # disposal=1: each frame replaces the last whole. Pillow still merges identical neighbours into one frame
+    # shown for their summed duration, so a still stretch plays as long but decodes to fewer frames.
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=max(1, round(1000 / fps)),
                    loop=0, disposal=1, optimize=False)
     return buf.getvalue()

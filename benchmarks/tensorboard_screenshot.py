@@ -2,7 +2,8 @@
 
 Starts ``tensorboard --logdir LOGDIR`` on 127.0.0.1 (a free port), waits until it answers, checks that the
 images plugin serves the videos under ``--tag`` as animated GIFs, and has headless Chromium load the images
-dashboard (every image tag of LOGDIR) and save it as a PNG. Chromium is not a project dependency (Debian: ``apt-get install chromium``).
+dashboard (every image tag of LOGDIR) and save it as a PNG. Chromium is not a project dependency (Debian:
+``apt-get install chromium``).
 The run names tensorboard shows are the folder names under LOGDIR as given, so start it from the folder that
 holds the runs to keep machine paths out of the picture:
 
@@ -87,11 +88,11 @@ def screenshot(page: str, out: Path, width: int, height: int, wait_ms: int) -> P
     """Headless Chromium's screenshot of ``page`` after ``wait_ms`` of (virtual) time to render it."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
-        raise FileNotFoundError("no Chromium found (Debian: apt-get install chromium); the page is served, not captured")
+        raise FileNotFoundError("no Chromium found (Debian: apt-get install chromium): nothing to capture the page")
     out.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--window-size={width},{height}", f"--virtual-time-budget={wait_ms}", f"--screenshot={out.resolve()}",
-                    page], check=True, capture_output=True, timeout=180)
+                    f"--window-size={width},{height}", f"--virtual-time-budget={wait_ms}",
+                    f"--screenshot={out.resolve()}", page], check=True, capture_output=True, timeout=180)
     return out
 
 

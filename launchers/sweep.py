@@ -276,7 +276,8 @@ def write_hparams_sessions(jobs: list[tuple[dict, Optional[dict]]]) -> int:
         if result is None or "error" in result:
             continue
         hparams = {k: hparam_value(v) for k, v in (o.split("=", 1) for o in j["overrides"])}
-        write_hparams(Path(j["run_dir"]) / "tb" / "hparams", hparams, final_metrics(result), int(result.get("steps", 0)))
+        step = int(result.get("steps", 0))
+        write_hparams(Path(j["run_dir"]) / "tb" / "hparams", hparams, final_metrics(result), step)
         written += 1
     return written
 
@@ -288,7 +289,8 @@ def run_from_args(args) -> int:
     if args.summary:
         jobs = read_sweep(Path(args.summary))
         print(results_table(jobs, args.csv))
-        print(f"tensorboard HParams: {write_hparams_sessions(jobs)} finished job(s); tensorboard --logdir {args.summary}")
+        sessions = write_hparams_sessions(jobs)
+        print(f"tensorboard HParams: {sessions} finished job(s); tensorboard --logdir {args.summary}")
         return 1 if any(result is None for _, result in jobs) else 0
     name = args.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     specs = list(args.overrides) + ([f"launch.cluster={args.cluster}"] if args.cluster else [])

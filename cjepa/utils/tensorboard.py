@@ -82,7 +82,8 @@ def hparam_value(text: str) -> HParamValue:
     return v if isinstance(v, (bool, int, float)) else text
 
 
-def write_hparams(log_dir: Path, hparams: Mapping[str, HParamValue], metrics: Mapping[str, float], step: int = 0) -> Path:
+def write_hparams(log_dir: Path, hparams: Mapping[str, HParamValue], metrics: Mapping[str, float],
+                  step: int = 0) -> Path:
     """One HParams session in ``log_dir`` (its earlier event files replaced): ``hparams`` (values bool, int, float
     or str) and ``metrics`` (name -> final value, logged as scalars at ``step``; NaN/inf are left out). Returns
     ``log_dir``."""

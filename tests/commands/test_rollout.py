@@ -79,6 +79,7 @@ def test_rollout_decodes_with_the_encoder_run(tmp_path, capsys):
     metrics = json.loads((tmp_path / "rolled" / "decoded" / "metrics.json").read_text())
     assert metrics["split"] == "val" and len(metrics["predictor"]["miou"]) == 4 and len(metrics["clips"]) == 2
     assert len(metrics["tb"]) == 2  # the clips as tensorboard videos at the step the predictor was trained to
-    assert all([s for s, _ in event_videos(tmp_path / "rolled" / "decoded" / "tb", tag)] == [2] for tag in metrics["tb"])
+    tb = tmp_path / "rolled" / "decoded" / "tb"
+    assert all([s for s, _ in event_videos(tb, tag)] == [2] for tag in metrics["tb"])
     assert main([*args[:-4], "--decode-with", str(tmp_path)]) == 2
     assert f"--decode-with {tmp_path}: no config.yaml there" in capsys.readouterr().err

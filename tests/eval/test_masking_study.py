@@ -60,7 +60,8 @@ def test_collect_writes_the_table_as_csv_and_one_hparams_session_per_cell(tmp_pa
 
     from tests.tensorboard_helpers import hparams_session
 
-    cfg = load_config([], [f"run.out_dir={tmp_path}", "study.name=s", 'study.grid=["masking.num_masked=0,2", "run.seed=0"]'])
+    grid = 'study.grid=["masking.num_masked=0,2", "run.seed=0"]'
+    cfg = load_config([], [f"run.out_dir={tmp_path}", "study.name=s", grid])
     root = study_root(cfg)
     fake_results(root, 0, 0, 0.40, {"ratio": 1.5, "events": 8})
     fake_results(root, 2, 0, 0.60)

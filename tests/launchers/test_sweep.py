@@ -109,8 +109,8 @@ def test_summary_writes_the_table_as_csv_and_hparams_sessions(tmp_path, capsys):
     from tests.tensorboard_helpers import hparams_session
 
     runs = _finished_sweep(tmp_path)
-    for _ in range(2):
-        assert main(["sweep", "--summary", str(tmp_path / "s"), "--csv", str(tmp_path / "t.csv")]) == 1  # one unfinished
+    for _ in range(2):  # rc 1: one job has no summary yet
+        assert main(["sweep", "--summary", str(tmp_path / "s"), "--csv", str(tmp_path / "t.csv")]) == 1
     printed = capsys.readouterr().out
     with open(tmp_path / "t.csv", newline="") as fh:
         header, *rows = list(csv.reader(fh))

@@ -48,7 +48,8 @@ def test_write_hparams_is_one_session_however_often_it_is_written(tmp_path):
     """The hparams plugin's records name the hparams and metrics; writing again replaces the session (one event
     file) with the new values; NaN metrics are left out."""
     d = tmp_path / "hp"
-    write_hparams(d, {"masking.num_masked": 2, "run.seed": 1, "opt": "adam"}, {"final/loss": 0.5, "final/x": float("nan")}, 9)
+    first = {"masking.num_masked": 2, "run.seed": 1, "opt": "adam"}
+    write_hparams(d, first, {"final/loss": 0.5, "final/x": float("nan")}, 9)
     write_hparams(d, {"masking.num_masked": 3, "run.seed": 1, "opt": "adam"}, {"final/loss": 0.25}, 10)
     assert len(list(d.glob("events.out.tfevents.*"))) == 1
     hparams, values, names = hparams_session(d)

@@ -93,7 +93,8 @@ def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, c
     m = pred_cfg.model
     return decoded_rollouts(
         encoder, predictor, SlotSplit(out / "slots", "val"),
-        open_video_source(enc.data, "val", encoder_input_size(enc)), history=m.history_frames, pred_frames=m.pred_frames, chains=pred_cfg.rollout.eval_chains,
+        open_video_source(enc.data, "val", encoder_input_size(enc)), history=m.history_frames,
+        pred_frames=m.pred_frames, chains=pred_cfg.rollout.eval_chains,
         frameskip=pred_cfg.data.frameskip, frame_stride=enc.extract.frame_stride, max_videos=videos,
         out_dir=out / "rollout_video", tb_dir=out / "rollout_video" / "tb", step=trained_step(out / "predictor"),
         max_clips=clips,

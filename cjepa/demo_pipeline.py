@@ -20,7 +20,7 @@ from cjepa.data.slot_store import SlotSplit
 from cjepa.data.video_sources import open_video_source
 from cjepa.data.world.generate import generate_split
 from cjepa.distributed.env import DistEnv, pick_device
-from cjepa.eval.rollout_video import decoded_rollouts
+from cjepa.eval.rollout_video import decoded_rollouts, trained_step
 from cjepa.eval.vqa.rollouts import load_predictor
 from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.paths import config_path
@@ -77,22 +77,22 @@ def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool 
 def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, clips: int = 2) -> dict:
     """Roll the trained predictor out on ``videos`` held-out videos and decode them with the trained encoder:
     per-step metrics (:func:`cjepa.eval.rollout_video.decoded_rollouts`), mp4 clips in ``out/rollout_video`` and
-    the clips in the predictor's tensorboard."""
-    from torch.utils.tensorboard import SummaryWriter
-
+    the clips as tensorboard videos in ``out/rollout_video/tb`` at the predictor's trained step (a folder of their
+    own, rewritten by a rerun, so the predictor's training log is never appended to)."""
     enc = enc_cfg.encoder
     enc.checkpoint = str(out / "encoder")
     device = pick_device(enc_cfg.run.device, DistEnv())
     encoder = build_object_encoder(enc, slot_attention_backend=enc_cfg.kernels.slot_attention).to(device).eval()
     predictor = load_predictor(str(out / "predictor"), pred_cfg.model, pred_cfg.kernels.attention, device)
     m = pred_cfg.model
-    with SummaryWriter(str(out / "predictor" / "tb")) as writer:
-        return decoded_rollouts(
-            encoder, predictor, SlotSplit(out / "slots", "val"), open_video_source(enc.data, "val", encoder_input_size(enc)),
-            history=m.history_frames, pred_frames=m.pred_frames, chains=pred_cfg.rollout.eval_chains,
-            frameskip=pred_cfg.data.frameskip, frame_stride=enc.extract.frame_stride, max_videos=videos,
-            out_dir=out / "rollout_video", writer=writer, max_clips=clips,
-        )
+    return decoded_rollouts(
+        encoder, predictor, SlotSplit(out / "slots", "val"),
+        open_video_source(enc.data, "val", encoder_input_size(enc)), history=m.history_frames,
+        pred_frames=m.pred_frames, chains=pred_cfg.rollout.eval_chains,
+        frameskip=pred_cfg.data.frameskip, frame_stride=enc.extract.frame_stride, max_videos=videos,
+        out_dir=out / "rollout_video", tb_dir=out / "rollout_video" / "tb", step=trained_step(out / "predictor"),
+        max_clips=clips,
+    )
 
 
 def run_demo(out: Path, *, train_videos: int, val_videos: int, full: bool = False, encoder_overrides: Optional[list[str]] = None,

@@ -9,7 +9,9 @@ submitted; ``--dry-run`` stops there and prints them.
 Layout: ``<run.out_dir>/<sweep name>/`` holds one run dir per job (``000_num_masked=0_seed=0``, ...) and ``job/``
 (one code snapshot for the whole array, each job's resolved config under ``configs/``, submitit logs,
 ``sweep.json``). The command waits for the array and prints every job's final metrics; ``--summary DIR`` prints
-that table again later from the run dirs alone.
+that table again later from the run dirs alone. Either also writes the table as CSV (``--csv FILE``) and, for
+every finished job, a tensorboard HParams session (its swept values and final metrics, ``<run dir>/tb/hparams``),
+so ``tensorboard --logdir <sweep dir>`` compares the jobs in its HParams view.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ import yaml  # noqa: E402
 
 from cjepa.cli import main as cli_main  # noqa: E402
 from cjepa.config import Config, ConfigError, derive, dump_yaml, to_dict  # noqa: E402
+from cjepa.errors import UserError  # noqa: E402
 from cjepa.trainer import run_dir_of  # noqa: E402
-from cjepa.utils.report import table
+from cjepa.utils.report import table, write_csv  # noqa: E402
+from cjepa.utils.tensorboard import hparam_value, write_hparams  # noqa: E402
 from launchers.clusters import ClusterError, executor_parameters, get_preset  # noqa: E402
 from launchers.job import TrainJob
 from launchers.submit import job_result, make_executor, resolve_config, write_config, write_job_folder  # noqa: E402
@@ -227,24 +231,62 @@ def summary_row(index: int, overrides: list[str], job_id: Any, result: Optional[
 SUMMARY_HEADERS = ["#", "overrides", "job", "state", *METRICS, "rollout mse", "wall s"]
 
 
-def summary_table(sweep_path: Path) -> tuple[str, int]:
-    """The table of a submitted sweep from disk (sweep.json + each run's summary.json); and the failure count."""
-    record = json.loads((sweep_path / "sweep.json").read_text())
-    rows, missing = [], 0
+def read_sweep(sweep_path: Path) -> list[tuple[dict, Optional[dict]]]:
+    """(job record of sweep.json, its run's summary.json or None while there is none) for every job."""
+    if not (Path(sweep_path) / "sweep.json").is_file():
+        raise UserError(f"--summary {sweep_path}: no sweep.json there; give the folder a submitted sweep wrote")
+    record = json.loads((Path(sweep_path) / "sweep.json").read_text())
+    jobs = []
     for j in record["jobs"]:
         summary = Path(j["run_dir"]) / "summary.json"
-        result = json.loads(summary.read_text()) if summary.is_file() else None
-        missing += result is None
-        rows.append(summary_row(j["index"], j["overrides"], j["job_id"], result))
-    return table(rows, SUMMARY_HEADERS), missing
+        jobs.append((j, json.loads(summary.read_text()) if summary.is_file() else None))
+    return jobs
+
+
+def summary_table(sweep_path: Path, csv_path: Optional[str] = None) -> tuple[str, int]:
+    """The table of a submitted sweep from disk (sweep.json + each run's summary.json) and the count of jobs
+    without a summary; ``csv_path`` also gets the table as CSV."""
+    jobs = read_sweep(sweep_path)
+    return results_table(jobs, csv_path), sum(result is None for _, result in jobs)
+
+
+def results_table(jobs: list[tuple[dict, Optional[dict]]], csv_path: Optional[str] = None) -> str:
+    rows = [summary_row(j["index"], j["overrides"], j["job_id"], result) for j, result in jobs]
+    if csv_path:
+        write_csv(csv_path, rows, SUMMARY_HEADERS)
+    return table(rows, SUMMARY_HEADERS)
+
+
+def final_metrics(result: dict) -> dict[str, float]:
+    """A finished job's metrics for the HParams view: the table's numeric columns under ``final/``."""
+    mse = (result.get("final_eval") or {}).get("mse")
+    values = {**{k: result.get(k) for k in METRICS}, "rollout_mse": sum(mse) / len(mse) if mse else None,
+              "wall_time_s": result.get("wall_time_s")}
+    return {f"final/{k}": float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def write_hparams_sessions(jobs: list[tuple[dict, Optional[dict]]]) -> int:
+    """One HParams session per finished job in ``<run dir>/tb/hparams`` (rewritten, not appended, when the table
+    is printed again): its swept keys and values, and :func:`final_metrics`. Returns how many were written."""
+    written = 0
+    for j, result in jobs:
+        if result is None or "error" in result:
+            continue
+        hparams = {k: hparam_value(v) for k, v in (o.split("=", 1) for o in j["overrides"])}
+        step = int(result.get("steps", 0))
+        write_hparams(Path(j["run_dir"]) / "tb" / "hparams", hparams, final_metrics(result), step)
+        written += 1
+    return written
 
 
 def run_from_args(args) -> int:
     """`cjepa sweep` / `python launchers/sweep.py`."""
     if args.summary:
-        text, missing = summary_table(Path(args.summary))
-        print(text)
-        return 1 if missing else 0
+        jobs = read_sweep(Path(args.summary))
+        print(results_table(jobs, args.csv))
+        sessions = write_hparams_sessions(jobs)
+        print(f"tensorboard HParams: {sessions} finished job(s); tensorboard --logdir {args.summary}")
+        return 1 if any(result is None for _, result in jobs) else 0
     name = args.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     specs = list(args.overrides) + ([f"launch.cluster={args.cluster}"] if args.cluster else [])
     try:
@@ -275,8 +317,10 @@ def run_from_args(args) -> int:
         print(f"table later: cjepa sweep --summary {sweep_dir(jobs)}")
         return 0
     outcome = wait(jobs)
-    rows = [summary_row(j.index, j.overrides, j.job.job_id, outcome[j.index]) for j in jobs]
-    print(table(rows, SUMMARY_HEADERS))
+    done = [({"index": j.index, "overrides": j.overrides, "job_id": j.job.job_id, "run_dir": str(j.run_dir)},
+             outcome[j.index]) for j in jobs]
+    print(results_table(done, args.csv))
+    write_hparams_sessions(done)
     failed = sum("error" in outcome[j.index] for j in jobs)
     print(f"sweep {name}: {len(jobs) - failed}/{len(jobs)} jobs completed in {time.time() - t0:.1f} s")
     return 1 if failed else 0

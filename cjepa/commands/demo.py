@@ -153,6 +153,6 @@ def run(args) -> int:
     import json
 
     (res.out / "demo_summary.json").write_text(json.dumps(demo_record(res, fe, time.time() - t0), indent=1))
-    print(f"tensorboard --logdir {res.out}   (encoder/tb: losses, slot-mask images; predictor/tb: losses, rollout-error plot, "
-          "decoded rollout clips)")
+    print(f"tensorboard --logdir {res.out}   (encoder/tb: losses, slot-mask images and videos; predictor/tb: losses, "
+          "rollout-error plot; rollout_video/tb: decoded rollout videos)")
     return 0

@@ -145,14 +145,16 @@ def _markdown(rows, headers, pc) -> str:
 
 def _tensorboard(log_dir, evals) -> None:
     """Per model: the cumulative success curve (percent solved within k steps, step = k), the success rate and
-    median time per plan per seed (step = seed). Videos stay mp4 files: tensorboard's add_video needs moviepy,
-    which is not a dependency."""
+    median time per plan per seed (step = seed), and the recorded episodes as videos."""
     import statistics
 
     from torch.utils.tensorboard import SummaryWriter
 
+    from cjepa.plan.video import log_episode_videos
+
     with SummaryWriter(log_dir=str(log_dir)) as writer:
         for ev in evals:
+            log_episode_videos(writer, ev.name, ev.videos)
             for k, rate in enumerate(ev.success_by_step(), start=1):
                 writer.add_scalar(f"{ev.name}/success_by_step", rate, k)
             for seed, rate in ev.success_rate.items():

@@ -8,8 +8,9 @@ original pickle format (``rollout.export_pickle``).
 
 ``--decode-with ENCODER_RUN`` also decodes rollouts of the first split read back to frames with that encoder's
 decoder (the encoder that produced the slots): per-step PSNR / SSIM / FG-ARI / mIoU against its source videos next
-to copy-last (``<out>/decoded/metrics.json``), side-by-side mp4 clips in ``<out>/decoded`` and the clips in
-``<out>/tb`` (:mod:`cjepa.eval.rollout_video`).
+to copy-last (``<out>/decoded/metrics.json``), side-by-side mp4 clips in ``<out>/decoded`` and the same clips as
+tensorboard videos in ``<out>/decoded/tb`` at the predictor's trained step, replaced when decoding again
+(:mod:`cjepa.eval.rollout_video`).
 """
 
 from __future__ import annotations
@@ -45,12 +46,10 @@ def decode_split(cfg, args, predictor, videos, split: str, device, out: Path) ->
     """Decoded rollouts of ``videos`` (one split's slots) with the encoder run ``--decode-with``."""
     import json
 
-    from torch.utils.tensorboard import SummaryWriter
-
     from cjepa.config import encoder_input_size, load_config
     from cjepa.data.video_sources import open_video_source
     from cjepa.errors import UserError
-    from cjepa.eval.rollout_video import decoded_rollouts, summary_line
+    from cjepa.eval.rollout_video import decoded_rollouts, summary_line, trained_step
     from cjepa.models.encoder_factory import build_object_encoder
 
     run = Path(args.decode_with)
@@ -60,13 +59,12 @@ def decode_split(cfg, args, predictor, videos, split: str, device, out: Path) ->
     enc = enc_cfg.encoder
     enc.checkpoint = str(run)
     encoder = build_object_encoder(enc, slot_attention_backend=enc_cfg.kernels.slot_attention).to(device).eval()
-    with SummaryWriter(str(out / "tb")) as writer:
-        res = decoded_rollouts(
-            encoder, predictor, videos, open_video_source(enc.data, split, encoder_input_size(enc)),
-            history=cfg.model.history_frames, pred_frames=cfg.model.pred_frames, chains=cfg.rollout.eval_chains,
-            frameskip=cfg.data.frameskip, frame_stride=enc.extract.frame_stride, max_videos=args.decode_videos,
-            out_dir=out / "decoded", writer=writer,
-        )
+    res = decoded_rollouts(
+        encoder, predictor, videos, open_video_source(enc.data, split, encoder_input_size(enc)),
+        history=cfg.model.history_frames, pred_frames=cfg.model.pred_frames, chains=cfg.rollout.eval_chains,
+        frameskip=cfg.data.frameskip, frame_stride=enc.extract.frame_stride, max_videos=args.decode_videos,
+        out_dir=out / "decoded", tb_dir=out / "decoded" / "tb", step=trained_step(cfg.rollout.checkpoint),
+    )
     (out / "decoded" / "metrics.json").write_text(json.dumps({"split": split, "encoder": str(run), **res}, indent=1))
     print(f"{summary_line(res)}\nclips and per-step metrics: {out / 'decoded'}")
     return res

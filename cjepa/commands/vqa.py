@@ -237,7 +237,8 @@ def _study(args) -> int:
     print(study_table(out))
     if out["cells_missing"]:
         print(f"\ncells not finished: {', '.join(out['cells_missing'])}")
-    print(f"\naccuracy in %, mean ± std over replicates; results: {root}/study_results.json, study_table.md, study_plot.png")
+    print(f"\naccuracy in %, mean ± std over replicates; results: {root}/study_results.json, study_table.md, "
+          f"study_table.csv, study_plot.png; tensorboard HParams: tensorboard --logdir {root}")
     return 0
 
 

@@ -18,7 +18,10 @@ the whole experiment from one config:
 Each step is skipped when its output is complete (a run's summary.json, a store's videos), so a study
 resumes where it stopped and SLURM array tasks can each run one cell (``--cell i``) before a final
 ``--collect``. Layout: ``<run.out_dir>/<study.name>/<cell>/{predictor,probe,rollout,counterfactual,vqa_<protocol>}``,
-``<cell>/results.json``, and at the top ``study_results.json``, ``study_table.md``, ``study_plot.png``.
+``<cell>/results.json``, and at the top ``study_results.json``, ``study_table.md`` (the same table as
+``study_table.csv``), ``study_plot.png``. Collecting also writes each finished cell's tensorboard HParams session
+(``<cell>/hparams``: its grid values, every protocol's accuracies, the probe ratio, the predictor's losses), so
+``tensorboard --logdir <run.out_dir>/<study.name>`` compares the cells in its HParams view.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from cjepa.eval.vqa.questions import QuestionError
 from cjepa.eval.vqa.reasoner import train_reasoner
 from cjepa.eval.vqa.rollouts import counterfactuals_for_split, load_predictor, write_factual_rollouts
 from cjepa.trainer import train
-from cjepa.utils.report import table
+from cjepa.utils.report import table, write_csv
+from cjepa.utils.tensorboard import hparam_value, write_hparams
 
 # (column label, metric key) of the study table and plot
 STUDY_METRICS = (
@@ -251,6 +255,7 @@ def collect(cfg: Config) -> dict:
     groups: dict[tuple[str, str], list[dict]] = {}
     for ov, p in found:
         res = json.loads(p.read_text())
+        write_cell_hparams(p.parent / "hparams", ov, res)
         x = dict(o.split("=", 1) for o in ov)[x_key]
         ratio = (res.get("probe") or {}).get("ratio")  # cells run before the probe existed have none
         for protocol, r in res["vqa"].items():
@@ -279,9 +284,31 @@ def collect(cfg: Config) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     (root / "study_results.json").write_text(json.dumps(out, indent=1))
     (root / "study_table.md").write_text(study_table(out, markdown=True) + "\n")
+    headers, body = study_rows(out)
+    write_csv(root / "study_table.csv", body, headers)
     if rows:
         plot_study(out, root / "study_plot.png")
     return out
+
+
+def cell_metrics(res: dict) -> dict[str, float]:
+    """A finished cell's numbers for the HParams view: ``<protocol>/<metric>`` accuracies, the probe's attention
+    ratio and the predictor's final losses (absent ones left out)."""
+    out = {f"{protocol}/{key}": r["metrics"].get(key) for protocol, r in res.get("vqa", {}).items()
+           for _, key in STUDY_METRICS}
+    pred = res.get("predictor") or {}
+    mse = pred.get("rollout_mse")
+    out |= {f"probe/{PROBE_KEY}": (res.get("probe") or {}).get("ratio"),
+            "predictor/val_loss_future": pred.get("val/loss_future"), "predictor/train_loss": pred.get("train/loss"),
+            "predictor/rollout_mse": sum(mse) / len(mse) if mse else None}
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and not _isnan(v)}
+
+
+def write_cell_hparams(log_dir: Path, overrides: list[str], res: dict) -> None:
+    """The cell's HParams session: its grid values (``masking.num_masked``, ``run.seed``, ...) and
+    :func:`cell_metrics`, rewritten whole at every collect."""
+    hparams = {k: hparam_value(v) for k, v in (o.split("=", 1) for o in overrides)}
+    write_hparams(log_dir, hparams, cell_metrics(res), int((res.get("predictor") or {}).get("steps") or 0))
 
 
 def _num(x: str) -> float:
@@ -310,8 +337,8 @@ def _ratio_cell(stat: Optional[dict]) -> str:
     return f"{stat['mean']:.2f}" if stat.get("n", 0) < 2 else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
 
 
-def study_table(out: dict, markdown: bool = False) -> str:
-    """Accuracies in percent, mean ± std over replicates."""
+def study_rows(out: dict) -> tuple[list[str], list[list]]:
+    """(headers, rows) of the study table: accuracies in percent, mean ± std over replicates."""
     headers = ["protocol", out["x"], "n", *[label for label, _ in STUDY_METRICS], "Δ counterfactual/q", "attn partner/others"]
 
     def gain(r):
@@ -320,6 +347,12 @@ def study_table(out: dict, markdown: bool = False) -> str:
 
     body = [[r["protocol"], r[out["x"]], r["replicates"], *[_cell(r[key]) for _, key in STUDY_METRICS], gain(r), _ratio_cell(r.get(PROBE_KEY))]
             for r in out["rows"]]
+    return headers, body
+
+
+def study_table(out: dict, markdown: bool = False) -> str:
+    """Accuracies in percent, mean ± std over replicates."""
+    headers, body = study_rows(out)
     if not markdown:
         return table(body, headers)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

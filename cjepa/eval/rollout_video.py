@@ -17,6 +17,7 @@ As SlotFormer does, a slot rollout is judged in pixel space by the encoder's own
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
@@ -24,6 +25,7 @@ from typing import Mapping, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
 
 from cjepa.eval.rollout import roll_chain
 from cjepa.eval.segmentation import contingency, fg_ari, hard_slot_ids
@@ -31,6 +33,8 @@ from cjepa.eval.slot_vis import frames_to_unit, overlay, palette, to_uint8
 from cjepa.models.savi import SAVi
 from cjepa.models.videosaur import VideoSAUR
 from cjepa.plan.video import label_strip, save_video
+from cjepa.utils.checkpoint import resolve_checkpoint
+from cjepa.utils.tensorboard import add_video, fresh_log_dir
 
 METRICS = ("psnr", "ssim", "fg_ari", "miou")
 
@@ -191,17 +195,11 @@ def comparison_video(gt_frames: torch.Tensor, gt_ids: Optional[torch.Tensor], re
     return np.concatenate([np.broadcast_to(strip, (T, *strip.shape)), frames], axis=1)
 
 
-def log_video(writer, tag: str, video: np.ndarray, step: int, fps: int = 4) -> str:
-    """Add a uint8 (T, H, W, 3) clip to tensorboard: ``add_video`` where moviepy (which it needs) is installed,
-    else ``add_images`` of the frames (one strip per clip). Returns which of the two was used."""
-    v = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
-    try:
-        import moviepy  # noqa: F401  (tensorboard encodes the GIF with it)
-    except ImportError:
-        writer.add_images(tag, v, step, dataformats="NCHW")
-        return "add_images"
-    writer.add_video(tag, v[None], step, fps=fps)
-    return "add_video"
+def trained_step(checkpoint) -> int:
+    """The optimizer step a checkpoint (or a run directory's latest) was saved at; 0 for a bare state_dict file,
+    which records none. Clips of a model are logged at this step, next to its training curves."""
+    meta = Path(resolve_checkpoint(checkpoint)) / "meta.json"
+    return int(json.loads(meta.read_text())["step"]) if meta.is_file() else 0
 
 
 # ----------------------------------------------------------------------------------------------- held-out rollouts
@@ -237,20 +235,22 @@ def decoded_rollouts(
     frame_stride: int,
     max_videos: int,
     out_dir: Path,
-    writer=None,
+    tb_dir: Optional[Path] = None,
     step: int = 0,
     max_clips: int = 2,
 ) -> dict:
     """Roll the predictor out on up to ``max_videos`` held-out videos, decode, score per step, save clips.
 
-    Returns ``{"steps", "videos", "clips": [paths], "tb": how clips went to tensorboard, "predictor" / "copy_last" /
+    Returns ``{"steps", "videos", "clips": [paths], "tb": [tensorboard tags], "predictor" / "copy_last" /
     "reconstruction": {metric: per-step means}}``; the first ``max_clips`` videos are written to ``out_dir`` as
-    mp4 (``cjepa.plan.video.save_video``) and, with a ``writer``, logged under ``rollout_video/<key>``.
+    mp4 (``cjepa.plan.video.save_video``) and, with a ``tb_dir``, logged there as tensorboard videos
+    ``rollout_video/<key>`` at ``step`` (the predictor's trained step). ``tb_dir`` holds these clips alone and is
+    rewritten whole: decoding again replaces its event file instead of adding a second set of clips.
     """
     horizon = chains * pred_frames
     device = next(predictor.parameters()).device
     scores: dict[str, dict[str, list[torch.Tensor]]] = {k: {} for k in ("predictor", "copy_last", "reconstruction")}
-    clips, tb, used = [], None, 0
+    clips, shown, used = [], [], 0
     for item in video_source.iter_videos():
         if used >= max_videos:
             break
@@ -276,11 +276,14 @@ def decoded_rollouts(
         if len(clips) < max_clips:
             video = comparison_video(gt, gt_ids, decoded["reconstruction"], decoded["predictor"])
             clips.append(str(save_video(video, Path(out_dir) / f"rollout_{item.key}.mp4", fps=4)))
-            if writer is not None:
-                tb = log_video(writer, f"rollout_video/{item.key}", video, step)
+            shown.append((f"rollout_video/{item.key}", video))
     if used == 0:
         raise ValueError(f"no held-out video is long enough for a decoded rollout of {history} + {horizon} steps at frameskip {frameskip}")
-    result: dict = {"steps": horizon, "videos": used, "clips": clips, "tb": tb}
+    if tb_dir is not None:
+        with SummaryWriter(str(fresh_log_dir(tb_dir))) as writer:
+            for tag, video in shown:
+                add_video(writer, tag, video, step, fps=4)
+    result: dict = {"steps": horizon, "videos": used, "clips": clips, "tb": [tag for tag, _ in shown] if tb_dir else []}
     for name, per in scores.items():
         result[name] = {k: mean_per_step(torch.cat(v)) for k, v in per.items()}
     return result

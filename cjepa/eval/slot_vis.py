@@ -2,7 +2,8 @@
 
 ``overlay`` colours each pixel by its argmax slot (a fixed palette, so slot k has the same colour in every
 picture of a run) blended with the frame; ``slot_grid`` stacks, for a few frames, the frame, the overlay and each
-slot's soft mask times the frame (one column per frame); ``save_gif`` writes frames-with-overlay over time.
+slot's soft mask times the frame (one column per frame); ``slot_video`` is frame | overlay over time, which
+``save_gif`` writes to a file and ``log_slot_video`` sends to tensorboard as a video.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cjepa.utils.image import imagenet_to_unit
+from cjepa.utils.tensorboard import add_video
 
 # 12 well-separated colours (tab10-like plus two), RGB in [0, 1].
 PALETTE = torch.tensor(
@@ -84,21 +86,33 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).cpu().numpy()
 
 
-def save_gif(path: str | os.PathLike, frames: torch.Tensor, masks: torch.Tensor, fps: float = 8.0, scale: int = 1) -> Path:
-    """Write a GIF of (frame | overlay) side by side over time. frames ImageNet-normalised (T, 3, H, W)."""
-    from PIL import Image
-
-    f = frames_to_unit(frames.cpu())
-    both = torch.cat([f, overlay(f, masks)], dim=-1)  # (T, 3, H, 2W)
+def slot_video(frames: torch.Tensor, masks: torch.Tensor, scale: int = 1) -> np.ndarray:
+    """ImageNet-normalised frames (T, 3, H, W) + soft masks (T, S, h, w) -> uint8 (T, scale H, 2 scale W, 3):
+    each frame beside itself tinted by argmax slot."""
+    f = frames_to_unit(frames.detach().cpu())
+    both = torch.cat([f, overlay(f, masks.detach())], dim=-1)  # (T, 3, H, 2W)
     if scale > 1:
         both = F.interpolate(both, scale_factor=scale, mode="nearest")
-    imgs = [Image.fromarray(a) for a in to_uint8(both)]
+    return to_uint8(both)
+
+
+def save_gif(path: str | os.PathLike, frames: torch.Tensor, masks: torch.Tensor, fps: float = 8.0, scale: int = 1) -> Path:
+    """Write a GIF of :func:`slot_video` (frame | overlay over time). frames ImageNet-normalised (T, 3, H, W)."""
+    from PIL import Image
+
+    imgs = [Image.fromarray(a) for a in slot_video(frames, masks, scale)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.gif")
     imgs[0].save(tmp, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
     os.replace(tmp, path)
     return path
+
+
+def log_slot_video(writer, tag: str, frames: torch.Tensor, masks: torch.Tensor, step: int, fps: float = 8.0,
+                   scale: int = 2) -> None:
+    """One clip's slot masks over time (:func:`slot_video`) as a tensorboard video under ``tag`` at ``step``."""
+    add_video(writer, tag, slot_video(frames, masks, scale), step, fps=fps)
 
 
 def log_slot_images(writer, tag: str, frames: torch.Tensor, masks: torch.Tensor, step: int, max_videos: int = 2) -> None:

@@ -15,7 +15,8 @@ plan whose action led to it; frame 0 the first plan). :func:`prediction_view` pi
 * the simulator oracle's "prediction" is the simulated end state of the plan.
 * other world models (pixel encoders without a decoder) get no third panel.
 
-Clips go to disk as H.264 mp4 through PyAV where an encoder exists, else as an animated GIF.
+Clips go to disk as H.264 mp4 through PyAV where an encoder exists, else as an animated GIF;
+:func:`log_episode_videos` reads them back into tensorboard as videos.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from cjepa.envs.pusht import PushTEnv
 from cjepa.plan.world_model import Observation, SimulatorWorldModel, SlotWorldModel, StateSlotEncoder
+from cjepa.utils.tensorboard import add_video
 
 
 def save_video(frames: np.ndarray, path: str | Path, fps: int = 10) -> Path:
@@ -68,6 +70,31 @@ def _save_gif(frames: np.ndarray, path: Path, fps: int) -> Path:
     imgs = [Image.fromarray(f) for f in frames]
     imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
     return path
+
+
+def load_video(path: str | Path) -> np.ndarray:
+    """A clip written by :func:`save_video` (mp4 or GIF) -> uint8 (T, H, W, 3)."""
+    path = Path(path)
+    if path.suffix == ".gif":
+        from PIL import Image, ImageSequence
+
+        with Image.open(path) as gif:
+            return np.stack([np.array(f.convert("RGB")) for f in ImageSequence.Iterator(gif)])
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def log_episode_videos(writer, model: str, paths: Sequence[str | Path], fps: int = 10) -> list[str]:
+    """Episode clips of one model (as written by the evaluation) as tensorboard videos, tagged
+    ``<model>/episode/<file name>``; step 0, as an evaluation of fixed checkpoints has no training step.
+    Returns the tags."""
+    tags = []
+    for p in paths:
+        tags.append(f"{model}/episode/{Path(p).stem}")
+        add_video(writer, tags[-1], load_video(p), 0, fps=fps)
+    return tags
 
 
 # ----------------------------------------------------------------------------------------------- frames

@@ -9,8 +9,8 @@ an uninterrupted one and N DDP ranks compute what one process computes on the wh
 
 Validation: the first ``encoder.data.val_videos`` validation videos, one clip of ``val_clip_frames`` from frame 0,
 fixed slot-init noise; reports the losses and, when the source has instance masks, FG-ARI (per clip and per
-frame), mBO and the slot-identity swap rate of the slot masks; rank 0 also writes a slot-mask image grid to tensorboard and a GIF to
-``<run dir>/media/``.
+frame), mBO and the slot-identity swap rate of the slot masks; rank 0 also writes a slot-mask image grid and the
+first clip's slot masks over time (a video, tag ``val/slot_video``) to tensorboard and a GIF to ``<run dir>/media/``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cjepa.data.clips import VideoSource, mix_seed
 from cjepa.data.video_sources import open_video_source
 from cjepa.distributed.env import DistEnv, all_reduce_sum
 from cjepa.eval.segmentation import segmentation_scores
-from cjepa.eval.slot_vis import log_slot_images, save_gif
+from cjepa.eval.slot_vis import log_slot_images, log_slot_video, save_gif
 from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.models.object_encoder import first_frame_cues
 from cjepa.slot_extraction import video_seed
@@ -175,6 +175,7 @@ class EncoderTask(TaskBase):
 
     def _log_pictures(self, tag: str, frames: torch.Tensor, masks: torch.Tensor, step: int) -> None:
         log_slot_images(self._tb(), f"{tag}/slots", frames.detach(), masks.detach(), step)
+        log_slot_video(self._tb(), f"{tag}/slot_video", frames[0], masks[0], step)
         self._tb().flush()
         save_gif(self.run_dir / "media" / f"{tag}_slots_step{step:07d}.gif", frames[0].detach(), masks[0].detach(), scale=2)
 

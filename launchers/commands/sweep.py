@@ -19,7 +19,11 @@ def add_arguments(p) -> None:
     p.add_argument("--dry-run", action="store_true", help="resolve and validate every job's config; submit nothing")
     p.add_argument("--show-config", action="store_true", help="with --dry-run: print every resolved config")
     p.add_argument("--no-wait", action="store_true", help="return after submitting (table later with --summary)")
-    p.add_argument("--summary", metavar="SWEEP_DIR", help="print the results table of a submitted sweep and exit")
+    p.add_argument("--summary", metavar="SWEEP_DIR",
+                   help="print the results table of a submitted sweep (and write each finished job's tensorboard "
+                        "HParams session) and exit")
+    p.add_argument("--csv", metavar="FILE",
+                   help="also write the results table (of --summary, or of a sweep that waits) as CSV")
 
 
 def run(args) -> int:

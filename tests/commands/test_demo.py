@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cjepa.cli import main
 from cjepa.commands.demo import _verdict
+from tests.tensorboard_helpers import event_videos
 
 # Tiny stages: 2 encoder steps on 4 short videos, 2 predictor steps; the demo's own configs otherwise.
 ENCODER = ["--encoder", "train.max_steps=2", "--encoder", "data.batch_size=2", "--encoder", "encoder.data.val_videos=2",
@@ -41,15 +41,16 @@ def test_demo_runs_every_stage_then_resumes(tmp_path, capsys):
     for name in ("predictor", "copy_last", "reconstruction"):
         assert {k: len(v) for k, v in dec[name].items()} == {k: dec["steps"] for k in ("psnr", "ssim", "fg_ari", "miou")}
     assert len(dec["clips"]) == 2 and all((out / "rollout_video").joinpath(p.split("/")[-1]).is_file() for p in dec["clips"])
-    acc = EventAccumulator(str(out / "predictor" / "tb"))
-    acc.Reload()
-    assert sum(t.startswith("rollout_video/") for t in acc.Tags()["images"]) == 2
+    tb = out / "rollout_video" / "tb"  # the decoded clips as tensorboard videos, at the predictor's trained step
+    assert len(dec["tb"]) == 2 and all([s for s, _ in event_videos(tb, tag)] == [2] for tag in dec["tb"])
     shard = next((out / "world" / "train").glob("*.tar"))
     before = shard.stat().st_mtime_ns
     assert main(args) == 0
     assert shard.stat().st_mtime_ns == before  # the rendered world is reused, not redrawn
     err = capsys.readouterr().err
     assert f"resumed from {out / 'encoder'}" in err and f"resumed from {out / 'predictor'}" in err
+    assert len(list(tb.glob("events.out.tfevents.*"))) == 1  # the rerun's clips replace the first run's
+    assert all(len(event_videos(tb, tag)) == 1 for tag in dec["tb"])
 
 
 def test_demo_slots_variant(tmp_path, capsys):

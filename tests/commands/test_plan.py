@@ -96,3 +96,17 @@ def test_videos_are_written(planned):
         with av.open(m["videos"][0]) as container:
             stream = container.streams.video[0]
             assert (stream.width, stream.height) == (3 * 32, 32 + label_height(32))
+
+
+def test_tensorboard_has_the_episode_videos(planned):
+    """Each model's recorded episode is a tensorboard video with one frame per step of its file."""
+    from pathlib import Path
+
+    from cjepa.plan.video import load_video
+    from tests.tensorboard_helpers import event_videos
+
+    out, res = planned
+    for m in res["models"]:
+        (path,) = m["videos"]
+        ((step, video),) = event_videos(out / "tb", f"{m['name']}/episode/{Path(path).stem}")
+        assert step == 0 and video.shape == load_video(path).shape

@@ -53,6 +53,33 @@ def test_collect_aggregates_over_seeds_and_writes_table_and_plot(tmp_path):
     assert (root / "study_plot.png").stat().st_size > 1000 and (root / "study_table.md").read_text().startswith("| protocol")
 
 
+def test_collect_writes_the_table_as_csv_and_one_hparams_session_per_cell(tmp_path):
+    """study_table.csv has the markdown table's header and cells; each finished cell has one HParams session
+    (its grid values; every protocol's accuracies and the probe ratio) that collecting again rewrites."""
+    import csv
+
+    from tests.tensorboard_helpers import hparams_session
+
+    grid = 'study.grid=["masking.num_masked=0,2", "run.seed=0"]'
+    cfg = load_config([], [f"run.out_dir={tmp_path}", "study.name=s", grid])
+    root = study_root(cfg)
+    fake_results(root, 0, 0, 0.40, {"ratio": 1.5, "events": 8})
+    fake_results(root, 2, 0, 0.60)
+    collect(cfg)
+    out = collect(cfg)
+    with open(root / "study_table.csv", newline="", encoding="utf-8") as fh:
+        csv_rows = list(csv.reader(fh))
+    md = [[c.strip() for c in line.strip("|").split("|")] for line in study_table(out, markdown=True).splitlines()]
+    assert csv_rows == [md[0], *md[2:]] and len(csv_rows) == 5  # header + 2 protocols x 2 grid values
+    hp = root / "num_masked2_seed0" / "hparams"
+    assert len(list(hp.glob("events.out.tfevents.*"))) == 1
+    hparams, values, names = hparams_session(hp)
+    assert hparams == {"masking.num_masked": 2.0, "run.seed": 0.0}
+    assert values["counterfactual_rollout/counterfactual_per_question"] == pytest.approx(0.7)
+    assert values["original/overall"] == pytest.approx(0.8) and len(names) == 12  # 6 metrics x 2 protocols, no probe
+    assert hparams_session(root / "num_masked0_seed0" / "hparams")[1]["probe/probe_ratio"] == pytest.approx(1.5)
+
+
 @pytest.mark.slow
 def test_tiny_study_end_to_end_and_resume(tmp_path):
     """Two cells (0 and 1 masked slots) on a tiny billiards world: predictor -> rollouts -> counterfactual

@@ -1,6 +1,8 @@
 """Decoded rollouts (cjepa/eval/rollout_video.py): metrics on fixed tensors, decoding, the comparison video and its
 tensorboard / mp4 outputs."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -12,15 +14,16 @@ from cjepa.eval.rollout_video import (
     comparison_video,
     decode_slots,
     decoded_rollouts,
-    log_video,
     matched_miou,
     psnr,
     ssim,
     step_metrics,
     summary_line,
+    trained_step,
 )
 from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.models.predictor import build_predictor
+from tests.tensorboard_helpers import event_videos
 from tests.video_helpers import TINY_SAVI, TINY_VIDEOSAUR, disc_videos
 
 
@@ -121,25 +124,24 @@ def test_comparison_video_panels_are_gt_reconstruction_prediction():
     assert (top[:, :, : 2 * H] == 0).all() and (top[:, :, 2 * H : 4 * H] == 128).all() and (top[:, :, 4 * H :] == 255).all()
 
 
-def test_log_video_writes_the_tag_to_the_event_file(tmp_path):
-    """The clip lands in the event file under its tag (add_video with moviepy, else add_images)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(tmp_path)) as w:
-        how = log_video(w, "rollout_video/a", np.zeros((4, 10, 12, 3), np.uint8), step=3)
-    acc = EventAccumulator(str(tmp_path))
-    acc.Reload()
-    assert "rollout_video/a" in acc.Tags()["images"]
-    assert acc.Images("rollout_video/a")[0].step == 3 and how in ("add_video", "add_images")
+def test_trained_step_of_a_run_a_checkpoint_and_a_bare_state_dict(tmp_path):
+    """Clips are logged at the step the predictor was trained to: a checkpoint's meta.json, a run directory's
+    latest checkpoint; a bare state_dict file records no step (0)."""
+    for step in (5, 40):
+        ckpt = tmp_path / "run" / "checkpoints" / f"step_{step:07d}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "model.pt").write_bytes(b"")
+        (ckpt / "meta.json").write_text(json.dumps({"step": step}))
+    (tmp_path / "weights.pt").write_bytes(b"")
+    assert trained_step(tmp_path / "run") == 40 and trained_step(tmp_path / "run" / "checkpoints" / "step_0000005") == 5
+    assert trained_step(tmp_path / "weights.pt") == 0
 
 
 def test_decoded_rollouts_end_to_end(tmp_path):
     """Tiny SAVi + tiny predictor on rendered disc videos: per-step metrics for predictor, copy-last and
-    reconstruction; an mp4 per clip with one frame per rollout step at the expected size; the tensorboard tag."""
+    reconstruction; an mp4 per clip with one frame per rollout step at the expected size; the same clip as a
+    tensorboard video at the trained step, replaced (one event file, one clip) when decoding again."""
     import av
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from torch.utils.tensorboard import SummaryWriter
 
     cfg, enc = _tiny(["model.num_slots=3", "model.slot_dim=16", "model.history_frames=2", "model.pred_frames=2",
                       "model.depth=1", "model.mlp_dim=16", "model.heads=2",
@@ -147,9 +149,10 @@ def test_decoded_rollouts_end_to_end(tmp_path):
     pred = build_predictor(cfg.model).eval()
     source = InMemoryVideos(disc_videos(3, 12, 16, seed=1))
     slots = {item.key: enc.encode(item.frames[None]).slots[0].detach().numpy() for item in source.iter_videos()}
-    with SummaryWriter(str(tmp_path / "tb")) as w:
-        res = decoded_rollouts(enc, pred, slots, source, history=2, pred_frames=2, chains=2, frameskip=2, frame_stride=1,
-                               max_videos=3, out_dir=tmp_path / "clips", writer=w, max_clips=1)
+    kw = dict(history=2, pred_frames=2, chains=2, frameskip=2, frame_stride=1, out_dir=tmp_path / "clips",
+              tb_dir=tmp_path / "tb", max_clips=1)
+    decoded_rollouts(enc, pred, slots, source, max_videos=1, step=3, **kw)
+    res = decoded_rollouts(enc, pred, slots, source, max_videos=3, step=12, **kw)
     assert res["steps"] == 4 and res["videos"] == 3
     for name in ("predictor", "copy_last", "reconstruction"):
         assert set(res[name]) == {"psnr", "ssim", "fg_ari", "miou"} and all(len(v) == 4 for v in res[name].values())
@@ -159,6 +162,7 @@ def test_decoded_rollouts_end_to_end(tmp_path):
     with av.open(clip) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 4 and frames[0].shape == (8 + 2 * 4 * 16, 3 * 4 * 16, 3)  # label strip + 2 rows, 3 panels
-    acc = EventAccumulator(str(tmp_path / "tb"))
-    acc.Reload()
-    assert any(t.startswith("rollout_video/") for t in acc.Tags()["images"])
+    ((step, video),) = event_videos(tmp_path / "tb", res["tb"][0])  # the rerun's clip alone
+    assert res["tb"] == [f"rollout_video/{next(iter(slots))}"] and len(list((tmp_path / "tb").iterdir())) == 1
+    assert step == 12 and video.shape == (4, *frames[0].shape)
+    assert np.abs(video.astype(int) - np.stack(frames).astype(int)).mean() < 12  # GIF palette vs H.264 losses

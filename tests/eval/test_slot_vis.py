@@ -3,7 +3,17 @@
 import torch
 from PIL import Image
 
-from cjepa.eval.slot_vis import frames_to_unit, log_slot_images, overlay, palette, save_gif, slot_grid
+from cjepa.eval.slot_vis import (
+    frames_to_unit,
+    log_slot_images,
+    log_slot_video,
+    overlay,
+    palette,
+    save_gif,
+    slot_grid,
+    slot_video,
+)
+from tests.tensorboard_helpers import event_videos
 
 
 def _clip(T=5, S=3, size=12):
@@ -49,3 +59,25 @@ def test_tensorboard_images_are_written(tmp_path):
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
     assert sorted(acc.Tags()["images"]) == ["val/slots/video0", "val/slots/video1"]
+
+
+def test_slot_video_is_each_frame_beside_its_overlay():
+    """slot_video: uint8 (T, scale H, 2 scale W, 3), the frame on the left, its argmax-slot overlay on the right."""
+    frames, masks = _clip(T=4)
+    v = slot_video(frames, masks, scale=2)
+    assert v.shape == (4, 24, 48, 3) and v.dtype.name == "uint8"
+    unit = frames_to_unit(frames)
+    left = torch.from_numpy(v[:, ::2, :24:2]).permute(0, 3, 1, 2).float() / 255
+    right = torch.from_numpy(v[:, ::2, 24::2]).permute(0, 3, 1, 2).float() / 255
+    assert torch.allclose(left, unit, atol=1 / 255) and torch.allclose(right, overlay(unit, masks), atol=1 / 255)
+
+
+def test_slot_masks_over_time_are_a_tensorboard_video(tmp_path):
+    """log_slot_video: one video under the tag at the step, one GIF frame per time step."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    frames, masks = _clip(T=5)
+    with SummaryWriter(str(tmp_path)) as w:
+        log_slot_video(w, "val/slot_video", frames, masks, 11, scale=1)
+    ((step, video),) = event_videos(tmp_path, "val/slot_video")
+    assert step == 11 and video.shape == (5, 12, 24, 3)

@@ -75,16 +75,59 @@ def test_dry_run_refuses_an_unknown_cluster(tmp_path, capsys):
     assert len(captured.err.strip().splitlines()) == 1 and "launch.cluster='nope' is not a preset" in captured.err
 
 
-def test_summary_table_from_disk(tmp_path):
-    """--summary rebuilds the table from sweep.json and the run dirs' summary.json; missing runs are flagged."""
-    runs = [tmp_path / "s" / "000_a=1", tmp_path / "s" / "001_a=2"]
+def _finished_sweep(tmp_path):
+    """A sweep folder with two jobs (num_masked 1 and 2, one optimizer) of which the first has finished."""
+    runs = [tmp_path / "s" / "000_num_masked=1", tmp_path / "s" / "001_num_masked=2"]
     runs[0].mkdir(parents=True)
     (runs[0] / "summary.json").write_text(json.dumps({"steps": 12, "train/loss": 0.5, "val/loss_future": 0.25,
                                                       "final_eval": {"mse": [1.0, 3.0]}, "wall_time_s": 2.0}))
     (tmp_path / "s" / "sweep.json").write_text(json.dumps({"jobs": [
-        {"index": i, "overrides": [f"a={i + 1}"], "run_dir": str(r), "job_id": f"7_{i}"} for i, r in enumerate(runs)]}))
+        {"index": i, "overrides": [f"masking.num_masked={i + 1}", "optim.name=adamw"], "run_dir": str(r),
+         "job_id": f"7_{i}"} for i, r in enumerate(runs)]}))
+    return runs
+
+
+def test_summary_table_from_disk(tmp_path):
+    """--summary rebuilds the table from sweep.json and the run dirs' summary.json; missing runs are flagged."""
+    _finished_sweep(tmp_path)
     text, missing = summary_table(tmp_path / "s")
     assert missing == 1
     row0 = next(line for line in text.splitlines() if line.startswith("0 "))
     assert "COMPLETED" in row0 and "0.2500" in row0 and "2.0000" in row0  # rollout mse is the mean over steps
     assert "no summary" in text
+
+
+def test_summary_writes_the_table_as_csv_and_hparams_sessions(tmp_path, capsys):
+    """`cjepa sweep --summary DIR --csv FILE`: the CSV has the printed table's columns and cells (numbers at full
+    precision); each finished job gets one HParams session (swept values, final metrics) that printing the table
+    again rewrites instead of duplicating; a folder without sweep.json is one clear line."""
+    import csv
+    import re
+
+    from cjepa.utils.report import table
+    from launchers.sweep import SUMMARY_HEADERS
+    from tests.tensorboard_helpers import hparams_session
+
+    runs = _finished_sweep(tmp_path)
+    for _ in range(2):  # rc 1: one job has no summary yet
+        assert main(["sweep", "--summary", str(tmp_path / "s"), "--csv", str(tmp_path / "t.csv")]) == 1
+    printed = capsys.readouterr().out
+    with open(tmp_path / "t.csv", newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+
+    def cell(text: str):  # a CSV cell back to the value the table formats (job ids like 7_0 stay text)
+        if re.fullmatch(r"-?\d+", text):
+            return int(text)
+        return float(text) if re.fullmatch(r"-?\d+\.\d*(e-?\d+)?", text) else text
+
+    assert header == SUMMARY_HEADERS and table([[cell(c) for c in r] for r in rows], header) in printed
+    assert rows[0][:4] == ["0", "masking.num_masked=1 optim.name=adamw", "7_0", "COMPLETED"]
+    assert rows[0][4:] == ["12", "0.5", "0.25", "2.0", "2.0"] and rows[1][3].startswith("no summary")
+    hp = runs[0] / "tb" / "hparams"
+    assert len(list(hp.glob("events.out.tfevents.*"))) == 1 and not (runs[1] / "tb").exists()
+    hparams, values, names = hparams_session(hp)
+    assert hparams == {"masking.num_masked": 1.0, "optim.name": "adamw"}
+    assert values == {"final/steps": 12.0, "final/train/loss": 0.5, "final/val/loss_future": 0.25,
+                      "final/rollout_mse": 2.0, "final/wall_time_s": 2.0} and sorted(names) == sorted(values)
+    assert main(["sweep", "--summary", str(tmp_path)]) == 2
+    assert f"--summary {tmp_path}: no sweep.json there" in capsys.readouterr().err

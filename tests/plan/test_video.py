@@ -9,10 +9,20 @@ from cjepa.envs.pusht import PushTEnv, sample_state
 from cjepa.plan.cem import CEM
 from cjepa.plan.evaluate import run_episode
 from cjepa.plan.mpc import MPCPlanner
-from cjepa.plan.video import decode_state_slots, episode_frame, label_height, prediction_view, save_video
+from cjepa.plan.video import (
+    _save_gif,
+    decode_state_slots,
+    episode_frame,
+    label_height,
+    load_video,
+    log_episode_videos,
+    prediction_view,
+    save_video,
+)
 from cjepa.plan.world_model import SimulatorWorldModel
 from tests.plan.conftest import SLOT_DIM, make_world_model
 from tests.plan.test_mpc import SimulatorWorldModel as RawStateModel
+from tests.tensorboard_helpers import event_videos
 
 SIZE = 32
 
@@ -98,3 +108,22 @@ def test_models_without_a_view_get_two_panels(tmp_path):
     assert res.frames.shape == (4, label_height(SIZE) + SIZE, 2 * SIZE, 3)
     path = save_video(res.frames, tmp_path / "ep.mp4")
     assert path.exists() and path.stat().st_size > 0
+
+
+def test_episode_clips_go_to_tensorboard_as_videos(tmp_path):
+    """An mp4 and a GIF episode file are read back and logged as videos ``<model>/episode/<file name>`` with every
+    frame; the mp4's H.264 and the GIF palette change pixel values a little, not the clip."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    T, H, W = 6, 16, 24
+    clip = np.zeros((T, H, W, 3), np.uint8)
+    for t in range(T):
+        clip[t, :, 4 * t : 4 * t + 4] = (255, 255, 255)  # a bar moving right
+    paths = [save_video(clip, tmp_path / "ep_mp4.mp4"), _save_gif(clip, tmp_path / "ep_gif.gif", 10)]
+    assert all(np.abs(load_video(p).astype(int) - clip).mean() < 6 for p in paths)
+    with SummaryWriter(str(tmp_path / "tb")) as w:
+        tags = log_episode_videos(w, "cjepa", paths)
+    assert tags == ["cjepa/episode/ep_mp4", "cjepa/episode/ep_gif"]
+    for tag in tags:
+        ((step, video),) = event_videos(tmp_path / "tb", tag)
+        assert step == 0 and video.shape == clip.shape and np.abs(video.astype(int) - clip).mean() < 8

@@ -66,7 +66,8 @@ def test_resumed_training_equals_uninterrupted(tmp_path, sources):
 
 
 def test_training_logs_losses_segmentation_metrics_and_pictures(tmp_path, sources):
-    """A short run logs SAVi losses, validation FG-ARI / mBO, tensorboard slot images and a GIF of the slots."""
+    """A short run logs SAVi losses, validation FG-ARI / mBO, tensorboard slot images, the held-out clip's slot
+    masks over time as a tensorboard video at the validation step, and a GIF of the slots."""
     train, val = sources
     cfg = _cfg(tmp_path, "logs", "train.max_steps=2", "train.val_every=2", "encoder.vis_every=1")
     summary = Trainer(cfg, EncoderTask(cfg, train, val), progress=False).fit()
@@ -83,6 +84,11 @@ def test_training_logs_losses_segmentation_metrics_and_pictures(tmp_path, source
     acc = EventAccumulator(str(tmp_path / "logs" / "tb"))
     acc.Reload()
     assert any(t.startswith("val/slots/") for t in acc.Tags()["images"])
+    from tests.tensorboard_helpers import event_videos
+
+    ((step, video),) = event_videos(tmp_path / "logs" / "tb", "val/slot_video")
+    assert step == 2 and video.shape[0] == cfg.encoder.data.val_clip_frames
+    assert video.shape[2] == 2 * video.shape[1]  # square frames: frame | slot overlay
 
 
 def test_frozen_backbone_is_not_optimised_and_small_splits_are_refused(tmp_path, sources):

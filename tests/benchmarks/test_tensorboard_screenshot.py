@@ -42,3 +42,19 @@ def test_screenshot_of_the_images_dashboard(server, tmp_path):
     out = screenshot(f"{server}/?darkMode=false#images", tmp_path / "shot.png", 640, 400, 5000)
     with Image.open(out) as im:
         assert im.size == (640, 400) and len(im.convert("RGB").getcolors(1 << 16) or []) > 8  # a page, not a blank
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install chromium)")
+def test_main_captures_the_hparams_dashboard_of_a_sweep(tmp_path):
+    """--dashboard hparams needs no image tags: a folder of HParams sessions is served and captured."""
+    from PIL import Image
+
+    from benchmarks.tensorboard_screenshot import main
+    from cjepa.utils.tensorboard import write_hparams
+
+    for m in (0, 1):
+        write_hparams(tmp_path / "runs" / f"00{m}" / "tb" / "hparams", {"masking.num_masked": m}, {"final/loss": 1.0 - m})
+    out = tmp_path / "hp.png"
+    assert main(["--logdir", str(tmp_path / "runs"), "--dashboard", "hparams", "--out", str(out), "--size", "640x400"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (640, 400)

@@ -30,7 +30,7 @@ from cjepa.trainer import Trainer, build_task
 from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_model_state
 from launchers import sweep as sweep_launcher
 from launchers.submit import job_result, submit
-from tests.dist.test_deepspeed import ATOL, COMMON, RTOL
+from tests.distributed.test_deepspeed import ATOL, COMMON, RTOL
 from tests.helpers import REPO, SMOKE, assert_close_verbose
 
 pytestmark = [pytest.mark.slurm, pytest.mark.multinode]

@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 import traceback
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -173,3 +174,12 @@ def missing_members(cls: type, protocol: type, instance_attrs: tuple[str, ...] =
         except AttributeError:
             missing.append(name)
     return missing
+
+
+def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
+    """Poll ``predicate`` until it holds; an AssertionError naming ``what`` after ``timeout_s`` seconds."""
+    t0 = time.time()
+    while not predicate():
+        if time.time() - t0 > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(poll_s)

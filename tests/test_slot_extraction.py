@@ -11,18 +11,10 @@ from cjepa.data.clips import InMemoryVideos
 from cjepa.data.slot_store import SlotSplit, SlotStoreError
 from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.slot_extraction import extract, extract_split, video_seed
-from tests.video_helpers import disc_videos
+from tests.video_helpers import TINY_SAVI, disc_videos
 
-SMALL = [
-    "encoder.kind=savi",
-    "encoder.savi.resolution=16",
-    "encoder.savi.dec_resolution=4",
-    "encoder.savi.enc_channels=8",
-    "encoder.savi.dec_channels=8",
-    "encoder.slot_dim=16",
-    "encoder.num_slots=4",
-    "encoder.savi.slot_mlp=16",
-]
+# TINY_SAVI with one slot more than the disc videos have objects
+SMALL = [o for o in TINY_SAVI if not o.startswith("encoder.num_slots=")] + ["encoder.num_slots=4"]
 DEV = torch.device("cpu")
 
 

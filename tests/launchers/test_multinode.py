@@ -31,7 +31,7 @@ from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_mod
 from launchers import sweep as sweep_launcher
 from launchers.submit import job_result, submit
 from tests.distributed.test_deepspeed import ATOL, COMMON, RTOL
-from tests.helpers import REPO, SMOKE, assert_close_verbose
+from tests.helpers import REPO, SMOKE, assert_close_verbose, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.multinode]
 
@@ -56,14 +56,6 @@ def _need_nodes(n: int) -> None:
     if len(have) < n:
         pytest.fail(f"the local SLURM has {len(have)} ready node(s) ({', '.join(have) or 'none'}), this test needs {n}: "
                     f"bash cluster/local_slurm.sh up --nodes 4")
-
-
-def _wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
-    t0 = time.time()
-    while not predicate():
-        if time.time() - t0 > timeout_s:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 def _single_process(out: Path, name: str, overrides: list[str]) -> dict:
@@ -244,13 +236,13 @@ def test_killed_rank_fails_the_survivor_and_the_job_resumes(tmp_path, uninterrup
     dist.timeout_s), requeues the job, and the job resumes from its last checkpoint to the uninterrupted job's
     parameters."""
     sub = submit([SMOKE], [f"run.out_dir={tmp_path}", "run.name=killed", *FAULT])
-    _wait_for(lambda: _checkpoint_reached(sub, 10), 600, "the first checkpoint")
+    wait_for(lambda: _checkpoint_reached(sub, 10), 600, "the first checkpoint")
     first, second = _nodes_of(sub)
     victims = _job_pids_in(second, sub.job.job_id)
     assert victims, f"no task of job {sub.job.job_id} found on {second}"
     subprocess.run(["kill", "-KILL", *map(str, victims)], check=True, timeout=30)
     killed_at = time.time()
-    _wait_for(lambda: _lost_peer_time(sub, first) is not None, TIMEOUT_S + 30, f"rank 0 on {first} to fail")
+    wait_for(lambda: _lost_peer_time(sub, first) is not None, TIMEOUT_S + 30, f"rank 0 on {first} to fail")
     assert _lost_peer_time(sub, first) - killed_at <= TIMEOUT_S + 2
     resumed_at = _assert_resumed_like_uninterrupted(sub, uninterrupted)
     print(f"killed rank 1 on {second}: survivor failed after {_lost_peer_time(sub, first) - killed_at:.1f} s, "
@@ -262,13 +254,13 @@ def test_link_down_fails_the_survivor_within_the_timeout_and_the_job_resumes(tmp
     """The second node's link goes down mid-run: rank 0 fails within dist.timeout_s (no hang), requeues the job;
     with the link back the job resumes from its last checkpoint to the uninterrupted job's parameters."""
     sub = submit([SMOKE], [f"run.out_dir={tmp_path}", "run.name=cut", *FAULT])
-    _wait_for(lambda: _checkpoint_reached(sub, 10), 600, "the first checkpoint")
+    wait_for(lambda: _checkpoint_reached(sub, 10), 600, "the first checkpoint")
     first, second = _nodes_of(sub)
     index = second.removeprefix("node")
     subprocess.run(["bash", str(SCRIPT), "link", index, "down"], check=True, timeout=30, capture_output=True)
     cut_at = time.time()
     try:
-        _wait_for(lambda: _lost_peer_time(sub, first) is not None, TIMEOUT_S + 60, f"rank 0 on {first} to fail")
+        wait_for(lambda: _lost_peer_time(sub, first) is not None, TIMEOUT_S + 60, f"rank 0 on {first} to fail")
     finally:
         subprocess.run(["bash", str(SCRIPT), "link", index, "up"], check=True, timeout=30, capture_output=True)
     waited = _lost_peer_time(sub, first) - cut_at

@@ -20,17 +20,9 @@ from cjepa.cli import main
 from cjepa.config import load_config
 from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_model_state
 from launchers.submit import job_result, submit
-from tests.helpers import SMOKE, assert_close_verbose
+from tests.helpers import SMOKE, assert_close_verbose, wait_for
 
 pytestmark = pytest.mark.slurm
-
-
-def _wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.2):
-    t0 = time.time()
-    while not predicate():
-        if time.time() - t0 > timeout_s:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 def test_masked_slot_sweep_runs_as_a_job_array(tmp_path, capsys):
@@ -64,7 +56,7 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_job(tmp_path):
     interrupted = submit(common[0], common[1] + ["run.name=requeued"])
     reference = submit(common[0], common[1] + ["run.name=reference"])
     ckpts = interrupted.run_dir / "checkpoints"
-    _wait_for(lambda: ckpts.is_dir() and any(p.name.startswith("step_") for p in ckpts.iterdir()), 240, "a first checkpoint")
+    wait_for(lambda: ckpts.is_dir() and any(p.name.startswith("step_") for p in ckpts.iterdir()), 240, "a first checkpoint")
     subprocess.run(["scontrol", "requeue", interrupted.job.job_id], check=True, timeout=30)
     result = job_result(interrupted.job)
     reference_result = job_result(reference.job)

@@ -368,6 +368,11 @@ class SaviConfig:
     # centre), slot 0 and the spare slots from their learned vectors. Needs
     # instance masks in training, validation and extraction (the built-in world and Push-T shards have them).
     init: Literal["learned", "cues"] = "learned"
+    # Truncated back-propagation through time: with n > 0, a training clip longer than n + 1 frames trains its first
+    # frame and its last n; the frames between are tracked without gradient and their slots carried in detached.
+    # Long clips then cost about a short clip's backward pass while the transition learns from slots far into the
+    # video, as whole-video extraction uses it. 0 = back-propagate through every frame.
+    grad_frames: int = 0
 
 
 @dataclass(kw_only=True)
@@ -953,6 +958,8 @@ def _validate_encoder(e: EncoderConfig) -> None:
         raise ConfigError("encoder.data.clip_frames, frame_stride, val_clip_frames and val_batch_size must be >= 1")
     if d.long_clip_frames < 0 or d.long_clips_from < 0:
         raise ConfigError("encoder.data.long_clip_frames and long_clips_from must be >= 0")
+    if e.savi.grad_frames < 0:
+        raise ConfigError(f"encoder.savi.grad_frames must be >= 0 (0 = every frame); got {e.savi.grad_frames}")
     if e.kind == "videosaur" and (d.clip_frames < 2 or d.val_clip_frames < 2) and v.sim_weight > 0:
         raise ConfigError("the VideoSAUR time-similarity loss needs clips of >= 2 frames (encoder.data.clip_frames)")
     if not 0.0 <= d.hflip_prob <= 1.0:

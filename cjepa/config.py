@@ -371,7 +371,9 @@ class SaviConfig:
     # Truncated back-propagation through time: with n > 0, a training clip longer than n + 1 frames trains its first
     # frame and its last n; the frames between are tracked without gradient and their slots carried in detached.
     # Long clips then cost about a short clip's backward pass while the transition learns from slots far into the
-    # video, as whole-video extraction uses it. 0 = back-propagate through every frame.
+    # video, as whole-video extraction uses it. 0 = back-propagate through every frame. On the demo world the
+    # detached carry did not teach tracking: full back-propagation over 8-frame clips held objects far longer
+    # (benchmarks/results/tracking_20261206.jsonl).
     grad_frames: int = 0
 
 

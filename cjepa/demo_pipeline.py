@@ -74,6 +74,19 @@ def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool 
     return extract(model.to(device), sources, out / "slots", enc_cfg=enc, device=device, checkpoint=enc.checkpoint, progress=progress)
 
 
+def log_video_scores(summaries: list[dict], tb_dir: Path, step: int) -> None:
+    """Whole-video FG-ARI and slot-identity swap rate of each extracted split into the encoder's tensorboard
+    (``video/<split>/fg_ari``, ``video/<split>/swap_rate`` at the encoder's last step): training validates on short
+    clips, and only extraction tracks slots through whole videos."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tb_dir)) as writer:
+        for s in summaries:
+            for name in ("fg_ari", "swap_rate"):
+                if s.get(name) is not None:
+                    writer.add_scalar(f"video/{s['split']}/{name}", s[name], step)
+
+
 def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, clips: int = 2) -> dict:
     """Roll the trained predictor out on ``videos`` held-out videos and decode them with the trained encoder:
     per-step metrics (:func:`cjepa.eval.rollout_video.decoded_rollouts`), mp4 clips in ``out/rollout_video`` and
@@ -115,6 +128,7 @@ def run_demo(out: Path, *, train_videos: int, val_videos: int, full: bool = Fals
     t = time.time()
     log(f"[3/5] extracting slots of every video -> {out / 'slots'}")
     res.extract = extract_slots(enc_cfg, out, ["train", "val"], progress)
+    log_video_scores(res.extract, out / "encoder" / "tb", enc_cfg.train.max_steps)
     res.stage_s["extract"] = time.time() - t
 
     t = time.time()

@@ -75,6 +75,7 @@ class SAVi(ObjectCentricEncoder):
         self.num_slots, self.slot_dim, self.resolution = S, D, s.resolution
         self.loss_names = ("loss", "loss_recon", "loss_kld")
         self.kld_weight, self.kld_var, self.eval_kernel = s.kld_weight, s.kld_var, s.eval_kernel
+        self.grad_frames = s.grad_frames
         self.mask_source = enc_cfg.mask_source
         C, k = s.enc_channels, s.enc_kernel
         first_stride = 2 if s.resolution == 128 else 1
@@ -203,11 +204,39 @@ class SAVi(ObjectCentricEncoder):
                 out_masks = attn.unflatten(-1, (self.feat_size, self.feat_size))
         return SlotOutput(slots=slots, masks=out_masks, aux={"kernel_dist": dists})
 
+    def trained_frames(self, T: int) -> list[int]:
+        """Frames of a T-frame training clip that carry gradient and loss: all of them, or with truncated
+        back-propagation (``encoder.savi.grad_frames`` = n, 0 < n < T - 1) the first frame, where the slots are
+        seeded, and the last n; the frames between are tracked without gradient."""
+        n = self.grad_frames
+        return list(range(T)) if n == 0 or n >= T - 1 else [0, *range(T - n, T)]
+
+    def _track_truncated(self, images: torch.Tensor, generator, cues, trained: list[int]):
+        """track() over a training clip whose middle frames are tracked without gradient (see trained_frames).
+
+        The first frame keeps the slot seeding (cues, learned latents) trained and in every step's graph; the
+        slots it yields enter the untracked frames detached, and those of the last untracked frame seed the
+        trained window. Only the trained frames are encoded with gradient and decoded, so a long clip costs a
+        forward pass per untracked frame: the transition learns from slots as far into a video as the clip
+        reaches, at about the cost of a short clip."""
+        first, window = trained[0], trained[1:]
+        s0, d0, a0 = self.track(self.frame_features(images[:, :1]), generator, cues=cues)
+        with torch.no_grad():  # (B, T - 1 - n, ...) frames between: carried, not trained
+            mid = self.track(self.frame_features(images[:, first + 1 : window[0]]), generator, s0[:, -1].detach())[0]
+        s1, d1, a1 = self.track(self.frame_features(images[:, window[0] :]), generator, mid[:, -1])
+        return torch.cat([s0, s1], 1), torch.cat([d0, d1], 1), torch.cat([a0, a1], 1)
+
     def training_losses(self, frames, *, generator=None, cues=None):
         images = self.prepare(frames)
-        B, T = images.shape[:2]
+        B = images.shape[0]
         self.check_cues(cues, B)
-        slots, dists, attn = self.track(self.frame_features(images), generator, cues=cues)
+        trained = self.trained_frames(images.shape[1])
+        if self.training and len(trained) < images.shape[1]:
+            slots, dists, attn = self._track_truncated(images, generator, cues, trained)
+            images = images[:, trained]  # (B, 1 + n, 3, R, R): the frames the loss sees
+        else:  # evaluation scores every frame of its clip
+            slots, dists, attn = self.track(self.frame_features(images), generator, cues=cues)
+        T = images.shape[1]
         recon, dec_masks = self.decode(slots.flatten(0, 1))
         recon = recon.view(B, T, 3, self.resolution, self.resolution)
         losses = savi_losses(recon, images, dists, kld_weight=self.kld_weight, kld_var=self.kld_var)
@@ -215,4 +244,7 @@ class SAVi(ObjectCentricEncoder):
             masks = dec_masks.view(B, T, self.num_slots, self.resolution, self.resolution)
         else:
             masks = attn.unflatten(-1, (self.feat_size, self.feat_size))
-        return losses, SlotOutput(slots=slots, masks=masks.detach(), aux={"reconstruction": recon.detach()})
+        out = SlotOutput(slots=slots, masks=masks.detach(), aux={"reconstruction": recon.detach()})
+        if self.training:  # which clip frames the slots and masks are of (all of them unless truncated)
+            out.aux["frames"] = torch.tensor(trained)
+        return losses, out

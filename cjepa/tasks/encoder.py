@@ -161,7 +161,8 @@ class EncoderTask(TaskBase):
         losses, out = model(frames, generator=[self._generator(s, 7) for s in seeds], cues=self._cues(batch, seeds))
         vis = self.cfg.encoder.vis_every
         if vis and step % vis == 0 and micro_index == 0 and self.env.is_main:
-            self._log_pictures("train", frames, out.masks, step)
+            shown = out.aux.get("frames")  # the frames the masks are of (truncated back-propagation skips some)
+            self._log_pictures("train", frames if shown is None else frames[:, shown.to(frames.device)], out.masks, step)
         return losses
 
     # ------------------------------------------------------------------ evaluation

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cjepa.cli import main
 from cjepa.commands.demo import _verdict
@@ -43,6 +44,9 @@ def test_demo_runs_every_stage_then_resumes(tmp_path, capsys):
     assert len(dec["clips"]) == 2 and all((out / "rollout_video").joinpath(p.split("/")[-1]).is_file() for p in dec["clips"])
     tb = out / "rollout_video" / "tb"  # the decoded clips as tensorboard videos, at the predictor's trained step
     assert len(dec["tb"]) == 2 and all([s for s, _ in event_videos(tb, tag)] == [2] for tag in dec["tb"])
+    enc_tb = EventAccumulator(str(out / "encoder" / "tb"))
+    enc_tb.Reload()
+    assert {"video/val/fg_ari", "video/val/swap_rate"} <= set(enc_tb.Tags()["scalars"])  # whole held-out videos
     shard = next((out / "world" / "train").glob("*.tar"))
     before = shard.stat().st_mtime_ns
     assert main(args) == 0
@@ -71,3 +75,15 @@ def test_verdict_names_the_winning_steps_and_the_encoder_limit():
     text = _verdict({"mse": [1.0, 1.0], "baseline_mse": [2.0, 4.0]}, {"fg_ari": 0.8}, swap_rate=0.01)
     assert "every rollout step (worst step 0.50x)" in text and "1.0% of held-out frames" in text and "learned dynamics" in text
     assert "read the ratio with care" in _verdict(fe, {"fg_ari": 0.8}, swap_rate=0.2)
+
+
+def test_whole_video_scores_reach_the_encoders_tensorboard(tmp_path):
+    """Extraction's whole-video FG-ARI and swap rate are tensorboard scalars per split (a split without masks has none)."""
+    from cjepa.demo_pipeline import log_video_scores
+
+    log_video_scores([{"split": "train", "fg_ari": 0.5, "swap_rate": 0.25}, {"split": "val", "fg_ari": 0.75, "swap_rate": 0.125},
+                      {"split": "test"}], tmp_path, 500)
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert sorted(acc.Tags()["scalars"]) == ["video/train/fg_ari", "video/train/swap_rate", "video/val/fg_ari", "video/val/swap_rate"]
+    assert [(e.step, e.value) for e in acc.Scalars("video/val/swap_rate")] == [(500, 0.125)]

@@ -149,3 +149,24 @@ def test_conditional_savi_starts_from_cues_and_requires_them():
     losses, _ = m.train()(x, cues=a)
     losses["loss"].backward()
     assert m.cue_mlp[0].weight.grad is not None and m.cue_mlp[0].weight.grad.abs().sum() > 0
+
+
+def test_truncated_backprop_trains_first_and_last_frames_over_carried_slots():
+    """encoder.savi.grad_frames=n: a training clip decodes and back-propagates through its first frame and its last
+    n only; the slots of the last n frames are those of tracking the whole clip (carried through the untrained
+    frames), the frames between give no gradient, every parameter still gets one, and evaluation scores every frame."""
+    m = small("encoder.savi.resolution=32", "encoder.savi.grad_frames=2", "encoder.savi.eval_kernel=mean")
+    assert m.trained_frames(6) == [0, 4, 5] and m.trained_frames(3) == [0, 1, 2] and m.trained_frames(2) == [0, 1]
+    x = torch.randn(2, 6, 3, 32, 32, requires_grad=True)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    losses, out = m(x, generator=g())
+    assert out.slots.shape == (2, 3, 3, 16) and out.masks.shape[1] == 3 and torch.equal(out.aux["frames"], torch.tensor([0, 4, 5]))
+    full = m.encode(x, generator=g(), masks=False).slots  # the same tracking with every frame, no truncation
+    assert_close_verbose(out.slots, full[:, [0, 4, 5]], 1e-5, 1e-5, "trained frames' slots track the whole clip")
+    losses["loss"].backward()
+    moved = x.grad.abs().sum(dim=(0, 2, 3, 4))  # (T,) input gradient per frame
+    assert (moved[[0, 4, 5]] > 0).all() and (moved[1:4] == 0).all(), moved
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    m.eval()
+    assert m(x, generator=g())[1].masks.shape[1] == 6  # validation clips are scored whole

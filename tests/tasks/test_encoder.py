@@ -219,3 +219,23 @@ def test_clip_curriculum_switches_to_long_clips_at_an_epoch_boundary(tmp_path, s
     off = EncoderTask(_cfg(tmp_path, "plain"), train, val)
     off.setup(DistEnv(), derive(off.cfg, 1), torch.device("cpu"))
     assert next(off.train_batches(100))[0]["frames"].shape[1] == 2
+
+
+def test_truncated_backprop_trains_long_clips_and_pictures_show_the_trained_frames(tmp_path, sources):
+    """encoder.savi.grad_frames with the long-clip curriculum: conditional SAVi trains 4-frame clips (stride 2 in
+    10-frame videos) through their first and last frames, validates whole clips, and the training pictures pair
+    each mask with the frame it belongs to."""
+    train, val = sources
+    cfg = _cfg(tmp_path, "tbptt", "train.max_steps=2", "train.val_every=2", "encoder.savi.init=cues", "encoder.vis_every=1",
+               "encoder.data.hflip_prob=0.0", "encoder.data.long_clip_frames=4", "encoder.data.long_clips_from=0", "encoder.savi.grad_frames=1")
+    task = EncoderTask(cfg, train, val)
+    summary = Trainer(cfg, task, progress=False).fit()
+    assert summary["steps"] == 2 and torch.isfinite(torch.tensor(summary["train/loss"])) and -1.0 <= summary["val/fg_ari"] <= 1.0
+    shown = []
+    task._log_pictures = lambda tag, frames, masks, step: shown.append((frames, masks))
+    model = task.build_model()
+    batch = next(task.train_batches(0))[0]
+    task.training_losses(model, batch, 0, 0)
+    frames, masks = shown[0]
+    assert frames.shape[1] == masks.shape[1] == 2  # frames 0 and 3 of the 4-frame clip
+    assert torch.equal(frames, batch["frames"][:, [0, 3]])

@@ -103,8 +103,17 @@ class SaviConfig:
     # centre), slot 0 and the spare slots from their learned vectors. Needs
     # instance masks in training, validation and extraction (the built-in world and Push-T shards have them).
     init: Literal["learned", "cues"] = "learned"
+    # Truncated back-propagation through time: with n > 0, a training clip longer than n + 1 frames trains its first
+    # frame and its last n; the frames between are tracked without gradient and their slots carried in detached.
+    # Long clips then cost about a short clip's backward pass while the transition learns from slots far into the
+    # video, as whole-video extraction uses it. 0 = back-propagate through every frame. On the demo world the
+    # detached carry did not teach tracking: full back-propagation over 8-frame clips held objects far longer
+    # (benchmarks/results/tracking_20261206.jsonl).
+    grad_frames: int = 0
 
     def validate(self) -> None:
+        if self.grad_frames < 0:
+            raise ConfigError(f"encoder.savi.grad_frames must be >= 0 (0 = every frame); got {self.grad_frames}")
         res, ups = self.dec_resolution, 0
         while res < self.resolution:
             res, ups = res * 2, ups + 1
@@ -119,7 +128,7 @@ class SaviConfig:
 class VideoDataConfig:
     """Where decoded training clips and whole videos come from, and how clips are cut (section 4.7)."""
 
-    # A registered video source (cjepa.data.clips): "shards" = the webdataset video shards.
+    # A registered video source (cjepa.data.video_sources): "shards" = the webdataset video shards.
     source: str = "shards"
     path: str = ""
     train_split: str = "train"

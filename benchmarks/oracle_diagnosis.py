@@ -291,7 +291,7 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0, help="oracle: run only the first LIMIT of the drawn pairs (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--cost", choices=["embedding", "state"], default="embedding")
+    p.add_argument("--cost", choices=["embedding", "state", "state_path"], default="embedding")
     p.add_argument("--proprio-weight", type=float, default=1.0)
     p.add_argument("--angle-weight", type=float, default=1.0)
     p.add_argument("--samples", type=int, default=300)

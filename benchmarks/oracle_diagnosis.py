@@ -104,7 +104,8 @@ def _world_model(args):
 
         emb = slot_model.encoder.embedding
         slot_model.encoder.embedding = StateSlotEmbedding(emb.slot_dim, emb.background_slots, cycles=args.embedding_cycles)
-    return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight), pc
+    return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight,
+                               final_weight=args.final_weight), pc
 
 
 def cmd_oracle(args) -> dict:
@@ -140,6 +141,7 @@ def cmd_oracle(args) -> dict:
         cats[r["category"]] = cats.get(r["category"], 0) + 1
     wall = time.perf_counter() - t0
     return {"kind": "oracle", "embedding_cycles": args.embedding_cycles, "cost": args.cost, "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
+            "final_weight": args.final_weight,
             "samples": args.samples, "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale,
             "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip, "limit": args.limit,
             "success_rate": 100.0 * sum(r["success"] for r in results) / len(results), "categories": cats,
@@ -308,6 +310,7 @@ def main(argv=None) -> int:
     p.add_argument("--cost", choices=["embedding", "state", "state_path"], default="embedding")
     p.add_argument("--proprio-weight", type=float, default=1.0)
     p.add_argument("--angle-weight", type=float, default=1.0)
+    p.add_argument("--final-weight", type=float, default=0.0, help="state_path: + this x the last step's cost")
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--topk", type=int, default=30)
     p.add_argument("--iterations", type=int, default=30)

@@ -412,7 +412,8 @@ class SimulatorWorldModel:
 
     COST_SPACES = ("embedding", "state", "state_path")
 
-    def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0):
+    def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0,
+                 final_weight: float = 0.0):
         from cjepa.envs.pusht import PushTEnv
 
         if not isinstance(slot_model.encoder, StateSlotEncoder):
@@ -420,6 +421,9 @@ class SimulatorWorldModel:
         if cost_space not in self.COST_SPACES:
             raise ValueError(f"cost_space must be one of {self.COST_SPACES}, got {cost_space!r}")
         self.model, self.cost_space, self.angle_weight = slot_model, cost_space, angle_weight
+        # "state_path" only: + final_weight x the last step's cost. The whole plan is executed, so a plan whose
+        # best step misses the goal hands the next plan whatever its later steps do.
+        self.final_weight = final_weight
         self.action_block, self.action_dim = slot_model.action_block, slot_model.action_dim
         self.env = PushTEnv(64)
         self._state: Optional[np.ndarray] = None
@@ -489,4 +493,5 @@ class SimulatorWorldModel:
         # The observed frames (the start included) are not the plan's to score: the episode would have ended at
         # a successful one, and their cost is the same for every candidate.
         path = trajectories[:, self._observed :, 0].cpu().numpy()  # (C, steps, 7)
-        return torch.from_numpy(state_cost(path, goal.cpu().numpy(), self.angle_weight).min(axis=1)).float()
+        costs = state_cost(path, goal.cpu().numpy(), self.angle_weight)  # (C, steps)
+        return torch.from_numpy(costs.min(axis=1) + self.final_weight * costs[:, -1]).float()

@@ -171,6 +171,10 @@ def test_state_path_cost_scores_the_best_env_step_of_the_plan(world_model):
     assert costs[3] == 0.0
     np.testing.assert_allclose(costs, state_cost(traj[:, 2:, 0].numpy(), goal_state).min(axis=1), rtol=1e-6)
     assert SimulatorWorldModel(world_model, cost_space="state").cost(traj, goal)[3] > 0  # final frame only
+    weighted = SimulatorWorldModel(world_model, cost_space="state_path", final_weight=0.5)
+    weighted.encode(Observation(proprio=state_to_proprio(observed), state=observed))
+    np.testing.assert_allclose(weighted.cost(traj, goal).numpy(),
+                               costs + 0.5 * state_cost(traj[:, -1, 0].numpy(), goal_state), rtol=1e-6)
     # The observed frames are not the plan's: a goal at the frame before the start is not reached by planning.
     at_before = oracle.encode_goal(Goal(proprio=state_to_proprio(before), state=before))
     assert (oracle.cost(traj, at_before).numpy() > 0).all()

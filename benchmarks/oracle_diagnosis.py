@@ -61,11 +61,23 @@ def _quantiles(x) -> dict:
             "p75": float(q[3]), "p90": float(q[4]), "n": int(len(x))}
 
 
+def _random_episodes(args) -> dict[str, np.ndarray]:
+    """{key: states (T, 7)} of the store's random-explorer episodes (stable-worldmodel's WeakPolicy): what the
+    pairs would ask for if the evaluation data were recorded with that policy."""
+    from cjepa.data.slot_store import SlotSplit
+
+    videos = SlotSplit(args.dataset, args.split)
+    out = {k: np.asarray(videos.extra(k, "state"), np.float64) for k in videos if k.startswith("random")}
+    if not out:
+        raise SystemExit(f"{args.dataset}/{args.split}: no random episodes")
+    return out
+
+
 def cmd_displacement(args) -> dict:
     from cjepa.plan.diagnose import displacement
     from cjepa.plan.evaluate import load_expert_episodes, sample_start_goal_pairs
 
-    eps = load_expert_episodes(args.dataset, args.split)
+    eps = load_expert_episodes(args.dataset, args.split) if args.kind == "expert" else _random_episodes(args)
     rows = [(k, s) for k in sorted(eps) for s in range(len(eps[k]) - args.goal_offset)]
 
     def stats(pairs):
@@ -76,7 +88,7 @@ def cmd_displacement(args) -> dict:
 
     lengths = [len(v) for v in eps.values()]
     speed = np.concatenate([np.linalg.norm(np.diff(v[:, :2], axis=0), axis=1) for v in eps.values()])
-    return {"kind": "displacement", "dataset_split": args.split, "episodes": len(eps),
+    return {"kind": "displacement", "dataset_split": args.split, "episode_kind": args.kind, "episodes": len(eps),
             "episode_length": _quantiles(lengths), "agent_px_per_step": _quantiles(speed), "all_rows": stats(rows),
             **{f"seed{s}_pairs": stats(sample_start_goal_pairs(eps, args.episodes, s, args.goal_offset)) for s in args.seeds}}
 
@@ -92,7 +104,8 @@ def _world_model(args):
 
         emb = slot_model.encoder.embedding
         slot_model.encoder.embedding = StateSlotEmbedding(emb.slot_dim, emb.background_slots, cycles=args.embedding_cycles)
-    return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight), pc
+    return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight,
+                               final_weight=args.final_weight), pc
 
 
 def cmd_oracle(args) -> dict:
@@ -128,6 +141,7 @@ def cmd_oracle(args) -> dict:
         cats[r["category"]] = cats.get(r["category"], 0) + 1
     wall = time.perf_counter() - t0
     return {"kind": "oracle", "embedding_cycles": args.embedding_cycles, "cost": args.cost, "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
+            "final_weight": args.final_weight,
             "samples": args.samples, "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale,
             "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip, "limit": args.limit,
             "success_rate": 100.0 * sum(r["success"] for r in results) / len(results), "categories": cats,
@@ -286,14 +300,17 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default="", help="predictor checkpoint or run dir (embedders + normaliser)")
     p.add_argument("--out", required=True, help="JSONL file the record is appended to")
     p.add_argument("--goal-offset", type=int, default=25)
+    p.add_argument("--kind", choices=["expert", "random"], default="expert",
+                   help="displacement: the episodes whose start/goal pairs are measured")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--skip", type=int, default=0, help="drop the first SKIP drawn pairs (split a run over processes)")
     p.add_argument("--limit", type=int, default=0, help="oracle: run only the first LIMIT of the drawn pairs (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--cost", choices=["embedding", "state"], default="embedding")
+    p.add_argument("--cost", choices=["embedding", "state", "state_path"], default="embedding")
     p.add_argument("--proprio-weight", type=float, default=1.0)
     p.add_argument("--angle-weight", type=float, default=1.0)
+    p.add_argument("--final-weight", type=float, default=0.0, help="state_path: + this x the last step's cost")
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--topk", type=int, default=30)
     p.add_argument("--iterations", type=int, default=30)

@@ -1,6 +1,10 @@
 """Table of the oracle diagnosis records (benchmarks/oracle_diagnosis.py output), for the report.
 
 python benchmarks/oracle_summary.py benchmarks/results/oracle/oracle_runs.jsonl benchmarks/results/oracle/solve.jsonl
+
+``--combine`` instead joins the oracle records of one run split over processes (the same data, cost, CEM,
+seed and ``--episodes`` draw; ``--skip`` / ``--limit`` ranges) into one row per configuration and seed, with
+the pairs covered, the success count, the categories and the per-episode wall time of the planning.
 """
 
 from __future__ import annotations
@@ -13,7 +17,48 @@ def _arg(argv: list[str], flag: str, default: str) -> str:
     return argv[argv.index(flag) + 1] if flag in argv else default
 
 
+def _config(r: dict) -> tuple:
+    argv = r["argv"]
+    return (_arg(argv, "--dataset", "?"), r["cost"], r.get("proprio_weight"), r["samples"], r.get("topk", 30),
+            r["iterations"], r.get("var_scale", 1.0), r.get("goal_offset", 25), int(_arg(argv, "--episodes", "10")),
+            r["git_sha"], r.get("final_weight", 0.0))  # split jobs of one run start from one commit (a store regenerated later may differ)
+
+
+def combine(records: list[dict]) -> list[dict]:
+    """Oracle records split over processes -> one row per (configuration, commit, seed); overlapping ranges are
+    an error."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r["kind"] == "oracle":
+            groups.setdefault((_config(r), r["seed"]), []).append(r)
+    rows = []
+    for (cfg, seed), recs in groups.items():
+        covered: set[int] = set()
+        episodes: list[dict] = []
+        for r in recs:
+            idx = set(range(r.get("skip", 0), r.get("skip", 0) + len(r["per_episode"])))
+            if covered & idx:
+                raise ValueError(f"records of {cfg} seed {seed} overlap on drawn pairs {sorted(covered & idx)}")
+            covered |= idx
+            episodes += r["per_episode"]
+        cats: dict[str, int] = {}
+        for e in episodes:
+            cats[e["category"]] = cats.get(e["category"], 0) + 1
+        rows.append({"dataset": cfg[0], "cost": cfg[1], "final_weight": cfg[10], "samples": cfg[3], "iterations": cfg[5], "seed": seed,
+                     "drawn": cfg[8], "covered": len(covered), "solved": sum(e["success"] for e in episodes),
+                     "categories": cats, "git_sha": cfg[9][:7],
+                     "plan_seconds_per_episode": sum(e["plan_seconds"] for e in episodes) / len(episodes)})
+    return rows
+
+
 def main(paths: list[str]) -> int:
+    if paths and paths[0] == "--combine":
+        records = [json.loads(line) for path in paths[1:] for line in open(path)]
+        for r in combine(records):
+            print(f"{r['dataset']} cost={r['cost']} final_w={r['final_weight']} CEM {r['samples']}x{r['iterations']} seed {r['seed']}: "
+                  f"{r['solved']}/{r['covered']} solved (of {r['drawn']} drawn); {r['categories']}; "
+                  f"{r['plan_seconds_per_episode']:.0f} s planning per episode [{r['git_sha']}]")
+        return 0
     for path in paths:
         for line in open(path):
             r = json.loads(line)

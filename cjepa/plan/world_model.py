@@ -372,31 +372,44 @@ class SimulatorWorldModel:
     with the model error removed: what CEM and that cost can achieve. With "state" the nodes are the raw
     simulator states (one 7-d node per frame) and the cost is :func:`cjepa.plan.diagnose.state_cost`, the
     success rule's own geometry: what CEM can achieve at all, which tells whether the embedding is the limit.
-    Stateful in "embedding" space: ``rollout`` starts from the state seen by the last ``encode`` call. Needs
-    the state-slot encoder (it embeds simulator states).
+    "state_path" keeps every env step of the replay (one 7-d node per step, not per block) and scores a candidate
+    by its best step: the protocol checks success after every env step, so a plan that passes through the goal
+    region before its last step solves the episode although a final-frame cost would rank it as a miss.
+    Stateful: ``rollout`` starts from the state seen by the last ``encode`` call. Needs the state-slot encoder
+    (it embeds simulator states).
     """
 
-    def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0):
+    COST_SPACES = ("embedding", "state", "state_path")
+
+    def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0,
+                 final_weight: float = 0.0):
         if not isinstance(slot_model.encoder, StateSlotEncoder):
             raise ValueError("SimulatorWorldModel embeds simulator states: it needs a StateSlotEncoder")
-        if cost_space not in ("embedding", "state"):
-            raise ValueError(f"cost_space must be 'embedding' or 'state', got {cost_space!r}")
+        if cost_space not in self.COST_SPACES:
+            raise ValueError(f"cost_space must be one of {self.COST_SPACES}, got {cost_space!r}")
         self.model, self.cost_space, self.angle_weight = slot_model, cost_space, angle_weight
+        # "state_path" only: + final_weight x the last step's cost. The whole plan is executed, so a plan whose
+        # best step misses the goal hands the next plan whatever its later steps do.
+        self.final_weight = final_weight
         self.action_block, self.action_dim = slot_model.action_block, slot_model.action_dim
         self.env = PushTEnv(64)
         self._state: Optional[np.ndarray] = None
+        self._observed = 0  # nodes of the last encoded observation: the state-path cost skips them
         self.env_steps = 0  # simulated steps so far (throughput measurements)
 
     def encode(self, obs: Observation) -> torch.Tensor:
         if obs.state is None:
             raise ValueError("the simulator world model needs Observation.state")
         self._state = np.asarray(obs.state, np.float64)[-1]
-        if self.cost_space == "state":
-            return torch.from_numpy(np.asarray(obs.state, np.float64).reshape(-1, 1, 7))
-        return self.model.encode(obs)
+        if self.cost_space != "embedding":
+            nodes = torch.from_numpy(np.asarray(obs.state, np.float64).reshape(-1, 1, 7))
+        else:
+            nodes = self.model.encode(obs)
+        self._observed = len(nodes)
+        return nodes
 
     def encode_goal(self, goal: Goal) -> torch.Tensor:
-        if self.cost_space == "state":
+        if self.cost_space != "embedding":
             if goal.state is None:
                 raise ValueError("the state-space cost needs Goal.state")
             return torch.from_numpy(np.asarray(goal.state, np.float64).reshape(7))
@@ -405,25 +418,27 @@ class SimulatorWorldModel:
     def blocks_to_env(self, blocks: torch.Tensor) -> np.ndarray:
         return self.model.blocks_to_env(blocks)
 
-    def simulate(self, actions: torch.Tensor) -> np.ndarray:
-        """(C, H, A) candidate blocks -> (C, H + 1, 7) simulator states at block boundaries, start first."""
+    def simulate(self, actions: torch.Tensor, every: Optional[int] = None) -> np.ndarray:
+        """(C, H, A) candidate blocks -> (C, H * action_block / every + 1, 7) simulator states after every
+        ``every``-th env step (default: at block boundaries), start first."""
         if self._state is None:
             raise RuntimeError("SimulatorWorldModel.encode must be called before rollout")
+        every = self.action_block if every is None else every
         C, H, _ = actions.shape
         raw = self.model.blocks_to_env(actions)  # (C, H * action_block, 2)
-        states = np.empty((C, H + 1, 7))
+        states = np.empty((C, H * self.action_block // every + 1, 7))
         states[:, 0] = self._state
         for c in range(C):
-            states[c, 1:] = self.env.simulate(self._state, raw[c], every=self.action_block)
+            states[c, 1:] = self.env.simulate(self._state, raw[c], every=every)
         self.env_steps += C * H * self.action_block
         return states
 
     @torch.no_grad()
     def rollout(self, nodes: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         C, H, _ = actions.shape
-        states = self.simulate(actions)
-        if self.cost_space == "state":
-            sim = torch.from_numpy(states).view(C, H + 1, 1, 7)
+        states = self.simulate(actions, every=1 if self.cost_space == "state_path" else None)
+        if self.cost_space != "embedding":
+            sim = torch.from_numpy(states).view(C, len(states[0]), 1, 7)  # (C, steps + 1, 1, 7)
             return torch.cat([nodes[:-1].unsqueeze(0).expand(C, -1, -1, -1), sim], dim=1)
         wm = self.model
         slots = torch.from_numpy(wm.encoder.embedding(states.reshape(-1, 7))).to(wm.device).view(C, H + 1, wm.num_slots, -1)
@@ -433,7 +448,13 @@ class SimulatorWorldModel:
         return torch.cat([nodes[:-1].unsqueeze(0).expand(C, -1, -1, -1), sim], dim=1)
 
     def cost(self, trajectories: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        if self.cost_space == "embedding":
+            return self.model.cost(trajectories, goal)
         if self.cost_space == "state":
-            final = trajectories[:, -1, 0].cpu().numpy()
+            final = trajectories[:, -1, 0].cpu().numpy()  # (C, 7)
             return torch.from_numpy(state_cost(final, goal.cpu().numpy(), self.angle_weight)).float()
-        return self.model.cost(trajectories, goal)
+        # The observed frames (the start included) are not the plan's to score: the episode would have ended at
+        # a successful one, and their cost is the same for every candidate.
+        path = trajectories[:, self._observed :, 0].cpu().numpy()  # (C, steps, 7)
+        costs = state_cost(path, goal.cpu().numpy(), self.angle_weight)  # (C, steps)
+        return torch.from_numpy(costs.min(axis=1) + self.final_weight * costs[:, -1]).float()

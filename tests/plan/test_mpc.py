@@ -144,3 +144,37 @@ def test_simulator_world_model_in_state_space(world_model):
     np.testing.assert_allclose(costs.numpy(), state_cost(traj[:, -1, 0].numpy(), goal_state), rtol=1e-6)
     with pytest.raises(ValueError, match="cost_space"):
         SimulatorWorldModel(world_model, cost_space="pixels")
+
+
+def test_state_path_cost_scores_the_best_env_step_of_the_plan(world_model):
+    """cost_space="state_path": one node per env step (each the state the environment is in after that step),
+    and a candidate costs what its best planned step costs; the observed frames are not scored."""
+    from cjepa.plan.diagnose import state_cost
+    from cjepa.plan.world_model import Goal, Observation, SimulatorWorldModel
+
+    oracle = SimulatorWorldModel(world_model, cost_space="state_path")
+    before = np.array([140.0, 150.0, 300.0, 300.0, 0.5, 0.0, 0.0])
+    start = np.array([150.0, 150.0, 300.0, 300.0, 0.5, 20.0, 0.0])
+    observed = np.stack([before, start])
+    nodes = oracle.encode(Observation(proprio=state_to_proprio(observed), state=observed))
+    cand = torch.randn(4, 2, 10, generator=torch.Generator().manual_seed(2))
+    traj = oracle.rollout(nodes, cand)
+    assert traj.shape == (4, 1 + 1 + 2 * 5, 1, 7)  # observed frame before the start, start, 10 env steps
+    env = PushTEnv(32)
+    env.reset(start)
+    for t, a in enumerate(world_model.blocks_to_env(cand[3])):
+        env.step(a)
+        np.testing.assert_array_equal(traj[3, 2 + t, 0].numpy(), env.get_state())
+    goal_state = traj[3, 4, 0].numpy().copy()  # candidate 3 passes through it after 3 of its 10 steps
+    goal = oracle.encode_goal(Goal(proprio=state_to_proprio(goal_state), state=goal_state))
+    costs = oracle.cost(traj, goal).numpy()
+    assert costs[3] == 0.0
+    np.testing.assert_allclose(costs, state_cost(traj[:, 2:, 0].numpy(), goal_state).min(axis=1), rtol=1e-6)
+    assert SimulatorWorldModel(world_model, cost_space="state").cost(traj, goal)[3] > 0  # final frame only
+    weighted = SimulatorWorldModel(world_model, cost_space="state_path", final_weight=0.5)
+    weighted.encode(Observation(proprio=state_to_proprio(observed), state=observed))
+    np.testing.assert_allclose(weighted.cost(traj, goal).numpy(),
+                               costs + 0.5 * state_cost(traj[:, -1, 0].numpy(), goal_state), rtol=1e-6)
+    # The observed frames are not the plan's: a goal at the frame before the start is not reached by planning.
+    at_before = oracle.encode_goal(Goal(proprio=state_to_proprio(before), state=before))
+    assert (oracle.cost(traj, at_before).numpy() > 0).all()

@@ -20,8 +20,9 @@ class PlanConfig:
     oracle: bool = False
     # The oracle's cost: "embedding" = the model's cost over embedded simulator states (the upper bound of the
     # protocol); "state" = the success rule's geometry on the true state (cjepa.plan.diagnose.state_cost), which
-    # separates what CEM can do from what the embedding lets it do.
-    oracle_cost: Literal["embedding", "state"] = "embedding"
+    # separates what CEM can do from what the embedding lets it do; "state_path" = that cost at the plan's best
+    # env step (success is checked after every step).
+    oracle_cost: Literal["embedding", "state", "state_path"] = "embedding"
     encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300

@@ -4,7 +4,12 @@ python benchmarks/oracle_summary.py benchmarks/results/oracle/oracle_runs.jsonl 
 
 ``--combine`` instead joins the oracle records of one run split over processes (the same data, cost, CEM,
 seed and ``--episodes`` draw; ``--skip`` / ``--limit`` ranges) into one row per configuration and seed, with
-the pairs covered, the success count, the categories and the per-episode wall time of the planning.
+the pairs covered, the success count, the categories and the per-episode wall time of the planning;
+``--out FILE`` also writes those rows as JSONL (the source records' commit, machine and latest date with each), so
+that documents can cite the combined counts:
+
+python benchmarks/oracle_summary.py --combine benchmarks/results/oracle/oracle_runs.jsonl \
+    --out benchmarks/results/oracle/oracle_combined.jsonl
 """
 
 from __future__ import annotations
@@ -46,18 +51,27 @@ def combine(records: list[dict]) -> list[dict]:
             cats[e["category"]] = cats.get(e["category"], 0) + 1
         rows.append({"dataset": cfg[0], "cost": cfg[1], "final_weight": cfg[10], "samples": cfg[3], "iterations": cfg[5], "seed": seed,
                      "drawn": cfg[8], "covered": len(covered), "solved": sum(e["success"] for e in episodes),
-                     "categories": cats, "git_sha": cfg[9][:7],
+                     "categories": cats, "git_sha": cfg[9], "machine": recs[0].get("machine"),
+                     "date_utc": max(str(r.get("date_utc", "")) for r in recs),
                      "plan_seconds_per_episode": sum(e["plan_seconds"] for e in episodes) / len(episodes)})
     return rows
 
 
 def main(paths: list[str]) -> int:
     if paths and paths[0] == "--combine":
+        out = None
+        if "--out" in paths:
+            i = paths.index("--out")
+            out, paths = paths[i + 1], paths[:i] + paths[i + 2:]
         records = [json.loads(line) for path in paths[1:] for line in open(path)]
-        for r in combine(records):
+        rows = combine(records)
+        if out:
+            with open(out, "w") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in rows)
+        for r in rows:
             print(f"{r['dataset']} cost={r['cost']} final_w={r['final_weight']} CEM {r['samples']}x{r['iterations']} seed {r['seed']}: "
                   f"{r['solved']}/{r['covered']} solved (of {r['drawn']} drawn); {r['categories']}; "
-                  f"{r['plan_seconds_per_episode']:.0f} s planning per episode [{r['git_sha']}]")
+                  f"{r['plan_seconds_per_episode']:.0f} s planning per episode [{r['git_sha'][:7]}]")
         return 0
     for path in paths:
         for line in open(path):

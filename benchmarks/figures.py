@@ -13,7 +13,8 @@ the result file, the row(s) and the field that back it::
         scale: 1/60                               # optional: value x scale (seconds -> minutes; 100 for %)
 
 Optional keys: ``reduce`` over the selected rows (``one``, the default, needs exactly one row; ``mean``, ``min``,
-``max``, ``sum``, ``max/min``, ``count``; element-wise for list fields), ``items`` (a ``start:stop`` slice of a list field)
+``max``, ``sum``, ``max/min``, ``count``; element-wise for list fields), ``items`` (a ``start:stop`` slice of a list
+field)
 with ``items_reduce`` (``mean`` / ``min`` / ``max``), ``over`` (``{rows, field, reduce}``: divide by that value,
 for speed-ups between rows), ``step`` (the rounding step of an "about" figure, e.g. 10 for "about 1550 s").
 The value must round to the figure at the figure's written precision (or ``step``).
@@ -277,7 +278,20 @@ def load_registry(root: Path = ROOT) -> dict:
     return {"figures": data.get("figures") or [], "not_measured": data.get("not_measured") or []}
 
 
-_FIGURE_KEYS = {"doc", "text", "figure", "file", "rows", "field", "scale", "reduce", "items", "items_reduce", "over", "step"}
+_FIGURE_KEYS = {
+    "doc",
+    "text",
+    "figure",
+    "file",
+    "rows",
+    "field",
+    "scale",
+    "reduce",
+    "items",
+    "items_reduce",
+    "over",
+    "step",
+}
 _NOT_MEASURED_KEYS = {"doc", "text", "reason"}
 
 
@@ -288,7 +302,9 @@ def _entry_where(entry: dict) -> str:
 def _check_entry_shape(entry: dict, allowed: set[str], required: set[str]) -> list[str]:
     problems = []
     if set(entry) - allowed:
-        problems.append(f"{_entry_where(entry)}: unknown keys {sorted(set(entry) - allowed)} (allowed: {sorted(allowed)})")
+        problems.append(
+            f"{_entry_where(entry)}: unknown keys {sorted(set(entry) - allowed)} (allowed: {sorted(allowed)})"
+        )
     if required - set(entry):
         problems.append(f"{_entry_where(entry)}: missing keys {sorted(required - set(entry))}")
     return problems
@@ -370,11 +386,13 @@ def _is_covered(f: Found, spans: list[tuple[int, int, Optional[str]]], text: str
 
 def _unregistered(f: Found) -> str:
     number = _NUMBER.search(f.text).group()
-    return (f"{f.doc}:{f.line} (section {f.section!r}): {f.text!r} has no entry in {REGISTRY}; "
-            f"if a run measured it, add under figures: {{doc: {f.doc}, text: \"<words around it, verbatim>\", "
-            f"figure: \"{number}\", file: benchmarks/results/<file>.jsonl, rows: {{<field>: <value>}}, field: <field>}} "
-            f"(and commit the row); if not, add under not_measured: {{doc: {f.doc}, text: \"...\", reason: \"...\"}}; "
-            f"line: {f.context[:160]!r}")
+    return (
+        f"{f.doc}:{f.line} (section {f.section!r}): {f.text!r} has no entry in {REGISTRY}; "
+        f'if a run measured it, add under figures: {{doc: {f.doc}, text: "<words around it, verbatim>", '
+        f'figure: "{number}", file: benchmarks/results/<file>.jsonl, rows: {{<field>: <value>}}, field: <field>}} '
+        f'(and commit the row); if not, add under not_measured: {{doc: {f.doc}, text: "...", reason: "..."}}; '
+        f"line: {f.context[:160]!r}"
+    )
 
 
 def untracked_files(root: Path = ROOT) -> list[str]:

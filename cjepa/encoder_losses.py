@@ -48,12 +48,15 @@ def videosaur_losses(
     sim_temp: float,
     sim_threshold: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """reconstruction (B, T, P, F + P), features (B, T, P, F), keys (B, T, P, E) -> {loss, loss_featrec, loss_timesim}."""
+    """reconstruction (B, T, P, F + P), features (B, T, P, F), keys (B, T, P, E) -> {loss, loss_featrec,
+    loss_timesim}."""
     Fdim = features.shape[-1]
     P = features.shape[-2]
     need = Fdim + (P if sim_weight > 0 else 0)
     if reconstruction.shape[-1] < need:
-        raise ValueError(f"reconstruction has {reconstruction.shape[-1]} dims; expected {Fdim} features + {P} similarity logits")
+        raise ValueError(
+            f"reconstruction has {reconstruction.shape[-1]} dims; expected {Fdim} features + {P} similarity logits"
+        )
     featrec = F.mse_loss(reconstruction[..., :Fdim].float(), features.detach().float())
     out = {"loss_featrec": featrec}
     loss = featrec
@@ -70,7 +73,8 @@ def videosaur_losses(
 
 
 def savi_kl(kernel_dist: torch.Tensor, prior_var: float) -> torch.Tensor:
-    """kernel_dist (..., 2D) = [mu, log sigma^2] -> KL(N(mu, sigma^2) || N(sg(mu), prior_var)), summed over D, averaged."""
+    """kernel_dist (..., 2D) = [mu, log sigma^2] -> KL(N(mu, sigma^2) || N(sg(mu), prior_var)), summed over D,
+    averaged."""
     D = kernel_dist.shape[-1] // 2
     log_var = kernel_dist[..., D:].float()
     log_var2 = math.log(prior_var)

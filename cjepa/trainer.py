@@ -133,7 +133,8 @@ class StepStats:
         self._reset_finite()
 
     def _reset_finite(self) -> None:
-        self._first_bad: Optional[torch.Tensor] = None  # () float64: first non-finite step since the last read, inf if none
+        # () float64: first non-finite step since the last read, inf if none
+        self._first_bad: Optional[torch.Tensor] = None
         self._bad: Optional[torch.Tensor] = None  # (K,) 1.0 where that step's loss was non-finite
         self._bad_values: Optional[torch.Tensor] = None  # (K,) the losses of that step
 
@@ -247,7 +248,14 @@ class Trainer:
         self.engine.save_extra_all_ranks(self.run_dir / "checkpoints" / f".staging-{STEP_DIR.format(step)}")
         path = None
         if self.env.is_main:
-            meta = {"reason": reason, "git": git_info(), "versions": package_versions(), "world_size": self.env.world_size, "engine": self.engine.name, "wall_time_s": time.time() - self._t0}
+            meta = {
+                "reason": reason,
+                "git": git_info(),
+                "versions": package_versions(),
+                "world_size": self.env.world_size,
+                "engine": self.engine.name,
+                "wall_time_s": time.time() - self._t0,
+            }
             path = save_checkpoint(
                 self.run_dir, step, model_state, train_state, dump_yaml(self.cfg), meta,
                 keep=self.cfg.train.keep_checkpoints,
@@ -299,9 +307,11 @@ class Trainer:
         if later:
             how = "train.resume=never" if ckpt is None else f"resuming from {ckpt} (step {step})"
             raise RunDirError(
-                f"{how}, but {self.run_dir / 'checkpoints'} holds later checkpoints of an earlier run ({', '.join(later)}): "
+                f"{how}, but {self.run_dir / 'checkpoints'} holds later checkpoints of an earlier run "
+                f"({', '.join(later)}): "
                 "checkpoint pruning would keep those instead of this run's, and summary.json would point at them. "
-                "Continue that run with train.resume=auto, choose another run.name, or move that checkpoints/ folder aside."
+                "Continue that run with train.resume=auto, choose another run.name, or move that checkpoints/ folder "
+                "aside."
             )
         if ckpt is None or not (ckpt / "config.yaml").is_file():
             return {}
@@ -452,7 +462,14 @@ class Trainer:
         )
         val_every = cfg.train.val_every or self.task.steps_per_epoch
         ckpt_every = cfg.train.ckpt_every or self.task.steps_per_epoch
-        bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.run.name}", disable=not (env.is_main and self.show_progress), dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(
+            total=total_steps,
+            initial=step,
+            desc=f"train {cfg.run.name}",
+            disable=not (env.is_main and self.show_progress),
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         stats = StepStats()
         samples, t_log = 0, time.time()
         val_metrics = self._val_metrics

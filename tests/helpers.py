@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "configs" / "smoke" / "cpu.yaml")
 
 
-def assert_close_verbose(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float, name: str = "tensor") -> None:
+def assert_close_verbose(
+    actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float, name: str = "tensor"
+) -> None:
     """assert_close with a report: max abs error, mismatch count, first bad indices, NaN/inf mismatches."""
     a, e = actual.detach().float().cpu(), expected.detach().float().cpu()
     if a.shape != e.shape:
@@ -122,7 +124,11 @@ class OnDevice(torch.Tensor):
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         if name in HOST_READS:
-            ours = [f"{f.filename}:{f.lineno}" for f in traceback.extract_stack() if f.filename.startswith(str(REPO / "cjepa"))]
+            ours = [
+                f"{f.filename}:{f.lineno}"
+                for f in traceback.extract_stack()
+                if f.filename.startswith(str(REPO / "cjepa"))
+            ]
             cls.reads.append(f"{name} at {ours[-1] if ours else 'torch'}")
         return super().__torch_function__(func, types, args, kwargs or {})
 
@@ -156,7 +162,9 @@ def transfers_to_stand_in_device():
 def protocol_members(protocol: type) -> list[str]:
     """The names a ``typing.Protocol`` declares: its methods, properties and annotated attributes."""
     names = set(getattr(protocol, "__annotations__", {}))
-    names |= {n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
+    names |= {
+        n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))
+    }
     return sorted(names)
 
 

@@ -23,7 +23,12 @@ def test_unknown_key_names_key_source_and_suggestion(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config([str(f)])
     msg = str(err.value)
-    assert "masking.num_mask" in msg and str(f) in msg and "masking.num_masked" in msg and "history_loss_includes_t0" in msg
+    assert (
+        "masking.num_mask" in msg
+        and str(f) in msg
+        and "masking.num_masked" in msg
+        and "history_loss_includes_t0" in msg
+    )
 
 
 def test_unknown_section_and_override_errors():
@@ -114,7 +119,11 @@ def test_vqa_and_study_sections_are_checked():
     with pytest.raises(ConfigError, match="study.grid entry 'run.seed'"):
         load_config(overrides=['study.grid=["run.seed"]'])
     cfg = load_config(overrides=["vqa.eval_offsets=[0,7]"])
-    assert cfg.vqa.eval_offsets == [0, 7] and cfg.vqa.num_frames == 25 and cfg.study.protocols == ["original", "counterfactual_rollout"]
+    assert (
+        cfg.vqa.eval_offsets == [0, 7]
+        and cfg.vqa.num_frames == 25
+        and cfg.study.protocols == ["original", "counterfactual_rollout"]
+    )
 
 
 @pytest.mark.parametrize("override", ["optim.lr=0", "optim.lr=-1e-3", "optim.lr=.nan", "optim.lr=.inf", "vqa.lr=0",

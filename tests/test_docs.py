@@ -32,7 +32,9 @@ NOT_CITATIONS = {
 
 _ID = r"(?:\d+(?:\.\d+)*|[A-Z]\.\d+)"
 QUIRK = re.compile(r"(?<![\w.])Q(\d+)(?!\w)")
-SECTION = re.compile(rf"(?:§\s*|\bspec(?:'s)?\s+(?:sections?\s+)?|\bsections?\s+)({_ID}(?:\s*(?:,|and|-|–|to)\s*{_ID})*)(?![\w.]*\w)")
+SECTION = re.compile(
+    rf"(?:§\s*|\bspec(?:'s)?\s+(?:sections?\s+)?|\bsections?\s+)({_ID}(?:\s*(?:,|and|-|–|to)\s*{_ID})*)(?![\w.]*\w)"
+)
 # "Rajbhandari et al. 2020, section 5" cites that paper, not the spec.
 FOREIGN = re.compile(r"et al\.?,? \d{4},?\s*$")
 HEADING = re.compile(r"^#{2,4}\s+(?:Appendix\s+)?(\d+(?:\.\d+)*|[A-Z](?:\.\d+)?)[.\s]")

@@ -11,7 +11,15 @@ GPU = REPO / "configs" / "gpu"
 BASES = {"predictor": ("clevrer/predictor.yaml", "predictor"), "videosaur": ("clevrer/videosaur.yaml", "encoder"),
          "pretrain": ("clevrer/predictor.yaml", "pretrain")}
 # the only keys a GPU config may change in the config it starts from (pretrain also switches task and decoder)
-GPU_KEYS = {"run.name", "run.device", "train.precision", "train.compile", "train.tf32", "kernels.attention", "kernels.slot_attention"}
+GPU_KEYS = {
+    "run.name",
+    "run.device",
+    "train.precision",
+    "train.compile",
+    "train.tf32",
+    "kernels.attention",
+    "kernels.slot_attention",
+}
 PRETRAIN_KEYS = {"train.task", "encoder.kind", "data.decoder", "data.dali_decode", "data.with_masks"}
 
 
@@ -45,7 +53,8 @@ def test_resolved_gpu_config_has_the_gpu_settings(name):
 
 @pytest.mark.parametrize("name", sorted(BASES))
 def test_gpu_config_changes_only_speed_settings(name):
-    """Same model, data and optimiser as the config it speeds up: only precision, compile, kernels (and names) differ."""
+    """Same model, data and optimiser as the config it speeds up: only precision, compile, kernels (and names)
+    differ."""
     base = _flat(to_dict(load_config([str(REPO / "configs" / BASES[name][0])])))
     gpu = _flat(to_dict(_resolved(name)))
     changed = {k for k in gpu if gpu[k] != base[k]}

@@ -27,8 +27,11 @@ COLOURS = np.array(
 BACKGROUND = np.array([40, 40, 48], dtype=np.uint8)
 
 
-def render_discs(positions: np.ndarray, radii: np.ndarray, colours: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """positions (T, N, 2) in the unit square, radii (N,), colour indices (N,) -> uint8 (T, H, W, 3), int16 masks (T, H, W)."""
+def render_discs(
+    positions: np.ndarray, radii: np.ndarray, colours: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """positions (T, N, 2) in the unit square, radii (N,), colour indices (N,) -> uint8 (T, H, W, 3), int16 masks (T,
+    H, W)."""
     T, N, _ = positions.shape
     c = (np.arange(size) + 0.5) / size
     yy, xx = np.meshgrid(c, c, indexing="ij")  # pixel centres
@@ -52,7 +55,8 @@ def disc_videos(
     max_objects: int = 3,
     radius_scale: float = 2.0,
 ) -> dict:
-    """``{key: {"frames", "masks", "meta"}}`` of rendered billiards videos (radii scaled up to be visible at low res)."""
+    """``{key: {"frames", "masks", "meta"}}`` of rendered billiards videos (radii scaled up to be visible at low
+    res)."""
     rng = np.random.default_rng(seed)
     out = {}
     for i in range(num_videos):

@@ -29,7 +29,8 @@ BACKENDS = ("torch", "triton")
 
 
 def check_backend(backend: str, device: torch.device | str | None = None) -> None:
-    """Raise ``BackendUnavailable`` (from :mod:`cjepa.backends.attention`) naming why ``backend`` cannot run on ``device``."""
+    """Raise ``BackendUnavailable`` (from :mod:`cjepa.backends.attention`) naming why ``backend`` cannot run on
+    ``device``."""
     if backend not in BACKENDS:
         raise BackendUnavailable(f"unknown slot-attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "triton":

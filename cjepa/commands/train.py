@@ -1,4 +1,5 @@
-"""cjepa train: fit the C-JEPA predictor. Under torchrun or srun it runs DDP (or DeepSpeed with dist.engine=deepspeed)."""
+"""cjepa train: fit the C-JEPA predictor. Under torchrun or srun it runs DDP (or DeepSpeed with
+dist.engine=deepspeed)."""
 
 from __future__ import annotations
 

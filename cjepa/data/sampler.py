@@ -31,11 +31,19 @@ class StepBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
     ):
         if global_batch % (world_size * grad_accum):
-            raise ValueError(f"global batch {global_batch} not divisible by world_size*grad_accum={world_size * grad_accum}")
+            raise ValueError(
+                f"global batch {global_batch} not divisible by world_size*grad_accum={world_size * grad_accum}"
+            )
         if num_items < global_batch:
             raise ValueError(f"{num_items} samples are fewer than one global batch of {global_batch}")
         self.num_items, self.global_batch = num_items, global_batch
-        self.seed, self.rank, self.world_size, self.grad_accum, self.shuffle = seed, rank, world_size, grad_accum, shuffle
+        self.seed, self.rank, self.world_size, self.grad_accum, self.shuffle = (
+            seed,
+            rank,
+            world_size,
+            grad_accum,
+            shuffle,
+        )
         self.micro = global_batch // (world_size * grad_accum)
         self.steps_per_epoch = num_items // global_batch
         self.start_step = 0

@@ -39,7 +39,13 @@ class _ClipDataset(Dataset):
     def __init__(self, plan: list[tuple[Entry, int]], *, clip_frames, stride, random_start, seed, epoch, image_size,
                  with_masks, threads):
         self.plan, self.clip_frames, self.stride, self.random_start = plan, clip_frames, stride, random_start
-        self.seed, self.epoch, self.image_size, self.with_masks, self.threads = seed, epoch, image_size, with_masks, threads
+        self.seed, self.epoch, self.image_size, self.with_masks, self.threads = (
+            seed,
+            epoch,
+            image_size,
+            with_masks,
+            threads,
+        )
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -97,7 +103,15 @@ class ShardVideoSource(SkipLog):
     """One split of webdataset video shards as a video source (see cjepa.data.clips.VideoSource); local shards only
     (random access). ``skipped`` counts bad samples by reason (:class:`cjepa.data.samples.SkipLog`)."""
 
-    def __init__(self, path: str, split: str, *, image_size: Optional[Sequence[int]] = None, num_workers: int = 0, decode_threads: int = 1):
+    def __init__(
+        self,
+        path: str,
+        split: str,
+        *,
+        image_size: Optional[Sequence[int]] = None,
+        num_workers: int = 0,
+        decode_threads: int = 1,
+    ):
         super().__init__()
         self.info = open_split(path, split)
         for problem in self.info.problems:
@@ -127,12 +141,19 @@ class ShardVideoSource(SkipLog):
     def iter_clips(self, *, batch_size, clip_frames, frame_stride, seed=0, epoch=0, start_batch=0, rank=0, world_size=1,
                    shuffle=True, random_start=True, max_videos=0, drop_last=True) -> Iterator[dict]:
         n = len(self.entries)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, epoch))).tolist() if shuffle else list(range(n))
+        order = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, epoch))).tolist()
+            if shuffle
+            else list(range(n))
+        )
         if max_videos > 0:
             order = order[:max_videos]
         if drop_last:
             nb = len(order) // (batch_size * world_size)
-            batches = [order[(b * world_size + rank) * batch_size : (b * world_size + rank + 1) * batch_size] for b in range(nb)]
+            batches = [
+                order[(b * world_size + rank) * batch_size : (b * world_size + rank + 1) * batch_size]
+                for b in range(nb)
+            ]
         else:
             mine = order[rank::world_size]
             batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
@@ -143,8 +164,17 @@ class ShardVideoSource(SkipLog):
         for b in batches:
             sampler.append(list(range(pos, pos + len(b))))
             pos += len(b)
-        ds = _ClipDataset(plan, clip_frames=clip_frames, stride=frame_stride, random_start=random_start, seed=seed, epoch=epoch,
-                          image_size=self.image_size, with_masks=self.has_masks, threads=self.decode_threads)
+        ds = _ClipDataset(
+            plan,
+            clip_frames=clip_frames,
+            stride=frame_stride,
+            random_start=random_start,
+            seed=seed,
+            epoch=epoch,
+            image_size=self.image_size,
+            with_masks=self.has_masks,
+            threads=self.decode_threads,
+        )
         for items in self._loader(ds, sampler):
             good = []
             for it in items:
@@ -180,7 +210,9 @@ class SplitNotFound(FileNotFoundError):
 def open_shard_source(*, path: str, split: str, data_cfg=None, image_size=None) -> ShardVideoSource:
     """Registry factory for ``encoder.data.source=shards``; a missing split raises SplitNotFound."""
     try:
-        return ShardVideoSource(path, split, image_size=image_size, num_workers=getattr(data_cfg, "num_workers", 0) if data_cfg else 0)
+        return ShardVideoSource(
+            path, split, image_size=image_size, num_workers=getattr(data_cfg, "num_workers", 0) if data_cfg else 0
+        )
     except ShardError as err:
         if "no manifest" in str(err) or "not found" in str(err) or "does not exist" in str(err):
             raise SplitNotFound(str(err)) from err

@@ -43,7 +43,8 @@ class VideoDecodeError(ValueError):
 
 
 def preprocess_frames(frames: np.ndarray | torch.Tensor, size: Optional[Sequence[int]] = None) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float32 (T, 3, h, w): resize (bilinear, antialiased) the uint8 frames, then ImageNet-normalise.
+    """uint8 (T, H, W, 3) -> float32 (T, 3, h, w): resize (bilinear, antialiased) the uint8 frames, then
+    ImageNet-normalise.
 
     ``size`` is (h, w); None keeps the input size (no resampling at all). Resize comes before normalisation
     (fixes the planning path's order, Q15). The resize is the project's one frame resize,
@@ -86,7 +87,9 @@ def resize_masks(masks: np.ndarray, size: Optional[Sequence[int]] = None) -> np.
 # --------------------------------------------------------------------------------------------- encode
 
 
-def encode_video(frames: np.ndarray, *, fps: float, codec: str = "h264", crf: int = 18, gop: int = 16, threads: int = 1) -> bytes:
+def encode_video(
+    frames: np.ndarray, *, fps: float, codec: str = "h264", crf: int = 18, gop: int = 16, threads: int = 1
+) -> bytes:
     """uint8 (T, H, W, 3) -> mp4 bytes (H.264 or VP9, yuv420p, no B-frames).
 
     A short GOP keeps clip decoding cheap (a decoder starts from the key frame before a clip); no B-frames
@@ -169,7 +172,9 @@ def probe_video(data: bytes) -> VideoInfo:
 SEEK_MIN_FRAME = 24  # below this, decoding from the start costs about as much as seeking
 
 
-def decode_frames(data: bytes, indices: Optional[Sequence[int]] = None, *, threads: int = 1, seek: bool = True) -> np.ndarray:
+def decode_frames(
+    data: bytes, indices: Optional[Sequence[int]] = None, *, threads: int = 1, seek: bool = True
+) -> np.ndarray:
     """mp4 bytes -> uint8 (len(indices), H, W, 3); ``indices`` None = every frame.
 
     Frames are numbered in presentation order from 0. For a clip deep into a video the decoder seeks to the key
@@ -235,7 +240,8 @@ def _decode_sequential(data: bytes, wanted: Optional[np.ndarray], threads: int) 
 
 
 def _decode_seeking(data: bytes, wanted: np.ndarray, threads: int) -> Optional[np.ndarray]:
-    """Seek to the key frame before the first wanted frame; None when timestamps cannot be trusted (caller falls back)."""
+    """Seek to the key frame before the first wanted frame; None when timestamps cannot be trusted (caller falls
+    back)."""
     import av
 
     first, last = int(wanted.min()), int(wanted.max())
@@ -255,7 +261,11 @@ def _decode_seeking(data: bytes, wanted: np.ndarray, threads: int) -> Optional[n
                     return None
                 exact = float((frame.pts - start) * tb * rate)
                 n = round(exact)
-                if abs(exact - n) > 0.01 or (previous is None and n > first) or (previous is not None and n != previous + 1):
+                if (
+                    abs(exact - n) > 0.01
+                    or (previous is None and n > first)
+                    or (previous is not None and n != previous + 1)
+                ):
                     return None  # not a constant frame rate we can number by timestamp, or the seek overshot
                 previous = n
                 if n in needed:

@@ -91,7 +91,8 @@ class SlotWindows(Dataset):
             starts.extend((vi, s) for s in range(max(0, n)))
         if not starts:
             raise ValueError(
-                f"no training windows: every video is shorter than clip_len = frameskip * (T_h + T_p) = {self.clip_len} frames"
+                "no training windows: every video is shorter than clip_len = frameskip * (T_h + T_p) = "
+                f"{self.clip_len} frames"
             )
         index = np.asarray(starts, dtype=np.int64)
         if max_windows and len(index) > max_windows:

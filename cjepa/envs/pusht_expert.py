@@ -220,7 +220,9 @@ class ScriptedPushExpert:
         """Ban a contact whose pushes stopped moving the block (it is pinned against a wall on that side)."""
         self._banned = np.maximum(self._banned - 1, 0)
         if self._pushing and self._last_pose is not None:
-            moved = np.hypot(*(pose[:2] - self._last_pose[:2])) + 50.0 * abs(float(wrap_angle(pose[2] - self._last_pose[2])))
+            moved = np.hypot(*(pose[:2] - self._last_pose[:2])) + 50.0 * abs(
+                float(wrap_angle(pose[2] - self._last_pose[2]))
+            )
             self._stalled = self._stalled + 1 if moved < 0.3 else 0
             if self._stalled >= self.cfg.stall_steps and self.current is not None:
                 self._banned[self.current] = self.cfg.ban_steps

@@ -27,7 +27,9 @@ class RandomBackboneWarning(UserWarning):
     """The DINOv2 backbone has no pretrained weights."""
 
 
-def build_hf_dinov2(dim: int, depth: int, heads: int, mlp_ratio: float, patch_size: int, pos_grid: int, attn_implementation: str):
+def build_hf_dinov2(
+    dim: int, depth: int, heads: int, mlp_ratio: float, patch_size: int, pos_grid: int, attn_implementation: str
+):
     """A randomly initialised transformers Dinov2Model of the given size (imports transformers lazily)."""
     from transformers import Dinov2Config, Dinov2Model
 
@@ -49,7 +51,9 @@ def build_hf_dinov2(dim: int, depth: int, heads: int, mlp_ratio: float, patch_si
     cfg._attn_implementation = attn_implementation
     model = Dinov2Model(cfg)
     if getattr(model.config, "_attn_implementation", attn_implementation) != attn_implementation:
-        raise RuntimeError(f"transformers chose attention {model.config._attn_implementation!r}, not {attn_implementation!r}")
+        raise RuntimeError(
+            f"transformers chose attention {model.config._attn_implementation!r}, not {attn_implementation!r}"
+        )
     return model
 
 
@@ -126,7 +130,8 @@ class Dinov2Backbone(nn.Module):
             warnings.warn(
                 "DINOv2 backbone is RANDOMLY INITIALISED (no encoder.backbone.weights given): its features carry no "
                 "pretrained semantics, so VideoSAUR slots will be poor. Point encoder.backbone.weights at a local "
-                "dinov2-small model.safetensors, a timm vit_small_patch14_dinov2 state_dict or dinov2_vits14_pretrain.pth.",
+                "dinov2-small model.safetensors, a timm vit_small_patch14_dinov2 state_dict or "
+                "dinov2_vits14_pretrain.pth.",
                 RandomBackboneWarning,
                 stacklevel=2,
             )
@@ -152,7 +157,9 @@ class Dinov2Backbone(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"Dinov2Backbone expects (N, 3, H, W) images, got {tuple(images.shape)}")
         if images.shape[-1] % self.patch_size or images.shape[-2] % self.patch_size:
-            raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of the patch size {self.patch_size}")
+            raise ValueError(
+                f"image size {tuple(images.shape[-2:])} is not a multiple of the patch size {self.patch_size}"
+            )
         ctx = torch.no_grad() if self.frozen else torch.enable_grad()
         step = self.chunk_frames or images.shape[0]
         feats, keys = [], []

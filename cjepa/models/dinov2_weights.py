@@ -50,10 +50,13 @@ class LoadReport:
         parts = [f"{self.loaded} tensors from {self.source} ({self.layout} layout"]
         parts[0] += f", prefix '{self.prefix}')" if self.prefix else ")"
         if self.missing:
-            parts.append(f"missing {len(self.missing)}: {', '.join(self.missing[:8])}{' ...' if len(self.missing) > 8 else ''}")
+            parts.append(
+                f"missing {len(self.missing)}: {', '.join(self.missing[:8])}{' ...' if len(self.missing) > 8 else ''}"
+            )
         if self.unexpected:
             parts.append(
-                f"unexpected {len(self.unexpected)}: {', '.join(self.unexpected[:8])}{' ...' if len(self.unexpected) > 8 else ''}"
+                f"unexpected {len(self.unexpected)}: "
+                f"{', '.join(self.unexpected[:8])}{' ...' if len(self.unexpected) > 8 else ''}"
             )
         if self.ignored_outside_prefix:
             parts.append(f"{self.ignored_outside_prefix} keys outside the backbone ignored")
@@ -85,7 +88,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise WeightsError(f"{p} cannot be read as a state_dict with weights_only=True: {type(err).__name__}: {err}") from err
+        raise WeightsError(
+            f"{p} cannot be read as a state_dict with weights_only=True: {type(err).__name__}: {err}"
+        ) from err
     for wrapper in ("state_dict", "model", "teacher"):  # Lightning, generic, DINOv2 training checkpoints
         if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
             obj = obj[wrapper]
@@ -176,7 +181,15 @@ def timm_to_canonical(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
     unknown: list[str] = []
     chunked = re.compile(r"blocks\.\d+\.(\d+)\.(norm1|norm2|attn|ls1|ls2|mlp)\.(.+)$")
     flat = re.compile(r"blocks\.(\d+)\.(norm1|norm2|attn|ls1|ls2|mlp)\.(.+)$")
-    top = {"cls_token", "pos_embed", "mask_token", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight", "norm.bias"}
+    top = {
+        "cls_token",
+        "pos_embed",
+        "mask_token",
+        "patch_embed.proj.weight",
+        "patch_embed.proj.bias",
+        "norm.weight",
+        "norm.bias",
+    }
     for k, v in sd.items():
         if k in top:
             out[k] = v
@@ -272,7 +285,9 @@ def load_into_hf_model(model: torch.nn.Module, path: str | os.PathLike) -> LoadR
     report.missing = sorted(k for k in target_keys if k not in usable)
     hard_missing = [k for k in report.missing if not k.endswith("mask_token")]
     if hard_missing:
-        raise WeightsError(f"{path}: the weights lack {len(hard_missing)} backbone tensors, e.g. {hard_missing[:5]}; {report}")
+        raise WeightsError(
+            f"{path}: the weights lack {len(hard_missing)} backbone tensors, e.g. {hard_missing[:5]}; {report}"
+        )
     model.load_state_dict(usable, strict=False)
     report.loaded = len(usable)
     return report

@@ -7,7 +7,8 @@ Original layouts (derived from the original module code; the key -> shape lists 
   ``encoder.module.backbone.*`` (a transformers Dinov2Model), ``encoder.module.output_transform.layers.{0,1,3}``,
   ``processor.module.corrector.{to_k,to_v,to_q,gru,norm_features,norm_slots}``,
   ``processor.module.predictor.blocks.{i}.{self_attn.qkv,self_attn.out_proj,linear1,linear2,norm1,norm2}``,
-  ``decoder.module.{pos_emb,to_q,to_k,norm_q,norm_k,norm_memory,output_transform,allocator.blocks.*,renderer.layers.*}``.
+  ``decoder.module.{pos_emb,to_q,to_k,norm_q,norm_k,norm_memory,output_transform}``,
+  ``decoder.module.{allocator.blocks.*,renderer.layers.*}``.
 * **StoSAVi** nerv ``.pth``: ``encoder.{i}.0`` convs, ``encoder_pos_embedding.{dense,grid}``,
   ``encoder_out_layer.{0,1,3}``, ``init_latents``, ``kernel_dist_layer.0``, ``prior_slot_layer.*`` (unused),
   ``slot_attention.{norm_inputs,project_q.0,project_q.1,project_k,project_v,gru,mlp.{0,1,3}}``,
@@ -131,7 +132,9 @@ def map_savi(
     unknown: list[str] = []
     notes: list[str] = []
     if any(k.startswith("kernel_dist_layer.3.") for k in sd):
-        raise WeightsError("this SAVi checkpoint uses kernel_mlp=True (a 2-layer kernel MLP); only kernel_mlp=False is supported")
+        raise WeightsError(
+            "this SAVi checkpoint uses kernel_mlp=True (a 2-layer kernel MLP); only kernel_mlp=False is supported"
+        )
     compiled = [(re.compile(p), f) for p, f in _SAVI_RENAMES]
     dropped_prior = 0
     for k, v in sd.items():
@@ -198,7 +201,9 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike) -> Checkpoin
     usable = {k: v for k, v in mapped.items() if k in target}
     report.missing = sorted(k for k in target if k not in usable and not k.endswith("embeddings.mask_token"))
     if report.missing:
-        raise WeightsError(f"{p}: checkpoint lacks {len(report.missing)} tensors the model needs: {report.missing[:8]}; {report}")
+        raise WeightsError(
+            f"{p}: checkpoint lacks {len(report.missing)} tensors the model needs: {report.missing[:8]}; {report}"
+        )
     if report.unexpected:
         raise WeightsError(f"{p}: checkpoint has keys that map to nothing: {report.unexpected[:8]}; {report}")
     model.load_state_dict(usable, strict=False)

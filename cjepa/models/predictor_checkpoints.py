@@ -62,7 +62,9 @@ class PushTStateReport:
         return f"original Push-T layout: '{WRAPPER_PREFIX}' prefix stripped, {left}"
 
 
-def pusht_state_from_original(state: Mapping[str, torch.Tensor], source: str) -> tuple[dict[str, torch.Tensor], PushTStateReport]:
+def pusht_state_from_original(
+    state: Mapping[str, torch.Tensor], source: str
+) -> tuple[dict[str, torch.Tensor], PushTStateReport]:
     """(our PushTPredictor state_dict, report) from an original Push-T world-model state_dict, or from ours.
 
     Keys that are neither trained nor frozen parts of the original model raise :class:`StateDictMismatch` naming
@@ -90,7 +92,8 @@ def pusht_state_from_original(state: Mapping[str, torch.Tensor], source: str) ->
         shown = ", ".join(stray[:4]) + (f" (+{len(stray) - 4} more)" if len(stray) > 4 else "")
         raise StateDictMismatch(
             f"checkpoint {source} has '{WRAPPER_PREFIX}' keys like the original Push-T world model, but also keys that "
-            f"are neither its trained parts ({', '.join(p[:-1] for p in TRAINED_PREFIXES)}) nor its frozen encoder: {shown}"
+            f"are neither its trained parts ({', '.join(p[:-1] for p in TRAINED_PREFIXES)}) nor its frozen encoder: "
+            f"{shown}"
         )
     if not out:
         raise StateDictMismatch(f"checkpoint {source}: no predictor / action_encoder / proprio_encoder tensors under "

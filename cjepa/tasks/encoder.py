@@ -37,7 +37,9 @@ from cjepa.tasks.base import TaskBase
 class EncoderTask(TaskBase):
     name = "encoder"
 
-    def __init__(self, cfg: Config, train_source: Optional[VideoSource] = None, val_source: Optional[VideoSource] = None):
+    def __init__(
+        self, cfg: Config, train_source: Optional[VideoSource] = None, val_source: Optional[VideoSource] = None
+    ):
         self.cfg = cfg
         self.train_source, self.val_source = train_source, val_source
         self._writer = None
@@ -57,7 +59,8 @@ class EncoderTask(TaskBase):
         n = len(self.train_source)
         if n < derived.global_batch:
             raise ValueError(
-                f"the training split has {n} videos, fewer than one global batch (data.batch_size={derived.global_batch}); "
+                f"the training split has {n} videos, fewer than one global batch "
+                f"(data.batch_size={derived.global_batch}); "
                 "an epoch is one clip per video"
             )
         self._steps_per_epoch = n // derived.global_batch
@@ -74,13 +77,16 @@ class EncoderTask(TaskBase):
             "encoder": self.cfg.encoder.kind,
             "train_videos": len(self.train_source),
             "val_videos": len(self.val_source),
-            "clip": f"{d.clip_frames}x{d.frame_stride}" + (f", {d.long_clip_frames} from step {d.long_clips_from}" if d.long_clip_frames else ""),
+            "clip": f"{d.clip_frames}x{d.frame_stride}"
+            + (f", {d.long_clip_frames} from step {d.long_clips_from}" if d.long_clip_frames else ""),
             "gt_masks": self.val_source.has_masks,
         }
 
     def build_model(self) -> torch.nn.Module:
         model = build_object_encoder(
-            self.cfg.encoder, attention_backend=self.cfg.kernels.attention, slot_attention_backend=self.cfg.kernels.slot_attention
+            self.cfg.encoder,
+            attention_backend=self.cfg.kernels.attention,
+            slot_attention_backend=self.cfg.kernels.slot_attention,
         )
         self._model_facts = model.describe()
         if model.load_report is not None:
@@ -133,7 +139,9 @@ class EncoderTask(TaskBase):
         p = self.cfg.encoder.data.hflip_prob
         if p <= 0:
             return x
-        flip = torch.tensor([float(torch.rand(1, generator=torch.Generator().manual_seed(mix_seed(s, 11)))) < p for s in seeds])
+        flip = torch.tensor(
+            [float(torch.rand(1, generator=torch.Generator().manual_seed(mix_seed(s, 11)))) < p for s in seeds]
+        )
         return torch.where(flip.to(x.device).view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
 
     def _cues(self, batch: dict, seeds: Optional[list[int]] = None) -> Optional[torch.Tensor]:
@@ -162,7 +170,9 @@ class EncoderTask(TaskBase):
         vis = self.cfg.encoder.vis_every
         if vis and step % vis == 0 and micro_index == 0 and self.env.is_main:
             shown = out.aux.get("frames")  # the frames the masks are of (truncated back-propagation skips some)
-            self._log_pictures("train", frames if shown is None else frames[:, shown.to(frames.device)], out.masks, step)
+            self._log_pictures(
+                "train", frames if shown is None else frames[:, shown.to(frames.device)], out.masks, step
+            )
         return losses
 
     # ------------------------------------------------------------------ evaluation
@@ -178,7 +188,9 @@ class EncoderTask(TaskBase):
         log_slot_images(self._tb(), f"{tag}/slots", frames.detach(), masks.detach(), step)
         log_slot_video(self._tb(), f"{tag}/slot_video", frames[0], masks[0], step)
         self._tb().flush()
-        save_gif(self.run_dir / "media" / f"{tag}_slots_step{step:07d}.gif", frames[0].detach(), masks[0].detach(), scale=2)
+        save_gif(
+            self.run_dir / "media" / f"{tag}_slots_step{step:07d}.gif", frames[0].detach(), masks[0].detach(), scale=2
+        )
 
     @torch.no_grad()
     def evaluate(self, module, step: Optional[int] = None, pictures: bool = True) -> dict[str, float]:

@@ -12,7 +12,8 @@ onto the sections the trainer reads: Adam (AdamW with weight decay 0), cosine sc
 after a linear warm-up of warmup_frac of the steps (set in :meth:`VQATask.setup`, once the step count is
 known; the original warms up from lr/100 rather than from 0), batch size, epochs, evaluation every
 ``eval_every_epochs`` epochs. ``train.task=vqa`` selects this task in the generic entry points too (``cjepa train``,
-``cjepa submit`` / ``cjepa sweep`` jobs), so reasoner runs can be launched on SLURM like any training. The vocabulary and the reasoner's input shape are saved in every checkpoint's
+``cjepa submit`` / ``cjepa sweep`` jobs), so reasoner runs can be launched on SLURM like any training. The vocabulary
+and the reasoner's input shape are saved in every checkpoint's
 task state and as ``vocab.json`` in the run directory. Training, loading and evaluating a reasoner from the command
 line: :mod:`cjepa.eval.vqa.reasoner`.
 """
@@ -99,7 +100,13 @@ def reasoner_from_config(cfg: Config, vocab: Vocab, num_slots: int, slot_dim: in
 
 
 def build_split(
-    cfg: Config, split: str, questions_path: str, vocab: Vocab, *, labelled: Optional[bool] = True, scenes: Optional[list] = None
+    cfg: Config,
+    split: str,
+    questions_path: str,
+    vocab: Vocab,
+    *,
+    labelled: Optional[bool] = True,
+    scenes: Optional[list] = None,
 ) -> tuple[VQADataset, dict]:
     """The dataset of one split under ``cfg.vqa.protocol`` and a description of what it holds.
 
@@ -109,14 +116,20 @@ def build_split(
         raise ConfigError(f"split {split!r}: no question file (vqa.questions_train / vqa.questions_val)")
     if not v.slots:
         raise ConfigError("vqa.slots is required: the slot videos (observed + rollout) the reasoner reads")
-    scenes = scenes if scenes is not None else load_question_file(questions_path)  # CLEVRER's train file is large: read once
+    # CLEVRER's train file is large: read once
+    scenes = scenes if scenes is not None else load_question_file(questions_path)
     if labelled is None:
         labelled = has_answers(scenes)
     qs = build_question_set(scenes, vocab, v.question_len, v.choice_len, labelled=labelled, source=questions_path)
     videos = open_split(v.slots_source, v.slots, split)
     keys = resolve_video_keys(qs, set(videos.keys()))
     missing = [i for i, k in enumerate(keys) if k is None]
-    info: dict = {"labelled": labelled, "questions": len(qs), **{f"{t}": n for t, n in qs.counts_by_type().items()}, "truncated_texts": qs.truncated}
+    info: dict = {
+        "labelled": labelled,
+        "questions": len(qs),
+        **{f"{t}": n for t, n in qs.counts_by_type().items()},
+        "truncated_texts": qs.truncated,
+    }
     if missing:
         examples = sorted({qs.video_filename[i] for i in missing})[:3]
         if not v.skip_missing_videos:
@@ -134,7 +147,14 @@ def build_split(
         cf_videos, cf_keys, cf_info = _counterfactual_keys(cfg, split, qs, keys)
         info.update(cf_info)
     ds = VQADataset(
-        qs, videos, keys, video_len=v.video_len, num_frames=v.num_frames, cf_videos=cf_videos, cf_keys=cf_keys, sampling=v.frame_sampling
+        qs,
+        videos,
+        keys,
+        video_len=v.video_len,
+        num_frames=v.num_frames,
+        cf_videos=cf_videos,
+        cf_keys=cf_keys,
+        sampling=v.frame_sampling,
     )
     info.update(videos=len(set(keys)), num_slots=ds.num_slots, slot_dim=ds.slot_dim)
     return ds, info
@@ -142,7 +162,11 @@ def build_split(
 
 def _counterfactual_keys(cfg: Config, split: str, qs: QuestionSet, keys: list[str]):
     v = cfg.vqa
-    built_by = "`cjepa vqa make-billiards --oracle`: <world>/oracle/counterfactual" if v.protocol == "oracle" else "`cjepa vqa counterfactual`"
+    built_by = (
+        "`cjepa vqa make-billiards --oracle`: <world>/oracle/counterfactual"
+        if v.protocol == "oracle"
+        else "`cjepa vqa counterfactual`"
+    )
     if not v.cf_slots:
         raise ConfigError(f"vqa.protocol={v.protocol} needs vqa.cf_slots (built by {built_by})")
     if not v.annotations:
@@ -159,11 +183,17 @@ def _counterfactual_keys(cfg: Config, split: str, qs: QuestionSet, keys: list[st
     if v.protocol == "oracle" and used < n_cf:
         q = next(int(q) for q in np.nonzero(qs.qtype == COUNTERFACTUAL)[0] if cf_keys[q] is None)
         raise ConfigError(
-            f"vqa.protocol=oracle: {n_cf - used} of {n_cf} counterfactual questions of split {split!r} have no re-run in "
+            f"vqa.protocol=oracle: {n_cf - used} of {n_cf} counterfactual questions of split {split!r} have no re-run "
+            "in "
             f"{v.cf_slots}, e.g. question {int(qs.question_id[q])} of scene {int(qs.scene_index[q])} "
-            f"(removed object: {'unresolved' if qs.removed_object[q] < 0 else int(qs.removed_object[q])}; resolution {stats})"
+            f"(removed object: {'unresolved' if qs.removed_object[q] < 0 else int(qs.removed_object[q])}; resolution "
+            f"{stats})"
         )
-    return cf_videos, cf_keys, {"cf_questions": n_cf, "cf_from_rollout": used, "cf_fallback": n_cf - used, "cf_resolution": stats}
+    return (
+        cf_videos,
+        cf_keys,
+        {"cf_questions": n_cf, "cf_from_rollout": used, "cf_fallback": n_cf - used, "cf_resolution": stats},
+    )
 
 
 class VQATask(TaskBase):
@@ -184,14 +214,18 @@ class VQATask(TaskBase):
         cfg, v = self.cfg, self.v
         self.env, self.derived, self.device = env, derived, device
         train_scenes = load_question_file(v.questions_train)
-        self.vocab = Vocab.load(v.vocab) if v.vocab else Vocab.build(iter_texts(train_scenes), iter_answers(train_scenes))
+        self.vocab = (
+            Vocab.load(v.vocab) if v.vocab else Vocab.build(iter_texts(train_scenes), iter_answers(train_scenes))
+        )
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         saved = run_dir / "vocab.json"
         if saved.is_file() and Vocab.load(saved) != self.vocab:
             raise ConfigError(
                 f"{saved} differs from the vocabulary built now: the training questions changed; use a new run.name"
             )
-        self.train_ds, self.train_info = build_split(cfg, cfg.data.train_split, v.questions_train, self.vocab, scenes=train_scenes)
+        self.train_ds, self.train_info = build_split(
+            cfg, cfg.data.train_split, v.questions_train, self.vocab, scenes=train_scenes
+        )
         self.val_ds, self.val_info = build_split(cfg, cfg.data.val_split, v.questions_val, self.vocab)
         if (self.val_ds.num_slots, self.val_ds.slot_dim) != (self.train_ds.num_slots, self.train_ds.slot_dim):
             raise ConfigError("train and val slot videos differ in (slots, slot dim)")

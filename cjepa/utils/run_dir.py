@@ -44,7 +44,18 @@ RESUMABLE_KEYS = (
 class RunDirError(ConfigError):
     """The run directory cannot be used as asked (held by another process, holds a different run, ...)."""
 
-_PACKAGES = ("torch", "numpy", "triton", "deepspeed", "webdataset", "av", "nvidia-dali-cuda120", "nvidia-dali-cuda130", "submitit", "tensorboard")
+_PACKAGES = (
+    "torch",
+    "numpy",
+    "triton",
+    "deepspeed",
+    "webdataset",
+    "av",
+    "nvidia-dali-cuda120",
+    "nvidia-dali-cuda130",
+    "submitit",
+    "tensorboard",
+)
 
 
 SNAPSHOT_FILE = "SNAPSHOT.json"  # written by the launchers into a job's code snapshot (which is no git checkout)
@@ -63,7 +74,10 @@ def git_info(cwd: Optional[Path] = None) -> dict[str, str]:
             return ""
 
     sha = run("rev-parse", "HEAD")
-    return {"sha": sha or "unknown", "dirty": run("status", "--porcelain", "--untracked-files=no") != "" if sha else "unknown"}
+    return {
+        "sha": sha or "unknown",
+        "dirty": run("status", "--porcelain", "--untracked-files=no") != "" if sha else "unknown",
+    }
 
 
 def package_versions() -> dict[str, str]:
@@ -172,7 +186,11 @@ class RunLock:
                 return self
             raise
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        os.pwrite(
+            fd,
+            f"pid {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+            0,
+        )
         self._fd = fd
         return self
 

@@ -31,7 +31,16 @@ def test_kernels_import_without_an_install():
     registry_file, pythonpath = out.stdout.strip().splitlines()[-2:]
     assert registry_file.endswith("kernels/registry.py")
     link_dir = pythonpath.split(":")[0]
-    check = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {link_dir!r}); "
-                            "import importlib.util; print(importlib.util.find_spec('cjepa_kernels').submodule_search_locations)"],
-                           capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            f"import sys; sys.path.insert(0, {link_dir!r}); "
+            "import importlib.util; print(importlib.util.find_spec('cjepa_kernels').submodule_search_locations)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0 and "cjepa_kernels" in check.stdout, check.stderr

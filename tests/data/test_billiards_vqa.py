@@ -8,7 +8,13 @@ import numpy as np
 from cjepa.data.billiards_vqa import COLOUR_NAMES, causal_ancestors, make_scene, scene_questions, write_billiards_vqa
 from cjepa.data.slot_store import SlotSplit
 from cjepa.data.synthetic import BilliardsVideo, SlotEmbedding
-from cjepa.eval.vqa.questions import build_question_set, iter_answers, iter_texts, load_object_tables, resolve_removed_objects
+from cjepa.eval.vqa.questions import (
+    build_question_set,
+    iter_answers,
+    iter_texts,
+    load_object_tables,
+    resolve_removed_objects,
+)
 from cjepa.eval.vqa.text import Vocab
 
 KW = dict(num_slots=7, slot_dim=16, observed_frames=24, total_frames=32, seed=3)
@@ -96,7 +102,13 @@ def test_explanatory_answers_name_the_causal_ancestors():
 
 
 def test_causal_ancestors_follow_chains_back_in_time():
-    video = BilliardsVideo(np.zeros((10, 5, 2)), np.zeros((10, 5, 2)), np.ones(5), np.arange(5), [(1, 3, 4), (2, 2, 3), (4, 0, 2), (6, 0, 1), (8, 1, 4)])
+    video = BilliardsVideo(
+        np.zeros((10, 5, 2)),
+        np.zeros((10, 5, 2)),
+        np.ones(5),
+        np.arange(5),
+        [(1, 3, 4), (2, 2, 3), (4, 0, 2), (6, 0, 1), (8, 1, 4)],
+    )
     assert causal_ancestors(video, (0, 1), 10) == {2, 3, 4}  # 0 met 2 (t=4), which met 3 (t=2), which met 4 (t=1)
     assert causal_ancestors(video, (0, 2), 10) == {3, 4}
     assert causal_ancestors(video, (3, 4), 10) == set()  # the first collision has no causes

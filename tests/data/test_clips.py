@@ -34,7 +34,8 @@ def test_frames_are_imagenet_normalised_and_laid_out_tchw():
 
 
 def test_clip_batches_follow_the_contract():
-    """Clip batches: frames (B, T, 3, H, W) float32, masks (B, T, H, W) int16, keys, frame_index (B, T) at the stride."""
+    """Clip batches: frames (B, T, 3, H, W) float32, masks (B, T, H, W) int16, keys, frame_index (B, T) at the
+    stride."""
     src = InMemoryVideos(_videos())
     b = next(src.iter_clips(batch_size=2, clip_frames=3, frame_stride=2, seed=1))
     assert b["frames"].shape == (2, 3, 3, 8, 8) and b["frames"].dtype == torch.float32
@@ -50,7 +51,8 @@ def test_order_is_deterministic_per_epoch_and_resumes_mid_epoch():
     """Same (seed, epoch) -> same batches; start_batch=k yields exactly the batches from k on; epochs differ."""
     src = InMemoryVideos(_videos(n=8))
     run = lambda **kw: [
-        (b["keys"], b["frame_index"].tolist()) for b in src.iter_clips(batch_size=2, clip_frames=2, frame_stride=1, seed=3, **kw)
+        (b["keys"], b["frame_index"].tolist())
+        for b in src.iter_clips(batch_size=2, clip_frames=2, frame_stride=1, seed=3, **kw)
     ]  # noqa: E731
     full = run(epoch=0)
     assert len(full) == 4
@@ -117,7 +119,8 @@ def test_bad_videos_are_clear_errors():
 
 
 def test_registry_opens_sources_from_config_and_explains_missing_ones():
-    """encoder.data.source picks a registered factory; 'shards' without a path says what to set; unknown names list choices."""
+    """encoder.data.source picks a registered factory; 'shards' without a path says what to set; unknown names list
+    choices."""
     cfg = load_config([], [])
     with pytest.raises(VideoSourceUnavailable, match="needs encoder.data.path"):
         open_video_source(cfg.encoder.data, "train")

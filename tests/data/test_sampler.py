@@ -1,4 +1,5 @@
-"""Contracts of the step batch sampler: deterministic, resumable mid-epoch, rank/accumulation split of one global batch."""
+"""Contracts of the step batch sampler: deterministic, resumable mid-epoch, rank/accumulation split of one global
+batch."""
 
 import pytest
 

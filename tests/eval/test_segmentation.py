@@ -101,7 +101,8 @@ def test_hard_slot_ids_upsample_low_resolution_masks():
 
 
 def test_slot_object_ids_assign_each_object_its_majority_slot():
-    """Each visible object goes to the slot holding most of its pixels; unused slots get -1; ids are the original ids."""
+    """Each visible object goes to the slot holding most of its pixels; unused slots get -1; ids are the original
+    ids."""
     gt = torch.tensor([[[0, 7, 7, 9], [0, 7, 9, 9]], [[0, 0, 7, 7], [0, 0, 0, 0]]])  # (T=2, 2, 4), ids 7 and 9
     pred = torch.tensor([[[0, 2, 2, 1], [0, 2, 1, 1]], [[0, 0, 1, 1], [0, 0, 0, 0]]])
     ids = slot_object_ids(gt, pred, 4)

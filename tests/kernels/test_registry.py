@@ -1,4 +1,5 @@
-"""The kernel registry (kernels/registry.py, imported as cjepa_kernels.registry) points at real kernels and the references they are tested against."""
+"""The kernel registry (kernels/registry.py, imported as cjepa_kernels.registry) points at real kernels and the
+references they are tested against."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from launchers.job import lost_peer
 
 KILLED = ("[../third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:8591: Connection reset by peer. "
           "This is typically caused by a remote worker hanging or bugs in the application.")
-HUNG = "[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 8000ms for recv operation to complete"
+HUNG = ("[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 8000ms for recv operation "
+        "to complete")
 
 
 @pytest.mark.parametrize("message", [KILLED, HUNG])

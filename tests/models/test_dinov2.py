@@ -49,7 +49,8 @@ def _hf_key(model, block: int, which: str) -> str:
 
 @pytest.mark.parametrize("layout", ["timm", "facebookresearch", "transformers4"])
 def test_published_vits14_layouts_load_completely(vits14, layout, tmp_path):
-    """Every published ViT-S/14 layout maps onto the transformers model: nothing unexpected, only timm lacks mask_token."""
+    """Every published ViT-S/14 layout maps onto the transformers model: nothing unexpected, only timm lacks
+    mask_token."""
     sd = _random_sd(layout)
     torch.save(sd, tmp_path / "w.pth")
     report = vits14.load_weights(str(tmp_path / "w.pth"))
@@ -70,7 +71,8 @@ def test_published_vits14_layouts_load_completely(vits14, layout, tmp_path):
 
 
 def test_chunked_and_prefixed_facebookresearch_keys(vits14, tmp_path):
-    """facebookresearch chunked blocks (blocks.{chunk}.{i}) under a 'teacher'/'backbone.' wrapper load as the flat layout."""
+    """facebookresearch chunked blocks (blocks.{chunk}.{i}) under a 'teacher'/'backbone.' wrapper load as the flat
+    layout."""
     sd = _random_sd("facebookresearch")
     chunked = {("blocks.0." + k[len("blocks.") :] if k.startswith("blocks.") else k): v for k, v in sd.items()}
     torch.save({"teacher": {"backbone." + k: v for k, v in chunked.items()}}, tmp_path / "ckpt.pth")

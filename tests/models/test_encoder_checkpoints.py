@@ -30,7 +30,8 @@ def _build(*overrides):
 
 
 def test_released_videosaur_checkpoint_maps_onto_every_tensor(tmp_path):
-    """The original CLEVRER VideoSAUR Lightning state_dict fills every tensor of ours (backbone included), nothing left over."""
+    """The original CLEVRER VideoSAUR Lightning state_dict fills every tensor of ours (backbone included), nothing
+    left over."""
     sd = _fake("videosaur_clevrer")
     torch.save({"state_dict": sd, "global_step": 100000}, tmp_path / "step=100000.ckpt")
     m = _build()  # the defaults are the CLEVRER config: 7 slots x 128, ViT-S/14 at 196 px
@@ -56,7 +57,8 @@ def test_released_videosaur_checkpoint_maps_onto_every_tensor(tmp_path):
 
 
 def test_released_savi_checkpoint_maps_and_drops_the_unused_prior_head(tmp_path):
-    """The original StoSAVi state_dict (nerv, 'module.' prefix) fills every tensor; prior_slot_layer is dropped and reported."""
+    """The original StoSAVi state_dict (nerv, 'module.' prefix) fills every tensor; prior_slot_layer is dropped and
+    reported."""
     sd = _fake("savi_clevrer")
     sd["encoder_pos_embedding.grid"] = coordinate_grid(64)
     sd["decoder_pos_embedding.grid"] = coordinate_grid(8)

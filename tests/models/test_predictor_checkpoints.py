@@ -63,7 +63,8 @@ def test_stray_and_encoder_only_files_are_named():
         pusht_state_from_original({}, "empty.ckpt")
 
 
-# --------------------------------------------------------------------------------------------- predictor_from_checkpoint
+# ---------------------------------------------------------------------------------------------
+# predictor_from_checkpoint
 
 TINY_SLOTS = ["model.num_slots=3", "model.slot_dim=8", "model.heads=2", "model.depth=1", "model.mlp_dim=16",
               "model.history_frames=2", "model.pred_frames=1", "masking.num_masked=1", "data.synthetic.max_objects=3"]
@@ -98,8 +99,11 @@ def test_a_plain_state_dict_is_built_from_the_callers_section_and_a_misfit_is_na
     torch.save(saved_model.state_dict(), plain)
     loaded = predictor_from_checkpoint(plain, load_config(overrides=TINY_SLOTS).model, "torch", "cpu")
     assert loaded.saved_config is None and loaded.model_cfg.depth == 1
-    with pytest.raises(StateDictMismatch, match=r"plain.pt \(rollout.checkpoint\) does not fit the model "
-                                                r"\(the config's model section: layout=cjepa, num_slots=3, slot_dim=8, depth=2\)"):
+    with pytest.raises(
+        StateDictMismatch,
+        match=r"plain.pt \(rollout.checkpoint\) does not fit the model "
+        r"\(the config's model section: layout=cjepa, num_slots=3, slot_dim=8, depth=2\)",
+    ):
         predictor_from_checkpoint(plain, load_config(overrides=[*TINY_SLOTS, "model.depth=2"]).model, "torch", "cpu",
                                   label=" (rollout.checkpoint)")
 

@@ -36,7 +36,8 @@ def test_attention_is_a_softmax_over_slots():
 
 
 def test_one_step_matches_hand_computation():
-    """A step = LN(slots) -> q; softmax over slots; +eps, renormalise over inputs; weighted mean of v; GRU(update, hidden)."""
+    """A step = LN(slots) -> q; softmax over slots; +eps, renormalise over inputs; weighted mean of v; GRU(update,
+    hidden)."""
     for hidden_mode in ("normed", "raw"):
         m = _module(hidden_mode, eps=1e-3)
         slots, inputs = torch.randn(2, 3, 8), torch.randn(2, 7, 6)

@@ -80,7 +80,8 @@ def test_generator_makes_encoding_deterministic_and_batch_independent():
 
 
 def test_training_losses_backprop_to_every_trainable_parameter_but_not_the_backbone():
-    """The loss reaches every trainable parameter (adapter, slot attention, predictor, decoder, init); DINOv2 stays frozen."""
+    """The loss reaches every trainable parameter (adapter, slot attention, predictor, decoder, init); DINOv2 stays
+    frozen."""
     m, _ = tiny()
     losses, out = m(torch.randn(2, 3, 3, 56, 56))
     assert set(losses) == {"loss", "loss_featrec", "loss_timesim"}
@@ -94,7 +95,8 @@ def test_training_losses_backprop_to_every_trainable_parameter_but_not_the_backb
 
 
 def test_reference_attention_scale_multiplies_by_sqrt_head_dim():
-    """logit_scale='reference' reproduces the original's q.k * sqrt(E) (its q / head_dim**-0.5); 'standard' is q.k / sqrt(E)."""
+    """logit_scale='reference' reproduces the original's q.k * sqrt(E) (its q / head_dim**-0.5); 'standard' is q.k /
+    sqrt(E)."""
     torch.manual_seed(0)
     x = torch.randn(2, 5, 8)
     for mode, factor in (("reference", 4**0.5), ("standard", 4**-0.5)):

@@ -55,7 +55,11 @@ def test_matched_mse_ignores_slot_order():
     perm = torch.tensor([2, 0, 3, 1])
     assert torch.allclose(matched_mse(pred, pred[:, perm]), torch.zeros(10), atol=1e-7)
     torch.testing.assert_close(matched_mse(pred, goal), matched_mse(pred, goal[:, perm]))
-    brute = torch.stack([((pred - goal[:, list(p)]) ** 2).mean((1, 2)) for p in itertools.permutations(range(4))]).min(0).values
+    brute = (
+        torch.stack([((pred - goal[:, list(p)]) ** 2).mean((1, 2)) for p in itertools.permutations(range(4))])
+        .min(0)
+        .values
+    )
     torch.testing.assert_close(matched_mse(pred, goal), brute)
 
 

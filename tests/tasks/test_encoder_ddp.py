@@ -52,7 +52,8 @@ def _worker(rank, world, port, out_dir):
 
 
 def test_two_rank_ddp_equals_one_process(tmp_path):
-    """Per-clip seeds (flip, slot noise) and rank-sliced global batches: DDP's weights and validation match one process."""
+    """Per-clip seeds (flip, slot noise) and rank-sliced global batches: DDP's weights and validation match one
+    process."""
     mp.spawn(_worker, args=(2, free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
     single = _run(tmp_path / "single")
     a = load_model_state(latest_checkpoint(tmp_path / "single" / "enc"))

@@ -8,7 +8,8 @@ from tests.helpers import assert_close_verbose
 
 
 def test_resize_is_one_antialiased_bilinear_and_commutes_with_normalisation():
-    """Frames are resized once (bilinear, antialias); normalising before or after resizing gives the same input (Q15)."""
+    """Frames are resized once (bilinear, antialias); normalising before or after resizing gives the same input
+    (Q15)."""
     torch.manual_seed(0)
     x01 = torch.rand(2, 3, 3, 40, 60)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)

@@ -1,4 +1,5 @@
-"""StageTimer (cjepa/utils/stage_timer.py): perf_counter on CPU; CUDA events resolved without waiting on the hot path."""
+"""StageTimer (cjepa/utils/stage_timer.py): perf_counter on CPU; CUDA events resolved without waiting on the hot
+path."""
 
 import time
 

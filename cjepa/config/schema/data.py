@@ -27,7 +27,8 @@ class WorldConfig:
     """The built-in physics world (cjepa.data.world): CLEVRER-like videos with masks, states, events and questions."""
 
     num_frames: int = 128  # shown frames per video (CLEVRER: 128 at 25 fps)
-    future_frames: int = 48  # simulated after the last shown frame, for predictive questions (CLEVRER: 7 s simulated, 5 shown)
+    # simulated after the last shown frame, for predictive questions (CLEVRER: 7 s simulated, 5 shown)
+    future_frames: int = 48
     fps: float = 25.0
     height: int = 320  # CLEVRER: 480x320; 64 or 128 for fast tests and demos
     width: int = 480
@@ -119,7 +120,8 @@ class DataConfig:
     image_size: tuple[int, int] = (196, 196)  # (h, w) model input; aspect is not kept, as in the original (Q16)
     clip_frames: int = 6  # frames per training clip (VideoSAUR: 6)
     clip_stride: int = 2  # frame step inside a clip (VideoSAUR: 2)
-    clip_sampling: Literal["random", "chunks"] = "random"  # random start per video and pass, or all non-overlapping chunks
+    # random start per video and pass, or all non-overlapping chunks
+    clip_sampling: Literal["random", "chunks"] = "random"
     clips_per_video: int = 1  # random clips drawn per video per pass
     video_batch_size: int = 32  # clips per batch and rank (VideoSAUR: 32 per GPU)
     shuffle_buffer: int = 64  # samples; 0 = read shards in order

@@ -21,7 +21,13 @@ class RolloutConfig:
     @property
     def skip_note(self) -> str:
         """Why the final rollout evaluation is skipped ('' when it runs)."""
-        return "skipped: rollout.eval_videos=0" if self.eval_videos == 0 else "skipped: rollout.eval_chains=0" if self.eval_chains == 0 else ""
+        return (
+            "skipped: rollout.eval_videos=0"
+            if self.eval_videos == 0
+            else "skipped: rollout.eval_chains=0"
+            if self.eval_chains == 0
+            else ""
+        )
 
     def validate(self) -> None:
         if self.target_frames < self.obs_frames:

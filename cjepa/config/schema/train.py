@@ -31,7 +31,8 @@ class OptimConfig:
 class TrainConfig:
     # What the trainer trains: "predictor" (C-JEPA from slot data), "pretrain" (C-JEPA streaming from raw video
     # through the frozen encoder), "encoder" (VideoSAUR / SAVi), "vqa" (the ALOE reasoner; its vqa.* optimiser
-    # settings replace optim/data.batch_size/train.epochs). `cjepa train-encoder` / `cjepa pretrain` / `cjepa vqa train` set it;
+    # settings replace optim/data.batch_size/train.epochs). `cjepa train-encoder` / `cjepa pretrain` / `cjepa vqa train`
+    # set it;
     # launchers pass it through the resolved config.
     task: Literal["predictor", "pretrain", "encoder", "vqa"] = "predictor"
     epochs: int = 30

@@ -4,5 +4,6 @@ Modules: ``text`` (tokenisation, vocabularies), ``questions`` (CLEVRER-schema qu
 names), ``data`` (frame windows per question and protocol, batching), ``model`` (the reasoner, pure torch),
 ``metrics`` (the original scoring), ``evaluate`` (deterministic evaluation over fixed offsets), ``rollouts``
 (factual and counterfactual slot rollouts with the C-JEPA predictor), ``reasoner`` (train, load and evaluate a
-reasoner; the training task itself is :mod:`cjepa.tasks.vqa`). The masking study that ties predictor training to VQA lives in ``cjepa.eval.masking_study``.
+reasoner; the training task itself is :mod:`cjepa.tasks.vqa`). The masking study that ties predictor training to VQA
+lives in ``cjepa.eval.masking_study``.
 """

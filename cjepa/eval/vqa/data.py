@@ -8,7 +8,8 @@ Frame sampling (``vqa.frame_sampling``):
   evaluation uses fixed offsets (Q7). The frames never reach both ends of the video: an event before the start
   or after the last sampled frame is invisible, so questions about "all collisions" are not decidable from them
   (on 48-frame billiards videos a perfect observer of 8 such frames answers 93 % of the descriptive questions and
-  94 % of the predictive choices right, of frames spread over the video 100 %: ``benchmarks/vqa_ceiling.py --observer``).
+  94 % of the predictive choices right, of frames spread over the video 100 %: ``benchmarks/vqa_ceiling.py
+  --observer``).
 * ``span``: ``num_frames`` frames spread over the whole ``video_len`` (rounded ``linspace(0, video_len - 1)``),
   first and last frame included, one start offset (0). Every event of the observed frames lies between two
   sampled frames, which is what a ceiling (``protocol=oracle``) needs.

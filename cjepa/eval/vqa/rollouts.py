@@ -60,11 +60,15 @@ def load_predictor(checkpoint: str, model_cfg, attention: str, device: torch.dev
     """A C-JEPA predictor from one of our checkpoints / run dirs (its saved model section wins) or a plain
     original state_dict (then ``model_cfg`` must describe it, e.g. ``layout=reference``)."""
     if not checkpoint:
-        raise ConfigError("a predictor checkpoint is required (vqa.predictor_checkpoint: checkpoint dir, run dir or state_dict)")
+        raise ConfigError(
+            "a predictor checkpoint is required (vqa.predictor_checkpoint: checkpoint dir, run dir or state_dict)"
+        )
 
     def slots_only(mcfg, where: str) -> None:
         if mcfg.kind != "slots":
-            raise ConfigError(f"VQA rollouts need a slot predictor (model.kind=slots); {where} is model.kind={mcfg.kind}")
+            raise ConfigError(
+                f"VQA rollouts need a slot predictor (model.kind=slots); {where} is model.kind={mcfg.kind}"
+            )
 
     return predictor_from_checkpoint(checkpoint, model_cfg, attention, device, check=slots_only,
                                      label=" (vqa.predictor_checkpoint)").model
@@ -87,7 +91,8 @@ def write_factual_rollouts(
     producer: Optional[dict] = None,
     progress=None,
 ) -> int:
-    """Roll every video of ``videos`` out to ``target_frames`` into store ``out``/``split``; returns how many were new."""
+    """Roll every video of ``videos`` out to ``target_frames`` into store ``out``/``split``; returns how many were
+    new."""
     first = np.asarray(videos[next(iter(videos))])
     writer = SlotStoreWriter(out, split, num_slots=first.shape[1], slot_dim=first.shape[2], producer=producer)
     todo = {k: videos[k] for k in videos if k not in writer}
@@ -246,7 +251,9 @@ def build_counterfactual_store(
             for r in group:
                 v = np.asarray(videos[r.video_key][:need], dtype=np.float32)
                 if len(v) < need:
-                    raise SlotStoreError(f"video {r.video_key!r} has {len(v)} frames; its counterfactual branches at frame {b}")
+                    raise SlotStoreError(
+                        f"video {r.video_key!r} has {len(v)} frames; its counterfactual branches at frame {b}"
+                    )
                 arrs.append(v)
             slots = torch.from_numpy(np.stack(arrs)).to(device)
             removed = torch.tensor([r.slot for r in group], device=device)

@@ -25,9 +25,14 @@ class Executor:
         self.props = {o["object_id"]: o for o in ann["object_property"]}
         ev = [{"type": "start", "objects": [], "frame": 0}, {"type": "end", "objects": [], "frame": self.T - 1}]
         ev += [{"type": e["type"], "objects": [e["object_id"]], "frame": e["frame_id"]} for e in ann["events"]]
-        ev += [{"type": "collision", "objects": sorted(c["object_ids"]), "frame": c["frame_id"]} for c in ann["collision"]]
+        ev += [
+            {"type": "collision", "objects": sorted(c["object_ids"]), "frame": c["frame_id"]} for c in ann["collision"]
+        ]
         self.events_all = sorted(ev, key=lambda e: e["frame"])
-        self.future = [{"type": "collision", "objects": sorted(c["object_ids"]), "frame": c["frame_id"]} for c in ann["future_collision"]]
+        self.future = [
+            {"type": "collision", "objects": sorted(c["object_ids"]), "frame": c["frame_id"]}
+            for c in ann["future_collision"]
+        ]
         attr = {"color": "color", "material": "material", "shape": "shape"}
         self.modules = {
             "objects": (0, lambda: sorted(self.props)),
@@ -44,7 +49,10 @@ class Executor:
             "filter_stationary": (2, lambda objs, t: [o for o in objs if self.visible(o, t) and not self.moving(o, t)]),
             "filter_in": (2, lambda es, o: [e for e in es if e["type"] == "in" and e["objects"][0] in self.ids(o)]),
             "filter_out": (2, lambda es, o: [e for e in es if e["type"] == "out" and e["objects"][0] in self.ids(o)]),
-            "filter_collision": (2, lambda es, o: [e for e in es if e["type"] == "collision" and set(e["objects"]) & set(self.ids(o))]),
+            "filter_collision": (
+                2,
+                lambda es, o: [e for e in es if e["type"] == "collision" and set(e["objects"]) & set(self.ids(o))],
+            ),
             "query_object": (1, lambda e: e["objects"][0]),
             "query_collision_partner": (2, lambda e, o: next(x for x in e["objects"] if x != o)),
         }
@@ -76,7 +84,10 @@ class Executor:
         cam = w["camera"]
         camera = Camera(cam["width"], cam["height"], cam["view_width"], cam["elevation_deg"])
         tr = simulate(specs, self.T, fps=w["fps"], substeps=w["substeps"], removed=[removed])
-        return [{"type": "collision", "objects": list(p), "frame": -1} for p in sorted(visible_collision_pairs(tr, camera, self.T))]
+        return [
+            {"type": "collision", "objects": list(p), "frame": -1}
+            for p in sorted(visible_collision_pairs(tr, camera, self.T))
+        ]
 
     def run(self, program: list[str]):
         stack: list = []
@@ -96,7 +107,12 @@ class Executor:
         while frontier:
             e = frontier.pop()
             for c in self.events_all:
-                if c["type"] in ("in", "collision") and c["frame"] < e["frame"] and set(c["objects"]) & set(e["objects"]) and c not in found:
+                if (
+                    c["type"] in ("in", "collision")
+                    and c["frame"] < e["frame"]
+                    and set(c["objects"]) & set(e["objects"])
+                    and c not in found
+                ):
                     found.append(c)
                     frontier.append(c)
         return found
@@ -109,7 +125,8 @@ def videos():
 
 
 def test_schema_and_vocabulary(videos):
-    """CLEVRER's fields and types; every word in CLEVRER's question vocabulary; descriptive answers in its answer vocabulary."""
+    """CLEVRER's fields and types; every word in CLEVRER's question vocabulary; descriptive answers in its answer
+    vocabulary."""
     kinds = set()
     for v in videos:
         entry = v.questions
@@ -150,14 +167,23 @@ def test_answers_follow_from_the_annotation(videos):
                     assert (ex.run(c["program"]) in anc) == (c["answer"] == "correct"), (v.key, q["question"], c)
             else:
                 for c in q["choices"]:
-                    assert ex.run(c["program"]) == ("yes" if c["answer"] == "correct" else "no"), (v.key, q["question"], c)
+                    assert ex.run(c["program"]) == ("yes" if c["answer"] == "correct" else "no"), (
+                        v.key,
+                        q["question"],
+                        c,
+                    )
     assert all(n > 0 for n in checked.values()), checked
 
 
 def chain_scene(extra=()):
-    """X (red sphere) knocks Y (blue cube) into Z (green cylinder); W (yellow sphere) rests aside; plus ``extra`` objects."""
-    specs = [ObjectSpec(0, "sphere", "red", "rubber", 0, (-2.5, 0.0), (3.0, 0.0)), ObjectSpec(1, "cube", "blue", "rubber", 0, (-0.5, 0.0), (0.0, 0.0)),
-             ObjectSpec(2, "cylinder", "green", "rubber", 0, (1.2, 0.0), (0.0, 0.0)), ObjectSpec(3, "sphere", "yellow", "metal", 0, (0.0, -1.6), (0.0, 0.0))]
+    """X (red sphere) knocks Y (blue cube) into Z (green cylinder); W (yellow sphere) rests aside; plus ``extra``
+    objects."""
+    specs = [
+        ObjectSpec(0, "sphere", "red", "rubber", 0, (-2.5, 0.0), (3.0, 0.0)),
+        ObjectSpec(1, "cube", "blue", "rubber", 0, (-0.5, 0.0), (0.0, 0.0)),
+        ObjectSpec(2, "cylinder", "green", "rubber", 0, (1.2, 0.0), (0.0, 0.0)),
+        ObjectSpec(3, "sphere", "yellow", "metal", 0, (0.0, -1.6), (0.0, 0.0)),
+    ]
     return specs + [ObjectSpec(len(specs) + i, *e) for i, e in enumerate(extra)]
 
 
@@ -173,7 +199,8 @@ def facts_and_resim(specs, T=70):
 
 
 def choice_pair(ex: Executor, program: list[str]) -> tuple[int, int]:
-    """The two objects a counterfactual choice program names: source..., A..., filter_collision, B..., filter_collision, exist."""
+    """The two objects a counterfactual choice program names: source..., A..., filter_collision, B...,
+    filter_collision, exist."""
     rest = program[program.index("counterfact_events") + 1 :]
     a = rest[: rest.index("filter_collision")]
     b = rest[len(a) + 1 : -2]
@@ -181,12 +208,25 @@ def choice_pair(ex: Executor, program: list[str]) -> tuple[int, int]:
 
 
 def test_counterfactual_answer_changes_when_the_removed_object_mattered():
-    """Without X nothing collides (Y is never hit, so never hits Z); without the uninvolved W everything happens as before."""
+    """Without X nothing collides (Y is never hit, so never hits Z); without the uninvolved W everything happens as
+    before."""
     facts, resimulate, ex = facts_and_resim(chain_scene())
     assert {e.objects for e in facts.collisions()} == {(0, 1), (1, 2)}
     assert resimulate(3) == {(0, 1), (1, 2)} and resimulate(0) == set()
-    happens = ["events", "objects", "blue", "filter_color", "unique", "filter_collision", "objects", "green", "filter_color", "unique",
-               "filter_collision", "exist"]
+    happens = [
+        "events",
+        "objects",
+        "blue",
+        "filter_color",
+        "unique",
+        "filter_collision",
+        "objects",
+        "green",
+        "filter_color",
+        "unique",
+        "filter_collision",
+        "exist",
+    ]
     assert ex.run(happens) == "yes"
     without_x = ["objects", "red", "filter_color", "unique", "counterfact_events"] + happens[1:]
     without_w = ["objects", "yellow", "filter_color", "unique", "counterfact_events"] + happens[1:]
@@ -196,7 +236,10 @@ def test_counterfactual_answer_changes_when_the_removed_object_mattered():
 def test_counterfactual_question_marks_prevented_collision_wrong():
     """Removing X prevents Y-Z while an unrelated collision V-U survives: the generated question about X offers Y-Z,
     which the video shows, as a wrong choice, and V-U as a correct one."""
-    extra = [("sphere", "purple", "metal", 0, (2.0, -2.0), (0.0, 2.5)), ("cube", "gray", "metal", 0, (2.0, 1.0), (0.0, 0.0))]
+    extra = [
+        ("sphere", "purple", "metal", 0, (2.0, -2.0), (0.0, 2.5)),
+        ("cube", "gray", "metal", 0, (2.0, 1.0), (0.0, 0.0)),
+    ]
     facts, resimulate, ex = facts_and_resim(chain_scene(extra))
     assert {(0, 1), (1, 2), (4, 5)} <= {e.objects for e in facts.collisions()}
     assert (1, 2) not in resimulate(0) and (4, 5) in resimulate(0)

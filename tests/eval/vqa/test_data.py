@@ -15,7 +15,14 @@ from cjepa.eval.vqa.data import (
     num_start_offsets,
     resolve_video_keys,
 )
-from cjepa.eval.vqa.questions import COUNTERFACTUAL, DESCRIPTIVE, PREDICTIVE, build_question_set, iter_answers, iter_texts
+from cjepa.eval.vqa.questions import (
+    COUNTERFACTUAL,
+    DESCRIPTIVE,
+    PREDICTIVE,
+    build_question_set,
+    iter_answers,
+    iter_texts,
+)
 from cjepa.eval.vqa.text import Vocab
 from tests.eval.vqa.helpers import desc, mc, scene, write_store
 
@@ -62,9 +69,13 @@ def make_dataset(tmp_path, T=20, cf=False):
         cfv = -np.ones((16, 3, 2), np.float32)
         present = np.ones((16, 3), np.float32)
         present[:, 2] = 0
-        write_store(tmp_path / "cf", "val", {"video_00000.mp4|remove:0": cfv}, present={"video_00000.mp4|remove:0": present})
+        write_store(
+            tmp_path / "cf", "val", {"video_00000.mp4|remove:0": cfv}, present={"video_00000.mp4|remove:0": present}
+        )
         kw = dict(cf_videos=SlotSplit(tmp_path / "cf", "val"), cf_keys=[None, None, "video_00000.mp4|remove:0"])
-    return VQADataset(qs, SlotSplit(tmp_path / "slots", "val"), ["video_00000.mp4"] * 3, video_len=16, num_frames=4, **kw), video
+    return VQADataset(
+        qs, SlotSplit(tmp_path / "slots", "val"), ["video_00000.mp4"] * 3, video_len=16, num_frames=4, **kw
+    ), video
 
 
 def test_items_and_collate(tmp_path):

@@ -22,10 +22,18 @@ from cjepa.eval.vqa.text import Vocab
 from tests.eval.vqa.helpers import desc, mc, scene
 
 SCENES = [
-    scene(10000, [
-        desc(0, "How many spheres are there?", "2"),
-        mc(1, "counterfactual", "Which of the following will happen if the cyan cylinder is removed?", ["correct", "wrong", "wrong"]),
-    ]),
+    scene(
+        10000,
+        [
+            desc(0, "How many spheres are there?", "2"),
+            mc(
+                1,
+                "counterfactual",
+                "Which of the following will happen if the cyan cylinder is removed?",
+                ["correct", "wrong", "wrong"],
+            ),
+        ],
+    ),
     scene(10001, [mc(0, "predictive", "Which event will happen next?", ["wrong", "correct"])]),
 ]
 
@@ -36,7 +44,8 @@ def qset(scenes=SCENES, **kw):
 
 
 def test_rows_follow_the_original_layout():
-    """Descriptive: one row, question padded to 20+12; multiple choice: one row per choice = question (20) ++ choice (12)."""
+    """Descriptive: one row, question padded to 20+12; multiple choice: one row per choice = question (20) ++ choice
+    (12)."""
     qs, vocab = qset()
     assert len(qs) == 3 and qs.num_rows == 1 + 3 + 2 and qs.tokens.shape == (6, 32)
     assert qs.qtype.tolist() == [0, 3, 2] and qs.row_count.tolist() == [1, 3, 2]
@@ -54,17 +63,29 @@ def test_rows_follow_the_original_layout():
 def test_subset_renumbers_rows():
     qs, _ = qset()
     sub = qs.subset(np.array([2, 0]))
-    assert sub.qtype.tolist() == [2, 0] and sub.row_start.tolist() == [0, 2] and sub.label.tolist() == [0, 1, qs.label[0]]
+    assert (
+        sub.qtype.tolist() == [2, 0] and sub.row_start.tolist() == [0, 2] and sub.label.tolist() == [0, 1, qs.label[0]]
+    )
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"question_id": 0, "question_type": "causal", "question": "x"}, "question_type 'causal'"),
-    ({"question_id": 0, "question_type": "descriptive", "question": "x"}, "without 'answer'"),
-    ({"question_id": 0, "question_type": "predictive", "question": "x", "choices": []}, "non-empty 'choices'"),
-    ({"question_id": 0, "question_type": "predictive", "question": "x", "choices": [{"choice_id": 0, "choice": "y", "answer": "yes"}]},
-     "not 'correct' or 'wrong'"),
-    ({"question_type": "descriptive", "question": "x", "answer": "1"}, "no 'question_id'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"question_id": 0, "question_type": "causal", "question": "x"}, "question_type 'causal'"),
+        ({"question_id": 0, "question_type": "descriptive", "question": "x"}, "without 'answer'"),
+        ({"question_id": 0, "question_type": "predictive", "question": "x", "choices": []}, "non-empty 'choices'"),
+        (
+            {
+                "question_id": 0,
+                "question_type": "predictive",
+                "question": "x",
+                "choices": [{"choice_id": 0, "choice": "y", "answer": "yes"}],
+            },
+            "not 'correct' or 'wrong'",
+        ),
+        ({"question_type": "descriptive", "question": "x", "answer": "1"}, "no 'question_id'"),
+    ],
+)
 def test_schema_errors_name_the_scene_and_question(bad, match):
     with pytest.raises(QuestionError, match=match) as err:
         qset([scene(7, [bad])])
@@ -75,7 +96,9 @@ def test_unlabelled_files_load_for_test_splits():
     """CLEVRER's test file has no answers: detected, loaded with label -1 (predictions only)."""
     test_file = [scene(15000, [{"question_id": 0, "question_type": "descriptive", "question": "what color"}])]
     assert has_answers(SCENES) and not has_answers(test_file)
-    qs, _ = qset([scene(15000, [{"question_id": 0, "question_type": "descriptive", "question": "what color"}])], labelled=False)
+    qs, _ = qset(
+        [scene(15000, [{"question_id": 0, "question_type": "descriptive", "question": "what color"}])], labelled=False
+    )
     assert qs.label.tolist() == [-1] and not qs.labelled
 
 
@@ -121,7 +144,9 @@ def test_object_tables_from_dir_list_and_mapping(tmp_path):
     """CLEVRER annotation files in nested folders, a list of annotations, or {scene: objects} all load."""
     d = tmp_path / "annotations" / "annotation_10000-11000"
     d.mkdir(parents=True)
-    (d / "annotation_10000.json").write_text(json.dumps({"scene_index": 10000, "object_property": OBJECTS, "motion_trajectory": []}))
+    (d / "annotation_10000.json").write_text(
+        json.dumps({"scene_index": 10000, "object_property": OBJECTS, "motion_trajectory": []})
+    )
     assert load_object_tables(tmp_path / "annotations") == {10000: OBJECTS}
     (tmp_path / "list.json").write_text(json.dumps([{"scene_index": 3, "object_property": OBJECTS}]))
     assert load_object_tables(tmp_path / "list.json") == {3: OBJECTS}
@@ -133,9 +158,23 @@ def test_object_tables_from_dir_list_and_mapping(tmp_path):
 
 def test_resolve_removed_objects_fills_ids_and_counts_failures():
     scenes = [
-        scene(1, [mc(0, "counterfactual", "Which of the following will happen if the cyan cylinder is removed?", ["correct"])]),
-        scene(2, [mc(0, "counterfactual", "Which of the following will happen if the red object is removed?", ["wrong"])]),
-        scene(3, [mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["wrong"])]),
+        scene(
+            1,
+            [
+                mc(
+                    0,
+                    "counterfactual",
+                    "Which of the following will happen if the cyan cylinder is removed?",
+                    ["correct"],
+                )
+            ],
+        ),
+        scene(
+            2, [mc(0, "counterfactual", "Which of the following will happen if the red object is removed?", ["wrong"])]
+        ),
+        scene(
+            3, [mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["wrong"])]
+        ),
     ]
     qs, _ = qset(scenes)
     stats = resolve_removed_objects(qs, {1: OBJECTS, 2: OBJECTS})
@@ -146,7 +185,8 @@ def test_resolve_removed_objects_fills_ids_and_counts_failures():
 
 
 def test_questions_and_object_tables_from_video_shards(tmp_path):
-    """A shard split written by `cjepa data` serves as question file (KEY.questions.json) and object tables (KEY.json)."""
+    """A shard split written by `cjepa data` serves as question file (KEY.questions.json) and object tables
+    (KEY.json)."""
     from cjepa.data.shards import ShardWriter
 
     frames = np.zeros((2, 16, 16, 3), np.uint8)
@@ -175,4 +215,5 @@ def test_world_questions_load_and_name_their_removed_objects():
     stats = resolve_removed_objects(qs, {v.meta["scene_index"]: v.meta["object_property"] for v in vids})
     assert stats == {"resolved": int((qs.qtype == COUNTERFACTUAL).sum())}
     cf = qs.qtype == COUNTERFACTUAL
-    assert (qs.removed_instance[cf] == qs.removed_object[cf] + 1).all()  # the world's mask ids, as extraction stores them
+    # the world's mask ids, as extraction stores them
+    assert (qs.removed_instance[cf] == qs.removed_object[cf] + 1).all()

@@ -25,8 +25,7 @@ from typing import Any, Iterator, Mapping, Optional, Protocol, Sequence
 import numpy as np
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from cjepa.data.video import preprocess_frames
 
 
 class VideoSourceUnavailable(RuntimeError):
@@ -69,16 +68,6 @@ class VideoSource(Protocol):
     def iter_videos(self, *, rank: int = 0, world_size: int = 1, skip: Sequence[str] = ()) -> Iterator[VideoItem]: ...
 
 
-def normalize_uint8_frames(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 RGB (T, H, W, 3) -> float32 (T, 3, H, W) normalised with ImageNet mean/std."""
-    x = torch.as_tensor(frames)
-    if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected uint8 frames (T, H, W, 3); got {x.dtype} {tuple(x.shape)}")
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
-
 
 def clip_span(clip_frames: int, frame_stride: int) -> int:
     """Decoded frames a clip covers: (clip_frames - 1) * stride + 1."""
@@ -115,7 +104,7 @@ class InMemoryVideos:
             if "frames" not in v:
                 raise ValueError(f"video {k!r} has no 'frames'")
             f = torch.as_tensor(v["frames"])
-            f = normalize_uint8_frames(f) if f.dtype == torch.uint8 else f.float()
+            f = preprocess_frames(f) if f.dtype == torch.uint8 else f.float()
             if f.dim() != 4 or f.shape[1] != 3:
                 raise ValueError(
                     f"video {k!r}: frames must be uint8 (T, H, W, 3) or float (T, 3, H, W); got {tuple(f.shape)}"

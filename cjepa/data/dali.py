@@ -71,7 +71,8 @@ from cjepa.data.shards import (
     open_split,
     read_index,
 )
-from cjepa.data.video import IMAGENET_MEAN, IMAGENET_STD, VideoDecodeError, encode_video, probe_video, resize_masks
+from cjepa.data.video import VideoDecodeError, encode_video, probe_video, resize_masks
+from cjepa.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger("cjepa.data")
 
@@ -126,11 +127,6 @@ def _key_array(key: str) -> np.ndarray:
     out = np.zeros(KEY_BYTES, np.uint8)
     out[: len(b)] = np.frombuffer(b, np.uint8)
     return out
-
-
-def _key_str(arr) -> str:
-    """A key row of the pipeline: the key itself (fallback prepare step) or a reader source_info string."""
-    return _source(arr)[1]
 
 
 def _source(arr) -> tuple[str, str]:

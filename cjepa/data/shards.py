@@ -41,7 +41,6 @@ import numpy as np
 FORMAT = "cjepa-video-shards"
 FORMAT_VERSION = 1
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")  # no dots: webdataset splits KEY.ext at the first dot
-RESERVED_META = ("key", "source", "split", "fps", "num_frames", "height", "width", "codec")
 REQUIRED_META = ("key", "num_frames", "height", "width", "fps")
 SOURCES = ("world", "clevrer", "pusht")
 VIDEO_INFO_EXT = "video.i32"
@@ -85,11 +84,6 @@ def decode_masks(data: bytes, indices: Optional[Sequence[int]] = None) -> np.nda
             return np.stack([npz[f"{int(t):05d}"] for t in indices])
     except (KeyError, zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         raise ValueError(f"corrupt masks archive: {err}") from err
-
-
-def mask_frame_count(data: bytes) -> int:
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        return len(z.namelist())
 
 
 # --------------------------------------------------------------------------------------------- video info

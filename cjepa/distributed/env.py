@@ -241,14 +241,6 @@ def all_reduce_min(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def broadcast_object(obj, src: int = 0):
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        box = [obj]
-        dist.broadcast_object_list(box, src=src)
-        return box[0]
-    return obj
-
-
 # --------------------------------------------------------------------------------------------- rank-0 logging
 
 

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from cjepa.config import load_config
-from cjepa.data.clips import IMAGENET_MEAN, IMAGENET_STD, InMemoryVideos, VideoSourceUnavailable, normalize_uint8_frames
+from cjepa.data.clips import InMemoryVideos, VideoSourceUnavailable
+from cjepa.data.video import preprocess_frames
 from cjepa.data.video_sources import open_video_source, register_video_source
+from cjepa.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _videos(n=5, T=12, size=8, masks=True):
@@ -27,7 +29,7 @@ def test_frames_are_imagenet_normalised_and_laid_out_tchw():
     """uint8 (T, H, W, 3) -> float32 (T, 3, H, W) = (x / 255 - mean) / std."""
     x = np.zeros((1, 2, 2, 3), np.uint8)
     x[..., 0] = 255
-    f = normalize_uint8_frames(x)
+    f = preprocess_frames(x)
     assert f.shape == (1, 3, 2, 2) and f.dtype == torch.float32
     assert torch.allclose(f[0, 0], torch.full((2, 2), (1 - IMAGENET_MEAN[0]) / IMAGENET_STD[0]))
     assert torch.allclose(f[0, 1], torch.full((2, 2), -IMAGENET_MEAN[1] / IMAGENET_STD[1]))
@@ -44,7 +46,7 @@ def test_clip_batches_follow_the_contract():
     assert ((b["frame_index"][:, 1:] - b["frame_index"][:, :-1]) == 2).all()
     k = b["keys"][0]
     idx = b["frame_index"][0]
-    assert torch.equal(b["frames"][0], normalize_uint8_frames(_videos()[k]["frames"])[idx])
+    assert torch.equal(b["frames"][0], preprocess_frames(_videos()[k]["frames"])[idx])
 
 
 def test_order_is_deterministic_per_epoch_and_resumes_mid_epoch():

@@ -83,19 +83,22 @@ def _nodes_of(sub) -> list[str]:
 # --------------------------------------------------------------------------------------------- parity
 
 
+# DDP and ZeRO-1/2/3, each with one rank on each of 2 and of 4 nodes
+ENGINE_OVERRIDES = {"ddp": ["dist.engine=ddp"], **{f"zero{k}": ["dist.engine=deepspeed", f"dist.zero_stage={k}"]
+                                                   for k in (1, 2, 3)}}
+ENGINE_NAMES = {"ddp": "ddp", **{f"zero{k}": f"deepspeed-zero{k}" for k in (1, 2, 3)}}
+PARITY_JOBS = [(engine, nodes) for engine in ENGINE_OVERRIDES for nodes in (2, 4)]
+
+
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory):
     """Submit every parity job at once (they queue for the nodes), then the single-process reference here."""
     _need_nodes(4)
     out = tmp_path_factory.mktemp("multinode")
     base = [f"run.out_dir={out}", *COMMON, "dist.timeout_s=120"]
-    jobs = {
-        "ddp2": submit([SMOKE], [*base, "run.name=ddp2", "launch.nodes=2", "dist.engine=ddp"]),
-        "zero2": submit([SMOKE], [*base, "run.name=zero2", "launch.nodes=2", "dist.engine=deepspeed",
-                                  "dist.zero_stage=2"]),
-        "zero3x4": submit([SMOKE], [*base, "run.name=zero3x4", "launch.nodes=4", "dist.engine=deepspeed",
-                                    "dist.zero_stage=3"]),
-    }
+    jobs = {f"{engine}x{nodes}": submit([SMOKE], [*base, f"run.name={engine}x{nodes}", f"launch.nodes={nodes}",
+                                                  *ENGINE_OVERRIDES[engine]])
+            for engine, nodes in PARITY_JOBS}
     sweep = sweep_launcher.plan([SMOKE], [*base, "launch.nodes=2", "dist.engine=ddp", "masking.num_masked=1,2"],
                                 name="sweep2")
     sweep_launcher.submit(sweep, "sweep2")
@@ -103,17 +106,17 @@ def parity(tmp_path_factory):
     return out, jobs, sweep, reference
 
 
-@pytest.mark.parametrize("name,nodes,engine", [("ddp2", 2, "ddp"), ("zero2", 2, "deepspeed-zero2"),
-                                               ("zero3x4", 4, "deepspeed-zero3")])
-def test_data_parallel_across_nodes_equals_one_process(parity, name, nodes, engine):
+@pytest.mark.parametrize("engine,nodes", PARITY_JOBS)
+def test_data_parallel_across_nodes_equals_one_process(parity, engine, nodes):
     """Each rank on its own node, one rank per node: the job ends with the parameters of one process on the full
     batch, every rank found rank 0 on the first node of the allocation, and each node wrote its own log."""
     out, jobs, _, reference = parity
+    name = f"{engine}x{nodes}"
     sub = jobs[name]
     results = sub.job.results()
     assert len(results) == nodes
     summary = results[0]
-    assert (summary["world_size"], summary["engine"], summary["steps"]) == (nodes, engine, 4)
+    assert (summary["world_size"], summary["engine"], summary["steps"]) == (nodes, ENGINE_NAMES[engine], 4)
     _assert_same(load_model_state(latest_checkpoint(sub.run_dir)), reference, name)
     logs = sorted(Path(sub.job.paths.folder, "nodes").glob("*.log"))
     assert len(logs) == nodes, f"one log per node: {logs}"

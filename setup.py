@@ -11,8 +11,8 @@ CORE = [
     "matplotlib>=3.7",
     "scipy>=1.10",
 ]
-# pymunk 7 changed the collision API; gym-pusht pins < 7
-DATA = ["webdataset==1.0.2", "braceexpand>=0.1.7", "av>=14,<19", "pymunk>=6.6,<7"]
+DATA = ["webdataset==1.0.2", "braceexpand>=0.1.7", "av>=14,<19",
+        "pymunk>=6.6,<7"]  # pymunk 7 changed the collision API; gym-pusht pins < 7
 DIST = ["deepspeed>=0.16", "submitit>=1.5"]
 # DALI: fn.decoders.video with per-sample frame lists, verified with 2.4.0.
 # flash-attn: optional, install separately where a wheel exists for your torch.
@@ -28,24 +28,11 @@ setup(
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.10",
-    packages=[
-        "cjepa",
-        "cjepa.models",
-        "cjepa.data",
-        "cjepa.data.world",
-        "cjepa.distributed",
-        "cjepa.utils",
-        "cjepa.backends",
-        "cjepa.eval",
-        "cjepa.eval.vqa",
-        "cjepa.envs",
-        "cjepa.plan",
-        "cjepa.commands",
-        "cjepa.tasks",
-        "cjepa_kernels",
-        "launchers",
-        "launchers.commands",
-    ],
+    packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.data.world", "cjepa.distributed", "cjepa.utils",
+              "cjepa.backends", "cjepa.eval",
+              "cjepa.eval.vqa", "cjepa.envs", "cjepa.plan", "cjepa.commands", "cjepa.tasks", "cjepa_kernels",
+              "launchers",
+              "launchers.commands"],
     # The kernels/ folder is imported as cjepa_kernels: PyPI's unrelated `kernels` package owns that import name
     # (see kernels/registry.py).
     package_dir={"cjepa_kernels": "kernels"},

@@ -88,9 +88,8 @@ def _forever(loader):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--shards", default="", help="shard root (default: generate a world split into a temporary directory)"
-    )
+    ap.add_argument("--shards", default="",
+                    help="shard root (default: generate a world split into a temporary directory)")
     ap.add_argument("--split", default="train")
     ap.add_argument("--videos", type=int, default=32, help="videos to generate when --shards is not given")
     ap.add_argument("--height", type=int, default=320)
@@ -104,9 +103,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of the cpu-N provider (0 = all cores)")
     ap.add_argument("--codec", default="h264", choices=["h264", "vp9"], help="codec of the generated split")
-    ap.add_argument(
-        "--providers", nargs="*", default=None, help="time only these providers (e.g. dali-cpu); default: all"
-    )
+    ap.add_argument("--providers", nargs="*", default=None,
+                    help="time only these providers (e.g. dali-cpu); default: all")
     ap.add_argument("--label", default="", help="stored in each JSONL row (e.g. before/after a change)")
     ap.add_argument("--no-extract", action="store_true", help="skip the whole-video extraction row")
     ap.add_argument("--quick", action="store_true", help="8 videos, 3 repeats of 2 batches")
@@ -129,56 +127,37 @@ def main() -> int:
 
         tmp = tempfile.TemporaryDirectory(prefix="cjepa-bench-decode-")
         root = tmp.name
-        cfg = WorldConfig(
-            height=args.height,
-            width=args.width,
-            num_frames=args.frames,
-            shard_size=max(1, args.videos // (2 * workers)),
-            codec=args.codec,
-        )
+        cfg = WorldConfig(height=args.height, width=args.width, num_frames=args.frames,
+                          shard_size=max(1, args.videos // (2 * workers)),
+                          codec=args.codec)
         s = generate_split(cfg, args.split, args.videos, root, progress=True)
-        print(
-            f"generated {s['videos']} videos ({s['bytes'] / 1e6:.1f} MB in {s['shards']} shards) in {s['wall_s']:.1f} "
-            "s, "
-            f"{s['seconds_per_video']:.2f} s per video per worker",
-            file=sys.stderr,
-        )
+        print(f"generated {s['videos']} videos ({s['bytes'] / 1e6:.1f} MB in {s['shards']} shards) in "
+              f"{s['wall_s']:.1f} s, "
+              f"{s['seconds_per_video']:.2f} s per video per worker", file=sys.stderr)
     split = open_split(root, args.split)
     m = split.manifest or {}
-    print(
-        f"shards: {len(split.shards)}, videos: {m.get('num_samples', '?')}, codec {m.get('codec', '?')}, sizes "
-        f"{m.get('frame_sizes')}; "
-        f"clips of {clip.frames} frames at stride {clip.stride}, batch {args.batch}, resized to {size}",
-        file=sys.stderr,
-    )
+    print(f"shards: {len(split.shards)}, videos: {m.get('num_samples', '?')}, codec {m.get('codec', '?')}, sizes "
+          f"{m.get('frame_sizes')}; "
+          f"clips of {clip.frames} frames at stride {clip.stride}, batch {args.batch}, resized to {size}",
+          file=sys.stderr)
 
     providers = {
-        "cpu-1": (
-            lambda: VideoClipLoader(split, batch_size=args.batch, clip=clip, image_size=size, num_workers=0),
-            True,
-        ),
-        f"cpu-{workers}": (
-            lambda: VideoClipLoader(split, batch_size=args.batch, clip=clip, image_size=size, num_workers=workers),
-            True,
-        ),
+        "cpu-1": (lambda: VideoClipLoader(split, batch_size=args.batch, clip=clip, image_size=size, num_workers=0),
+                  True),
+        f"cpu-{workers}": (lambda: VideoClipLoader(split, batch_size=args.batch, clip=clip, image_size=size,
+                                                   num_workers=workers), True),
     }
     try:
         from cjepa.data.dali import DaliClipLoader
 
-        providers["dali-pyav"] = (
-            lambda: DaliClipLoader(split, batch_size=args.batch, clip=clip, image_size=size, decode="pyav"),
-            False,
-        )
+        providers["dali-pyav"] = (lambda: DaliClipLoader(split, batch_size=args.batch, clip=clip, image_size=size,
+                                                         decode="pyav"), False)
         if m.get("codec") in ("vp8", "vp9", "mjpeg"):
-            providers["dali-cpu"] = (
-                lambda: DaliClipLoader(split, batch_size=args.batch, clip=clip, image_size=size, decode="cpu"),
-                False,
-            )
+            providers["dali-cpu"] = (lambda: DaliClipLoader(split, batch_size=args.batch, clip=clip, image_size=size,
+                                                            decode="cpu"), False)
         if torch.cuda.is_available():
-            providers["dali-nvdec"] = (
-                lambda: DaliClipLoader(split, batch_size=args.batch, clip=clip, image_size=size, decode="nvdec"),
-                False,
-            )
+            providers["dali-nvdec"] = (lambda: DaliClipLoader(split, batch_size=args.batch, clip=clip, image_size=size,
+                                                              decode="nvdec"), False)
     except ImportError:
         print("DALI not installed: DALI providers skipped", file=sys.stderr)
     if args.providers:
@@ -191,16 +170,9 @@ def main() -> int:
         err = check_batch(first, split, size, exact)
         clips = args.batches * args.batch
         results[name] = timing
-        rows.append(
-            {
-                "provider": name,
-                **timing_row(timing),
-                "clips_per_call": clips,
-                "mean_abs_err_vs_pyav": err,
-                "clips_per_s": clips / (timing.median_ms / 1e3),
-                "frames_per_s": clips * clip.frames / (timing.median_ms / 1e3),
-            }
-        )
+        rows.append({"provider": name, **timing_row(timing), "clips_per_call": clips, "mean_abs_err_vs_pyav": err,
+                     "clips_per_s": clips / (timing.median_ms / 1e3),
+                     "frames_per_s": clips * clip.frames / (timing.median_ms / 1e3)})
 
     # the extraction path: whole videos, every frame, one worker
     if args.no_extract:
@@ -214,16 +186,9 @@ def main() -> int:
 
     t = time_fn(extract, torch.device("cpu"), warmup=0, repeats=max(2, args.repeats // 2))
     results["extract"] = t
-    rows.append(
-        {
-            "provider": "extract",
-            **timing_row(t),
-            "videos_per_call": len(keys),
-            "frames_per_s": 2 * n_frames / (t.median_ms / 1e3),
-            "clips_per_s": float("nan"),
-            "mean_abs_err_vs_pyav": 0.0,
-        }
-    )
+    rows.append({"provider": "extract", **timing_row(t), "videos_per_call": len(keys),
+                 "frames_per_s": 2 * n_frames / (t.median_ms / 1e3),
+                 "clips_per_s": float("nan"), "mean_abs_err_vs_pyav": 0.0})
     print(f"extract = whole {n_frames}-frame videos at stride 1 (frames/s counts every frame)")
     return report(rows, args, clip, size, m, workers, tmp)
 
@@ -233,57 +198,20 @@ def report(rows, args, clip, size, m, workers, tmp) -> int:
         r["frames_per_s_p80_time"] = r["frames_per_s"] * r["median_ms"] / r["p80_ms"]
         r["frames_per_s_p20_time"] = r["frames_per_s"] * r["median_ms"] / r["p20_ms"]
     ref = {r["provider"]: r for r in rows}.get("cpu-1")
-    print(
-        table(
-            [
-                (
-                    r["provider"],
-                    r["median_ms"],
-                    r["p20_ms"],
-                    r["p80_ms"],
-                    r["clips_per_s"],
-                    r["frames_per_s"],
-                    r["frames_per_s_p80_time"],
-                    r["frames_per_s_p20_time"],
-                    r["frames_per_s"] / ref["frames_per_s"] if ref else float("nan"),
-                    r["mean_abs_err_vs_pyav"],
-                )
-                for r in rows
-            ],
-            [
-                "provider",
-                "median ms/call",
-                "p20",
-                "p80",
-                "clips/s",
-                "frames/s",
-                "frames/s @p80",
-                "frames/s @p20",
-                "frames/s vs cpu-1",
-                "mean |err| vs PyAV",
-            ],
-        )
-    )
+    print(table([(r["provider"], r["median_ms"], r["p20_ms"], r["p80_ms"], r["clips_per_s"], r["frames_per_s"],
+                  r["frames_per_s_p80_time"], r["frames_per_s_p20_time"],
+                  r["frames_per_s"] / ref["frames_per_s"] if ref else float("nan"),
+                  r["mean_abs_err_vs_pyav"]) for r in rows],
+                ["provider", "median ms/call", "p20", "p80", "clips/s", "frames/s", "frames/s @p80", "frames/s @p20",
+                 "frames/s vs cpu-1",
+                 "mean |err| vs PyAV"]))
     print(f"\ncpu-1 = one decoding process; cpu-{workers} = {workers} DataLoader workers on {os.cpu_count()} cores")
     if args.save or args.out:
-        path = write_rows(
-            [
-                {
-                    **r,
-                    "clip_frames": clip.frames,
-                    "stride": clip.stride,
-                    "image_size": list(size),
-                    "batch": args.batch,
-                    "frame_sizes": m.get("frame_sizes"),
-                    "codec": m.get("codec"),
-                    "label": args.label,
-                }
-                for r in rows
-            ],
-            torch.device("cuda" if torch.cuda.is_available() else "cpu"),
-            "bench_decode",
-            args.out,
-        )
+        path = write_rows([{**r, "clip_frames": clip.frames, "stride": clip.stride, "image_size": list(size),
+                            "batch": args.batch,
+                            "frame_sizes": m.get("frame_sizes"), "codec": m.get("codec"),
+                            "label": args.label} for r in rows],
+                          torch.device("cuda" if torch.cuda.is_available() else "cpu"), "bench_decode", args.out)
         print(f"rows appended to {path}")
     if tmp is not None:
         tmp.cleanup()

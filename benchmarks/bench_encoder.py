@@ -91,8 +91,8 @@ def providers(kind: str, device: torch.device, include_bf16: bool) -> dict[str, 
 
 def build(kind_overrides: list[str], prov: dict, device: torch.device, state=None):
     cfg = load_config(
-        [],
-        kind_overrides + [f"kernels.attention={prov['attention']}", f"kernels.slot_attention={prov['slot_attention']}"],
+        [], kind_overrides + [f"kernels.attention={prov['attention']}",
+                              f"kernels.slot_attention={prov['slot_attention']}"]
     )
     torch.manual_seed(0)
     with warnings.catch_warnings():
@@ -136,17 +136,15 @@ def bench_kind(kind: str, preset: dict, device: torch.device, args) -> list[dict
         # correctness first: same weights and noise -> same slots as the reference provider
         model.eval()
         with torch.no_grad(), autocast(device, prov["bf16"]):
-            slots = model.encode(
-                clip[:2], generator=torch.Generator(device=device).manual_seed(1), masks=False
-            ).slots.float()
+            slots = model.encode(clip[:2], generator=torch.Generator(device=device).manual_seed(1),
+                                 masks=False).slots.float()
         if ref_slots is None:
             ref_slots = slots
         tol = 5e-2 if prov["bf16"] else 2e-3
         err = float((slots - ref_slots).abs().max())
         if err > tol:
-            raise SystemExit(
-                f"{kind}/{name}: slots differ from the reference by {err:.3g} > {tol}; not timing a wrong provider"
-            )
+            raise SystemExit(f"{kind}/{name}: slots differ from the reference by {err:.3g} > {tol}; not timing a wrong "
+                             "provider")
         model.train()
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
@@ -214,9 +212,8 @@ def main() -> int:
     p.add_argument("--videos", type=int, help="videos to extract")
     p.add_argument("--video-frames", dest="video_frames", type=int, help="frames per extracted video")
     p.add_argument("--quick", action="store_true", help="fewer repeats")
-    p.add_argument(
-        "--jsonl", nargs="?", const="", default=None, help="append rows to benchmarks/results/ (or this file)"
-    )
+    p.add_argument("--jsonl", nargs="?", const="", default=None,
+                   help="append rows to benchmarks/results/ (or this file)")
     args = p.parse_args()
     if args.quick:
         args.repeats, args.warmup = 3, 1

@@ -47,9 +47,8 @@ PAPER_SIZE = ["model.slot_dim=128", "model.depth=6", "model.heads=16", "model.ml
 def make_models(args, cfg, device):
     """(batched, scipy) world models sharing one predictor."""
     if args.checkpoint:
-        fast = build_world_model(
-            args.checkpoint, cfg.plan, dataset=args.dataset, device=device, attention_backend=args.attention
-        )
+        fast = build_world_model(args.checkpoint, cfg.plan, dataset=args.dataset, device=device,
+                                 attention_backend=args.attention)
     else:  # random weights of the configured size: speed does not depend on the values
         torch.manual_seed(0)
         predictor = build_predictor(cfg.model, args.attention)
@@ -91,9 +90,8 @@ def main() -> int:
     obs = Observation(proprio=state_to_proprio(start[None]), state=start[None])
     goal = fast.encode_goal(Goal(proprio=state_to_proprio(goal_state), state=goal_state))
     nodes = fast.encode(obs)
-    cand = torch.randn(args.samples, cfg.plan.horizon, fast.action_dim, generator=torch.Generator().manual_seed(0)).to(
-        device
-    )
+    cand = torch.randn(args.samples, cfg.plan.horizon, fast.action_dim,
+                       generator=torch.Generator().manual_seed(0)).to(device)
 
     # -- correctness first: same rollouts and costs
     traj_f, traj_s = fast.rollout(nodes, cand), slow.rollout(nodes, cand)
@@ -101,11 +99,9 @@ def main() -> int:
     torch.testing.assert_close(fast.cost(traj_f, goal), slow.cost(traj_s, goal))
     last, goal_slots = traj_f[:, -1, :S], goal[:S].expand(args.samples, -1, -1)
     depth = len(fast.predictor.predictor.transformer.layers)
-    print(
-        f"device {device} ({torch.get_num_threads()} threads), {S} slots x {D}, predictor depth {depth}, "
-        f"CEM {args.samples} samples x {args.iterations} iterations x horizon {cfg.plan.horizon}: outputs agree",
-        flush=True,
-    )
+    print(f"device {device} ({torch.get_num_threads()} threads), {S} slots x {D}, predictor depth {depth}, "
+          f"CEM {args.samples} samples x {args.iterations} iterations x horizon {cfg.plan.horizon}: outputs agree",
+          flush=True)
 
     results, rows = {}, []
     # (1) matching alone
@@ -116,23 +112,22 @@ def main() -> int:
     mt = {k: time_fn(f, device, warmup=2, repeats=max(5, args.repeats)) for k, f in match.items()}
     print("\nslot-matching cost of all candidates vs the goal")
     print(ratio_table(mt, "scipy per candidate (original)", unit_per_call=args.samples, unit_name="candidates/s"))
-    rows += [
-        {"case": "matching", "provider": k, "samples": args.samples, "slots": S, **timing_row(t)} for k, t in mt.items()
-    ]
+    rows += [{"case": "matching", "provider": k, "samples": args.samples, "slots": S, **timing_row(t)} for k,
+             t in mt.items()]
 
     # (2) one CEM plan
     for name, wm in (("batched (ours)", fast), ("scipy per candidate (original)", slow)):
         cem = CEM.from_config(cfg.plan, seed=0, device=device)
         cost_fn = lambda c, wm=wm: wm.cost(wm.rollout(nodes, c), goal)  # noqa: E731
-        solve = lambda cem=cem, cost_fn=cost_fn, wm=wm: cem.solve(cost_fn, cfg.plan.horizon, wm.action_dim)
+        solve = lambda cem=cem, cost_fn=cost_fn, wm=wm: cem.solve(cost_fn, cfg.plan.horizon,
+                                                                  wm.action_dim)  # noqa: E731
         results[name] = time_fn(solve, device, warmup=1, repeats=args.repeats)
         print(f"  plan timed: {name} {results[name].median_ms / 1e3:.2f} s", flush=True)
     print("\none CEM plan")
     print(ratio_table(results, "scipy per candidate (original)"))
-    rows += [
-        {"case": "cem_plan", "provider": k, "samples": args.samples, "iterations": args.iterations, **timing_row(t)}
-        for k, t in results.items()
-    ]
+    rows += [{"case": "cem_plan", "provider": k, "samples": args.samples, "iterations": args.iterations,
+              **timing_row(t)}
+             for k, t in results.items()]
 
     # (3) one MPC episode: 50-step budget, replanning every receding horizon
     if not args.skip_episode:

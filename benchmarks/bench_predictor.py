@@ -76,17 +76,10 @@ def build_ours(cfg, layout, attention, dim, depth, heads, mlp, dropout):
 
 def check_original_matches(Original, ours_ref, cfg, args, device):
     """The original module and our reference layout, same weights, eval mode: outputs must agree."""
-    orig = Original(
-        num_slots=cfg["num_slots"],
-        slot_dim=args.dim,
-        history_frames=cfg["history_frames"],
-        pred_frames=cfg["pred_frames"],
-        num_masked_slots=args.num_masked,
-        depth=args.depth,
-        heads=args.heads,
-        mlp_dim=args.mlp,
-        dropout=args.dropout,
-    ).to(device)
+    orig = Original(num_slots=cfg["num_slots"], slot_dim=args.dim, history_frames=cfg["history_frames"],
+                    pred_frames=cfg["pred_frames"],
+                    num_masked_slots=args.num_masked, depth=args.depth, heads=args.heads, mlp_dim=args.mlp,
+                    dropout=args.dropout).to(device)
     ours_ref.load_state_dict(orig.state_dict())
     x = torch.randn(4, cfg["history_frames"], cfg["num_slots"], args.dim, device=device)
     orig.eval(), ours_ref.eval()
@@ -113,12 +106,8 @@ def main() -> None:
     p.add_argument("--mlp", type=int, default=2048)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--num-masked", type=int, default=2)
-    p.add_argument(
-        "--attention",
-        default="sdpa",
-        choices=["torch", "sdpa", "triton", "flash_attn"],
-        help="backend of the cjepa provider",
-    )
+    p.add_argument("--attention", default="sdpa", choices=["torch", "sdpa", "triton", "flash_attn"],
+                   help="backend of the cjepa provider")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the cjepa provider")
     p.add_argument("--compile", action="store_true", help="also time torch.compile of the cjepa provider")
     p.add_argument("--reference-src", default="", help="checkout of galilai-group/cjepa to time the original module")
@@ -137,68 +126,46 @@ def main() -> None:
         T = cfg["history_frames"] + cfg["pred_frames"]
         torch.manual_seed(0)
         slots = torch.randn(args.batch, T, cfg["num_slots"], args.dim, device=device)
-        masked = (
-            MaskSampler(cfg["num_slots"] if name == "clevrer" else cfg["num_slots"] - 2, args.num_masked)
-            .global_masks(0, args.batch)
-            .to(device)
-        )
+        masked = MaskSampler(cfg["num_slots"] if name == "clevrer" else cfg["num_slots"] - 2,
+                             args.num_masked).global_masks(0, args.batch).to(device)
         if name == "pusht":
             masked = torch.cat([masked, masked.new_zeros(args.batch, 2)], dim=1)
         providers = {}
         ref = build_ours(cfg, "reference", "torch", args.dim, args.depth, args.heads, args.mlp, args.dropout).to(device)
         if Original is not None:
             orig = check_original_matches(Original, ref, cfg, args, device)
-            providers["original"] = make_step(
-                orig, torch.optim.AdamW(orig.parameters(), lr=5e-4), slots, masked, cfg["history_frames"], None, True
-            )
-        providers["reference"] = make_step(
-            ref, torch.optim.AdamW(ref.parameters(), lr=5e-4), slots, masked, cfg["history_frames"], None, False
-        )
-        ours = build_ours(cfg, "cjepa", args.attention, args.dim, args.depth, args.heads, args.mlp, args.dropout).to(
-            device
-        )
+            providers["original"] = make_step(orig, torch.optim.AdamW(orig.parameters(), lr=5e-4), slots, masked,
+                                              cfg["history_frames"], None, True)
+        providers["reference"] = make_step(ref, torch.optim.AdamW(ref.parameters(), lr=5e-4), slots, masked,
+                                           cfg["history_frames"], None, False)
+        ours = build_ours(cfg, "cjepa", args.attention, args.dim, args.depth, args.heads, args.mlp,
+                          args.dropout).to(device)
         dtype = torch.bfloat16 if args.bf16 else None
         providers[f"cjepa[{args.attention}{',bf16' if args.bf16 else ''}]"] = make_step(
             ours, torch.optim.AdamW(ours.parameters(), lr=5e-4), slots, masked, cfg["history_frames"], dtype, False)
         if args.compile:
-            comp = build_ours(
-                cfg, "cjepa", args.attention, args.dim, args.depth, args.heads, args.mlp, args.dropout
-            ).to(device)
+            comp = build_ours(cfg, "cjepa", args.attention, args.dim, args.depth, args.heads, args.mlp,
+                              args.dropout).to(device)
             comp_c = torch.compile(comp)
             providers[f"cjepa[{args.attention}{',bf16' if args.bf16 else ''},compile]"] = make_step(
-                comp_c,
-                torch.optim.AdamW(comp.parameters(), lr=5e-4),
-                slots,
-                masked,
-                cfg["history_frames"],
-                dtype,
-                False,
-            )
+                comp_c, torch.optim.AdamW(comp.parameters(), lr=5e-4), slots, masked, cfg["history_frames"], dtype,
+                False)
         results, mems = {}, {}
         for pname, fn in providers.items():
             results[pname] = time_fn(fn, device, warmup=3, repeats=repeats)
             mems[pname] = peak_memory(fn, device)
         base = "original" if "original" in results else "reference"
         tokens = T * cfg["num_slots"]
-        print(
-            f"\n{name}: B={args.batch}, T={T}, tokens/sample={tokens}, D={args.dim}, depth={args.depth}, "
-            f"heads={args.heads}, device={device}"
-        )
+        print(f"\n{name}: B={args.batch}, T={T}, tokens/sample={tokens}, D={args.dim}, depth={args.depth}, "
+              f"heads={args.heads}, device={device}")
         print(ratio_table(results, base, unit_per_call=args.batch, unit_name="samples/s"))
         if device.type == "cuda":
             print("peak memory (GiB): " + ", ".join(f"{k}={v / 2**30:.2f}" for k, v in mems.items()))
         for pname, t in results.items():
-            rows.append(
-                {
-                    "config": name,
-                    "provider": pname,
-                    "batch": args.batch,
-                    "samples_per_s": args.batch / (t.median_ms / 1e3),
-                    "speedup_vs_" + base: results[base].median_ms / t.median_ms,
-                    "peak_bytes": mems[pname],
-                    **timing_row(t),
-                }
-            )
+            rows.append({"config": name, "provider": pname, "batch": args.batch,
+                         "samples_per_s": args.batch / (t.median_ms / 1e3),
+                         "speedup_vs_" + base: results[base].median_ms / t.median_ms, "peak_bytes": mems[pname],
+                         **timing_row(t)})
     if args.save or args.out:
         print(f"\nrows appended to {write_rows(rows, device, 'bench_predictor', args.out or None)}")
 

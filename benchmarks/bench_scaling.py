@@ -210,18 +210,9 @@ def _rank_main(rank: int, world: int, port: int, opts: dict, out: str, master: s
             raise AssertionError(f"{name}: parameters after 2 steps differ from {opts['engines'][0]} by {err:.3g}")
         timing = time_fn(step, device, warmup=opts["warmup"], repeats=opts["repeats"])
         n_params = sum(v.numel() for v in params.values())
-        results.append(
-            {
-                "engine": name,
-                "world": world,
-                "engine_name": engine.name,
-                "numel": n_params,
-                "max_err_vs_first": err,
-                **mem,
-                **timing_row(timing),
-                "samples_per_s": cfg.data.batch_size / (timing.median_ms / 1e3),
-            }
-        )
+        results.append({"engine": name, "world": world, "engine_name": engine.name, "numel": n_params,
+                        "max_err_vs_first": err,
+                        **mem, **timing_row(timing), "samples_per_s": cfg.data.batch_size / (timing.median_ms / 1e3)})
     if rank == 0:
         Path(out).write_text(json.dumps(results))
 
@@ -237,10 +228,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-SRUN_SHAPE = {
-    "per-node": lambda w: ["-N", str(w), "--ntasks-per-node", "1"],
-    "one-node": lambda w: ["-N", "1", "-n", str(w)],
-}
+SRUN_SHAPE = {"per-node": lambda w: ["-N", str(w), "--ntasks-per-node", "1"], "one-node": lambda w: ["-N", "1", "-n",
+                                                                                                     str(w)]}
 
 
 def _srun_world(world: int, opts: dict, out: str, placement: str) -> None:
@@ -281,24 +270,10 @@ def report(rows: list[dict]) -> str:
         measured = total / (ddp["params"] + ddp["grads"] + ddp["optim"]) if ddp else float("nan")
         r.update(total=total, expected_bytes=ours["total"], measured_ratio=measured,
                  expected_ratio=ours["total"] / ours_ddp["total"], paper_ratio=paper["total"] / paper_ddp["total"])
-        out.append(
-            [
-                r["engine"],
-                w,
-                r["params"] / MB,
-                r["grads"] / MB,
-                r["optim"] / MB,
-                total / MB,
-                ours["total"] / MB,
-                measured,
-                r["expected_ratio"],
-                r["paper_ratio"],
-                r["median_ms"],
-                f"{r['p20_ms']:.1f}-{r['p80_ms']:.1f}",
-                r["samples_per_s"],
-                r["samples_per_s"] / ddp["samples_per_s"] if ddp else float("nan"),
-            ]
-        )
+        out.append([r["engine"], w, r["params"] / MB, r["grads"] / MB, r["optim"] / MB, total / MB, ours["total"] / MB,
+                    measured, r["expected_ratio"], r["paper_ratio"], r["median_ms"],
+                    f"{r['p20_ms']:.1f}-{r['p80_ms']:.1f}",
+                    r["samples_per_s"], r["samples_per_s"] / ddp["samples_per_s"] if ddp else float("nan")])
     headers = ["engine", "world", "params MB", "grads MB", "optim MB", "total MB", "expected MB", "mem vs DDP",
                "expected", "paper (mixed prec.)", "step ms", "p20-p80 ms", "samples/s", "throughput vs DDP"]
     return table(out, headers)
@@ -320,12 +295,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny model, few repeats (CI smoke)")
     p.add_argument("--write", action="store_true", help="append JSONL rows to benchmarks/results/")
     p.add_argument("--out", default=None, help="with --write: this JSONL file instead of <device>_<date>.jsonl")
-    p.add_argument(
-        "--placement",
-        choices=("spawn", "per-node", "one-node"),
-        default="spawn",
-        help="spawn: ranks on this machine; per-node / one-node: through srun, one rank per node or all on one",
-    )
+    p.add_argument("--placement", choices=("spawn", "per-node", "one-node"), default="spawn",
+                   help="spawn: ranks on this machine; per-node / one-node: through srun, one rank per node or all on "
+                        "one")
     p.add_argument("--partition", default="", help="SLURM partition for --placement per-node / one-node")
     p.add_argument("--srun-timeout-s", type=int, default=1200, help="wall-clock bound of one srun step")
     p.add_argument("--worker", nargs=2, metavar=("OPTS", "OUT"), help=argparse.SUPPRESS)  # one rank under srun
@@ -351,11 +323,10 @@ def main(argv=None) -> int:
                 _srun_world(w, opts, out, args.placement)
             rows.extend({**r, "placement": args.placement} for r in json.loads(Path(out).read_text()))
     device = torch.device("cuda" if cuda else "cpu")
-    print(
-        f"device: {device_name(device)}; backend {'nccl' if cuda else 'gloo'}; model dim {args.dim} depth {args.depth} "
-        f"mlp {args.mlp} ({rows[0]['numel'] / 1e6:.2f} M parameters, fp32); global batch {args.batch}; "
-        f"ZeRO buckets {args.bucket} elements"
-    )
+    print(f"device: {device_name(device)}; backend {'nccl' if cuda else 'gloo'}; model dim {args.dim} depth "
+          f"{args.depth} "
+          f"mlp {args.mlp} ({rows[0]['numel'] / 1e6:.2f} M parameters, fp32); global batch {args.batch}; "
+          f"ZeRO buckets {args.bucket} elements")
     print(report(rows))
     print(NOTES)
     if args.write:

@@ -130,9 +130,8 @@ def bench_shape(shape, dtype_name, modes, device, repeats) -> tuple[list[dict], 
         timings, peaks = {}, {}
         for name, fn in providers.items():
             run = _callables(fn, inputs, input_mask, grads, mode)
-            timings[name] = time_fn(
-                run, device, warmup=5, repeats=repeats, min_time_s=0.2 if device.type == "cuda" else 0
-            )
+            timings[name] = time_fn(run, device, warmup=5, repeats=repeats,
+                                    min_time_s=0.2 if device.type == "cuda" else 0)
             peaks[name] = peak_memory(run, device)
         gbytes, flops = _bytes_moved(*shape, elt, mode) / 1e9, _flops(*shape, mode)
         print(f"\n## slot attention {mode}  (B, K, N, D) = {shape}  {dtype_name}  [{gbytes:.3f} GB min traffic, "
@@ -194,10 +193,8 @@ def main() -> int:
     p.add_argument("--out", default=None, help="JSONL file to append to (implies --write)")
     args = p.parse_args()
     if os.environ.get("TRITON_INTERPRET") == "1":
-        print(
-            "TRITON_INTERPRET=1 is set: torch.compile's Triton code would run in the interpreter. Unset it to "
-            "benchmark."
-        )
+        print("TRITON_INTERPRET=1 is set: torch.compile's Triton code would run in the interpreter. Unset it to "
+              "benchmark.")
         return 2
     device = torch.device(args.device)
     dtypes = args.dtype or (["bf16"] if args.quick else ["bf16", "fp32"])

@@ -53,15 +53,9 @@ def measure_encoding(world, frames: list[np.ndarray], fills: int, repeats: int) 
         sizes.append(len(ref))
         psnrs.append(video.psnr(video.decode_frames(ref), f))
     q = statistics.quantiles(times, n=10)
-    return {
-        "heap_changed": changed,
-        "heap_trials": len(frames) * fills,
-        "encode_ms": statistics.median(times),
-        "encode_ms_p20": q[1],
-        "encode_ms_p80": q[7],
-        "mean_bytes": float(np.mean(sizes)),
-        "mean_psnr_db": float(np.mean(psnrs)),
-    }
+    return {"heap_changed": changed, "heap_trials": len(frames) * fills, "encode_ms": statistics.median(times),
+            "encode_ms_p20": q[1], "encode_ms_p80": q[7], "mean_bytes": float(np.mean(sizes)),
+            "mean_psnr_db": float(np.mean(psnrs))}
 
 
 def render_seconds(world, n: int) -> float:
@@ -79,9 +73,8 @@ def main(argv=None) -> int:
     p.add_argument("--render-videos", type=int, default=16, help="videos per timed render of a split")
     p.add_argument("--rounds", type=int, default=2, help="interleaved render rounds per setting (best is kept)")
     p.add_argument("--save", action="store_true", help="append the rows to benchmarks/results/")
-    p.add_argument(
-        "--out", default=None, help="JSONL file for --save (default benchmarks/results/<device>_<date>.jsonl)"
-    )
+    p.add_argument("--out", default=None,
+                   help="JSONL file for --save (default benchmarks/results/<device>_<date>.jsonl)")
     args = p.parse_args(argv)
 
     world = load_config([str(config_path("world/demo_encoder.yaml"))], []).world
@@ -102,29 +95,12 @@ def main(argv=None) -> int:
     for name in SETTINGS:
         rows[name].update(render_s=min(renders[name]), render_s_rounds=renders[name], render_videos=args.render_videos,
                           world=f"{world.height}x{world.width}x{world.num_frames}", crf=world.crf)
-    print(
-        table(
-            [
-                (
-                    r["setting"],
-                    f"{r['heap_changed']}/{r['heap_trials']}",
-                    f"{r['encode_ms']:.2f} ({r['encode_ms_p20']:.2f}-{r['encode_ms_p80']:.2f})",
-                    f"{r['mean_bytes']:.0f}",
-                    f"{r['mean_psnr_db']:.2f}",
-                    " / ".join(f"{s:.1f}" for s in r["render_s_rounds"]),
-                )
-                for r in rows.values()
-            ],
-            [
-                "x264",
-                "changed after heap fill",
-                "encode ms (p20-p80)",
-                "mp4 bytes",
-                "PSNR dB",
-                f"render {args.render_videos} videos, s",
-            ],
-        )
-    )
+    print(table([(r["setting"], f"{r['heap_changed']}/{r['heap_trials']}",
+                  f"{r['encode_ms']:.2f} ({r['encode_ms_p20']:.2f}-"
+                  f"{r['encode_ms_p80']:.2f})", f"{r['mean_bytes']:.0f}", f"{r['mean_psnr_db']:.2f}",
+                  " / ".join(f"{s:.1f}" for s in r["render_s_rounds"])) for r in rows.values()],
+                ["x264", "changed after heap fill", "encode ms (p20-p80)", "mp4 bytes", "PSNR dB",
+                 f"render {args.render_videos} videos, s"]))
     if args.save:
         print("rows ->", write_rows(list(rows.values()), torch.device("cpu"), "world_encode"))
     return 0

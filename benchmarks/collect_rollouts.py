@@ -40,16 +40,10 @@ def run_row(run_dir: Path, by: str) -> dict:
     fe = summary["final_eval"]
     ratios = [p / b for p, b in zip(fe["mse"], fe["baseline_mse"])]
     return {
-        "run": run_dir.as_posix(),
-        by: _get(cfg, by),
-        "seed": cfg["run"]["seed"],
-        "steps": summary["steps"],
-        "rollout_mse": fe["mse"],
-        "baseline_mse": fe["baseline_mse"],
-        "ratio_per_step": ratios,
+        "run": run_dir.as_posix(), by: _get(cfg, by), "seed": cfg["run"]["seed"], "steps": summary["steps"],
+        "rollout_mse": fe["mse"], "baseline_mse": fe["baseline_mse"], "ratio_per_step": ratios,
         "ratio_mean": (sum(fe["mse"]) / len(ratios)) / (sum(fe["baseline_mse"]) / len(ratios)),
-        "git_sha": git.get("sha", "unknown"),
-        "git_dirty": git.get("dirty", "unknown"),
+        "git_sha": git.get("sha", "unknown"), "git_dirty": git.get("dirty", "unknown"),
         "machine": f"{platform.machine()} ({os.cpu_count()} cpus)",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

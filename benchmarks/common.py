@@ -107,12 +107,8 @@ def device_name(device: torch.device) -> str:
 
 
 def provenance(device: torch.device) -> dict[str, Any]:
-    return {
-        "device": device_name(device),
-        "git_sha": git_info()["sha"],
-        "versions": package_versions(),
-        "timestamp": time.time(),
-    }
+    return {"device": device_name(device), "git_sha": git_info()["sha"], "versions": package_versions(),
+            "timestamp": time.time()}
 
 
 def write_rows(rows: list[dict[str, Any]], device: torch.device, name: str, out: Optional[str] = None) -> Path:
@@ -133,9 +129,8 @@ def timing_row(t: Timing) -> dict[str, float]:
     return d
 
 
-def ratio_table(
-    results: dict[str, Timing], reference: str, unit_per_call: Optional[float] = None, unit_name: str = ""
-) -> str:
+def ratio_table(results: dict[str, Timing], reference: str, unit_per_call: Optional[float] = None,
+                unit_name: str = "") -> str:
     """Rows: provider, median/p20/p80 ms, speedup vs reference (median ratio; p80/p20 bounds), optional throughput."""
     ref = results[reference]
     rows = []

@@ -60,11 +60,8 @@ def compare(a: Path, b: Path) -> tuple[int, list[str]]:
     for p in sorted(x for x in a.rglob("*") if x.is_file()):
         rel = p.relative_to(a)
         q = b / rel
-        if (
-            rel.parts[1:2] == ("tb",)
-            or rel.suffix in (".gif", ".lock", ".txt", ".idx", ".yaml")
-            or rel.name == "config_history.jsonl"
-        ):
+        if rel.parts[1:2] == ("tb",) or rel.suffix in (".gif", ".lock", ".txt", ".idx",
+                                                       ".yaml") or rel.name == "config_history.jsonl":
             continue  # tensorboard events, images, the lock, environment dumps, byte offsets, configs (paths)
         n += 1
         if not q.is_file():
@@ -75,22 +72,16 @@ def compare(a: Path, b: Path) -> tuple[int, list[str]]:
                 mb = {m.name: tb.extractfile(m).read() for m in tb if m.isfile()}
             diffs += [f"{rel}: member {k}" for k in sorted(ma.keys() | mb.keys()) if ma.get(k) != mb.get(k)]
         elif rel.suffix == ".pt":
-            diffs += [
-                f"{rel}{d}"
-                for d in _tensor_diffs(torch.load(p, weights_only=False), torch.load(q, weights_only=False), "")
-            ]
+            diffs += [f"{rel}{d}" for d in _tensor_diffs(torch.load(p, weights_only=False),
+                                                         torch.load(q, weights_only=False), "")]
         elif rel.suffix == ".jsonl":
             la, lb = p.read_text().splitlines(), q.read_text().splitlines()
-            same = len(la) == len(lb) and all(
-                normal_json(json.loads(x), a) == normal_json(json.loads(y), b) for x, y in zip(la, lb)
-            )
+            same = len(la) == len(lb) and all(normal_json(json.loads(x), a) == normal_json(json.loads(y), b) for x,
+                                              y in zip(la, lb))
             diffs += [] if same else [f"{rel}: lines differ"]
         elif rel.suffix == ".json":
-            diffs += (
-                []
-                if normal_json(json.loads(p.read_text()), a) == normal_json(json.loads(q.read_text()), b)
-                else [f"{rel}: differs"]
-            )
+            diffs += [] if normal_json(json.loads(p.read_text()), a) == normal_json(json.loads(q.read_text()),
+                                                                                    b) else [f"{rel}: differs"]
         elif p.read_bytes() != q.read_bytes():
             diffs.append(f"{rel}: bytes")
     return n, diffs

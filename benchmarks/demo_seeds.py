@@ -36,20 +36,15 @@ def _unfinished(out: Path) -> dict:
     val = [r for r in rows if "val/fg_ari" in r]
     git = dict(line.split(": ", 1) for line in (out / "encoder" / "git.txt").read_text().splitlines() if ": " in line)
     return {
-        "finished": False,
-        "git": git,
-        "machine": f"{platform.machine()} ({__import__('os').cpu_count()} cpus)",
+        "finished": False, "git": git, "machine": f"{platform.machine()} ({__import__('os').cpu_count()} cpus)",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "encoder_steps_done": rows[-1]["step"] if rows else 0,
         "encoder_val": {k.split("/", 1)[1]: v for k, v in val[-1].items() if k.startswith("val/")} if val else None,
         "encoder_val_step": val[-1]["step"] if val else None,
         "encoder_last_log": next((r for r in reversed(rows) if "train/loss" in r), None),
         # the finished encoder's final validation (the demo may still be extracting or training the predictor)
-        "encoder_final_eval": (
-            json.loads((out / "encoder" / "summary.json").read_text()).get("final_eval")
-            if (out / "encoder" / "summary.json").is_file()
-            else None
-        ),
+        "encoder_final_eval": (json.loads((out / "encoder" / "summary.json").read_text()).get("final_eval")
+                               if (out / "encoder" / "summary.json").is_file() else None),
     }
 
 
@@ -67,21 +62,9 @@ def main(argv=None) -> int:
     for s in a.seeds:
         out = Path(a.dir_format.format(root=a.root, seed=s))
         if not a.collect:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "cjepa.cli",
-                    "demo",
-                    "--seed",
-                    str(s),
-                    "--out",
-                    str(out),
-                    "--no-progress",
-                    *a.demo_args,
-                ],
-                check=True,
-            )
+            subprocess.run([sys.executable, "-m", "cjepa.cli", "demo", "--seed", str(s), "--out", str(out),
+                            "--no-progress",
+                            *a.demo_args], check=True)
         if (out / "demo_summary.json").is_file():
             rec = json.loads((out / "demo_summary.json").read_text())
         elif a.collect:
@@ -102,14 +85,9 @@ def main(argv=None) -> int:
         return 0
     keys = [("video FG-ARI", "video_fg_ari"), ("swap rate", "video_swap_rate"), ("ratio (mean)", "ratio_mean")]
     body = [[r["seed"], *(r[k] for _, k in keys), max(r["ratio_per_step"]), r["wall_s"]] for r in rows]
-    body.append(
-        [
-            "mean (min-max)",
-            *(_spread([r[k] for r in rows]) for _, k in keys),
-            _spread([max(r["ratio_per_step"]) for r in rows]),
-            _spread([r["wall_s"] for r in rows]),
-        ]
-    )
+    body.append(["mean (min-max)", *(_spread([r[k] for r in rows]) for _, k in keys),
+                 _spread([max(r["ratio_per_step"]) for r in rows]),
+                 _spread([r["wall_s"] for r in rows])])
     print(table(body, ["seed", *(n for n, _ in keys), "ratio (worst step)", "wall s"]))
     steps = len(rows[0]["ratio_per_step"])
     mean_steps = [sum(r["ratio_per_step"][i] for r in rows) / len(rows) for i in range(steps)]

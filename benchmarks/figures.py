@@ -278,20 +278,8 @@ def load_registry(root: Path = ROOT) -> dict:
     return {"figures": data.get("figures") or [], "not_measured": data.get("not_measured") or []}
 
 
-_FIGURE_KEYS = {
-    "doc",
-    "text",
-    "figure",
-    "file",
-    "rows",
-    "field",
-    "scale",
-    "reduce",
-    "items",
-    "items_reduce",
-    "over",
-    "step",
-}
+_FIGURE_KEYS = {"doc", "text", "figure", "file", "rows", "field", "scale", "reduce", "items", "items_reduce", "over",
+                "step"}
 _NOT_MEASURED_KEYS = {"doc", "text", "reason"}
 
 
@@ -302,9 +290,8 @@ def _entry_where(entry: dict) -> str:
 def _check_entry_shape(entry: dict, allowed: set[str], required: set[str]) -> list[str]:
     problems = []
     if set(entry) - allowed:
-        problems.append(
-            f"{_entry_where(entry)}: unknown keys {sorted(set(entry) - allowed)} (allowed: {sorted(allowed)})"
-        )
+        problems.append(f"{_entry_where(entry)}: unknown keys {sorted(set(entry) - allowed)} (allowed: "
+                        f"{sorted(allowed)})")
     if required - set(entry):
         problems.append(f"{_entry_where(entry)}: missing keys {sorted(required - set(entry))}")
     return problems

@@ -150,12 +150,9 @@ def gpu_provenance(device: torch.device) -> dict[str, Any]:
     driver = None
     if device.type == "cuda" and shutil.which("nvidia-smi"):
         try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
+            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True,
+                                 text=True, timeout=30)
             driver = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
         except (OSError, subprocess.SubprocessError):
             driver = None
@@ -199,18 +196,8 @@ def _pytest(ctx: Ctx, files: list[str], timeout: float) -> tuple[Optional[dict[s
     """pytest -m 'gpu or interp' over files in a subprocess: outcome counts per test file (from its JUnit XML) and
     the exit status; None when it ran out of time."""
     xml = Path(ctx.tmp) / f"pytest-{len(list(Path(ctx.tmp).glob('pytest-*.xml')))}.xml"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-m",
-        "gpu or interp",
-        f"--junitxml={xml}",
-        *files,
-    ]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu or interp", f"--junitxml={xml}",
+           *files]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # the tests' conftest decides
     ctx.log(f"$ {' '.join(cmd)}   (timeout {timeout:.0f} s)")
     try:
@@ -250,14 +237,8 @@ def _tests_row(ctx: Ctx, check: str, per_file, code: int, files: list[str], gpu_
         verdict = "FAIL"  # on a GPU every gpu-marked test must run
     else:
         verdict = "PASS"
-    return Row(
-        "tests",
-        check,
-        measured + note,
-        "all pass",
-        verdict,
-        detail={"outcomes": o, "files": files, "pytest_exit": code},
-    )
+    return Row("tests", check, measured + note, "all pass", verdict, detail={"outcomes": o, "files": files,
+                                                                             "pytest_exit": code})
 
 
 def stage_tests(ctx: Ctx) -> list[Row]:
@@ -265,11 +246,8 @@ def stage_tests(ctx: Ctx) -> list[Row]:
     (tiny shapes under the interpreter on CPU; on a GPU also its GPU shape tier) with the time left to the stage."""
     gpu_files, left_out = [], []
     for f in GPU_MARKED:
-        lacking = (
-            missing_packages({"nvidia.dali": "nvidia-dali", "av": "av (PyAV)", "webdataset": "webdataset"})
-            if "dali" in f
-            else []
-        )
+        lacking = missing_packages({"nvidia.dali": "nvidia-dali", "av": "av (PyAV)",
+                                    "webdataset": "webdataset"}) if "dali" in f else []
         if lacking:
             left_out.append(f"{f} (not installed: {', '.join(lacking)})")
         else:
@@ -301,29 +279,13 @@ def slot_attention_rows(ctx: Ctx, rows: list[dict], what: str, detail: dict) -> 
     vs_eager, vs_compile = eager / best_ms, comp / best_ms
     detail = {**detail, "median_ms": {r["provider"]: r["median_ms"] for r in rows},
               "gb_per_s": {r["provider"]: r.get("gb_per_s") for r in rows}}
-    out = [
-        Row(
-            "slot_attention",
-            f"{what}: triton vs torch eager",
-            _fmt_ratio(vs_eager, best),
-            f">= {TARGETS['slot_vs_eager']}x",
-            judge(ctx, vs_eager if best == "triton" else None, TARGETS["slot_vs_eager"]),
-            vs_eager,
-            detail,
-        )
-    ]
+    out = [Row("slot_attention", f"{what}: triton vs torch eager", _fmt_ratio(vs_eager, best),
+               f">= {TARGETS['slot_vs_eager']}x",
+               judge(ctx, vs_eager if best == "triton" else None, TARGETS["slot_vs_eager"]), vs_eager, detail)]
     if best == "triton":
-        out.append(
-            Row(
-                "slot_attention",
-                f"{what}: triton vs torch.compile",
-                _fmt_ratio(vs_compile, best),
-                f">= {TARGETS['slot_vs_compile']}x",
-                judge(ctx, vs_compile, TARGETS["slot_vs_compile"]),
-                vs_compile,
-                detail,
-            )
-        )
+        out.append(Row("slot_attention", f"{what}: triton vs torch.compile", _fmt_ratio(vs_compile, best),
+                       f">= {TARGETS['slot_vs_compile']}x", judge(ctx, vs_compile, TARGETS["slot_vs_compile"]),
+                       vs_compile, detail))
     else:  # no Triton timing (CPU): compile against itself would say nothing
         out.append(Row("slot_attention", f"{what}: triton vs torch.compile", "n/a (no triton timing on cpu)",
                        f">= {TARGETS['slot_vs_compile']}x", judge(ctx, None, TARGETS["slot_vs_compile"]), None, detail))
@@ -338,12 +300,8 @@ def stage_predictor_attention(ctx: Ctx) -> list[Row]:
     ms = {r["provider"]: r["median_ms"] for r in rows}
     best = "triton" if "triton" in ms else min(("compile", "sdpa"), key=ms.get)
     what = f"predictor attention fwd+bwd {'x'.join(map(str, shape))} {dtype}"
-    detail = {
-        "shape": list(shape),
-        "dtype": dtype,
-        "median_ms": ms,
-        "tflop_per_s": {r["provider"]: r["tflop_per_s"] for r in rows},
-    }
+    detail = {"shape": list(shape), "dtype": dtype, "median_ms": ms,
+              "tflop_per_s": {r["provider"]: r["tflop_per_s"] for r in rows}}
     # the same two rows everywhere; without a GPU the fastest torch baseline stands in for triton (named in "measured")
     return [Row("predictor_attention", f"{what}: triton vs {label}", _fmt_ratio(ms[ref] / ms[best], best), "-",
                 judge(ctx, ms[ref] / ms[best], None), ms[ref] / ms[best], detail)
@@ -375,9 +333,8 @@ def stage_predictor_step(ctx: Ctx) -> list[Row]:
     ours_name = "ours[sdpa]" if ctx.cpu else "ours[sdpa,bf16,compile]"
     ours = build("cjepa", "sdpa")
     runner = ours if ctx.cpu else torch.compile(ours)
-    steps = {
-        ours_name: bench.make_step(runner, adamw(ours), slots, masked, T_h, None if ctx.cpu else torch.bfloat16, False)
-    }
+    steps = {ours_name: bench.make_step(runner, adamw(ours), slots, masked, T_h, None if ctx.cpu else torch.bfloat16,
+                                        False)}
     base_row: Optional[Row] = None
     target = f">= {TARGETS['step_vs_original']}x"
     check = f"predictor train step B={batch}: {ours_name} vs original fp32 eager"
@@ -397,24 +354,21 @@ def stage_predictor_step(ctx: Ctx) -> list[Row]:
     steps["reference fp32 eager"] = bench.make_step(ref, adamw(ref), slots, masked, T_h, None, False)
     ms = {}
     for name, fn in steps.items():
-        ms[name] = time_fn(
-            fn, dev, warmup=3, repeats=ctx.repeats, min_time_s=0.2 if dev.type == "cuda" else 0
-        ).median_ms
+        ms[name] = time_fn(fn, dev, warmup=3, repeats=ctx.repeats,
+                           min_time_s=0.2 if dev.type == "cuda" else 0).median_ms
     detail = {"batch": batch, "median_ms": ms, "samples_per_s": {k: batch / (v / 1e3) for k, v in ms.items()}}
     rows = []
     if base_row is None:
         r = ms["original"] / ms[ours_name]
-        base_row = Row(
-            "predictor_step", check, _fmt_ratio(r), target, judge(ctx, r, TARGETS["step_vs_original"]), r, detail
-        )
+        base_row = Row("predictor_step", check, _fmt_ratio(r), target, judge(ctx, r, TARGETS["step_vs_original"]), r,
+                       detail)
     rows.append(base_row)
     r = ms["reference fp32 eager"] / ms[ours_name]
     rows.append(Row("predictor_step", f"predictor train step B={batch}: {ours_name} vs our reference layout fp32 eager",
                     _fmt_ratio(r), "-", judge(ctx, r, None), r, detail))
     flops = predictor_step_flops(batch, S, T, m.dim, m.depth, m.heads, m.dim // m.heads, m.mlp)
-    rows.append(
-        mfu_row(ctx, f"predictor train step B={batch}: {ours_name} MFU (bf16 peak)", flops, ms[ours_name], detail)
-    )
+    rows.append(mfu_row(ctx, f"predictor train step B={batch}: {ours_name} MFU (bf16 peak)", flops, ms[ours_name],
+                        detail))
     return rows
 
 
@@ -425,13 +379,11 @@ def mfu_row(ctx: Ctx, check: str, flops: float, step_ms: float, detail: dict) ->
     detail = {**detail, "model_flops_per_step": flops, "achieved_flop_per_s": achieved, "peak_bf16_flop_per_s": peak}
     target = f">= {TARGETS['mfu']:.0%}"
     if ctx.cpu:
-        return Row(
-            "predictor_step", check, f"{achieved / 1e9:.1f} GFLOP/s", target, judge(ctx, None, None), None, detail
-        )
+        return Row("predictor_step", check, f"{achieved / 1e9:.1f} GFLOP/s", target, judge(ctx, None, None), None,
+                   detail)
     if peak is None:
-        return Row(
-            "predictor_step", check, f"{achieved / 1e12:.1f} TFLOP/s on {ctx.gpu_name}", target, "MFU n/a", None, detail
-        )
+        return Row("predictor_step", check, f"{achieved / 1e12:.1f} TFLOP/s on {ctx.gpu_name}", target, "MFU n/a", None,
+                   detail)
     mfu = achieved / peak
     return Row("predictor_step", check, f"{mfu:.1%} ({achieved / 1e12:.0f} of {peak / 1e12:.0f} TFLOP/s)", target,
                judge(ctx, mfu, TARGETS["mfu"]), mfu, detail)
@@ -441,10 +393,8 @@ def stage_encoder(ctx: Ctx) -> list[Row]:
     import bench_encoder as bench
 
     if ctx.cpu:
-        preset, args = (
-            "small",
-            SimpleNamespace(repeats=2, warmup=1, bf16=False, batch=2, frames=2, videos=1, video_frames=3),
-        )
+        preset, args = "small", SimpleNamespace(repeats=2, warmup=1, bf16=False, batch=2, frames=2, videos=1,
+                                                video_frames=3)
     else:
         preset, args = "clevrer", SimpleNamespace(repeats=5, warmup=2, bf16=True, batch=None, frames=None,
                                                   videos=4 if ctx.quick else None, video_frames=None)
@@ -456,17 +406,8 @@ def stage_encoder(ctx: Ctx) -> list[Row]:
         r = ms["torch"] / ms[best]
         what = "training step" if mode == "train_step" else "slot extraction"
         detail = {"preset": preset, "median_ms": ms, unit: {x["provider"]: x[unit] for x in rows if x["mode"] == mode}}
-        out.append(
-            Row(
-                "encoder",
-                f"VideoSAUR {what} ({preset}): fastest vs torch",
-                _fmt_ratio(r, best),
-                "-",
-                judge(ctx, r, None),
-                r,
-                detail,
-            )
-        )
+        out.append(Row("encoder", f"VideoSAUR {what} ({preset}): fastest vs torch", _fmt_ratio(r, best), "-",
+                       judge(ctx, r, None), r, detail))
     return out
 
 
@@ -480,22 +421,9 @@ def stage_decode(ctx: Ctx) -> list[Row]:
     out = Path(ctx.tmp) / "decode.jsonl"
     cmd = [sys.executable, str(BENCH / "bench_decode.py"), "--quick", "--out", str(out)]
     if ctx.cpu:
-        cmd += [
-            "--videos",
-            "2",
-            "--frames",
-            "12",
-            "--height",
-            "48",
-            "--width",
-            "64",
-            "--image-size",
-            "32",
-            "--batch",
-            "2",
-            "--workers",
-            "1",
-        ]
+        cmd += ["--videos", "2", "--frames", "12", "--height", "48", "--width", "64", "--image-size", "32", "--batch",
+                "2",
+                "--workers", "1"]
     limit = ctx.time_left(later=True)
     ctx.log(f"$ {' '.join(cmd)}   (timeout {limit:.0f} s)")
     try:
@@ -515,9 +443,8 @@ def decode_row(ctx: Ctx, check: str, target: str, fps: dict[str, float]) -> Row:
     detail = {"frames_per_s": fps}
     if "dali-nvdec" in fps:
         r = fps["dali-nvdec"] / fps["cpu-1"]
-        return Row(
-            "decode", check, _fmt_ratio(r, "dali-nvdec"), target, judge(ctx, r, TARGETS["nvdec_vs_pyav"]), r, detail
-        )
+        return Row("decode", check, _fmt_ratio(r, "dali-nvdec"), target, judge(ctx, r, TARGETS["nvdec_vs_pyav"]), r,
+                   detail)
     # no NVDEC (CPU machine): DALI's PyAV step against the CPU loader, for information
     r = fps["dali-pyav"] / fps["cpu-1"] if "dali-pyav" in fps else None
     verdict = "cpu: no target" if ctx.cpu else "FAIL"
@@ -561,10 +488,8 @@ def run_stage(name: str, ctx: Ctx) -> list[Row]:
 
 
 def verdict_table(rows: list[Row]) -> str:
-    return table(
-        [[r.stage, r.check, r.measured, r.target, r.verdict] for r in rows],
-        ["stage", "check", "measured", "target", "verdict"],
-    )
+    return table([[r.stage, r.check, r.measured, r.target, r.verdict] for r in rows], ["stage", "check", "measured",
+                                                                                       "target", "verdict"])
 
 
 def failed(rows: list[Row]) -> bool:
@@ -575,12 +500,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpu", action="store_true", help="run on CPU at tiny sizes (CI); verdicts are 'cpu: no target'")
     p.add_argument("--quick", action="store_true", help="fewer repeats (and tiny sizes with --cpu)")
-    p.add_argument(
-        "--reference-src", default="", help="checkout of galilai-group/cjepa: time the original predictor module"
-    )
-    p.add_argument(
-        "--out", default=None, help="JSONL file to append rows to (default benchmarks/results/<device>_<date>.jsonl)"
-    )
+    p.add_argument("--reference-src", default="",
+                   help="checkout of galilai-group/cjepa: time the original predictor module")
+    p.add_argument("--out", default=None,
+                   help="JSONL file to append rows to (default benchmarks/results/<device>_<date>.jsonl)")
     p.add_argument("--timeout", type=float, default=BUDGET_S, help="budget in seconds for the whole run (default 480)")
     p.add_argument("--only", nargs="+", choices=STAGES, default=None, help="run only these stages")
     return p.parse_args(argv)
@@ -593,11 +516,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("no CUDA device visible: run with --cpu (CI mode, no targets) or on a GPU machine", file=sys.stderr)
         return 2
     if not args.cpu and os.environ.get("TRITON_INTERPRET") == "1":
-        print(
-            "TRITON_INTERPRET=1 is set: Triton (and torch.compile's Triton code) would run in the interpreter. Unset "
-            "it.",
-            file=sys.stderr,
-        )
+        print("TRITON_INTERPRET=1 is set: Triton (and torch.compile's Triton code) would run in the interpreter. Unset "
+              "it.",
+              file=sys.stderr)
         return 2
     device = torch.device("cpu" if args.cpu else "cuda")
     log_lines: list[str] = []
@@ -616,10 +537,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return max(1.0, left)
 
     ctx.time_left = time_left
-    print(
-        f"GPU acceptance on {device_name(device)}; budget {args.timeout:.0f} s; stages: {', '.join(stages)}",
-        file=sys.stderr,
-    )
+    print(f"GPU acceptance on {device_name(device)}; budget {args.timeout:.0f} s; stages: {', '.join(stages)}",
+          file=sys.stderr)
     rows: list[Row] = []
     for name in stages:
         ctx.current = name
@@ -630,22 +549,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         rows.extend(run_stage(name, ctx))
     wall = time.perf_counter() - t0
     run_id = time.strftime("%Y%m%dT%H%M%S")
-    extra = {
-        "run_id": run_id,
-        "mode": "cpu" if args.cpu else "gpu",
-        "quick": args.quick,
-        "wall_s": wall,
-        **gpu_provenance(device),
-    }
+    extra = {"run_id": run_id, "mode": "cpu" if args.cpu else "gpu", "quick": args.quick, "wall_s": wall,
+             **gpu_provenance(device)}
     path = write_rows([{**asdict(r), **extra} for r in rows], device, "gpu_acceptance", args.out)
     log_path = path.with_suffix(".log")
     with open(log_path, "a") as fh:
         fh.write(f"# gpu_acceptance {run_id}\n" + "\n".join(log_lines) + "\n")
-    print(
-        f"\n## GPU acceptance: {extra['gpu'] or device_name(device)}, torch {extra['torch']}, triton "
-        f"{extra['triton']}, "
-        f"driver {extra['driver'] or 'n/a'}  ({wall:.0f} s of a {args.timeout:.0f} s budget)"
-    )
+    print(f"\n## GPU acceptance: {extra['gpu'] or device_name(device)}, torch {extra['torch']}, triton "
+          f"{extra['triton']}, "
+          f"driver {extra['driver'] or 'n/a'}  ({wall:.0f} s of a {args.timeout:.0f} s budget)")
     print(verdict_table(rows))
     print(f"\nrows appended to {path}; benchmark output in {log_path}")
     tmp.cleanup()

@@ -43,13 +43,10 @@ def _provenance(argv: list[str]) -> dict:
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                 capture_output=True, text=True).stdout.strip())
-    return {
-        "git_sha": sha,
-        "git_dirty": dirty,
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "argv": list(argv),
-    }
+    return {"git_sha": sha, "git_dirty": dirty,
+            "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "argv": list(argv)}
 
 
 def _append(path: str, record: dict) -> None:
@@ -92,19 +89,10 @@ def cmd_displacement(args) -> dict:
 
     lengths = [len(v) for v in eps.values()]
     speed = np.concatenate([np.linalg.norm(np.diff(v[:, :2], axis=0), axis=1) for v in eps.values()])
-    return {
-        "kind": "displacement",
-        "dataset_split": args.split,
-        "episode_kind": args.kind,
-        "episodes": len(eps),
-        "episode_length": _quantiles(lengths),
-        "agent_px_per_step": _quantiles(speed),
-        "all_rows": stats(rows),
-        **{
-            f"seed{s}_pairs": stats(sample_start_goal_pairs(eps, args.episodes, s, args.goal_offset))
-            for s in args.seeds
-        },
-    }
+    return {"kind": "displacement", "dataset_split": args.split, "episode_kind": args.kind, "episodes": len(eps),
+            "episode_length": _quantiles(lengths), "agent_px_per_step": _quantiles(speed), "all_rows": stats(rows),
+            **{f"seed{s}_pairs": stats(sample_start_goal_pairs(eps, args.episodes, s,
+                                                               args.goal_offset)) for s in args.seeds}}
 
 
 def _world_model(args):
@@ -117,9 +105,8 @@ def _world_model(args):
         from cjepa.data.pusht import StateSlotEmbedding
 
         emb = slot_model.encoder.embedding
-        slot_model.encoder.embedding = StateSlotEmbedding(
-            emb.slot_dim, emb.background_slots, cycles=args.embedding_cycles
-        )
+        slot_model.encoder.embedding = StateSlotEmbedding(emb.slot_dim, emb.background_slots,
+                                                          cycles=args.embedding_cycles)
     return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight,
                                final_weight=args.final_weight), pc
 
@@ -146,9 +133,8 @@ def cmd_oracle(args) -> dict:
     t0 = time.perf_counter()
     for key, start in pairs:
         states = eps[key]
-        res = run_episode(
-            env, planner, states[start], states[start + args.goal_offset], pc.budget, key=key, start=start
-        )
+        res = run_episode(env, planner, states[start], states[start + args.goal_offset], pc.budget, key=key,
+                          start=start)
         row = {"key": key, "start": start, "success": res.success, "steps": res.steps, "category": res.category,
                "final_position_error": res.final_position_error, "final_angle_error": res.final_angle_error,
                "plan_seconds": res.plan_seconds, **displacement(states[start], states[start + args.goal_offset])}
@@ -158,28 +144,15 @@ def cmd_oracle(args) -> dict:
     for r in results:
         cats[r["category"]] = cats.get(r["category"], 0) + 1
     wall = time.perf_counter() - t0
-    return {
-        "kind": "oracle",
-        "embedding_cycles": args.embedding_cycles,
-        "cost": args.cost,
-        "proprio_weight": args.proprio_weight,
-        "angle_weight": args.angle_weight,
-        "final_weight": args.final_weight,
-        "samples": args.samples,
-        "topk": args.topk,
-        "iterations": args.iterations,
-        "var_scale": args.var_scale,
-        "seed": args.seed,
-        "goal_offset": args.goal_offset,
-        "episodes": len(results),
-        "skip": args.skip,
-        "limit": args.limit,
-        "success_rate": 100.0 * sum(r["success"] for r in results) / len(results),
-        "categories": cats,
-        "env_steps_per_second": wm.env_steps / max(sum(r["plan_seconds"] for r in results), 1e-9),
-        "wall_seconds": wall,
-        "per_episode": results,
-    }
+    return {"kind": "oracle", "embedding_cycles": args.embedding_cycles, "cost": args.cost,
+            "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
+            "final_weight": args.final_weight,
+            "samples": args.samples, "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale,
+            "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip,
+            "limit": args.limit,
+            "success_rate": 100.0 * sum(r["success"] for r in results) / len(results), "categories": cats,
+            "env_steps_per_second": wm.env_steps / max(sum(r["plan_seconds"] for r in results), 1e-9),
+            "wall_seconds": wall, "per_episode": results}
 
 
 def cmd_solve(args) -> dict:
@@ -197,9 +170,8 @@ def cmd_solve(args) -> dict:
     eps = load_expert_episodes(args.dataset, args.split)
     pairs = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[args.skip:]
     wm, pc = _world_model(args)
-    cem = CEM(
-        num_samples=args.samples, topk=args.topk, iterations=args.iterations, var_scale=args.var_scale, seed=args.seed
-    )
+    cem = CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations, var_scale=args.var_scale,
+              seed=args.seed)
     env = PushTEnv(64)
     acts = _expert_actions(args)
     rows = []
@@ -223,20 +195,11 @@ def cmd_solve(args) -> dict:
                      "expert_final_state_cost": float(state_cost(expert[-1], goal)),
                      "expert_model_cost": float(wm.cost(wm.rollout(nodes, expert_blocks), g)[0])})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    return {
-        "kind": "solve",
-        "cost": args.cost,
-        "proprio_weight": args.proprio_weight,
-        "samples": args.samples,
-        "topk": args.topk,
-        "iterations": args.iterations,
-        "var_scale": args.var_scale,
-        "seed": args.seed,
-        "episodes": len(rows),
-        "plan_success_at_end": sum(r["plan_success_at_end"] for r in rows),
-        "plan_success_any_step": sum(r["plan_success_any_step"] for r in rows),
-        "per_episode": rows,
-    }
+    return {"kind": "solve", "cost": args.cost, "proprio_weight": args.proprio_weight, "samples": args.samples,
+            "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale, "seed": args.seed,
+            "episodes": len(rows),
+            "plan_success_at_end": sum(r["plan_success_at_end"] for r in rows),
+            "plan_success_any_step": sum(r["plan_success_any_step"] for r in rows), "per_episode": rows}
 
 
 def _expert_actions(args) -> dict:
@@ -333,15 +296,9 @@ def cmd_steps(args) -> dict:
     new = wm.simulate(cand)
     t_new = time.perf_counter() - t0
     n = args.samples * 5 * wm.action_block
-    return {
-        "kind": "steps",
-        "candidates": args.samples,
-        "env_steps": n,
-        "old_steps_per_second": n / t_old,
-        "new_steps_per_second": n / t_new,
-        "speedup": t_old / t_new,
-        "max_abs_state_difference": float(np.abs(old - new).max()),
-    }
+    return {"kind": "steps", "candidates": args.samples, "env_steps": n, "old_steps_per_second": n / t_old,
+            "new_steps_per_second": n / t_new, "speedup": t_old / t_new,
+            "max_abs_state_difference": float(np.abs(old - new).max())}
 
 
 def main(argv=None) -> int:

@@ -26,8 +26,9 @@ def _config(r: dict) -> tuple:
     argv = r["argv"]
     return (_arg(argv, "--dataset", "?"), r["cost"], r.get("proprio_weight"), r["samples"], r.get("topk", 30),
             r["iterations"], r.get("var_scale", 1.0), r.get("goal_offset", 25), int(_arg(argv, "--episodes", "10")),
-            # split jobs of one run start from one commit (a store regenerated later may differ)
-            r["git_sha"], r.get("final_weight", 0.0))
+            r["git_sha"],
+            r.get("final_weight",
+                  0.0))  # split jobs of one run start from one commit (a store regenerated later may differ)
 
 
 def combine(records: list[dict]) -> list[dict]:
@@ -50,24 +51,12 @@ def combine(records: list[dict]) -> list[dict]:
         cats: dict[str, int] = {}
         for e in episodes:
             cats[e["category"]] = cats.get(e["category"], 0) + 1
-        rows.append(
-            {
-                "dataset": cfg[0],
-                "cost": cfg[1],
-                "final_weight": cfg[10],
-                "samples": cfg[3],
-                "iterations": cfg[5],
-                "seed": seed,
-                "drawn": cfg[8],
-                "covered": len(covered),
-                "solved": sum(e["success"] for e in episodes),
-                "categories": cats,
-                "git_sha": cfg[9],
-                "machine": recs[0].get("machine"),
-                "date_utc": max(str(r.get("date_utc", "")) for r in recs),
-                "plan_seconds_per_episode": sum(e["plan_seconds"] for e in episodes) / len(episodes),
-            }
-        )
+        rows.append({"dataset": cfg[0], "cost": cfg[1], "final_weight": cfg[10], "samples": cfg[3],
+                     "iterations": cfg[5], "seed": seed,
+                     "drawn": cfg[8], "covered": len(covered), "solved": sum(e["success"] for e in episodes),
+                     "categories": cats, "git_sha": cfg[9], "machine": recs[0].get("machine"),
+                     "date_utc": max(str(r.get("date_utc", "")) for r in recs),
+                     "plan_seconds_per_episode": sum(e["plan_seconds"] for e in episodes) / len(episodes)})
     return rows
 
 
@@ -83,12 +72,10 @@ def main(paths: list[str]) -> int:
             with open(out, "w") as fh:
                 fh.writelines(json.dumps(r) + "\n" for r in rows)
         for r in rows:
-            print(
-                f"{r['dataset']} cost={r['cost']} final_w={r['final_weight']} CEM {r['samples']}x{r['iterations']} "
-                f"seed {r['seed']}: "
-                f"{r['solved']}/{r['covered']} solved (of {r['drawn']} drawn); {r['categories']}; "
-                f"{r['plan_seconds_per_episode']:.0f} s planning per episode [{r['git_sha'][:7]}]"
-            )
+            print(f"{r['dataset']} cost={r['cost']} final_w={r['final_weight']} CEM {r['samples']}x{r['iterations']} "
+                  f"seed {r['seed']}: "
+                  f"{r['solved']}/{r['covered']} solved (of {r['drawn']} drawn); {r['categories']}; "
+                  f"{r['plan_seconds_per_episode']:.0f} s planning per episode [{r['git_sha'][:7]}]")
         return 0
     for path in paths:
         for line in open(path):

@@ -35,36 +35,17 @@ def probe_row(label: str, run_dir: Path, out: Path, extra: list[str], note: str)
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     return {
-        "benchmark": "attention_probe",
-        "label": label,
-        "note": note,
-        "git": git_info(ROOT),
+        "benchmark": "attention_probe", "label": label, "note": note, "git": git_info(ROOT),
         "machine": f"{platform.machine()} ({__import__('os').cpu_count()} cpus)",
         "torch": __import__("torch").__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "cjepa probe --checkpoint RUN_DIR " + " ".join(extra),
-        "run": str(run_dir),
-        "masking": cfg.get("masking"),
-        "model": {k: cfg["model"].get(k) for k in ("depth", "heads", "slot_dim", "history_frames", "pred_frames")},
-        "train_steps": summary.get("steps"),
-        "val_loss_future": summary.get("val/loss_future"),
-        **{
-            k: res[k]
-            for k in (
-                "ratio",
-                "ratio_ci95",
-                "ratio_layer_mean",
-                "ratio_per_layer",
-                "event_ratio_median",
-                "events",
-                "collisions_skipped",
-                "videos",
-                "query_steps",
-                "collision_index",
-                "window_k",
-                "layer",
-            )
-        },
+        "command": "cjepa probe --checkpoint RUN_DIR " + " ".join(extra), "run": str(run_dir),
+        "masking": cfg.get("masking"), "model": {k: cfg["model"].get(k) for k in ("depth", "heads", "slot_dim",
+                                                                                  "history_frames", "pred_frames")},
+        "train_steps": summary.get("steps"), "val_loss_future": summary.get("val/loss_future"),
+        **{k: res[k] for k in ("ratio", "ratio_ci95", "ratio_layer_mean", "ratio_per_layer", "event_ratio_median",
+                               "events",
+                               "collisions_skipped", "videos", "query_steps", "collision_index", "window_k", "layer")},
     }
 
 

@@ -70,32 +70,14 @@ def demo_arm(root: Path, arm: str, seed: int, overrides: list[str], demo_args: l
     out.mkdir(parents=True, exist_ok=True)
     if (root / "world").is_dir() and not (out / "world").exists():  # the world the arm's encoder was trained on
         (out / "world").symlink_to((root / "world").resolve(), target_is_directory=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "cjepa.cli",
-        "demo",
-        "--seed",
-        str(seed),
-        "--out",
-        str(out),
-        "--no-progress",
-        *demo_args,
-    ]
+    cmd = [sys.executable, "-m", "cjepa.cli", "demo", "--seed", str(seed), "--out", str(out), "--no-progress",
+           *demo_args]
     for o in overrides:
         cmd += ["--encoder", o]
     subprocess.run(cmd, check=True)
     rec = json.loads((out / "demo_summary.json").read_text())
-    keep = (
-        "video_fg_ari",
-        "video_swap_rate",
-        "rollout_mse",
-        "baseline_mse",
-        "ratio_per_step",
-        "ratio_mean",
-        "stage_s",
-        "wall_s",
-    )
+    keep = ("video_fg_ari", "video_swap_rate", "rollout_mse", "baseline_mse", "ratio_per_step", "ratio_mean", "stage_s",
+            "wall_s")
     row = {k: rec[k] for k in keep}
     row["clip_fg_ari"] = rec["encoder_val_clips"].get("fg_ari")
     row["clip_swap_rate"] = rec["encoder_val_clips"].get("swap_rate")
@@ -136,23 +118,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--arm", required=True, help="name of the setting (rows and run directories carry it)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument(
-        "--root", default="runs/tracking", help="run directories: <root>/<arm>/s<seed>, world in <root>/world"
-    )
-    p.add_argument(
-        "--encoder", action="append", default=[], metavar="key=value", help="encoder-stage override (repeatable)"
-    )
-    p.add_argument(
-        "--demo", action="store_true", help="run the whole cjepa demo per seed (predictor ratios, stage times)"
-    )
+    p.add_argument("--root", default="runs/tracking",
+                   help="run directories: <root>/<arm>/s<seed>, world in <root>/world")
+    p.add_argument("--encoder", action="append", default=[], metavar="key=value",
+                   help="encoder-stage override (repeatable)")
+    p.add_argument("--demo", action="store_true",
+                   help="run the whole cjepa demo per seed (predictor ratios, stage times)")
     p.add_argument("--held", action="store_true",
                    help="do not run: append how long the slots of <root>/<arm>/s<seed>/slots keep their objects")
     p.add_argument("--train-videos", type=int, default=64)
     p.add_argument("--val-videos", type=int, default=16)
     p.add_argument("--note", default="", help="stored with every row (e.g. how loaded the machine was)")
-    p.add_argument(
-        "--out", default=None, help="JSONL to append to (default benchmarks/results/tracking_<yyyymmdd>.jsonl)"
-    )
+    p.add_argument("--out", default=None,
+                   help="JSONL to append to (default benchmarks/results/tracking_<yyyymmdd>.jsonl)")
     p.add_argument("demo_args", nargs="*", help="passed to cjepa demo with --demo (after --)")
     a = p.parse_args(argv)
     root = Path(a.root)
@@ -182,14 +160,11 @@ def main(argv=None) -> int:
         with open(path, "a") as fh:  # one row per finished seed: a stopped sweep keeps what it measured
             fh.write(json.dumps(row) + "\n")
         rows.append(row)
-        print(
-            json.dumps({k: row[k] for k in ("arm", "seed", "video_fg_ari", "video_swap_rate", "clip_fg_ari")}),
-            flush=True,
-        )
+        print(json.dumps({k: row[k] for k in ("arm", "seed", "video_fg_ari", "video_swap_rate", "clip_fg_ari")}),
+              flush=True)
     print(f"rows appended to {path}")
-    keys = ["video_fg_ari", "video_swap_rate", "clip_fg_ari"] + (
-        ["ratio_mean", "ratio_worst_step", "wall_s"] if a.demo else ["encoder_s"]
-    )
+    keys = ["video_fg_ari", "video_swap_rate", "clip_fg_ari"] + (["ratio_mean", "ratio_worst_step",
+                                                                  "wall_s"] if a.demo else ["encoder_s"])
     body = [[r["seed"], *(r.get(k) for k in keys)] for r in rows]
     body.append(["mean (min-max)", *(_spread([r.get(k) for r in rows]) for k in keys)])
     print(table(body, ["seed", *keys]))

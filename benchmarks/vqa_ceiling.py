@@ -87,11 +87,8 @@ def _pair(i: int, j: int) -> tuple[int, int]:
 
 def _seen(collisions, frames, ids=None) -> list[tuple[int, int, int]]:
     """(t, i, j) of the collisions two sampled frames enclose (velocities change between t and t + 1)."""
-    return [
-        (t, *_pair(*(ids[[i, j]] if ids is not None else (i, j))))
-        for t, i, j in collisions
-        if frames[0] <= t < frames[-1]
-    ]
+    return [(t, *_pair(*(ids[[i, j]] if ids is not None else (i, j)))) for t, i,
+            j in collisions if frames[0] <= t < frames[-1]]
 
 
 def _ancestors(events, pair) -> set[int]:
@@ -200,21 +197,10 @@ def exist_probe(num_train: int, steps: int, seed: int = 0) -> list[dict]:
     tokens, pad = torch.tensor(np.stack([e[0] for e in enc])), torch.tensor(np.stack([e[1] for e in enc]))
     label = torch.tensor([vocab.answer_id(d[2]) for d in data])
     torch.manual_seed(seed)
-    model = ALOEReasoner(
-        num_words=vocab.num_words,
-        num_answers=vocab.num_answers,
-        slot_dim=dim,
-        num_slots=slots,
-        num_frames=frames,
-        question_len=20,
-        choice_len=12,
-        word_dim=12,
-        heads=4,
-        depth=2,
-        ffn_dim=64,
-        dropout=0.0,
-        head_hidden=64,
-    )
+    model = ALOEReasoner(num_words=vocab.num_words, num_answers=vocab.num_answers, slot_dim=dim, num_slots=slots,
+                         num_frames=frames,
+                         question_len=20, choice_len=12, word_dim=12, heads=4, depth=2, ffn_dim=64, dropout=0.0,
+                         head_hidden=64)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     pick = np.random.default_rng(seed + 1)
     held = torch.arange(num_train, num_train + val)
@@ -240,10 +226,8 @@ def ensure_world(world: Path, args) -> dict:
     """The world's question counts; written first if ``world`` holds none (same arguments -> same world)."""
     from cjepa.data.billiards_vqa import write_billiards_vqa
 
-    spec = {
-        k: getattr(args, k)
-        for k in ("train", "val", "observed", "total", "slots", "slot_dim", "min_objects", "max_objects", "seed")
-    }
+    spec = {k: getattr(args, k) for k in ("train", "val", "observed", "total", "slots", "slot_dim", "min_objects",
+                                          "max_objects", "seed")}
     marker = world / "ceiling_world.json"
     if marker.is_file():
         saved = json.loads(marker.read_text())
@@ -252,15 +236,9 @@ def ensure_world(world: Path, args) -> dict:
         return saved
     t0 = time.time()
     summary = write_billiards_vqa(
-        world,
-        {"train": args.train, "val": args.val},
-        num_slots=args.slots,
-        slot_dim=args.slot_dim,
+        world, {"train": args.train, "val": args.val}, num_slots=args.slots, slot_dim=args.slot_dim,
         observed_frames=args.observed,
-        total_frames=args.total,
-        min_objects=args.min_objects,
-        max_objects=args.max_objects,
-        seed=args.seed,
+        total_frames=args.total, min_objects=args.min_objects, max_objects=args.max_objects, seed=args.seed,
         oracle=True,
     )
     saved = {"spec": spec, "summary": summary, "seconds": round(time.time() - t0, 1)}
@@ -301,8 +279,8 @@ def provenance(argv) -> dict:
     return {
         "git_sha": g["sha"],
         "git_dirty": g["dirty"],
-        "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus, "
-        f"{torch.get_num_threads()} torch threads)",
+        "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus, {torch.get_num_threads()} torch "
+        "threads)",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python benchmarks/vqa_ceiling.py "
         + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
@@ -321,25 +299,17 @@ def observe(a, overrides: list[str], argv) -> int:
     from cjepa.config import load_config
 
     v = load_config([], overrides).vqa
-    spec = {
-        k: getattr(a, k)
-        for k in ("val", "observed", "total", "slots", "slot_dim", "min_objects", "max_objects", "seed")
-    }
+    spec = {k: getattr(a, k) for k in ("val", "observed", "total", "slots", "slot_dim", "min_objects", "max_objects",
+                                       "seed")}
     m = observer_metrics(a, v.frame_sampling, v.num_frames)
     row = {"benchmark": "vqa_ceiling_observer", **provenance(argv), "note": a.note, "world": spec,
            "frame_sampling": v.frame_sampling, "num_frames": v.num_frames, "metrics": {k: m.get(k) for k in REPORTED},
            "explanatory_removal_rule_agreement": m["explanatory_removal_rule_agreement"]}
     out = append_row(a, row)
-    print(
-        table(
-            [(k, pct(row["metrics"][k])) for k in REPORTED],
-            ["metric (%)", f"observer, {v.frame_sampling} {v.num_frames} frames"],
-        )
-    )
-    print(
-        f"explanatory: causal ancestry agrees with the removal rule on {pct(m['explanatory_removal_rule_agreement'])} "
-        "% of choices"
-    )
+    print(table([(k, pct(row["metrics"][k])) for k in REPORTED],
+                ["metric (%)", f"observer, {v.frame_sampling} {v.num_frames} frames"]))
+    print("explanatory: causal ancestry agrees with the removal rule on "
+          f"{pct(m['explanatory_removal_rule_agreement'])} % of choices")
     print(f"row appended to {out}")
     return 0
 
@@ -359,21 +329,15 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="world seed")
     p.add_argument("--name", default="", help="run name (default: from the overrides)")
     p.add_argument("--note", default="", help="stored with the row (e.g. how loaded the machine was)")
-    p.add_argument(
-        "--out", default="", help="JSONL to append to (default benchmarks/results/vqa_ceiling_<yyyymmdd>.jsonl)"
-    )
-    p.add_argument(
-        "--observer", action="store_true", help="no training: a perfect observer of the sampled frames (see above)"
-    )
-    p.add_argument(
-        "--exist-probe", type=int, default=0, metavar="N", help="no world: the exist-question probe on N scenes"
-    )
+    p.add_argument("--out", default="",
+                   help="JSONL to append to (default benchmarks/results/vqa_ceiling_<yyyymmdd>.jsonl)")
+    p.add_argument("--observer", action="store_true",
+                   help="no training: a perfect observer of the sampled frames (see above)")
+    p.add_argument("--exist-probe", type=int, default=0, metavar="N",
+                   help="no world: the exist-question probe on N scenes")
     p.add_argument("--probe-steps", type=int, default=1500)
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        help="config overrides on configs/billiards/vqa_demo.yaml (vqa.protocol=oracle is the default)",
-    )
+    p.add_argument("overrides", nargs="*",
+                   help="config overrides on configs/billiards/vqa_demo.yaml (vqa.protocol=oracle is the default)")
     a = p.parse_args(argv)
 
     from cjepa.eval.vqa.questions import load_question_file
@@ -385,15 +349,9 @@ def main(argv=None) -> int:
     if a.exist_probe:
         t0 = time.time()
         prior, *curve = exist_probe(a.exist_probe, a.probe_steps, a.seed)
-        row = {
-            "benchmark": "vqa_exist_probe",
-            **provenance(argv),
-            "note": a.note,
-            "train_scenes": a.exist_probe,
-            **prior,
-            "curve": curve,
-            "seconds": round(time.time() - t0, 1),
-        }
+        row = {"benchmark": "vqa_exist_probe", **provenance(argv), "note": a.note, "train_scenes": a.exist_probe,
+               **prior,
+               "curve": curve, "seconds": round(time.time() - t0, 1)}
         print(f"row appended to {append_row(a, row)}")
         return 0
     world = Path(a.world)
@@ -414,30 +372,11 @@ def main(argv=None) -> int:
         "note": a.note,
         "world": w["spec"],
         "world_questions": w["summary"],
-        "config": {
-            "vqa": {
-                k: getattr(cfg.vqa, k)
-                for k in (
-                    "protocol",
-                    "frame_sampling",
-                    "video_len",
-                    "num_frames",
-                    "word_dim",
-                    "heads",
-                    "depth",
-                    "ffn_dim",
-                    "dropout",
-                    "lr",
-                    "batch_size",
-                    "epochs",
-                    "max_steps",
-                    "warmup_frac",
-                    "min_lr_ratio",
-                    "grad_clip",
-                )
-            },
-            "run.seed": cfg.run.seed,
-        },
+        "config": {"vqa": {k: getattr(cfg.vqa, k) for k in (
+            "protocol", "frame_sampling", "video_len", "num_frames", "word_dim", "heads", "depth", "ffn_dim", "dropout",
+            "lr",
+            "batch_size", "epochs", "max_steps", "warmup_frac", "min_lr_ratio", "grad_clip")},
+            "run.seed": cfg.run.seed},
         "steps": summary.get("steps"),
         "train_seconds": round(seconds, 1),
         "metrics": {k: fe["metrics"].get(k) for k in REPORTED},
@@ -447,12 +386,8 @@ def main(argv=None) -> int:
         "run_dir": str(run_dir),
     }
     out = append_row(a, row)
-    print(
-        table(
-            [(k, pct(row["metrics"][k]), pct(row["prior"][k])) for k in REPORTED],
-            ["metric (%)", cfg.vqa.protocol, "prior"],
-        )
-    )
+    print(table([(k, pct(row["metrics"][k]), pct(row["prior"][k])) for k in REPORTED], ["metric (%)", cfg.vqa.protocol,
+                                                                                        "prior"]))
     print(f"\n{seconds:.0f} s training; row appended to {out}")
     return 0
 

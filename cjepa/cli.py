@@ -24,55 +24,31 @@ from cjepa.errors import EXIT_USER_ERROR, is_user_error, one_line
 # their commands here without cjepa importing launchers.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("cjepa.commands.demo", "run the whole pipeline on the built-in world on CPU in minutes (start here)"),
-    "train": (
-        "cjepa.commands.train",
-        "train the C-JEPA predictor on slot videos (single process, torchrun DDP, DeepSpeed)",
-    ),
-    "data": (
-        "cjepa.commands.data",
-        "write video shards: built-in physics world, real CLEVRER (webdataset tar + manifest)",
-    ),
-    "pretrain": (
-        "cjepa.commands.pretrain",
-        "train the predictor streaming from raw video shards through the frozen encoder (no slot files)",
-    ),
-    "rollout": (
-        "cjepa.commands.rollout",
-        "roll slot videos out with a trained predictor (CLEVRER 128 -> 160 frames) into a slot store",
-    ),
-    "train-encoder": (
-        "cjepa.commands.train_encoder",
-        "train the object-centric encoder (VideoSAUR or SAVi) on video clips",
-    ),
-    "extract": (
-        "cjepa.commands.extract",
-        "encode every video with a trained encoder into a slot store (slots, object ids, Push-T extras)",
-    ),
+    "train": ("cjepa.commands.train",
+              "train the C-JEPA predictor on slot videos (single process, torchrun DDP, DeepSpeed)"),
+    "data": ("cjepa.commands.data",
+             "write video shards: built-in physics world, real CLEVRER (webdataset tar + manifest)"),
+    "pretrain": ("cjepa.commands.pretrain",
+                 "train the predictor streaming from raw video shards through the frozen encoder (no slot files)"),
+    "rollout": ("cjepa.commands.rollout",
+                "roll slot videos out with a trained predictor (CLEVRER 128 -> 160 frames) into a slot store"),
+    "train-encoder": ("cjepa.commands.train_encoder",
+                      "train the object-centric encoder (VideoSAUR or SAVi) on video clips"),
+    "extract": ("cjepa.commands.extract",
+                "encode every video with a trained encoder into a slot store (slots, object ids, Push-T extras)"),
     "convert": ("cjepa.commands.convert", "turn a DeepSpeed (ZeRO) checkpoint into a plain state_dict file (model.pt)"),
-    "submit": (
-        "launchers.commands.submit",
-        "submit one training run as a SLURM job (submitit; code snapshot, requeue on preemption)",
-    ),
-    "sweep": (
-        "launchers.commands.sweep",
-        "submit a grid or list of overrides as one SLURM job array and tabulate the results",
-    ),
-    "vqa": (
-        "cjepa.commands.vqa",
-        "CLEVRER-style VQA with the ALOE reasoner on (rolled-out) slots, and the masking study",
-    ),
-    "pusht": (
-        "cjepa.commands.pusht",
-        "generate the Push-T dataset: scripted-expert + random episodes (video shards, state-slot store)",
-    ),
-    "plan": (
-        "cjepa.commands.plan",
-        "evaluate Push-T world models with CEM-MPC planning (success rate over seeds, planning time)",
-    ),
-    "probe": (
-        "cjepa.commands.probe",
-        "attention probing: a masked object's attention to its collision partner vs the other objects",
-    ),
+    "submit": ("launchers.commands.submit",
+               "submit one training run as a SLURM job (submitit; code snapshot, requeue on preemption)"),
+    "sweep": ("launchers.commands.sweep",
+              "submit a grid or list of overrides as one SLURM job array and tabulate the results"),
+    "vqa": ("cjepa.commands.vqa",
+            "CLEVRER-style VQA with the ALOE reasoner on (rolled-out) slots, and the masking study"),
+    "pusht": ("cjepa.commands.pusht",
+              "generate the Push-T dataset: scripted-expert + random episodes (video shards, state-slot store)"),
+    "plan": ("cjepa.commands.plan",
+             "evaluate Push-T world models with CEM-MPC planning (success rate over seeds, planning time)"),
+    "probe": ("cjepa.commands.probe",
+              "attention probing: a masked object's attention to its collision partner vs the other objects"),
 }
 
 EPILOG = """\
@@ -153,10 +129,8 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
         extra = [a for a in extra if not ("=" in a and not a.startswith("-"))]
     if extra:
         prog = f"cjepa {args.command}" if getattr(args, "command", None) else parser.prog
-        parser.exit(
-            2,
-            f"{prog}: error: unrecognized arguments: {' '.join(extra)}{_flag_hint(extra, argv)} (see {prog} --help)\n",
-        )
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}{_flag_hint(extra, argv)} (see {prog} "
+                       "--help)\n")
     return args
 
 

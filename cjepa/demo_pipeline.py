@@ -39,25 +39,16 @@ class DemoResult:
     decoded: dict[str, Any] = field(default_factory=dict)
 
 
-def demo_configs(
-    out: Path, full: bool, encoder_overrides: list[str], predictor_files: list[str], predictor_overrides: list[str]
-) -> tuple[Config, Config]:
+def demo_configs(out: Path, full: bool, encoder_overrides: list[str], predictor_files: list[str],
+                 predictor_overrides: list[str]) -> tuple[Config, Config]:
     """(encoder-stage config, predictor-stage config), both writing under ``out``."""
     suffix = "_full" if full else ""
-    enc = load_config(
-        [str(config_path(f"world/demo_encoder{suffix}.yaml"))],
-        [f"run.out_dir={out}", "run.name=encoder", f"encoder.data.path={out / 'world'}", *encoder_overrides],
-    )
-    pred = load_config(
-        [str(config_path(f"world/demo{suffix}.yaml")), *predictor_files],
-        [
-            f"run.out_dir={out}",
-            "run.name=predictor",
-            "data.source=store",
-            f"data.path={out / 'slots'}",
-            *predictor_overrides,
-        ],
-    )
+    enc = load_config([str(config_path(f"world/demo_encoder{suffix}.yaml"))],
+                      [f"run.out_dir={out}", "run.name=encoder", f"encoder.data.path={out / 'world'}",
+                       *encoder_overrides])
+    pred = load_config([str(config_path(f"world/demo{suffix}.yaml")), *predictor_files],
+                       [f"run.out_dir={out}", "run.name=predictor", "data.source=store", f"data.path={out / 'slots'}",
+                        *predictor_overrides])
     if (pred.model.num_slots, pred.model.slot_dim) != (enc.encoder.num_slots, enc.encoder.slot_dim):
         raise ValueError(
             f"the predictor (model.num_slots={pred.model.num_slots}, model.slot_dim={pred.model.slot_dim}) must match "
@@ -85,15 +76,8 @@ def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool 
     model = build_object_encoder(enc, slot_attention_backend=enc_cfg.kernels.slot_attention)
     device = pick_device(enc_cfg.run.device, DistEnv())
     sources = {s: open_video_source(enc.data, s, encoder_input_size(enc)) for s in splits}
-    return extract(
-        model.to(device),
-        sources,
-        out / "slots",
-        enc_cfg=enc,
-        device=device,
-        checkpoint=enc.checkpoint,
-        progress=progress,
-    )
+    return extract(model.to(device), sources, out / "slots", enc_cfg=enc, device=device, checkpoint=enc.checkpoint,
+                   progress=progress)
 
 
 def log_video_scores(summaries: list[dict], tb_dir: Path, step: int) -> None:
@@ -130,22 +114,13 @@ def decode_held_out(enc_cfg: Config, pred_cfg: Config, out: Path, videos: int, c
     )
 
 
-def run_demo(
-    out: Path,
-    *,
-    train_videos: int,
-    val_videos: int,
-    full: bool = False,
-    encoder_overrides: Optional[list[str]] = None,
-    predictor_files: Optional[list[str]] = None,
-    predictor_overrides: Optional[list[str]] = None,
-    progress: bool = True,
-    decode_videos: int = 8,
-    log=print,
-) -> DemoResult:
-    enc_cfg, pred_cfg = demo_configs(
-        out, full, list(encoder_overrides or []), list(predictor_files or []), list(predictor_overrides or [])
-    )
+def run_demo(out: Path, *, train_videos: int, val_videos: int, full: bool = False,
+             encoder_overrides: Optional[list[str]] = None,
+             predictor_files: Optional[list[str]] = None, predictor_overrides: Optional[list[str]] = None,
+             progress: bool = True,
+             decode_videos: int = 8, log=print) -> DemoResult:
+    enc_cfg, pred_cfg = demo_configs(out, full, list(encoder_overrides or []), list(predictor_files or []),
+                                     list(predictor_overrides or []))
     res = DemoResult(out=out)
     t = time.time()
     log(f"[1/5] rendering the built-in world: {train_videos} train + {val_videos} held-out videos "

@@ -54,9 +54,8 @@ def videosaur_losses(
     P = features.shape[-2]
     need = Fdim + (P if sim_weight > 0 else 0)
     if reconstruction.shape[-1] < need:
-        raise ValueError(
-            f"reconstruction has {reconstruction.shape[-1]} dims; expected {Fdim} features + {P} similarity logits"
-        )
+        raise ValueError(f"reconstruction has {reconstruction.shape[-1]} dims; expected {Fdim} features + {P} "
+                         "similarity logits")
     featrec = F.mse_loss(reconstruction[..., :Fdim].float(), features.detach().float())
     out = {"loss_featrec": featrec}
     loss = featrec

@@ -39,16 +39,8 @@ USER_ERROR_TYPES = (
 )
 
 # OS errors about a path the user gave (missing, unwritable, a file where a directory belongs, a full disk).
-_PATH_ERRNOS = {
-    errno.ENOENT,
-    errno.EACCES,
-    errno.EPERM,
-    errno.ENOTDIR,
-    errno.EISDIR,
-    errno.EROFS,
-    errno.ENOSPC,
-    errno.EEXIST,
-}
+_PATH_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EROFS, errno.ENOSPC,
+                errno.EEXIST}
 
 
 def is_user_error(err: BaseException) -> bool:

@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 
 
-def masked_history_mse(
-    pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor, include_t0: bool
-) -> torch.Tensor:
+def masked_history_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor,
+                       include_t0: bool) -> torch.Tensor:
     """Mean squared error over the masked slots of the history.
 
     pred, target: (B, T_h, S, D); masked: (B, S) bool. The mean runs over every selected element

@@ -12,7 +12,6 @@ def config_path(name: str) -> Path:
     """configs/<name>; the repository is installed editable (pip install -e .), so configs/ sits beside cjepa/."""
     p = CONFIG_DIR / name
     if not p.is_file():
-        raise FileNotFoundError(
-            f"shipped config {name!r} not found at {p}; install the repository with 'pip install -e .'"
-        )
+        raise FileNotFoundError(f"shipped config {name!r} not found at {p}; install the repository with 'pip install "
+                                "-e .'")
     return p

@@ -114,9 +114,8 @@ def _extras(item: VideoItem, stride: int, T: int) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def encode_videos(
-    model, items: list[VideoItem], *, seed: int, stride: int, device: torch.device, object_ids: bool
-) -> list[dict]:
+def encode_videos(model, items: list[VideoItem], *, seed: int, stride: int, device: torch.device,
+                  object_ids: bool) -> list[dict]:
     """Encode a group of equal-length videos; returns per video {slots, extras, fg_ari (if masks)}."""
     frames = torch.stack([it.frames[::stride] for it in items]).to(device, non_blocking=True)  # (B, T, 3, H, W)
     if not torch.isfinite(frames).all():
@@ -173,12 +172,8 @@ def extract_split(
     """Encode every video of `source` not yet in ``root/<split>``; returns a summary of this split."""
     ex = enc_cfg.extract
     writer = SlotStoreWriter(
-        root,
-        split,
-        num_slots=enc_cfg.num_slots,
-        slot_dim=enc_cfg.slot_dim,
-        producer=producer,
-        shard_frames=ex.shard_frames,
+        root, split, num_slots=enc_cfg.num_slots, slot_dim=enc_cfg.slot_dim, producer=producer,
+        shard_frames=ex.shard_frames
     )
     done = [k for k in source.keys() if k in writer]
     todo = len(source) - len(done)
@@ -187,12 +182,8 @@ def extract_split(
     aris: list[float] = []
     swaps = [0, 0]  # swapped frames, comparable frames (pooled over videos)
     bar = tqdm(
-        total=len(source),
-        initial=len(done),
-        desc=f"extract {split}",
-        disable=not progress,
-        dynamic_ncols=True,
-        unit="video",
+        total=len(source), initial=len(done), desc=f"extract {split}", disable=not progress, dynamic_ncols=True,
+        unit="video"
     )
     model.eval()
     try:
@@ -200,9 +191,8 @@ def extract_split(
             for group in _batches(source.iter_videos(skip=done), ex.batch_videos, ex.frame_stride):
                 for it, res in zip(
                     group,
-                    encode_videos(
-                        model, group, seed=ex.seed, stride=ex.frame_stride, device=device, object_ids=ex.object_ids
-                    ),
+                    encode_videos(model, group, seed=ex.seed, stride=ex.frame_stride, device=device,
+                                  object_ids=ex.object_ids),
                 ):
                     writer.add(it.key, res["slots"], **res["extras"])
                     frames += res["slots"].shape[0]

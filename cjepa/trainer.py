@@ -248,14 +248,9 @@ class Trainer:
         self.engine.save_extra_all_ranks(self.run_dir / "checkpoints" / f".staging-{STEP_DIR.format(step)}")
         path = None
         if self.env.is_main:
-            meta = {
-                "reason": reason,
-                "git": git_info(),
-                "versions": package_versions(),
-                "world_size": self.env.world_size,
-                "engine": self.engine.name,
-                "wall_time_s": time.time() - self._t0,
-            }
+            meta = {"reason": reason, "git": git_info(), "versions": package_versions(),
+                    "world_size": self.env.world_size, "engine": self.engine.name,
+                    "wall_time_s": time.time() - self._t0}
             path = save_checkpoint(
                 self.run_dir, step, model_state, train_state, dump_yaml(self.cfg), meta,
                 keep=self.cfg.train.keep_checkpoints,
@@ -462,14 +457,8 @@ class Trainer:
         )
         val_every = cfg.train.val_every or self.task.steps_per_epoch
         ckpt_every = cfg.train.ckpt_every or self.task.steps_per_epoch
-        bar = tqdm(
-            total=total_steps,
-            initial=step,
-            desc=f"train {cfg.run.name}",
-            disable=not (env.is_main and self.show_progress),
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
+        bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.run.name}",
+                   disable=not (env.is_main and self.show_progress), dynamic_ncols=True, file=sys.stderr)
         stats = StepStats()
         samples, t_log = 0, time.time()
         val_metrics = self._val_metrics

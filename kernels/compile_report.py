@@ -82,11 +82,9 @@ def _ptxas_usage(ptx: str, arch: int) -> tuple[int | None, int | None]:
         src = Path(tmp) / "kernel.ptx"
         src.write_text(ptx)
         for ptxas in _ptxas_candidates(arch):
-            out = subprocess.run(
-                [str(ptxas), "-v", f"--gpu-name={gpu}", str(src), "-o", str(src.with_suffix(".cubin"))],
-                capture_output=True,
-                text=True,
-            )
+            out = subprocess.run([str(ptxas), "-v", f"--gpu-name={gpu}", str(src), "-o",
+                                  str(src.with_suffix(".cubin"))],
+                                 capture_output=True, text=True)
             regs = re.search(r"Used (\d+) registers", out.stderr)
             spills = re.search(r"(\d+) bytes spill stores", out.stderr)
             if out.returncode == 0 and regs:
@@ -120,17 +118,11 @@ def slot_attention_jobs(arch: int, widths=(64, 128, 256)):
                              sa._slot_attention_fwd_kernel, dtype,
                              {**common, "BLOCK_N": launch.block_n_fwd, "STORE_U32": not fp32}, launch.warps_fwd,
                              launch.num_stages, arch, fp32_ptrs, masks)
-        yield compile_kernel(
-            f"slot_attention bwd {dtype} D={D} block_n={launch.block_n_bwd} warps={launch.warps_bwd}",
-            sa._slot_attention_bwd_kernel,
-            dtype,
-            {**common, "BLOCK_N": launch.block_n_bwd, "HAS_DATTN": True},
-            launch.warps_bwd,
-            launch.num_stages,
-            arch,
-            {*fp32_ptrs, "dout_ptr", "dattn_ptr"} if fp32 else fp32_ptrs,
-            masks,
-        )
+        yield compile_kernel(f"slot_attention bwd {dtype} D={D} block_n={launch.block_n_bwd} warps={launch.warps_bwd}",
+                             sa._slot_attention_bwd_kernel, dtype,
+                             {**common, "BLOCK_N": launch.block_n_bwd, "HAS_DATTN": True}, launch.warps_bwd,
+                             launch.num_stages, arch, {*fp32_ptrs, "dout_ptr", "dattn_ptr"} if fp32 else fp32_ptrs,
+                             masks)
 
 
 def predictor_attention_jobs(arch: int, sizes=((112, 8), (112, 16), (112, 64), (24, 8))):
@@ -158,10 +150,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-spills", action="store_true", help="exit 1 on a compile error or any register spill")
     args = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
-        print(
-            "TRITON_INTERPRET=1 is set: interpreted kernels cannot be compiled; run `python -m "
-            "cjepa_kernels.compile_report`"
-        )
+        print("TRITON_INTERPRET=1 is set: interpreted kernels cannot be compiled; run `python -m "
+              "cjepa_kernels.compile_report`")
         return 2
     if args.quick:
         jobs = [*slot_attention_jobs(args.arch, widths=(128,)),

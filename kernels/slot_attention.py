@@ -297,9 +297,8 @@ def _check_inputs(q, k, v, slot_mask, input_mask) -> None:
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
     B, K, Dk = q.shape
     if 0 in q.shape or 0 in v.shape or k.shape[1] == 0:
-        raise ValueError(
-            f"slot attention got an empty input: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-        )
+        raise ValueError(f"slot attention got an empty input: q {tuple(q.shape)}, k {tuple(k.shape)}, v "
+                         f"{tuple(v.shape)}")
     if k.shape[0] != B or v.shape[0] != B or k.shape[2] != Dk or v.shape[1] != k.shape[1]:
         raise ValueError(f"slot attention shapes disagree: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
     # Mixed dtypes are fine (as in the reference): every tile is upcast to fp32 right after its load.

@@ -53,9 +53,8 @@ def _threads_from_slurm() -> None:
 
 
 # What gloo and NCCL raise when a peer is gone: a reset or closed connection, or a collective that timed out.
-LOST_PEER = re.compile(
-    r"connection (reset|closed)|closed by peer|timed out|timeout|watchdog|broken pipe", re.IGNORECASE
-)
+LOST_PEER = re.compile(r"connection (reset|closed)|closed by peer|timed out|timeout|watchdog|broken pipe",
+                       re.IGNORECASE)
 
 
 def lost_peer(err: BaseException) -> bool:
@@ -143,11 +142,8 @@ class TrainJob(submitit.helpers.Checkpointable):
         try:
             summary = train(cfg, progress=False)
         except Preempted as stop:
-            print(
-                f"[cjepa] {stop}; leaving the job to SLURM's requeue (exit {EXIT_PREEMPTED})",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(f"[cjepa] {stop}; leaving the job to SLURM's requeue (exit {EXIT_PREEMPTED})", file=sys.stderr,
+                  flush=True)
             if stop.signum == getattr(signal, f"SIG{PREEMPT_SIGNAL}"):
                 handler = signal.getsignal(stop.signum)  # submitit's (the trainer restored it): requeue + exit
                 if callable(handler):

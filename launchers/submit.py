@@ -118,9 +118,8 @@ def write_config(path: Path, cfg: Config) -> Path:
     return path
 
 
-def write_job_folder(
-    job_dir: Path, cfg: Config, *, snapshot: bool, name: str = "config.yaml"
-) -> tuple[Path, Optional[Path]]:
+def write_job_folder(job_dir: Path, cfg: Config, *, snapshot: bool, name: str = "config.yaml") -> tuple[Path,
+                                                                                                        Optional[Path]]:
     """Resolved config, git state and (optionally) the code snapshot; returns (config file, code dir)."""
     job_dir.mkdir(parents=True, exist_ok=True)
     config_file = write_config(job_dir / name, cfg)
@@ -160,9 +159,8 @@ def make_executor(launch, folder: Path, *, name: str, code_dir: Optional[Path]):
         # Forced here because submitit reads its signal name when first imported, which may predate this module.
         params["slurm_additional_parameters"]["signal"] = f"{PREEMPT_SIGNAL}@{launch.signal_delay_s}"
     ctor = {"slurm_max_num_timeout": params.pop("slurm_max_num_timeout")} if "slurm_max_num_timeout" in params else {}
-    executor = submitit.AutoExecutor(
-        folder=str(folder), cluster="debug" if preset.executor == "debug" else "slurm", **ctor
-    )
+    executor = submitit.AutoExecutor(folder=str(folder), cluster="debug" if preset.executor == "debug" else "slurm",
+                                     **ctor)
     executor.update_parameters(**params)
     return executor, {**params, **ctor}
 
@@ -206,12 +204,9 @@ def resolve_config(config_paths: list[str], overrides: list[str]) -> Config:
     absolutize_paths(cfg, Path.cwd())
     cfg.run.out_dir = str(Path(cfg.run.out_dir).expanduser().resolve())
     if cfg.train.resume == "never":
-        print(
-            "warning: train.resume=never: a preempted or timed-out job will not resume; its requeue stops with an "
-            "error "
-            "once the run directory holds checkpoints (train.resume=auto resumes)",
-            file=sys.stderr,
-        )
+        print("warning: train.resume=never: a preempted or timed-out job will not resume; its requeue stops with an "
+              "error "
+              "once the run directory holds checkpoints (train.resume=auto resumes)", file=sys.stderr)
     return cfg
 
 
@@ -222,24 +217,17 @@ def submit(config_paths: list[str], overrides: list[str], *, dry_run: bool = Fal
     run_dir = run_dir_of(cfg)
     job_dir = Path(launch.folder).resolve() if launch.folder else run_dir / "job"
     snapshot = launch.snapshot and preset.executor != "debug"  # the debug executor runs in this process's code
-    params = executor_parameters(
-        launch, preset, name=cfg.run.name, setup=job_setup_lines(job_dir / "code" if snapshot else None)
-    )
+    params = executor_parameters(launch, preset, name=cfg.run.name,
+                                 setup=job_setup_lines(job_dir / "code" if snapshot else None))
     sub = Submission(cfg, run_dir, job_dir, preset, params)
     if dry_run:
         return sub
     sub.config_file, sub.code_dir = write_job_folder(job_dir, cfg, snapshot=snapshot)
     executor, sub.params = make_executor(launch, job_dir / "logs", name=cfg.run.name, code_dir=sub.code_dir)
     sub.job = executor.submit(TrainJob(str(sub.config_file), None if sub.code_dir is None else str(sub.code_dir)))
-    sub.info = {
-        "job_id": sub.job.job_id,
-        "submitted_at": time.time(),
-        "cluster": launch.cluster,
-        "run_dir": str(run_dir),
-        "config": str(sub.config_file),
-        "code": str(sub.code_dir),
-        "parameters": sub.params,
-    }
+    sub.info = {"job_id": sub.job.job_id, "submitted_at": time.time(), "cluster": launch.cluster,
+                "run_dir": str(run_dir),
+                "config": str(sub.config_file), "code": str(sub.code_dir), "parameters": sub.params}
     (job_dir / "job.json").write_text(json.dumps(sub.info, indent=1, default=str))
     return sub
 
@@ -257,17 +245,13 @@ def describe(sub: Submission) -> list[tuple[str, Any]]:
     rows = [
         ("job id", sub.job.job_id if sub.job is not None else "(dry run: nothing submitted)"),
         ("cluster", f"{sub.preset.name} ({sub.preset.description})"),
-        (
-            "partition / account / qos",
-            " / ".join(str(p.get(k, "-")) for k in ("slurm_partition", "slurm_account", "slurm_qos")),
-        ),
+        ("partition / account / qos", " / ".join(str(p.get(k, "-")) for k in ("slurm_partition", "slurm_account",
+                                                                              "slurm_qos"))),
         ("nodes x tasks per node", f"{la.nodes} x {la.tasks_per_node}"),
         ("gpus per node / cpus per task", f"{p.get('gpus_per_node', 0)} / {p.get('cpus_per_task', '-')}"),
         ("time limit (min), requeues", f"{la.timeout_min}, {la.max_requeues}"),
-        (
-            "engine",
-            sub.cfg.dist.engine + (f" (ZeRO-{sub.cfg.dist.zero_stage})" if sub.cfg.dist.engine == "deepspeed" else ""),
-        ),
+        ("engine",
+         sub.cfg.dist.engine + (f" (ZeRO-{sub.cfg.dist.zero_stage})" if sub.cfg.dist.engine == "deepspeed" else "")),
         ("run dir", sub.run_dir),
         ("job folder", sub.job_dir),
     ]

@@ -173,9 +173,8 @@ def submit(jobs: list[SweepJob], name: str) -> Path:
     job_dir = Path(launch.folder).resolve() if launch.folder else sweep_dir(jobs) / "job"
     snapshot = launch.snapshot and preset.executor != "debug"
     first, rest = jobs[0], jobs[1:]
-    first.config_file, code_dir = write_job_folder(
-        job_dir, first.cfg, snapshot=snapshot, name=f"configs/{first.index:03d}.yaml"
-    )
+    first.config_file, code_dir = write_job_folder(job_dir, first.cfg, snapshot=snapshot,
+                                                   name=f"configs/{first.index:03d}.yaml")
     for j in rest:
         j.config_file = write_config(job_dir / "configs" / f"{j.index:03d}.yaml", j.cfg)
     executor, params = make_executor(launch, job_dir / "logs", name=name, code_dir=code_dir)
@@ -300,9 +299,8 @@ def run_from_args(args) -> int:
         print(f"sweep: {err}", file=sys.stderr)
         return 2
     la = jobs[0].cfg.launch
-    print(
-        f"sweep {name}: {len(jobs)} jobs x {la.nodes * la.tasks_per_node} task(s) on {la.cluster} -> {sweep_dir(jobs)}"
-    )
+    print(f"sweep {name}: {len(jobs)} jobs x {la.nodes * la.tasks_per_node} task(s) on {la.cluster} -> "
+          f"{sweep_dir(jobs)}")
     if args.dry_run:
         print(table([[j.index, " ".join(j.overrides) or "-", j.run_dir] for j in jobs], ["#", "overrides", "run dir"]))
         if args.show_config:

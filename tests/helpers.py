@@ -17,9 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "configs" / "smoke" / "cpu.yaml")
 
 
-def assert_close_verbose(
-    actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float, name: str = "tensor"
-) -> None:
+def assert_close_verbose(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float,
+                         name: str = "tensor") -> None:
     """assert_close with a report: max abs error, mismatch count, first bad indices, NaN/inf mismatches."""
     a, e = actual.detach().float().cpu(), expected.detach().float().cpu()
     if a.shape != e.shape:
@@ -162,9 +161,8 @@ def transfers_to_stand_in_device():
 def protocol_members(protocol: type) -> list[str]:
     """The names a ``typing.Protocol`` declares: its methods, properties and annotated attributes."""
     names = set(getattr(protocol, "__annotations__", {}))
-    names |= {
-        n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))
-    }
+    names |= {n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v,
+                                                                                                           property))}
     return sorted(names)
 
 

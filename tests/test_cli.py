@@ -47,12 +47,9 @@ def test_slot_pickle_that_would_run_code(tmp_path, capsys):
 
     with open(tmp_path / "slots.pkl", "wb") as fh:
         pickle.dump({"train": {"v": RunsCode()}, "val": {}}, fh)
-    _fails_with_one_line(
-        capsys,
-        ["train", "-c", SMOKE, "data.source=pickle", f"data.path={tmp_path / 'slots.pkl'}", f"run.out_dir={tmp_path}"],
-        str(tmp_path / "slots.pkl"),
-        f"{os.system.__module__}.system",
-    )
+    _fails_with_one_line(capsys, ["train", "-c", SMOKE, "data.source=pickle", f"data.path={tmp_path / 'slots.pkl'}",
+                                  f"run.out_dir={tmp_path}"], str(tmp_path / "slots.pkl"),
+                                  f"{os.system.__module__}.system")
     assert not (tmp_path / "pwned").exists()
 
 
@@ -67,9 +64,8 @@ def test_missing_or_empty_shard_directory(tmp_path, capsys, command, key, shards
     root = tmp_path / "shards"
     if shards == "empty":
         (root / "train").mkdir(parents=True)
-    _fails_with_one_line(
-        capsys, [*command, f"{key}={root}", f"run.out_dir={tmp_path / 'runs'}"], f"cjepa {command[0]}:", str(root)
-    )
+    _fails_with_one_line(capsys, [*command, f"{key}={root}", f"run.out_dir={tmp_path / 'runs'}"],
+                         f"cjepa {command[0]}:", str(root))
 
 
 # --------------------------------------------------------------------------------------------- device, outputs
@@ -77,12 +73,9 @@ def test_missing_or_empty_shard_directory(tmp_path, capsys, command, key, shards
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a visible GPU")
 def test_cuda_without_gpu(tmp_path, capsys):
-    _fails_with_one_line(
-        capsys,
-        ["train", "-c", SMOKE, "run.device=cuda", f"run.out_dir={tmp_path}"],
-        "run.device=cuda",
-        "no CUDA device",
-    )
+    _fails_with_one_line(capsys, ["train", "-c", SMOKE, "run.device=cuda", f"run.out_dir={tmp_path}"],
+                         "run.device=cuda",
+                         "no CUDA device")
 
 
 def test_unwritable_out_dir_and_out(tmp_path, capsys):
@@ -90,27 +83,22 @@ def test_unwritable_out_dir_and_out(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     _fails_with_one_line(capsys, ["train", "-c", SMOKE, f"run.out_dir={tmp_path / 'afile' / 'runs'}"], "run.out_dir=",
                          str(tmp_path / "afile"))
-    _fails_with_one_line(
-        capsys,
-        ["data", "world", "--num-videos", "1", "--out", str(tmp_path / "afile" / "w")],
-        "--out=",
-        str(tmp_path / "afile"),
-    )
+    _fails_with_one_line(capsys, ["data", "world", "--num-videos", "1", "--out", str(tmp_path / "afile" / "w")],
+                         "--out=",
+                         str(tmp_path / "afile"))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
 def test_out_dir_without_write_permission(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    _fails_with_one_line(
-        capsys, ["train", "-c", SMOKE, f"run.out_dir={locked / 'runs'}"], "no write permission", str(locked)
-    )
+    _fails_with_one_line(capsys, ["train", "-c", SMOKE, f"run.out_dir={locked / 'runs'}"], "no write permission",
+                         str(locked))
 
 
 def test_num_videos_zero(tmp_path, capsys):
-    _fails_with_one_line(
-        capsys, ["data", "world", "--num-videos", "0", "--out", str(tmp_path)], "--num-videos", "got 0"
-    )
+    _fails_with_one_line(capsys, ["data", "world", "--num-videos", "0", "--out", str(tmp_path)], "--num-videos",
+                         "got 0")
 
 
 # --------------------------------------------------------------------------------------------- vqa score, plan,
@@ -119,25 +107,16 @@ def test_num_videos_zero(tmp_path, capsys):
 
 def test_vqa_score_with_missing_files(tmp_path, capsys):
     (tmp_path / "q.json").write_text("[]")
-    _fails_with_one_line(
-        capsys,
-        ["vqa", "score", "--questions", str(tmp_path / "none.json"), "--predictions", str(tmp_path / "q.json")],
-        "question file not found",
-        str(tmp_path / "none.json"),
-    )
-    _fails_with_one_line(
-        capsys,
-        ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions", str(tmp_path / "p.json")],
-        "prediction file not found",
-        str(tmp_path / "p.json"),
-    )
+    _fails_with_one_line(capsys, ["vqa", "score", "--questions", str(tmp_path / "none.json"), "--predictions",
+                                  str(tmp_path / "q.json")],
+                         "question file not found", str(tmp_path / "none.json"))
+    _fails_with_one_line(capsys, ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions",
+                                  str(tmp_path / "p.json")],
+                         "prediction file not found", str(tmp_path / "p.json"))
     (tmp_path / "p.json").write_text("{not json")
-    _fails_with_one_line(
-        capsys,
-        ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions", str(tmp_path / "p.json")],
-        "not valid JSON",
-        str(tmp_path / "p.json"),
-    )
+    _fails_with_one_line(capsys, ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions",
+                                  str(tmp_path / "p.json")],
+                         "not valid JSON", str(tmp_path / "p.json"))
 
 
 def test_plan_with_missing_files(tmp_path, capsys):
@@ -192,9 +171,8 @@ def test_bugs_keep_their_traceback(monkeypatch):
 
 
 def test_overrides_may_follow_options():
-    args = parse(
-        build_parser("train"), ["train", "-c", SMOKE, "optim.lr=1e-3", "--no-progress", "masking.num_masked=2"]
-    )
+    args = parse(build_parser("train"), ["train", "-c", SMOKE, "optim.lr=1e-3", "--no-progress",
+                                         "masking.num_masked=2"])
     assert args.overrides == ["optim.lr=1e-3", "masking.num_masked=2"] and args.no_progress and args.config == [SMOKE]
 
 

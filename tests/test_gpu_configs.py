@@ -11,15 +11,8 @@ GPU = REPO / "configs" / "gpu"
 BASES = {"predictor": ("clevrer/predictor.yaml", "predictor"), "videosaur": ("clevrer/videosaur.yaml", "encoder"),
          "pretrain": ("clevrer/predictor.yaml", "pretrain")}
 # the only keys a GPU config may change in the config it starts from (pretrain also switches task and decoder)
-GPU_KEYS = {
-    "run.name",
-    "run.device",
-    "train.precision",
-    "train.compile",
-    "train.tf32",
-    "kernels.attention",
-    "kernels.slot_attention",
-}
+GPU_KEYS = {"run.name", "run.device", "train.precision", "train.compile", "train.tf32", "kernels.attention",
+            "kernels.slot_attention"}
 PRETRAIN_KEYS = {"train.task", "encoder.kind", "data.decoder", "data.dali_decode", "data.with_masks"}
 
 

@@ -39,9 +39,8 @@ def test_dinov2_and_our_kernels_import_beside_pypi_kernels(cwd, tmp_path):
 
     workdir = REPO if cwd == "repo_root" else tmp_path
     # -c puts the working directory first on sys.path, as `python -m pytest` from the repo root does
-    out = subprocess.run(
-        [sys.executable, "-c", _IMPORT_PROBE], cwd=workdir, capture_output=True, text=True, timeout=300
-    )
+    out = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], cwd=workdir, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(found["ours"]).resolve() == REPO / "kernels" / "registry.py"
@@ -71,23 +70,13 @@ def check(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_models_are_pure_single_device_torch():
     """cjepa/models imports no data, dist, train, launchers or kernels (kernels come through cjepa.backends)."""
-    assert (
-        check(
-            "cjepa/models",
-            ("cjepa.data", "cjepa.distributed", "cjepa.trainer", "cjepa.tasks", "launchers", "cjepa_kernels"),
-        )
-        == []
-    )
+    assert check("cjepa/models", ("cjepa.data", "cjepa.distributed", "cjepa.trainer", "cjepa.tasks", "launchers",
+                                  "cjepa_kernels")) == []
 
 
 def test_data_knows_nothing_about_models_or_training():
-    assert (
-        check(
-            "cjepa/data",
-            ("cjepa.models", "cjepa.trainer", "cjepa.tasks", "cjepa.distributed", "launchers", "cjepa_kernels"),
-        )
-        == []
-    )
+    assert check("cjepa/data", ("cjepa.models", "cjepa.trainer", "cjepa.tasks", "cjepa.distributed", "launchers",
+                                "cjepa_kernels")) == []
 
 
 def test_tasks_and_engines_never_import_what_runs_them():
@@ -262,9 +251,8 @@ def _comment_near(lines: list[str], node: ast.stmt) -> bool:
 
 def _function_level_imports(path: Path, module: str) -> list[tuple[ast.stmt, list[str]]]:
     """The imports of a file that sit inside a function (not those of try/if blocks at module level)."""
-    functions = [
-        fn for fn in ast.walk(ast.parse(path.read_text())) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
-    ]
+    functions = [fn for fn in ast.walk(ast.parse(path.read_text())) if isinstance(fn, (ast.FunctionDef,
+                                                                                       ast.AsyncFunctionDef))]
     inside = {(node.lineno, node.col_offset) for fn in functions for node in ast.walk(fn)
               if isinstance(node, (ast.Import, ast.ImportFrom))}
     return [(node, names) for node, names in imports_of(path, module) if (node.lineno, node.col_offset) in inside]

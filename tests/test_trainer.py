@@ -84,19 +84,8 @@ def test_run_dir_contents_and_loss_falls(tmp_path):
     assert len(list_checkpoints(rd)) <= cfg.train.keep_checkpoints
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [
-        (),
-        (
-            "train.grad_accum=2",
-            "masking.num_masked_max=4",
-            "optim.schedule=cosine",
-            "optim.warmup_steps=3",
-            "optim.grad_clip=0.5",
-        ),
-    ],
-)
+@pytest.mark.parametrize("extra", [(), ("train.grad_accum=2", "masking.num_masked_max=4", "optim.schedule=cosine",
+                                        "optim.warmup_steps=3", "optim.grad_clip=0.5")])
 def test_resume_is_bit_identical_to_uninterrupted(tmp_path, extra):
     """Crash at step 8 (last checkpoint at 6, mid-epoch), resume, finish at 12: every parameter is bit-equal
     to an uninterrupted run (dropout on, masks resampled, RNG and data position restored)."""
@@ -131,11 +120,9 @@ def test_nan_between_reads_stops_at_the_next_read_and_keeps_the_last_good_checkp
     """With train.log_every=4 the losses reach the host every 4 steps: a NaN at step 5 (not a log step) is reported
     at the read after step 8 with its own step and loss names; the step-4 checkpoint stays the last, and finite."""
     cfg = smoke(tmp_path, "train.log_every=4", "train.ckpt_every=4", "train.val_every=100")
-    with pytest.raises(
-        NonFiniteLoss,
-        match=r"step 5 \(loss_future, loss; values loss_future=nan, loss=nan\) on some rank; "
-        r"found at the check after step 8",
-    ) as err:
+    with pytest.raises(NonFiniteLoss,
+                       match=r"step 5 \(loss_future, loss; values loss_future=nan, loss=nan\) on some rank; "
+                       r"found at the check after step 8") as err:
         Trainer(cfg, CrashAt(cfg, 5, "nan"), progress=False).fit()
     rd = run_dir_of(cfg)
     assert "Last good checkpoint: " + str(rd / "checkpoints" / "step_0000004") in str(err.value)
@@ -198,13 +185,8 @@ def test_sigterm_saves_a_checkpoint_then_exits(tmp_path):
     ck = latest_checkpoint(tmp_path / "smoke")
     meta = json.loads((ck / "meta.json").read_text())
     assert meta["reason"] == f"signal {int(signal.SIGTERM)}" and meta["step"] >= 3
-    resumed = subprocess.run(
-        cmd[:-5] + [f"train.max_steps={meta['step'] + 2}", "--no-progress"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = subprocess.run(cmd[:-5] + [f"train.max_steps={meta['step'] + 2}", "--no-progress"], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {ck}" in resumed.stderr
 
@@ -223,24 +205,13 @@ def test_pusht_predictor_trains_from_a_slot_store(tmp_path):
                 T = 40
                 w.add(f"{i}_pixels.mp4", g.normal(size=(T, 2, 16)).astype(np.float32),
                       proprio=g.normal(size=(T, 4)), action=g.normal(size=(T, 2)))
-    cfg = load_config(
-        [str(REPO / "configs/pusht/predictor.yaml")],
-        [
-            f"run.out_dir={tmp_path}",
-            "run.device=cpu",
-            f"data.path={tmp_path / 'store'}",
-            "model.num_slots=2",
-            "model.slot_dim=16",
-            "model.depth=1",
-            "model.heads=2",
-            "model.mlp_dim=32",
-            "data.batch_size=8",
-            "train.max_steps=4",
-            "train.log_every=2",
-            "data.num_workers=0",
-            "rollout.eval_chains=2",
-        ],
-    )
+    cfg = load_config([str(REPO / "configs/pusht/predictor.yaml")], [
+        f"run.out_dir={tmp_path}", "run.device=cpu", f"data.path={tmp_path / 'store'}", "model.num_slots=2",
+        "model.slot_dim=16",
+        "model.depth=1", "model.heads=2", "model.mlp_dim=32", "data.batch_size=8", "train.max_steps=4",
+        "train.log_every=2",
+        "data.num_workers=0", "rollout.eval_chains=2",
+    ])
     s = train(cfg, progress=False)
     assert "train/loss_proprio" in s and len(s["final_eval"]["mse"]) == 2
 
@@ -258,12 +229,8 @@ def test_missing_data_path_is_a_clear_error(tmp_path):
 
 def test_cli_config_error_exit_code(tmp_path):
     """The CLI turns config errors into exit code 2 and a one-line message."""
-    r = subprocess.run(
-        [sys.executable, "-m", "cjepa.cli", "train", "-c", SMOKE, "optim.lrr=1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    r = subprocess.run([sys.executable, "-m", "cjepa.cli", "train", "-c", SMOKE, "optim.lrr=1"], cwd=REPO,
+                       capture_output=True, text=True)
     assert r.returncode == 2 and "did you mean 'optim.lr'" in r.stderr
 
 
@@ -286,17 +253,11 @@ def test_ctrl_c_checkpoints_exits_130_in_one_line_and_resumes(tmp_path):
     handled like SIGTERM: a checkpoint at the current step, then one line (no traceback) and exit code 130. The
     same command resumes from it: the first step it trains and logs is the one after it. While the first process
     runs, a second one into the same run directory fails at once, naming the first."""
-    cmd = _train_cmd(
-        tmp_path,
-        "train.max_steps=100000",
-        "train.ckpt_every=100000",
-        "train.val_every=100000",
-        "train.log_every=1",
-        "data.num_workers=2",
-    )
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    cmd = _train_cmd(tmp_path, "train.max_steps=100000", "train.ckpt_every=100000", "train.val_every=100000",
+                     "train.log_every=1",
+                     "data.num_workers=2")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     metrics = tmp_path / "smoke" / "metrics.jsonl"
     _wait_for_rows(metrics, 3, proc)
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)  # the same run, started twice
@@ -316,19 +277,9 @@ def test_ctrl_c_checkpoints_exits_130_in_one_line_and_resumes(tmp_path):
         == f"cjepa train: interrupted (checkpoint {ck} at step {meta['step']}; the same command resumes from it)"
     )
     t_resume = time.time()
-    resumed = subprocess.run(
-        _train_cmd(
-            tmp_path,
-            f"train.max_steps={meta['step'] + 2}",
-            "train.ckpt_every=100000",
-            "train.val_every=100000",
-            "train.log_every=1",
-        ),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = subprocess.run(_train_cmd(tmp_path, f"train.max_steps={meta['step'] + 2}", "train.ckpt_every=100000",
+                                        "train.val_every=100000", "train.log_every=1"), cwd=REPO, capture_output=True,
+                                        text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {ck} at step {meta['step']}" in resumed.stderr
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
@@ -354,9 +305,8 @@ def test_resume_never_refuses_a_run_dir_with_checkpoints(tmp_path):
     train(cfg, progress=False)
     rd = run_dir_of(cfg)
     summary = (rd / "summary.json").read_text()
-    with pytest.raises(
-        RunDirError, match=r"train.resume=never, but .* holds later checkpoints of an earlier run \(step_0000006\)"
-    ):
+    with pytest.raises(RunDirError,
+                       match=r"train.resume=never, but .* holds later checkpoints of an earlier run \(step_0000006\)"):
         train(smoke(tmp_path, "train.max_steps=4", "train.resume=never", "train.ckpt_every=2"), progress=False)
     assert [p.name for p in list_checkpoints(rd)] == ["step_0000006"] and (rd / "summary.json").read_text() == summary
     (rd / "checkpoints").rename(tmp_path / "old_checkpoints")
@@ -374,10 +324,8 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
     train(cfg, progress=False)
     rd = run_dir_of(cfg)
     before = {f: (rd / f).read_text() for f in ("config.yaml", "git.txt", "env.txt")}
-    for changed, shown in (
-        (("optim.lr=0.002",), r"optim.lr: 0.0005 -> 0.002"),
-        (("model.slot_dim=32",), r"model.slot_dim: 16 -> 32; model.head_dim: 8 -> 16"),
-    ):
+    for changed, shown in ((("optim.lr=0.002",), r"optim.lr: 0.0005 -> 0.002"),
+                           (("model.slot_dim=32",), r"model.slot_dim: 16 -> 32; model.head_dim: 8 -> 16")):
         with pytest.raises(RunDirError, match=shown + r"\. On resume only run.name, .*train.max_steps"):
             train(smoke(tmp_path, "train.max_steps=9", *changed), progress=False)
         assert {f: (rd / f).read_text() for f in before} == before
@@ -386,24 +334,17 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
         match=r"step_0000006 does not fit this config, changed since it was written \(model.slot_dim, model.head_dim, "
         r"train.max_steps, train.allow_config_change\): Error\(s\) in loading state_dict",
     ):
-        train(
-            smoke(tmp_path, "train.max_steps=9", "model.slot_dim=32", "train.allow_config_change=true"), progress=False
-        )
+        train(smoke(tmp_path, "train.max_steps=9", "model.slot_dim=32", "train.allow_config_change=true"),
+              progress=False)
     assert {f: (rd / f).read_text() for f in before} == before
     more = smoke(tmp_path, "train.max_steps=9", "train.log_every=3")
     Trainer(more, resumed := Counted(more), progress=False).fit()
     assert resumed.steps == [6, 7, 8]
-    Trainer(
-        c := smoke(tmp_path, "train.max_steps=10", "optim.lr=0.002", "train.allow_config_change=true"),
-        Counted(c),
-        progress=False,
-    ).fit()
+    Trainer(c := smoke(tmp_path, "train.max_steps=10", "optim.lr=0.002", "train.allow_config_change=true"), Counted(c),
+            progress=False).fit()
     history = [json.loads(line) for line in (rd / "config_history.jsonl").read_text().splitlines()]
-    assert [(h["step"], h["checkpoint"] and h["checkpoint"][-12:]) for h in history] == [
-        (0, None),
-        (6, "step_0000006"),
-        (9, "step_0000009"),
-    ]
+    assert [(h["step"], h["checkpoint"] and h["checkpoint"][-12:]) for h in history] == [(0, None), (6, "step_0000006"),
+                                                                                         (9, "step_0000009")]
     assert history[1]["changed"] == {"train.max_steps": [6, 9], "train.log_every": [2, 3]}
     assert history[2]["changed"]["optim.lr"] == [0.0005, 0.002] and history[2]["config"]["optim"]["lr"] == 0.002
     assert all(h["git"]["sha"] and h["versions"]["torch"] for h in history)
@@ -419,9 +360,8 @@ def test_a_run_dir_has_one_holder(tmp_path):
                               cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(
-            RunDirError, match=rf"is in use by another run \(pid {holder.pid} on host {socket.gethostname()} since"
-        ):
+        with pytest.raises(RunDirError,
+                           match=rf"is in use by another run \(pid {holder.pid} on host {socket.gethostname()} since"):
             train(smoke(tmp_path, "train.max_steps=2"), progress=False)
         assert sorted(p.name for p in rd.iterdir()) == ["run.lock"]
     finally:
@@ -451,9 +391,8 @@ def test_resume_and_rerun_log_each_step_once_and_keep_the_summary(tmp_path):
     Trainer(cfg, rerun, progress=False).fit()
     again = json.loads((rd / "summary.json").read_text())
     assert rerun.steps == [] and (rd / "metrics.jsonl").read_text() == rows
-    assert {k: v for k, v in again.items() if k != "wall_time_s"} == {
-        k: v for k, v in summary.items() if k != "wall_time_s"
-    }
+    assert {k: v for k, v in again.items() if k != "wall_time_s"} == {k: v for k,
+                                                                      v in summary.items() if k != "wall_time_s"}
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
@@ -534,9 +473,8 @@ class Closing(PredictorTask):
         super().close()
 
 
-@pytest.mark.parametrize(
-    "how, raised", [("end", None), ("crash", Interrupt), ("nan", NonFiniteLoss), ("ctrl_c", Interrupted)]
-)
+@pytest.mark.parametrize("how, raised", [("end", None), ("crash", Interrupt), ("nan", NonFiniteLoss), ("ctrl_c",
+                                                                                                       Interrupted)])
 def test_the_task_is_closed_however_the_run_ends(tmp_path, how, raised):
     """Normal end, an exception in a step, a NaN stop, Ctrl-C: the trainer closes the task once, and the training
     loader's worker processes are gone before fit() returns or raises."""

@@ -13,11 +13,9 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    p.add_argument(
-        "checkpoint",
-        help="a run dir (its latest checkpoint) or checkpoint dir of a dist.engine=deepspeed run, "
-        "or a bare DeepSpeed save folder (runs without DeepSpeed already have a plain model.pt)",
-    )
+    p.add_argument("checkpoint",
+                   help="a run dir (its latest checkpoint) or checkpoint dir of a dist.engine=deepspeed run, "
+                   "or a bare DeepSpeed save folder (runs without DeepSpeed already have a plain model.pt)")
     p.add_argument("-o", "--out", help="output file (default: model.pt in the checkpoint dir)")
     p.add_argument("--tag", help="DeepSpeed tag to convert (default: the one named in the folder's 'latest' file)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -50,13 +48,11 @@ def _require_deepspeed(src: Path, tag) -> None:
         and not any(src.glob("*model_states.pt"))
     ):
         if (src / "model.pt").is_file():
-            raise UserError(
-                f"{src} is a checkpoint of a run without DeepSpeed (dist.engine=single or ddp): its model.pt "
-                "is already a plain state_dict, nothing to convert"
-            )
-        raise UserError(
-            f"{src} is not a DeepSpeed checkpoint: no {DS_SUBDIR}/ folder, no 'latest' file, no *model_states.pt"
-        )
+            raise UserError(f"{src} is a checkpoint of a run without DeepSpeed (dist.engine=single or ddp): its "
+                            "model.pt "
+                            "is already a plain state_dict, nothing to convert")
+        raise UserError(f"{src} is not a DeepSpeed checkpoint: no {DS_SUBDIR}/ folder, no 'latest' file, no "
+                        "*model_states.pt")
 
 
 def _check_loads(sd: dict, config_yaml: Path) -> str:

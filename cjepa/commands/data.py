@@ -21,12 +21,10 @@ def _add_world(p) -> None:
     p.add_argument("--split", default="train", help="split name (directory under --out); default train")
     p.add_argument("--num-videos", type=int, required=True, help="videos to generate")
     p.add_argument("--out", required=True, help="shard root; the split goes to OUT/<split>/")
-    p.add_argument(
-        "--first-index", type=int, default=0, help="index of the first video (video i depends only on seed, split, i)"
-    )
-    p.add_argument(
-        "--workers", type=int, default=None, help="generator processes (default world.workers; 0 = one per core)"
-    )
+    p.add_argument("--first-index", type=int, default=0,
+                   help="index of the first video (video i depends only on seed, split, i)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="generator processes (default world.workers; 0 = one per core)")
     p.add_argument("--overwrite", action="store_true", help="replace existing shards of this split")
     p.add_argument("--no-progress", action="store_true")
 
@@ -45,16 +43,9 @@ def _run_world(args) -> int:
     print(f"cjepa data world: {args.num_videos} videos x {cfg.num_frames} frames at {cfg.width}x{cfg.height}, "
           f"{cfg.min_objects}-{cfg.max_objects} objects, seed {cfg.seed} -> {args.out}/{args.split}", file=sys.stderr)
     try:
-        s = generate_split(
-            cfg,
-            args.split,
-            args.num_videos,
-            args.out,
-            first_index=args.first_index,
-            workers=args.workers,
-            progress=not args.no_progress,
-            overwrite=args.overwrite,
-        )
+        s = generate_split(cfg, args.split, args.num_videos, args.out, first_index=args.first_index,
+                           workers=args.workers,
+                           progress=not args.no_progress, overwrite=args.overwrite)
     except ShardError as err:
         print(f"cjepa data world: {err}", file=sys.stderr)
         return 2
@@ -73,16 +64,12 @@ def _run_world(args) -> int:
 
 
 def _add_clevrer(p) -> None:
-    p.add_argument(
-        "--root", required=True, help="CLEVRER directory as published (video_train/, annotation_train/, questions/...)"
-    )
+    p.add_argument("--root", required=True,
+                   help="CLEVRER directory as published (video_train/, annotation_train/, questions/...)")
     p.add_argument("--out", required=True, help="shard root; each split goes to OUT/<split>/")
     p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test"])
-    p.add_argument(
-        "--masks",
-        default=None,
-        help="directory of derender proposals (sim_XXXXX.json); default ROOT/derender_proposals",
-    )
+    p.add_argument("--masks", default=None,
+                   help="directory of derender proposals (sim_XXXXX.json); default ROOT/derender_proposals")
     p.add_argument("--shard-size", type=int, default=64, help="videos per shard")
     p.add_argument("--limit", type=int, default=0, help="first N videos per split only (0 = all)")
     p.add_argument("--overwrite", action="store_true")
@@ -98,31 +85,14 @@ def _run_clevrer(args) -> int:
     t0 = time.time()
     for split in args.splits:
         try:
-            s = convert_clevrer(
-                args.root,
-                args.out,
-                split,
-                shard_size=args.shard_size,
-                masks_dir=args.masks,
-                limit=args.limit,
-                overwrite=args.overwrite,
-                progress=not args.no_progress,
-            )
+            s = convert_clevrer(args.root, args.out, split, shard_size=args.shard_size, masks_dir=args.masks,
+                                limit=args.limit,
+                                overwrite=args.overwrite, progress=not args.no_progress)
         except (ClevrerLayoutError, ShardError) as err:
             print(f"cjepa data clevrer: {err}", file=sys.stderr)
             return 2
-        rows.append(
-            (
-                split,
-                s["videos"],
-                s["skipped"],
-                s["shards"],
-                s["bytes"] / 1e6,
-                s["with_masks"],
-                s["with_questions"],
-                s["dir"],
-            )
-        )
+        rows.append((split, s["videos"], s["skipped"], s["shards"], s["bytes"] / 1e6, s["with_masks"],
+                     s["with_questions"], s["dir"]))
     print(table(rows, ["split", "videos", "skipped", "shards", "MB", "with masks", "with questions", "directory"]))
     print(f"wall time {time.time() - t0:.1f} s")
     return 0
@@ -160,11 +130,8 @@ def _run_verify(args) -> int:
 
 # name -> (add_arguments, run, help); other data sources (Push-T) add themselves here
 SUBCOMMANDS = {
-    "world": (
-        _add_world,
-        _run_world,
-        "generate built-in physics-world videos (CLEVRER-like, with masks and questions) into shards",
-    ),
+    "world": (_add_world, _run_world,
+              "generate built-in physics-world videos (CLEVRER-like, with masks and questions) into shards"),
     "clevrer": (_add_clevrer, _run_clevrer, "convert real CLEVRER (as downloaded) into shards"),
     "verify": (_add_verify, _run_verify, "check a split: manifest, shard files, sizes and sha256 checksums"),
 }

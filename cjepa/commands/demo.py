@@ -23,26 +23,17 @@ from cjepa.utils.report import print_train_summary, table
 def add_arguments(p) -> None:
     add_config_args(p)
     p.add_argument("--out", default="runs/demo", help="directory for every stage's outputs (default runs/demo)")
-    p.add_argument(
-        "--full", action="store_true", help="the bigger run: more videos, longer training (tens of minutes on CPU)"
-    )
-    p.add_argument(
-        "--slots", action="store_true", help="skip video: train the predictor on the built-in slot world (fastest)"
-    )
-    p.add_argument(
-        "--train-videos", type=int, default=None, help="world videos to train on (default 64; 256 with --full)"
-    )
+    p.add_argument("--full", action="store_true",
+                   help="the bigger run: more videos, longer training (tens of minutes on CPU)")
+    p.add_argument("--slots", action="store_true",
+                   help="skip video: train the predictor on the built-in slot world (fastest)")
+    p.add_argument("--train-videos", type=int, default=None,
+                   help="world videos to train on (default 64; 256 with --full)")
     p.add_argument("--val-videos", type=int, default=None, help="held-out world videos (default 16; 48 with --full)")
-    p.add_argument(
-        "--seed", type=int, default=None, help="run.seed of the encoder and the predictor (default: the configs')"
-    )
-    p.add_argument(
-        "--encoder",
-        action="append",
-        default=[],
-        metavar="key=value",
-        help="override for the encoder stage (repeatable)",
-    )
+    p.add_argument("--seed", type=int, default=None,
+                   help="run.seed of the encoder and the predictor (default: the configs')")
+    p.add_argument("--encoder", action="append", default=[], metavar="key=value",
+                   help="override for the encoder stage (repeatable)")
     p.add_argument("--decode-videos", type=int, default=8,
                    help="held-out rollouts decoded back to frames and scored at the end (default 8; 0 skips it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -71,18 +62,12 @@ def demo_record(res, fe: dict, wall_s: float) -> dict:
     return {
         "git": git_info(),
         "machine": f"{platform.machine()} {platform.processor()} ({__import__('os').cpu_count()} cpus)",
-        "torch": __import__("torch").__version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "encoder_val_clips": res.encoder.get("final_eval", {}),
-        "video_fg_ari": val.get("fg_ari"),
-        "video_swap_rate": val.get("swap_rate"),
-        "rollout_mse": fe["mse"],
-        "baseline_mse": fe["baseline_mse"],
+        "torch": __import__("torch").__version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "encoder_val_clips": res.encoder.get("final_eval", {}), "video_fg_ari": val.get("fg_ari"),
+        "video_swap_rate": val.get("swap_rate"), "rollout_mse": fe["mse"], "baseline_mse": fe["baseline_mse"],
         "ratio_per_step": [p / b for p, b in zip(fe["mse"], fe["baseline_mse"])],
         "ratio_mean": (sum(fe["mse"]) / len(fe["mse"])) / (sum(fe["baseline_mse"]) / len(fe["baseline_mse"])),
-        "decoded_rollouts": res.decoded,
-        "stage_s": res.stage_s,
-        "wall_s": wall_s,
+        "decoded_rollouts": res.decoded, "stage_s": res.stage_s, "wall_s": wall_s,
     }
 
 
@@ -128,12 +113,10 @@ def run_slots(args) -> int:
     print_train_summary(summary)
     print()
     fe = summary["final_eval"]
-    rows = [
-        ("train loss (last log)", summary.get("train/loss", float("nan"))),
-        ("val future MSE", summary.get("val/loss_future", float("nan"))),
-        *_rollout_rows(fe),
-        ("wall time (s)", time.time() - t0),
-    ]
+    rows = [("train loss (last log)", summary.get("train/loss", float("nan"))), ("val future MSE",
+                                                                                 summary.get("val/loss_future",
+                                                                                             float("nan"))),
+            *_rollout_rows(fe), ("wall time (s)", time.time() - t0)]
     print(table(rows, ["demo summary (slot world)", "value"]))
     print("\n" + _verdict(fe))
     return 0
@@ -149,16 +132,13 @@ def run(args) -> int:
     t0 = time.time()
     seed = [] if args.seed is None else [f"run.seed={args.seed}"]
     res = run_demo(
-        Path(args.out),
-        train_videos=args.train_videos or (256 if args.full else 64),
+        Path(args.out), train_videos=args.train_videos or (256 if args.full else 64),
         val_videos=args.val_videos or (48 if args.full else 16),
-        full=args.full,
-        encoder_overrides=seed + args.encoder,
-        predictor_files=args.config,
+        full=args.full, encoder_overrides=seed + args.encoder, predictor_files=args.config,
         predictor_overrides=seed + args.overrides,
-        progress=not args.no_progress,
-        decode_videos=args.decode_videos,
-        log=lambda m: print(f"cjepa demo {m}", file=sys.stderr, flush=True),
+        progress=not args.no_progress, decode_videos=args.decode_videos, log=lambda m: print(f"cjepa demo {m}",
+                                                                                             file=sys.stderr,
+                                                                                             flush=True),
     )
     print()
     print_train_summary(res.predictor)
@@ -166,10 +146,8 @@ def run(args) -> int:
     val_extract = next((s for s in res.extract if s["split"] == "val"), {})
     fe = res.predictor["final_eval"]
     rows = [
-        (
-            "encoder FG-ARI, held-out clips (video / per frame)",
-            f"{enc.get('fg_ari', float('nan')):.3f} / {enc.get('fg_ari_frame', float('nan')):.3f}",
-        ),
+        ("encoder FG-ARI, held-out clips (video / per frame)",
+         f"{enc.get('fg_ari', float('nan')):.3f} / {enc.get('fg_ari_frame', float('nan')):.3f}"),
         ("encoder mBO, held-out clips", enc.get("mbo", float("nan"))),
         ("encoder FG-ARI, whole held-out videos (extraction)", val_extract.get("fg_ari", float("nan"))),
         ("slot swap rate, whole held-out videos (extraction)", val_extract.get("swap_rate", float("nan"))),

@@ -28,12 +28,9 @@ from cjepa.cli import add_config_args
 
 def add_arguments(p) -> None:
     add_config_args(p)
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="world model checkpoint or run dir, or a plain state_dict file "
-        "(ours or the original Push-T world model's; built from the config's model section) (plan.checkpoint)",
-    )
+    p.add_argument("--checkpoint", default=None, help="world model checkpoint or run dir, or a plain state_dict file "
+                   "(ours or the original Push-T world model's; built from the config's model section) "
+                   "(plan.checkpoint)")
     p.add_argument("--baseline", default=None, help="second model on the same episodes (plan.baseline_checkpoint)")
     p.add_argument("--dataset", default=None, help="Push-T state-slot store made by `cjepa pusht` (plan.dataset)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -47,11 +44,8 @@ def run(args) -> int:
     from cjepa.distributed.env import DistEnv, pick_device
 
     overrides = list(args.overrides)
-    flags = (
-        (args.checkpoint, "plan.checkpoint"),
-        (args.baseline, "plan.baseline_checkpoint"),
-        (args.dataset, "plan.dataset"),
-    )
+    flags = ((args.checkpoint, "plan.checkpoint"), (args.baseline, "plan.baseline_checkpoint"), (args.dataset,
+                                                                                                 "plan.dataset"))
     for flag, key in flags:
         if flag:
             overrides.append(f"{key}={flag}")
@@ -99,24 +93,15 @@ def _evaluate(args, cfg, pc, device) -> int:
             wm = SimulatorWorldModel(wm, cost_space=pc.oracle_cost)
 
         def make_planner(seed, wm=wm):
-            return MPCPlanner(
-                wm,
-                CEM.from_config(pc, seed, device),
-                horizon=pc.horizon,
-                receding_horizon=pc.receding_horizon,
-                history_obs=pc.history_obs,
-                warm_start=pc.warm_start,
-                clip_actions=pc.clip_actions,
-            )
+            return MPCPlanner(wm, CEM.from_config(pc, seed, device), horizon=pc.horizon,
+                              receding_horizon=pc.receding_horizon,
+                              history_obs=pc.history_obs, warm_start=pc.warm_start, clip_actions=pc.clip_actions)
 
         evals.append((ckpt, evaluate_planner(name, make_planner, episodes, pc, out_dir=out, progress=bar)))
     bar.close()
-    zero = statistics.fmean(
-        zero_action_success(
-            episodes, sample_start_goal_pairs(episodes, pc.episodes, s, pc.goal_offset), pc.goal_offset, pc.budget
-        )
-        for s in pc.seeds
-    )
+    zero = statistics.fmean(zero_action_success(episodes, sample_start_goal_pairs(episodes, pc.episodes, s,
+                                                                                  pc.goal_offset),
+                                                pc.goal_offset, pc.budget) for s in pc.seeds)
     headers, rows = _table(evals, zero, pc)
     print(table(rows, headers))
     results = {
@@ -138,30 +123,17 @@ def _evaluate(args, cfg, pc, device) -> int:
 
 def _table(evals, zero: float, pc) -> tuple[list[str], list[tuple]]:
     """The summary table: one row per model, then the zero-action bound (printed and written as results.md)."""
-    headers = [
-        "model",
-        *[f"seed {s} %" for s in pc.seeds],
-        "success % (mean +- std)",
-        "95 % CI (t, over seeds)",
-        "s / plan",
-        "planning s / episode",
-        f"planning s / {pc.episodes} episodes",
-    ]
+    headers = ["model", *[f"seed {s} %" for s in pc.seeds], "success % (mean +- std)", "95 % CI (t, over seeds)",
+               "s / plan",
+               "planning s / episode", f"planning s / {pc.episodes} episodes"]
     rows = []
     for _, ev in evals:
         s, ci = ev.summary(), ev.ci95()
         interval = "-" if ci.half_width is None else f"[{ci.low:.1f}, {ci.high:.1f}]"
-        rows.append(
-            (
-                ev.name,
-                *[f"{ev.success_rate[seed]:.1f}" for seed in pc.seeds],
-                f"{ev.mean:.1f} +- {ev.std:.1f}",
-                interval,
-                s["plan_seconds_median"],
-                s["episode_planning_seconds_mean"],
-                s["episodes_total_planning_seconds_per_seed"],
-            )
-        )
+        rows.append((ev.name, *[f"{ev.success_rate[seed]:.1f}" for seed in pc.seeds], f"{ev.mean:.1f} +- {ev.std:.1f}",
+                     interval,
+                     s["plan_seconds_median"], s["episode_planning_seconds_mean"],
+                     s["episodes_total_planning_seconds_per_seed"]))
     rows.append(("zero action", *["-" for _ in pc.seeds], f"{zero:.1f}", "-", "-", "-", "-"))
     return headers, rows
 
@@ -172,13 +144,11 @@ def _markdown(rows, headers, pc) -> str:
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
-    note = (
-        f"Success: percent of {pc.episodes} start/goal pairs per seed (goal {pc.goal_offset} steps later) solved "
-        "within "
-        f"{pc.budget} steps. 95 % CI: Student-t interval of the mean over the {len(pc.seeds)} per-seed rates "
-        "(none with one seed; not clipped to 0..100). Times: median CEM plan, mean planning time per episode, and per "
-        "seed in total."
-    )
+    note = (f"Success: percent of {pc.episodes} start/goal pairs per seed (goal {pc.goal_offset} steps later) solved "
+            "within "
+            f"{pc.budget} steps. 95 % CI: Student-t interval of the mean over the {len(pc.seeds)} per-seed rates "
+            "(none with one seed; not clipped to 0..100). Times: median CEM plan, mean planning time per episode, and "
+            "per seed in total.")
     return "# Push-T planning\n\n" + "\n".join(lines) + "\n\n" + note + "\n"
 
 

@@ -20,28 +20,14 @@ from cjepa.cli import add_config_args
 
 def add_arguments(p) -> None:
     add_config_args(p)
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="RUN_DIR",
-        help="predictor run dir (its latest checkpoint) or checkpoint dir",
-    )
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
+                   help="predictor run dir (its latest checkpoint) or checkpoint dir")
     p.add_argument("--split", default=None, help="split to probe (default: the run's data.val_split)")
     p.add_argument("--out", default=None, help="output directory (default: <checkpoint>/probe)")
-    p.add_argument(
-        "--window",
-        type=int,
-        default=1,
-        metavar="K",
-        help="query tokens at history steps c-K..c+K around the collision step c (default 1)",
-    )
-    p.add_argument(
-        "--collision-step",
-        type=int,
-        default=None,
-        metavar="C",
-        help="history step the collision falls on (default history_frames // 2)",
-    )
+    p.add_argument("--window", type=int, default=1, metavar="K",
+                   help="query tokens at history steps c-K..c+K around the collision step c (default 1)")
+    p.add_argument("--collision-step", type=int, default=None, metavar="C",
+                   help="history step the collision falls on (default history_frames // 2)")
     p.add_argument("--max-events", type=int, default=0, help="probe at most this many events (0 = all)")
 
 
@@ -54,16 +40,12 @@ def load_run(checkpoint: str, config_files: list[str], overrides: list[str]):
     ckpt = resolve_checkpoint(checkpoint)
     saved = ckpt / "config.yaml" if ckpt.is_dir() else None
     if saved is None or not saved.is_file():
-        raise ProbeError(
-            f"--checkpoint {checkpoint}: {ckpt} has no config.yaml; give a run dir or a checkpoint dir written by "
-            "cjepa train"
-        )
+        raise ProbeError(f"--checkpoint {checkpoint}: {ckpt} has no config.yaml; give a run dir or a checkpoint dir "
+                         "written by cjepa train")
     cfg = load_config([str(saved), *config_files], overrides)
     if cfg.model.kind != "slots":
-        raise ProbeError(
-            f"--checkpoint {checkpoint}: probing needs a slot predictor (model.kind=slots), this run has "
-            f"model.kind={cfg.model.kind}"
-        )
+        raise ProbeError(f"--checkpoint {checkpoint}: probing needs a slot predictor (model.kind=slots), this run has "
+                         f"model.kind={cfg.model.kind}")
     try:
         step = checkpoint_step(ckpt)
     except (IndexError, ValueError):
@@ -91,16 +73,12 @@ def run(args) -> int:
     with torch.no_grad():
         res = run_probe(model, videos, frameskip=cfg.data.frameskip, k=args.window, device=device, out=out, step=step,
                         collision_index=args.collision_step, max_events=args.max_events)
-    rows = [
-        (
-            "ratio partner / others, last layer",
-            f"{res['ratio']:.3f} (95% CI {res['ratio_ci95'][0]:.3f}-{res['ratio_ci95'][1]:.3f})",
-        ),
-        ("ratio, layer-averaged map", res["ratio_layer_mean"]),
-        *[(f"ratio, layer {i}", r) for i, r in enumerate(res["ratio_per_layer"])],
-        ("events (2 per collision)", res["events"]),
-        ("collisions skipped (window off the video)", res["collisions_skipped"]),
-    ]
+    rows = [("ratio partner / others, last layer",
+             f"{res['ratio']:.3f} (95% CI {res['ratio_ci95'][0]:.3f}-{res['ratio_ci95'][1]:.3f})"),
+            ("ratio, layer-averaged map", res["ratio_layer_mean"]),
+            *[(f"ratio, layer {i}", r) for i, r in enumerate(res["ratio_per_layer"])],
+            ("events (2 per collision)", res["events"]), ("collisions skipped (window off the video)",
+                                                          res["collisions_skipped"])]
     print(table(rows, [f"attention probe ({split}, step {step})", "value"]))
     print(f"wrote {out}/probe.json, probe_curve.png, probe_example.png; tensorboard --logdir {out}/tb")
     return 0

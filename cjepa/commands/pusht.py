@@ -48,9 +48,8 @@ def run(args) -> int:
     out = Path(args.out or pt.out)
     videos = pt.videos and not args.no_videos
     if not (videos or pt.state_slots):
-        print(
-            "cjepa pusht: nothing to write (data.pusht.videos and data.pusht.state_slots are both off)", file=sys.stderr
-        )
+        print("cjepa pusht: nothing to write (data.pusht.videos and data.pusht.state_slots are both off)",
+              file=sys.stderr)
         return 2
     writer_cls = None
     if videos:
@@ -65,15 +64,9 @@ def run(args) -> int:
     total = sum(n for kinds in counts.values() for _, n in kinds)
     bar = tqdm(total=total, desc="pusht episodes", unit="ep", file=sys.stderr, dynamic_ncols=True)
     env = PushTEnv(pt.render_size)
-    gen_kw = dict(
-        seed=pt.seed,
-        expert_max_steps=pt.expert_max_steps,
-        expert_max_step=pt.expert_max_step,
-        random_steps=pt.random_steps,
-        render_size=pt.render_size if videos else None,
-        masks=pt.masks and videos,
-        env=env,
-    )
+    gen_kw = dict(seed=pt.seed, expert_max_steps=pt.expert_max_steps, expert_max_step=pt.expert_max_step,
+                  random_steps=pt.random_steps,
+                  render_size=pt.render_size if videos else None, masks=pt.masks and videos, env=env)
     stats: dict[tuple[str, str], dict] = {}
     t0 = time.time()
     for split, kinds in counts.items():
@@ -89,9 +82,8 @@ def run(args) -> int:
             for kind, n in kinds:
                 if n == 0:
                     continue
-                st = stats.setdefault(
-                    (split, kind), {"episodes": n, "frames": 0, "reached": 0, "steps": [], "skipped": 0}
-                )
+                st = stats.setdefault((split, kind), {"episodes": n, "frames": 0, "reached": 0, "steps": [],
+                                                      "skipped": 0})
                 for i in range(n):
                     if f"{kind}_{i:06d}" in existing:  # resumed: already in the store
                         st["skipped"] += 1
@@ -120,11 +112,8 @@ def run(args) -> int:
         mean_steps = float(np.mean(st["steps"])) if st["steps"] else 0.0
         rows.append((split, kind, st["episodes"], st["skipped"], st["frames"], mean_steps,
                      f"{100.0 * st['reached'] / made:.1f}%" if kind == EXPERT and made else "-"))
-    print(
-        table(
-            rows, ["split", "kind", "episodes", "already stored", "frames written", "mean steps", "expert reached goal"]
-        )
-    )
+    print(table(rows, ["split", "kind", "episodes", "already stored", "frames written", "mean steps",
+                       "expert reached goal"]))
     where = [f"state-slot store: {out / 'slots'}"] if pt.state_slots else []
     if videos:
         where.append(f"video shards: {out / 'videos'}")

@@ -23,16 +23,12 @@ from cjepa.cli import add_config_args
 
 def add_arguments(p) -> None:
     add_config_args(p)
-    p.add_argument(
-        "--splits", default="train,val,test", help="comma-separated splits to roll out (missing ones are skipped)"
-    )
-    p.add_argument(
-        "--decode-with",
-        default="",
-        metavar="ENCODER_RUN",
-        help="encoder run directory (config.yaml + checkpoint) whose decoder shows and scores rollouts of the "
-        "first split against its source videos",
-    )
+    p.add_argument("--splits", default="train,val,test",
+                   help="comma-separated splits to roll out (missing ones are skipped)")
+    p.add_argument("--decode-with", default="", metavar="ENCODER_RUN",
+                   help="encoder run directory (config.yaml + checkpoint) whose decoder shows and scores rollouts of "
+                        "the "
+                        "first split against its source videos")
     p.add_argument("--decode-videos", type=int, default=8, help="videos decoded with --decode-with (default 8)")
 
 
@@ -42,9 +38,8 @@ def load_predictor(cfg, device):
     from cjepa.models.predictor_checkpoints import predictor_from_checkpoint
 
     if not cfg.rollout.checkpoint:
-        raise ConfigError(
-            "rollout.checkpoint is required (a checkpoint dir, a run dir, or an original state_dict file)"
-        )
+        raise ConfigError("rollout.checkpoint is required (a checkpoint dir, a run dir, or an original state_dict "
+                          "file)")
     loaded = predictor_from_checkpoint(cfg.rollout.checkpoint, cfg.model, cfg.kernels.attention, device)
     cfg.model = loaded.model_cfg
     return loaded.model
@@ -62,10 +57,8 @@ def decode_split(cfg, args, predictor, videos, split: str, device, out: Path) ->
 
     run = Path(args.decode_with)
     if not (run / "config.yaml").is_file():
-        raise UserError(
-            f"--decode-with {run}: no config.yaml there; give the encoder's run directory (cjepa train-encoder, cjepa "
-            "demo)"
-        )
+        raise UserError(f"--decode-with {run}: no config.yaml there; give the encoder's run directory (cjepa "
+                        "train-encoder, cjepa demo)")
     enc_cfg = load_config([str(run / "config.yaml")])
     enc = enc_cfg.encoder
     enc.checkpoint = str(run)
@@ -114,28 +107,17 @@ def run(args) -> int:
                 continue
             videos = sp[split]
         first = np.asarray(videos[next(iter(videos))])
-        writer = SlotStoreWriter(
-            out,
-            split,
-            num_slots=first.shape[1],
-            slot_dim=first.shape[2],
-            producer={"rollout_of": str(cfg.rollout.checkpoint), "target_frames": cfg.rollout.target_frames},
-        )
+        writer = SlotStoreWriter(out, split, num_slots=first.shape[1], slot_dim=first.shape[2],
+                                 producer={"rollout_of": str(cfg.rollout.checkpoint),
+                                           "target_frames": cfg.rollout.target_frames})
         todo = {k: videos[k] for k in videos if k not in writer}
         bar = tqdm(total=len(todo), desc=f"rollout {split}", file=sys.stderr)
         from cjepa.eval.rollout import rollout_split
 
         with writer, torch.no_grad():
-            for key, arr in rollout_split(
-                predictor,
-                todo,
-                obs_frames=cfg.rollout.obs_frames,
-                target_frames=cfg.rollout.target_frames,
-                frameskip=cfg.data.frameskip,
-                batch_size=cfg.rollout.batch_size,
-                device=device,
-                progress=bar,
-            ):
+            for key, arr in rollout_split(predictor, todo, obs_frames=cfg.rollout.obs_frames,
+                                          target_frames=cfg.rollout.target_frames, frameskip=cfg.data.frameskip,
+                                          batch_size=cfg.rollout.batch_size, device=device, progress=bar):
                 writer.add(key, arr)
         bar.close()
         rows.append((split, len(videos), len(todo), cfg.rollout.target_frames))
@@ -143,9 +125,8 @@ def run(args) -> int:
     if not rows:
         from cjepa.errors import UserError
 
-        raise UserError(
-            f"no split of --splits {args.splits} could be read from data.path={cfg.data.path} (see the lines above)"
-        )
+        raise UserError(f"no split of --splits {args.splits} could be read from data.path={cfg.data.path} (see the "
+                        "lines above)")
     if cfg.rollout.export_pickle:
         export_pickle(written, cfg.rollout.export_pickle)
     print(table(rows, ["split", "videos", "rolled out now", "frames"]))

@@ -20,7 +20,7 @@ ACTIONS = {
     "train": "train the ALOE reasoner (vqa.*) and evaluate it on the val questions",
     "evaluate": "evaluate a reasoner checkpoint (vqa.checkpoint) under vqa.protocol",
     "counterfactual": "build the counterfactual slot store (object-removed rollouts) for "
-    "vqa.protocol=counterfactual_rollout",
+                      "vqa.protocol=counterfactual_rollout",
     "score": "score a CLEVRER-format prediction file (accuracies as the original scoring script)",
     "study": "masking study: train predictors over study.grid, roll out, train/evaluate reasoners, table + plot",
     "make-billiards": "write the built-in billiards VQA world: slot store + object ids, questions, annotations",
@@ -41,40 +41,33 @@ def add_arguments(p) -> None:
             a.add_argument("--train", type=int, default=512, help="training videos")
             a.add_argument("--val", type=int, default=128, help="validation videos")
             a.add_argument("--observed", type=int, default=128, help="observed frames stored per video")
-            a.add_argument(
-                "--total", type=int, default=160, help="simulated frames (predictive questions look past --observed)"
-            )
+            a.add_argument("--total", type=int, default=160,
+                           help="simulated frames (predictive questions look past --observed)")
             a.add_argument("--min-objects", type=int, default=3)
             a.add_argument("--max-objects", type=int, default=6, help="at most --slots and 8 (the colours)")
             a.add_argument("--slots", type=int, default=7)
             a.add_argument("--slot-dim", type=int, default=128)
             a.add_argument("--seed", type=int, default=0)
-            a.add_argument(
-                "--oracle",
-                action="store_true",
-                help="also write <out>/oracle: true slots of every simulated frame and the simulator's re-run "
-                "without each object (vqa.protocol=oracle, the reasoner's ceiling)",
-            )
+            a.add_argument("--oracle", action="store_true",
+                           help="also write <out>/oracle: true slots of every simulated frame and the simulator's "
+                                "re-run "
+                                "without each object (vqa.protocol=oracle, the reasoner's ceiling)")
             continue
         add_config_args(a)
         a.add_argument("--no-progress", action="store_true", help="no progress bars")
         if name == "counterfactual":
-            a.add_argument(
-                "--splits", default="", help="comma-separated splits (default: data.train_split,data.val_split)"
-            )
+            a.add_argument("--splits", default="",
+                           help="comma-separated splits (default: data.train_split,data.val_split)")
         if name == "study":
             g = a.add_mutually_exclusive_group()
-            g.add_argument(
-                "--cell", type=int, default=None, help="run only cell I of the grid (e.g. $SLURM_ARRAY_TASK_ID)"
-            )
+            g.add_argument("--cell", type=int, default=None,
+                           help="run only cell I of the grid (e.g. $SLURM_ARRAY_TASK_ID)")
             g.add_argument("--list", action="store_true", help="list the grid cells and their state, run nothing")
-            g.add_argument(
-                "--collect", action="store_true", help="only aggregate finished cells into the table and plot"
-            )
+            g.add_argument("--collect", action="store_true",
+                           help="only aggregate finished cells into the table and plot")
         if name == "demo":
-            a.add_argument(
-                "--world", default="", help="billiards world directory (default: <run.out_dir>/billiards_vqa)"
-            )
+            a.add_argument("--world", default="",
+                           help="billiards world directory (default: <run.out_dir>/billiards_vqa)")
     p.set_defaults(_vqa_parser=p)
 
 
@@ -108,10 +101,8 @@ def metrics_table(result: dict) -> str:
         return "-" if v is None or v != v else f"{100 * v:.2f}"
 
     rows = [(label, pct(m.get(key)), pct(s.get(key)), pct(e.get(key))) for label, key in headline(m)]
-    counts = ", ".join(
-        f"{t} {int(m.get(f'{t}_questions') or 0)}"
-        for t in ("descriptive", "explanatory", "predictive", "counterfactual")
-    )
+    counts = ", ".join(f"{t} {int(m.get(f'{t}_questions') or 0)}" for t in ("descriptive", "explanatory", "predictive",
+                                                                            "counterfactual"))
     return (
         table(rows, ["metric (%)", f"mean over {len(result.get('offsets', []))} offsets", "std", "offset ensemble"])
         + f"\nquestions: {counts}"
@@ -200,21 +191,8 @@ def _counterfactual(args) -> int:
         )
         rows.append((split, st["questions"], st["planned"], st["videos"], st["videos_new"],
                      st["removed object unresolved"], st["object never bound to a slot"], st["no slots for the video"]))
-    print(
-        table(
-            rows,
-            [
-                "split",
-                "cf questions",
-                "with a rollout",
-                "cf videos",
-                "new",
-                "object unresolved",
-                "object not in slots",
-                "no slots",
-            ],
-        )
-    )
+    print(table(rows, ["split", "cf questions", "with a rollout", "cf videos", "new", "object unresolved",
+                       "object not in slots", "no slots"]))
     print(f"\ncounterfactual store: {v.cf_slots}")
     return 0
 
@@ -260,10 +238,8 @@ def _study(args) -> int:
             print(f"cjepa vqa study: --cell {args.cell} out of range 0..{len(cells) - 1}", file=sys.stderr)
             return 2
         run_cell(cfg, cells[args.cell], progress=not args.no_progress)
-        print(
-            f"cell {args.cell} ({cell_name(cells[args.cell])}) done: "
-            f"{root / cell_name(cells[args.cell]) / 'results.json'}"
-        )
+        print(f"cell {args.cell} ({cell_name(cells[args.cell])}) done: "
+              f"{root / cell_name(cells[args.cell]) / 'results.json'}")
         return 0
     if not args.collect:
         for c in cells:
@@ -286,17 +262,10 @@ def _make_billiards(args) -> int:
     bar = tqdm(total=args.train + args.val, desc="billiards VQA world", file=sys.stderr)
     try:
         summary = write_billiards_vqa(
-            args.out,
-            {"train": args.train, "val": args.val},
-            num_slots=args.slots,
-            slot_dim=args.slot_dim,
-            observed_frames=args.observed,
-            total_frames=args.total,
-            min_objects=args.min_objects,
+            args.out, {"train": args.train, "val": args.val}, num_slots=args.slots, slot_dim=args.slot_dim,
+            observed_frames=args.observed, total_frames=args.total, min_objects=args.min_objects,
             max_objects=args.max_objects,
-            seed=args.seed,
-            oracle=args.oracle,
-            progress=bar,
+            seed=args.seed, oracle=args.oracle, progress=bar,
         )
     except ValueError as err:
         print(f"cjepa vqa make-billiards: {err}", file=sys.stderr)
@@ -304,20 +273,13 @@ def _make_billiards(args) -> int:
     finally:
         bar.close()
     types = ("descriptive", "explanatory", "predictive", "counterfactual")
-    print(
-        table(
-            [(s, d["videos"], *[d.get(t, 0) for t in types]) for s, d in summary.items()], ["split", "videos", *types]
-        )
-    )
-    print(
-        f"\nslot store {args.out}/slots, questions {args.out}/questions/<split>.json, annotations "
-        f"{args.out}/annotations.json"
-    )
+    print(table([(s, d["videos"], *[d.get(t, 0) for t in types]) for s, d in summary.items()], ["split", "videos",
+                                                                                                *types]))
+    print(f"\nslot store {args.out}/slots, questions {args.out}/questions/<split>.json, annotations "
+          f"{args.out}/annotations.json")
     if args.oracle:
-        print(
-            f"oracle: vqa.protocol=oracle vqa.slots={args.out}/oracle/slots "
-            f"vqa.cf_slots={args.out}/oracle/counterfactual"
-        )
+        print(f"oracle: vqa.protocol=oracle vqa.slots={args.out}/oracle/slots "
+              f"vqa.cf_slots={args.out}/oracle/counterfactual")
     return 0
 
 
@@ -334,18 +296,13 @@ def _demo(args) -> int:
     world = Path(args.world or Path(cfg.run.out_dir) / "billiards_vqa")
     t0 = time.time()
     if not (world / "annotations.json").is_file():
-        write_billiards_vqa(
-            world,
-            {cfg.data.train_split: cfg.data.synthetic.num_train, cfg.data.val_split: cfg.data.synthetic.num_val},
-            num_slots=cfg.model.num_slots,
-            slot_dim=cfg.model.slot_dim,
-            observed_frames=cfg.rollout.obs_frames,
-            total_frames=cfg.rollout.target_frames,
-            min_objects=cfg.data.synthetic.min_objects,
-            max_objects=cfg.data.synthetic.max_objects,
-            noise=cfg.data.synthetic.noise,
-            seed=cfg.data.synthetic.seed,
-        )
+        write_billiards_vqa(world, {cfg.data.train_split: cfg.data.synthetic.num_train,
+                                    cfg.data.val_split: cfg.data.synthetic.num_val},
+                            num_slots=cfg.model.num_slots, slot_dim=cfg.model.slot_dim,
+                            observed_frames=cfg.rollout.obs_frames,
+                            total_frames=cfg.rollout.target_frames, min_objects=cfg.data.synthetic.min_objects,
+                            max_objects=cfg.data.synthetic.max_objects, noise=cfg.data.synthetic.noise,
+                            seed=cfg.data.synthetic.seed)
     cfg.data.source, cfg.data.path = "store", str(world / "slots")
     cfg.vqa.questions_train = str(world / "questions" / f"{cfg.data.train_split}.json")
     cfg.vqa.questions_val = str(world / "questions" / f"{cfg.data.val_split}.json")

@@ -294,9 +294,8 @@ def write_billiards_vqa(
 ) -> dict:
     """Generate the world into ``root`` (see the module docstring); returns counts per split and question type."""
     if max_objects > min(num_slots, len(COLOUR_NAMES)):
-        raise ValueError(
-            f"max_objects={max_objects} exceeds the slots ({num_slots}) or the colours ({len(COLOUR_NAMES)})"
-        )
+        raise ValueError(f"max_objects={max_objects} exceeds the slots ({num_slots}) or the colours "
+                         f"({len(COLOUR_NAMES)})")
     if total_frames < observed_frames:
         raise ValueError("total_frames must be >= observed_frames")
     root = Path(root)
@@ -309,15 +308,12 @@ def write_billiards_vqa(
         scenes_json = []
         types: dict[str, int] = {}
         producer = {"generator": "billiards_vqa", "seed": seed, "noise": noise}
-        stores = {
-            "slots": root / "slots",
-            **({"full": root / "oracle" / "slots", "cf": root / "oracle" / "counterfactual"} if oracle else {}),
-        }
+        stores = {"slots": root / "slots", **({"full": root / "oracle" / "slots",
+                                               "cf": root / "oracle" / "counterfactual"} if oracle else {})}
         with contextlib.ExitStack() as stack:
             writers = {
-                name: stack.enter_context(
-                    SlotStoreWriter(path, split, num_slots=num_slots, slot_dim=slot_dim, producer=producer)
-                )
+                name: stack.enter_context(SlotStoreWriter(path, split, num_slots=num_slots, slot_dim=slot_dim,
+                                                          producer=producer))
                 for name, path in stores.items()
             }
             writer = writers["slots"]
@@ -354,18 +350,12 @@ def write_billiards_vqa(
                         "scene_index": scene.scene_index,
                         "video_filename": scene.video_filename,
                         "object_property": [
-                            {
-                                "object_id": k,
-                                "color": _name(scene, k),
-                                "material": "rubber",
-                                "shape": "sphere",
-                                "mask_id": k + 1,
-                            }
+                            {"object_id": k, "color": _name(scene, k), "material": "rubber", "shape": "sphere",
+                             "mask_id": k + 1}
                             for k in range(n)
                         ],
-                        "collision": [
-                            {"object_ids": [int(a), int(b)], "frame_id": int(t)} for t, a, b in scene.video.collisions
-                        ],
+                        "collision": [{"object_ids": [int(a), int(b)], "frame_id": int(t)} for t, a,
+                                      b in scene.video.collisions],
                     }
                 )
                 if progress is not None:

@@ -60,9 +60,8 @@ def find_videos(root: Path, split: str) -> list[tuple[int, Path]]:
                 if m:
                     found.setdefault(int(m.group(1)), p)
     if not found:
-        raise ClevrerLayoutError(
-            f"no CLEVRER videos for split {split!r} under {root} (looked in {', '.join(str(c) for c in candidates)})"
-        )
+        raise ClevrerLayoutError(f"no CLEVRER videos for split {split!r} under {root} (looked in "
+                                 f"{', '.join(str(c) for c in candidates)})")
     return sorted(found.items())
 
 
@@ -190,9 +189,8 @@ def proposal_masks(path: Path, objects: list[dict], num_frames: int, height: int
 # --------------------------------------------------------------------------------------------- conversion
 
 
-def iter_clevrer(
-    root: str | os.PathLike, split: str, *, masks_dir: Optional[str] = None, limit: int = 0
-) -> Iterator[tuple]:
+def iter_clevrer(root: str | os.PathLike, split: str, *, masks_dir: Optional[str] = None,
+                 limit: int = 0) -> Iterator[tuple]:
     """(key, mp4 bytes, meta, masks or None, questions entry or None) per video of a split, in index order."""
     root = Path(root)
     if not root.is_dir():
@@ -216,45 +214,26 @@ def iter_clevrer(
         if index in proposals and "object_property" in meta:
             try:
                 info = probe_video(data)
-                masks = proposal_masks(
-                    proposals[index], meta["object_property"], info.num_frames, info.height, info.width
-                )
+                masks = proposal_masks(proposals[index], meta["object_property"], info.num_frames, info.height,
+                                       info.width)
             except (VideoDecodeError, ValueError, KeyError) as err:
                 log.warning("CLEVRER %s: masks of %s left out (%s)", split, key, err)
         yield key, data, meta, masks, questions.get(index)
 
 
-def convert_clevrer(
-    root: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    split: str,
-    *,
-    shard_size: int = 64,
-    masks_dir: Optional[str] = None,
-    limit: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict:
+def convert_clevrer(root: str | os.PathLike, out_dir: str | os.PathLike, split: str, *, shard_size: int = 64,
+                    masks_dir: Optional[str] = None,
+                    limit: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
     """Write one CLEVRER split into ``out_dir/<split>`` shards; unreadable videos are skipped and counted."""
     from tqdm import tqdm
 
     n_videos = len(find_videos(Path(root), split)[: limit or None])
-    writer = ShardWriter(
-        out_dir,
-        split,
-        shard_size=shard_size,
-        source="clevrer",
-        codec="h264",
-        fps=25.0,
-        config_version="clevrer-v1",
-        generator={
-            "name": "cjepa.data.clevrer",
-            "root": os.path.basename(os.path.abspath(root)),
-            "clevrer_split": clevrer_split_name(split),
-            "limit": limit,
-        },
-        overwrite=overwrite,
-    )
+    writer = ShardWriter(out_dir, split, shard_size=shard_size, source="clevrer", codec="h264", fps=25.0,
+                         config_version="clevrer-v1", generator={"name": "cjepa.data.clevrer",
+                                                                 "root": os.path.basename(os.path.abspath(root)),
+                                                                  "clevrer_split": clevrer_split_name(split),
+                                                                  "limit": limit},
+                         overwrite=overwrite)
     skipped: list[str] = []
     with writer, tqdm(total=n_videos, desc=f"clevrer {split}", unit="video", disable=not progress) as bar:
         for key, data, meta, masks, questions in iter_clevrer(root, split, masks_dir=masks_dir, limit=limit):
@@ -265,13 +244,7 @@ def convert_clevrer(
                 log.warning("CLEVRER %s: skipped %s (%s)", split, key, err)
             bar.update(1)
     m = writer.manifest
-    return {
-        "split": split,
-        "videos": m["num_samples"],
-        "skipped": len(skipped),
-        "shards": len(m["shards"]),
-        "bytes": sum(s["bytes"] for s in m["shards"]),
-        "with_masks": m["num_with_masks"],
-        "with_questions": m["num_with_questions"],
-        "dir": str(writer.dir),
-    }
+    return {"split": split, "videos": m["num_samples"], "skipped": len(skipped), "shards": len(m["shards"]),
+            "bytes": sum(s["bytes"] for s in m["shards"]), "with_masks": m["num_with_masks"],
+            "with_questions": m["num_with_questions"],
+            "dir": str(writer.dir)}

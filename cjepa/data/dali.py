@@ -96,15 +96,13 @@ def require_dali(decode: str):
     try:
         import nvidia.dali  # noqa: F401
     except ImportError as err:
-        raise DaliUnavailable(
-            "data.decoder=dali needs NVIDIA DALI: pip install nvidia-dali-cuda120 (CUDA 12) or nvidia-dali-cuda130; "
-            "or use data.decoder=pyav"
-        ) from err
+        raise DaliUnavailable("data.decoder=dali needs NVIDIA DALI: pip install nvidia-dali-cuda120 (CUDA 12) or "
+                              "nvidia-dali-cuda130; "
+                              "or use data.decoder=pyav") from err
     if decode == "nvdec" and not torch.cuda.is_available():
-        raise DaliUnavailable(
-            "DALI's NVDEC video decoder needs a CUDA GPU and none is visible; on CPU machines use data.decoder=pyav "
-            "(or decode='pyav' / 'cpu' for this loader)"
-        )
+        raise DaliUnavailable("DALI's NVDEC video decoder needs a CUDA GPU and none is visible; on CPU machines use "
+                              "data.decoder=pyav "
+                              "(or decode='pyav' / 'cpu' for this loader)")
 
 
 def resolve_decode(decode: str, codec: Optional[str]) -> str:
@@ -160,11 +158,9 @@ class _Prepare:
             except VideoDecodeError as err:
                 raise BadSample("bad_video", str(err)) from err
             if info.num_frames < meta["num_frames"] or (info.height, info.width) != (meta["height"], meta["width"]):
-                raise BadSample(
-                    "bad_video",
-                    f"video has {info.num_frames} frames of {info.height}x{info.width}, meta says "
-                    f"{meta['num_frames']} of {meta['height']}x{meta['width']}",
-                )
+                raise BadSample("bad_video",
+                                f"video has {info.num_frames} frames of {info.height}x{info.width}, meta says "
+                                             f"{meta['num_frames']} of {meta['height']}x{meta['width']}")
             if L.decode == "cpu" and info.codec not in DALI_CPU_CODECS:
                 raise BadSample("bad_video", f"codec {info.codec} is not decodable by DALI's CPU decoder")
             starts = L.clip.starts(meta["num_frames"], key, L.seed, L.pass_)
@@ -221,38 +217,21 @@ class DaliClipLoader(ClipLoaderBase):
     Position: (pass, batches read in the pass); a resumed run continues the same stream.
     """
 
-    def __init__(
-        self,
-        split: SplitInfo | str,
-        *,
-        batch_size: int = 32,
-        clip: ClipSpec = ClipSpec(),
-        image_size=(196, 196),
-        with_masks: Optional[bool] = None,
-        train: bool = True,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        decode: str = "auto",
-        num_threads: int = 2,
-        device_id: Optional[int] = None,
-        shuffle_buffer: int = 64,
-        batches_per_epoch: Optional[int] = None,
-    ):
+    def __init__(self, split: SplitInfo | str, *, batch_size: int = 32, clip: ClipSpec = ClipSpec(), image_size=(196,
+                                                                                                                 196),
+                 with_masks: Optional[bool] = None, train: bool = True, seed: int = 0, rank: int = 0,
+                 world_size: int = 1,
+                 decode: str = "auto", num_threads: int = 2, device_id: Optional[int] = None, shuffle_buffer: int = 64,
+                 batches_per_epoch: Optional[int] = None):
         super().__init__()
         self.split = split if isinstance(split, SplitInfo) else open_split(split)
         self.split.require_local("the DALI reader (it opens shards by their indexes)")
         codec = (self.split.manifest or {}).get("codec")
         self.decode = resolve_decode(decode, codec)
         require_dali(self.decode)
-        log.info(
-            "video clips: DALI pipeline, decode step %s%s, split %s, rank %d of %d",
-            self.decode,
-            " (auto: no CUDA device)" if decode == "auto" and self.decode != "nvdec" else "",
-            self.split.name,
-            rank,
-            world_size,
-        )
+        log.info("video clips: DALI pipeline, decode step %s%s, split %s, rank %d of %d", self.decode,
+                 " (auto: no CUDA device)" if decode == "auto" and self.decode != "nvdec" else "", self.split.name,
+                 rank, world_size)
         self.batch_size, self.clip, self.image_size = batch_size, clip, tuple(int(s) for s in image_size)
         self.with_masks = self.split.has_masks if with_masks is None else with_masks
         self.train, self.seed, self.rank, self.world_size = train, seed, rank, world_size
@@ -269,22 +248,16 @@ class DaliClipLoader(ClipLoaderBase):
         # native prepare (no Python operator) where every sample carries its video info; else the probing fallback
         self.native = not self.without_info
         if not self.native:
-            log.warning(
-                "DALI: %d shard(s) of split %s have no KEY.%s video info (written by an older cjepa), e.g. %s: every "
-                "video "
-                "is probed in Python, which holds the GIL; re-write the split (`cjepa data world|clevrer ... "
-                "--overwrite`, `cjepa pusht ... --overwrite`) "
-                "to read it natively",
-                len(self.without_info),
-                self.split.name,
-                VIDEO_INFO_EXT,
-                self.without_info[0],
-            )
+            log.warning("DALI: %d shard(s) of split %s have no KEY.%s video info (written by an older cjepa), e.g. %s: "
+                        "every video "
+                        "is probed in Python, which holds the GIL; re-write the split (`cjepa data world|clevrer ... "
+                        "--overwrite`, `cjepa pusht ... --overwrite`) "
+                        "to read it natively", len(self.without_info), self.split.name, VIDEO_INFO_EXT,
+                        self.without_info[0])
         if self.num_samples < world_size * batch_size and train:
-            raise ShardError(
-                f"split {self.split.name!r}: {self.num_samples} readable samples, fewer than one batch per rank "
-                f"({world_size} x {batch_size})"
-            )
+            raise ShardError(f"split {self.split.name!r}: {self.num_samples} readable samples, fewer than one batch "
+                             "per rank "
+                             f"({world_size} x {batch_size})")
         per_rank = self.num_samples // world_size
         self.batches_per_epoch = batches_per_epoch or max(1, per_rank // batch_size)
         self._placeholder = np.frombuffer(encode_video(np.zeros((1, 64, 64, 3), np.uint8), fps=25,
@@ -339,49 +312,34 @@ class DaliClipLoader(ClipLoaderBase):
         # most the current pass.
         p = self.pass_
 
-        @pipeline_def(
-            batch_size=self.batch_size,
-            num_threads=self.num_threads,
-            device_id=self.device_id,
-            seed=(self.seed * 1_000_003 + p) % (2**31) + 7919 * self.rank,
-            exec_async=True,
-            exec_pipelined=True,
-            prefetch_queue_depth=PREFETCH_QUEUE_DEPTH,
-            enable_conditionals=native,
-        )
+        @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id,
+                      seed=(self.seed * 1_000_003 + p) % (2**31) + 7919 * self.rank, exec_async=True,
+                      exec_pipelined=True,
+                      prefetch_queue_depth=PREFETCH_QUEUE_DEPTH, enable_conditionals=native)
         def graph():
             mp4, second, masks = fn.readers.webdataset(
-                paths=self.paths,
-                index_paths=self.index_paths,
-                ext=["mp4", VIDEO_INFO_EXT if native else "json", "masks.npz"],
+                paths=self.paths, index_paths=self.index_paths, ext=["mp4", VIDEO_INFO_EXT if native else "json",
+                                                                     "masks.npz"],
                 dtypes=[types.UINT8, types.INT32 if native else types.UINT8, types.UINT8],
                 missing_component_behavior="empty",
-                name="reader",
-                shard_id=(self.rank + p) % self.world_size if self.train else self.rank,
+                name="reader", shard_id=(self.rank + p) % self.world_size if self.train else self.rank,
                 num_shards=self.world_size,
-                stick_to_shard=True,
-                random_shuffle=self.train,
-                initial_fill=max(2, self.shuffle_buffer),
-                seed=(self.seed * 7_777_777 + p) % (2**31),
-                pad_last_batch=False,
-            )
+                stick_to_shard=True, random_shuffle=self.train, initial_fill=max(2, self.shuffle_buffer),
+                seed=(self.seed * 7_777_777 + p) % (2**31), pad_last_batch=False)
             if native:
                 enc, idx, key, valid, check = self._native_prepare(fn, types, mp4, second, masks)
             else:
                 source = fn.get_property(mp4, key="source_info")
-                enc, idx, key, valid = fn.python_function(
-                    mp4, second, masks, source, function=_Prepare(self), num_outputs=4
-                )
+                enc, idx, key, valid = fn.python_function(mp4, second, masks, source, function=_Prepare(self),
+                                                          num_outputs=4)
                 check = valid  # the fallback step records its reasons itself
             if self.decode == "pyav":
-                frames, ok = fn.python_function(
-                    enc, idx, key, function=_PyavDecode(self), num_outputs=2, output_layouts=["FHWC", ""]
-                )
+                frames, ok = fn.python_function(enc, idx, key, function=_PyavDecode(self), num_outputs=2,
+                                                output_layouts=["FHWC", ""])
                 valid = valid * ok
             else:
-                frames = fn.decoders.video(
-                    enc, device="mixed" if self.decode == "nvdec" else "cpu", frames=idx, pad_mode="edge"
-                )
+                frames = fn.decoders.video(enc, device="mixed" if self.decode == "nvdec" else "cpu", frames=idx,
+                                           pad_mode="edge")
             # uint8 in, uint8 out (rounded), as preprocess_frames resizes; then normalise to float
             frames = fn.resize(frames, size=[h, w], interp_type=types.INTERP_LINEAR, antialias=True)
             frames = fn.crop_mirror_normalize(frames, dtype=types.FLOAT, output_layout="FCHW", mean=mean, std=std)
@@ -469,9 +427,8 @@ class DaliClipLoader(ClipLoaderBase):
                     bit, reason, detail = next(x for x in CHECKS if c & x[0])
                     entry = (shard, k, reason, detail, 1)
                 else:
-                    entry = self._bad_pending.pop(
-                        k, (self._shard_of.get(k, shard), k, "bad_masks", "masks archive corrupt", 1)
-                    )
+                    entry = self._bad_pending.pop(k, (self._shard_of.get(k, shard), k, "bad_masks",
+                                                      "masks archive corrupt", 1))
                 self.count_bad(*entry)
         if not valid.any():
             return None

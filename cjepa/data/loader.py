@@ -51,16 +51,9 @@ class DataError(RuntimeError):
 # --------------------------------------------------------------------------------------------- samples
 
 
-def decode_clips(
-    raw: dict,
-    *,
-    clip: ClipSpec,
-    image_size: Optional[Sequence[int]],
-    with_masks: bool,
-    seed: int,
-    pass_: int,
-    decode_threads: int = 1,
-) -> list[dict]:
+def decode_clips(raw: dict, *, clip: ClipSpec, image_size: Optional[Sequence[int]], with_masks: bool, seed: int,
+                 pass_: int,
+                 decode_threads: int = 1) -> list[dict]:
     """A raw webdataset sample -> its clips ``{frames (T,3,h,w) f32, masks (T,h,w) i16?, key, frame_index (T,)}``."""
     meta = sample_meta(raw)
     starts = clip.starts(meta["num_frames"], raw["__key__"], seed, pass_)
@@ -76,25 +69,10 @@ def decode_clips(
 class ClipStream(IterableDataset):
     """The per-worker batch stream of :class:`VideoClipLoader` (runs inside DataLoader workers)."""
 
-    def __init__(
-        self,
-        split: SplitInfo,
-        *,
-        batch_size: int,
-        clip: ClipSpec,
-        image_size,
-        with_masks: bool,
-        train: bool,
-        seed: int,
-        rank: int,
-        world_size: int,
-        num_workers: int,
-        shuffle_buffer: int,
-        decode_threads: int,
-        positions: dict[int, tuple[int, int, int]],
-        rotation: int,
-        resampled: bool = False,
-    ):
+    def __init__(self, split: SplitInfo, *, batch_size: int, clip: ClipSpec, image_size, with_masks: bool, train: bool,
+                 seed: int,
+                 rank: int, world_size: int, num_workers: int, shuffle_buffer: int, decode_threads: int,
+                 positions: dict[int, tuple[int, int, int]], rotation: int, resampled: bool = False):
         self.shards = split.shards
         self.batch_size, self.clip, self.image_size, self.with_masks = batch_size, clip, image_size, with_masks
         self.train, self.seed, self.rank, self.world_size = train, seed, rank, world_size
@@ -173,15 +151,9 @@ class ClipStream(IterableDataset):
                 if emitted <= skip_raw:
                     continue
                 try:
-                    clips = decode_clips(
-                        raw,
-                        clip=self.clip,
-                        image_size=self.image_size,
-                        with_masks=self.with_masks,
-                        seed=self.seed,
-                        pass_=pass_,
-                        decode_threads=self.decode_threads,
-                    )
+                    clips = decode_clips(raw, clip=self.clip, image_size=self.image_size, with_masks=self.with_masks,
+                                         seed=self.seed,
+                                         pass_=pass_, decode_threads=self.decode_threads)
                 except BadSample as err:
                     bad.append((raw.get("__url__", "?"), raw["__key__"], err.reason, err.detail, 1))
                     continue
@@ -198,10 +170,9 @@ class ClipStream(IterableDataset):
                                 f"fewer samples than rank x workers, or no shard readable? "
                                 f"({len(self.shards)} shard(s); last problems: {[b[:3] for b in bad[-3:]]})")
             if good == 0 and emitted > skip_raw:
-                raise DataError(
-                    f"global worker {g}: none of the {emitted - skip_raw} samples of pass {pass_} could be used; "
-                    f"last problems: {[b[:3] for b in bad[-3:]]}"
-                )
+                raise DataError(f"global worker {g}: none of the {emitted - skip_raw} samples of pass {pass_} could be "
+                                "used; "
+                                f"last problems: {[b[:3] for b in bad[-3:]]}")
             skip_raw = skip_clips = 0
             if not self.train:
                 if buf:
@@ -231,26 +202,13 @@ class VideoClipLoader(ClipLoaderBase):
     no manifest, so their sample count is unknown: training over them needs ``batches_per_epoch``.
     """
 
-    def __init__(
-        self,
-        split: SplitInfo | str,
-        *,
-        batch_size: int = 32,
-        clip: ClipSpec = ClipSpec(),
-        image_size=(196, 196),
-        with_masks: Optional[bool] = None,
-        train: bool = True,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        num_workers: int = 0,
-        shuffle_buffer: int = 64,
-        decode_threads: int = 1,
-        batches_per_epoch: Optional[int] = None,
-        pin_memory: bool = False,
-        timeout_s: float = 600.0,
-        resampled: bool = False,
-    ):
+    def __init__(self, split: SplitInfo | str, *, batch_size: int = 32, clip: ClipSpec = ClipSpec(), image_size=(196,
+                                                                                                                 196),
+                 with_masks: Optional[bool] = None, train: bool = True, seed: int = 0, rank: int = 0,
+                 world_size: int = 1,
+                 num_workers: int = 0, shuffle_buffer: int = 64, decode_threads: int = 1,
+                 batches_per_epoch: Optional[int] = None,
+                 pin_memory: bool = False, timeout_s: float = 600.0, resampled: bool = False):
         super().__init__()
         self.split = split if isinstance(split, SplitInfo) else open_split(split)
         for problem in self.split.problems:
@@ -292,23 +250,13 @@ class VideoClipLoader(ClipLoaderBase):
         return max(1, (self.num_samples * per_video) // (self.world_size * self.batch_size))
 
     def _loader(self) -> DataLoader:
-        ds = ClipStream(
-            self.split,
-            batch_size=self.batch_size,
-            clip=self.clip,
-            image_size=self.image_size,
-            with_masks=self.with_masks,
-            train=self.train,
-            seed=self.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-            num_workers=self.num_workers,
-            shuffle_buffer=self.shuffle_buffer,
-            decode_threads=self.decode_threads,
-            positions=dict(self.positions),
-            rotation=self.next_worker,
-            resampled=self.resampled,
-        )
+        ds = ClipStream(self.split, batch_size=self.batch_size, clip=self.clip, image_size=self.image_size,
+                        with_masks=self.with_masks,
+                        train=self.train, seed=self.seed, rank=self.rank, world_size=self.world_size,
+                        num_workers=self.num_workers,
+                        shuffle_buffer=self.shuffle_buffer, decode_threads=self.decode_threads,
+                        positions=dict(self.positions),
+                        rotation=self.next_worker, resampled=self.resampled)
         # Its own generator: creating a DataLoader iterator otherwise draws from the global torch RNG, so a resumed
         # run (which creates it at another step) would shift the dropout masks of an uninterrupted one.
         kw: dict[str, Any] = {"batch_size": None, "num_workers": self.num_workers, "pin_memory": self.pin_memory,
@@ -369,12 +317,8 @@ class VideoClipLoader(ClipLoaderBase):
 
 def build_clip_loader(data_cfg, split: str, *, train: bool = True, rank: int = 0, world_size: int = 1, seed: int = 0):
     """The clip loader a config asks for (``data.decoder``: pyav -> :class:`VideoClipLoader`, dali -> DALI)."""
-    clip = ClipSpec(
-        data_cfg.clip_frames,
-        data_cfg.clip_stride,
-        data_cfg.clip_sampling if train else "chunks",
-        data_cfg.clips_per_video,
-    )
+    clip = ClipSpec(data_cfg.clip_frames, data_cfg.clip_stride, data_cfg.clip_sampling if train else "chunks",
+                    data_cfg.clips_per_video)
     if not data_cfg.shards:
         raise ShardError("data.shards is empty: point it at a directory written by `cjepa data world|clevrer`, "
                          "or at shard URLs")
@@ -388,37 +332,16 @@ def build_clip_loader(data_cfg, split: str, *, train: bool = True, rank: int = 0
             raise ShardError("data.resampled=true is a data.decoder=pyav feature (DALI's reader reads exact epochs)")
         from cjepa.data.dali import DaliClipLoader  # DALI is optional: loaded only for data.decoder=dali
 
-        return DaliClipLoader(
-            info,
-            batch_size=data_cfg.video_batch_size,
-            clip=clip,
-            image_size=data_cfg.image_size,
-            with_masks=with_masks,
-            train=train,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            decode=data_cfg.dali_decode,
-            shuffle_buffer=data_cfg.shuffle_buffer,
-            batches_per_epoch=batches,
-        )
+        return DaliClipLoader(info, batch_size=data_cfg.video_batch_size, clip=clip, image_size=data_cfg.image_size,
+                              with_masks=with_masks,
+                              train=train, seed=seed, rank=rank, world_size=world_size, decode=data_cfg.dali_decode,
+                              shuffle_buffer=data_cfg.shuffle_buffer, batches_per_epoch=batches)
     log.info("video clips: CPU pipeline (PyAV), %d DataLoader workers, split %s", data_cfg.num_workers, info.name)
-    return VideoClipLoader(
-        info,
-        batch_size=data_cfg.video_batch_size,
-        clip=clip,
-        image_size=data_cfg.image_size,
-        with_masks=with_masks,
-        train=train,
-        seed=seed,
-        rank=rank,
-        world_size=world_size,
-        num_workers=data_cfg.num_workers,
-        shuffle_buffer=data_cfg.shuffle_buffer,
-        decode_threads=data_cfg.decode_threads,
-        batches_per_epoch=batches,
-        resampled=data_cfg.resampled,
-    )
+    return VideoClipLoader(info, batch_size=data_cfg.video_batch_size, clip=clip, image_size=data_cfg.image_size,
+                           with_masks=with_masks,
+                           train=train, seed=seed, rank=rank, world_size=world_size, num_workers=data_cfg.num_workers,
+                           shuffle_buffer=data_cfg.shuffle_buffer, decode_threads=data_cfg.decode_threads,
+                           batches_per_epoch=batches, resampled=data_cfg.resampled)
 
 
 # --------------------------------------------------------------------------------------------- whole videos
@@ -449,18 +372,10 @@ class _VideoDataset(Dataset):
             return ("__bad__", e.shard.name, e.key, err.reason, err.detail)
 
 
-def iter_videos(
-    split: SplitInfo | str,
-    *,
-    image_size=(196, 196),
-    stride: int = 1,
-    with_masks: Optional[bool] = None,
-    rank: int = 0,
-    world_size: int = 1,
-    num_workers: int = 0,
-    decode_threads: int = 1,
-    stats: Optional[Counter] = None,
-) -> Iterator[tuple[str, torch.Tensor, Optional[torch.Tensor], dict]]:
+def iter_videos(split: SplitInfo | str, *, image_size=(196, 196), stride: int = 1, with_masks: Optional[bool] = None,
+                rank: int = 0,
+                world_size: int = 1, num_workers: int = 0, decode_threads: int = 1, stats: Optional[Counter] = None
+                ) -> Iterator[tuple[str, torch.Tensor, Optional[torch.Tensor], dict]]:
     """Whole videos for extraction: ``(key, frames (T, 3, h, w) f32, masks (T, h, w) i16 or None, meta)`` in sorted key
     order.
 

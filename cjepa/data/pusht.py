@@ -191,8 +191,8 @@ class StateSlotEmbedding:
         T, S, K = len(s), self.num_slots, len(BLOCK_KEYPOINTS)
         f = np.zeros((T, S, self.num_features))
         f[:, np.arange(S), np.arange(S)] = 1.0  # type one-hot
-        # the agent is a point: its centre in every keypoint slot
-        f[:, 0, S:] = np.tile(_fourier(s[:, 0:2], self.cycles), (1, K))
+        f[:, 0, S:] = np.tile(_fourier(s[:, 0:2], self.cycles),
+                              (1, K))  # the agent is a point: its centre in every keypoint slot
         f[:, 1, S:] = _fourier(block_keypoints(s), self.cycles).reshape(T, -1)
         return f
 
@@ -205,30 +205,21 @@ class StateSlotEmbedding:
         return slots.astype(np.float32)
 
 
-def episode_state_slots(
-    ep: PushTEpisode, embedding: StateSlotEmbedding, noise: float = 0.0, seed: int = 0
-) -> np.ndarray:
+def episode_state_slots(ep: PushTEpisode, embedding: StateSlotEmbedding, noise: float = 0.0,
+                        seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng([seed, zlib.crc32(ep.key.encode())])
     return embedding(ep.states, noise, rng)
 
 
-def write_state_slot_store(
-    episodes,
-    root,
-    split: str,
-    embedding: StateSlotEmbedding,
-    *,
-    noise: float = 0.0,
-    seed: int = 0,
-    producer: Optional[dict] = None,
-) -> int:
+def write_state_slot_store(episodes, root, split: str, embedding: StateSlotEmbedding, *, noise: float = 0.0,
+                           seed: int = 0,
+                           producer: Optional[dict] = None) -> int:
     """Add episodes to a slot store split (resumable: keys already present are skipped). Returns frames written."""
     producer = producer or {"encoder": "pusht-state-slots", "slot_dim": embedding.slot_dim,
                             "background_slots": embedding.background_slots, "noise": noise}
     frames = 0
-    with SlotStoreWriter(
-        root, split, num_slots=embedding.num_slots, slot_dim=embedding.slot_dim, producer=producer
-    ) as writer:
+    with SlotStoreWriter(root, split, num_slots=embedding.num_slots, slot_dim=embedding.slot_dim,
+                         producer=producer) as writer:
         for ep in episodes:
             if ep.key in writer:
                 continue

@@ -31,9 +31,8 @@ class StepBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
     ):
         if global_batch % (world_size * grad_accum):
-            raise ValueError(
-                f"global batch {global_batch} not divisible by world_size*grad_accum={world_size * grad_accum}"
-            )
+            raise ValueError(f"global batch {global_batch} not divisible by "
+                             f"world_size*grad_accum={world_size * grad_accum}")
         if num_items < global_batch:
             raise ValueError(f"{num_items} samples are fewer than one global batch of {global_batch}")
         self.num_items, self.global_batch = num_items, global_batch

@@ -103,15 +103,8 @@ class ShardVideoSource(SkipLog):
     """One split of webdataset video shards as a video source (see cjepa.data.clips.VideoSource); local shards only
     (random access). ``skipped`` counts bad samples by reason (:class:`cjepa.data.samples.SkipLog`)."""
 
-    def __init__(
-        self,
-        path: str,
-        split: str,
-        *,
-        image_size: Optional[Sequence[int]] = None,
-        num_workers: int = 0,
-        decode_threads: int = 1,
-    ):
+    def __init__(self, path: str, split: str, *, image_size: Optional[Sequence[int]] = None, num_workers: int = 0,
+                 decode_threads: int = 1):
         super().__init__()
         self.info = open_split(path, split)
         for problem in self.info.problems:
@@ -164,17 +157,9 @@ class ShardVideoSource(SkipLog):
         for b in batches:
             sampler.append(list(range(pos, pos + len(b))))
             pos += len(b)
-        ds = _ClipDataset(
-            plan,
-            clip_frames=clip_frames,
-            stride=frame_stride,
-            random_start=random_start,
-            seed=seed,
-            epoch=epoch,
-            image_size=self.image_size,
-            with_masks=self.has_masks,
-            threads=self.decode_threads,
-        )
+        ds = _ClipDataset(plan, clip_frames=clip_frames, stride=frame_stride, random_start=random_start, seed=seed,
+                          epoch=epoch,
+                          image_size=self.image_size, with_masks=self.has_masks, threads=self.decode_threads)
         for items in self._loader(ds, sampler):
             good = []
             for it in items:
@@ -210,9 +195,8 @@ class SplitNotFound(FileNotFoundError):
 def open_shard_source(*, path: str, split: str, data_cfg=None, image_size=None) -> ShardVideoSource:
     """Registry factory for ``encoder.data.source=shards``; a missing split raises SplitNotFound."""
     try:
-        return ShardVideoSource(
-            path, split, image_size=image_size, num_workers=getattr(data_cfg, "num_workers", 0) if data_cfg else 0
-        )
+        return ShardVideoSource(path, split, image_size=image_size, num_workers=getattr(data_cfg, "num_workers",
+                                                                                        0) if data_cfg else 0)
     except ShardError as err:
         if "no manifest" in str(err) or "not found" in str(err) or "does not exist" in str(err):
             raise SplitNotFound(str(err)) from err

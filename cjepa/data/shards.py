@@ -177,16 +177,8 @@ def build_sample(
         raise ValueError(f"{key}: masks shape {np.asarray(masks).shape} != frames (T, H, W) {(T, H, W)}")
     files = {"mp4": encode_video(frames, fps=fps, codec=codec, crf=crf, gop=gop)}
     files[VIDEO_INFO_EXT] = encode_video_info(files["mp4"])
-    reserved = {
-        "key": key,
-        "source": source,
-        "split": split,
-        "fps": float(fps),
-        "num_frames": T,
-        "height": H,
-        "width": W,
-        "codec": codec,
-    }
+    reserved = {"key": key, "source": source, "split": split, "fps": float(fps), "num_frames": T, "height": H,
+                "width": W, "codec": codec}
     files["json"] = _json_bytes(_merge_meta(meta, reserved), f"{key}: meta")
     if masks is not None:
         files["masks.npz"] = encode_masks(np.asarray(masks))
@@ -216,11 +208,8 @@ def build_encoded_sample(
         raise ValueError(f"{key}: masks frame size {np.asarray(masks).shape[1:]} != video {(info.height, info.width)}")
     reserved = {"key": key, "source": source, "split": split, "fps": fps, "num_frames": info.num_frames,
                 "height": info.height, "width": info.width, "codec": info.codec}
-    files = {
-        "mp4": bytes(video),
-        "json": _json_bytes(_merge_meta(meta, reserved), f"{key}: meta"),
-        VIDEO_INFO_EXT: encode_video_info(video, info),
-    }
+    files = {"mp4": bytes(video), "json": _json_bytes(_merge_meta(meta, reserved), f"{key}: meta"),
+             VIDEO_INFO_EXT: encode_video_info(video, info)}
     if masks is not None:
         files["masks.npz"] = encode_masks(np.asarray(masks))
     if questions is not None:
@@ -252,11 +241,8 @@ def write_index(tar_path: Path, idx_path: Path) -> list[dict]:
             samples[-1]["names"].append(m.name)
     lines = [f"v1.2 {len(samples)}"]
     for s in samples:
-        lines.append(
-            " ".join(
-                f"{ext} {off} {size} {name}" for (ext, (off, size)), name in zip(s["components"].items(), s["names"])
-            )
-        )
+        lines.append(" ".join(f"{ext} {off} {size} {name}" for (ext, (off, size)), name in zip(s["components"].items(),
+                                                                                               s["names"])))
     tmp = idx_path.with_name(idx_path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, idx_path)
@@ -339,9 +325,8 @@ class ShardWriter:
         self.config_version, self.generator = config_version, dict(generator or {})
         if (self.dir / "manifest.json").exists() or any(self.dir.glob("*.tar")):
             if not overwrite:
-                raise ShardError(
-                    f"{self.dir} already holds shards; pass overwrite=True (CLI: --overwrite) to replace them"
-                )
+                raise ShardError(f"{self.dir} already holds shards; pass overwrite=True (CLI: --overwrite) to replace "
+                                 "them")
             for p in list(self.dir.glob("*.tar")) + list(self.dir.glob("*.idx")) + [self.dir / "manifest.json"]:
                 p.unlink(missing_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -366,28 +351,15 @@ class ShardWriter:
             self._abort_partial()
 
     # -- writing
-    def write(
-        self,
-        key: str,
-        frames: np.ndarray,
-        meta: Optional[dict] = None,
-        masks: Optional[np.ndarray] = None,
-        questions: Any = None,
-    ) -> None:
+    def write(self, key: str, frames: np.ndarray, meta: Optional[dict] = None, masks: Optional[np.ndarray] = None,
+              questions: Any = None) -> None:
         self.add(build_sample(key, frames, meta, masks, questions, source=self.source, split=self.split, fps=self.fps,
                               codec=self.codec, crf=self.crf, gop=self.gop))
 
-    def write_encoded(
-        self,
-        key: str,
-        video: bytes,
-        meta: Optional[dict] = None,
-        masks: Optional[np.ndarray] = None,
-        questions: Any = None,
-    ) -> None:
-        self.add(
-            build_encoded_sample(key, video, meta, masks, questions, source=self.source, split=self.split, fps=self.fps)
-        )
+    def write_encoded(self, key: str, video: bytes, meta: Optional[dict] = None, masks: Optional[np.ndarray] = None,
+                      questions: Any = None) -> None:
+        self.add(build_encoded_sample(key, video, meta, masks, questions, source=self.source, split=self.split,
+                                      fps=self.fps))
 
     def add(self, sample: EncodedSample) -> None:
         if self.closed:
@@ -396,9 +368,8 @@ class ShardWriter:
         if sample.key in self._keys:
             raise ValueError(f"duplicate sample key {sample.key!r} in split {self.split!r}")
         if set(sample.files) - set(COMPONENTS) or "mp4" not in sample.files or "json" not in sample.files:
-            raise ValueError(
-                f"{sample.key}: components {sorted(sample.files)}; need mp4 and json, allowed {COMPONENTS}"
-            )
+            raise ValueError(f"{sample.key}: components {sorted(sample.files)}; need mp4 and json, allowed "
+                             f"{COMPONENTS}")
         if self._tar is None:
             self._open_shard()
         for ext in COMPONENTS:  # fixed member order: mp4, json, video info, masks, questions
@@ -536,9 +507,8 @@ class SplitInfo:
                              f"copy them to a folder and point at it")
 
 
-def open_split(
-    spec: str | os.PathLike | Sequence[str], split: Optional[str] = None, *, verify_checksums: bool = False
-) -> SplitInfo:
+def open_split(spec: str | os.PathLike | Sequence[str], split: Optional[str] = None, *,
+               verify_checksums: bool = False) -> SplitInfo:
     """Resolve and validate the shards of a split; raises :class:`ShardError` before any data is decoded.
 
     ``spec`` is a split directory holding manifest.json, a shard root with ``split`` naming a subdirectory,
@@ -618,9 +588,8 @@ def _split_from_manifest(path: Path, manifest_path: Path, verify_checksums: bool
     if manifest.get("format") != FORMAT:
         raise ShardError(f"{manifest_path}: format {manifest.get('format')!r} is not {FORMAT!r}")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ShardError(
-            f"{manifest_path}: format version {manifest['format_version']} is newer than this reader ({FORMAT_VERSION})"
-        )
+        raise ShardError(f"{manifest_path}: format version {manifest['format_version']} is newer than this reader "
+                         f"({FORMAT_VERSION})")
     entries = manifest.get("shards") or []
     if not entries or not manifest.get("num_samples"):
         raise ShardError(f"{manifest_path}: the split is empty (no shards / no samples)")

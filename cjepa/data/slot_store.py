@@ -132,23 +132,16 @@ class SlotStoreWriter:
         self.num_slots, self.slot_dim, self.dtype = num_slots, slot_dim, np.dtype(dtype)
         self.shard_frames = shard_frames
         meta_path = self.root / "meta.json"
-        meta = {
-            "format": FORMAT,
-            "version": VERSION,
-            "num_slots": num_slots,
-            "slot_dim": slot_dim,
-            "dtype": str(self.dtype),
-            "producer": producer or {},
-        }
+        meta = {"format": FORMAT, "version": VERSION, "num_slots": num_slots, "slot_dim": slot_dim,
+                "dtype": str(self.dtype), "producer": producer or {}}
         if meta_path.exists():
             old = read_meta(self.root)
             for k in ("num_slots", "slot_dim", "dtype"):
                 if old[k] != meta[k]:
                     raise SlotStoreError(f"{meta_path}: existing store has {k}={old[k]}, writer asked for {meta[k]}")
             if producer and old.get("producer") and old["producer"] != producer:
-                raise SlotStoreError(
-                    f"{meta_path}: store was produced by a different encoder/config; use a new directory"
-                )
+                raise SlotStoreError(f"{meta_path}: store was produced by a different encoder/config; use a new "
+                                     "directory")
         else:
             _atomic_write_json(meta_path, meta)
         self.index = _read_index(self.dir) if (self.dir / "index.json").exists() else {"videos": [], "shards": []}
@@ -175,9 +168,8 @@ class SlotStoreWriter:
         for name, arr in extras.items():
             if len(arr) != len(slots):
                 raise SlotStoreError(f"video {key!r}: extra {name!r} has {len(arr)} frames, slots have {len(slots)}")
-        self._pending.append(
-            (key, slots.astype(self.dtype, copy=False), {k: np.asarray(v, np.float32) for k, v in extras.items()})
-        )
+        self._pending.append((key, slots.astype(self.dtype, copy=False), {k: np.asarray(v, np.float32) for k,
+                                                                          v in extras.items()}))
         self._pending_frames += len(slots)
         if self._pending_frames >= self.shard_frames:
             self.flush()
@@ -291,9 +283,8 @@ def load_pickle_split(path: str | os.PathLike, split: str) -> dict[str, np.ndarr
             raise SlotStoreError(f"{path}: video {key!r} of split {split!r} has shape {arr.shape}, expected (T, S, D)")
         if not np.isfinite(arr).all():
             bad = np.argwhere(~np.isfinite(arr))[0].tolist()
-            raise SlotStoreError(
-                f"{path}: video {key!r} of split {split!r} has NaN/inf slots (first at [t, s, d] = {bad})"
-            )
+            raise SlotStoreError(f"{path}: video {key!r} of split {split!r} has NaN/inf slots (first at [t, s, d] = "
+                                 f"{bad})")
         out[key] = arr
     return out
 

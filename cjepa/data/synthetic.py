@@ -28,9 +28,8 @@ class BilliardsVideo:
     collisions: list[tuple[int, int, int]]  # (frame, i, j)
 
 
-def sample_initial_state(
-    num_objects: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def sample_initial_state(num_objects: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                              np.ndarray]:
     """(positions (N, 2), velocities (N, 2), radii (N,), colours (N,)) of a fresh scene."""
     radii = rng.uniform(0.05, 0.09, num_objects)
     pos = np.zeros((num_objects, 2))
@@ -47,9 +46,8 @@ def sample_initial_state(
     return pos, vel, radii, colours
 
 
-def integrate_billiards(
-    pos: np.ndarray, vel: np.ndarray, radii: np.ndarray, colours: np.ndarray, num_frames: int, substeps: int = 8
-) -> BilliardsVideo:
+def integrate_billiards(pos: np.ndarray, vel: np.ndarray, radii: np.ndarray, colours: np.ndarray, num_frames: int,
+                        substeps: int = 8) -> BilliardsVideo:
     """Deterministic dynamics from an initial state (so a scene can be re-run with an object removed)."""
     pos, vel = np.array(pos, dtype=np.float64), np.array(vel, dtype=np.float64)
     num_objects = len(radii)
@@ -85,9 +83,8 @@ def integrate_billiards(
     return BilliardsVideo(P, V, np.asarray(radii), np.asarray(colours), hits)
 
 
-def simulate_billiards(
-    num_objects: int, num_frames: int, rng: np.random.Generator, substeps: int = 8
-) -> BilliardsVideo:
+def simulate_billiards(num_objects: int, num_frames: int, rng: np.random.Generator,
+                       substeps: int = 8) -> BilliardsVideo:
     return integrate_billiards(*sample_initial_state(num_objects, rng), num_frames, substeps)
 
 
@@ -116,15 +113,8 @@ class SlotEmbedding:
         return h @ self.w2  # (T, N, D)
 
 
-def synthetic_video_slots(
-    num_objects: int,
-    num_slots: int,
-    num_frames: int,
-    slot_dim: int,
-    noise: float,
-    rng: np.random.Generator,
-    embedding: SlotEmbedding,
-):
+def synthetic_video_slots(num_objects: int, num_slots: int, num_frames: int, slot_dim: int, noise: float,
+                          rng: np.random.Generator, embedding: SlotEmbedding):
     """One video: (slots (T, S, D) float32, the simulated video, slot->object map (-1 = empty))."""
     video = simulate_billiards(num_objects, num_frames, rng)
     obj = embedding(video)  # (T, N, D)
@@ -137,18 +127,10 @@ def synthetic_video_slots(
     return slots.astype(np.float32), video, slot_to_object
 
 
-def synthetic_split_videos(
-    num_videos: int,
-    *,
-    num_slots: int,
-    slot_dim: int,
-    num_frames: int,
-    min_objects: int,
-    max_objects: int,
-    noise: float,
-    seed: int,
-    split: str,
-) -> dict[str, tuple[np.ndarray, BilliardsVideo, np.ndarray]]:
+def synthetic_split_videos(num_videos: int, *, num_slots: int, slot_dim: int, num_frames: int, min_objects: int,
+                           max_objects: int, noise: float, seed: int, split: str) -> dict[str, tuple[np.ndarray,
+                                                                                                     BilliardsVideo,
+                                                                                                     np.ndarray]]:
     """{video key: (slots (T, S, D), simulated video with its collisions, slot->object map)}; deterministic in (seed,
     split)."""
     emb = SlotEmbedding(slot_dim)
@@ -168,15 +150,8 @@ def make_synthetic_split(num_videos: int, **kw) -> dict[str, np.ndarray]:
 
 def _world_kwargs(cfg) -> dict:
     s = cfg.data.synthetic
-    return dict(
-        num_slots=cfg.model.num_slots,
-        slot_dim=cfg.model.slot_dim,
-        num_frames=s.num_frames,
-        min_objects=s.min_objects,
-        max_objects=s.max_objects,
-        noise=s.noise,
-        seed=s.seed,
-    )
+    return dict(num_slots=cfg.model.num_slots, slot_dim=cfg.model.slot_dim, num_frames=s.num_frames,
+                min_objects=s.min_objects, max_objects=s.max_objects, noise=s.noise, seed=s.seed)
 
 
 def synthetic_videos_from_config(cfg, split: str) -> dict[str, tuple[np.ndarray, BilliardsVideo, np.ndarray]]:

@@ -87,9 +87,8 @@ def resize_masks(masks: np.ndarray, size: Optional[Sequence[int]] = None) -> np.
 # --------------------------------------------------------------------------------------------- encode
 
 
-def encode_video(
-    frames: np.ndarray, *, fps: float, codec: str = "h264", crf: int = 18, gop: int = 16, threads: int = 1
-) -> bytes:
+def encode_video(frames: np.ndarray, *, fps: float, codec: str = "h264", crf: int = 18, gop: int = 16,
+                 threads: int = 1) -> bytes:
     """uint8 (T, H, W, 3) -> mp4 bytes (H.264 or VP9, yuv420p, no B-frames).
 
     A short GOP keeps clip decoding cheap (a decoder starts from the key frame before a clip); no B-frames
@@ -172,9 +171,8 @@ def probe_video(data: bytes) -> VideoInfo:
 SEEK_MIN_FRAME = 24  # below this, decoding from the start costs about as much as seeking
 
 
-def decode_frames(
-    data: bytes, indices: Optional[Sequence[int]] = None, *, threads: int = 1, seek: bool = True
-) -> np.ndarray:
+def decode_frames(data: bytes, indices: Optional[Sequence[int]] = None, *, threads: int = 1,
+                  seek: bool = True) -> np.ndarray:
     """mp4 bytes -> uint8 (len(indices), H, W, 3); ``indices`` None = every frame.
 
     Frames are numbered in presentation order from 0. For a clip deep into a video the decoder seeks to the key

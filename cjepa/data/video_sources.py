@@ -30,9 +30,8 @@ def registered_sources() -> list[str]:
 
 def _shards(*, path: str, split: str, data_cfg=None, image_size=None) -> VideoSource:
     if not path:
-        raise VideoSourceUnavailable(
-            "encoder.data.source=shards needs encoder.data.path (a directory written by `cjepa data`)"
-        )
+        raise VideoSourceUnavailable("encoder.data.source=shards needs encoder.data.path (a directory written by "
+                                     "`cjepa data`)")
     return open_shard_source(path=path, split=split, data_cfg=data_cfg, image_size=image_size)
 
 

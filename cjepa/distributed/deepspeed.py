@@ -77,9 +77,8 @@ class DeepSpeedEngine:
 
     reads_own_model = True  # resume takes the weights from the ZeRO shards, not from model.pt
 
-    def __init__(
-        self, module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device, total_steps: int
-    ):
+    def __init__(self, module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device,
+                 total_steps: int):
         deepspeed = import_deepspeed(env, device)
         export_env(env)  # DeepSpeed reads RANK / LOCAL_RANK / WORLD_SIZE from the environment, also alone
         quiet_other_ranks(env)
@@ -172,9 +171,8 @@ class DeepSpeedEngine:
     def save_extra(self, ckpt_dir: Path) -> None:
         """Rank 0, inside the checkpoint being assembled: move the shards in, write model.pt and the DS config."""
         if self._staging is None or not self._staging.is_dir():
-            raise DeepSpeedCheckpointError(
-                "DeepSpeed shards were not saved by every rank before rank 0 assembled the checkpoint"
-            )
+            raise DeepSpeedCheckpointError("DeepSpeed shards were not saved by every rank before rank 0 assembled the "
+                                           "checkpoint")
         ds_dir = Path(ckpt_dir) / DS_SUBDIR
         os.replace(self._staging, ds_dir)
         self._staging = None

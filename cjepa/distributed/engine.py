@@ -42,11 +42,8 @@ def lr_lambda(schedule: str, warmup: int, total: int, min_ratio: float):
 
 def build_optimizer(param_groups: list[dict], optim_cfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(
-        param_groups,
-        lr=optim_cfg.lr,
-        betas=tuple(optim_cfg.betas),
-        eps=optim_cfg.eps,
-        weight_decay=optim_cfg.weight_decay,
+        param_groups, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas), eps=optim_cfg.eps,
+        weight_decay=optim_cfg.weight_decay
     )
 
 
@@ -93,9 +90,8 @@ class LocalEngine:
 
     reads_own_model = False
 
-    def __init__(
-        self, module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device, total_steps: int
-    ):
+    def __init__(self, module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device,
+                 total_steps: int):
         self.module = module.to(device)
         self.device, self.env, self.grad_clip = device, env, cfg.optim.grad_clip
         self.model: nn.Module = self.module

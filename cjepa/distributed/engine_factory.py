@@ -14,9 +14,8 @@ from cjepa.distributed.engine import Engine, LocalEngine
 from cjepa.distributed.env import DistEnv
 
 
-def build_engine(
-    module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device, total_steps: int
-) -> Engine:
+def build_engine(module: nn.Module, param_groups: list[dict], cfg, env: DistEnv, device: torch.device,
+                 total_steps: int) -> Engine:
     engine = cfg.dist.engine
     if engine == "auto":
         engine = "ddp" if env.distributed else "single"

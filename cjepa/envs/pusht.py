@@ -109,9 +109,8 @@ def block_cog(pose) -> np.ndarray:
 def check_state(state, where: str = "state") -> np.ndarray:
     s = np.asarray(state, dtype=np.float64)
     if s.shape != (7,):
-        raise PushTError(
-            f"{where} must be 7 numbers (agent x, y, block x, y, angle, agent vx, vy); got shape {s.shape}"
-        )
+        raise PushTError(f"{where} must be 7 numbers (agent x, y, block x, y, angle, agent vx, vy); got shape "
+                         f"{s.shape}")
     if not np.isfinite(s).all():
         raise PushTError(f"{where} has non-finite values: {s.tolist()}")
     # No range check: the kinematic agent does not collide with the walls, so relative actions can take it

@@ -78,9 +78,8 @@ def grid_axes(grid: list[str]) -> list[tuple[str, list[str]]]:
 def expand_grid(grid: list[str]) -> list[list[str]]:
     """Cartesian product of the grid as lists of dotted overrides (first axis slowest)."""
     axes = grid_axes(grid)
-    return [
-        [f"{k}={v}" for k, v in zip([a[0] for a in axes], combo)] for combo in itertools.product(*[a[1] for a in axes])
-    ]
+    return [[f"{k}={v}" for k, v in zip([a[0] for a in axes],
+                                        combo)] for combo in itertools.product(*[a[1] for a in axes])]
 
 
 def cell_name(overrides: list[str]) -> str:
@@ -107,9 +106,8 @@ def study_root(cfg: Config) -> Path:
 def check_inputs(cfg: Config) -> None:
     """Fail before hours of training if the study cannot run."""
     if cfg.data.source not in ("store", "pickle"):
-        raise ConfigError(
-            "the masking study trains on a slot store or pickle (data.source=store|pickle with data.path)"
-        )
+        raise ConfigError("the masking study trains on a slot store or pickle (data.source=store|pickle with "
+                          "data.path)")
     if cfg.model.kind != "slots":
         raise ConfigError("the masking study is for slot videos (model.kind=slots)")
     for key in ("questions_train", "questions_val"):
@@ -117,9 +115,8 @@ def check_inputs(cfg: Config) -> None:
         if not p or not Path(p).exists():
             raise ConfigError(f"vqa.{key} must name a question file or a video-shard split; got {p!r}")
     if "counterfactual_rollout" in cfg.study.protocols and not cfg.vqa.annotations:
-        raise ConfigError(
-            "study.protocols includes counterfactual_rollout, which needs vqa.annotations (object tables)"
-        )
+        raise ConfigError("study.protocols includes counterfactual_rollout, which needs vqa.annotations (object "
+                          "tables)")
     needed = {cfg.data.train_split, cfg.data.val_split}
     if not needed <= set(cfg.study.splits):
         raise ConfigError(f"study.splits {cfg.study.splits} must include the reasoner's splits {sorted(needed)}")
@@ -186,10 +183,8 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
     # 3. counterfactual rollouts
     cf_stats = {}
     if "counterfactual_rollout" in ccfg.study.protocols:
-        for split, qpath in (
-            (ccfg.data.train_split, ccfg.vqa.questions_train),
-            (ccfg.data.val_split, ccfg.vqa.questions_val),
-        ):
+        for split, qpath in ((ccfg.data.train_split, ccfg.vqa.questions_train), (ccfg.data.val_split,
+                                                                                 ccfg.vqa.questions_val)):
             cf_stats[split] = counterfactuals_for_split(
                 predictor,
                 source=ccfg.data.source,
@@ -228,10 +223,8 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
         "cell": name,
         "overrides": overrides,
         "predictor": {k: psum.get(k) for k in ("val/loss_future", "train/loss", "steps", "wall_time_s")}
-        | {
-            "rollout_mse": psum.get("final_eval", {}).get("mse"),
-            "baseline_mse": psum.get("final_eval", {}).get("baseline_mse"),
-        },
+        | {"rollout_mse": psum.get("final_eval", {}).get("mse"), "baseline_mse": psum.get("final_eval",
+                                                                                          {}).get("baseline_mse")},
         "counterfactual": cf_stats,
         "probe": probe,
         "vqa": vqa,
@@ -351,30 +344,16 @@ def _ratio_cell(stat: Optional[dict]) -> str:
 
 def study_rows(out: dict) -> tuple[list[str], list[list]]:
     """(headers, rows) of the study table: accuracies in percent, mean ± std over replicates."""
-    headers = [
-        "protocol",
-        out["x"],
-        "n",
-        *[label for label, _ in STUDY_METRICS],
-        "Δ counterfactual/q",
-        "attn partner/others",
-    ]
+    headers = ["protocol", out["x"], "n", *[label for label, _ in STUDY_METRICS], "Δ counterfactual/q",
+               "attn partner/others"]
 
     def gain(r):
         g = r.get("counterfactual_gain")
         return "-" if g is None else f"{100 * g:+.2f}"
 
-    body = [
-        [
-            r["protocol"],
-            r[out["x"]],
-            r["replicates"],
-            *[_cell(r[key]) for _, key in STUDY_METRICS],
-            gain(r),
-            _ratio_cell(r.get(PROBE_KEY)),
-        ]
-        for r in out["rows"]
-    ]
+    body = [[r["protocol"], r[out["x"]], r["replicates"], *[_cell(r[key]) for _, key in STUDY_METRICS], gain(r),
+             _ratio_cell(r.get(PROBE_KEY))]
+            for r in out["rows"]]
     return headers, body
 
 

@@ -101,19 +101,13 @@ def collision_events(
             ids = v.slot_object[start:stop:frameskip]  # (T_h, S)
             slot_of = {int(o): s for s, o in enumerate(ids[collision_index]) if o >= 0}
             others = [s for o, s in sorted(slot_of.items()) if o not in (a, b)]
-            if (
-                not others
-                or a not in slot_of
-                or b not in slot_of
-                or not _held(ids, slot_of[a], a)
-                or not _held(ids, slot_of[b], b)
-            ):
+            if not others or a not in slot_of or b not in slot_of or not _held(ids, slot_of[a],
+                                                                               a) or not _held(ids, slot_of[b], b):
                 skipped += 1
                 continue
             for q, p in ((a, b), (b, a)):
-                events.append(
-                    ProbeEvent(key, int(frame), int(start), int(q), int(p), slot_of[q], slot_of[p], tuple(others))
-                )
+                events.append(ProbeEvent(key, int(frame), int(start), int(q), int(p), slot_of[q], slot_of[p],
+                                         tuple(others)))
     return events, skipped
 
 
@@ -130,15 +124,8 @@ def query_steps(history_frames: int, collision_index: int, k: int) -> list[int]:
 
 
 @torch.no_grad()
-def event_attention(
-    model,
-    videos: Mapping[str, ProbeVideo],
-    events: Sequence[ProbeEvent],
-    *,
-    frameskip: int,
-    device,
-    batch_size: int = 64,
-):
+def event_attention(model, videos: Mapping[str, ProbeVideo], events: Sequence[ProbeEvent], *, frameskip: int, device,
+                    batch_size: int = 64):
     """Per event, the attention rows of the masked query slot's tokens: a list over events of (layers, T, T, S)
     tensors (query step, then key step and slot), computed in batches."""
     T_h, S = model.history_frames, model.num_slots
@@ -157,13 +144,8 @@ def event_attention(
     return out
 
 
-def summarise(
-    maps: Sequence[torch.Tensor],
-    events: Sequence[ProbeEvent],
-    steps: Sequence[int],
-    collision_index: int,
-    seed: int = 0,
-) -> dict:
+def summarise(maps: Sequence[torch.Tensor], events: Sequence[ProbeEvent], steps: Sequence[int], collision_index: int,
+              seed: int = 0) -> dict:
     """The probe's numbers from per-event query rows (layers, T, T, S): per layer and layer-mean ratios, the
     per-event values of the last layer, a bootstrap interval, and attention-vs-time curves around the collision."""
     if not events:
@@ -220,14 +202,11 @@ def slot_world_videos(cfg, split: str) -> dict[str, ProbeVideo]:
     """The built-in slot world's videos of ``split`` as the run's config generates them, with their collisions:
     slots are embedded object states, so the object each slot holds is known exactly."""
     if split not in (cfg.data.train_split, cfg.data.val_split):
-        raise ProbeError(
-            f"--split {split!r}: the slot world of this run has splits {cfg.data.train_split!r} and "
-            f"{cfg.data.val_split!r}"
-        )
+        raise ProbeError(f"--split {split!r}: the slot world of this run has splits {cfg.data.train_split!r} and "
+                         f"{cfg.data.val_split!r}")
     return {
-        key: ProbeVideo(
-            slots, np.tile(slot_object, (len(slots), 1)), [(int(f), int(a), int(b)) for f, a, b in video.collisions]
-        )
+        key: ProbeVideo(slots, np.tile(slot_object, (len(slots), 1)), [(int(f), int(a), int(b)) for f, a,
+                                                                       b in video.collisions])
         for key, (slots, video, slot_object) in synthetic_videos_from_config(cfg, split).items()
     }
 
@@ -247,15 +226,12 @@ def store_videos(source: str, path: str, split: str, annotations: str) -> dict[s
         if key is None or not ann.get("collision"):
             continue
         inst = {int(o["object_id"]): instance_id(o) for o in ann.get("object_property", [])}
-        coll = [
-            (int(c["frame_id"]), inst.get(int(c["object_ids"][0]), -2), inst.get(int(c["object_ids"][1]), -2))
-            for c in ann["collision"]
-        ]
+        coll = [(int(c["frame_id"]), inst.get(int(c["object_ids"][0]), -2), inst.get(int(c["object_ids"][1]),
+                                                                                     -2)) for c in ann["collision"]]
         out[key] = ProbeVideo(np.asarray(slots[key]), np.asarray(ids_of(key)), coll)
     if not out:
-        raise ProbeError(
-            f"vqa.annotations={annotations}: no annotation with collisions names a video of {path} ({split})"
-        )
+        raise ProbeError(f"vqa.annotations={annotations}: no annotation with collisions names a video of {path} "
+                         f"({split})")
     return out
 
 
@@ -330,17 +306,15 @@ def plot_example(maps: torch.Tensor, event: ProbeEvent, steps: Sequence[int], co
     ax.set_yticks(range(grid.shape[1]), labels, fontsize=7)
     ax.axvline(collision_index, color="w", lw=0.8, ls="--")
     ax.set_xlabel("token time step (dashed: collision)")
-    ax.set_title(
-        f"{event.video}, collision at frame {event.frame}: query slot {event.query_slot}, step {t}", fontsize=8
-    )
+    ax.set_title(f"{event.video}, collision at frame {event.frame}: query slot {event.query_slot}, step {t}",
+                 fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
 
 
-def write_outputs(
-    result: dict, maps: Sequence[torch.Tensor], events: Sequence[ProbeEvent], out: Path, step: int
-) -> None:
+def write_outputs(result: dict, maps: Sequence[torch.Tensor], events: Sequence[ProbeEvent], out: Path,
+                  step: int) -> None:
     """probe.json, probe_curve.png, probe_example.png and tensorboard (scalars and both figures) under ``out``."""
     import matplotlib.pyplot as plt
     from torch.utils.tensorboard import SummaryWriter
@@ -348,9 +322,8 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     (out / "probe.json").write_text(json.dumps(result, indent=1))
     curve = plot_curve(result, out / "probe_curve.png")
-    example = plot_example(
-        maps[0], events[0], result["query_steps"], result["collision_index"], out / "probe_example.png"
-    )
+    example = plot_example(maps[0], events[0], result["query_steps"], result["collision_index"],
+                           out / "probe_example.png")
     tb = SummaryWriter(log_dir=str(out / "tb"))
     try:
         tb.add_scalar("probe/ratio", result["ratio"], step)
@@ -364,25 +337,15 @@ def write_outputs(
         plt.close("all")
 
 
-def run_probe(
-    model,
-    videos: Mapping[str, ProbeVideo],
-    *,
-    frameskip: int,
-    k: int,
-    device,
-    out: Optional[Path] = None,
-    step: int = 0,
-    collision_index: Optional[int] = None,
-    max_events: int = 0,
-) -> dict:
+def run_probe(model, videos: Mapping[str, ProbeVideo], *, frameskip: int, k: int, device, out: Optional[Path] = None,
+              step: int = 0,
+              collision_index: Optional[int] = None, max_events: int = 0) -> dict:
     """The whole probe on loaded videos: events, attention, numbers, and (with ``out``) the files."""
     T_h = model.history_frames
     c = T_h // 2 if collision_index is None else collision_index
     if not 1 <= c < T_h:
-        raise ProbeError(
-            f"the collision must fall on a masked history step 1..{T_h - 1}; got step {c} (model.history_frames={T_h})"
-        )
+        raise ProbeError(f"the collision must fall on a masked history step 1..{T_h - 1}; got step {c} "
+                         f"(model.history_frames={T_h})")
     if k < 0:
         raise ProbeError(f"--window must be >= 0 (query steps c-k..c+k), got {k}")
     events, skipped = collision_events(videos, history_frames=T_h, frameskip=frameskip, collision_index=c)

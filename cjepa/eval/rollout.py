@@ -33,9 +33,8 @@ def interleave_source(i: int, frameskip: int) -> tuple[int, int]:
     return i % frameskip, i // frameskip
 
 
-def roll_chain(
-    step_fn: Callable[[torch.Tensor], torch.Tensor], history: torch.Tensor, num_frames: int, history_frames: int
-) -> torch.Tensor:
+def roll_chain(step_fn: Callable[[torch.Tensor], torch.Tensor], history: torch.Tensor, num_frames: int,
+               history_frames: int) -> torch.Tensor:
     """Call ``step_fn`` (history (B, T_h, S, D) -> (B, T_p, S, D)) until ``num_frames`` frames are predicted."""
     preds, cur, have = [], history, 0
     while have < num_frames:
@@ -68,17 +67,8 @@ def rollout_interleaved(predictor, slots: torch.Tensor, target_frames: int, fram
     return out
 
 
-def rollout_split(
-    predictor,
-    videos: Mapping[str, np.ndarray],
-    *,
-    obs_frames: int,
-    target_frames: int,
-    frameskip: int,
-    batch_size: int,
-    device,
-    progress=None,
-):
+def rollout_split(predictor, videos: Mapping[str, np.ndarray], *, obs_frames: int, target_frames: int, frameskip: int,
+                  batch_size: int, device, progress=None):
     """Roll every video of a split out; yields (key, (target_frames, S, D) float32 array) in key order."""
     keys = list(videos.keys())
     for b in range(0, len(keys), batch_size):

@@ -56,9 +56,8 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return g[:, None] * g[None, :]
 
 
-def ssim(
-    pred: torch.Tensor, gt: torch.Tensor, max_val: float = 1.0, window: int = 11, sigma: float = 1.5
-) -> torch.Tensor:
+def ssim(pred: torch.Tensor, gt: torch.Tensor, max_val: float = 1.0, window: int = 11,
+         sigma: float = 1.5) -> torch.Tensor:
     """(N, C, H, W) images in [0, max_val] -> (N,) mean SSIM (Gaussian window, K1 = 0.01, K2 = 0.03).
 
     Statistics are taken over valid window positions only (no padding), per channel, and averaged, as in
@@ -172,9 +171,8 @@ def id_overlay(frames01: torch.Tensor, ids: torch.Tensor, alpha: float = 0.5) ->
     return frames01.cpu() * (1 - alpha * fg) + alpha * fg * colours
 
 
-def comparison_video(
-    gt_frames: torch.Tensor, gt_ids: Optional[torch.Tensor], recon: Decoded, pred: Decoded, scale: int = 4
-) -> np.ndarray:
+def comparison_video(gt_frames: torch.Tensor, gt_ids: Optional[torch.Tensor], recon: Decoded, pred: Decoded,
+                     scale: int = 4) -> np.ndarray:
     """One clip's frames (T, 3, H, W) in [0, 1] -> uint8 (T, H', W', 3): a label strip over two rows of three
     panels, ground truth | reconstruction | prediction; top row the frames (a masks-only decoder shows the ground
     truth there), bottom row the same frames tinted by argmax slot (ground truth: by object id)."""
@@ -185,9 +183,8 @@ def comparison_video(
         if d.frames is None:
             return g
         f = d.frames.float()
-        return (
-            f if tuple(f.shape[-2:]) == (H, W) else F.interpolate(f, size=(H, W), mode="bilinear", align_corners=False)
-        )
+        return f if tuple(f.shape[-2:]) == (H, W) else F.interpolate(f, size=(H, W), mode="bilinear",
+                                                                     align_corners=False)
 
     r, p = rgb(recon), rgb(pred)
     top = torch.cat([g, r, p], dim=-1)
@@ -219,9 +216,8 @@ class RolloutWindow:
     frame_index: np.ndarray
 
 
-def rollout_window(
-    num_slot_frames: int, num_video_frames: int, *, history: int, horizon: int, frameskip: int, frame_stride: int
-) -> Optional[RolloutWindow]:
+def rollout_window(num_slot_frames: int, num_video_frames: int, *, history: int, horizon: int, frameskip: int,
+                   frame_stride: int) -> Optional[RolloutWindow]:
     """The first window of a video (slots stored every ``frame_stride`` video frames, stepped ``frameskip``)."""
     idx = frameskip * np.arange(history + horizon)
     if idx[-1] >= num_slot_frames or idx[-1] * frame_stride >= num_video_frames:
@@ -265,14 +261,8 @@ def decoded_rollouts(
         if item.key not in slot_videos:
             continue
         slots = torch.from_numpy(np.array(slot_videos[item.key], np.float32))  # (T_slots, S, D)
-        win = rollout_window(
-            len(slots),
-            item.frames.shape[0],
-            history=history,
-            horizon=horizon,
-            frameskip=frameskip,
-            frame_stride=frame_stride,
-        )
+        win = rollout_window(len(slots), item.frames.shape[0], history=history, horizon=horizon, frameskip=frameskip,
+                             frame_stride=frame_stride)
         if win is None:
             continue
         used += 1
@@ -282,11 +272,10 @@ def decoded_rollouts(
         fidx = torch.as_tensor(win.frame_index[history:])
         gt = frames_to_unit(item.frames[fidx].float())  # (horizon, 3, H, W)
         gt_ids = None if item.masks is None else item.masks[fidx].long()
-        decoded = {
-            "predictor": decode_slots(encoder, pred),
-            "copy_last": decode_slots(encoder, hist[-1:].expand(horizon, -1, -1)),
-            "reconstruction": decode_slots(encoder, true_future),
-        }
+        decoded = {"predictor": decode_slots(encoder, pred), "copy_last": decode_slots(encoder,
+                                                                                       hist[-1:].expand(horizon, -1,
+                                                                                                        -1)),
+                   "reconstruction": decode_slots(encoder, true_future)}
         for name, dec in decoded.items():
             m = step_metrics(gt[None], None if gt_ids is None else gt_ids[None],
                              Decoded(dec.masks[None], None if dec.frames is None else dec.frames[None]))
@@ -297,10 +286,8 @@ def decoded_rollouts(
             clips.append(str(save_video(video, Path(out_dir) / f"rollout_{item.key}.mp4", fps=4)))
             shown.append((f"rollout_video/{item.key}", video))
     if used == 0:
-        raise ValueError(
-            f"no held-out video is long enough for a decoded rollout of {history} + {horizon} steps at frameskip "
-            f"{frameskip}"
-        )
+        raise ValueError(f"no held-out video is long enough for a decoded rollout of {history} + {horizon} steps at "
+                         f"frameskip {frameskip}")
     if tb_dir is not None:
         with SummaryWriter(str(fresh_log_dir(tb_dir))) as writer:
             for tag, video in shown:
@@ -319,7 +306,6 @@ def summary_line(res: dict) -> str:
     names = {"psnr": "PSNR", "ssim": "SSIM", "fg_ari": "FG-ARI", "miou": "mIoU"}
     parts = [f"{names[k]} " + " | ".join(f"{mean(res[n][k]):.3f}" for n in ("predictor", "copy_last", "reconstruction"))
              for k in METRICS if k in res["predictor"]]
-    return (
-        f"decoded rollouts ({res['videos']} videos x {res['steps']} steps; predictor | copy-last | reconstruction): "
-        + ", ".join(parts)
-    )
+    return (f"decoded rollouts ({res['videos']} videos x {res['steps']} steps; predictor | copy-last | "
+            "reconstruction): "
+            + ", ".join(parts))

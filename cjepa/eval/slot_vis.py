@@ -96,9 +96,8 @@ def slot_video(frames: torch.Tensor, masks: torch.Tensor, scale: int = 1) -> np.
     return to_uint8(both)
 
 
-def save_gif(
-    path: str | os.PathLike, frames: torch.Tensor, masks: torch.Tensor, fps: float = 8.0, scale: int = 1
-) -> Path:
+def save_gif(path: str | os.PathLike, frames: torch.Tensor, masks: torch.Tensor, fps: float = 8.0,
+             scale: int = 1) -> Path:
     """Write a GIF of :func:`slot_video` (frame | overlay over time). frames ImageNet-normalised (T, 3, H, W)."""
     from PIL import Image
 
@@ -117,9 +116,8 @@ def log_slot_video(writer, tag: str, frames: torch.Tensor, masks: torch.Tensor, 
     add_video(writer, tag, slot_video(frames, masks, scale), step, fps=fps)
 
 
-def log_slot_images(
-    writer, tag: str, frames: torch.Tensor, masks: torch.Tensor, step: int, max_videos: int = 2
-) -> None:
+def log_slot_images(writer, tag: str, frames: torch.Tensor, masks: torch.Tensor, step: int,
+                    max_videos: int = 2) -> None:
     """Add slot grids of the first videos of a batch (frames (B, T, 3, H, W), masks (B, T, S, h, w)) to tensorboard."""
     for b in range(min(max_videos, frames.shape[0])):
         writer.add_image(f"{tag}/video{b}", slot_grid(frames[b], masks[b]), step)

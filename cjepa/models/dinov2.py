@@ -27,9 +27,8 @@ class RandomBackboneWarning(UserWarning):
     """The DINOv2 backbone has no pretrained weights."""
 
 
-def build_hf_dinov2(
-    dim: int, depth: int, heads: int, mlp_ratio: float, patch_size: int, pos_grid: int, attn_implementation: str
-):
+def build_hf_dinov2(dim: int, depth: int, heads: int, mlp_ratio: float, patch_size: int, pos_grid: int,
+                    attn_implementation: str):
     """A randomly initialised transformers Dinov2Model of the given size (imports transformers lazily)."""
     from transformers import Dinov2Config, Dinov2Model
 
@@ -51,9 +50,8 @@ def build_hf_dinov2(
     cfg._attn_implementation = attn_implementation
     model = Dinov2Model(cfg)
     if getattr(model.config, "_attn_implementation", attn_implementation) != attn_implementation:
-        raise RuntimeError(
-            f"transformers chose attention {model.config._attn_implementation!r}, not {attn_implementation!r}"
-        )
+        raise RuntimeError(f"transformers chose attention {model.config._attn_implementation!r}, not "
+                           f"{attn_implementation!r}")
     return model
 
 
@@ -157,9 +155,8 @@ class Dinov2Backbone(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"Dinov2Backbone expects (N, 3, H, W) images, got {tuple(images.shape)}")
         if images.shape[-1] % self.patch_size or images.shape[-2] % self.patch_size:
-            raise ValueError(
-                f"image size {tuple(images.shape[-2:])} is not a multiple of the patch size {self.patch_size}"
-            )
+            raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of the patch size "
+                             f"{self.patch_size}")
         ctx = torch.no_grad() if self.frozen else torch.enable_grad()
         step = self.chunk_frames or images.shape[0]
         feats, keys = [], []

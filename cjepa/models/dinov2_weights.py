@@ -50,9 +50,8 @@ class LoadReport:
         parts = [f"{self.loaded} tensors from {self.source} ({self.layout} layout"]
         parts[0] += f", prefix '{self.prefix}')" if self.prefix else ")"
         if self.missing:
-            parts.append(
-                f"missing {len(self.missing)}: {', '.join(self.missing[:8])}{' ...' if len(self.missing) > 8 else ''}"
-            )
+            parts.append(f"missing {len(self.missing)}: "
+                         f"{', '.join(self.missing[:8])}{' ...' if len(self.missing) > 8 else ''}")
         if self.unexpected:
             parts.append(
                 f"unexpected {len(self.unexpected)}: "
@@ -181,15 +180,8 @@ def timm_to_canonical(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
     unknown: list[str] = []
     chunked = re.compile(r"blocks\.\d+\.(\d+)\.(norm1|norm2|attn|ls1|ls2|mlp)\.(.+)$")
     flat = re.compile(r"blocks\.(\d+)\.(norm1|norm2|attn|ls1|ls2|mlp)\.(.+)$")
-    top = {
-        "cls_token",
-        "pos_embed",
-        "mask_token",
-        "patch_embed.proj.weight",
-        "patch_embed.proj.bias",
-        "norm.weight",
-        "norm.bias",
-    }
+    top = {"cls_token", "pos_embed", "mask_token", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight",
+           "norm.bias"}
     for k, v in sd.items():
         if k in top:
             out[k] = v
@@ -285,9 +277,8 @@ def load_into_hf_model(model: torch.nn.Module, path: str | os.PathLike) -> LoadR
     report.missing = sorted(k for k in target_keys if k not in usable)
     hard_missing = [k for k in report.missing if not k.endswith("mask_token")]
     if hard_missing:
-        raise WeightsError(
-            f"{path}: the weights lack {len(hard_missing)} backbone tensors, e.g. {hard_missing[:5]}; {report}"
-        )
+        raise WeightsError(f"{path}: the weights lack {len(hard_missing)} backbone tensors, e.g. {hard_missing[:5]}; "
+                           f"{report}")
     model.load_state_dict(usable, strict=False)
     report.loaded = len(usable)
     return report

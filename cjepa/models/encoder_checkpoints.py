@@ -132,9 +132,8 @@ def map_savi(
     unknown: list[str] = []
     notes: list[str] = []
     if any(k.startswith("kernel_dist_layer.3.") for k in sd):
-        raise WeightsError(
-            "this SAVi checkpoint uses kernel_mlp=True (a 2-layer kernel MLP); only kernel_mlp=False is supported"
-        )
+        raise WeightsError("this SAVi checkpoint uses kernel_mlp=True (a 2-layer kernel MLP); only kernel_mlp=False is "
+                           "supported")
     compiled = [(re.compile(p), f) for p, f in _SAVI_RENAMES]
     dropped_prior = 0
     for k, v in sd.items():
@@ -201,9 +200,8 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike) -> Checkpoin
     usable = {k: v for k, v in mapped.items() if k in target}
     report.missing = sorted(k for k in target if k not in usable and not k.endswith("embeddings.mask_token"))
     if report.missing:
-        raise WeightsError(
-            f"{p}: checkpoint lacks {len(report.missing)} tensors the model needs: {report.missing[:8]}; {report}"
-        )
+        raise WeightsError(f"{p}: checkpoint lacks {len(report.missing)} tensors the model needs: "
+                           f"{report.missing[:8]}; {report}")
     if report.unexpected:
         raise WeightsError(f"{p}: checkpoint has keys that map to nothing: {report.unexpected[:8]}; {report}")
     model.load_state_dict(usable, strict=False)

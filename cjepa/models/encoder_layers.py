@@ -21,9 +21,8 @@ from cjepa.backends.attention import attention
 class MLP(nn.Module):
     """[LayerNorm] -> (Linear -> ReLU) x len(hidden) -> Linear [-> ReLU]; weights in ``layers.{i}``, biases 0."""
 
-    def __init__(
-        self, inp: int, hidden: Sequence[int], out: int, *, initial_norm: bool = False, final_relu: bool = False
-    ):
+    def __init__(self, inp: int, hidden: Sequence[int], out: int, *, initial_norm: bool = False,
+                 final_relu: bool = False):
         super().__init__()
         mods: list[nn.Module] = [nn.LayerNorm(inp)] if initial_norm else []
         cur = inp
@@ -105,9 +104,8 @@ class TransformerBlock(nn.Module):
 class TransformerStack(nn.Module):
     """``blocks`` of TransformerBlock; no final norm (as the original's TransformerEncoder)."""
 
-    def __init__(
-        self, dim: int, depth: int, heads: int, ffn: int, *, logit_scale: str = "reference", backend: str = "torch"
-    ):
+    def __init__(self, dim: int, depth: int, heads: int, ffn: int, *, logit_scale: str = "reference",
+                 backend: str = "torch"):
         super().__init__()
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, heads, ffn, logit_scale=logit_scale, backend=backend) for _ in range(depth)

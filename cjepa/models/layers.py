@@ -75,12 +75,8 @@ class SelfAttention(nn.Module):
         B, H, L, E = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(B, L, H * E))  # (B, L, D)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        key_mask: Optional[torch.Tensor] = None,
-        record: Optional[Callable[[torch.Tensor], None]] = None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None,
+                record: Optional[Callable[[torch.Tensor], None]] = None) -> torch.Tensor:
         """``record``, when given, receives this layer's attention probabilities (B, H, L, L), computed with the
         eager math from the same q and k; the output still comes from the configured backend, unchanged."""
         q, k, v = self._qkv(x)
@@ -93,12 +89,8 @@ class SelfAttention(nn.Module):
 def feed_forward(dim: int, mlp_dim: int, dropout: float) -> nn.Sequential:
     """LayerNorm -> Linear -> GELU -> Dropout -> Linear -> Dropout (indices 0, 1, 4 hold weights)."""
     return nn.Sequential(
-        nn.LayerNorm(dim),
-        nn.Linear(dim, mlp_dim),
-        nn.GELU(),
-        nn.Dropout(dropout),
-        nn.Linear(mlp_dim, dim),
-        nn.Dropout(dropout),
+        nn.LayerNorm(dim), nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim),
+        nn.Dropout(dropout)
     )
 
 
@@ -110,28 +102,19 @@ class Transformer(nn.Module):
     """
 
     def __init__(
-        self,
-        dim: int,
-        depth: int,
-        heads: int,
-        head_dim: int,
-        mlp_dim: int,
-        dropout: float,
-        pre_norm: bool,
-        backend: str,
+        self, dim: int, depth: int, heads: int, head_dim: int, mlp_dim: int, dropout: float, pre_norm: bool,
+        backend: str
     ):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(
-            nn.ModuleList(
-                [SelfAttention(dim, heads, head_dim, dropout, pre_norm, backend), feed_forward(dim, mlp_dim, dropout)]
-            )
+            nn.ModuleList([SelfAttention(dim, heads, head_dim, dropout, pre_norm, backend), feed_forward(dim, mlp_dim,
+                                                                                                         dropout)])
             for _ in range(depth)
         )
 
-    def forward(
-        self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None, capture: Optional[AttentionCapture] = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None,
+                capture: Optional[AttentionCapture] = None) -> torch.Tensor:
         for i, (attn, ff) in enumerate(self.layers):
             x = x + attn(x, key_mask, None if capture is None else capture.recorder(i, len(self.layers)))
             x = x + ff(x)

@@ -64,9 +64,8 @@ def first_frame_cues(instance_masks: torch.Tensor, num_slots: int) -> torch.Tens
     wait for the device.
     """
     if instance_masks.dim() != 3 or instance_masks.is_floating_point():
-        raise ValueError(
-            f"instance masks must be integer (B, H, W); got {tuple(instance_masks.shape)} {instance_masks.dtype}"
-        )
+        raise ValueError(f"instance masks must be integer (B, H, W); got {tuple(instance_masks.shape)} "
+                         f"{instance_masks.dtype}")
     if instance_masks.device.type != "cpu":
         raise ValueError(
             f"instance masks are on {instance_masks.device}: compute cues from the CPU masks before moving the batch "

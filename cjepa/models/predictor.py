@@ -53,9 +53,8 @@ class MaskedSlotPredictor(nn.Module):
         head_dim = head_dim or slot_dim // heads
         reference = layout == "reference"
         if reference and residual:
-            raise ValueError(
-                "residual prediction is an option of the cjepa layout; the reference layout is the original"
-            )
+            raise ValueError("residual prediction is an option of the cjepa layout; the reference layout is the "
+                             "original")
         self.residual = residual
         if reference and head_dim * heads != slot_dim:
             raise ValueError("the reference layout splits slot_dim across heads: head_dim * heads must equal slot_dim")
@@ -67,9 +66,8 @@ class MaskedSlotPredictor(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, slot_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         # (1, T, 1, D): one vector per time index, shared by all slots.
-        self.time_pos_embed = nn.Parameter(
-            torch.randn(1, self.total_frames, 1, slot_dim) * (1.0 if reference else time_pe_std)
-        )
+        self.time_pos_embed = nn.Parameter(torch.randn(1, self.total_frames, 1,
+                                                       slot_dim) * (1.0 if reference else time_pe_std))
         self.id_projector = nn.Linear(slot_dim, slot_dim)
         self.transformer = Transformer(
             slot_dim, depth, heads, head_dim, mlp_dim, dropout, pre_norm=not reference, backend=attention_backend
@@ -81,9 +79,8 @@ class MaskedSlotPredictor(nn.Module):
 
     # ------------------------------------------------------------------ token grid
 
-    def build_tokens(
-        self, history: torch.Tensor, masked: Optional[torch.Tensor], total_frames: int, pe: torch.Tensor
-    ) -> torch.Tensor:
+    def build_tokens(self, history: torch.Tensor, masked: Optional[torch.Tensor], total_frames: int,
+                     pe: torch.Tensor) -> torch.Tensor:
         """Token grid (B, total_frames, S, D) from history (B, T_h, S, D); ``pe`` is (1, total_frames, 1, D)."""
         B, T_h, S, D = history.shape
         queries = self.mask_token + pe + self.id_projector(history[:, 0]).unsqueeze(1)  # (B, T, S, D)
@@ -111,9 +108,8 @@ class MaskedSlotPredictor(nn.Module):
 
     # ------------------------------------------------------------------ entry points
 
-    def forward(
-        self, history: torch.Tensor, masked: Optional[torch.Tensor] = None, capture: Optional[AttentionCapture] = None
-    ) -> torch.Tensor:
+    def forward(self, history: torch.Tensor, masked: Optional[torch.Tensor] = None,
+                capture: Optional[AttentionCapture] = None) -> torch.Tensor:
         """Training forward. history (B, T_h, S, D), masked (B, S) bool -> predictions (B, T_h + T_p, S, D).
 
         ``capture`` (probing) collects attention maps over the (T_h + T_p) * S time-major tokens; same output."""
@@ -134,9 +130,8 @@ class MaskedSlotPredictor(nn.Module):
         grid = self.build_tokens(history, None, total, self.time_pos_embed[:, -total:])
         return self._add_base(self._run(grid), history, None)[:, T_h:]
 
-    def forward_with_attention(
-        self, history: torch.Tensor, masked: Optional[torch.Tensor] = None, pe_align: str = "left"
-    ):
+    def forward_with_attention(self, history: torch.Tensor, masked: Optional[torch.Tensor] = None,
+                               pe_align: str = "left"):
         """Masked forward that also returns each layer's head-averaged attention (list of (B, L, L)), L = T*S.
 
         ``history`` may be shorter than T_h when probing; ``pe_align`` picks left- or right-aligned PE rows.
@@ -148,9 +143,8 @@ class MaskedSlotPredictor(nn.Module):
         out, maps = self.transformer.forward_with_attention(grid.reshape(B, total * S, D))
         return self._add_base(self.to_out(out).view(B, total, S, D), history, masked), maps
 
-    def attention_probing(
-        self, history: torch.Tensor, masked: torch.Tensor, layer_idx: int = -1
-    ) -> dict[str, torch.Tensor]:
+    def attention_probing(self, history: torch.Tensor, masked: torch.Tensor, layer_idx: int = -1) -> dict[str,
+                                                                                                          torch.Tensor]:
         """What each query token attends to (section 1.7 of the spec), as (B, T, S) maps.
 
         Keys: ``masked_slot_{s}_t{t}`` for masked slots at history steps 1..T_h-1 (masked must be the same
@@ -217,9 +211,8 @@ class PushTPredictor(nn.Module):
     The action at step t is the chunk of raw actions executed between frames t and t+1.
     """
 
-    def __init__(
-        self, *, num_slots: int, slot_dim: int, proprio_dim: int, action_dim: int, action_chunk: int, **predictor_kw
-    ):
+    def __init__(self, *, num_slots: int, slot_dim: int, proprio_dim: int, action_dim: int, action_chunk: int,
+                 **predictor_kw):
         super().__init__()
         self.num_object_slots = num_slots
         self.predictor = MaskedSlotPredictor(num_slots=num_slots + 2, slot_dim=slot_dim, **predictor_kw)
@@ -240,13 +233,8 @@ class PushTPredictor(nn.Module):
         a = self.action_encoder(torch.nan_to_num(action, 0.0)).unsqueeze(2)
         return torch.cat([slots, p, a], dim=2)
 
-    def forward(
-        self,
-        slots: torch.Tensor,
-        proprio: torch.Tensor,
-        action: torch.Tensor,
-        masked_objects: Optional[torch.Tensor] = None,
-    ):
+    def forward(self, slots: torch.Tensor, proprio: torch.Tensor, action: torch.Tensor,
+                masked_objects: Optional[torch.Tensor] = None):
         """Training forward over a whole clip, so DDP sees one forward through all trained parameters.
 
         slots (B, T, S, D), proprio (B, T, P), action (B, T, chunk*A), masked_objects (B, S) ->

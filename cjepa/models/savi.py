@@ -94,9 +94,8 @@ class SAVi(ObjectCentricEncoder):
             self.cue_mlp = nn.Sequential(nn.Linear(2, D), nn.ReLU(), nn.Linear(D, D))
             self.cue_proj = nn.Linear(D, D)
             # (N, 2) feature-cell centres as (y, x) in [-1, 1], the units of first_frame_cues
-            self.register_buffer(
-                "cue_grid", coordinate_grid(self.feat_size)[0, ..., :2].reshape(-1, 2) * 2.0 - 1.0, persistent=False
-            )
+            self.register_buffer("cue_grid", coordinate_grid(self.feat_size)[0, ..., :2].reshape(-1, 2) * 2.0 - 1.0,
+                                 persistent=False)
         self.kernel_dist = nn.Linear(D, 2 * D)  # kernel_mlp=False in the CLEVRER config
         self.grouper = SlotAttention(
             D, D, iters=s.iters, eps=s.eps, gru_hidden="raw", mlp_hidden=s.slot_mlp, backend=slot_attention_backend
@@ -110,12 +109,8 @@ class SAVi(ObjectCentricEncoder):
             stride = 2 if size < s.resolution else 1
             layers += [
                 nn.ConvTranspose2d(
-                    D if i == 0 else s.dec_channels,
-                    s.dec_channels,
-                    kd,
-                    stride=stride,
-                    padding=kd // 2,
-                    output_padding=stride - 1,
+                    D if i == 0 else s.dec_channels, s.dec_channels, kd, stride=stride, padding=kd // 2,
+                    output_padding=stride - 1
                 ),
                 nn.ReLU(),
             ]
@@ -173,9 +168,8 @@ class SAVi(ObjectCentricEncoder):
         cued = self.cue_mlp(centre) + self.cue_proj(window @ features)  # (B, S, D)
         return torch.where(present > 0, cued, latents)
 
-    def track(
-        self, features: torch.Tensor, generator, init_slots=None, cues=None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def track(self, features: torch.Tensor, generator, init_slots=None, cues=None) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                            torch.Tensor]:
         """features (B, T, N, D) -> slots (B, T, S, D), kernel distributions (B, T, S, 2D), attention (B, T, S, N)."""
         B = features.shape[0]
         prev = init_slots
@@ -209,9 +203,8 @@ class SAVi(ObjectCentricEncoder):
         out_masks = None
         if masks:
             if self.mask_source == "decoder":
-                out_masks = self.decode(slots.flatten(0, 1))[1].view(
-                    B, T, self.num_slots, self.resolution, self.resolution
-                )
+                out_masks = self.decode(slots.flatten(0, 1))[1].view(B, T, self.num_slots, self.resolution,
+                                                                     self.resolution)
             else:
                 out_masks = attn.unflatten(-1, (self.feat_size, self.feat_size))
         return SlotOutput(slots=slots, masks=out_masks, aux={"kernel_dist": dists})

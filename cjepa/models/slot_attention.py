@@ -75,9 +75,8 @@ class SlotAttention(nn.Module):
         B, S, D = slots.shape
         normed = self.norm_slots(slots)
         q = self.to_q(normed)  # (B, S, kvq)
-        updates, attn = slot_attention(
-            q, keys, values, backend=self.backend, eps=self.eps, scale=self.scale, slot_mask=slot_mask
-        )
+        updates, attn = slot_attention(q, keys, values, backend=self.backend, eps=self.eps, scale=self.scale,
+                                       slot_mask=slot_mask)
         hidden = normed if self.gru_hidden == "normed" else slots  # Q14: VideoSAUR feeds the LN-ed slots
         new = self.gru(updates.reshape(B * S, -1), hidden.reshape(B * S, D)).view(B, S, D)
         if self.mlp is not None:

@@ -41,16 +41,11 @@ class VideoSAUR(ObjectCentricEncoder):
         self.feature_dim, self.num_patches, self.grid = F, P, self.backbone.grid
         self.adapter = MLP(F, [v.mlp_hidden], D, initial_norm=True)
         self.initializer = RandomSlotInit(S, D)
-        self.grouper = SlotAttention(
-            D, D, iters=v.iters, eps=v.eps, gru_hidden=v.gru_hidden, backend=slot_attention_backend
-        )
+        self.grouper = SlotAttention(D, D, iters=v.iters, eps=v.eps, gru_hidden=v.gru_hidden,
+                                     backend=slot_attention_backend)
         self.predictor = TransformerStack(
-            D,
-            v.predictor_blocks,
-            v.predictor_heads,
-            v.predictor_ffn,
-            logit_scale=v.attn_logit_scale,
-            backend=attention_backend,
+            D, v.predictor_blocks, v.predictor_heads, v.predictor_ffn, logit_scale=v.attn_logit_scale,
+            backend=attention_backend
         )
         self.decoder = SlotMixerDecoder(
             D,
@@ -85,9 +80,8 @@ class VideoSAUR(ObjectCentricEncoder):
         keys = bb["keys"].view(B, T, self.num_patches, -1) if need_keys else None
         return {"backbone": feats, "keys": keys, "features": self.adapter(feats)}
 
-    def track(
-        self, features: torch.Tensor, init_slots: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def track(self, features: torch.Tensor, init_slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                               torch.Tensor]:
         """Slot attention over time. features (B, T, P, D), init (B, S, D) -> slots, next-frame predictions,
         attention."""
         state = init_slots
@@ -130,12 +124,8 @@ class VideoSAUR(ObjectCentricEncoder):
         recon = recon.view(B, T, self.num_patches, -1)  # (B, T, P, F + P)
         dec_masks = dec_masks.view(B, T, self.num_slots, -1)
         losses = videosaur_losses(
-            recon,
-            f["backbone"],
-            f["keys"],
-            sim_weight=self.sim_weight,
-            sim_temp=self.sim_temp,
-            sim_threshold=self.sim_threshold,
+            recon, f["backbone"], f["keys"], sim_weight=self.sim_weight, sim_temp=self.sim_temp,
+            sim_threshold=self.sim_threshold
         )
         masks = dec_masks if self.mask_source == "decoder" else attn
         return losses, SlotOutput(slots=slots, masks=self._to_maps(masks.detach()), aux={"grouping_masks": attn})

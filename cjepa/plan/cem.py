@@ -68,6 +68,5 @@ class CEM:
             mean, std = elites.mean(0), elites.std(0)
             elite_cost = float(top_costs.mean())
             history.append(elite_cost)
-        return CEMResult(
-            mean=mean, std=std, elite_cost=elite_cost, cost_history=history, seconds=time.perf_counter() - t0
-        )
+        return CEMResult(mean=mean, std=std, elite_cost=elite_cost, cost_history=history,
+                         seconds=time.perf_counter() - t0)

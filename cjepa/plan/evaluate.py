@@ -44,9 +44,8 @@ def load_expert_episodes(store_root: str, split: str) -> dict[str, np.ndarray]:
     return out
 
 
-def sample_start_goal_pairs(
-    episodes: Mapping[str, np.ndarray], num: int, seed: int, goal_offset: int
-) -> list[tuple[str, int]]:
+def sample_start_goal_pairs(episodes: Mapping[str, np.ndarray], num: int, seed: int,
+                            goal_offset: int) -> list[tuple[str, int]]:
     """``num`` distinct (episode key, start step) rows whose goal row start + goal_offset exists."""
     rows = [(k, s) for k in sorted(episodes) for s in range(len(episodes[k]) - goal_offset)]
     if len(rows) < num:
@@ -77,9 +76,8 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
     :mod:`cjepa.plan.video`); ``pixels`` feeds rendered frames to the planner."""
     t0 = time.perf_counter()
     obs = env.reset(start_state, goal_state, render_goal=record or pixels)
-    goal = Goal(
-        proprio=state_to_proprio(goal_state), state=np.asarray(goal_state), pixels=env.goal_frame if pixels else None
-    )
+    goal = Goal(proprio=state_to_proprio(goal_state), state=np.asarray(goal_state),
+                pixels=env.goal_frame if pixels else None)
     planner.reset(goal)
     n_plans0, secs0 = len(planner.plan_seconds), sum(planner.plan_seconds)
     view = prediction_view(planner.wm, env.render_size) if record else None
@@ -114,9 +112,8 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
     )
 
 
-def _video(
-    seen: list[np.ndarray], goal_frame: np.ndarray, predicted: list[np.ndarray], plan_of: list[int], view
-) -> np.ndarray:
+def _video(seen: list[np.ndarray], goal_frame: np.ndarray, predicted: list[np.ndarray], plan_of: list[int],
+           view) -> np.ndarray:
     """(T, label + size, panels * size, 3): observation | goal | predicted final frame of the current plan."""
     frames = []
     for t, frame in enumerate(seen):
@@ -222,16 +219,14 @@ def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episo
             if progress is not None:
                 progress.update(1)
                 done = results[seed]
-                progress.set_postfix(
-                    model=name, seed=seed, success=f"{100 * sum(r.success for r in done) / len(done):.0f}%"
-                )
+                progress.set_postfix(model=name, seed=seed,
+                                     success=f"{100 * sum(r.success for r in done) / len(done):.0f}%")
         rates[seed] = 100.0 * sum(r.success for r in results[seed]) / len(results[seed])
     return ModelEval(name=name, success_rate=rates, episodes=results, budget=plan_cfg.budget, videos=videos)
 
 
-def zero_action_success(
-    episodes: Mapping[str, np.ndarray], pairs: list[tuple[str, int]], goal_offset: int, budget: int
-) -> float:
+def zero_action_success(episodes: Mapping[str, np.ndarray], pairs: list[tuple[str, int]], goal_offset: int,
+                        budget: int) -> float:
     """Lower bound for the table: success rate (%) of doing nothing (action 0 every step) on the same pairs."""
     env = PushTEnv(64)
     wins = 0

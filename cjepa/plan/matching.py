@@ -53,9 +53,8 @@ def best_assignment(a: torch.Tensor, b: torch.Tensor, max_perm_slots: int = DEFA
     ``assignment[i]`` of ``b``.
     """
     if a.shape != b.shape or a.dim() < 2:
-        raise ValueError(
-            f"slot matching needs two (..., S, D) tensors of one shape; got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+        raise ValueError(f"slot matching needs two (..., S, D) tensors of one shape; got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
     S = a.shape[-2]
     lead = a.shape[:-2]
     cost = pairwise_sq_dist(a.reshape(-1, S, a.shape[-1]), b.reshape(-1, S, b.shape[-1]))  # (N, S, S)

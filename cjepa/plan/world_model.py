@@ -157,9 +157,8 @@ class SlotWorldModel:
         self.action_dim = int(np.asarray(normalizer.action_mean).shape[0])
         self.env_action_dim = self.action_dim // action_block
         if self.env_action_dim * action_block != self.action_dim:
-            raise ValueError(
-                f"normaliser action size {self.action_dim} is not a multiple of action_block={action_block}"
-            )
+            raise ValueError(f"normaliser action size {self.action_dim} is not a multiple of "
+                             f"action_block={action_block}")
         T_h = predictor.history_frames
         self.rollout_window = min(rollout_window or T_h, T_h)
         self.reorder_slots, self.proprio_weight, self.max_perm_slots = reorder_slots, proprio_weight, max_perm_slots
@@ -288,9 +287,8 @@ def _check_finite(loaded: LoadedPredictor) -> None:
 
 def _require_pusht(model_cfg, where: str) -> None:
     if model_cfg.kind != "pusht":
-        raise ConfigError(
-            f"{where}: model.kind={model_cfg.kind!r}; planning needs a Push-T predictor (model.kind=pusht)"
-        )
+        raise ConfigError(f"{where}: model.kind={model_cfg.kind!r}; planning needs a Push-T predictor "
+                          "(model.kind=pusht)")
 
 
 def _load_checkpoint_dir(ckpt: Path, device, attention_backend: str) -> LoadedPredictor:
@@ -300,9 +298,8 @@ def _load_checkpoint_dir(ckpt: Path, device, attention_backend: str) -> LoadedPr
     loaded = predictor_from_checkpoint(ckpt, ModelConfig(), attention_backend, device, check=_require_pusht)
     task_state = load_train_state(ckpt).get("task", {})
     if "normalizer" not in task_state:
-        raise ConfigError(
-            f"{ckpt}: no proprio/action normaliser in train_state.pt (was it trained with model.kind=pusht?)"
-        )
+        raise ConfigError(f"{ckpt}: no proprio/action normaliser in train_state.pt (was it trained with "
+                          "model.kind=pusht?)")
     return LoadedPredictor(loaded.model, AuxNormalizer.from_state_dict(task_state["normalizer"]), loaded.model_cfg,
                            f"checkpoint {ckpt} (normaliser from its train_state.pt)")
 
@@ -312,16 +309,13 @@ def _load_state_dict_file(f: Path, device, attention_backend: str, config, datas
         raise ConfigError(f"{f} is a plain state_dict: the model is built from the config's model section, pass one")
     loaded = predictor_from_checkpoint(f, config.model, attention_backend, device, check=_require_pusht)
     if not dataset:
-        raise ConfigError(
-            f"{f} carries no proprio/action statistics: plan.dataset (--dataset) must name the Push-T store to fit "
-            "them on"
-        )
+        raise ConfigError(f"{f} carries no proprio/action statistics: plan.dataset (--dataset) must name the Push-T "
+                          "store to fit them on")
     normalizer = normalizer_from_store(dataset, config.data.train_split, loaded.model_cfg, config.data.frameskip,
                                        config.data.aux_norm)
-    note = (
-        f"state_dict {f} ({loaded.pusht_report.summary()}); normaliser fitted on {dataset}/{config.data.train_split} "
-        f"(data.aux_norm={config.data.aux_norm})"
-    )
+    note = (f"state_dict {f} ({loaded.pusht_report.summary()}); normaliser fitted on "
+            f"{dataset}/{config.data.train_split} "
+            f"(data.aux_norm={config.data.aux_norm})")
     return LoadedPredictor(loaded.model, normalizer, loaded.model_cfg, note)
 
 
@@ -340,9 +334,8 @@ def normalizer_from_store(root: str, split: str, model_cfg, frameskip: int, rule
     action = {k: videos.extra(k, "action") for k in videos}
     if rule == "train":
         return fit_aux_normalizer(list(proprio.values()), list(action.values()), model_cfg.action_chunk)
-    windows = SlotWindows(
-        videos, model_cfg.history_frames, model_cfg.pred_frames, frameskip, proprio=proprio, action=action
-    )
+    windows = SlotWindows(videos, model_cfg.history_frames, model_cfg.pred_frames, frameskip, proprio=proprio,
+                          action=action)
     return per_split_window_normalizer(windows)
 
 
@@ -371,10 +364,9 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu", 
         raise ValueError(f"unknown plan.encoder {plan_cfg.encoder!r}")
     encoder = StateSlotEncoder(state_slot_embedding_for_store(dataset), device)
     if (encoder.num_slots, encoder.slot_dim) != (model_cfg.num_slots, model_cfg.slot_dim):
-        raise ConfigError(
-            f"store {dataset} gives {encoder.num_slots} slots of {encoder.slot_dim}-d, checkpoint {checkpoint} "
-            f"expects model.num_slots={model_cfg.num_slots}, model.slot_dim={model_cfg.slot_dim}"
-        )
+        raise ConfigError(f"store {dataset} gives {encoder.num_slots} slots of {encoder.slot_dim}-d, checkpoint "
+                          f"{checkpoint} "
+                          f"expects model.num_slots={model_cfg.num_slots}, model.slot_dim={model_cfg.slot_dim}")
     if model_cfg.action_chunk != plan_cfg.action_block:
         raise ConfigError(f"plan.action_block={plan_cfg.action_block} differs from the predictor's "
                          f"model.action_chunk={model_cfg.action_chunk}")
@@ -462,9 +454,8 @@ class SimulatorWorldModel:
             sim = torch.from_numpy(states).view(C, len(states[0]), 1, 7)  # (C, steps + 1, 1, 7)
             return torch.cat([nodes[:-1].unsqueeze(0).expand(C, -1, -1, -1), sim], dim=1)
         wm = self.model
-        slots = (
-            torch.from_numpy(wm.encoder.embedding(states.reshape(-1, 7))).to(wm.device).view(C, H + 1, wm.num_slots, -1)
-        )
+        slots = torch.from_numpy(wm.encoder.embedding(states.reshape(-1, 7))).to(wm.device).view(C, H + 1, wm.num_slots,
+                                                                                                 -1)
         prop = wm._tensor(wm.normalizer.proprio(state_to_proprio(states).astype(np.float32)))
         acts = torch.cat([actions.to(wm.device), actions.new_zeros(C, 1, actions.shape[-1]).to(wm.device)], dim=1)
         sim = wm.predictor.nodes(slots, prop, acts)  # (C, H + 1, S + 2, D)

@@ -37,9 +37,8 @@ from cjepa.tasks.base import TaskBase
 class EncoderTask(TaskBase):
     name = "encoder"
 
-    def __init__(
-        self, cfg: Config, train_source: Optional[VideoSource] = None, val_source: Optional[VideoSource] = None
-    ):
+    def __init__(self, cfg: Config, train_source: Optional[VideoSource] = None,
+                 val_source: Optional[VideoSource] = None):
         self.cfg = cfg
         self.train_source, self.val_source = train_source, val_source
         self._writer = None
@@ -84,9 +83,8 @@ class EncoderTask(TaskBase):
 
     def build_model(self) -> torch.nn.Module:
         model = build_object_encoder(
-            self.cfg.encoder,
-            attention_backend=self.cfg.kernels.attention,
-            slot_attention_backend=self.cfg.kernels.slot_attention,
+            self.cfg.encoder, attention_backend=self.cfg.kernels.attention,
+            slot_attention_backend=self.cfg.kernels.slot_attention
         )
         self._model_facts = model.describe()
         if model.load_report is not None:
@@ -170,9 +168,8 @@ class EncoderTask(TaskBase):
         vis = self.cfg.encoder.vis_every
         if vis and step % vis == 0 and micro_index == 0 and self.env.is_main:
             shown = out.aux.get("frames")  # the frames the masks are of (truncated back-propagation skips some)
-            self._log_pictures(
-                "train", frames if shown is None else frames[:, shown.to(frames.device)], out.masks, step
-            )
+            self._log_pictures("train", frames if shown is None else frames[:, shown.to(frames.device)], out.masks,
+                               step)
         return losses
 
     # ------------------------------------------------------------------ evaluation
@@ -188,9 +185,8 @@ class EncoderTask(TaskBase):
         log_slot_images(self._tb(), f"{tag}/slots", frames.detach(), masks.detach(), step)
         log_slot_video(self._tb(), f"{tag}/slot_video", frames[0], masks[0], step)
         self._tb().flush()
-        save_gif(
-            self.run_dir / "media" / f"{tag}_slots_step{step:07d}.gif", frames[0].detach(), masks[0].detach(), scale=2
-        )
+        save_gif(self.run_dir / "media" / f"{tag}_slots_step{step:07d}.gif", frames[0].detach(), masks[0].detach(),
+                 scale=2)
 
     @torch.no_grad()
     def evaluate(self, module, step: Optional[int] = None, pictures: bool = True) -> dict[str, float]:

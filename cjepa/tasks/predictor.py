@@ -40,9 +40,8 @@ def load_aux(cfg: Config, split: str, videos: Mapping[str, np.ndarray]) -> tuple
     if isinstance(videos, SlotSplit):
         return ({k: videos.extra(k, "proprio") for k in videos}, {k: videos.extra(k, "action") for k in videos})
     if not (cfg.data.proprio_path and cfg.data.action_path):
-        raise ValueError(
-            "model.kind=pusht from a pickle needs data.proprio_path and data.action_path (the original meta pickles)"
-        )
+        raise ValueError("model.kind=pusht from a pickle needs data.proprio_path and data.action_path (the original "
+                         "meta pickles)")
     prop, act = load_pickle_split(cfg.data.proprio_path, split), load_pickle_split_2d(cfg.data.action_path, split)
     missing = [k for k in videos if k not in prop or k not in act]
     if missing:
@@ -83,14 +82,12 @@ class PredictorTask(TaskBase):
                     f"model.slot_dim={cfg.model.slot_dim}"
                 )
         self.val_videos = val
-        common = dict(
-            history_frames=cfg.model.history_frames, pred_frames=cfg.model.pred_frames, frameskip=cfg.data.frameskip
-        )
+        common = dict(history_frames=cfg.model.history_frames, pred_frames=cfg.model.pred_frames,
+                      frameskip=cfg.data.frameskip)
         if self.pusht:
             if cfg.data.frameskip != cfg.model.action_chunk:
-                raise ValueError(
-                    f"model.action_chunk={cfg.model.action_chunk} must equal data.frameskip={cfg.data.frameskip}"
-                )
+                raise ValueError(f"model.action_chunk={cfg.model.action_chunk} must equal "
+                                 f"data.frameskip={cfg.data.frameskip}")
             tp, ta = load_aux(cfg, cfg.data.train_split, train)
             vp, va = load_aux(cfg, cfg.data.val_split, val)
             self.train_ds = SlotWindows(train, **common, proprio=tp, action=ta)
@@ -116,11 +113,8 @@ class PredictorTask(TaskBase):
         return self.sampler.steps_per_epoch
 
     def describe(self) -> dict:
-        return {
-            "train_windows": len(self.train_ds),
-            "val_windows": len(self.val_ds),
-            "train_videos": len(self.train_ds.keys),
-        }
+        return {"train_windows": len(self.train_ds), "val_windows": len(self.val_ds),
+                "train_videos": len(self.train_ds.keys)}
 
     def build_model(self) -> torch.nn.Module:
         return build_predictor(self.cfg.model, self.cfg.kernels.attention)

@@ -40,9 +40,8 @@ class PretrainTask(TaskBase):
 
     def __init__(self, cfg: Config):
         if cfg.model.kind != "slots":
-            raise ConfigError(
-                "cjepa pretrain trains the slot predictor (model.kind=slots); Push-T trains from a slot store"
-            )
+            raise ConfigError("cjepa pretrain trains the slot predictor (model.kind=slots); Push-T trains from a slot "
+                              "store")
         e, m = cfg.encoder, cfg.model
         if (e.num_slots, e.slot_dim) != (m.num_slots, m.slot_dim):
             raise ConfigError(
@@ -79,9 +78,8 @@ class PretrainTask(TaskBase):
         for p in self.encoder.parameters():
             p.requires_grad_(False)
         dcfg = self._data_cfg(derived.micro_batch)
-        self.loader = build_clip_loader(
-            dcfg, cfg.data.train_split, train=True, rank=env.rank, world_size=env.world_size, seed=cfg.run.seed
-        )
+        self.loader = build_clip_loader(dcfg, cfg.data.train_split, train=True, rank=env.rank,
+                                        world_size=env.world_size, seed=cfg.run.seed)
         if self._loader_state is not None:
             self.loader.load_state_dict(self._loader_state)
         self.val_cfg = dcfg
@@ -93,11 +91,9 @@ class PretrainTask(TaskBase):
         return max(1, len(self.loader) // self.derived.grad_accum)
 
     def describe(self) -> dict:
-        return {
-            "encoder": self.cfg.encoder.kind,
-            "clips_per_epoch": len(self.loader) * self.derived.micro_batch * self.env.world_size,
-            "decoder": self.cfg.data.decoder,
-        }
+        return {"encoder": self.cfg.encoder.kind,
+                "clips_per_epoch": len(self.loader) * self.derived.micro_batch * self.env.world_size,
+                "decoder": self.cfg.data.decoder}
 
     def build_model(self) -> torch.nn.Module:
         return build_predictor(self.cfg.model, self.cfg.kernels.attention)
@@ -136,9 +132,8 @@ class PretrainTask(TaskBase):
         start = self.micro_batch_start(micro_index)
         masked = self.masks(step, self.derived.global_batch, start, slots.shape[0]).to(self.device)
         T_h = self.cfg.model.history_frames
-        return predictor_losses(
-            model(slots[:, :T_h], masked), slots, masked, T_h, self.cfg.masking.history_loss_includes_t0
-        )
+        return predictor_losses(model(slots[:, :T_h], masked), slots, masked, T_h,
+                                self.cfg.masking.history_loss_includes_t0)
 
     def after_step(self) -> None:
         """Trainer hook after the optimizer step: the step's time less its encoding is the predictor's."""
@@ -185,14 +180,9 @@ class PretrainTask(TaskBase):
         T_h = self.cfg.model.history_frames
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         # closed on every exit (limit reached, error): a DALI loader holds a pipeline and the GPU decoder until then
-        with build_clip_loader(
-            self.val_cfg,
-            self.cfg.data.val_split,
-            train=False,
-            rank=self.env.rank,
-            world_size=self.env.world_size,
-            seed=self.cfg.run.seed,
-        ) as loader:
+        with build_clip_loader(self.val_cfg, self.cfg.data.val_split, train=False, rank=self.env.rank,
+                               world_size=self.env.world_size,
+                               seed=self.cfg.run.seed) as loader:
             for i, b in enumerate(self._val_batches(loader)):
                 slots = self.encode(b["frames"].to(self.device), (-1, i, self.env.rank))
                 err = (module.inference(slots[:, :T_h]).float() - slots[:, T_h:]) ** 2
@@ -218,21 +208,13 @@ class PretrainTask(TaskBase):
         """Rollout error on whole encoded validation videos vs copy-last-frame."""
         cfg = self.cfg
         module.eval()
-        videos = {
-            key: self.encode(frames[None].to(self.device), (-2, i))[0].cpu().numpy()
-            for i, (key, frames) in enumerate(self._val_videos())
-        }
+        videos = {key: self.encode(frames[None].to(self.device), (-2, i))[0].cpu().numpy() for i,
+                  (key, frames) in enumerate(self._val_videos())}
         try:
-            res = rollout_error(
-                lambda h, _: module.inference(h),
-                videos,
-                history_frames=cfg.model.history_frames,
-                pred_frames=cfg.model.pred_frames,
-                frameskip=cfg.data.frameskip,
-                chains=cfg.rollout.eval_chains,
-                max_videos=cfg.rollout.eval_videos,
-                device=self.device,
-            )
+            res = rollout_error(lambda h, _: module.inference(h), videos, history_frames=cfg.model.history_frames,
+                                pred_frames=cfg.model.pred_frames, frameskip=cfg.data.frameskip,
+                                chains=cfg.rollout.eval_chains,
+                                max_videos=cfg.rollout.eval_videos, device=self.device)
         except ValueError as err:  # validation videos shorter than an evaluation window
             res = {"note": str(err)}
         module.train()
@@ -242,9 +224,8 @@ class PretrainTask(TaskBase):
         """(key, frames (T, 3, h, w)) of the first rollout.eval_videos validation videos."""
         info = open_split(self.cfg.data.shards, self.cfg.data.val_split)
         n = 0
-        for key, frames, _, _ in iter_videos(
-            info, image_size=encoder_input_size(self.cfg.encoder), stride=1, with_masks=False
-        ):
+        for key, frames, _, _ in iter_videos(info, image_size=encoder_input_size(self.cfg.encoder), stride=1,
+                                             with_masks=False):
             yield key, frames
             n += 1
             if n >= self.cfg.rollout.eval_videos:

@@ -100,13 +100,8 @@ def reasoner_from_config(cfg: Config, vocab: Vocab, num_slots: int, slot_dim: in
 
 
 def build_split(
-    cfg: Config,
-    split: str,
-    questions_path: str,
-    vocab: Vocab,
-    *,
-    labelled: Optional[bool] = True,
-    scenes: Optional[list] = None,
+    cfg: Config, split: str, questions_path: str, vocab: Vocab, *, labelled: Optional[bool] = True,
+    scenes: Optional[list] = None
 ) -> tuple[VQADataset, dict]:
     """The dataset of one split under ``cfg.vqa.protocol`` and a description of what it holds.
 
@@ -124,12 +119,8 @@ def build_split(
     videos = open_split(v.slots_source, v.slots, split)
     keys = resolve_video_keys(qs, set(videos.keys()))
     missing = [i for i, k in enumerate(keys) if k is None]
-    info: dict = {
-        "labelled": labelled,
-        "questions": len(qs),
-        **{f"{t}": n for t, n in qs.counts_by_type().items()},
-        "truncated_texts": qs.truncated,
-    }
+    info: dict = {"labelled": labelled, "questions": len(qs), **{f"{t}": n for t, n in qs.counts_by_type().items()},
+                  "truncated_texts": qs.truncated}
     if missing:
         examples = sorted({qs.video_filename[i] for i in missing})[:3]
         if not v.skip_missing_videos:
@@ -147,14 +138,8 @@ def build_split(
         cf_videos, cf_keys, cf_info = _counterfactual_keys(cfg, split, qs, keys)
         info.update(cf_info)
     ds = VQADataset(
-        qs,
-        videos,
-        keys,
-        video_len=v.video_len,
-        num_frames=v.num_frames,
-        cf_videos=cf_videos,
-        cf_keys=cf_keys,
-        sampling=v.frame_sampling,
+        qs, videos, keys, video_len=v.video_len, num_frames=v.num_frames, cf_videos=cf_videos, cf_keys=cf_keys,
+        sampling=v.frame_sampling
     )
     info.update(videos=len(set(keys)), num_slots=ds.num_slots, slot_dim=ds.slot_dim)
     return ds, info
@@ -189,11 +174,8 @@ def _counterfactual_keys(cfg: Config, split: str, qs: QuestionSet, keys: list[st
             f"(removed object: {'unresolved' if qs.removed_object[q] < 0 else int(qs.removed_object[q])}; resolution "
             f"{stats})"
         )
-    return (
-        cf_videos,
-        cf_keys,
-        {"cf_questions": n_cf, "cf_from_rollout": used, "cf_fallback": n_cf - used, "cf_resolution": stats},
-    )
+    return cf_videos, cf_keys, {"cf_questions": n_cf, "cf_from_rollout": used, "cf_fallback": n_cf - used,
+                                "cf_resolution": stats}
 
 
 class VQATask(TaskBase):
@@ -214,18 +196,16 @@ class VQATask(TaskBase):
         cfg, v = self.cfg, self.v
         self.env, self.derived, self.device = env, derived, device
         train_scenes = load_question_file(v.questions_train)
-        self.vocab = (
-            Vocab.load(v.vocab) if v.vocab else Vocab.build(iter_texts(train_scenes), iter_answers(train_scenes))
-        )
+        self.vocab = Vocab.load(v.vocab) if v.vocab else Vocab.build(iter_texts(train_scenes),
+                                                                     iter_answers(train_scenes))
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         saved = run_dir / "vocab.json"
         if saved.is_file() and Vocab.load(saved) != self.vocab:
             raise ConfigError(
                 f"{saved} differs from the vocabulary built now: the training questions changed; use a new run.name"
             )
-        self.train_ds, self.train_info = build_split(
-            cfg, cfg.data.train_split, v.questions_train, self.vocab, scenes=train_scenes
-        )
+        self.train_ds, self.train_info = build_split(cfg, cfg.data.train_split, v.questions_train, self.vocab,
+                                                     scenes=train_scenes)
         self.val_ds, self.val_info = build_split(cfg, cfg.data.val_split, v.questions_val, self.vocab)
         if (self.val_ds.num_slots, self.val_ds.slot_dim) != (self.train_ds.num_slots, self.train_ds.slot_dim):
             raise ConfigError("train and val slot videos differ in (slots, slot dim)")

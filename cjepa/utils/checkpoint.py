@@ -34,12 +34,8 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached": float(np_state[4]),
-        },
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -96,9 +92,8 @@ def save_checkpoint(
     if extra_writer is not None:
         extra_writer(tmp)
     if not (tmp / "model.pt").is_file():
-        raise CheckpointError(
-            f"checkpoint {final.name}: no model.pt was written (model_state=None and the engine wrote none)"
-        )
+        raise CheckpointError(f"checkpoint {final.name}: no model.pt was written (model_state=None and the engine "
+                              "wrote none)")
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "saved_at": time.time()}, indent=1))
     if final.exists():
         shutil.rmtree(final)
@@ -132,9 +127,8 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
             return p
         latest = latest_checkpoint(p)
         if latest is None:
-            raise CheckpointError(
-                f"{p} is neither a checkpoint directory (no model.pt) nor a run directory with checkpoints"
-            )
+            raise CheckpointError(f"{p} is neither a checkpoint directory (no model.pt) nor a run directory with "
+                                  "checkpoints")
         return latest
     return p
 

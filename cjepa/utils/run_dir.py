@@ -44,18 +44,8 @@ RESUMABLE_KEYS = (
 class RunDirError(ConfigError):
     """The run directory cannot be used as asked (held by another process, holds a different run, ...)."""
 
-_PACKAGES = (
-    "torch",
-    "numpy",
-    "triton",
-    "deepspeed",
-    "webdataset",
-    "av",
-    "nvidia-dali-cuda120",
-    "nvidia-dali-cuda130",
-    "submitit",
-    "tensorboard",
-)
+_PACKAGES = ("torch", "numpy", "triton", "deepspeed", "webdataset", "av", "nvidia-dali-cuda120", "nvidia-dali-cuda130",
+             "submitit", "tensorboard")
 
 
 SNAPSHOT_FILE = "SNAPSHOT.json"  # written by the launchers into a job's code snapshot (which is no git checkout)
@@ -74,10 +64,8 @@ def git_info(cwd: Optional[Path] = None) -> dict[str, str]:
             return ""
 
     sha = run("rev-parse", "HEAD")
-    return {
-        "sha": sha or "unknown",
-        "dirty": run("status", "--porcelain", "--untracked-files=no") != "" if sha else "unknown",
-    }
+    return {"sha": sha or "unknown", "dirty": run("status", "--porcelain",
+                                                  "--untracked-files=no") != "" if sha else "unknown"}
 
 
 def package_versions() -> dict[str, str]:

@@ -13,9 +13,8 @@ from cjepa.cli import add_config_args
 def add_arguments(p) -> None:
     add_config_args(p)
     p.add_argument("--cluster", help="shortcut for launch.cluster=NAME (presets: launchers/clusters.py)")
-    p.add_argument(
-        "--dry-run", action="store_true", help="validate and print the resolved config and resources; submit nothing"
-    )
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and print the resolved config and resources; submit nothing")
     p.add_argument("--wait", action="store_true", help="wait for the job and print its training summary")
 
 

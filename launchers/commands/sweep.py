@@ -14,9 +14,8 @@ def add_arguments(p) -> None:
     add_config_args(p)
     p.add_argument("--name", help="sweep name: the folder under run.out_dir (default: sweep-<date>-<time>)")
     p.add_argument("--zip", action="store_true", help="pair the swept values position by position instead of a grid")
-    p.add_argument(
-        "--list", metavar="FILE", help="YAML list of override sets (mappings or 'key=value' lists), one job each"
-    )
+    p.add_argument("--list", metavar="FILE",
+                   help="YAML list of override sets (mappings or 'key=value' lists), one job each")
     p.add_argument("--cluster", help="shortcut for launch.cluster=NAME (presets: launchers/clusters.py)")
     p.add_argument("--dry-run", action="store_true", help="resolve and validate every job's config; submit nothing")
     p.add_argument("--show-config", action="store_true", help="with --dry-run: print every resolved config")

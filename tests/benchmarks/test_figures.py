@@ -83,9 +83,8 @@ def test_a_changed_doc_figure_fails(tmp_path):
 
 def test_a_figure_the_row_does_not_round_to_fails(tmp_path):
     doc = DOC.replace("FG-ARI\n0.85", "FG-ARI\n0.83")
-    problems = _repo(
-        tmp_path, doc, ROWS, REGISTRY.replace('0.85 on held-out", figure: "0.85"', '0.83 on held-out", figure: "0.83"')
-    )()
+    problems = _repo(tmp_path, doc, ROWS, REGISTRY.replace('0.85 on held-out", figure: "0.85"',
+                                                           '0.83 on held-out", figure: "0.83"'))()
     assert problems == ["benchmarks/results/FIGURES.yaml entry README.md 'scores FG-ARI 0.83 on held-out': the result "
                         "says 0.8452, which does not round to 0.83: correct the doc or the registry entry"]
 
@@ -95,9 +94,8 @@ def test_an_unregistered_figure_fails_and_says_what_to_add(tmp_path):
     problems = _repo(tmp_path, doc, ROWS, REGISTRY)()
     assert len(problems) == 2, problems
     first = problems[0]
-    assert first.startswith(
-        "README.md:10 (section 'Demo'): '53.6 videos/s' has no entry in benchmarks/results/FIGURES.yaml"
-    )
+    assert first.startswith("README.md:10 (section 'Demo'): '53.6 videos/s' has no entry in "
+                            "benchmarks/results/FIGURES.yaml")
     assert 'figure: "53.6"' in first and "under not_measured" in first and "(and commit the row)" in first
     assert "'8/10' has no entry" in problems[1]
 
@@ -114,17 +112,16 @@ def test_not_measured_needs_a_reason_and_covers_its_numbers(tmp_path):
     assert _repo(tmp_path, doc, ROWS, ok)() == []
     (tmp_path / figures.REGISTRY).write_text(textwrap.dedent(ok.replace('reason: "target"', 'reason: ""')))
     assert figures.check(tmp_path, docs=["README.md"]) == [
-        "benchmarks/results/FIGURES.yaml entry README.md 'target is ≥ 2x eager': give the reason these numbers are not "
-        "measured"
+        "benchmarks/results/FIGURES.yaml entry README.md 'target is ≥ 2x eager': give the reason these numbers are "
+        "not measured"
     ]
 
 
 def test_ambiguous_or_malformed_entries_fail(tmp_path):
     doc = DOC + "\nAgain it takes about 6 minutes.\n"
-    bad = REGISTRY + (
-        '      - {doc: README.md, text: "| after | 227 |", figure: "227", file: benchmarks/results/r.jsonl,\n'
-        "         rows: {benchmark: decode}, feild: frames_per_s}\n"
-    )
+    bad = REGISTRY + ('      - '
+                      '{doc: README.md, text: "| after | 227 |", figure: "227", file: benchmarks/results/r.jsonl,\n'
+                      '         rows: {benchmark: decode}, feild: frames_per_s}\n')
     problems = _repo(tmp_path, doc, ROWS, bad)()
     assert any("found 2 times in README.md: make it longer" in p for p in problems), problems
     assert any("unknown keys ['feild']" in p for p in problems), problems
@@ -162,17 +159,10 @@ def test_field_paths_reductions_and_ratios(tmp_path):
         value(rows={"seed": 0}, field="curve")
 
 
-@pytest.mark.parametrize(
-    "value, figure, step, ok",
-    [
-        (341 / 60, "6", None, True),
-        (0.8452, "0.85", None, True),
-        (0.8452, "0.84", None, False),
-        (0.4345, "0.44", None, False),
-        (1555.2, "1550", 10, False),
-        (1553.0, "1550", 10, True),
-        (float("nan"), "1", None, False),
-    ],
-)
+@pytest.mark.parametrize("value, figure, step, ok", [
+    (341 / 60, "6", None, True), (0.8452, "0.85", None, True), (0.8452, "0.84", None, False),
+    (0.4345, "0.44", None, False), (1555.2, "1550", 10, False), (1553.0, "1550", 10, True), (float("nan"), "1", None,
+                                                                                             False),
+])
 def test_rounds_to_the_written_precision(value, figure, step, ok):
     assert figures.rounds_to(value, figure, step) is ok

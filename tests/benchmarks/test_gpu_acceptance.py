@@ -14,27 +14,9 @@ import torch
 from benchmarks import gpu_acceptance as acc
 from tests.helpers import REPO
 
-ROW_FIELDS = {
-    "benchmark",
-    "stage",
-    "check",
-    "measured",
-    "target",
-    "verdict",
-    "value",
-    "detail",
-    "run_id",
-    "mode",
-    "gpu",
-    "driver",
-    "torch",
-    "triton",
-    "cuda",
-    "device",
-    "git_sha",
-    "versions",
-    "timestamp",
-}
+ROW_FIELDS = {"benchmark", "stage", "check", "measured", "target", "verdict", "value", "detail", "run_id", "mode",
+              "gpu", "driver",
+              "torch", "triton", "cuda", "device", "git_sha", "versions", "timestamp"}
 # What the GPU machine lacks, blocked the way a missing package fails: `import av` raises ImportError.
 BARE = ["av", "webdataset", "deepspeed", "nvidia.dali", "submitit", "flash_attn"]
 
@@ -65,23 +47,17 @@ def _probe(tmp_path, block: list[str], argv: list[str]) -> subprocess.CompletedP
         from benchmarks.gpu_acceptance import main
         sys.exit(main({argv!r}))
     """)
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=300)
 
 
 @pytest.mark.slow
 def test_cpu_quick_run_prints_one_table_and_writes_rows_with_provenance(tmp_path):
     """`python -m benchmarks.gpu_acceptance --cpu --quick`: every stage runs, one table, one JSONL row per table row."""
     out = tmp_path / "rows.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_acceptance", "--cpu", "--quick", "--out", str(out)],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_acceptance", "--cpu", "--quick", "--out", str(out)],
+                          cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("## GPU acceptance") == 1
     header = proc.stdout.split("## GPU acceptance")[1].splitlines()[1].split()
@@ -187,9 +163,8 @@ def test_slot_attention_targets(ms, verdicts):
 
 
 def test_slot_attention_without_triton_timing_cannot_pass():
-    rows = acc.slot_attention_rows(
-        _gpu(), [{"provider": "torch", "median_ms": 9.0}, {"provider": "compile", "median_ms": 1.0}], "sa", {}
-    )
+    rows = acc.slot_attention_rows(_gpu(), [{"provider": "torch", "median_ms": 9.0}, {"provider": "compile",
+                                                                                      "median_ms": 1.0}], "sa", {})
     assert [r.verdict for r in rows] == ["FAIL", "FAIL"]
 
 
@@ -210,10 +185,8 @@ def test_decode_row():
     assert acc.decode_row(_gpu(), "d", ">= 10x", {"cpu-1": 100.0, "dali-nvdec": 1200.0}).verdict == "PASS"
     assert acc.decode_row(_gpu(), "d", ">= 10x", {"cpu-1": 100.0, "dali-nvdec": 900.0}).verdict == "FAIL"
     assert acc.decode_row(_gpu(), "d", ">= 10x", {"cpu-1": 100.0, "dali-pyav": 2000.0}).verdict == "FAIL"  # not NVDEC
-    assert (
-        acc.decode_row(acc.Ctx(cpu=True), "d", ">= 10x", {"cpu-1": 100.0, "dali-pyav": 90.0}).verdict
-        == "cpu: no target"
-    )
+    assert acc.decode_row(acc.Ctx(cpu=True), "d", ">= 10x", {"cpu-1": 100.0,
+                                                             "dali-pyav": 90.0}).verdict == "cpu: no target"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
@@ -229,19 +202,11 @@ def test_verdicts():
     assert acc.judge(cpu, 0.1, 2.0) == "cpu: no target"
 
 
-@pytest.mark.parametrize(
-    "name, peak",
-    [
-        ("NVIDIA H100 80GB HBM3", 989e12),
-        ("NVIDIA H100 PCIe", 756e12),
-        ("NVIDIA H200", 989e12),
-        ("NVIDIA A100-SXM4-80GB", 312e12),
-        ("NVIDIA A100 80GB PCIe", 312e12),
-        ("NVIDIA H100 SXM5 80GB", 989e12),
-        ("NVIDIA L4", None),
-        ("NVIDIA GeForce RTX 4090", None),
-    ],
-)
+@pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H200",
+                                                                                                          989e12),
+                                        ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A100 80GB PCIe", 312e12),
+                                        ("NVIDIA H100 SXM5 80GB", 989e12), ("NVIDIA L4", None),
+                                        ("NVIDIA GeForce RTX 4090", None)])
 def test_peak_bf16_table(name, peak):
     assert acc.peak_bf16_flops(name) == peak
 
@@ -272,10 +237,9 @@ def test_predictor_step_flops_match_torch_flop_counter():
 def test_bench_scripts_still_run_as_files_and_the_package_as_a_module():
     """benchmarks/ is a package now: `python benchmarks/bench_x.py` and `python -m benchmarks.gpu_acceptance` both
     start."""
-    for cmd in (
-        [sys.executable, "benchmarks/bench_slot_attention.py", "--help"],
-        [sys.executable, "benchmarks/bench_predictor.py", "--help"],
-        [sys.executable, "-m", "benchmarks.gpu_acceptance", "--help"],
-    ):
+    for cmd in ([sys.executable, "benchmarks/bench_slot_attention.py", "--help"], [sys.executable,
+                                                                                   "benchmarks/bench_predictor.py",
+                                                                                   "--help"],
+                [sys.executable, "-m", "benchmarks.gpu_acceptance", "--help"]):
         proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and "usage" in proc.stdout, proc.stderr

@@ -9,32 +9,16 @@ from benchmarks import oracle_summary
 
 def record(skip: int, successes: list[bool], seed: int = 0, sha: str = "a" * 40, cost: str = "state_path") -> dict:
     eps = [{"success": ok, "category": "success" if ok else "out_of_budget", "plan_seconds": 10.0} for ok in successes]
-    return {
-        "kind": "oracle",
-        "git_sha": sha,
-        "machine": "test",
-        "date_utc": "2026-12-06T00:00:00+00:00",
-        "argv": ["oracle", "--dataset", "data/pusht/slots", "--episodes", "50", "--skip", str(skip)],
-        "cost": cost,
-        "proprio_weight": 1.0,
-        "samples": 300,
-        "topk": 30,
-        "iterations": 30,
-        "var_scale": 1.0,
-        "goal_offset": 25,
-        "seed": seed,
-        "skip": skip,
-        "per_episode": eps,
-    }
+    return {"kind": "oracle", "git_sha": sha, "machine": "test", "date_utc": "2026-12-06T00:00:00+00:00",
+            "argv": ["oracle", "--dataset", "data/pusht/slots", "--episodes", "50",
+                                                       "--skip", str(skip)],
+            "cost": cost, "proprio_weight": 1.0, "samples": 300, "topk": 30, "iterations": 30, "var_scale": 1.0,
+            "goal_offset": 25, "seed": seed, "skip": skip, "per_episode": eps}
 
 
 def test_split_records_join_per_seed_and_commit(tmp_path, capsys):
-    recs = [
-        record(0, [True, False]),
-        record(2, [True] * 3),
-        record(0, [True], seed=1),
-        record(0, [False], sha="b" * 40),
-    ]
+    recs = [record(0, [True, False]), record(2, [True] * 3), record(0, [True], seed=1), record(0, [False],
+                                                                                               sha="b" * 40)]
     rows = sorted(oracle_summary.combine(recs), key=lambda r: (r["git_sha"], r["seed"]))
     assert [(r["git_sha"], r["seed"], r["covered"], r["solved"], r["drawn"]) for r in rows] == [
         ("a" * 40, 0, 5, 4, 50), ("a" * 40, 1, 1, 1, 50), ("b" * 40, 0, 1, 0, 50)]

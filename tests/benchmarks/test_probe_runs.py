@@ -8,30 +8,12 @@ from tests.commands.test_probe import TINY
 
 
 def test_probe_runs_appends_a_row_with_provenance(tmp_path, capsys):
-    assert (
-        main(["train", "-c", "world/demo_slots.yaml", f"run.out_dir={tmp_path}", "run.name=p", "--no-progress", *TINY])
-        == 0
-    )
+    assert main(["train", "-c", "world/demo_slots.yaml", f"run.out_dir={tmp_path}", "run.name=p", "--no-progress",
+                 *TINY]) == 0
     out = tmp_path / "rows.jsonl"
-    assert (
-        probe_runs(
-            [
-                f"tiny={tmp_path / 'p'}",
-                "--root",
-                str(tmp_path / "probe"),
-                "--out",
-                str(out),
-                "--plots",
-                str(tmp_path / "png"),
-                "--note",
-                "test",
-                "--probe-args",
-                "--window",
-                "0",
-            ]
-        )
-        == 0
-    )
+    assert probe_runs([f"tiny={tmp_path / 'p'}", "--root", str(tmp_path / "probe"), "--out", str(out), "--plots",
+                       str(tmp_path / "png"),
+                       "--note", "test", "--probe-args", "--window", "0"]) == 0
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     probe = json.loads((tmp_path / "probe" / "tiny" / "probe.json").read_text())
     assert row["ratio"] == probe["ratio"] and row["events"] == probe["events"] and row["query_steps"] == [2]

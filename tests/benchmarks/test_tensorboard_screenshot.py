@@ -53,13 +53,10 @@ def test_main_captures_the_hparams_dashboard_of_a_sweep(tmp_path):
     from cjepa.utils.tensorboard import write_hparams
 
     for m in (0, 1):
-        write_hparams(
-            tmp_path / "runs" / f"00{m}" / "tb" / "hparams", {"masking.num_masked": m}, {"final/loss": 1.0 - m}
-        )
+        write_hparams(tmp_path / "runs" / f"00{m}" / "tb" / "hparams", {"masking.num_masked": m},
+                      {"final/loss": 1.0 - m})
     out = tmp_path / "hp.png"
-    assert (
-        main(["--logdir", str(tmp_path / "runs"), "--dashboard", "hparams", "--out", str(out), "--size", "640x400"])
-        == 0
-    )
+    assert main(["--logdir", str(tmp_path / "runs"), "--dashboard", "hparams", "--out", str(out), "--size",
+                 "640x400"]) == 0
     with Image.open(out) as im:
         assert im.size == (640, 400)

@@ -66,9 +66,8 @@ def test_folder_that_would_run_code_is_refused(tmp_path, capsys, layout):
                  bad: {"optimizer_state_dict": {"zero_stage": 2, "partition_count": 1, "hook": _RunsCode(marker)}}}
     root = _ds_folder(tmp_path / "ds", files)
     assert main(["convert", str(root), "-o", str(tmp_path / "out.pt")]) == 2
-    _assert_one_line_error(
-        capsys.readouterr().err, str(root / TAG / bad), "refused to load", f"{os.system.__module__}.system"
-    )
+    _assert_one_line_error(capsys.readouterr().err, str(root / TAG / bad), "refused to load",
+                           f"{os.system.__module__}.system")
     assert not marker.exists() and not (tmp_path / "out.pt").exists()
 
 

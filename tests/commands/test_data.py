@@ -7,26 +7,10 @@ from cjepa.cli import main
 
 def test_world_then_verify(tmp_path, capsys):
     out = tmp_path / "shards"
-    rc = main(
-        [
-            "data",
-            "world",
-            "--split",
-            "val",
-            "--num-videos",
-            "3",
-            "--out",
-            str(out),
-            "--workers",
-            "1",
-            "--no-progress",
-            "world.height=32",
-            "world.width=48",
-            "world.num_frames=12",
-            "world.future_frames=8",
-            "world.shard_size=2",
-        ]
-    )
+    rc = main(["data", "world", "--split", "val", "--num-videos", "3", "--out", str(out), "--workers", "1",
+               "--no-progress",
+               "world.height=32", "world.width=48", "world.num_frames=12", "world.future_frames=8",
+               "world.shard_size=2"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "videos" in text and "generation s per video" in text
@@ -44,24 +28,9 @@ def test_world_then_verify(tmp_path, capsys):
 
 
 def test_world_refuses_to_overwrite(tmp_path, capsys):
-    args = [
-        "data",
-        "world",
-        "--split",
-        "train",
-        "--num-videos",
-        "1",
-        "--out",
-        str(tmp_path),
-        "--workers",
-        "1",
-        "--no-progress",
-        "world.height=32",
-        "world.width=32",
-        "world.num_frames=8",
-        "world.future_frames=0",
-        "world.questions=false",
-    ]
+    args = ["data", "world", "--split", "train", "--num-videos", "1", "--out", str(tmp_path), "--workers", "1",
+            "--no-progress",
+            "world.height=32", "world.width=32", "world.num_frames=8", "world.future_frames=0", "world.questions=false"]
     assert main(args) == 0
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err  # names the flag that allows replacing the split

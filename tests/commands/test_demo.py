@@ -11,36 +11,14 @@ from cjepa.commands.demo import _verdict
 from tests.tensorboard_helpers import event_videos
 
 # Tiny stages: 2 encoder steps on 4 short videos, 2 predictor steps; the demo's own configs otherwise.
-ENCODER = [
-    "--encoder",
-    "train.max_steps=2",
-    "--encoder",
-    "data.batch_size=2",
-    "--encoder",
-    "encoder.data.val_videos=2",
-    "--encoder",
-    "encoder.data.val_batch_size=2",
-    "--encoder",
-    "world.num_frames=32",
-    "--encoder",
-    "world.future_frames=8",
-    "--encoder",
-    "encoder.savi.enc_channels=8",
-    "--encoder",
-    "encoder.savi.dec_channels=8",
-]
-PREDICTOR = [
-    "train.max_steps=2",
-    "train.val_every=2",
-    "train.ckpt_every=2",
-    "data.batch_size=8",
-    "data.val_max_windows=16",
-    "model.depth=1",
-    "model.mlp_dim=32",
-    "model.history_frames=3",
-    "model.pred_frames=2",
-    "rollout.eval_videos=2",
-]
+ENCODER = ["--encoder", "train.max_steps=2", "--encoder", "data.batch_size=2", "--encoder", "encoder.data.val_videos=2",
+           "--encoder", "encoder.data.val_batch_size=2", "--encoder", "world.num_frames=32", "--encoder",
+           "world.future_frames=8",
+           "--encoder", "encoder.savi.enc_channels=8", "--encoder", "encoder.savi.dec_channels=8"]
+PREDICTOR = ["train.max_steps=2", "train.val_every=2", "train.ckpt_every=2", "data.batch_size=8",
+             "data.val_max_windows=16",
+             "model.depth=1", "model.mlp_dim=32", "model.history_frames=3", "model.pred_frames=2",
+             "rollout.eval_videos=2"]
 
 
 @pytest.mark.slow
@@ -48,18 +26,8 @@ def test_demo_runs_every_stage_then_resumes(tmp_path, capsys):
     """render -> SAVi -> extraction -> predictor -> rollout; the summary names each stage; a second run reuses the
     shards, resumes the finished trainers and skips stored videos instead of redoing them."""
     out = tmp_path / "demo"
-    args = [
-        "demo",
-        "--out",
-        str(out),
-        "--train-videos",
-        "4",
-        "--val-videos",
-        "2",
-        "--no-progress",
-        *ENCODER,
-        *PREDICTOR,
-    ]
+    args = ["demo", "--out", str(out), "--train-videos", "4", "--val-videos", "2", "--no-progress", *ENCODER,
+            *PREDICTOR]
     assert main(args) == 0
     text = capsys.readouterr().out
     for row in ("encoder FG-ARI", "slot swap rate, whole held-out videos", "rollout MSE, copy-last-frame baseline",
@@ -77,9 +45,8 @@ def test_demo_runs_every_stage_then_resumes(tmp_path, capsys):
     dec = record["decoded_rollouts"]  # held-out rollouts decoded by SAVi: per-step metrics, clips, tensorboard
     assert dec["videos"] == 2 and "decoded rollouts (2 videos x" in text and "time: decode (s)" in text
     for name in ("predictor", "copy_last", "reconstruction"):
-        assert {k: len(v) for k, v in dec[name].items()} == {
-            k: dec["steps"] for k in ("psnr", "ssim", "fg_ari", "miou")
-        }
+        assert {k: len(v) for k, v in dec[name].items()} == {k: dec["steps"] for k in ("psnr", "ssim", "fg_ari",
+                                                                                       "miou")}
     assert len(dec["clips"]) == 2 and all(
         (out / "rollout_video").joinpath(p.split("/")[-1]).is_file() for p in dec["clips"]
     )
@@ -127,21 +94,11 @@ def test_whole_video_scores_reach_the_encoders_tensorboard(tmp_path):
     none)."""
     from cjepa.demo_pipeline import log_video_scores
 
-    log_video_scores(
-        [
-            {"split": "train", "fg_ari": 0.5, "swap_rate": 0.25},
-            {"split": "val", "fg_ari": 0.75, "swap_rate": 0.125},
-            {"split": "test"},
-        ],
-        tmp_path,
-        500,
-    )
+    log_video_scores([{"split": "train", "fg_ari": 0.5, "swap_rate": 0.25}, {"split": "val", "fg_ari": 0.75,
+                                                                             "swap_rate": 0.125},
+                      {"split": "test"}], tmp_path, 500)
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
-    assert sorted(acc.Tags()["scalars"]) == [
-        "video/train/fg_ari",
-        "video/train/swap_rate",
-        "video/val/fg_ari",
-        "video/val/swap_rate",
-    ]
+    assert sorted(acc.Tags()["scalars"]) == ["video/train/fg_ari", "video/train/swap_rate", "video/val/fg_ari",
+                                             "video/val/swap_rate"]
     assert [(e.step, e.value) for e in acc.Scalars("video/val/swap_rate")] == [(500, 0.125)]

@@ -18,10 +18,8 @@ SMALL = ["run.device=cpu", *TINY_SAVI]
 def test_extract_writes_store_and_pickle_and_resumes(tmp_path, capsys):
     """extract encodes every available split with encoder.checkpoint, skips missing splits, and a rerun skips done
     videos."""
-    splits = {
-        "train": InMemoryVideos(disc_videos(3, 6, 16, seed=0)),
-        "val": InMemoryVideos(disc_videos(2, 6, 16, seed=1)),
-    }
+    splits = {"train": InMemoryVideos(disc_videos(3, 6, 16, seed=0)), "val": InMemoryVideos(disc_videos(2, 6, 16,
+                                                                                                        seed=1))}
 
     def factory(*, path, split, data_cfg=None, image_size=None):
         if split not in splits:
@@ -49,9 +47,8 @@ def test_extract_writes_store_and_pickle_and_resumes(tmp_path, capsys):
     with open(tmp_path / "slots.pkl", "rb") as fh:
         assert sorted(pickle.load(fh)) == ["train", "val"]
     assert main(args) == 0
-    rows = {
-        line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line[:5] in ("train", "val  ")
-    }
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line[:5] in ("train",
+                                                                                                           "val  ")}
     assert rows["train"][1:4] == ["3", "0", "3"] and rows["val"][1:4] == ["2", "0", "2"]  # videos, written, skipped
 
 

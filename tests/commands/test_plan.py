@@ -20,38 +20,21 @@ MODEL = ["model.slot_dim=16", "model.heads=2", "model.depth=1", "model.mlp_dim=3
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plan")
-    common = [
-        "-c",
-        "configs/pusht/state_slots.yaml",
-        *MODEL,
-        f"data.path={tmp / 'slots'}",
-        f"run.out_dir={tmp / 'runs'}",
-        "run.device=cpu",
-    ]
+    common = ["-c", "configs/pusht/state_slots.yaml", *MODEL, f"data.path={tmp / 'slots'}",
+              f"run.out_dir={tmp / 'runs'}",
+              "run.device=cpu"]
     assert main(["pusht", *common, f"data.pusht.out={tmp}", "data.pusht.videos=false", "data.pusht.expert_train=1",
                  "data.pusht.random_train=0", "data.pusht.expert_val=1"]) == 0
     torch.manual_seed(0)
     ckpt = tmp / "model.pt"
     torch.save(build_predictor(load_config(["configs/pusht/state_slots.yaml"], MODEL).model).state_dict(), ckpt)
     out = tmp / "plan"
-    plan = [
-        "plan.episodes=3",
-        "plan.seeds=[0,1]",
-        "plan.num_samples=6",
-        "plan.topk=2",
-        "plan.iterations=1",
-        "plan.horizon=2",
-        "plan.receding_horizon=2",
-        "plan.budget=12",
-        "plan.videos=1",
-        "plan.video_size=32",
-        "plan.oracle=true",
-        "plan.oracle_cost=state",
-        f"plan.out={out}",
-    ]
-    assert (
-        main(["plan", *common, *plan, "--checkpoint", str(ckpt), "--dataset", str(tmp / "slots"), "--no-progress"]) == 0
-    )
+    plan = ["plan.episodes=3", "plan.seeds=[0,1]", "plan.num_samples=6", "plan.topk=2", "plan.iterations=1",
+            "plan.horizon=2",
+            "plan.receding_horizon=2", "plan.budget=12", "plan.videos=1", "plan.video_size=32", "plan.oracle=true",
+            "plan.oracle_cost=state", f"plan.out={out}"]
+    assert main(["plan", *common, *plan, "--checkpoint", str(ckpt), "--dataset", str(tmp / "slots"),
+                 "--no-progress"]) == 0
     return out, json.loads((out / "results.json").read_text())
 
 
@@ -67,9 +50,8 @@ def test_results_md_has_the_numbers_of_results_json(planned):
     assert set(rows) == {"model", "simulator", "zero action"}
     for m in res["models"]:
         cells = rows[m["name"]]
-        assert [float(c) for c in cells[1:3]] == pytest.approx(
-            [m["success_rate_per_seed"][s] for s in ("0", "1")], abs=0.05
-        )
+        assert [float(c) for c in cells[1:3]] == pytest.approx([m["success_rate_per_seed"][s] for s in ("0", "1")],
+                                                               abs=0.05)
         mean, std = map(float, cells[3].split("+-"))
         assert (mean, std) == pytest.approx((m["success_rate_mean"], m["success_rate_std"]), abs=0.05)
         lo, hi = map(float, re.fullmatch(r"\[(.*), (.*)\]", cells[4]).groups())
@@ -99,11 +81,8 @@ def test_tensorboard_has_the_curves_and_rates(planned):
     tags = set(acc.Tags()["scalars"])
     for m in res["models"]:
         name = m["name"]
-        assert {
-            f"{name}/success_by_step",
-            f"{name}/success_rate_per_seed",
-            f"{name}/plan_seconds_median_per_seed",
-        } <= tags
+        assert {f"{name}/success_by_step", f"{name}/success_rate_per_seed",
+                f"{name}/plan_seconds_median_per_seed"} <= tags
         curve = acc.Scalars(f"{name}/success_by_step")
         assert [e.step for e in curve] == list(range(1, 13))
         assert [e.value for e in curve] == pytest.approx(m["success_by_step"])

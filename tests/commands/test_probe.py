@@ -6,31 +6,18 @@ import pytest
 
 from cjepa.cli import main
 
-TINY = [
-    "train.max_steps=4",
-    "train.val_every=4",
-    "train.ckpt_every=4",
-    "data.batch_size=8",
-    "data.val_max_windows=16",
-    "model.depth=2",
-    "model.mlp_dim=32",
-    "model.slot_dim=16",
-    "model.heads=2",
-    "model.history_frames=4",
-    "model.pred_frames=2",
-    "rollout.eval_videos=2",
-    "data.synthetic.num_train=6",
-    "data.synthetic.num_val=4",
-    "data.synthetic.num_frames=40",
-]
+TINY = ["train.max_steps=4", "train.val_every=4", "train.ckpt_every=4", "data.batch_size=8", "data.val_max_windows=16",
+        "model.depth=2", "model.mlp_dim=32", "model.slot_dim=16", "model.heads=2", "model.history_frames=4",
+        "model.pred_frames=2",
+        "rollout.eval_videos=2", "data.synthetic.num_train=6", "data.synthetic.num_val=4",
+        "data.synthetic.num_frames=40"]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("probe")
-    assert (
-        main(["train", "-c", "world/demo_slots.yaml", f"run.out_dir={out}", "run.name=p", "--no-progress", *TINY]) == 0
-    )
+    assert main(["train", "-c", "world/demo_slots.yaml", f"run.out_dir={out}", "run.name=p", "--no-progress",
+                 *TINY]) == 0
     return out / "p"
 
 

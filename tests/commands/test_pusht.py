@@ -6,17 +6,9 @@ from cjepa.data.slot_store import SlotSplit
 
 def test_pusht_command_writes_and_resumes(tmp_path, capsys):
     """A second run with the same settings finds every episode stored and writes nothing new."""
-    args = [
-        "pusht",
-        "model.slot_dim=8",
-        "model.heads=2",
-        f"data.pusht.out={tmp_path}",
-        "data.pusht.videos=false",
-        "data.pusht.expert_train=1",
-        "data.pusht.random_train=2",
-        "data.pusht.expert_val=1",
-        "data.pusht.random_steps=10",
-    ]
+    args = ["pusht", "model.slot_dim=8", "model.heads=2", f"data.pusht.out={tmp_path}", "data.pusht.videos=false",
+            "data.pusht.expert_train=1", "data.pusht.random_train=2", "data.pusht.expert_val=1",
+            "data.pusht.random_steps=10"]
     assert main(args) == 0
     train = SlotSplit(tmp_path / "slots", "train")
     assert sorted(train) == ["expert_000000", "random_000000", "random_000001"]

@@ -20,26 +20,13 @@ def test_rollout_command_end_to_end(tmp_path):
         with SlotStoreWriter(tmp_path / "slots", split, num_slots=5, slot_dim=16) as w:
             for i in range(n):
                 w.add(f"{split}_{i}", g.normal(size=(24, 5, 16)).astype(np.float32))
-    cfg = load_config(
-        [SMOKE],
-        [f"run.out_dir={tmp_path}", "data.source=store", f"data.path={tmp_path / 'slots'}", "train.max_steps=3"],
-    )
+    cfg = load_config([SMOKE], [f"run.out_dir={tmp_path}", "data.source=store", f"data.path={tmp_path / 'slots'}",
+                                "train.max_steps=3"])
     train(cfg, progress=False)
-    cmd = [
-        sys.executable,
-        "-m",
-        "cjepa.cli",
-        "rollout",
-        "-c",
-        SMOKE,
-        "data.source=store",
-        f"data.path={tmp_path / 'slots'}",
-        f"rollout.checkpoint={run_dir_of(cfg)}",
-        "rollout.obs_frames=20",
-        "rollout.target_frames=30",
-        f"rollout.out={tmp_path / 'rolled'}",
-        f"rollout.export_pickle={tmp_path / 'rolled.pkl'}",
-    ]
+    cmd = [sys.executable, "-m", "cjepa.cli", "rollout", "-c", SMOKE, "data.source=store",
+           f"data.path={tmp_path / 'slots'}",
+           f"rollout.checkpoint={run_dir_of(cfg)}", "rollout.obs_frames=20", "rollout.target_frames=30",
+           f"rollout.out={tmp_path / 'rolled'}", f"rollout.export_pickle={tmp_path / 'rolled.pkl'}"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     for split, n in (("train", 4), ("val", 2), ("test", 1)):
@@ -58,9 +45,8 @@ def test_rollout_command_end_to_end(tmp_path):
 
 def test_rollout_needs_a_checkpoint():
     """Without rollout.checkpoint the command stops with a config error."""
-    r = subprocess.run(
-        [sys.executable, "-m", "cjepa.cli", "rollout", "-c", SMOKE], cwd=REPO, capture_output=True, text=True
-    )
+    r = subprocess.run([sys.executable, "-m", "cjepa.cli", "rollout", "-c", SMOKE], cwd=REPO, capture_output=True,
+                       text=True)
     assert r.returncode == 2 and "rollout.checkpoint is required" in r.stderr
 
 
@@ -71,9 +57,8 @@ def test_cli_help_lists_every_command():
 
     for name in COMMANDS:
         assert name in r.stdout
-        h = subprocess.run(
-            [sys.executable, "-m", "cjepa.cli", name, "--help"], cwd=REPO, capture_output=True, text=True
-        )
+        h = subprocess.run([sys.executable, "-m", "cjepa.cli", name, "--help"], cwd=REPO, capture_output=True,
+                           text=True)
         assert h.returncode == 0 and "usage" in h.stdout
 
 

@@ -24,10 +24,8 @@ SMALL = [
 @pytest.fixture(scope="module")
 def disc_source():
     """Register a 'test_discs' video source (rendered billiards) for the config to name."""
-    splits = {
-        "train": InMemoryVideos(disc_videos(4, 8, 16, seed=0)),
-        "val": InMemoryVideos(disc_videos(2, 8, 16, seed=1)),
-    }
+    splits = {"train": InMemoryVideos(disc_videos(4, 8, 16, seed=0)), "val": InMemoryVideos(disc_videos(2, 8, 16,
+                                                                                                        seed=1))}
     register_video_source("test_discs", lambda *, path, split, data_cfg=None, image_size=None: splits[split])
     return splits
 
@@ -35,14 +33,8 @@ def disc_source():
 def test_train_encoder_runs_from_a_registered_source(tmp_path, capsys, disc_source):
     """The command trains on the configured source, checkpoints, and prints a summary with the final FG-ARI."""
     rc = main(
-        [
-            "train-encoder",
-            "--no-progress",
-            *SMALL,
-            "encoder.data.source=test_discs",
-            f"run.out_dir={tmp_path}",
-            "run.name=enc",
-        ]
+        ["train-encoder", "--no-progress", *SMALL, "encoder.data.source=test_discs", f"run.out_dir={tmp_path}",
+         "run.name=enc"]
     )
     out = capsys.readouterr().out
     assert rc == 0
@@ -52,15 +44,7 @@ def test_train_encoder_runs_from_a_registered_source(tmp_path, capsys, disc_sour
 
 def test_unavailable_source_is_a_clear_error(tmp_path, capsys):
     """With the default source (shards) but no path, the command exits 2 and names the key to set."""
-    rc = main(
-        [
-            "train-encoder",
-            "--no-progress",
-            *SMALL,
-            f"run.out_dir={tmp_path}",
-            "encoder.data.source=shards",
-            "encoder.data.path=",
-        ]
-    )
+    rc = main(["train-encoder", "--no-progress", *SMALL, f"run.out_dir={tmp_path}", "encoder.data.source=shards",
+               "encoder.data.path="])
     assert rc == 2
     assert "needs encoder.data.path" in capsys.readouterr().err

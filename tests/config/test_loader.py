@@ -15,9 +15,8 @@ def test_merge_writes_a_section_with_its_types_checked():
 
 def test_merge_errors_name_the_dotted_key_and_the_source():
     cfg = Config()
-    with pytest.raises(
-        ConfigError, match=r"unknown config key 'model.dpth' \(in saved.yaml\); did you mean 'model.depth'"
-    ):
+    with pytest.raises(ConfigError,
+                       match=r"unknown config key 'model.dpth' \(in saved.yaml\); did you mean 'model.depth'"):
         merge(cfg.model, {"dpth": 3}, "model.", "saved.yaml")
     with pytest.raises(ConfigError, match=r"^model.depth \(in saved.yaml\): expected an integer, got 'x'"):
         merge(cfg.model, {"depth": "x"}, "model.", "saved.yaml")

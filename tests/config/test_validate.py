@@ -23,10 +23,8 @@ ORDERED_MISTAKES = [
     (["plan.topk=1"], "plan.topk must be >= 2"),
     (["encoder.num_slots=0"], "encoder.num_slots and encoder.slot_dim must be >= 1"),
     (["encoder.backbone.patch_size=15"], "encoder.backbone.image_size=196 must be a multiple of patch_size=15"),
-    (
-        ["encoder.videosaur.predictor_heads=3"],
-        "encoder.slot_dim=128 is not divisible by encoder.videosaur.predictor_heads=3",
-    ),
+    (["encoder.videosaur.predictor_heads=3"],
+     "encoder.slot_dim=128 is not divisible by encoder.videosaur.predictor_heads=3"),
     (["encoder.savi.resolution=48"], "encoder.savi.resolution=48 must be dec_resolution=8 times 2**k"),
     (["encoder.data.hflip_prob=2"], "encoder.data.hflip_prob must be in [0, 1]"),
     (["encoder.extract.batch_videos=0"], "encoder.extract.frame_stride and batch_videos must be >= 1"),

@@ -24,15 +24,9 @@ def proposals(video) -> dict:
     props = {o["object_id"]: o for o in video.meta["object_property"]}
     frames = []
     for t, ids in enumerate(video.masks):
-        objs = [
-            {
-                "mask": rle_encode(ids == oid + 1),
-                "score": 0.99,
-                **{k: props[oid][k] for k in ("color", "material", "shape")},
-            }
-            for oid in sorted(props)
-            if (ids == oid + 1).any()
-        ]
+        objs = [{"mask": rle_encode(ids == oid + 1), "score": 0.99, **{k: props[oid][k] for k in ("color", "material",
+                                                                                                  "shape")}}
+                for oid in sorted(props) if (ids == oid + 1).any()]
         frames.append({"frame_filename": f"{t:05d}.png", "frame_index": t, "objects": objs})
     return {"video_name": video.key, "frames": frames}
 
@@ -54,9 +48,9 @@ def clevrer_root(tmp_path_factory):
             adir.mkdir(parents=True, exist_ok=True)
             (vdir / f"video_{index:05d}.mp4").write_bytes(encode_video(v.frames, fps=25))
             ann = {k: v.meta[k] for k in ("object_property", "motion_trajectory", "collision")}
-            (adir / f"annotation_{index:05d}.json").write_text(
-                json.dumps({"scene_index": index, "video_filename": f"video_{index:05d}.mp4", **ann})
-            )
+            (adir / f"annotation_{index:05d}.json").write_text(json.dumps({"scene_index": index,
+                                                                           "video_filename": f"video_{index:05d}.mp4",
+                                                                           **ann}))
             entries.append({**v.questions, "scene_index": index, "video_filename": f"video_{index:05d}.mp4"})
             (root / "derender_proposals").mkdir(exist_ok=True)
             (root / "derender_proposals" / f"sim_{index:05d}.json").write_text(json.dumps(proposals(v)))
@@ -83,25 +77,8 @@ def test_clevrer_layout_converts_and_reads_like_the_world(clevrer_root, tmp_path
     is skipped and counted."""
     root, videos = clevrer_root
     out = tmp_path / "shards"
-    assert (
-        main(
-            [
-                "data",
-                "clevrer",
-                "--root",
-                str(root),
-                "--out",
-                str(out),
-                "--splits",
-                "train",
-                "val",
-                "--shard-size",
-                "1",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(["data", "clevrer", "--root", str(root), "--out", str(out), "--splits", "train", "val", "--shard-size",
+                 "1", "--no-progress"]) == 0
     train, val = open_split(out, "train"), open_split(out, "val")
     assert train.manifest["source"] == "clevrer" and train.num_samples == 2 and val.num_samples == 1
     assert train.manifest["num_with_masks"] == 2 and train.manifest["num_with_questions"] == 2
@@ -139,6 +116,5 @@ def test_flattened_layout_and_missing_data(tmp_path, clevrer_root):
     assert [i for i, _ in find_videos(tmp_path / "flat", "train")] == [1]
     with pytest.raises(ClevrerLayoutError, match="no CLEVRER videos"):
         find_videos(tmp_path / "flat", "val")
-    assert (
-        main(["data", "clevrer", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
-    )
+    assert main(["data", "clevrer", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2

@@ -35,17 +35,15 @@ def check_against_pyav(batch, split_dir, size, max_mean_err):
         err = (batch["frames"][i].float().cpu() - ref).abs()
         assert err.mean() < max_mean_err, (key, float(err.mean()))
         if "masks" in batch:
-            np.testing.assert_array_equal(
-                batch["masks"][i].cpu().numpy(), resize_masks(decode_masks(raw["masks.npz"], idx), size)
-            )
+            np.testing.assert_array_equal(batch["masks"][i].cpu().numpy(), resize_masks(decode_masks(raw["masks.npz"],
+                                                                                                     idx), size))
 
 
 def test_pyav_step_batch_contract_and_agreement(world_shards):
     """Reader -> prepare -> PyAV decode -> DALI resize -> crop_mirror_normalize -> iterator: the CPU path's contract
     and values."""
-    loader = DaliClipLoader(
-        world_shards / "train", batch_size=3, clip=ClipSpec(4, 2), image_size=(24, 32), decode="pyav", seed=2
-    )
+    loader = DaliClipLoader(world_shards / "train", batch_size=3, clip=ClipSpec(4, 2), image_size=(24, 32),
+                            decode="pyav", seed=2)
     assert loader.decode == "pyav" and len(loader) == 2
     batches = list(loader)
     assert len(batches) == 2
@@ -53,8 +51,8 @@ def test_pyav_step_batch_contract_and_agreement(world_shards):
         assert b["frames"].shape == (3, 4, 3, 24, 32) and b["frames"].dtype == torch.float32
         assert b["masks"].shape == (3, 4, 24, 32) and b["masks"].dtype == torch.int16
         assert b["frame_index"].dtype == torch.int64 and (b["frame_index"].diff(dim=1) == 2).all()
-        # DALI's resampling kernel vs torch's
-        check_against_pyav(b, world_shards / "train", (24, 32), max_mean_err=0.01)
+        check_against_pyav(b, world_shards / "train", (24, 32),
+                           max_mean_err=0.01)  # DALI's resampling kernel vs torch's
     keys = [k for b in batches for k in b["keys"]]
     assert len(set(keys)) == 6 and set(keys) <= set(KEYS)  # an exact pass: 7 samples, 2 full batches, no repeats
 
@@ -62,16 +60,15 @@ def test_pyav_step_batch_contract_and_agreement(world_shards):
 def test_dali_cpu_video_decoder_on_vp9(world_vp9_shards):
     """The real fn.decoders.video op (CPU backend, VP9) with per-sample frame indices; PSNR against PyAV."""
     for size in [(48, 64), (24, 40)]:
-        loader = DaliClipLoader(
-            world_vp9_shards / "train", batch_size=2, clip=ClipSpec(5, 3), image_size=size, decode="cpu", train=False
-        )
+        loader = DaliClipLoader(world_vp9_shards / "train", batch_size=2, clip=ClipSpec(5, 3), image_size=size,
+                                decode="cpu", train=False)
         n = 0
         for b in loader:
             for i, key in enumerate(b["keys"]):
                 raw = raw_sample(world_vp9_shards / "train", key)
                 ref = preprocess_frames(decode_frames(raw["mp4"], b["frame_index"][i].numpy()), size)
-                # DALI's own YUV->RGB vs FFmpeg's: compare by PSNR, not max error
-                assert psnr01(b["frames"][i], ref) > 35, key
+                assert psnr01(b["frames"][i],
+                              ref) > 35, key  # DALI's own YUV->RGB vs FFmpeg's: compare by PSNR, not max error
                 n += 1
         assert n == 4
 
@@ -80,16 +77,9 @@ def test_ranks_read_disjoint_parts(world_shards):
     """fn.readers.webdataset shard_id/num_shards: the two ranks' samples are disjoint and cover the split."""
     seen = []
     for rank in range(2):
-        loader = DaliClipLoader(
-            world_shards / "train",
-            batch_size=2,
-            clip=ClipSpec(3, 2),
-            image_size=(16, 16),
-            decode="pyav",
-            train=False,
-            rank=rank,
-            world_size=2,
-        )
+        loader = DaliClipLoader(world_shards / "train", batch_size=2, clip=ClipSpec(3, 2), image_size=(16, 16),
+                                decode="pyav", train=False,
+                                rank=rank, world_size=2)
         seen.append([k for b in loader for k in b["keys"]])
     assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == KEYS
 
@@ -109,15 +99,8 @@ def test_dali_skips_bad_samples(tmp_path, caplog):
     """The same bad data as the CPU path: skipped, counted by the same reasons, one log line each with shard and key."""
     split_dir = bad_split(tmp_path)
     with caplog.at_level(logging.WARNING, logger="cjepa.data"):
-        loader = DaliClipLoader(
-            split_dir,
-            batch_size=2,
-            clip=ClipSpec(4, 2),
-            image_size=(16, 16),
-            with_masks=True,
-            decode="pyav",
-            train=False,
-        )
+        loader = DaliClipLoader(split_dir, batch_size=2, clip=ClipSpec(4, 2), image_size=(16, 16), with_masks=True,
+                                decode="pyav", train=False)
         keys = sorted(k for b in loader for k in b["keys"])
     assert keys == ["g0", "g1", "g2", "g3"]
     assert dict(loader.skipped) == EXPECTED_SKIPS
@@ -133,9 +116,8 @@ def test_clear_errors_where_dali_cannot_decode(world_shards):
     if not torch.cuda.is_available():
         with pytest.raises(DaliUnavailable, match="needs a CUDA GPU"):
             DaliClipLoader(world_shards / "train", decode="nvdec")
-        loader = build_clip_loader(
-            DataConfig(shards=str(world_shards), decoder="dali", video_batch_size=2, image_size=(16, 16)), "train"
-        )
+        loader = build_clip_loader(DataConfig(shards=str(world_shards), decoder="dali", video_batch_size=2,
+                                              image_size=(16, 16)), "train")
         assert isinstance(loader, DaliClipLoader) and loader.decode == "pyav"
 
 
@@ -152,9 +134,8 @@ def test_missing_dali_is_a_clear_error(world_shards, monkeypatch):
 def test_nvdec_decodes_h264_on_the_gpu(world_shards):
     """fn.decoders.video(device='mixed'): frames arrive on the GPU, agree with PyAV by PSNR, same contract as the CPU
     path."""
-    loader = DaliClipLoader(
-        world_shards / "train", batch_size=2, clip=ClipSpec(4, 2), image_size=(48, 64), decode="nvdec", train=False
-    )
+    loader = DaliClipLoader(world_shards / "train", batch_size=2, clip=ClipSpec(4, 2), image_size=(48, 64),
+                            decode="nvdec", train=False)
     cpu = VideoClipLoader(world_shards / "train", batch_size=2, clip=ClipSpec(4, 2), image_size=(48, 64), train=False)
     b = next(iter(loader))
     assert b["frames"].is_cuda and b["frames"].dtype == torch.float32 and b["frames"].shape == (2, 4, 3, 48, 64)
@@ -178,14 +159,9 @@ def test_native_pipeline_is_pipelined_and_has_no_python_step(world_vp9_shards):
     """Shards with video info: prepare and decode are DALI operators, so the executor runs asynchronously and pipelined
     with a prefetch queue; the PyAV decode step keeps its python_function under the same (legal) settings."""
     for decode, python in (("cpu", False), ("pyav", True)):
-        with DaliClipLoader(
-            world_vp9_shards / "train",
-            batch_size=2,
-            clip=ClipSpec(4, 2),
-            image_size=(16, 16),
-            with_masks=False,
-            decode=decode,
-        ) as loader:
+        with DaliClipLoader(world_vp9_shards / "train", batch_size=2, clip=ClipSpec(4, 2), image_size=(16, 16),
+                            with_masks=False,
+                            decode=decode) as loader:
             assert loader.native
             next(iter(loader))
             pipe = loader._pipe
@@ -197,16 +173,9 @@ def test_native_prepare_draws_clips_inside_the_video(world_vp9_shards):
     """Clip starts drawn by DALI's random operator: every start is a valid one, the draws vary, and the same seed
     repeats them."""
     def starts(seed):
-        with DaliClipLoader(
-            world_vp9_shards / "train",
-            batch_size=2,
-            clip=ClipSpec(3, 4),
-            image_size=(8, 8),
-            with_masks=False,
-            decode="cpu",
-            seed=seed,
-            batches_per_epoch=8,
-        ) as loader:
+        with DaliClipLoader(world_vp9_shards / "train", batch_size=2, clip=ClipSpec(3, 4), image_size=(8, 8),
+                            with_masks=False,
+                            decode="cpu", seed=seed, batches_per_epoch=8) as loader:
             return [(k, int(f[0])) for b in loader for k, f in zip(b["keys"], b["frame_index"])]
 
     got = starts(1)
@@ -243,15 +212,9 @@ def test_native_prepare_flags_bad_samples(tmp_path, caplog):
         empty.files["mp4"] = b""
         w.add(empty)
     with caplog.at_level(logging.WARNING, logger="cjepa.data"):
-        with DaliClipLoader(
-            tmp_path / "train",
-            batch_size=2,
-            clip=ClipSpec(4, 2),
-            image_size=(16, 16),
-            with_masks=True,
-            decode="cpu",
-            train=False,
-        ) as loader:
+        with DaliClipLoader(tmp_path / "train", batch_size=2, clip=ClipSpec(4, 2), image_size=(16, 16), with_masks=True,
+                            decode="cpu",
+                            train=False) as loader:
             assert loader.native
             batches = list(loader)
     assert sorted(k for b in batches for k in b["keys"]) == ["g0", "g1", "g2"]
@@ -262,16 +225,11 @@ def test_native_prepare_flags_bad_samples(tmp_path, caplog):
     for b in batches:
         for i, key in enumerate(b["keys"]):
             raw = raw_sample(tmp_path / "train", key)
-            assert (
-                psnr01(
-                    b["frames"][i], preprocess_frames(decode_frames(raw["mp4"], b["frame_index"][i].numpy()), (16, 16))
-                )
-                > 30
-            )
-            np.testing.assert_array_equal(
-                b["masks"][i].numpy(),
-                resize_masks(decode_masks(raw["masks.npz"], b["frame_index"][i].numpy()), (16, 16)),
-            )
+            assert psnr01(b["frames"][i], preprocess_frames(decode_frames(raw["mp4"], b["frame_index"][i].numpy()),
+                                                            (16, 16))) > 30
+            np.testing.assert_array_equal(b["masks"][i].numpy(), resize_masks(decode_masks(raw["masks.npz"],
+                                                                                           b["frame_index"][i].numpy()),
+                                                                                           (16, 16)))
 
 
 def test_shards_without_video_info_fall_back_with_one_warning(tmp_path, caplog):
@@ -285,15 +243,9 @@ def test_shards_without_video_info_fall_back_with_one_warning(tmp_path, caplog):
             del s.files[VIDEO_INFO_EXT]
             w.add(s)
     with caplog.at_level(logging.WARNING, logger="cjepa.data"):
-        with DaliClipLoader(
-            tmp_path / "train",
-            batch_size=1,
-            clip=ClipSpec(3, 2),
-            image_size=(16, 16),
-            with_masks=False,
-            decode="cpu",
-            train=False,
-        ) as loader:
+        with DaliClipLoader(tmp_path / "train", batch_size=1, clip=ClipSpec(3, 2), image_size=(16, 16),
+                            with_masks=False, decode="cpu",
+                            train=False) as loader:
             keys = sorted(k for b in loader for k in b["keys"])
     assert not loader.native and keys == ["old0", "old1", "old2"]
     warnings = [r.getMessage() for r in caplog.records if "video info" in r.getMessage()]

@@ -46,16 +46,14 @@ def test_clip_batch_contract(world_shards):
         raw = raw_sample(world_shards / "train", key)
         idx = batch["frame_index"][i].numpy()
         torch.testing.assert_close(batch["frames"][i], preprocess_frames(decode_frames(raw["mp4"], idx), (24, 32)))
-        np.testing.assert_array_equal(
-            batch["masks"][i].numpy(), resize_masks(decode_masks(raw["masks.npz"], idx), (24, 32))
-        )
+        np.testing.assert_array_equal(batch["masks"][i].numpy(), resize_masks(decode_masks(raw["masks.npz"], idx),
+                                                                              (24, 32)))
 
 
 def test_shard_round_trip_matches_the_generated_video(world_shards):
     """write -> read at full size: frames within codec tolerance of what the world rendered, masks exactly."""
-    loader = VideoClipLoader(
-        world_shards / "train", batch_size=7, clip=ClipSpec(4, 3, "chunks"), image_size=(48, 64), train=False
-    )
+    loader = VideoClipLoader(world_shards / "train", batch_size=7, clip=ClipSpec(4, 3, "chunks"), image_size=(48, 64),
+                             train=False)
     seen, videos = 0, {}
     for batch in loader:
         for i, key in enumerate(batch["keys"]):
@@ -80,30 +78,17 @@ def test_shard_split_is_deterministic_and_disjoint(world_shards):
         for pass_ in (0, 1):
             seen = []
             for rank in range(world):
-                stream = ClipStream(
-                    split,
-                    batch_size=2,
-                    clip=ClipSpec(),
-                    image_size=None,
-                    with_masks=False,
-                    train=True,
-                    seed=5,
-                    rank=rank,
-                    world_size=world,
-                    num_workers=workers,
-                    shuffle_buffer=4,
-                    decode_threads=1,
-                    positions={},
-                    rotation=0,
-                )
+                stream = ClipStream(split, batch_size=2, clip=ClipSpec(), image_size=None, with_masks=False, train=True,
+                                    seed=5, rank=rank,
+                                    world_size=world, num_workers=workers, shuffle_buffer=4, decode_threads=1,
+                                    positions={}, rotation=0)
                 for w in range(workers):
                     seen += [s["__key__"] for s in stream.emission(pass_, rank * workers + w, lambda *a: None)]
             assert sorted(seen) == KEYS, (world, workers, pass_)
 
     def keys(seed):
-        loader = VideoClipLoader(
-            split, batch_size=2, clip=ClipSpec(3, 2), image_size=(16, 16), seed=seed, world_size=2, rank=1
-        )
+        loader = VideoClipLoader(split, batch_size=2, clip=ClipSpec(3, 2), image_size=(16, 16), seed=seed, world_size=2,
+                                 rank=1)
         return [(b["keys"], b["frame_index"].tolist()) for b in loader]
 
     assert keys(3) == keys(3) != keys(4)
@@ -131,10 +116,8 @@ def test_iter_videos_sorted_strided_and_rank_split(world_shards):
     key, frames, masks, meta = out[2]
     assert frames.shape == (7, 3, 24, 32) and masks.shape == (7, 24, 32) and masks.dtype == torch.int16
     assert meta["key"] == key and meta["num_frames"] == 20 and "object_property" in meta
-    ranks = [
-        [k for k, *_ in iter_videos(world_shards / "train", image_size=(8, 8), rank=r, world_size=3, num_workers=1)]
-        for r in range(3)
-    ]
+    ranks = [[k for k, *_ in iter_videos(world_shards / "train", image_size=(8, 8), rank=r, world_size=3,
+                                         num_workers=1)] for r in range(3)]
     assert ranks == [KEYS[0::3], KEYS[1::3], KEYS[2::3]]
 
 
@@ -175,16 +158,8 @@ def good(key, T=12):
 
 
 def meta_bytes(key, **over):
-    m = {
-        "key": key,
-        "source": "world",
-        "split": "train",
-        "fps": 10.0,
-        "num_frames": 12,
-        "height": 32,
-        "width": 48,
-        "codec": "h264",
-    }
+    m = {"key": key, "source": "world", "split": "train", "fps": 10.0, "num_frames": 12, "height": 32, "width": 48,
+         "codec": "h264"}
     m.update(over)
     return json.dumps({k: v for k, v in m.items() if v is not None}).encode()
 
@@ -203,17 +178,10 @@ def bad_split(root):
         return EncodedSample(key, files, 12, 32, 48)
 
     with ShardWriter(root, "train", shard_size=3, fps=10) as w:
-        for s in (
-            sample("g0"),
-            sample("b_corrupt", mp4=b"\x00\x01garbage" * 50),
-            sample("g1"),
-            sample("b_empty", mp4=b""),
-            sample("g2"),
-            sample("b_meta", meta=meta_bytes("b_meta", num_frames=None)),
-            sample("b_nomask", with_masks=False),
-            sample("g3"),
-            sample("g4"),
-        ):
+        for s in (sample("g0"), sample("b_corrupt", mp4=b"\x00\x01garbage" * 50), sample("g1"),
+                  sample("b_empty", mp4=b""), sample("g2"), sample("b_meta", meta=meta_bytes("b_meta",
+                                                                                             num_frames=None)),
+                  sample("b_nomask", with_masks=False), sample("g3"), sample("g4")):
             w.add(s)
     last = root / "train" / w.manifest["shards"][-1]["file"]
     off, size = read_index(root / "train" / w.manifest["shards"][-1]["index"])[-1]["components"]["mp4"]
@@ -239,15 +207,9 @@ def test_bad_samples_are_skipped_counted_and_logged(tmp_path, caplog, workers):
     line each naming shard and key; every good sample still arrives; nothing crashes or hangs."""
     split_dir = bad_split(tmp_path)
     with caplog.at_level(logging.WARNING, logger="cjepa.data"):
-        loader = VideoClipLoader(
-            split_dir,
-            batch_size=2,
-            clip=ClipSpec(4, 2),
-            image_size=(16, 16),
-            with_masks=True,
-            train=False,
-            num_workers=workers,
-        )
+        loader = VideoClipLoader(split_dir, batch_size=2, clip=ClipSpec(4, 2), image_size=(16, 16), with_masks=True,
+                                 train=False,
+                                 num_workers=workers)
         keys = sorted(k for b in loader for k in b["keys"])
     assert sorted(set(keys)) == ["g0", "g1", "g2", "g3"]
     assert dict(loader.skipped) == EXPECTED_SKIPS
@@ -258,9 +220,8 @@ def test_bad_samples_are_skipped_counted_and_logged(tmp_path, caplog, workers):
 def test_bad_samples_in_training_mode_count_every_pass_and_log_once(tmp_path, caplog):
     split_dir = bad_split(tmp_path)
     with caplog.at_level(logging.WARNING, logger="cjepa.data"):
-        loader = VideoClipLoader(
-            split_dir, batch_size=2, clip=ClipSpec(4, 2), image_size=(16, 16), with_masks=True, batches_per_epoch=5
-        )
+        loader = VideoClipLoader(split_dir, batch_size=2, clip=ClipSpec(4, 2), image_size=(16, 16), with_masks=True,
+                                 batches_per_epoch=5)
         for _ in range(2):  # 10 batches of 2 from 4 good videos: at least 4 passes
             for b in loader:
                 assert set(b["keys"]) <= {"g0", "g1", "g2", "g3"}

@@ -42,9 +42,9 @@ def test_order_is_deterministic_and_resumes_at_any_batch(world_shards):
     assert torch.equal(later[0]["frame_index"], a[1]["frame_index"])
     assert [x["keys"] for x in clips(src, epoch=2)] != [x["keys"] for x in a]
     r0, r1 = clips(src, rank=0, world_size=2, batch_size=1), clips(src, rank=1, world_size=2, batch_size=1)
-    assert [x["keys"][0] for pair in zip(r0, r1) for x in pair] == [
-        k for x in clips(src, batch_size=2)[:3] for k in x["keys"]
-    ]
+    assert [x["keys"][0] for pair in zip(r0,
+                                         r1) for x in pair] == [k for x in clips(src,
+                                                                                 batch_size=2)[:3] for k in x["keys"]]
 
 
 def test_whole_videos_match_the_extraction_reader(world_shards):

@@ -33,32 +33,16 @@ def clip(seed, T=6, H=32, W=48):
 
 
 def write_split(root, n=5, shard_size=2, **kw):
-    with ShardWriter(
-        root,
-        "train",
-        shard_size=shard_size,
-        source="world",
-        fps=10,
-        config_version="t1",
-        generator={"name": "test"},
-        **kw,
-    ) as w:
+    with ShardWriter(root, "train", shard_size=shard_size, source="world", fps=10, config_version="t1",
+                     generator={"name": "test"}, **kw) as w:
         for i in range(n):
             frames, masks = clip(i)
-            q = {
-                "scene_index": i,
-                "video_filename": f"v{i}.mp4",
-                "questions": [
-                    {"question_id": 0, "question": "How many objects?", "question_type": "descriptive", "answer": "1"}
-                ],
-            }
-            w.write(
-                f"v{i:03d}",
-                frames,
-                {"objects": [{"id": 1}], "state": [[0.0, 1.0]] * 6},
-                masks if i % 2 == 0 else None,
-                q,
-            )
+            q = {"scene_index": i, "video_filename": f"v{i}.mp4", "questions": [{"question_id": 0,
+                                                                                 "question": "How many objects?",
+                                                                               "question_type": "descriptive",
+                                                                               "answer": "1"}]}
+            w.write(f"v{i:03d}", frames, {"objects": [{"id": 1}], "state": [[0.0, 1.0]] * 6},
+                    masks if i % 2 == 0 else None, q)
     return w
 
 
@@ -70,13 +54,8 @@ def test_writer_round_trip(tmp_path):
     assert m == w.manifest
     assert (m["num_samples"], m["num_frames"], m["num_with_masks"], m["num_with_questions"]) == (5, 30, 3, 5)
     assert [s["num_samples"] for s in m["shards"]] == [2, 2, 1]
-    assert (m["source"], m["codec"], m["fps"], m["config_version"], m["generator"]) == (
-        "world",
-        "h264",
-        10.0,
-        "t1",
-        {"name": "test"},
-    )
+    assert (m["source"], m["codec"], m["fps"], m["config_version"], m["generator"]) == ("world", "h264", 10.0, "t1",
+                                                                                        {"name": "test"})
     for s in m["shards"]:
         p = tmp_path / "train" / s["file"]
         assert sha256_file(p) == s["sha256"] and p.stat().st_size == s["bytes"]
@@ -93,13 +72,8 @@ def test_writer_round_trip(tmp_path):
                 assert psnr(decode_frames(data["mp4"]), frames) > 30
                 meta = json.loads(data["json"])
                 assert meta["state"] == [[0.0, 1.0]] * 6 and meta["objects"] == [{"id": 1}]  # free-form meta kept
-                assert (meta["key"], meta["num_frames"], meta["height"], meta["width"], meta["split"]) == (
-                    key,
-                    6,
-                    32,
-                    48,
-                    "train",
-                )
+                assert (meta["key"], meta["num_frames"], meta["height"], meta["width"], meta["split"]) == (key, 6, 32,
+                                                                                                           48, "train")
                 assert json.loads(data["questions.json"])["questions"][0]["answer"] == "1"
                 if i % 2 == 0:
                     np.testing.assert_array_equal(decode_masks(data["masks.npz"]), masks)
@@ -237,17 +211,11 @@ def test_samples_carry_their_probed_video_info(tmp_path):
                         decode_video_info(tf.extractfile(f"{entry['key']}.{VIDEO_INFO_EXT}").read()),
                         probe_video(mp4),
                     )
-                    assert info == {
-                        "version": 1,
-                        "num_frames": probe.num_frames,
-                        "height": probe.height,
-                        "width": probe.width,
-                        "codec": CODEC_IDS[probe.codec],
-                        "mp4_bytes": len(mp4),
-                    }
-                    assert (info["num_frames"], info["codec"]) == (
-                        (6, CODEC_IDS["h264"]) if split == "train" else (9, CODEC_IDS["vp9"])
-                    )
+                    assert info == {"version": 1, "num_frames": probe.num_frames, "height": probe.height,
+                                    "width": probe.width,
+                                    "codec": CODEC_IDS[probe.codec], "mp4_bytes": len(mp4)}
+                    assert (info["num_frames"],
+                            info["codec"]) == ((6, CODEC_IDS["h264"]) if split == "train" else (9, CODEC_IDS["vp9"]))
     with pytest.raises(ValueError, match="expected 24"):
         decode_video_info(b"\0" * 8)
     with pytest.raises(ValueError, match="version 7"):

@@ -144,13 +144,8 @@ def test_legitimate_slot_pickles_load_identically_under_every_protocol(tmp_path,
     data = {
         "train": videos(3),
         "val": {"v": np.asfortranarray(np.arange(24, dtype=np.float64).reshape(2, 3, 4))},
-        "meta": {
-            "fps": np.float32(10.0),
-            "n": np.int64(3),
-            "dtype": np.dtype("float32"),
-            "names": ["a", "b"],
-            "x": 1.5,
-        },
+        "meta": {"fps": np.float32(10.0), "n": np.int64(3), "dtype": np.dtype("float32"), "names": ["a", "b"],
+                 "x": 1.5},
     }
     path = tmp_path / "slots.pkl"
     with open(path, "wb") as fh:

@@ -33,9 +33,10 @@ def test_preprocess_shapes_and_normalisation():
     frames = moving_square(3)
     out = preprocess_frames(frames)
     assert out.dtype == torch.float32 and out.shape == (3, 3, 48, 64)
-    expect = (
-        torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    ) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    expect = (torch.from_numpy(frames).permute(0, 3, 1,
+                                               2).float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1,
+                                                                                                   1)) / torch.tensor(
+        IMAGENET_STD).view(1, 3, 1, 1)
     torch.testing.assert_close(out, expect)
     torch.testing.assert_close(denormalise(out), torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
 
@@ -48,8 +49,8 @@ def test_preprocess_resize_is_antialiased_bilinear():
     checker[0, 1::2, 1::2] = 255
     out = denormalise(preprocess_frames(checker, (4, 4)))
     inner = out[..., 1:3, 1:3]  # the triangle filter's support is renormalised at the border
-    # resized in uint8: rounded
-    torch.testing.assert_close(inner, torch.full_like(inner, 0.5), atol=0.5 / 255 + 1e-5, rtol=0)
+    torch.testing.assert_close(inner, torch.full_like(inner, 0.5), atol=0.5 / 255 + 1e-5,
+                               rtol=0)  # resized in uint8: rounded
     assert (out - 0.5).abs().max() < 0.02
     const = np.full((2, 30, 50, 3), 99, np.uint8)
     out = denormalise(preprocess_frames(const, (7, 13)))
@@ -63,9 +64,8 @@ def test_preprocess_resize_matches_float_resampling_within_rounding():
 
     frames = np.random.default_rng(0).integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
     ours = denormalise(preprocess_frames(frames, (17, 23))) * 255
-    ref = F.interpolate(
-        torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size=(17, 23), mode="bilinear", antialias=True
-    )
+    ref = F.interpolate(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size=(17, 23), mode="bilinear",
+                        antialias=True)
     assert (ours - ref).abs().max() <= 1.0 + 1e-3 and (ours - ref).abs().mean() < 0.3
 
 
@@ -134,9 +134,8 @@ def test_encoding_does_not_depend_on_the_process_heap(codec):
         reference = encode_video(frames, fps=cfg.fps, codec=codec)
         for byte in (0x00, 0xFF, 0x5A, 0xA5):
             fill_freed_heap(byte)
-            assert encode_video(frames, fps=cfg.fps, codec=codec) == reference, (
-                f"video {index}, freed heap filled with {byte:#04x}"
-            )
+            assert encode_video(frames, fps=cfg.fps,
+                                codec=codec) == reference, f"video {index}, freed heap filled with {byte:#04x}"
 
 
 def test_decode_errors_are_clear():

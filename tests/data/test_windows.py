@@ -47,9 +47,8 @@ def test_per_split_window_normalizer_reproduces_original_weighting():
     """The original's statistics weight frames by how many windows contain them."""
     T = 12
     act = np.arange(T, dtype=np.float32)[:, None].repeat(2, 1)
-    ds = SlotWindows(
-        {"e": np.zeros((T, 2, 2), np.float32)}, 1, 1, 2, proprio={"e": np.zeros((T, 4), np.float32)}, action={"e": act}
-    )
+    ds = SlotWindows({"e": np.zeros((T, 2, 2), np.float32)}, 1, 1, 2, proprio={"e": np.zeros((T, 4), np.float32)},
+                     action={"e": act})
     n = per_split_window_normalizer(ds)
     windows = np.stack([act[s : s + 4].reshape(2, -1) for s in range(len(ds))]).reshape(-1, 4)
     assert np.allclose(n.action_mean, windows.mean(0))

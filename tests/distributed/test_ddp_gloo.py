@@ -69,13 +69,8 @@ class CountedNaN(PredictorTask):
 def _reads_worker(rank, world, port, out_dir):
     set_env(dist_env_vars(rank, world, port))
     torch.set_num_threads(1)
-    common = [
-        f"run.out_dir={out_dir}",
-        "train.log_every=4",
-        "train.val_every=100",
-        "train.grad_accum=2",
-        "optim.grad_clip=1.0",
-    ]
+    common = [f"run.out_dir={out_dir}", "train.log_every=4", "train.val_every=100", "train.grad_accum=2",
+              "optim.grad_clip=1.0"]
     cfg = load_config([SMOKE], [*common, "run.name=counted", "train.max_steps=9", "train.ckpt_every=100"])
     with HostReads() as counter:
         Trainer(cfg, CountedNaN(cfg, counter), progress=False).fit()
@@ -105,8 +100,6 @@ def test_hot_path_adds_no_collectives_and_a_nan_on_one_rank_stops_all(tmp_path):
         assert {s: r["sites"][str(s)] for s in quiet if reads.get(s)} == {}, rank
         assert {s: coll[s] for s in quiet if coll.get(s)} == {}, rank
         assert (reads[3], reads[7], coll[3], coll[7]) == (1, 1, 1, 1), (rank, r)
-        assert "non-finite loss at step 5 (loss_future, loss" in r["nan"] and "after step 8" in r["nan"], (
-            rank,
-            r["nan"],
-        )
+        assert "non-finite loss at step 5 (loss_future, loss" in r["nan"] and "after step 8" in r["nan"], (rank,
+                                                                                                           r["nan"])
     assert [p.name for p in list_checkpoints(tmp_path / "nan")] == ["step_0000004"]

@@ -30,13 +30,8 @@ STAGES = (0, 1, 2, 3)
 COMMON = ["model.dropout=0.0", "optim.eps=1e-6", "train.max_steps=4", "train.ckpt_every=2", "train.val_every=2",
           "train.keep_checkpoints=0", "train.log_every=1"]
 # Accumulation, clipping that really clips, and a warm-up + cosine schedule: the engine's own code paths.
-ACCUM = [
-    "train.grad_accum=2",
-    "optim.grad_clip=0.05",
-    "optim.schedule=cosine",
-    "optim.warmup_steps=2",
-    "optim.min_lr_ratio=0.1",
-]
+ACCUM = ["train.grad_accum=2", "optim.grad_clip=0.05", "optim.schedule=cosine", "optim.warmup_steps=2",
+         "optim.min_lr_ratio=0.1"]
 DS = ["dist.engine=deepspeed"]
 ATOL, RTOL = 1e-6, 1e-5  # fp32 on CPU: only the order of the gradient sums differs between layouts
 
@@ -167,9 +162,8 @@ def test_deepspeed_checkpoint_layout(runs):
 @pytest.mark.slow
 def test_resume_equals_uninterrupted(runs):
     """ZeRO-3 resumed from its step-2 checkpoint ends bit-for-bit where the uninterrupted run ended."""
-    _assert_same_weights(
-        _final_weights(runs / "zero3_resumed"), _final_weights(runs / "zero3"), "zero3 resumed", atol=0, rtol=0
-    )
+    _assert_same_weights(_final_weights(runs / "zero3_resumed"), _final_weights(runs / "zero3"), "zero3 resumed",
+                         atol=0, rtol=0)
     assert _metric_series(runs / "zero3_resumed", "train/loss") == _metric_series(runs / "zero3", "train/loss")[2:]
 
 
@@ -246,18 +240,9 @@ def _doomed_worker(rank: int, port: int, out: Path, timeout_s: int) -> None:
     """Rank 1 is SIGKILLed at step 2; rank 0 records how it ended and when."""
     os.environ.update(dist_env_vars(rank, 2, port))
     torch.set_num_threads(1)
-    cfg = load_config(
-        [SMOKE],
-        [
-            f"run.out_dir={out}",
-            "run.name=killed",
-            *DS,
-            "dist.zero_stage=2",
-            f"dist.timeout_s={timeout_s}",
-            "train.max_steps=40",
-            "train.ckpt_every=100",
-        ],
-    )
+    cfg = load_config([SMOKE], [f"run.out_dir={out}", "run.name=killed", *DS, "dist.zero_stage=2",
+                                f"dist.timeout_s={timeout_s}",
+                                "train.max_steps=40", "train.ckpt_every=100"])
     task = build_task(cfg)
     if rank == 1:
         original = task.training_losses
@@ -324,9 +309,8 @@ def _compiled_runs(rank: int, port: int, out: Path) -> None:
     Engine.compile = compile_spy
     report = {}
     for name, extra in (("eager", []), ("compiled", ["train.compile=true", "train.compile_backend=eager"])):
-        cfg = load_config(
-            [SMOKE], [f"run.out_dir={out}", f"run.name={name}", *COMMON, *DS, "dist.zero_stage=2", *extra]
-        )
+        cfg = load_config([SMOKE], [f"run.out_dir={out}", f"run.name={name}", *COMMON, *DS, "dist.zero_stage=2",
+                                    *extra])
         trainer = Trainer(cfg, build_task(cfg), progress=False)
         summary = trainer.fit()
         report[name] = {"steps": summary["steps"], "engine_compiled": trainer.engine.engine.is_compiled,
@@ -357,16 +341,12 @@ def test_to_deepspeed_is_generated_from_our_config():
     cfg = load_config([SMOKE], ["data.batch_size=16", "train.grad_accum=2", "optim.lr=3e-4", "optim.grad_clip=0.0",
                                 "dist.zero_stage=3", "dist.offload_optimizer=true", "dist.offload_params=true"])
     ds = to_deepspeed(cfg, derive(cfg, world_size=4))
-    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (
-        16,
-        2,
-        2,
-    )
+    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (16, 2,
+                                                                                                                 2)
     assert ds["gradient_clipping"] == 0.0
-    assert ds["optimizer"] == {
-        "type": "AdamW",
-        "params": {"lr": 3e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01, "torch_adam": True},
-    }
+    assert ds["optimizer"] == {"type": "AdamW", "params": {"lr": 3e-4, "betas": [0.9, 0.999], "eps": 1e-8,
+                                                           "weight_decay": 0.01,
+                                                           "torch_adam": True}}
     zero = ds["zero_optimization"]
     assert (
         zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"

@@ -30,9 +30,8 @@ def _engine(tmp_path, seed):
     cfg = load_config([SMOKE], [f"run.out_dir={tmp_path}", "optim.grad_clip=1.0"])
     torch.manual_seed(seed)
     model = torch.nn.Linear(4, 3)
-    return build_engine(
-        model, [{"params": list(model.parameters())}], cfg, DistEnv(), torch.device("cpu"), total_steps=10
-    )
+    return build_engine(model, [{"params": list(model.parameters())}], cfg, DistEnv(), torch.device("cpu"),
+                        total_steps=10)
 
 
 def test_local_engine_checkpoint_round_trip(tmp_path):

@@ -96,9 +96,8 @@ def test_rendezvous_timeout_names_the_address(monkeypatch):
 
 def _stuck_peer(rank: int, port: int, out: Path) -> None:
     """Rank 1 joins and then stops answering; rank 0 waits in an all-reduce."""
-    init_process_group(
-        DistEnv(rank=rank, world_size=2, master_port=port), "gloo", timeout_s=3, device=torch.device("cpu")
-    )
+    init_process_group(DistEnv(rank=rank, world_size=2, master_port=port), "gloo", timeout_s=3,
+                       device=torch.device("cpu"))
     if rank == 1:
         time.sleep(40)
         return

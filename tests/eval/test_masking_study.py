@@ -11,11 +11,8 @@ from cjepa.eval.masking_study import cell_name, collect, expand_grid, run_cell, 
 
 def test_grid_expands_first_axis_slowest():
     cells = expand_grid(["masking.num_masked=0,1,2", "run.seed=0,1"])
-    assert (
-        len(cells) == 6
-        and cells[0] == ["masking.num_masked=0", "run.seed=0"]
-        and cells[1] == ["masking.num_masked=0", "run.seed=1"]
-    )
+    assert len(cells) == 6 and cells[0] == ["masking.num_masked=0",
+                                            "run.seed=0"] and cells[1] == ["masking.num_masked=0", "run.seed=1"]
     assert cell_name(cells[-1]) == "num_masked2_seed1"
 
 
@@ -33,15 +30,13 @@ def fake_results(root, num_masked, seed, cf_q, probe=None):
          "counterfactual_per_option": 0.75, "counterfactual_per_question": cf_q}
     vqa = {p: {"metrics": {**m, "counterfactual_per_question": cf_q + (0.1 if p == "counterfactual_rollout" else 0)}}
            for p in ("original", "counterfactual_rollout")}
-    (cell / "results.json").write_text(
-        json.dumps({"cell": cell.name, "vqa": vqa} | ({} if probe is None else {"probe": probe}))
-    )
+    (cell / "results.json").write_text(json.dumps({"cell": cell.name,
+                                                   "vqa": vqa} | ({} if probe is None else {"probe": probe})))
 
 
 def test_collect_aggregates_over_seeds_and_writes_table_and_plot(tmp_path):
-    cfg = load_config(
-        [], [f"run.out_dir={tmp_path}", "study.name=s", 'study.grid=["masking.num_masked=0,2", "run.seed=0,1"]']
-    )
+    cfg = load_config([], [f"run.out_dir={tmp_path}", "study.name=s",
+                           'study.grid=["masking.num_masked=0,2", "run.seed=0,1"]'])
     root = study_root(cfg)
     fake_results(root, 0, 0, 0.40, {"ratio": 1.0, "events": 8})
     fake_results(root, 0, 1, 0.50, {"ratio": 1.5, "events": 8})
@@ -97,52 +92,24 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     """Two cells (0 and 1 masked slots) on a tiny billiards world: predictor -> rollouts -> counterfactual
     rollouts -> reasoners under both protocols -> table; a second call reuses every finished step."""
     world = tmp_path / "world"
-    write_billiards_vqa(
-        world, {"train": 10, "val": 4}, num_slots=4, slot_dim=16, observed_frames=24, total_frames=28, max_objects=4
-    )
-    cfg = load_config(
-        [],
-        [
-            f"run.out_dir={tmp_path / 'runs'}",
-            "run.device=cpu",
-            "study.name=tiny",
-            'study.grid=["masking.num_masked=0,1", "run.seed=0"]',
-            "model.num_slots=4",
-            "model.slot_dim=16",
-            "model.history_frames=3",
-            "model.pred_frames=2",
-            "model.depth=1",
-            "model.heads=2",
-            "model.mlp_dim=16",
-            "data.source=store",
-            f"data.path={world / 'slots'}",
-            "data.batch_size=16",
-            "data.val_max_windows=16",
-            "train.max_steps=3",
-            "train.epochs=0",
-            "train.val_every=3",
-            "train.ckpt_every=3",
-            "rollout.obs_frames=24",
-            "rollout.target_frames=28",
-            "rollout.eval_videos=2",
-            "rollout.eval_chains=1",
-            f"vqa.questions_train={world / 'questions/train.json'}",
-            f"vqa.questions_val={world / 'questions/val.json'}",
-            f"vqa.annotations={world / 'annotations.json'}",
-            "vqa.video_len=24",
-            "vqa.num_frames=4",
-            "vqa.cf_frames=24",
-            "vqa.word_dim=4",
-            "vqa.heads=2",
-            "vqa.depth=1",
-            "vqa.ffn_dim=16",
-            "vqa.head_hidden=8",
-            "vqa.batch_size=16",
-            "vqa.epochs=1",
-            "vqa.eval_offsets=[0]",
-            "train.log_every=1",
-        ],
-    )
+    write_billiards_vqa(world, {"train": 10, "val": 4}, num_slots=4, slot_dim=16, observed_frames=24, total_frames=28,
+                        max_objects=4)
+    cfg = load_config([], [
+        f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu", "study.name=tiny",
+        'study.grid=["masking.num_masked=0,1", "run.seed=0"]',
+        "model.num_slots=4", "model.slot_dim=16", "model.history_frames=3", "model.pred_frames=2", "model.depth=1",
+        "model.heads=2",
+        "model.mlp_dim=16", "data.source=store", f"data.path={world / 'slots'}", "data.batch_size=16",
+        "data.val_max_windows=16",
+        "train.max_steps=3", "train.epochs=0", "train.val_every=3", "train.ckpt_every=3", "rollout.obs_frames=24",
+        "rollout.target_frames=28",
+        "rollout.eval_videos=2", "rollout.eval_chains=1",
+        f"vqa.questions_train={world / 'questions/train.json'}", f"vqa.questions_val={world / 'questions/val.json'}",
+        f"vqa.annotations={world / 'annotations.json'}", "vqa.video_len=24", "vqa.num_frames=4", "vqa.cf_frames=24",
+        "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=1", "vqa.ffn_dim=16", "vqa.head_hidden=8", "vqa.batch_size=16",
+        "vqa.epochs=1",
+        "vqa.eval_offsets=[0]", "train.log_every=1",
+    ])
     cells = expand_grid(cfg.study.grid)
     for c in cells:
         res = run_cell(cfg, c, progress=False, log=lambda m: None)
@@ -154,9 +121,10 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     summary = study_root(cfg) / cell_name(cells[0]) / "predictor" / "summary.json"
     before = summary.stat().st_mtime
     out = collect(cfg)
-    assert {(r["protocol"], r["masking.num_masked"]) for r in out["rows"]} == {
-        (p, m) for p in ("original", "counterfactual_rollout") for m in "01"
-    }
+    assert {(r["protocol"],
+             r["masking.num_masked"]) for r in out["rows"]} == {(p,
+                                                                 m) for p in ("original",
+                                                                              "counterfactual_rollout") for m in "01"}
     run_cell(cfg, cells[0], progress=False, log=lambda m: None)  # finished: read back, nothing retrained
     assert summary.stat().st_mtime == before
 
@@ -169,12 +137,10 @@ def test_probe_cell_measures_the_attention_ratio_or_says_why_not(tmp_path):
 
     world = tmp_path / "world"
     write_billiards_vqa(world, {"val": 4}, num_slots=5, slot_dim=8, observed_frames=64, total_frames=68, max_objects=4)
-    cfg = load_config(
-        [], ["data.source=store", f"data.path={world / 'slots'}", f"vqa.annotations={world / 'annotations.json'}"]
-    )
-    model = MaskedSlotPredictor(
-        num_slots=5, slot_dim=8, history_frames=4, pred_frames=2, depth=2, heads=2, mlp_dim=16
-    ).eval()
+    cfg = load_config([], ["data.source=store", f"data.path={world / 'slots'}",
+                           f"vqa.annotations={world / 'annotations.json'}"])
+    model = MaskedSlotPredictor(num_slots=5, slot_dim=8, history_frames=4, pred_frames=2, depth=2, heads=2,
+                                mlp_dim=16).eval()
     res = probe_cell(cfg, model, tmp_path / "probe", "cpu")
     assert res["events"] > 0 and len(res["ratio_per_layer"]) == 2 and res["ratio"] > 0
     assert (tmp_path / "probe" / "probe.json").is_file()

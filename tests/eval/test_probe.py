@@ -82,31 +82,25 @@ def test_collision_events_map_objects_to_slots_and_skip_windows_off_the_video():
     v = ProbeVideo(np.zeros((T, S, 4), np.float32), ids, [(6, 0, 1), (1, 2, 3), (18, 1, 3)])
     events, skipped = collision_events({"v": v}, history_frames=4, frameskip=2, collision_index=2)
     assert skipped == 2  # frame 1: starts before 0; frame 18: ends past the video
-    assert [(e.query_object, e.partner_object, e.query_slot, e.partner_slot) for e in events] == [
-        (0, 1, 3, 2),
-        (1, 0, 2, 3),
-    ]
+    assert [(e.query_object, e.partner_object, e.query_slot, e.partner_slot) for e in events] == [(0, 1, 3, 2), (1, 0,
+                                                                                                                 2, 3)]
     assert events[0].start == 2 and events[0].other_slots == (0, 4)  # objects 2 and 3; the empty slot is no object
     # a video slot that loses its object inside the window cannot stand for it
     ids2 = ids.copy()
     ids2[4, 3] = -1
-    events, skipped = collision_events(
-        {"v": ProbeVideo(v.slots, ids2, [(6, 0, 1)])}, history_frames=4, frameskip=2, collision_index=2
-    )
+    events, skipped = collision_events({"v": ProbeVideo(v.slots, ids2, [(6, 0, 1)])}, history_frames=4, frameskip=2,
+                                       collision_index=2)
     assert events == [] and skipped == 1
     assert query_steps(6, 3, 1) == [2, 3, 4] and query_steps(4, 1, 2) == [1, 2, 3]
 
 
 def test_run_probe_on_a_tiny_predictor_writes_json_plots_and_tensorboard(tmp_path):
-    model = MaskedSlotPredictor(
-        num_slots=5, slot_dim=16, history_frames=4, pred_frames=2, depth=2, heads=2, mlp_dim=32, dropout=0.0
-    ).eval()
+    model = MaskedSlotPredictor(num_slots=5, slot_dim=16, history_frames=4, pred_frames=2, depth=2, heads=2, mlp_dim=32,
+                                dropout=0.0).eval()
     rng = np.random.default_rng(0)
     ids = np.tile(np.array([2, -1, 1, 0, 3]), (30, 1))
-    videos = {
-        f"v{i}": ProbeVideo(rng.normal(size=(30, 5, 16)).astype(np.float32), ids, [(10, 0, 1), (14, 2, 3)])
-        for i in range(3)
-    }
+    videos = {f"v{i}": ProbeVideo(rng.normal(size=(30, 5, 16)).astype(np.float32), ids, [(10, 0, 1),
+                                                                                         (14, 2, 3)]) for i in range(3)}
     res = run_probe(model, videos, frameskip=2, k=1, device="cpu", out=tmp_path)
     assert res["events"] == 12 and res["query_steps"] == [1, 2, 3] and len(res["ratio_per_layer"]) == 2
     assert res["ratio_ci95"][0] <= res["ratio"] <= res["ratio_ci95"][1]
@@ -123,16 +117,15 @@ def test_run_probe_on_a_tiny_predictor_writes_json_plots_and_tensorboard(tmp_pat
 def test_store_videos_read_object_ids_and_collision_annotations(tmp_path):
     from cjepa.data.billiards_vqa import write_billiards_vqa
 
-    write_billiards_vqa(
-        tmp_path, {"val": 4}, num_slots=5, slot_dim=8, observed_frames=64, total_frames=68, max_objects=4
-    )
+    write_billiards_vqa(tmp_path, {"val": 4}, num_slots=5, slot_dim=8, observed_frames=64, total_frames=68,
+                        max_objects=4)
     videos = store_videos("store", str(tmp_path / "slots"), "val", str(tmp_path / "annotations.json"))
     anns = {a["video_filename"]: a for a in json.loads((tmp_path / "annotations.json").read_text())}
     assert videos and set(videos) <= set(anns)
     key, v = next(iter(videos.items()))
     c = anns[key]["collision"][0]
-    # instance ids, as object_ids
-    assert v.collisions[0] == (c["frame_id"], c["object_ids"][0] + 1, c["object_ids"][1] + 1)
+    assert v.collisions[0] == (c["frame_id"], c["object_ids"][0] + 1,
+                               c["object_ids"][1] + 1)  # instance ids, as object_ids
     assert v.slot_object.shape == v.slots.shape[:2]
     with pytest.raises(ProbeError, match="vqa.annotations"):
         store_videos("store", str(tmp_path / "slots"), "val", "")
@@ -156,9 +149,8 @@ def test_collision_annotations_read_from_world_shards(tmp_path):
     from cjepa.eval.probe import _annotations
     from cjepa.eval.vqa.questions import instance_id
 
-    world = WorldConfig(
-        height=48, width=64, num_frames=20, future_frames=8, min_objects=3, max_objects=4, shard_size=2, seed=3
-    )
+    world = WorldConfig(height=48, width=64, num_frames=20, future_frames=8, min_objects=3, max_objects=4, shard_size=2,
+                        seed=3)
     generate_split(world, "val", 2, tmp_path, workers=1, progress=False)
     anns = _annotations(tmp_path, "val")  # the shard root: its val split
     assert len(anns) == 2 and all(a["collision"] for a in anns)

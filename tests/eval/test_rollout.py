@@ -52,15 +52,7 @@ def test_rollout_error_against_copy_baseline():
     v = (np.arange(T, dtype=np.float32)[:, None, None] * 0.1) * np.ones((1, 2, 3), np.float32)
     clock = FrameClock()
     clock.pred_frames = 4
-    res = rollout_error(
-        lambda h, _: clock.inference(h),
-        {"a": v},
-        history_frames=6,
-        pred_frames=4,
-        frameskip=2,
-        chains=2,
-        max_videos=1,
-        device="cpu",
-    )
+    res = rollout_error(lambda h, _: clock.inference(h), {"a": v}, history_frames=6, pred_frames=4, frameskip=2,
+                        chains=2, max_videos=1, device="cpu")
     assert len(res["mse"]) == 8 and max(res["mse"]) < 1e-10
     assert all(b > a for a, b in zip(res["baseline_mse"], res["baseline_mse"][1:]))

@@ -52,9 +52,8 @@ def test_tensorboard_images_are_written(tmp_path):
 
     frames, masks = _clip()
     w = SummaryWriter(str(tmp_path))
-    log_slot_images(
-        w, "val/slots", frames[None].repeat(3, 1, 1, 1, 1), masks[None].repeat(3, 1, 1, 1, 1), 7, max_videos=2
-    )
+    log_slot_images(w, "val/slots", frames[None].repeat(3, 1, 1, 1, 1), masks[None].repeat(3, 1, 1, 1, 1), 7,
+                    max_videos=2)
     w.close()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -91,8 +91,8 @@ def test_demo_chain_twice_is_bit_identical(tmp_path):
     for split in ("train", "val"):
         rel = Path("world", split, "manifest.json")
         ma, mb = _json(a / rel, a), _json(b / rel, b)
-        # recorded
-        assert (ma["generator"]["config"].pop("workers"), mb["generator"]["config"].pop("workers")) == (2, 1)
+        assert (ma["generator"]["config"].pop("workers"), mb["generator"]["config"].pop("workers")) == (2,
+                                                                                                        1)  # recorded
         assert ma == mb, rel
 
     # 2. slots of every video, their index and the store's metadata
@@ -109,9 +109,8 @@ def test_demo_chain_twice_is_bit_identical(tmp_path):
         ckpts = _files(a, f"{stage}/checkpoints/*/*.pt")
         assert ckpts and ckpts == _files(b, f"{stage}/checkpoints/*/*.pt")
         for rel in ckpts:
-            _assert_same_tensors(
-                torch.load(a / rel, weights_only=False), torch.load(b / rel, weights_only=False), str(rel)
-            )
+            _assert_same_tensors(torch.load(a / rel, weights_only=False), torch.load(b / rel, weights_only=False),
+                                 str(rel))
         la, lb = ((r / stage / "metrics.jsonl").read_text().splitlines() for r in (a, b))
         assert len(la) == len(lb) > 0 and any("train/loss" in line for line in la), stage
         for i, (x, y) in enumerate(zip(la, lb)):

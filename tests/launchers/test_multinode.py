@@ -54,10 +54,9 @@ def _ready_nodes() -> list[str]:
 def _need_nodes(n: int) -> None:
     have = _ready_nodes()
     if len(have) < n:
-        pytest.fail(
-            f"the local SLURM has {len(have)} ready node(s) ({', '.join(have) or 'none'}), this test needs {n}: "
-            f"bash cluster/local_slurm.sh up --nodes 4"
-        )
+        pytest.fail(f"the local SLURM has {len(have)} ready node(s) ({', '.join(have) or 'none'}), this test needs "
+                    f"{n}: "
+                    f"bash cluster/local_slurm.sh up --nodes 4")
 
 
 def _single_process(out: Path, name: str, overrides: list[str]) -> dict:
@@ -230,13 +229,9 @@ def _assert_resumed_like_uninterrupted(sub, reference) -> int:
     log = Path(sub.job.paths.stderr).read_text()
     resumes = [int(s) for s in re.findall(r"resumed from \S+ at step (\d+)", log)]
     assert len(resumes) == 1 and 0 < resumes[0] < 150, f"one resume from a checkpoint: {resumes}\n{log[-3000:]}"
-    _assert_same(
-        load_model_state(latest_checkpoint(sub.run_dir)),
-        load_model_state(latest_checkpoint(reference.run_dir)),
-        "resumed vs uninterrupted",
-        atol=0,
-        rtol=0,
-    )
+    _assert_same(load_model_state(latest_checkpoint(sub.run_dir)),
+                 load_model_state(latest_checkpoint(reference.run_dir)),
+                 "resumed vs uninterrupted", atol=0, rtol=0)
     steps = [json.loads(line)["step"] for line in (sub.run_dir / "metrics.jsonl").read_text().splitlines()
              if "train/loss" in line]
     assert steps == list(range(1, 151)), "every logged step once: nothing lost, nothing twice"

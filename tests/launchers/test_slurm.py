@@ -56,9 +56,8 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_job(tmp_path):
     interrupted = submit(common[0], common[1] + ["run.name=requeued"])
     reference = submit(common[0], common[1] + ["run.name=reference"])
     ckpts = interrupted.run_dir / "checkpoints"
-    wait_for(
-        lambda: ckpts.is_dir() and any(p.name.startswith("step_") for p in ckpts.iterdir()), 240, "a first checkpoint"
-    )
+    wait_for(lambda: ckpts.is_dir() and any(p.name.startswith("step_") for p in ckpts.iterdir()), 240,
+             "a first checkpoint")
     subprocess.run(["scontrol", "requeue", interrupted.job.job_id], check=True, timeout=30)
     result = job_result(interrupted.job)
     reference_result = job_result(reference.job)

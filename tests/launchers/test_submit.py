@@ -27,9 +27,8 @@ SHORT = ["train.max_steps=6", "train.ckpt_every=3", "train.val_every=6", "model.
 def test_debug_executor_runs_the_job_in_process(tmp_path, capsys):
     """`cjepa submit --cluster debug --wait` trains the smoke config through submitit in this process, prints
     the training summary, and leaves the resolved config, git state and job record in the job folder."""
-    rc = main(
-        ["submit", "-c", SMOKE, "--cluster", "debug", "--wait", f"run.out_dir={tmp_path}", "run.name=dbg", *SHORT]
-    )
+    rc = main(["submit", "-c", SMOKE, "--cluster", "debug", "--wait", f"run.out_dir={tmp_path}", "run.name=dbg",
+               *SHORT])
     out = capsys.readouterr().out
     assert rc == 0 and "val/loss_future" in out and "job_id" in out
     run = tmp_path / "dbg"
@@ -56,9 +55,8 @@ def test_code_snapshot_holds_the_tracked_files(tmp_path):
     assert not list(dest.rglob("__pycache__"))
     probe = "import cjepa, cjepa_kernels.registry as r; print(cjepa.__file__); print(r.__file__)"
     env = {**os.environ, "PYTHONPATH": str(dest)}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     assert all(Path(f).resolve().is_relative_to(dest.resolve()) for f in out.stdout.split()), \
         f"a job on PYTHONPATH={dest} must import the snapshot's cjepa and kernels: {out.stdout}"
@@ -139,9 +137,8 @@ def test_relative_paths_are_resolved_at_submission(tmp_path, monkeypatch):
     for name in ("smoke", "cjepa", "auto"):  # folders named like values that are not paths: they must not change
         (tmp_path / name).mkdir()
     monkeypatch.chdir(tmp_path)
-    cfg = resolve_config(
-        [SMOKE], ["data.source=pickle", "data.path=data/slots.pkl", "run.out_dir=out", "run.name=smoke"]
-    )
+    cfg = resolve_config([SMOKE], ["data.source=pickle", "data.path=data/slots.pkl", "run.out_dir=out",
+                                   "run.name=smoke"])
     assert cfg.data.path == str(tmp_path / "data" / "slots.pkl")
     assert cfg.run.out_dir == str(tmp_path / "out") and cfg.run.name == "smoke" and cfg.train.resume == "auto"
     assert cfg.model.layout == "cjepa"

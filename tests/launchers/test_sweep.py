@@ -25,10 +25,8 @@ def test_grid_and_zip_expansion():
     assert len(grid) == 6
     assert grid[0] == ["masking.num_masked=0", "run.seed=0", "optim.lr=1e-3"]
     assert grid[-1] == ["masking.num_masked=1", "run.seed=2", "optim.lr=1e-3"]
-    assert expand(["a.b=1,2", "c.d=x,y", "e.f=z"], zip_axes=True) == [
-        ["a.b=1", "c.d=x", "e.f=z"],
-        ["a.b=2", "c.d=y", "e.f=z"],
-    ]
+    assert expand(["a.b=1,2", "c.d=x,y", "e.f=z"], zip_axes=True) == [["a.b=1", "c.d=x", "e.f=z"], ["a.b=2", "c.d=y",
+                                                                                                    "e.f=z"]]
     with pytest.raises(ConfigError, match="same number"):
         expand(["a.b=1,2", "c.d=x,y,z"], zip_axes=True)
     with pytest.raises(ConfigError, match="twice"):
@@ -72,20 +70,8 @@ def test_dry_run_lists_valid_configs_and_submits_nothing(tmp_path, capsys):
 
 def test_dry_run_refuses_an_unknown_cluster(tmp_path, capsys):
     """--dry-run checks the cluster preset as a real sweep does: an unknown one is rc 2, one line naming it."""
-    rc = main(
-        [
-            "sweep",
-            "-c",
-            SMOKE,
-            "run.seed=0,1",
-            f"run.out_dir={tmp_path}",
-            "--name",
-            "g",
-            "--dry-run",
-            "--cluster",
-            "nope",
-        ]
-    )
+    rc = main(["sweep", "-c", SMOKE, "run.seed=0,1", f"run.out_dir={tmp_path}", "--name", "g", "--dry-run", "--cluster",
+               "nope"])
     captured = capsys.readouterr()
     assert rc == 2 and "nothing submitted" not in captured.out
     assert len(captured.err.strip().splitlines()) == 1 and "launch.cluster='nope' is not a preset" in captured.err

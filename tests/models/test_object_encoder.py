@@ -23,9 +23,8 @@ def test_noise_from_one_or_per_row_generators():
         sample_noise((2, 4), device="cpu", dtype=torch.float32, generator=g),
         torch.randn((2, 4), generator=torch.Generator().manual_seed(3)),
     )
-    rows = sample_noise(
-        (2, 4), device="cpu", dtype=torch.float32, generator=[torch.Generator().manual_seed(s) for s in (1, 2)]
-    )
+    rows = sample_noise((2, 4), device="cpu", dtype=torch.float32,
+                        generator=[torch.Generator().manual_seed(s) for s in (1, 2)])
     assert torch.equal(rows[1], torch.randn(4, generator=torch.Generator().manual_seed(2)))
     with pytest.raises(ValueError, match="generators for a batch"):
         sample_noise((3, 4), device="cpu", dtype=torch.float32, generator=[g])

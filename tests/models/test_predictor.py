@@ -79,14 +79,9 @@ def test_reference_layout_matches_original_state_dict(variant):
     fix = json.loads((FIXTURES / "reference_predictor_keys.json").read_text())[variant]
     c = fix["config"]
     m = MaskedSlotPredictor(
-        num_slots=c["num_slots"],
-        slot_dim=c["slot_dim"],
-        history_frames=c["history_frames"],
+        num_slots=c["num_slots"], slot_dim=c["slot_dim"], history_frames=c["history_frames"],
         pred_frames=c["pred_frames"],
-        depth=c["depth"],
-        heads=c["heads"],
-        mlp_dim=c["mlp_dim"],
-        layout="reference",
+        depth=c["depth"], heads=c["heads"], mlp_dim=c["mlp_dim"], layout="reference",
     )
     ours = {k: list(v.shape) for k, v in m.state_dict().items()}
     assert ours == {k: s for k, s in fix["keys"]}
@@ -105,17 +100,8 @@ def test_reference_layout_reproduces_original_numbers(tmp_path):
     """Loading a state_dict saved by the original code (tiny model, eval mode) gives its outputs: the masked
     forward with its fixed mask {0}, inference, and inference from one history frame (right-aligned PE)."""
     ref = torch.load(FIXTURES / "reference_predictor_tiny.pt", weights_only=True)
-    m = MaskedSlotPredictor(
-        num_slots=3,
-        slot_dim=8,
-        history_frames=2,
-        pred_frames=2,
-        depth=2,
-        heads=2,
-        mlp_dim=16,
-        dropout=0.0,
-        layout="reference",
-    )
+    m = MaskedSlotPredictor(num_slots=3, slot_dim=8, history_frames=2, pred_frames=2, depth=2, heads=2, mlp_dim=16,
+                            dropout=0.0, layout="reference")
     m.load_state_dict(ref["state_dict"])
     m.eval()
     x = ref["x"]
@@ -131,9 +117,8 @@ def test_residual_off_reproduces_the_predictor_before_the_option():
     """model.residual=false computes exactly what the cjepa layout computed before the option existed (outputs
     saved by tests/fixtures/make_cjepa_predictor_fixture.py with that code): masked forward and inference."""
     ref = torch.load(FIXTURES / "cjepa_predictor_tiny.pt", weights_only=True)
-    m = MaskedSlotPredictor(
-        num_slots=3, slot_dim=8, history_frames=2, pred_frames=2, depth=2, heads=2, mlp_dim=16, dropout=0.0
-    )
+    m = MaskedSlotPredictor(num_slots=3, slot_dim=8, history_frames=2, pred_frames=2, depth=2, heads=2, mlp_dim=16,
+                            dropout=0.0)
     m.load_state_dict(ref["state_dict"])
     m.eval()
     x = ref["x"]
@@ -212,10 +197,8 @@ def test_aux_embedders_load_the_original_conv1d_weights():
     torch.manual_seed(0)
     m = PushTPredictor(num_slots=2, slot_dim=8, proprio_dim=4, action_dim=2, action_chunk=5, history_frames=2,
                        pred_frames=1, depth=1, heads=2, mlp_dim=16, dropout=0.0, layout="reference")
-    convs = {
-        "proprio_encoder": torch.nn.Conv1d(4, 8, kernel_size=1),
-        "action_encoder": torch.nn.Conv1d(10, 8, kernel_size=1),
-    }
+    convs = {"proprio_encoder": torch.nn.Conv1d(4, 8, kernel_size=1), "action_encoder": torch.nn.Conv1d(10, 8,
+                                                                                                        kernel_size=1)}
     sd = m.state_dict()
     for name, conv in convs.items():
         for k, v in conv.state_dict().items():  # patch_embed.weight is (D, C, 1)
@@ -229,9 +212,8 @@ def test_aux_embedders_load_the_original_conv1d_weights():
             expect = convs[name](x.transpose(1, 2)).transpose(1, 2)  # (B, C, T) -> (B, D, T) -> (B, T, D)
             assert_close_verbose(getattr(m, name)(x), expect, 1e-6, 1e-6, name)
         nodes = m.nodes(torch.randn(B, T, 2, 8), prop, act)
-        assert_close_verbose(
-            nodes[:, :, 3], convs["action_encoder"](act.transpose(1, 2)).transpose(1, 2), 1e-6, 1e-6, "action node"
-        )
+        assert_close_verbose(nodes[:, :, 3], convs["action_encoder"](act.transpose(1, 2)).transpose(1, 2), 1e-6, 1e-6,
+                             "action node")
 
 
 def test_released_checkpoint_loads_with_weights_only(tmp_path):
@@ -242,9 +224,8 @@ def test_released_checkpoint_loads_with_weights_only(tmp_path):
     path = tmp_path / "cjepa_clevrer_predictor.ckpt"
     torch.save({f"module.{k}": v for k, v in ref["state_dict"].items()}, path)  # as a DDP-trained file would be
     sd = load_model_state(path)
-    m = MaskedSlotPredictor(
-        num_slots=3, slot_dim=8, history_frames=2, pred_frames=2, depth=2, heads=2, mlp_dim=16, layout="reference"
-    )
+    m = MaskedSlotPredictor(num_slots=3, slot_dim=8, history_frames=2, pred_frames=2, depth=2, heads=2, mlp_dim=16,
+                            layout="reference")
     m.load_state_dict(sd)  # strict
 
 

@@ -36,17 +36,9 @@ def test_start_goal_pairs_follow_the_protocol():
 
 
 def episode(success: bool, steps: int) -> EpisodeResult:
-    return EpisodeResult(
-        key="expert_000000",
-        start=0,
-        success=success,
-        steps=steps,
-        plans=1,
-        plan_seconds=0.1,
-        wall_seconds=0.1,
-        final_position_error=0.0,
-        final_angle_error=0.0,
-    )
+    return EpisodeResult(key="expert_000000", start=0, success=success, steps=steps, plans=1, plan_seconds=0.1,
+                         wall_seconds=0.1,
+                         final_position_error=0.0, final_angle_error=0.0)
 
 
 def test_success_by_step_counts_first_successes():
@@ -60,20 +52,16 @@ def test_success_by_step_counts_first_successes():
 def test_model_eval_curve_and_interval_over_seeds():
     """The curve averages the seeds' curves: monotone, ending at the mean success rate; the CI is the
     t-interval over the per-seed rates."""
-    eps = {
-        0: [episode(True, 2), episode(False, 4)],
-        1: [episode(True, 3), episode(True, 4)],
-        2: [episode(False, 4)] * 2,
-    }
+    eps = {0: [episode(True, 2), episode(False, 4)], 1: [episode(True, 3), episode(True, 4)], 2: [episode(False,
+                                                                                                          4)] * 2}
     ev = ModelEval("m", {0: 50.0, 1: 100.0, 2: 0.0}, eps, budget=4)
     curve = ev.success_by_step()
     assert curve == pytest.approx([0.0, 50 / 3, 100 / 3, 50.0])
     assert all(a <= b for a, b in zip(curve, curve[1:])) and curve[-1] == pytest.approx(ev.mean)
     summary = ev.summary()
     assert summary["success_by_step"] == curve
-    assert summary["success_rate_ci95"] == pytest.approx(
-        [50 - 4.302652729749464 * 50 / 3**0.5, 50 + 4.302652729749464 * 50 / 3**0.5]
-    )
+    assert summary["success_rate_ci95"] == pytest.approx([50 - 4.302652729749464 * 50 / 3 ** 0.5,
+                                                          50 + 4.302652729749464 * 50 / 3 ** 0.5])
 
 
 def test_zero_action_bound():
@@ -96,19 +84,10 @@ def test_generate_train_plan_end_to_end(tmp_path):
               "model.mlp_dim=32", f"data.path={data / 'slots'}", f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu"]
     assert main(["pusht", *common, f"data.pusht.out={data}", "data.pusht.videos=false", "data.pusht.expert_train=2",
                  "data.pusht.random_train=1", "data.pusht.expert_val=1", "data.pusht.random_steps=30"]) == 0
-    train = [
-        "train.max_steps=3",
-        "data.batch_size=8",
-        "data.val_batch_size=16",
-        "data.val_max_windows=8",
-        "train.log_every=1",
-        "train.val_every=3",
-        "train.ckpt_every=3",
-        "rollout.eval_videos=1",
-        "rollout.eval_chains=1",
-        "optim.warmup_steps=0",
-        "--no-progress",
-    ]
+    train = ["train.max_steps=3", "data.batch_size=8", "data.val_batch_size=16", "data.val_max_windows=8",
+             "train.log_every=1", "train.val_every=3", "train.ckpt_every=3", "rollout.eval_videos=1",
+             "rollout.eval_chains=1",
+             "optim.warmup_steps=0", "--no-progress"]
     assert main(["train", *common, "run.name=cj", *train]) == 0
     assert main(["train", *common, "run.name=oc", "masking.num_masked=0", *train]) == 0
     out = tmp_path / "plan"

@@ -62,9 +62,8 @@ GOAL = np.array([400.0, 120.0, 200.0, 360.0, 2.0, 0.0, 0.0])  # far: not solved 
 
 
 def record(world_model, budget=12, seed=0):
-    planner = MPCPlanner(
-        world_model, CEM(num_samples=6, topk=2, iterations=1, seed=seed), horizon=1, receding_horizon=1
-    )
+    planner = MPCPlanner(world_model, CEM(num_samples=6, topk=2, iterations=1, seed=seed), horizon=1,
+                         receding_horizon=1)
     return run_episode(PushTEnv(SIZE), planner, START, GOAL, budget, record=True)
 
 
@@ -81,8 +80,8 @@ def test_simulator_video_panels_are_observation_goal_and_the_plans_end():
         np.testing.assert_array_equal(goal[t], render(GOAL))
     np.testing.assert_array_equal(obs[0], render(START))
     np.testing.assert_array_equal(pred[0], obs[5])  # plan 1, made at frame 0, ends at frame 5
-    # frame t shows the plan whose action led to it: plan (t - 1) // 5 + 1, ending at its block end
-    for t in range(1, 11):
+    for t in range(1,
+                   11):  # frame t shows the plan whose action led to it: plan (t - 1) // 5 + 1, ending at its block end
         np.testing.assert_array_equal(pred[t], obs[5 * ((t - 1) // 5 + 1)])
 
 

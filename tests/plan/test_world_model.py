@@ -30,9 +30,8 @@ def test_action_normalisation_round_trip(world_model):
     """Raw env actions -> normalised blocks (training statistics) -> back to env actions, exactly."""
     raw = np.random.default_rng(0).uniform(-1, 1, (15, 2)).astype(np.float32)
     blocks = world_model.normalise_actions(raw.reshape(3, 10))
-    np.testing.assert_allclose(
-        blocks.reshape(3, 5, 2).mean((0, 1)), ((raw - [0.01, -0.02]) / [0.5, 0.4]).mean(0), rtol=1e-5
-    )
+    np.testing.assert_allclose(blocks.reshape(3, 5, 2).mean((0, 1)), ((raw - [0.01, -0.02]) / [0.5, 0.4]).mean(0),
+                               rtol=1e-5)
     back = world_model.blocks_to_env(torch.from_numpy(blocks))
     np.testing.assert_allclose(back, raw, atol=1e-6)
     n = world_model.normalizer
@@ -127,14 +126,9 @@ def test_scipy_matching_mode_gives_the_same_plan_costs():
 
 # --------------------------------------------------------------------------------------------- original Push-T files
 
-TINY = [
-    str(REPO / "configs/pusht/state_slots.yaml"),
-    "model.slot_dim=16",
-    "model.heads=2",
-    "model.depth=1",
-    "model.mlp_dim=32",
-    "run.device=cpu",
-]
+TINY = [str(REPO / "configs/pusht/state_slots.yaml"), "model.slot_dim=16", "model.heads=2", "model.depth=1",
+        "model.mlp_dim=32",
+        "run.device=cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +145,8 @@ def pusht_store(tmp_path_factory):
 def original_pusht_file(path, model) -> None:
     """Save ``model``'s weights as the original Push-T training leaves them: the state_dict of its Lightning wrapper
     (every key under ``model.``), Conv1d(kernel 1) aux embedders, and the frozen VideoSAUR pieces it carries."""
-    sd = {
-        "model." + k: (v[..., None] if k.endswith("patch_embed.weight") else v) for k, v in model.state_dict().items()
-    }
+    sd = {"model." + k: (v[..., None] if k.endswith("patch_embed.weight") else v) for k,
+          v in model.state_dict().items()}
     sd["model.encoder.backbone.embeddings.cls_token"] = torch.randn(1, 1, 384)
     sd["model.encoder.backbone.encoder.layer.0.norm1.weight"] = torch.randn(384)
     sd["model.slot_attention.backbone.corrector.to_q.weight"] = torch.randn(16, 16)
@@ -180,9 +173,8 @@ def test_plain_original_state_dict_loads_with_statistics_from_the_store(tmp_path
 
     cfg, source = reference_model()
     original_pusht_file(tmp_path / "pusht_object_state_dict.pt", source)
-    loaded = load_predictor_checkpoint(
-        str(tmp_path / "pusht_object_state_dict.pt"), config=cfg, dataset=str(pusht_store)
-    )
+    loaded = load_predictor_checkpoint(str(tmp_path / "pusht_object_state_dict.pt"), config=cfg,
+                                       dataset=str(pusht_store))
     assert "left out 4 frozen encoder tensors (encoder, initializer, slot_attention)" in loaded.note
     nodes = torch.randn(2, 3, 6, 16)
     torch.testing.assert_close(loaded.model.inference(nodes), source.inference(nodes), rtol=0, atol=0)
@@ -222,20 +214,9 @@ def test_plan_command_runs_from_an_original_pusht_state_dict(tmp_path, pusht_sto
     _, source = reference_model()
     ckpt = tmp_path / "pusht_object_state_dict.pt"
     original_pusht_file(ckpt, source)
-    plan = [
-        "plan.episodes=1",
-        "plan.seeds=[0]",
-        "plan.num_samples=6",
-        "plan.topk=2",
-        "plan.iterations=1",
-        "plan.videos=0",
-        f"plan.out={tmp_path / 'plan'}",
-        "--checkpoint",
-        str(ckpt),
-        "--dataset",
-        str(pusht_store),
-        "--no-progress",
-    ]
+    plan = ["plan.episodes=1", "plan.seeds=[0]", "plan.num_samples=6", "plan.topk=2", "plan.iterations=1",
+            "plan.videos=0",
+            f"plan.out={tmp_path / 'plan'}", "--checkpoint", str(ckpt), "--dataset", str(pusht_store), "--no-progress"]
     assert main(["plan", "-c", *TINY, "model.layout=reference", *plan]) == 0
     res = json.loads((tmp_path / "plan" / "results.json").read_text())
     (model,) = res["models"]

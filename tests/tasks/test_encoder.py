@@ -51,19 +51,16 @@ def test_resumed_training_equals_uninterrupted(tmp_path, sources):
     train, val = sources
     common = ["encoder.data.hflip_prob=0.5", "train.val_every=2", "train.ckpt_every=2"]
     Trainer(
-        _cfg(tmp_path, "full", "train.max_steps=4", *common),
-        EncoderTask(_cfg(tmp_path, "full"), train, val),
-        progress=False,
+        _cfg(tmp_path, "full", "train.max_steps=4", *common), EncoderTask(_cfg(tmp_path, "full"), train, val),
+        progress=False
     ).fit()
     Trainer(
-        _cfg(tmp_path, "part", "train.max_steps=2", *common),
-        EncoderTask(_cfg(tmp_path, "part"), train, val),
-        progress=False,
+        _cfg(tmp_path, "part", "train.max_steps=2", *common), EncoderTask(_cfg(tmp_path, "part"), train, val),
+        progress=False
     ).fit()
     summary = Trainer(
-        _cfg(tmp_path, "part", "train.max_steps=4", *common),
-        EncoderTask(_cfg(tmp_path, "part"), train, val),
-        progress=False,
+        _cfg(tmp_path, "part", "train.max_steps=4", *common), EncoderTask(_cfg(tmp_path, "part"), train, val),
+        progress=False
     ).fit()
     full = load_model_state(latest_checkpoint(tmp_path / "full"))
     part = load_model_state(latest_checkpoint(tmp_path / "part"))
@@ -78,15 +75,8 @@ def test_training_logs_losses_segmentation_metrics_and_pictures(tmp_path, source
     train, val = sources
     cfg = _cfg(tmp_path, "logs", "train.max_steps=2", "train.val_every=2", "encoder.vis_every=1")
     summary = Trainer(cfg, EncoderTask(cfg, train, val), progress=False).fit()
-    for key in (
-        "train/loss",
-        "train/loss_recon",
-        "train/loss_kld",
-        "val/loss",
-        "val/fg_ari",
-        "val/fg_ari_frame",
-        "val/mbo",
-    ):
+    for key in ("train/loss", "train/loss_recon", "train/loss_kld", "val/loss", "val/fg_ari", "val/fg_ari_frame",
+                "val/mbo"):
         assert key in summary, key
     assert -1.0 <= summary["val/fg_ari"] <= 1.0 and 0.0 <= summary["val/mbo"] <= 1.0
     assert {"fg_ari", "mbo", "loss"} <= set(summary["final_eval"])
@@ -179,14 +169,8 @@ def test_conditional_savi_trains_with_cues_from_flipped_masks(tmp_path, sources)
     """encoder.savi.init=cues trains and validates with cues from the clips' first-frame masks; a flipped clip's
     masks flip with its frames; a source without masks is an error naming the setting."""
     train, val = sources
-    cfg = _cfg(
-        tmp_path,
-        "cond",
-        "train.max_steps=2",
-        "train.val_every=2",
-        "encoder.savi.init=cues",
-        "encoder.data.hflip_prob=0.5",
-    )
+    cfg = _cfg(tmp_path, "cond", "train.max_steps=2", "train.val_every=2", "encoder.savi.init=cues",
+               "encoder.data.hflip_prob=0.5")
     summary = Trainer(cfg, EncoderTask(cfg, train, val), progress=False).fit()
     assert summary["steps"] == 2 and -1.0 <= summary["val/fg_ari"] <= 1.0
     task = EncoderTask(cfg, train, val)
@@ -221,8 +205,8 @@ def test_cue_mode_training_step_reads_nothing_on_the_device(tmp_path, sources):
         losses["loss"].backward()
         cues = task._cues(batch, task._clip_seeds(batch, 0))
     assert reads == []
-    # the step really ran on "device" tensors
-    assert isinstance(losses["loss"], OnDevice) and isinstance(cues, OnDevice)
+    assert isinstance(losses["loss"], OnDevice) and isinstance(cues,
+                                                               OnDevice)  # the step really ran on "device" tensors
     flipped = task._augment(batch["masks"][:, 0], task._clip_seeds(batch, 0))
     assert torch.equal(cues.as_subclass(torch.Tensor), first_frame_cues(flipped.long(), cfg.encoder.num_slots))
     with pytest.raises(ValueError, match="compute cues from the CPU masks"):
@@ -250,18 +234,10 @@ def test_truncated_backprop_trains_long_clips_and_pictures_show_the_trained_fram
     10-frame videos) through their first and last frames, validates whole clips, and the training pictures pair
     each mask with the frame it belongs to."""
     train, val = sources
-    cfg = _cfg(
-        tmp_path,
-        "tbptt",
-        "train.max_steps=2",
-        "train.val_every=2",
-        "encoder.savi.init=cues",
-        "encoder.vis_every=1",
-        "encoder.data.hflip_prob=0.0",
-        "encoder.data.long_clip_frames=4",
-        "encoder.data.long_clips_from=0",
-        "encoder.savi.grad_frames=1",
-    )
+    cfg = _cfg(tmp_path, "tbptt", "train.max_steps=2", "train.val_every=2", "encoder.savi.init=cues",
+               "encoder.vis_every=1",
+               "encoder.data.hflip_prob=0.0", "encoder.data.long_clip_frames=4", "encoder.data.long_clips_from=0",
+               "encoder.savi.grad_frames=1")
     task = EncoderTask(cfg, train, val)
     summary = Trainer(cfg, task, progress=False).fit()
     assert (

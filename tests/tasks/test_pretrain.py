@@ -22,9 +22,8 @@ def world(tmp_path_factory):
     from cjepa.data.world.generate import generate_split
 
     root = tmp_path_factory.mktemp("pretrain_world")
-    wc = WorldConfig(
-        height=32, width=32, num_frames=24, future_frames=8, min_objects=2, max_objects=3, shard_size=4, seed=1
-    )
+    wc = WorldConfig(height=32, width=32, num_frames=24, future_frames=8, min_objects=2, max_objects=3, shard_size=4,
+                     seed=1)
     generate_split(wc, "train", 8, root / "shards", workers=1, progress=False)
     generate_split(wc, "val", 2, root / "shards", workers=1, progress=False)
     enc = load_config([ENCODER], [f"run.out_dir={root}", f"encoder.data.path={root / 'shards'}", "train.max_steps=2"])
@@ -133,15 +132,9 @@ def test_validation_closes_its_dali_loader_after_the_pass_and_after_an_error(wor
     pipes = []
 
     for limit in (0, 1):
-        cfg = cfg_for(
-            world,
-            tmp_path / f"l{limit}",
-            "data.decoder=dali",
-            "data.dali_decode=pyav",
-            "train.max_steps=2",
-            "train.val_every=1",
-            f"data.val_max_windows={limit}",
-        )
+        cfg = cfg_for(world, tmp_path / f"l{limit}", "data.decoder=dali", "data.dali_decode=pyav", "train.max_steps=2",
+                      "train.val_every=1",
+                      f"data.val_max_windows={limit}")
         task = build_task(cfg)
         orig = task.encode
 

@@ -32,9 +32,8 @@ def test_the_registry_holds_exactly_the_names_the_config_accepts():
 
 
 def test_an_unknown_task_name_is_one_clear_error():
-    with pytest.raises(
-        ConfigError, match=r"train.task='planner' is not a task; choose one of predictor, pretrain, encoder, vqa"
-    ):
+    with pytest.raises(ConfigError,
+                       match=r"train.task='planner' is not a task; choose one of predictor, pretrain, encoder, vqa"):
         task_class("planner")
 
 

@@ -32,9 +32,8 @@ def test_missing_videos_are_an_error_unless_skipped(tmp_path):
     cfg = load_config([], colour_overrides(tmp_path, paths, "vqa.epochs=1"))
     with pytest.raises(ConfigError, match="2 questions .* have no slot video"):
         train_reasoner(cfg, progress=False)
-    cfg = load_config(
-        [], colour_overrides(tmp_path, paths, "vqa.epochs=1", "vqa.skip_missing_videos=true", "run.name=skip")
-    )
+    cfg = load_config([], colour_overrides(tmp_path, paths, "vqa.epochs=1", "vqa.skip_missing_videos=true",
+                                           "run.name=skip"))
     fe = train_reasoner(cfg, progress=False)["final_eval"]
     assert fe["data"]["val"]["dropped_missing_video"] == 2 and fe["metrics"]["descriptive_questions"] == 3
 
@@ -59,14 +58,8 @@ def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
     """Crash mid-epoch (step 5, last checkpoint at 3), resume: the weights equal an uninterrupted run's
     (random start offsets, dropout and data order all restored)."""
     paths = make_colour_world(tmp_path, {"train": 24, "val": 4})
-    extra = (
-        "vqa.epochs=2",
-        "vqa.batch_size=6",
-        "vqa.dropout=0.1",
-        "train.ckpt_every=3",
-        "vqa.eval_every_epochs=2",
-        "vqa.eval_offsets=[0]",
-    )
+    extra = ("vqa.epochs=2", "vqa.batch_size=6", "vqa.dropout=0.1", "train.ckpt_every=3", "vqa.eval_every_epochs=2",
+             "vqa.eval_offsets=[0]")
     full = load_config([], colour_overrides(tmp_path, paths, "run.name=full", *extra))
     train_reasoner(full, progress=False)
     part = load_config([], colour_overrides(tmp_path, paths, "run.name=part", *extra))
@@ -86,9 +79,8 @@ def test_generic_train_entry_point_trains_the_reasoner(tmp_path):
     from cjepa.trainer import train
 
     paths = make_colour_world(tmp_path, {"train": 12, "val": 3})
-    cfg = load_config(
-        [], colour_overrides(tmp_path, paths, "train.task=vqa", "vqa.epochs=1", "vqa.batch_size=6", "run.name=generic")
-    )
+    cfg = load_config([], colour_overrides(tmp_path, paths, "train.task=vqa", "vqa.epochs=1", "vqa.batch_size=6",
+                                           "run.name=generic"))
     summary = train(cfg, progress=False)
     saved = (tmp_path / "runs" / "generic" / "config.yaml").read_text()
     assert summary["steps"] == 4 and "lr: 0.003" in saved  # 24 questions, batches of 6 and "weight_decay: 0.0" in saved
@@ -96,21 +88,12 @@ def test_generic_train_entry_point_trains_the_reasoner(tmp_path):
 
 
 def _oracle_config(world, *extra):
-    return load_config(
-        [],
-        [
-            "vqa.protocol=oracle",
-            "vqa.frame_sampling=span",
-            "vqa.video_len=24",
-            "vqa.num_frames=6",
-            f"vqa.slots={world}/oracle/slots",
-            f"vqa.cf_slots={world}/oracle/counterfactual",
-            f"vqa.annotations={world}/annotations.json",
-            f"vqa.questions_train={world}/questions/train.json",
-            f"vqa.questions_val={world}/questions/val.json",
-            *extra,
-        ],
-    )
+    return load_config([], [
+        "vqa.protocol=oracle", "vqa.frame_sampling=span", "vqa.video_len=24", "vqa.num_frames=6",
+        f"vqa.slots={world}/oracle/slots", f"vqa.cf_slots={world}/oracle/counterfactual",
+        f"vqa.annotations={world}/annotations.json",
+        f"vqa.questions_train={world}/questions/train.json", f"vqa.questions_val={world}/questions/val.json", *extra,
+    ])
 
 
 def test_oracle_protocol_reads_the_simulators_future_and_reruns(tmp_path):
@@ -120,9 +103,8 @@ def test_oracle_protocol_reads_the_simulators_future_and_reruns(tmp_path):
     from cjepa.tasks.vqa import build_split
 
     world = tmp_path / "w"
-    write_billiards_vqa(
-        world, {"train": 4, "val": 3}, num_slots=7, slot_dim=8, observed_frames=24, total_frames=32, oracle=True
-    )
+    write_billiards_vqa(world, {"train": 4, "val": 3}, num_slots=7, slot_dim=8, observed_frames=24, total_frames=32,
+                        oracle=True)
     cfg = _oracle_config(world)
     scenes = load_question_file(cfg.vqa.questions_val)
     vocab = Vocab.build(iter_texts(scenes), iter_answers(scenes))
@@ -143,9 +125,8 @@ def test_oracle_protocol_reads_the_simulators_future_and_reruns(tmp_path):
     ]
     bad = tmp_path / "val.json"
     bad.write_text(json.dumps(scenes))
-    with pytest.raises(
-        ConfigError, match=r"protocol=oracle: \d+ of \d+ counterfactual questions of split 'val' have no re-run"
-    ):
+    with pytest.raises(ConfigError,
+                       match=r"protocol=oracle: \d+ of \d+ counterfactual questions of split 'val' have no re-run"):
         build_split(_oracle_config(world, f"vqa.questions_val={bad}"), "val", str(bad), vocab)
 
 
@@ -156,40 +137,17 @@ def test_reasoner_reaches_the_ceiling_on_a_small_oracle_question_set(tmp_path):
     from tests.eval.vqa.synthetic import make_oracle_world
 
     paths = make_oracle_world(tmp_path, {"train": 160, "val": 40})
-    cfg = load_config(
-        [],
-        [
-            f"run.out_dir={tmp_path / 'runs'}",
-            "run.name=oracle",
-            "run.device=cpu",
-            "run.seed=0",
-            f"vqa.questions_train={paths['train']}",
-            f"vqa.questions_val={paths['val']}",
-            f"vqa.annotations={paths['annotations']}",
-            f"vqa.slots={paths['slots']}",
-            f"vqa.cf_slots={paths['cf_slots']}",
-            "vqa.protocol=oracle",
-            "vqa.frame_sampling=span",
-            "vqa.video_len=12",
-            "vqa.num_frames=4",
-            "vqa.cf_frames=12",
-            "vqa.question_len=12",
-            "vqa.choice_len=4",
-            "vqa.word_dim=4",
-            "vqa.heads=2",
-            "vqa.depth=2",
-            "vqa.ffn_dim=32",
-            "vqa.head_hidden=16",
-            "vqa.dropout=0.0",
-            "vqa.lr=3e-3",
-            "vqa.batch_size=16",
-            "vqa.epochs=30",
-            "vqa.eval_every_epochs=30",
-            "vqa.val_batch_size=64",
-            "train.log_every=50",
-            "train.ckpt_every=100000",
-        ],
-    )
+    cfg = load_config([], [
+        f"run.out_dir={tmp_path / 'runs'}", "run.name=oracle", "run.device=cpu", "run.seed=0",
+        f"vqa.questions_train={paths['train']}", f"vqa.questions_val={paths['val']}",
+        f"vqa.annotations={paths['annotations']}",
+        f"vqa.slots={paths['slots']}", f"vqa.cf_slots={paths['cf_slots']}", "vqa.protocol=oracle",
+        "vqa.frame_sampling=span",
+        "vqa.video_len=12", "vqa.num_frames=4", "vqa.cf_frames=12", "vqa.question_len=12", "vqa.choice_len=4",
+        "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=2", "vqa.ffn_dim=32", "vqa.head_hidden=16", "vqa.dropout=0.0",
+        "vqa.lr=3e-3", "vqa.batch_size=16", "vqa.epochs=30", "vqa.eval_every_epochs=30", "vqa.val_batch_size=64",
+        "train.log_every=50", "train.ckpt_every=100000",
+    ])
     m = train_reasoner(cfg, progress=False)["final_eval"]["metrics"]
     assert m["predictive_questions"] == 40 and m["counterfactual_questions"] == 40
     assert m["predictive_per_option"] >= 0.9 and m["counterfactual_per_option"] >= 0.9, m

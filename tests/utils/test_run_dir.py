@@ -23,10 +23,9 @@ def test_lock_has_one_holder_and_dies_with_it(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(
-            RunDirError,
-            match=rf"{tmp_path} is in use by another run \(pid {holder.pid} on host {socket.gethostname()} since ",
-        ):
+        with pytest.raises(RunDirError,
+                           match=rf"{tmp_path} is in use by another run \(pid {holder.pid} on host "
+                                 rf"{socket.gethostname()} since "):
             RunLock(tmp_path).acquire()
     finally:
         holder.kill()

@@ -120,8 +120,8 @@ class DataConfig:
     image_size: tuple[int, int] = (196, 196)  # (h, w) model input; aspect is not kept, as in the original (Q16)
     clip_frames: int = 6  # frames per training clip (VideoSAUR: 6)
     clip_stride: int = 2  # frame step inside a clip (VideoSAUR: 2)
-    # random start per video and pass, or all non-overlapping chunks
-    clip_sampling: Literal["random", "chunks"] = "random"
+    clip_sampling: Literal["random",
+                           "chunks"] = "random"  # random start per video and pass, or all non-overlapping chunks
     clips_per_video: int = 1  # random clips drawn per video per pass
     video_batch_size: int = 32  # clips per batch and rank (VideoSAUR: 32 per GPU)
     shuffle_buffer: int = 64  # samples; 0 = read shards in order

@@ -108,16 +108,9 @@ def clevrer_annotation(facts: SceneFacts, *, scene_index: int, video_filename: s
     """The per-video annotation in CLEVRER's schema (plus events, future collisions, and the world section)."""
     tr, T = facts.traj, facts.shown_frames
     r = OBJECT_RADIUS
-    props = [
-        {
-            "object_id": s.object_id,
-            "color": s.colour,
-            "material": s.material,
-            "shape": s.shape,
-            "mask_id": s.object_id + 1,
-        }
-        for s in facts.specs
-    ]
+    props = [{"object_id": s.object_id, "color": s.colour, "material": s.material, "shape": s.shape,
+              "mask_id": s.object_id + 1}
+             for s in facts.specs]
     motion = []
     for t in range(T):
         objs = []
@@ -135,11 +128,8 @@ def clevrer_annotation(facts: SceneFacts, *, scene_index: int, video_filename: s
         motion.append({"frame_id": t, "objects": objs})
 
     def coll(e: Event) -> dict:
-        return {
-            "object_ids": list(e.objects),
-            "frame_id": e.frame,
-            "location": [round(e.location[0], 5), round(e.location[1], 5), 0.0],
-        }
+        return {"object_ids": list(e.objects), "frame_id": e.frame, "location": [round(e.location[0], 5),
+                                                                                 round(e.location[1], 5), 0.0]}
 
     return {
         "scene_index": scene_index,
@@ -147,17 +137,9 @@ def clevrer_annotation(facts: SceneFacts, *, scene_index: int, video_filename: s
         "object_property": props,
         "motion_trajectory": motion,
         "collision": [coll(e) for e in facts.collisions()],
-        "events": [
-            {"type": e.kind, "object_id": e.objects[0], "frame_id": e.frame}
-            for e in facts.events
-            if e.kind != "collision"
-        ],
+        "events": [{"type": e.kind, "object_id": e.objects[0],
+                    "frame_id": e.frame} for e in facts.events if e.kind != "collision"],
         "future_collision": [coll(e) for e in facts.future_collisions],
-        "world": {
-            **world,
-            "moving_speed": MOVING_SPEED,
-            "camera": facts.camera.to_json(),
-            "scene": [s.to_json() for s in facts.specs],
-            "simulated_frames": tr.num_frames,
-        },
+        "world": {**world, "moving_speed": MOVING_SPEED, "camera": facts.camera.to_json(),
+                  "scene": [s.to_json() for s in facts.specs], "simulated_frames": tr.num_frames},
     }

@@ -73,9 +73,8 @@ def camera_of(cfg) -> Camera:
     return Camera(cfg.width, cfg.height, cfg.view_width, cfg.elevation_deg)
 
 
-def render_video(
-    specs: list[ObjectSpec], traj: Trajectory, camera: Camera, num_frames: int
-) -> tuple[np.ndarray, np.ndarray]:
+def render_video(specs: list[ObjectSpec], traj: Trajectory, camera: Camera, num_frames: int) -> tuple[np.ndarray,
+                                                                                                      np.ndarray]:
     """Frames (T, H, W, 3) and instance ids (T, H, W) of the first ``num_frames`` frames of a trajectory."""
     rend = renderer_for(camera)
     frames = np.empty((num_frames, camera.height, camera.width, 3), np.uint8)
@@ -98,17 +97,9 @@ def generate_video(cfg, split: str, index: int) -> WorldVideo:
         if len(facts.collisions()) >= cfg.min_collisions:
             break
     key = video_key(index)
-    world = {
-        "generator": "cjepa.data.world",
-        "version": WORLD_VERSION,
-        "config_fingerprint": config_fingerprint(cfg),
-        "seed": cfg.seed,
-        "split": split,
-        "index": index,
-        "attempt": attempt,
-        "fps": cfg.fps,
-        "substeps": cfg.substeps,
-    }
+    world = {"generator": "cjepa.data.world", "version": WORLD_VERSION, "config_fingerprint": config_fingerprint(cfg),
+             "seed": cfg.seed, "split": split, "index": index, "attempt": attempt, "fps": cfg.fps,
+             "substeps": cfg.substeps}
     meta = clevrer_annotation(facts, scene_index=index, video_filename=f"{key}.mp4", world=world)
     questions = None
     if cfg.questions:
@@ -155,17 +146,9 @@ def _start_pool(workers: int):
             signal.signal(signal.SIGINT, previous)
 
 
-def generate_split(
-    cfg,
-    split: str,
-    num_videos: int,
-    out_dir: str | os.PathLike,
-    *,
-    first_index: int = 0,
-    workers: Optional[int] = None,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> dict:
+def generate_split(cfg, split: str, num_videos: int, out_dir: str | os.PathLike, *, first_index: int = 0,
+                   workers: Optional[int] = None,
+                   progress: bool = True, overwrite: bool = False) -> dict:
     """Generate ``num_videos`` videos into ``out_dir/split`` (shards + manifest); returns a summary dict.
 
     ``workers`` (default ``cfg.workers``, 0 = one per core) processes generate and encode in parallel; results
@@ -177,12 +160,8 @@ def generate_split(
         raise ValueError("num_videos must be >= 1")
     workers = cfg.workers if workers is None else workers
     workers = min(num_videos, workers or os.cpu_count() or 1)
-    generator = {
-        "name": "cjepa.data.world",
-        "version": WORLD_VERSION,
-        "config": asdict(cfg),
-        "first_index": first_index,
-    }
+    generator = {"name": "cjepa.data.world", "version": WORLD_VERSION, "config": asdict(cfg),
+                 "first_index": first_index}
     writer = ShardWriter(out_dir, split, shard_size=cfg.shard_size, source="world", codec=cfg.codec, fps=cfg.fps,
                          config_version=config_fingerprint(cfg), generator=generator, crf=cfg.crf, overwrite=overwrite)
     jobs = [(cfg, split, first_index + i) for i in range(num_videos)]

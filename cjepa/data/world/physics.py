@@ -66,16 +66,13 @@ def _require_pymunk():
 
     major = int(pymunk.version.split(".")[0])
     if major != 6:
-        raise ImportError(
-            "the world simulator needs pymunk 6.x (gym-pusht pins < 7; 7 changed the collision API), found "
-            f"{pymunk.version}"
-        )
+        raise ImportError("the world simulator needs pymunk 6.x (gym-pusht pins < 7; 7 changed the collision API), "
+                          f"found {pymunk.version}")
     return pymunk
 
 
-def simulate(
-    specs: list[ObjectSpec], num_frames: int, *, fps: float, substeps: int = 4, removed: Iterable[int] = ()
-) -> Trajectory:
+def simulate(specs: list[ObjectSpec], num_frames: int, *, fps: float, substeps: int = 4,
+             removed: Iterable[int] = ()) -> Trajectory:
     """Simulate a scene for ``num_frames`` frames (frame 0 = initial state); objects in ``removed`` never appear.
 
     Objects appear at their ``spawn_frame`` (state recorded from that frame on). Collision events are pymunk

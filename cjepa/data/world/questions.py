@@ -41,9 +41,8 @@ QUESTION_WORDS = frozenset(
     "spheres "
     "stationary that the there to video what when which will with without yellow".split()
 )
-ANSWER_WORDS = frozenset(
-    "0 1 2 3 4 5 blue brown cube cyan cylinder gray green metal no purple red rubber sphere yellow yes".split()
-)
+ANSWER_WORDS = frozenset("0 1 2 3 4 5 blue brown cube cyan cylinder gray green metal no purple red rubber sphere "
+                         "yellow yes".split())
 
 _ATTR_FILTER = {"colour": "filter_color", "material": "filter_material", "shape": "filter_shape"}
 _ATTR_QUERY = {"colour": "query_color", "material": "query_material", "shape": "query_shape"}
@@ -130,14 +129,8 @@ class QuestionGenerator:
         self.ref = Referrer(self.specs, rng)
         self.end = facts.shown_frames - 1
 
-    def generate(
-        self,
-        *,
-        max_descriptive: int = 10,
-        max_explanatory: int = 2,
-        max_predictive: int = 1,
-        max_counterfactual: int = 2,
-    ) -> list[dict]:
+    def generate(self, *, max_descriptive: int = 10, max_explanatory: int = 2, max_predictive: int = 1,
+                 max_counterfactual: int = 2) -> list[dict]:
         qs: list[dict] = []
         desc = [q for q in (t() for t in self._descriptive_templates()) if q is not None]
         self.rng.shuffle(desc)
@@ -161,28 +154,21 @@ class QuestionGenerator:
         answer = str(answer)
         if answer not in ANSWER_WORDS:
             return None  # e.g. a count of 6: CLEVRER's answer vocabulary stops at 5
-        return {
-            "question": question,
-            "question_type": "descriptive",
-            "question_subtype": subtype,
-            "program": program,
-            "answer": answer,
-        }
+        return {"question": question, "question_type": "descriptive", "question_subtype": subtype, "program": program,
+                "answer": answer}
 
     def _count_enter(self):
         entries = [e for e in self.f.events if e.kind == "in"]
         n = len(entries)
         if n != len(self.f.entering()):
             return None  # an object entered twice: "how many objects" and "how many entrances" would differ
-        return self._descriptive(
-            "count", "How many objects enter the scene?", ["events", "objects", "filter_in", "count"], n
-        )
+        return self._descriptive("count", "How many objects enter the scene?", ["events", "objects", "filter_in",
+                                                                                "count"], n)
 
     def _count_collisions(self):
         n = len(self.f.collisions())
-        return self._descriptive(
-            "count", "How many collisions happen?", ["events", "objects", "filter_collision", "count"], n
-        )
+        return self._descriptive("count", "How many collisions happen?", ["events", "objects", "filter_collision",
+                                                                          "count"], n)
 
     def _attribute_filter(self) -> tuple[Optional[str], str, list[str], Callable[[ObjectSpec], bool]]:
         """A random attribute restriction (or none) for counting/existence questions."""
@@ -208,20 +194,15 @@ class QuestionGenerator:
         kind, value, prog, keep = self._attribute_filter()
         t, tail, phrase = self._state_at(which, when)
         n = len(self._select(t, which, keep))
-        return self._descriptive(
-            "count", f"How many {_plural(kind, value)} are {which} {phrase}?", prog + tail + ["count"], n
-        )
+        return self._descriptive("count", f"How many {_plural(kind, value)} are {which} {phrase}?",
+                                 prog + tail + ["count"], n)
 
     def _exist_motion(self, which: str, when: str):
         kind, value, prog, keep = self._attribute_filter()
         t, tail, phrase = self._state_at(which, when)
         yes = bool(self._select(t, which, keep))
-        return self._descriptive(
-            "exist",
-            f"Are there any {which} {_plural(kind, value)} {phrase}?",
-            prog + tail + ["exist"],
-            "yes" if yes else "no",
-        )
+        return self._descriptive("exist", f"Are there any {which} {_plural(kind, value)} {phrase}?",
+                                 prog + tail + ["exist"], "yes" if yes else "no")
 
     def _query_unique(self, kind: str):
         candidates = [s.object_id for s in self.specs if self.ref.unique_without(s.object_id, kind)]
@@ -229,12 +210,8 @@ class QuestionGenerator:
             return None
         oid = candidates[int(self.rng.integers(len(candidates)))]
         q = f"What {_ATTR_WORD[kind]} is the {self.ref.phrase(oid, exclude=kind)}?"
-        return self._descriptive(
-            _ATTR_QUERY[kind],
-            q,
-            self.ref.program(oid, exclude=kind) + [_ATTR_QUERY[kind]],
-            _attr(self.specs[oid], kind),
-        )
+        return self._descriptive(_ATTR_QUERY[kind], q, self.ref.program(oid, exclude=kind) + [_ATTR_QUERY[kind]],
+                                 _attr(self.specs[oid], kind))
 
     def _query_entering(self):
         ent = self.f.entering()
@@ -277,40 +254,26 @@ class QuestionGenerator:
             text = f"The collision between the {self.ref.phrase(a)} and the {self.ref.phrase(b)}"
             return text, self._collision_program(["events"], a, b) + ["unique"]
         (a,) = e.objects
-        return f"The {self.ref.phrase(a)}'s entering the scene", ["events"] + self.ref.program(a) + [
-            "filter_in",
-            "unique",
-        ]
+        return f"The {self.ref.phrase(a)}'s entering the scene", ["events"] + self.ref.program(a) + ["filter_in",
+                                                                                                     "unique"]
 
     def _choices(self, items: list[tuple[str, list[str], bool]]) -> list[dict]:
         order = self.rng.permutation(len(items))
-        return [
-            {
-                "choice_id": i,
-                "choice": items[k][0],
-                "program": items[k][1],
-                "answer": "correct" if items[k][2] else "wrong",
-            }
-            for i, k in enumerate(order)
-        ]
+        return [{"choice_id": i, "choice": items[k][0], "program": items[k][1],
+                 "answer": "correct" if items[k][2] else "wrong"}
+                for i, k in enumerate(order)]
 
     def _mc(self, qtype: str, subtype: str, question: str, program: list[str], items) -> dict:
-        return {
-            "question": question,
-            "question_type": qtype,
-            "question_subtype": subtype,
-            "program": program,
-            "choices": self._choices(items),
-        }
+        return {"question": question, "question_type": qtype, "question_subtype": subtype, "program": program,
+                "choices": self._choices(items)}
 
     def _nameable(self, e: Event) -> bool:
         """'the collision between A and B' / 'A's entering' / 'A's exiting' names one event only if it happened once."""
         return sum(x.kind == e.kind and x.objects == e.objects for x in self.f.events) == 1
 
     def _explanatory(self, limit: int) -> list[dict]:
-        targets = [
-            e for e in self.f.events if e.kind in ("collision", "out") and self._nameable(e) and self.f.ancestors(e)
-        ]
+        targets = [e for e in self.f.events if e.kind in ("collision",
+                                                          "out") and self._nameable(e) and self.f.ancestors(e)]
         self.rng.shuffle(targets)
         out = []
         for target in targets:
@@ -365,10 +328,8 @@ class QuestionGenerator:
             return []
         right = seen[int(self.rng.integers(len(seen)))]
         bad = wrong[int(self.rng.integers(len(wrong)))]
-        items = [
-            (*self._pair_text(*right, ["unseen_events"]), True),
-            (*self._pair_text(*bad, ["unseen_events"]), False),
-        ]
+        items = [(*self._pair_text(*right, ["unseen_events"]), True), (*self._pair_text(*bad, ["unseen_events"]),
+                                                                       False)]
         return [self._mc("predictive", "collision", "What will happen next?", ["unseen_events"], items)]
 
     def _counterfactual(self, limit: int) -> list[dict]:
@@ -396,15 +357,12 @@ class QuestionGenerator:
             picks_wrong = prevented[:n_wrong]  # a prevented collision is the informative distractor
             rest = [p for p in wrong if p not in picks_wrong]
             if len(picks_wrong) < n_wrong and rest:
-                picks_wrong += [
-                    rest[i]
-                    for i in self.rng.choice(len(rest), min(len(rest), n_wrong - len(picks_wrong)), replace=False)
-                ]
+                picks_wrong += [rest[i] for i in self.rng.choice(len(rest), min(len(rest), n_wrong - len(picks_wrong)),
+                                                                 replace=False)]
             picks_right = [right[i] for i in self.rng.choice(len(right), n_right, replace=False)]
             source = self.ref.program(removed) + ["counterfact_events"]
-            items = [(*self._pair_text(*p, source), True) for p in picks_right] + [
-                (*self._pair_text(*p, source), False) for p in picks_wrong
-            ]
+            items = [(*self._pair_text(*p, source), True) for p in picks_right] + [(*self._pair_text(*p, source),
+                                                                                    False) for p in picks_wrong]
             q = f"What will happen without the {self.ref.phrase(removed)}?"
             prog = source
             out.append(self._mc("counterfactual", "remove", q, prog, items))

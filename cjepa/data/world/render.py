@@ -40,9 +40,8 @@ class Renderer:
         shade = 0.88 + 0.10 * (1 - rows) + 0.05 * (1 - cols) - 0.06 * ((cols - 0.5) ** 2 + (rows - 0.5) ** 2)
         self.floor = np.clip(_FLOOR_RGB[None, None, :] * shade[..., None], 0, 255).astype(np.uint8)
 
-    def render(
-        self, specs: list[ObjectSpec], position: np.ndarray, angle: np.ndarray, visible: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def render(self, specs: list[ObjectSpec], position: np.ndarray, angle: np.ndarray,
+               visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One frame: positions (N, 2), angles (N,), which objects to draw (N,) -> (rgb (H, W, 3) uint8, ids (H, W)
         uint8)."""
         rgb = self.floor.copy()
@@ -98,9 +97,8 @@ class Renderer:
     def _cube(self, rgb, ids, spec, x, y, angle):
         r = OBJECT_RADIUS
         c, s = math.cos(angle), math.sin(angle)
-        corners = np.array(
-            [[x + r * (c * a - s * b), y + r * (s * a + c * b)] for a, b in ((1, 1), (-1, 1), (-1, -1), (1, -1))]
-        )
+        corners = np.array([[x + r * (c * a - s * b), y + r * (s * a + c * b)] for a, b in ((1, 1), (-1, 1), (-1, -1),
+                                                                                            (1, -1))])
         u_all, v_all = [], []
         for z in (0.0, 2 * r):
             u, v = self.cam.project(corners[:, 0], corners[:, 1], z)
@@ -121,14 +119,8 @@ class Renderer:
             n = np.array([mid[0], mid[1], 0.0]) / r
             if n @ self.view <= 1e-9:
                 continue  # faces away from the viewer
-            quads.append(
-                [
-                    (u_all[0, k], v_all[0, k]),
-                    (u_all[0, k2], v_all[0, k2]),
-                    (u_all[1, k2], v_all[1, k2]),
-                    (u_all[1, k], v_all[1, k]),
-                ]
-            )
+            quads.append([(u_all[0, k], v_all[0, k]), (u_all[0, k2], v_all[0, k2]), (u_all[1, k2], v_all[1, k2]),
+                          (u_all[1, k], v_all[1, k])])
             normals.append(n)
         quads.append([(u_all[1, k], v_all[1, k]) for k in range(4)])  # the top, drawn last
         normals.append(np.array([0.0, 0.0, 1.0]))

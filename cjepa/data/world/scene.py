@@ -99,19 +99,14 @@ class Camera:
         return (np.abs(np.asarray(x)) <= self.half_width) & (np.abs(np.asarray(y)) <= self.half_depth)
 
     def to_json(self) -> dict:
-        return {
-            "width": self.width,
-            "height": self.height,
-            "view_width": self.view_width,
-            "elevation_deg": self.elevation_deg,
-            "object_radius": OBJECT_RADIUS,
-            "projection": "u = W/2 + s*x; v = H/2 - s*(y*sin(e) + (z - r)*cos(e)); s = W/view_width",
-        }
+        return {"width": self.width, "height": self.height, "view_width": self.view_width,
+                "elevation_deg": self.elevation_deg,
+                "object_radius": OBJECT_RADIUS,
+                "projection": "u = W/2 + s*x; v = H/2 - s*(y*sin(e) + (z - r)*cos(e)); s = W/view_width"}
 
 
-def sample_scene(
-    rng: np.random.Generator, camera: Camera, *, num_frames: int, min_objects: int, max_objects: int
-) -> list[ObjectSpec]:
+def sample_scene(rng: np.random.Generator, camera: Camera, *, num_frames: int, min_objects: int,
+                 max_objects: int) -> list[ObjectSpec]:
     """Draw a CLEVRER-like scene: some objects at rest in view, some moving, some entering later.
 
     Moving and entering objects are aimed (with angular noise) at other objects so that collisions are common,
@@ -158,9 +153,8 @@ def sample_scene(
     return specs
 
 
-def _aim(
-    rng: np.random.Generator, src: np.ndarray, dst: np.ndarray, speed: float, noise_deg: float = 8.0
-) -> np.ndarray:
+def _aim(rng: np.random.Generator, src: np.ndarray, dst: np.ndarray, speed: float,
+         noise_deg: float = 8.0) -> np.ndarray:
     d = np.asarray(dst, float) - np.asarray(src, float)
     ang = math.atan2(d[1], d[0]) + math.radians(rng.normal(0.0, noise_deg))
     return speed * np.array([math.cos(ang), math.sin(ang)])

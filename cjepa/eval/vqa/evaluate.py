@@ -81,15 +81,11 @@ def evaluate_reasoner(
         for b in range(0, len(mine), batch_size):
             chunk = mine[b : b + batch_size]
             batch = _move(collate_questions([dataset[(int(q), o)] for q in chunk]), device)
-            ctx = (
-                torch.autocast(device.type, dtype=autocast_dtype)
-                if autocast_dtype is not None
-                else contextlib.nullcontext()
-            )
+            ctx = torch.autocast(device.type,
+                                 dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
             with ctx:
-                out = model(
-                    batch["video"], batch["row_video"], batch["tokens"], batch["pad"], batch["is_mc"], batch["slot_pad"]
-                )
+                out = model(batch["video"], batch["row_video"], batch["tokens"], batch["pad"], batch["is_mc"],
+                            batch["slot_pad"])
             ans = out["answer_logits"].float().cpu().numpy()  # (N, A)
             ch = out["choice_logits"].float().cpu().numpy()  # (N,)
             rows = np.concatenate([np.arange(qs.row_start[q], qs.row_start[q] + qs.row_count[q]) for q in chunk])
@@ -110,9 +106,8 @@ def evaluate_reasoner(
         is_mc, (choice_sum[rows_mine] > 0).astype(np.int64), ans_sum[rows_mine].argmax(1) if ans_sum.shape[1] else 0
     )
     ens_correct = ens_pred == qs.label[rows_mine]
-    ens_counts = _all_reduce(
-        count_correct(qs.qtype[mine], np.searchsorted(mine, row_q_all[rows_mine]), ens_correct), device
-    )
+    ens_counts = _all_reduce(count_correct(qs.qtype[mine], np.searchsorted(mine, row_q_all[rows_mine]), ens_correct),
+                             device)
     all_rows, all_pred = _gather_rows(rows_mine, ens_pred)
     prediction = np.full(qs.num_rows, -1, np.int64)
     prediction[all_rows] = all_pred
@@ -126,9 +121,8 @@ def _row_correct(ans: np.ndarray, ch: np.ndarray, label: np.ndarray, is_mc: np.n
     return np.where(is_mc, (ch > 0).astype(np.int64) == label, ans.argmax(1) == label)
 
 
-def summarise(
-    per_offset: list[np.ndarray], ensemble_counts: np.ndarray, offsets: list[int], prediction: np.ndarray
-) -> dict:
+def summarise(per_offset: list[np.ndarray], ensemble_counts: np.ndarray, offsets: list[int],
+              prediction: np.ndarray) -> dict:
     ms = [metrics_from_counts(c) for c in per_offset]
     keys = list(ms[0])
     mean = {k: float(np.mean([m[k] for m in ms])) for k in keys}
@@ -152,9 +146,8 @@ def predictions_to_clevrer(qs: QuestionSet, prediction: np.ndarray, answer_names
         rows = qs.rows_of(q)
         if qs.qtype[q] == DESCRIPTIVE:
             p = int(prediction[rows.start])
-            scene["questions"].append(
-                {"question_id": int(qs.question_id[q]), "answer": answer_names[p] if p >= 0 else ""}
-            )
+            scene["questions"].append({"question_id": int(qs.question_id[q]),
+                                       "answer": answer_names[p] if p >= 0 else ""})
         else:
             scene["questions"].append(
                 {

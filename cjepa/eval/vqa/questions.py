@@ -118,9 +118,8 @@ def _check_question(q, where: str, labelled: bool) -> None:
         if not isinstance(c, dict) or "choice_id" not in c or "choice" not in c:
             raise QuestionError(f"{where}: every choice needs 'choice_id' and 'choice', got {c!r}")
         if labelled and c.get("answer") not in ("correct", "wrong"):
-            raise QuestionError(
-                f"{where}: choice {c.get('choice_id')} answer {c.get('answer')!r} is not 'correct' or 'wrong'"
-            )
+            raise QuestionError(f"{where}: choice {c.get('choice_id')} answer {c.get('answer')!r} is not 'correct' or "
+                                "'wrong'")
 
 
 def has_answers(scenes: list[dict]) -> bool:
@@ -210,9 +209,8 @@ class QuestionSet:
             truncated=self.truncated,
             source=self.source,
             removed_object=self.removed_object[keep] if len(self.removed_object) else np.full(len(keep), -1, np.int64),
-            removed_instance=self.removed_instance[keep]
-            if len(self.removed_instance)
-            else np.full(len(keep), -1, np.int64),
+            removed_instance=self.removed_instance[keep] if len(self.removed_instance) else np.full(len(keep), -1,
+                                                                                                    np.int64),
         )
 
     def counts_by_type(self) -> dict[str, int]:
@@ -220,13 +218,8 @@ class QuestionSet:
 
 
 def build_question_set(
-    scenes: list[dict],
-    vocab: Vocab,
-    question_len: int,
-    choice_len: int,
-    *,
-    labelled: bool = True,
-    source: str = "questions",
+    scenes: list[dict], vocab: Vocab, question_len: int, choice_len: int, *, labelled: bool = True,
+    source: str = "questions"
 ) -> QuestionSet:
     """Tokenise every question of ``scenes`` (checked against CLEVRER's schema) into a :class:`QuestionSet`."""
     L = question_len + choice_len

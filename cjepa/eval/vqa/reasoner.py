@@ -36,9 +36,8 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
         raise ConfigError("vqa.checkpoint is required: a reasoner checkpoint dir or run dir")
     ckpt = resolve_checkpoint(checkpoint)
     if not ckpt.is_dir() or not (ckpt / "train_state.pt").is_file():
-        raise ConfigError(
-            f"{ckpt} is not a reasoner checkpoint directory (needs model.pt, train_state.pt, config.yaml)"
-        )
+        raise ConfigError(f"{ckpt} is not a reasoner checkpoint directory (needs model.pt, train_state.pt, "
+                          "config.yaml)")
     task_state = load_train_state(ckpt).get("task", {})
     if "vocab" not in task_state:
         raise ConfigError(f"{ckpt}: no vocabulary in the task state; is it a VQA checkpoint?")
@@ -80,13 +79,8 @@ def evaluate_checkpoint(cfg: Config, progress: bool = True) -> tuple[dict, dict,
         )
     dtype = torch.bfloat16 if cfg.train.precision == "bf16" else None
     res = evaluate_reasoner(
-        model,
-        ds,
-        eval_offsets(c),
-        batch_size=c.vqa.val_batch_size,
-        device=device,
-        progress=progress,
-        autocast_dtype=dtype,
+        model, ds, eval_offsets(c), batch_size=c.vqa.val_batch_size, device=device, progress=progress,
+        autocast_dtype=dtype
     )
     out_dir = resolve_checkpoint(cfg.vqa.checkpoint)
     out_dir = out_dir.parent.parent if out_dir.parent.name == "checkpoints" else out_dir

@@ -60,15 +60,13 @@ def load_predictor(checkpoint: str, model_cfg, attention: str, device: torch.dev
     """A C-JEPA predictor from one of our checkpoints / run dirs (its saved model section wins) or a plain
     original state_dict (then ``model_cfg`` must describe it, e.g. ``layout=reference``)."""
     if not checkpoint:
-        raise ConfigError(
-            "a predictor checkpoint is required (vqa.predictor_checkpoint: checkpoint dir, run dir or state_dict)"
-        )
+        raise ConfigError("a predictor checkpoint is required (vqa.predictor_checkpoint: checkpoint dir, run dir or "
+                          "state_dict)")
 
     def slots_only(mcfg, where: str) -> None:
         if mcfg.kind != "slots":
-            raise ConfigError(
-                f"VQA rollouts need a slot predictor (model.kind=slots); {where} is model.kind={mcfg.kind}"
-            )
+            raise ConfigError(f"VQA rollouts need a slot predictor (model.kind=slots); {where} is "
+                              f"model.kind={mcfg.kind}")
 
     return predictor_from_checkpoint(checkpoint, model_cfg, attention, device, check=slots_only,
                                      label=" (vqa.predictor_checkpoint)").model
@@ -251,9 +249,8 @@ def build_counterfactual_store(
             for r in group:
                 v = np.asarray(videos[r.video_key][:need], dtype=np.float32)
                 if len(v) < need:
-                    raise SlotStoreError(
-                        f"video {r.video_key!r} has {len(v)} frames; its counterfactual branches at frame {b}"
-                    )
+                    raise SlotStoreError(f"video {r.video_key!r} has {len(v)} frames; its counterfactual branches at "
+                                         f"frame {b}")
                 arrs.append(v)
             slots = torch.from_numpy(np.stack(arrs)).to(device)
             removed = torch.tensor([r.slot for r in group], device=device)

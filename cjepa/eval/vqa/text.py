@@ -32,9 +32,8 @@ CLEVRER_COLORS = ("gray", "red", "blue", "green", "brown", "yellow", "cyan", "pu
 CLEVRER_MATERIALS = ("metal", "rubber")
 CLEVRER_SHAPES = ("sphere", "cylinder", "cube")
 # The 21 answers of CLEVRER's descriptive questions; with PAD first and the rest sorted they get the original ids.
-CLEVRER_ANSWERS = tuple(
-    sorted(("0", "1", "2", "3", "4", "5", "yes", "no") + CLEVRER_COLORS + CLEVRER_MATERIALS + CLEVRER_SHAPES)
-)
+CLEVRER_ANSWERS = tuple(sorted(("0", "1", "2", "3", "4", "5", "yes",
+                                "no") + CLEVRER_COLORS + CLEVRER_MATERIALS + CLEVRER_SHAPES))
 
 
 class VocabError(ValueError):
@@ -120,9 +119,8 @@ class Vocab:
             if i is None:
                 i = self.words.get(UNK)
                 if i is None:
-                    raise VocabError(
-                        f"{where or 'text'}: word {w!r} of {text!r} is not in the vocabulary (which has no UNK)"
-                    )
+                    raise VocabError(f"{where or 'text'}: word {w!r} of {text!r} is not in the vocabulary (which has "
+                                     "no UNK)")
             ids.append(i)
         truncated = len(ids) > length
         ids = ids[:length]
@@ -135,7 +133,6 @@ class Vocab:
     def answer_id(self, answer: str, where: str = "") -> int:
         i = self.answers.get(str(answer))
         if i is None or i == 0:
-            raise VocabError(
-                f"{where or 'answer'}: answer {answer!r} is not in the answer vocabulary {sorted(self.answers)}"
-            )
+            raise VocabError(f"{where or 'answer'}: answer {answer!r} is not in the answer vocabulary "
+                             f"{sorted(self.answers)}")
         return i

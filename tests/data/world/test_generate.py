@@ -27,11 +27,8 @@ def test_video_is_deterministic_in_seed_split_index():
     np.testing.assert_array_equal(a.frames, b.frames)
     np.testing.assert_array_equal(a.masks, b.masks)
     assert json.dumps(a.meta) == json.dumps(b.meta) and json.dumps(a.questions) == json.dumps(b.questions)
-    for other in (
-        generate_video(cfg, "train", 5),
-        generate_video(cfg, "val", 4),
-        generate_video(tiny_world(seed=99), "train", 4),
-    ):
+    for other in (generate_video(cfg, "train", 5), generate_video(cfg, "val", 4), generate_video(tiny_world(seed=99),
+                                                                                                 "train", 4)):
         assert not np.array_equal(other.frames, a.frames)
 
 
@@ -88,24 +85,11 @@ def test_ctrl_c_stops_the_workers_and_exits_130(tmp_path):
     worker processes: the command exits within seconds with code 130 and one line, no traceback, and no worker
     process is left rendering."""
     sizes = [f"world.{k}={v}" for k, v in TINY.items()]
-    cmd = [
-        sys.executable,
-        "-m",
-        "cjepa.cli",
-        "data",
-        "world",
-        "--num-videos",
-        "500",
-        "--out",
-        str(tmp_path),
-        "--workers",
-        "2",
-        "--no-progress",
-        *sizes,
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    cmd = [sys.executable, "-m", "cjepa.cli", "data", "world", "--num-videos", "500", "--out", str(tmp_path),
+           "--workers", "2",
+           "--no-progress", *sizes]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not list((tmp_path / "train").glob("*.tar")):  # workers are rendering

@@ -25,14 +25,11 @@ class Executor:
         self.props = {o["object_id"]: o for o in ann["object_property"]}
         ev = [{"type": "start", "objects": [], "frame": 0}, {"type": "end", "objects": [], "frame": self.T - 1}]
         ev += [{"type": e["type"], "objects": [e["object_id"]], "frame": e["frame_id"]} for e in ann["events"]]
-        ev += [
-            {"type": "collision", "objects": sorted(c["object_ids"]), "frame": c["frame_id"]} for c in ann["collision"]
-        ]
+        ev += [{"type": "collision", "objects": sorted(c["object_ids"]),
+                "frame": c["frame_id"]} for c in ann["collision"]]
         self.events_all = sorted(ev, key=lambda e: e["frame"])
-        self.future = [
-            {"type": "collision", "objects": sorted(c["object_ids"]), "frame": c["frame_id"]}
-            for c in ann["future_collision"]
-        ]
+        self.future = [{"type": "collision", "objects": sorted(c["object_ids"]),
+                        "frame": c["frame_id"]} for c in ann["future_collision"]]
         attr = {"color": "color", "material": "material", "shape": "shape"}
         self.modules = {
             "objects": (0, lambda: sorted(self.props)),
@@ -84,10 +81,9 @@ class Executor:
         cam = w["camera"]
         camera = Camera(cam["width"], cam["height"], cam["view_width"], cam["elevation_deg"])
         tr = simulate(specs, self.T, fps=w["fps"], substeps=w["substeps"], removed=[removed])
-        return [
-            {"type": "collision", "objects": list(p), "frame": -1}
-            for p in sorted(visible_collision_pairs(tr, camera, self.T))
-        ]
+        return [{"type": "collision", "objects": list(p), "frame": -1} for p in sorted(visible_collision_pairs(tr,
+                                                                                                               camera,
+                                                                                                               self.T))]
 
     def run(self, program: list[str]):
         stack: list = []
@@ -167,23 +163,22 @@ def test_answers_follow_from_the_annotation(videos):
                     assert (ex.run(c["program"]) in anc) == (c["answer"] == "correct"), (v.key, q["question"], c)
             else:
                 for c in q["choices"]:
-                    assert ex.run(c["program"]) == ("yes" if c["answer"] == "correct" else "no"), (
-                        v.key,
-                        q["question"],
-                        c,
-                    )
+                    assert ex.run(c["program"]) == ("yes" if c["answer"] == "correct" else "no"), (v.key, q["question"],
+                                                                                                   c)
     assert all(n > 0 for n in checked.values()), checked
 
 
 def chain_scene(extra=()):
     """X (red sphere) knocks Y (blue cube) into Z (green cylinder); W (yellow sphere) rests aside; plus ``extra``
     objects."""
-    specs = [
-        ObjectSpec(0, "sphere", "red", "rubber", 0, (-2.5, 0.0), (3.0, 0.0)),
-        ObjectSpec(1, "cube", "blue", "rubber", 0, (-0.5, 0.0), (0.0, 0.0)),
-        ObjectSpec(2, "cylinder", "green", "rubber", 0, (1.2, 0.0), (0.0, 0.0)),
-        ObjectSpec(3, "sphere", "yellow", "metal", 0, (0.0, -1.6), (0.0, 0.0)),
-    ]
+    specs = [ObjectSpec(0, "sphere", "red", "rubber", 0, (-2.5, 0.0), (3.0, 0.0)), ObjectSpec(1, "cube", "blue",
+                                                                                              "rubber", 0, (-0.5, 0.0),
+                                                                                              (0.0, 0.0)),
+             ObjectSpec(2, "cylinder", "green", "rubber", 0, (1.2, 0.0), (0.0, 0.0)), ObjectSpec(3, "sphere", "yellow",
+                                                                                                 "metal", 0, (0.0,
+                                                                                                              -1.6),
+                                                                                                              (0.0,
+                                                                                                               0.0))]
     return specs + [ObjectSpec(len(specs) + i, *e) for i, e in enumerate(extra)]
 
 
@@ -213,20 +208,9 @@ def test_counterfactual_answer_changes_when_the_removed_object_mattered():
     facts, resimulate, ex = facts_and_resim(chain_scene())
     assert {e.objects for e in facts.collisions()} == {(0, 1), (1, 2)}
     assert resimulate(3) == {(0, 1), (1, 2)} and resimulate(0) == set()
-    happens = [
-        "events",
-        "objects",
-        "blue",
-        "filter_color",
-        "unique",
-        "filter_collision",
-        "objects",
-        "green",
-        "filter_color",
-        "unique",
-        "filter_collision",
-        "exist",
-    ]
+    happens = ["events", "objects", "blue", "filter_color", "unique", "filter_collision", "objects", "green",
+               "filter_color", "unique",
+               "filter_collision", "exist"]
     assert ex.run(happens) == "yes"
     without_x = ["objects", "red", "filter_color", "unique", "counterfact_events"] + happens[1:]
     without_w = ["objects", "yellow", "filter_color", "unique", "counterfact_events"] + happens[1:]
@@ -236,10 +220,8 @@ def test_counterfactual_answer_changes_when_the_removed_object_mattered():
 def test_counterfactual_question_marks_prevented_collision_wrong():
     """Removing X prevents Y-Z while an unrelated collision V-U survives: the generated question about X offers Y-Z,
     which the video shows, as a wrong choice, and V-U as a correct one."""
-    extra = [
-        ("sphere", "purple", "metal", 0, (2.0, -2.0), (0.0, 2.5)),
-        ("cube", "gray", "metal", 0, (2.0, 1.0), (0.0, 0.0)),
-    ]
+    extra = [("sphere", "purple", "metal", 0, (2.0, -2.0), (0.0, 2.5)), ("cube", "gray", "metal", 0, (2.0, 1.0), (0.0,
+                                                                                                                  0.0))]
     facts, resimulate, ex = facts_and_resim(chain_scene(extra))
     assert {(0, 1), (1, 2), (4, 5)} <= {e.objects for e in facts.collisions()}
     assert (1, 2) not in resimulate(0) and (4, 5) in resimulate(0)

@@ -16,9 +16,8 @@ from tests.eval.vqa.helpers import write_json, write_store
 COLOURS = ("red", "blue", "green")
 
 
-def make_colour_world(
-    root: Path, splits: dict[str, int], *, frames: int = 12, slots: int = 3, dim: int = 6, seed: int = 0
-) -> dict:
+def make_colour_world(root: Path, splits: dict[str, int], *, frames: int = 12, slots: int = 3, dim: int = 6,
+                      seed: int = 0) -> dict:
     paths = {}
     for s_i, (split, n) in enumerate(splits.items()):
         rng = np.random.default_rng([seed, s_i])
@@ -29,33 +28,14 @@ def make_colour_world(
             v = rng.normal(0, 1.0, (frames, slots, dim)).astype(np.float32)
             v[:, :, c] += 2.0
             videos[f"video_{idx:05d}.mp4"] = v
-            scenes.append(
-                {
-                    "scene_index": idx,
-                    "video_filename": f"video_{idx:05d}.mp4",
-                    "questions": [
-                        {
-                            "question_id": 0,
-                            "question_type": "descriptive",
-                            "question": "What color is the object?",
-                            "answer": COLOURS[c],
-                        },
-                        {
-                            "question_id": 1,
-                            "question_type": "explanatory",
-                            "question": "Which of the following is true?",
-                            "choices": [
-                                {
-                                    "choice_id": k,
-                                    "choice": f"The object is {name}",
-                                    "answer": "correct" if k == c else "wrong",
-                                }
-                                for k, name in enumerate(COLOURS)
-                            ],
-                        },
-                    ],
-                }
-            )
+            scenes.append({"scene_index": idx, "video_filename": f"video_{idx:05d}.mp4", "questions": [
+                {"question_id": 0, "question_type": "descriptive", "question": "What color is the object?",
+                 "answer": COLOURS[c]},
+                {"question_id": 1, "question_type": "explanatory", "question": "Which of the following is true?",
+                 "choices": [{"choice_id": k, "choice": f"The object is {name}",
+                              "answer": "correct" if k == c else "wrong"}
+                             for k, name in enumerate(COLOURS)]},
+            ]})
         write_store(root / "slots", split, videos)
         paths[split] = write_json(root / f"{split}.json", scenes)
     return paths
@@ -72,9 +52,8 @@ def colour_overrides(root: Path, paths: dict[str, str], *extra: str) -> list[str
     ]
 
 
-def make_oracle_world(
-    root: Path, splits: dict[str, int], *, observed: int = 12, total: int = 24, dim: int = 6, seed: int = 0
-) -> dict:
+def make_oracle_world(root: Path, splits: dict[str, int], *, observed: int = 12, total: int = 24, dim: int = 6,
+                      seed: int = 0) -> dict:
     """A question set whose answers sit exactly where the oracle protocol puts information, and nowhere else.
 
     Three objects (red, blue, green), one slot each. The observed frames carry one colour signal (+2 on a feature
@@ -103,38 +82,19 @@ def make_oracle_world(
             p = np.ones((observed, 3), np.float32)
             p[:, removed] = 0.0
             videos[key], cfs[f"{key}|remove:{removed}"], present[f"{key}|remove:{removed}"] = v, cf, p
-            tables[str(idx)] = [
-                {"object_id": k, "color": c, "material": "rubber", "shape": "sphere", "mask_id": k + 1}
-                for k, c in enumerate(COLOURS)
-            ]
+            tables[str(idx)] = [{"object_id": k, "color": c, "material": "rubber", "shape": "sphere",
+                                 "mask_id": k + 1} for k, c in enumerate(COLOURS)]
 
             def choices(right: int) -> list[dict]:
-                return [
-                    {"choice_id": k, "choice": f"The object is {c}", "answer": "correct" if k == right else "wrong"}
-                    for k, c in enumerate(COLOURS)
-                ]
+                return [{"choice_id": k, "choice": f"The object is {c}",
+                         "answer": "correct" if k == right else "wrong"} for k, c in enumerate(COLOURS)]
 
-            scenes.append(
-                {
-                    "scene_index": idx,
-                    "video_filename": key,
-                    "questions": [
-                        {
-                            "question_id": 0,
-                            "question_type": "predictive",
-                            "question": "Which event will happen next?",
-                            "choices": choices(future),
-                        },
-                        {
-                            "question_id": 1,
-                            "question_type": "counterfactual",
-                            "choices": choices(rerun),
-                            "question": (f"Which of the following will happen if the {COLOURS[removed]} "
-                                         "object is removed?"),
-                        },
-                    ],
-                }
-            )
+            scenes.append({"scene_index": idx, "video_filename": key, "questions": [
+                {"question_id": 0, "question_type": "predictive", "question": "Which event will happen next?",
+                 "choices": choices(future)},
+                {"question_id": 1, "question_type": "counterfactual", "choices": choices(rerun),
+                 "question": f"Which of the following will happen if the {COLOURS[removed]} object is removed?"},
+            ]})
         write_store(full_store, split, videos)
         write_store(cf_store, split, cfs, present=present)
         out[split] = write_json(root / f"{split}.json", scenes)

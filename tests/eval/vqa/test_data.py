@@ -69,13 +69,11 @@ def make_dataset(tmp_path, T=20, cf=False):
         cfv = -np.ones((16, 3, 2), np.float32)
         present = np.ones((16, 3), np.float32)
         present[:, 2] = 0
-        write_store(
-            tmp_path / "cf", "val", {"video_00000.mp4|remove:0": cfv}, present={"video_00000.mp4|remove:0": present}
-        )
+        write_store(tmp_path / "cf", "val", {"video_00000.mp4|remove:0": cfv},
+                    present={"video_00000.mp4|remove:0": present})
         kw = dict(cf_videos=SlotSplit(tmp_path / "cf", "val"), cf_keys=[None, None, "video_00000.mp4|remove:0"])
-    return VQADataset(
-        qs, SlotSplit(tmp_path / "slots", "val"), ["video_00000.mp4"] * 3, video_len=16, num_frames=4, **kw
-    ), video
+    return VQADataset(qs, SlotSplit(tmp_path / "slots", "val"), ["video_00000.mp4"] * 3, video_len=16, num_frames=4,
+                      **kw), video
 
 
 def test_items_and_collate(tmp_path):

@@ -24,21 +24,10 @@ def setup(tmp_path_factory):
     videos = SlotSplit(root / "slots", "val")
     ds = VQADataset(qs, videos, resolve_video_keys(qs, set(videos)), video_len=12, num_frames=3)
     torch.manual_seed(0)
-    model = ALOEReasoner(
-        num_words=vocab.num_words,
-        num_answers=vocab.num_answers,
-        slot_dim=6,
-        num_slots=3,
-        num_frames=3,
-        question_len=8,
-        choice_len=4,
-        word_dim=4,
-        heads=2,
-        depth=1,
-        ffn_dim=16,
-        dropout=0.3,
-        head_hidden=8,
-    )
+    model = ALOEReasoner(num_words=vocab.num_words, num_answers=vocab.num_answers, slot_dim=6, num_slots=3,
+                         num_frames=3,
+                         question_len=8, choice_len=4, word_dim=4, heads=2, depth=1, ffn_dim=16, dropout=0.3,
+                         head_hidden=8)
     return ds, model, vocab, scenes
 
 

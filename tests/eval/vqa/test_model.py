@@ -43,23 +43,11 @@ def test_clevrer_size_matches_spec_a5():
 def test_parameter_names_are_the_originals():
     """Our keys = CLEVRERTransformerModel's, so original ALOE checkpoints load (prefix transformer_model. stripped)."""
     keys = set(ALOEReasoner(num_words=83, num_answers=22).state_dict())
-    expected = {
-        "CLS",
-        "text_token",
-        "vision_token",
-        "cls_token",
-        "mc_question_token",
-        "mc_choice_token",
-        "q_embedding.weight",
-        "q_in_proj.weight",
-        "vision_in_proj.weight",
-        "transformer_encoder.pos_embedding",
-        "transformer_encoder.layers.11.self_attn.in_proj_weight",
-        "transformer_encoder.layers.0.linear1.weight",
-        "transformer_encoder.layers.0.norm2.bias",
-        "cls_answer_mlp.2.weight",
-        "mc_answer_mlp.0.bias",
-    }
+    expected = {"CLS", "text_token", "vision_token", "cls_token", "mc_question_token", "mc_choice_token",
+                "q_embedding.weight",
+                "q_in_proj.weight", "vision_in_proj.weight", "transformer_encoder.pos_embedding",
+                "transformer_encoder.layers.11.self_attn.in_proj_weight", "transformer_encoder.layers.0.linear1.weight",
+                "transformer_encoder.layers.0.norm2.bias", "cls_answer_mlp.2.weight", "mc_answer_mlp.0.bias"}
     assert expected <= keys
     assert ALOEReasoner(num_words=83, num_answers=22).q_in_proj.in_features == 18
     assert ALOEReasoner(num_words=83, num_answers=22).vision_in_proj.in_features == 130
@@ -117,9 +105,8 @@ def test_losses_and_gradients_with_one_kind_of_row_only():
     out = m(video, row_video, tokens, pad, is_mc)
     label = torch.tensor([3, 5])
     losses = reasoner_losses(out, label, is_mc)
-    torch.testing.assert_close(
-        losses["loss_descriptive"], torch.nn.functional.cross_entropy(out["answer_logits"], label)
-    )
+    torch.testing.assert_close(losses["loss_descriptive"], torch.nn.functional.cross_entropy(out["answer_logits"],
+                                                                                             label))
     assert losses["loss_choice"].item() == 0.0
     losses["loss"].backward()
     assert all(p.grad is not None for p in m.parameters())

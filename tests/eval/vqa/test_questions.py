@@ -22,18 +22,12 @@ from cjepa.eval.vqa.text import Vocab
 from tests.eval.vqa.helpers import desc, mc, scene
 
 SCENES = [
-    scene(
-        10000,
-        [
-            desc(0, "How many spheres are there?", "2"),
-            mc(
-                1,
-                "counterfactual",
-                "Which of the following will happen if the cyan cylinder is removed?",
-                ["correct", "wrong", "wrong"],
-            ),
-        ],
-    ),
+    scene(10000, [
+        desc(0, "How many spheres are there?", "2"),
+        mc(1, "counterfactual", "Which of the following will happen if the cyan cylinder is removed?", ["correct",
+                                                                                                        "wrong",
+                                                                                                        "wrong"]),
+    ]),
     scene(10001, [mc(0, "predictive", "Which event will happen next?", ["wrong", "correct"])]),
 ]
 
@@ -63,29 +57,19 @@ def test_rows_follow_the_original_layout():
 def test_subset_renumbers_rows():
     qs, _ = qset()
     sub = qs.subset(np.array([2, 0]))
-    assert (
-        sub.qtype.tolist() == [2, 0] and sub.row_start.tolist() == [0, 2] and sub.label.tolist() == [0, 1, qs.label[0]]
-    )
+    assert sub.qtype.tolist() == [2, 0] and sub.row_start.tolist() == [0, 2] and sub.label.tolist() == [0, 1,
+                                                                                                        qs.label[0]]
 
 
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        ({"question_id": 0, "question_type": "causal", "question": "x"}, "question_type 'causal'"),
-        ({"question_id": 0, "question_type": "descriptive", "question": "x"}, "without 'answer'"),
-        ({"question_id": 0, "question_type": "predictive", "question": "x", "choices": []}, "non-empty 'choices'"),
-        (
-            {
-                "question_id": 0,
-                "question_type": "predictive",
-                "question": "x",
-                "choices": [{"choice_id": 0, "choice": "y", "answer": "yes"}],
-            },
-            "not 'correct' or 'wrong'",
-        ),
-        ({"question_type": "descriptive", "question": "x", "answer": "1"}, "no 'question_id'"),
-    ],
-)
+@pytest.mark.parametrize("bad, match", [
+    ({"question_id": 0, "question_type": "causal", "question": "x"}, "question_type 'causal'"),
+    ({"question_id": 0, "question_type": "descriptive", "question": "x"}, "without 'answer'"),
+    ({"question_id": 0, "question_type": "predictive", "question": "x", "choices": []}, "non-empty 'choices'"),
+    ({"question_id": 0, "question_type": "predictive", "question": "x", "choices": [{"choice_id": 0, "choice": "y",
+                                                                                     "answer": "yes"}]},
+     "not 'correct' or 'wrong'"),
+    ({"question_type": "descriptive", "question": "x", "answer": "1"}, "no 'question_id'"),
+])
 def test_schema_errors_name_the_scene_and_question(bad, match):
     with pytest.raises(QuestionError, match=match) as err:
         qset([scene(7, [bad])])
@@ -96,9 +80,8 @@ def test_unlabelled_files_load_for_test_splits():
     """CLEVRER's test file has no answers: detected, loaded with label -1 (predictions only)."""
     test_file = [scene(15000, [{"question_id": 0, "question_type": "descriptive", "question": "what color"}])]
     assert has_answers(SCENES) and not has_answers(test_file)
-    qs, _ = qset(
-        [scene(15000, [{"question_id": 0, "question_type": "descriptive", "question": "what color"}])], labelled=False
-    )
+    qs, _ = qset([scene(15000, [{"question_id": 0, "question_type": "descriptive", "question": "what color"}])],
+                 labelled=False)
     assert qs.label.tolist() == [-1] and not qs.labelled
 
 
@@ -144,9 +127,8 @@ def test_object_tables_from_dir_list_and_mapping(tmp_path):
     """CLEVRER annotation files in nested folders, a list of annotations, or {scene: objects} all load."""
     d = tmp_path / "annotations" / "annotation_10000-11000"
     d.mkdir(parents=True)
-    (d / "annotation_10000.json").write_text(
-        json.dumps({"scene_index": 10000, "object_property": OBJECTS, "motion_trajectory": []})
-    )
+    (d / "annotation_10000.json").write_text(json.dumps({"scene_index": 10000, "object_property": OBJECTS,
+                                                         "motion_trajectory": []}))
     assert load_object_tables(tmp_path / "annotations") == {10000: OBJECTS}
     (tmp_path / "list.json").write_text(json.dumps([{"scene_index": 3, "object_property": OBJECTS}]))
     assert load_object_tables(tmp_path / "list.json") == {3: OBJECTS}
@@ -158,23 +140,12 @@ def test_object_tables_from_dir_list_and_mapping(tmp_path):
 
 def test_resolve_removed_objects_fills_ids_and_counts_failures():
     scenes = [
-        scene(
-            1,
-            [
-                mc(
-                    0,
-                    "counterfactual",
-                    "Which of the following will happen if the cyan cylinder is removed?",
-                    ["correct"],
-                )
-            ],
-        ),
-        scene(
-            2, [mc(0, "counterfactual", "Which of the following will happen if the red object is removed?", ["wrong"])]
-        ),
-        scene(
-            3, [mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["wrong"])]
-        ),
+        scene(1, [mc(0, "counterfactual", "Which of the following will happen if the cyan cylinder is removed?",
+                     ["correct"])]),
+        scene(2, [mc(0, "counterfactual", "Which of the following will happen if the red object is removed?",
+                     ["wrong"])]),
+        scene(3, [mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?",
+                     ["wrong"])]),
     ]
     qs, _ = qset(scenes)
     stats = resolve_removed_objects(qs, {1: OBJECTS, 2: OBJECTS})

@@ -35,9 +35,8 @@ class Spy(torch.nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
-        self.inner = MaskedSlotPredictor(
-            num_slots=S, slot_dim=D, history_frames=3, pred_frames=2, depth=1, heads=2, mlp_dim=16, dropout=0.0
-        )
+        self.inner = MaskedSlotPredictor(num_slots=S, slot_dim=D, history_frames=3, pred_frames=2, depth=1, heads=2,
+                                         mlp_dim=16, dropout=0.0)
         self.history_frames, self.pred_frames = 3, 2
         self.calls = []
 
@@ -53,25 +52,15 @@ def world(tmp_path):
     slots = rng.normal(size=(T, S, D)).astype(np.float32)
     ids = np.full((T, S), -1)
     ids[:, 0], ids[:, 2], ids[9:, 3] = 1, 2, 7
-    write_store(
-        tmp_path / "obs", "val", {"video_00000.mp4": slots}, object_ids={"video_00000.mp4": ids.astype(np.float32)}
-    )
-    scenes = [
-        scene(
-            0,
-            [
-                mc(
-                    0,
-                    "counterfactual",
-                    "Which of the following will happen if the red sphere is removed?",
-                    ["correct", "wrong"],
-                ),
-                mc(1, "counterfactual", "Without the blue cylinder, what will happen?", ["wrong"]),
-                mc(2, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["wrong"]),
-                mc(3, "counterfactual", "Which of the following will happen if the gray cube is removed?", ["wrong"]),
-            ],
-        )
-    ]
+    write_store(tmp_path / "obs", "val", {"video_00000.mp4": slots},
+                object_ids={"video_00000.mp4": ids.astype(np.float32)})
+    scenes = [scene(0, [
+        mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["correct",
+                                                                                                     "wrong"]),
+        mc(1, "counterfactual", "Without the blue cylinder, what will happen?", ["wrong"]),
+        mc(2, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["wrong"]),
+        mc(3, "counterfactual", "Which of the following will happen if the gray cube is removed?", ["wrong"]),
+    ])]
     q = write_json(tmp_path / "q.json", scenes)
     a = write_json(tmp_path / "ann.json", [{"scene_index": 0, "object_property": OBJECTS}])
     return slots, ids, scenes, q, a
@@ -114,8 +103,8 @@ def test_counterfactual_rollout_drops_exactly_that_slot(tmp_path):
     assert cf.shape == (1, 16, S, D) and present.shape == (1, 16, S)
     assert all(c.shape[2] == S - 1 for c in spy.calls)
     others = [0, 1, 3]
-    # chain 0 history: frames 0, 2, 4 without slot 2
-    torch.testing.assert_close(spy.calls[0][0], x[0][[0, 2, 4]][:, others])
+    torch.testing.assert_close(spy.calls[0][0], x[0][[0, 2,
+                                                      4]][:, others])  # chain 0 history: frames 0, 2, 4 without slot 2
     torch.testing.assert_close(cf[0, :6][:, others], x[0, :6][:, others])
     assert (cf[0, :, 2] == 0).all() and (present[0, :, 2] == 0).all() and (present[0][:, others] == 1).all()
     manual = rollout_interleaved(spy, x[:, :6][:, :, others], 16, 2)
@@ -127,19 +116,10 @@ def test_store_for_a_split_and_its_record(tmp_path):
     """counterfactuals_for_split writes one video per (video, object) with a `present` extra and a JSON record."""
     slots, ids, scenes, q, a = world(tmp_path)
     spy = Spy()
-    stats = counterfactuals_for_split(
-        spy,
-        source="store",
-        path=str(tmp_path / "obs"),
-        split="val",
-        questions=q,
-        annotations=a,
-        out=tmp_path / "cf",
-        cf_frames=16,
-        frameskip=2,
-        batch_size=8,
-        device=torch.device("cpu"),
-    )
+    stats = counterfactuals_for_split(spy, source="store", path=str(tmp_path / "obs"), split="val", questions=q,
+                                      annotations=a,
+                                      out=tmp_path / "cf", cf_frames=16, frameskip=2, batch_size=8,
+                                      device=torch.device("cpu"))
     assert stats["videos"] == 3 and stats["videos_new"] == 3 and stats["resolution"] == {"resolved": 4}
     store = SlotSplit(tmp_path / "cf", "val")
     key = cf_key("video_00000.mp4", 2)
@@ -148,24 +128,12 @@ def test_store_for_a_split_and_its_record(tmp_path):
     assert v.shape == (16, S, D) and (v[:, 3] == 0).all() and (p[:, 3] == 0).all() and (p[:, :3] == 1).all()
     np.testing.assert_array_equal(v[:9, :3], slots[:9, :3])  # before the blue cylinder enters: the observed frames
     record = json.loads((tmp_path / "cf" / "val" / "counterfactuals.json").read_text())
-    assert {(r["object_id"], r["slot"], r["branch_frame"]) for r in record["requests"]} == {
-        (0, 0, 6),
-        (1, 2, 6),
-        (2, 3, 9),
-    }
-    again = counterfactuals_for_split(
-        spy,
-        source="store",
-        path=str(tmp_path / "obs"),
-        split="val",
-        questions=q,
-        annotations=a,
-        out=tmp_path / "cf",
-        cf_frames=16,
-        frameskip=2,
-        batch_size=8,
-        device=torch.device("cpu"),
-    )
+    assert {(r["object_id"], r["slot"], r["branch_frame"]) for r in record["requests"]} == {(0, 0, 6), (1, 2, 6), (2, 3,
+                                                                                                                   9)}
+    again = counterfactuals_for_split(spy, source="store", path=str(tmp_path / "obs"), split="val", questions=q,
+                                      annotations=a,
+                                      out=tmp_path / "cf", cf_frames=16, frameskip=2, batch_size=8,
+                                      device=torch.device("cpu"))
     assert again["videos_new"] == 0  # resumable
 
 
@@ -174,9 +142,8 @@ def test_objects_not_in_any_slot_are_counted_and_slots_without_ids_are_an_error(
     qs = build_question_set(scenes, Vocab.build(iter_texts(scenes), iter_answers(scenes)), 20, 12)
     qs.removed_object[:] = [1, 5, -1, 0]
     qs.removed_instance[:] = [2, 6, -1, 1]
-    reqs, stats = plan_counterfactuals(
-        qs, ["video_00000.mp4"] * 4, object_ids_reader(SlotSplit(tmp_path / "obs", "val")), 6
-    )
+    reqs, stats = plan_counterfactuals(qs, ["video_00000.mp4"] * 4, object_ids_reader(SlotSplit(tmp_path / "obs",
+                                                                                                "val")), 6)
     assert stats["object never bound to a slot"] == 1 and stats["removed object unresolved"] == 1 and len(reqs) == 2
     write_store(tmp_path / "plain", "val", {"video_00000.mp4": slots})
     with pytest.raises(SlotStoreError, match="per-slot object ids"):
@@ -189,31 +156,12 @@ def test_factual_rollout_store_is_resumable(tmp_path):
     slots, *_ = world(tmp_path)
     spy = Spy()
     videos = SlotSplit(tmp_path / "obs", "val")
-    n = write_factual_rollouts(
-        spy,
-        videos,
-        tmp_path / "roll",
-        "val",
-        obs_frames=16,
-        target_frames=20,
-        frameskip=2,
-        batch_size=4,
-        device=torch.device("cpu"),
-    )
+    n = write_factual_rollouts(spy, videos, tmp_path / "roll", "val", obs_frames=16, target_frames=20, frameskip=2,
+                               batch_size=4,
+                               device=torch.device("cpu"))
     out = np.asarray(SlotSplit(tmp_path / "roll", "val")["video_00000.mp4"])
     assert n == 1 and out.shape == (20, S, D)
     np.testing.assert_array_equal(out[:16], slots[:16])
-    assert (
-        write_factual_rollouts(
-            spy,
-            videos,
-            tmp_path / "roll",
-            "val",
-            obs_frames=16,
-            target_frames=20,
-            frameskip=2,
-            batch_size=4,
-            device=torch.device("cpu"),
-        )
-        == 0
-    )
+    assert write_factual_rollouts(spy, videos, tmp_path / "roll", "val", obs_frames=16, target_frames=20, frameskip=2,
+                                  batch_size=4,
+                                  device=torch.device("cpu")) == 0

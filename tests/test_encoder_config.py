@@ -1,4 +1,4 @@
-"""The encoder section of the config (cjepa/config.py) and the shipped encoder configs."""
+"""The encoder section of the config (cjepa/config/schema/encoder.py) and the shipped encoder configs."""
 
 import pytest
 

@@ -28,11 +28,9 @@ setup(
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.10",
-    packages=["cjepa", "cjepa.models", "cjepa.data", "cjepa.data.world", "cjepa.distributed", "cjepa.utils",
-              "cjepa.backends", "cjepa.eval",
-              "cjepa.eval.vqa", "cjepa.envs", "cjepa.plan", "cjepa.commands", "cjepa.tasks", "cjepa_kernels",
-              "launchers",
-              "launchers.commands"],
+    packages=["cjepa", "cjepa.backends", "cjepa.commands", "cjepa.config", "cjepa.config.schema", "cjepa.data",
+              "cjepa.data.world", "cjepa.distributed", "cjepa.envs", "cjepa.eval", "cjepa.eval.vqa", "cjepa.models",
+              "cjepa.plan", "cjepa.tasks", "cjepa.utils", "cjepa_kernels", "launchers", "launchers.commands"],
     # The kernels/ folder is imported as cjepa_kernels: PyPI's unrelated `kernels` package owns that import name
     # (see kernels/registry.py).
     package_dir={"cjepa_kernels": "kernels"},

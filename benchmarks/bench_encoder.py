@@ -91,8 +91,8 @@ def providers(kind: str, device: torch.device, include_bf16: bool) -> dict[str, 
 
 def build(kind_overrides: list[str], prov: dict, device: torch.device, state=None):
     cfg = load_config(
-        [], kind_overrides + [f"kernels.attention={prov['attention']}",
-                              f"kernels.slot_attention={prov['slot_attention']}"]
+        [],
+        kind_overrides + [f"kernels.attention={prov['attention']}", f"kernels.slot_attention={prov['slot_attention']}"]
     )
     torch.manual_seed(0)
     with warnings.catch_warnings():

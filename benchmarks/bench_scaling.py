@@ -228,8 +228,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-SRUN_SHAPE = {"per-node": lambda w: ["-N", str(w), "--ntasks-per-node", "1"], "one-node": lambda w: ["-N", "1", "-n",
-                                                                                                     str(w)]}
+SRUN_SHAPE = {"per-node": lambda w: ["-N", str(w), "--ntasks-per-node", "1"],
+              "one-node": lambda w: ["-N", "1", "-n", str(w)]}
 
 
 def _srun_world(world: int, opts: dict, out: str, placement: str) -> None:

@@ -80,8 +80,8 @@ def compare(a: Path, b: Path) -> tuple[int, list[str]]:
                                               y in zip(la, lb))
             diffs += [] if same else [f"{rel}: lines differ"]
         elif rel.suffix == ".json":
-            diffs += [] if normal_json(json.loads(p.read_text()), a) == normal_json(json.loads(q.read_text()),
-                                                                                    b) else [f"{rel}: differs"]
+            diffs += [] if normal_json(json.loads(p.read_text()),
+                                       a) == normal_json(json.loads(q.read_text()), b) else [f"{rel}: differs"]
         elif p.read_bytes() != q.read_bytes():
             diffs.append(f"{rel}: bytes")
     return n, diffs

@@ -32,8 +32,8 @@ def collect(arch: int, quick: bool) -> list[dict]:
     from cjepa_kernels import compile_report as cr
 
     if quick:
-        jobs = [*cr.slot_attention_jobs(arch, widths=(128,)), *cr.predictor_attention_jobs(arch, sizes=((112, 8),
-                                                                                                        (112, 64)))]
+        jobs = [*cr.slot_attention_jobs(arch, widths=(128,)),
+                *cr.predictor_attention_jobs(arch, sizes=((112, 8), (112, 64)))]
     else:
         jobs = [*cr.slot_attention_jobs(arch), *cr.predictor_attention_jobs(arch)]
     return [{"kernel": r.name, "arch": arch, "triton": triton.__version__, "registers": r.registers,

@@ -237,8 +237,8 @@ def _tests_row(ctx: Ctx, check: str, per_file, code: int, files: list[str], gpu_
         verdict = "FAIL"  # on a GPU every gpu-marked test must run
     else:
         verdict = "PASS"
-    return Row("tests", check, measured + note, "all pass", verdict, detail={"outcomes": o, "files": files,
-                                                                             "pytest_exit": code})
+    return Row("tests", check, measured + note, "all pass", verdict,
+               detail={"outcomes": o, "files": files, "pytest_exit": code})
 
 
 def stage_tests(ctx: Ctx) -> list[Row]:
@@ -488,8 +488,8 @@ def run_stage(name: str, ctx: Ctx) -> list[Row]:
 
 
 def verdict_table(rows: list[Row]) -> str:
-    return table([[r.stage, r.check, r.measured, r.target, r.verdict] for r in rows], ["stage", "check", "measured",
-                                                                                       "target", "verdict"])
+    return table([[r.stage, r.check, r.measured, r.target, r.verdict] for r in rows],
+                 ["stage", "check", "measured", "target", "verdict"])
 
 
 def failed(rows: list[Row]) -> bool:

@@ -163,8 +163,8 @@ def main(argv=None) -> int:
         print(json.dumps({k: row[k] for k in ("arm", "seed", "video_fg_ari", "video_swap_rate", "clip_fg_ari")}),
               flush=True)
     print(f"rows appended to {path}")
-    keys = ["video_fg_ari", "video_swap_rate", "clip_fg_ari"] + (["ratio_mean", "ratio_worst_step",
-                                                                  "wall_s"] if a.demo else ["encoder_s"])
+    keys = ["video_fg_ari", "video_swap_rate",
+            "clip_fg_ari"] + (["ratio_mean", "ratio_worst_step", "wall_s"] if a.demo else ["encoder_s"])
     body = [[r["seed"], *(r.get(k) for k in keys)] for r in rows]
     body.append(["mean (min-max)", *(_spread([r.get(k) for r in rows]) for k in keys)])
     print(table(body, ["seed", *keys]))

@@ -226,8 +226,9 @@ def ensure_world(world: Path, args) -> dict:
     """The world's question counts; written first if ``world`` holds none (same arguments -> same world)."""
     from cjepa.data.billiards_vqa import write_billiards_vqa
 
-    spec = {k: getattr(args, k) for k in ("train", "val", "observed", "total", "slots", "slot_dim", "min_objects",
-                                          "max_objects", "seed")}
+    spec = {k: getattr(args,
+                       k) for k in ("train", "val", "observed", "total", "slots", "slot_dim", "min_objects",
+                                    "max_objects", "seed")}
     marker = world / "ceiling_world.json"
     if marker.is_file():
         saved = json.loads(marker.read_text())
@@ -299,8 +300,9 @@ def observe(a, overrides: list[str], argv) -> int:
     from cjepa.config import load_config
 
     v = load_config([], overrides).vqa
-    spec = {k: getattr(a, k) for k in ("val", "observed", "total", "slots", "slot_dim", "min_objects", "max_objects",
-                                       "seed")}
+    spec = {k: getattr(a,
+                       k) for k in ("val", "observed", "total", "slots", "slot_dim", "min_objects", "max_objects",
+                                    "seed")}
     m = observer_metrics(a, v.frame_sampling, v.num_frames)
     row = {"benchmark": "vqa_ceiling_observer", **provenance(argv), "note": a.note, "world": spec,
            "frame_sampling": v.frame_sampling, "num_frames": v.num_frames, "metrics": {k: m.get(k) for k in REPORTED},
@@ -386,8 +388,8 @@ def main(argv=None) -> int:
         "run_dir": str(run_dir),
     }
     out = append_row(a, row)
-    print(table([(k, pct(row["metrics"][k]), pct(row["prior"][k])) for k in REPORTED], ["metric (%)", cfg.vqa.protocol,
-                                                                                        "prior"]))
+    print(table([(k, pct(row["metrics"][k]), pct(row["prior"][k])) for k in REPORTED],
+                ["metric (%)", cfg.vqa.protocol, "prior"]))
     print(f"\n{seconds:.0f} s training; row appended to {out}")
     return 0
 

@@ -356,8 +356,8 @@ def _(q, k, v, key_mask, launch):
 
 @torch.library.custom_op("cjepa::predictor_attention_bwd", mutates_args=())
 def _bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor], out: torch.Tensor,
-            lse: torch.Tensor, dout: torch.Tensor, launch: list[int]) -> tuple[torch.Tensor, torch.Tensor,
-                                                                               torch.Tensor]:
+            lse: torch.Tensor, dout: torch.Tensor,
+            launch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return predictor_attention_bwd(q, k, v, key_mask, out, lse, dout, _launch_of(launch, q))
 
 

@@ -118,8 +118,8 @@ def write_config(path: Path, cfg: Config) -> Path:
     return path
 
 
-def write_job_folder(job_dir: Path, cfg: Config, *, snapshot: bool, name: str = "config.yaml") -> tuple[Path,
-                                                                                                        Optional[Path]]:
+def write_job_folder(job_dir: Path, cfg: Config, *, snapshot: bool,
+                     name: str = "config.yaml") -> tuple[Path, Optional[Path]]:
     """Resolved config, git state and (optionally) the code snapshot; returns (config file, code dir)."""
     job_dir.mkdir(parents=True, exist_ok=True)
     config_file = write_config(job_dir / name, cfg)
@@ -245,8 +245,8 @@ def describe(sub: Submission) -> list[tuple[str, Any]]:
     rows = [
         ("job id", sub.job.job_id if sub.job is not None else "(dry run: nothing submitted)"),
         ("cluster", f"{sub.preset.name} ({sub.preset.description})"),
-        ("partition / account / qos", " / ".join(str(p.get(k, "-")) for k in ("slurm_partition", "slurm_account",
-                                                                              "slurm_qos"))),
+        ("partition / account / qos",
+         " / ".join(str(p.get(k, "-")) for k in ("slurm_partition", "slurm_account", "slurm_qos"))),
         ("nodes x tasks per node", f"{la.nodes} x {la.tasks_per_node}"),
         ("gpus per node / cpus per task", f"{p.get('gpus_per_node', 0)} / {p.get('cpus_per_task', '-')}"),
         ("time limit (min), requeues", f"{la.timeout_min}, {la.max_requeues}"),

@@ -161,8 +161,8 @@ def transfers_to_stand_in_device():
 def protocol_members(protocol: type) -> list[str]:
     """The names a ``typing.Protocol`` declares: its methods, properties and annotated attributes."""
     names = set(getattr(protocol, "__annotations__", {}))
-    names |= {n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v,
-                                                                                                           property))}
+    names |= {n for n,
+              v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
     return sorted(names)
 
 

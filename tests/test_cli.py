@@ -107,15 +107,18 @@ def test_num_videos_zero(tmp_path, capsys):
 
 def test_vqa_score_with_missing_files(tmp_path, capsys):
     (tmp_path / "q.json").write_text("[]")
-    _fails_with_one_line(capsys, ["vqa", "score", "--questions", str(tmp_path / "none.json"), "--predictions",
-                                  str(tmp_path / "q.json")],
+    _fails_with_one_line(capsys,
+                         ["vqa", "score", "--questions", str(tmp_path / "none.json"), "--predictions",
+                          str(tmp_path / "q.json")],
                          "question file not found", str(tmp_path / "none.json"))
-    _fails_with_one_line(capsys, ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions",
-                                  str(tmp_path / "p.json")],
+    _fails_with_one_line(capsys,
+                         ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions",
+                          str(tmp_path / "p.json")],
                          "prediction file not found", str(tmp_path / "p.json"))
     (tmp_path / "p.json").write_text("{not json")
-    _fails_with_one_line(capsys, ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions",
-                                  str(tmp_path / "p.json")],
+    _fails_with_one_line(capsys,
+                         ["vqa", "score", "--questions", str(tmp_path / "q.json"), "--predictions",
+                          str(tmp_path / "p.json")],
                          "not valid JSON", str(tmp_path / "p.json"))
 
 
@@ -171,8 +174,8 @@ def test_bugs_keep_their_traceback(monkeypatch):
 
 
 def test_overrides_may_follow_options():
-    args = parse(build_parser("train"), ["train", "-c", SMOKE, "optim.lr=1e-3", "--no-progress",
-                                         "masking.num_masked=2"])
+    args = parse(build_parser("train"),
+                 ["train", "-c", SMOKE, "optim.lr=1e-3", "--no-progress", "masking.num_masked=2"])
     assert args.overrides == ["optim.lr=1e-3", "masking.num_masked=2"] and args.no_progress and args.config == [SMOKE]
 
 

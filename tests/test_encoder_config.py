@@ -15,10 +15,10 @@ def test_clevrer_videosaur_matches_the_original_config():
     c = _load("clevrer/videosaur.yaml")
     e = c.encoder
     assert (e.kind, e.num_slots, e.slot_dim) == ("videosaur", 7, 128)
-    assert (e.backbone.image_size, e.backbone.patch_size, e.backbone.dim, e.backbone.features) == (196, 14, 384,
-                                                                                                   "post_ln")
-    assert (e.videosaur.sim_weight, e.videosaur.sim_temp, e.videosaur.iters_first, e.videosaur.iters) == (0.3, 0.15, 3,
-                                                                                                          2)
+    assert (e.backbone.image_size, e.backbone.patch_size, e.backbone.dim,
+            e.backbone.features) == (196, 14, 384, "post_ln")
+    assert (e.videosaur.sim_weight, e.videosaur.sim_temp, e.videosaur.iters_first,
+            e.videosaur.iters) == (0.3, 0.15, 3, 2)
     assert (e.data.clip_frames, e.data.frame_stride, e.data.val_clip_frames, e.data.hflip_prob) == (6, 2, 10, 0.5)
     o = c.optim
     assert (o.lr, o.weight_decay, o.schedule, o.warmup_steps, o.min_lr_ratio, o.grad_clip) == (
@@ -45,8 +45,8 @@ def test_pusht_videosaur_and_savi_configs():
     )
     s = _load("clevrer/savi.yaml")
     assert (s.encoder.kind, s.encoder.savi.resolution, s.encoder.num_slots, s.encoder.slot_dim) == ("savi", 64, 7, 128)
-    assert (s.encoder.savi.kld_weight, s.encoder.savi.iters, s.optim.schedule, s.optim.min_lr_ratio) == (1e-4, 2,
-                                                                                                         "cosine", 0.01)
+    assert (s.encoder.savi.kld_weight, s.encoder.savi.iters, s.optim.schedule,
+            s.optim.min_lr_ratio) == (1e-4, 2, "cosine", 0.01)
     w = _load("world/savi.yaml")
     assert w.encoder.kind == "savi" and w.encoder.savi.resolution == 32
 

@@ -70,13 +70,15 @@ def check(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_models_are_pure_single_device_torch():
     """cjepa/models imports no data, dist, train, launchers or kernels (kernels come through cjepa.backends)."""
-    assert check("cjepa/models", ("cjepa.data", "cjepa.distributed", "cjepa.trainer", "cjepa.tasks", "launchers",
-                                  "cjepa_kernels")) == []
+    assert check("cjepa/models",
+                 ("cjepa.data", "cjepa.distributed", "cjepa.trainer", "cjepa.tasks", "launchers",
+                  "cjepa_kernels")) == []
 
 
 def test_data_knows_nothing_about_models_or_training():
-    assert check("cjepa/data", ("cjepa.models", "cjepa.trainer", "cjepa.tasks", "cjepa.distributed", "launchers",
-                                "cjepa_kernels")) == []
+    assert check("cjepa/data",
+                 ("cjepa.models", "cjepa.trainer", "cjepa.tasks", "cjepa.distributed", "launchers",
+                  "cjepa_kernels")) == []
 
 
 def test_tasks_and_engines_never_import_what_runs_them():
@@ -251,8 +253,9 @@ def _comment_near(lines: list[str], node: ast.stmt) -> bool:
 
 def _function_level_imports(path: Path, module: str) -> list[tuple[ast.stmt, list[str]]]:
     """The imports of a file that sit inside a function (not those of try/if blocks at module level)."""
-    functions = [fn for fn in ast.walk(ast.parse(path.read_text())) if isinstance(fn, (ast.FunctionDef,
-                                                                                       ast.AsyncFunctionDef))]
+    functions = [fn for fn in ast.walk(ast.parse(path.read_text())) if isinstance(fn,
+                                                                                  (ast.FunctionDef,
+                                                                                   ast.AsyncFunctionDef))]
     inside = {(node.lineno, node.col_offset) for fn in functions for node in ast.walk(fn)
               if isinstance(node, (ast.Import, ast.ImportFrom))}
     return [(node, names) for node, names in imports_of(path, module) if (node.lineno, node.col_offset) in inside]

@@ -84,8 +84,10 @@ def test_run_dir_contents_and_loss_falls(tmp_path):
     assert len(list_checkpoints(rd)) <= cfg.train.keep_checkpoints
 
 
-@pytest.mark.parametrize("extra", [(), ("train.grad_accum=2", "masking.num_masked_max=4", "optim.schedule=cosine",
-                                        "optim.warmup_steps=3", "optim.grad_clip=0.5")])
+@pytest.mark.parametrize("extra",
+                         [(),
+                          ("train.grad_accum=2", "masking.num_masked_max=4", "optim.schedule=cosine",
+                           "optim.warmup_steps=3", "optim.grad_clip=0.5")])
 def test_resume_is_bit_identical_to_uninterrupted(tmp_path, extra):
     """Crash at step 8 (last checkpoint at 6, mid-epoch), resume, finish at 12: every parameter is bit-equal
     to an uninterrupted run (dropout on, masks resampled, RNG and data position restored)."""
@@ -343,8 +345,9 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
     Trainer(c := smoke(tmp_path, "train.max_steps=10", "optim.lr=0.002", "train.allow_config_change=true"), Counted(c),
             progress=False).fit()
     history = [json.loads(line) for line in (rd / "config_history.jsonl").read_text().splitlines()]
-    assert [(h["step"], h["checkpoint"] and h["checkpoint"][-12:]) for h in history] == [(0, None), (6, "step_0000006"),
-                                                                                         (9, "step_0000009")]
+    assert [(h["step"],
+             h["checkpoint"] and h["checkpoint"][-12:]) for h in history] == [(0, None), (6, "step_0000006"),
+                                                                              (9, "step_0000009")]
     assert history[1]["changed"] == {"train.max_steps": [6, 9], "train.log_every": [2, 3]}
     assert history[2]["changed"]["optim.lr"] == [0.0005, 0.002] and history[2]["config"]["optim"]["lr"] == 0.002
     assert all(h["git"]["sha"] and h["versions"]["torch"] for h in history)
@@ -391,8 +394,8 @@ def test_resume_and_rerun_log_each_step_once_and_keep_the_summary(tmp_path):
     Trainer(cfg, rerun, progress=False).fit()
     again = json.loads((rd / "summary.json").read_text())
     assert rerun.steps == [] and (rd / "metrics.jsonl").read_text() == rows
-    assert {k: v for k, v in again.items() if k != "wall_time_s"} == {k: v for k,
-                                                                      v in summary.items() if k != "wall_time_s"}
+    assert {k: v for k,
+            v in again.items() if k != "wall_time_s"} == {k: v for k, v in summary.items() if k != "wall_time_s"}
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
@@ -473,8 +476,8 @@ class Closing(PredictorTask):
         super().close()
 
 
-@pytest.mark.parametrize("how, raised", [("end", None), ("crash", Interrupt), ("nan", NonFiniteLoss), ("ctrl_c",
-                                                                                                       Interrupted)])
+@pytest.mark.parametrize("how, raised",
+                         [("end", None), ("crash", Interrupt), ("nan", NonFiniteLoss), ("ctrl_c", Interrupted)])
 def test_the_task_is_closed_however_the_run_ends(tmp_path, how, raised):
     """Normal end, an exception in a step, a NaN stop, Ctrl-C: the trainer closes the task once, and the training
     loader's worker processes are gone before fit() returns or raises."""

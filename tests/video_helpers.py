@@ -27,8 +27,8 @@ COLOURS = np.array(
 BACKGROUND = np.array([40, 40, 48], dtype=np.uint8)
 
 
-def render_discs(positions: np.ndarray, radii: np.ndarray, colours: np.ndarray, size: int) -> tuple[np.ndarray,
-                                                                                                    np.ndarray]:
+def render_discs(positions: np.ndarray, radii: np.ndarray, colours: np.ndarray,
+                 size: int) -> tuple[np.ndarray, np.ndarray]:
     """positions (T, N, 2) in the unit square, radii (N,), colour indices (N,) -> uint8 (T, H, W, 3), int16 masks (T,
     H, W)."""
     T, N, _ = positions.shape

@@ -113,9 +113,8 @@ def run_slots(args) -> int:
     print_train_summary(summary)
     print()
     fe = summary["final_eval"]
-    rows = [("train loss (last log)", summary.get("train/loss", float("nan"))), ("val future MSE",
-                                                                                 summary.get("val/loss_future",
-                                                                                             float("nan"))),
+    rows = [("train loss (last log)", summary.get("train/loss", float("nan"))),
+            ("val future MSE", summary.get("val/loss_future", float("nan"))),
             *_rollout_rows(fe), ("wall time (s)", time.time() - t0)]
     print(table(rows, ["demo summary (slot world)", "value"]))
     print("\n" + _verdict(fe))
@@ -136,9 +135,8 @@ def run(args) -> int:
         val_videos=args.val_videos or (48 if args.full else 16),
         full=args.full, encoder_overrides=seed + args.encoder, predictor_files=args.config,
         predictor_overrides=seed + args.overrides,
-        progress=not args.no_progress, decode_videos=args.decode_videos, log=lambda m: print(f"cjepa demo {m}",
-                                                                                             file=sys.stderr,
-                                                                                             flush=True),
+        progress=not args.no_progress, decode_videos=args.decode_videos,
+        log=lambda m: print(f"cjepa demo {m}", file=sys.stderr, flush=True),
     )
     print()
     print_train_summary(res.predictor)

@@ -44,8 +44,8 @@ def run(args) -> int:
     from cjepa.distributed.env import DistEnv, pick_device
 
     overrides = list(args.overrides)
-    flags = ((args.checkpoint, "plan.checkpoint"), (args.baseline, "plan.baseline_checkpoint"), (args.dataset,
-                                                                                                 "plan.dataset"))
+    flags = ((args.checkpoint, "plan.checkpoint"), (args.baseline, "plan.baseline_checkpoint"),
+             (args.dataset, "plan.dataset"))
     for flag, key in flags:
         if flag:
             overrides.append(f"{key}={flag}")
@@ -99,8 +99,8 @@ def _evaluate(args, cfg, pc, device) -> int:
 
         evals.append((ckpt, evaluate_planner(name, make_planner, episodes, pc, out_dir=out, progress=bar)))
     bar.close()
-    zero = statistics.fmean(zero_action_success(episodes, sample_start_goal_pairs(episodes, pc.episodes, s,
-                                                                                  pc.goal_offset),
+    zero = statistics.fmean(zero_action_success(episodes,
+                                                sample_start_goal_pairs(episodes, pc.episodes, s, pc.goal_offset),
                                                 pc.goal_offset, pc.budget) for s in pc.seeds)
     headers, rows = _table(evals, zero, pc)
     print(table(rows, headers))

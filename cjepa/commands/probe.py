@@ -77,8 +77,8 @@ def run(args) -> int:
              f"{res['ratio']:.3f} (95% CI {res['ratio_ci95'][0]:.3f}-{res['ratio_ci95'][1]:.3f})"),
             ("ratio, layer-averaged map", res["ratio_layer_mean"]),
             *[(f"ratio, layer {i}", r) for i, r in enumerate(res["ratio_per_layer"])],
-            ("events (2 per collision)", res["events"]), ("collisions skipped (window off the video)",
-                                                          res["collisions_skipped"])]
+            ("events (2 per collision)", res["events"]),
+            ("collisions skipped (window off the video)", res["collisions_skipped"])]
     print(table(rows, [f"attention probe ({split}, step {step})", "value"]))
     print(f"wrote {out}/probe.json, probe_curve.png, probe_example.png; tensorboard --logdir {out}/tb")
     return 0

@@ -82,8 +82,8 @@ def run(args) -> int:
             for kind, n in kinds:
                 if n == 0:
                     continue
-                st = stats.setdefault((split, kind), {"episodes": n, "frames": 0, "reached": 0, "steps": [],
-                                                      "skipped": 0})
+                st = stats.setdefault((split, kind),
+                                      {"episodes": n, "frames": 0, "reached": 0, "steps": [], "skipped": 0})
                 for i in range(n):
                     if f"{kind}_{i:06d}" in existing:  # resumed: already in the store
                         st["skipped"] += 1
@@ -112,8 +112,8 @@ def run(args) -> int:
         mean_steps = float(np.mean(st["steps"])) if st["steps"] else 0.0
         rows.append((split, kind, st["episodes"], st["skipped"], st["frames"], mean_steps,
                      f"{100.0 * st['reached'] / made:.1f}%" if kind == EXPERT and made else "-"))
-    print(table(rows, ["split", "kind", "episodes", "already stored", "frames written", "mean steps",
-                       "expert reached goal"]))
+    print(table(rows,
+                ["split", "kind", "episodes", "already stored", "frames written", "mean steps", "expert reached goal"]))
     where = [f"state-slot store: {out / 'slots'}"] if pt.state_slots else []
     if videos:
         where.append(f"video shards: {out / 'videos'}")

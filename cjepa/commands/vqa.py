@@ -191,8 +191,9 @@ def _counterfactual(args) -> int:
         )
         rows.append((split, st["questions"], st["planned"], st["videos"], st["videos_new"],
                      st["removed object unresolved"], st["object never bound to a slot"], st["no slots for the video"]))
-    print(table(rows, ["split", "cf questions", "with a rollout", "cf videos", "new", "object unresolved",
-                       "object not in slots", "no slots"]))
+    print(table(rows,
+                ["split", "cf questions", "with a rollout", "cf videos", "new", "object unresolved",
+                 "object not in slots", "no slots"]))
     print(f"\ncounterfactual store: {v.cf_slots}")
     return 0
 
@@ -273,8 +274,8 @@ def _make_billiards(args) -> int:
     finally:
         bar.close()
     types = ("descriptive", "explanatory", "predictive", "counterfactual")
-    print(table([(s, d["videos"], *[d.get(t, 0) for t in types]) for s, d in summary.items()], ["split", "videos",
-                                                                                                *types]))
+    print(table([(s, d["videos"], *[d.get(t, 0) for t in types]) for s, d in summary.items()],
+                ["split", "videos", *types]))
     print(f"\nslot store {args.out}/slots, questions {args.out}/questions/<split>.json, annotations "
           f"{args.out}/annotations.json")
     if args.oracle:
@@ -296,8 +297,9 @@ def _demo(args) -> int:
     world = Path(args.world or Path(cfg.run.out_dir) / "billiards_vqa")
     t0 = time.time()
     if not (world / "annotations.json").is_file():
-        write_billiards_vqa(world, {cfg.data.train_split: cfg.data.synthetic.num_train,
-                                    cfg.data.val_split: cfg.data.synthetic.num_val},
+        write_billiards_vqa(world,
+                            {cfg.data.train_split: cfg.data.synthetic.num_train,
+                             cfg.data.val_split: cfg.data.synthetic.num_val},
                             num_slots=cfg.model.num_slots, slot_dim=cfg.model.slot_dim,
                             observed_frames=cfg.rollout.obs_frames,
                             total_frames=cfg.rollout.target_frames, min_objects=cfg.data.synthetic.min_objects,

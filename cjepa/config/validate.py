@@ -34,8 +34,8 @@ def validate(cfg: Config) -> None:
 def _validate_rates_and_steps(cfg: Config) -> None:
     """Learning rates are finite and positive (a zero or NaN rate trains nothing, silently); step counts are >= 0."""
     o, v = cfg.optim, cfg.vqa
-    for key, lr in (("optim.lr", o.lr), ("optim.proprio_lr", o.proprio_lr), ("optim.action_lr", o.action_lr), ("vqa.lr",
-                                                                                                               v.lr)):
+    for key, lr in (("optim.lr", o.lr), ("optim.proprio_lr", o.proprio_lr), ("optim.action_lr", o.action_lr),
+                    ("vqa.lr", v.lr)):
         if not (math.isfinite(lr) and lr > 0):
             raise ConfigError(f"{key}={lr} must be a finite number > 0")
     t = cfg.train

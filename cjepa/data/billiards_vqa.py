@@ -308,8 +308,8 @@ def write_billiards_vqa(
         scenes_json = []
         types: dict[str, int] = {}
         producer = {"generator": "billiards_vqa", "seed": seed, "noise": noise}
-        stores = {"slots": root / "slots", **({"full": root / "oracle" / "slots",
-                                               "cf": root / "oracle" / "counterfactual"} if oracle else {})}
+        stores = {"slots": root / "slots",
+                  **({"full": root / "oracle" / "slots", "cf": root / "oracle" / "counterfactual"} if oracle else {})}
         with contextlib.ExitStack() as stack:
             writers = {
                 name: stack.enter_context(SlotStoreWriter(path, split, num_slots=num_slots, slot_dim=slot_dim,

@@ -229,8 +229,8 @@ def convert_clevrer(root: str | os.PathLike, out_dir: str | os.PathLike, split: 
 
     n_videos = len(find_videos(Path(root), split)[: limit or None])
     writer = ShardWriter(out_dir, split, shard_size=shard_size, source="clevrer", codec="h264", fps=25.0,
-                         config_version="clevrer-v1", generator={"name": "cjepa.data.clevrer",
-                                                                 "root": os.path.basename(os.path.abspath(root)),
+                         config_version="clevrer-v1",
+                         generator={"name": "cjepa.data.clevrer", "root": os.path.basename(os.path.abspath(root)),
                                                                   "clevrer_split": clevrer_split_name(split),
                                                                   "limit": limit},
                          overwrite=overwrite)

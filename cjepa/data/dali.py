@@ -217,8 +217,8 @@ class DaliClipLoader(ClipLoaderBase):
     Position: (pass, batches read in the pass); a resumed run continues the same stream.
     """
 
-    def __init__(self, split: SplitInfo | str, *, batch_size: int = 32, clip: ClipSpec = ClipSpec(), image_size=(196,
-                                                                                                                 196),
+    def __init__(self, split: SplitInfo | str, *, batch_size: int = 32, clip: ClipSpec = ClipSpec(),
+                 image_size=(196, 196),
                  with_masks: Optional[bool] = None, train: bool = True, seed: int = 0, rank: int = 0,
                  world_size: int = 1,
                  decode: str = "auto", num_threads: int = 2, device_id: Optional[int] = None, shuffle_buffer: int = 64,
@@ -318,8 +318,8 @@ class DaliClipLoader(ClipLoaderBase):
                       prefetch_queue_depth=PREFETCH_QUEUE_DEPTH, enable_conditionals=native)
         def graph():
             mp4, second, masks = fn.readers.webdataset(
-                paths=self.paths, index_paths=self.index_paths, ext=["mp4", VIDEO_INFO_EXT if native else "json",
-                                                                     "masks.npz"],
+                paths=self.paths, index_paths=self.index_paths,
+                ext=["mp4", VIDEO_INFO_EXT if native else "json", "masks.npz"],
                 dtypes=[types.UINT8, types.INT32 if native else types.UINT8, types.UINT8],
                 missing_component_behavior="empty",
                 name="reader", shard_id=(self.rank + p) % self.world_size if self.train else self.rank,
@@ -427,8 +427,9 @@ class DaliClipLoader(ClipLoaderBase):
                     bit, reason, detail = next(x for x in CHECKS if c & x[0])
                     entry = (shard, k, reason, detail, 1)
                 else:
-                    entry = self._bad_pending.pop(k, (self._shard_of.get(k, shard), k, "bad_masks",
-                                                      "masks archive corrupt", 1))
+                    entry = self._bad_pending.pop(k,
+                                                  (self._shard_of.get(k, shard), k, "bad_masks",
+                                                   "masks archive corrupt", 1))
                 self.count_bad(*entry)
         if not valid.any():
             return None

@@ -202,8 +202,8 @@ class VideoClipLoader(ClipLoaderBase):
     no manifest, so their sample count is unknown: training over them needs ``batches_per_epoch``.
     """
 
-    def __init__(self, split: SplitInfo | str, *, batch_size: int = 32, clip: ClipSpec = ClipSpec(), image_size=(196,
-                                                                                                                 196),
+    def __init__(self, split: SplitInfo | str, *, batch_size: int = 32, clip: ClipSpec = ClipSpec(),
+                 image_size=(196, 196),
                  with_masks: Optional[bool] = None, train: bool = True, seed: int = 0, rank: int = 0,
                  world_size: int = 1,
                  num_workers: int = 0, shuffle_buffer: int = 64, decode_threads: int = 1,

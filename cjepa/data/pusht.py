@@ -191,8 +191,9 @@ class StateSlotEmbedding:
         T, S, K = len(s), self.num_slots, len(BLOCK_KEYPOINTS)
         f = np.zeros((T, S, self.num_features))
         f[:, np.arange(S), np.arange(S)] = 1.0  # type one-hot
-        f[:, 0, S:] = np.tile(_fourier(s[:, 0:2], self.cycles),
-                              (1, K))  # the agent is a point: its centre in every keypoint slot
+        f[:, 0,
+          S:] = np.tile(_fourier(s[:, 0:2], self.cycles),
+                        (1, K))  # the agent is a point: its centre in every keypoint slot
         f[:, 1, S:] = _fourier(block_keypoints(s), self.cycles).reshape(T, -1)
         return f
 

@@ -195,8 +195,8 @@ class SplitNotFound(FileNotFoundError):
 def open_shard_source(*, path: str, split: str, data_cfg=None, image_size=None) -> ShardVideoSource:
     """Registry factory for ``encoder.data.source=shards``; a missing split raises SplitNotFound."""
     try:
-        return ShardVideoSource(path, split, image_size=image_size, num_workers=getattr(data_cfg, "num_workers",
-                                                                                        0) if data_cfg else 0)
+        return ShardVideoSource(path, split, image_size=image_size,
+                                num_workers=getattr(data_cfg, "num_workers", 0) if data_cfg else 0)
     except ShardError as err:
         if "no manifest" in str(err) or "not found" in str(err) or "does not exist" in str(err):
             raise SplitNotFound(str(err)) from err

@@ -241,8 +241,8 @@ def write_index(tar_path: Path, idx_path: Path) -> list[dict]:
             samples[-1]["names"].append(m.name)
     lines = [f"v1.2 {len(samples)}"]
     for s in samples:
-        lines.append(" ".join(f"{ext} {off} {size} {name}" for (ext, (off, size)), name in zip(s["components"].items(),
-                                                                                               s["names"])))
+        lines.append(" ".join(f"{ext} {off} {size} {name}" for (ext, (off, size)),
+                              name in zip(s["components"].items(), s["names"])))
     tmp = idx_path.with_name(idx_path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, idx_path)

@@ -168,8 +168,8 @@ class SlotStoreWriter:
         for name, arr in extras.items():
             if len(arr) != len(slots):
                 raise SlotStoreError(f"video {key!r}: extra {name!r} has {len(arr)} frames, slots have {len(slots)}")
-        self._pending.append((key, slots.astype(self.dtype, copy=False), {k: np.asarray(v, np.float32) for k,
-                                                                          v in extras.items()}))
+        self._pending.append((key, slots.astype(self.dtype, copy=False),
+                              {k: np.asarray(v, np.float32) for k, v in extras.items()}))
         self._pending_frames += len(slots)
         if self._pending_frames >= self.shard_frames:
             self.flush()

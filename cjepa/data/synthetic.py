@@ -28,8 +28,8 @@ class BilliardsVideo:
     collisions: list[tuple[int, int, int]]  # (frame, i, j)
 
 
-def sample_initial_state(num_objects: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                              np.ndarray]:
+def sample_initial_state(num_objects: int,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(positions (N, 2), velocities (N, 2), radii (N,), colours (N,)) of a fresh scene."""
     radii = rng.uniform(0.05, 0.09, num_objects)
     pos = np.zeros((num_objects, 2))
@@ -128,9 +128,8 @@ def synthetic_video_slots(num_objects: int, num_slots: int, num_frames: int, slo
 
 
 def synthetic_split_videos(num_videos: int, *, num_slots: int, slot_dim: int, num_frames: int, min_objects: int,
-                           max_objects: int, noise: float, seed: int, split: str) -> dict[str, tuple[np.ndarray,
-                                                                                                     BilliardsVideo,
-                                                                                                     np.ndarray]]:
+                           max_objects: int, noise: float, seed: int,
+                           split: str) -> dict[str, tuple[np.ndarray, BilliardsVideo, np.ndarray]]:
     """{video key: (slots (T, S, D), simulated video with its collisions, slot->object map)}; deterministic in (seed,
     split)."""
     emb = SlotEmbedding(slot_dim)

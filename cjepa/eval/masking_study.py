@@ -78,8 +78,8 @@ def grid_axes(grid: list[str]) -> list[tuple[str, list[str]]]:
 def expand_grid(grid: list[str]) -> list[list[str]]:
     """Cartesian product of the grid as lists of dotted overrides (first axis slowest)."""
     axes = grid_axes(grid)
-    return [[f"{k}={v}" for k, v in zip([a[0] for a in axes],
-                                        combo)] for combo in itertools.product(*[a[1] for a in axes])]
+    return [[f"{k}={v}" for k,
+             v in zip([a[0] for a in axes], combo)] for combo in itertools.product(*[a[1] for a in axes])]
 
 
 def cell_name(overrides: list[str]) -> str:
@@ -183,8 +183,8 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
     # 3. counterfactual rollouts
     cf_stats = {}
     if "counterfactual_rollout" in ccfg.study.protocols:
-        for split, qpath in ((ccfg.data.train_split, ccfg.vqa.questions_train), (ccfg.data.val_split,
-                                                                                 ccfg.vqa.questions_val)):
+        for split, qpath in ((ccfg.data.train_split, ccfg.vqa.questions_train),
+                             (ccfg.data.val_split, ccfg.vqa.questions_val)):
             cf_stats[split] = counterfactuals_for_split(
                 predictor,
                 source=ccfg.data.source,
@@ -223,8 +223,8 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
         "cell": name,
         "overrides": overrides,
         "predictor": {k: psum.get(k) for k in ("val/loss_future", "train/loss", "steps", "wall_time_s")}
-        | {"rollout_mse": psum.get("final_eval", {}).get("mse"), "baseline_mse": psum.get("final_eval",
-                                                                                          {}).get("baseline_mse")},
+        | {"rollout_mse": psum.get("final_eval", {}).get("mse"),
+           "baseline_mse": psum.get("final_eval", {}).get("baseline_mse")},
         "counterfactual": cf_stats,
         "probe": probe,
         "vqa": vqa,

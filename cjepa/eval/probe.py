@@ -205,8 +205,8 @@ def slot_world_videos(cfg, split: str) -> dict[str, ProbeVideo]:
         raise ProbeError(f"--split {split!r}: the slot world of this run has splits {cfg.data.train_split!r} and "
                          f"{cfg.data.val_split!r}")
     return {
-        key: ProbeVideo(slots, np.tile(slot_object, (len(slots), 1)), [(int(f), int(a), int(b)) for f, a,
-                                                                       b in video.collisions])
+        key: ProbeVideo(slots, np.tile(slot_object, (len(slots), 1)),
+                        [(int(f), int(a), int(b)) for f, a, b in video.collisions])
         for key, (slots, video, slot_object) in synthetic_videos_from_config(cfg, split).items()
     }
 
@@ -226,8 +226,8 @@ def store_videos(source: str, path: str, split: str, annotations: str) -> dict[s
         if key is None or not ann.get("collision"):
             continue
         inst = {int(o["object_id"]): instance_id(o) for o in ann.get("object_property", [])}
-        coll = [(int(c["frame_id"]), inst.get(int(c["object_ids"][0]), -2), inst.get(int(c["object_ids"][1]),
-                                                                                     -2)) for c in ann["collision"]]
+        coll = [(int(c["frame_id"]), inst.get(int(c["object_ids"][0]), -2),
+                 inst.get(int(c["object_ids"][1]), -2)) for c in ann["collision"]]
         out[key] = ProbeVideo(np.asarray(slots[key]), np.asarray(ids_of(key)), coll)
     if not out:
         raise ProbeError(f"vqa.annotations={annotations}: no annotation with collisions names a video of {path} "

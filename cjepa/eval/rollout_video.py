@@ -183,8 +183,8 @@ def comparison_video(gt_frames: torch.Tensor, gt_ids: Optional[torch.Tensor], re
         if d.frames is None:
             return g
         f = d.frames.float()
-        return f if tuple(f.shape[-2:]) == (H, W) else F.interpolate(f, size=(H, W), mode="bilinear",
-                                                                     align_corners=False)
+        return f if tuple(f.shape[-2:]) == (H,
+                                            W) else F.interpolate(f, size=(H, W), mode="bilinear", align_corners=False)
 
     r, p = rgb(recon), rgb(pred)
     top = torch.cat([g, r, p], dim=-1)
@@ -272,9 +272,8 @@ def decoded_rollouts(
         fidx = torch.as_tensor(win.frame_index[history:])
         gt = frames_to_unit(item.frames[fidx].float())  # (horizon, 3, H, W)
         gt_ids = None if item.masks is None else item.masks[fidx].long()
-        decoded = {"predictor": decode_slots(encoder, pred), "copy_last": decode_slots(encoder,
-                                                                                       hist[-1:].expand(horizon, -1,
-                                                                                                        -1)),
+        decoded = {"predictor": decode_slots(encoder, pred),
+                   "copy_last": decode_slots(encoder, hist[-1:].expand(horizon, -1, -1)),
                    "reconstruction": decode_slots(encoder, true_future)}
         for name, dec in decoded.items():
             m = step_metrics(gt[None], None if gt_ids is None else gt_ids[None],

@@ -83,8 +83,8 @@ def _flatten(gt: torch.Tensor, pred: torch.Tensor, per: str) -> tuple[torch.Tens
     raise ValueError(f"per={per!r}: choose 'video' or 'frame'")
 
 
-def fg_ari(gt: torch.Tensor, pred: torch.Tensor, num_pred: int, per: str = "video") -> tuple[torch.Tensor,
-                                                                                             torch.Tensor]:
+def fg_ari(gt: torch.Tensor, pred: torch.Tensor, num_pred: int,
+           per: str = "video") -> tuple[torch.Tensor, torch.Tensor]:
     """Foreground ARI. gt, pred (B, T, H, W) ids -> (values, valid) per video (B,) or per frame (B*T,).
 
     ``valid`` is False for samples without foreground pixels (their value is meaningless and set to NaN).

@@ -108,8 +108,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(
-            nn.ModuleList([SelfAttention(dim, heads, head_dim, dropout, pre_norm, backend), feed_forward(dim, mlp_dim,
-                                                                                                         dropout)])
+            nn.ModuleList([SelfAttention(dim, heads, head_dim, dropout, pre_norm, backend),
+                           feed_forward(dim, mlp_dim, dropout)])
             for _ in range(depth)
         )
 

@@ -143,8 +143,8 @@ class MaskedSlotPredictor(nn.Module):
         out, maps = self.transformer.forward_with_attention(grid.reshape(B, total * S, D))
         return self._add_base(self.to_out(out).view(B, total, S, D), history, masked), maps
 
-    def attention_probing(self, history: torch.Tensor, masked: torch.Tensor, layer_idx: int = -1) -> dict[str,
-                                                                                                          torch.Tensor]:
+    def attention_probing(self, history: torch.Tensor, masked: torch.Tensor,
+                          layer_idx: int = -1) -> dict[str, torch.Tensor]:
         """What each query token attends to (section 1.7 of the spec), as (B, T, S) maps.
 
         Keys: ``masked_slot_{s}_t{t}`` for masked slots at history steps 1..T_h-1 (masked must be the same

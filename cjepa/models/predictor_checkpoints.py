@@ -62,8 +62,8 @@ class PushTStateReport:
         return f"original Push-T layout: '{WRAPPER_PREFIX}' prefix stripped, {left}"
 
 
-def pusht_state_from_original(state: Mapping[str, torch.Tensor], source: str) -> tuple[dict[str, torch.Tensor],
-                                                                                       PushTStateReport]:
+def pusht_state_from_original(state: Mapping[str, torch.Tensor],
+                              source: str) -> tuple[dict[str, torch.Tensor], PushTStateReport]:
     """(our PushTPredictor state_dict, report) from an original Push-T world-model state_dict, or from ours.
 
     Keys that are neither trained nor frozen parts of the original model raise :class:`StateDictMismatch` naming

@@ -168,8 +168,8 @@ class SAVi(ObjectCentricEncoder):
         cued = self.cue_mlp(centre) + self.cue_proj(window @ features)  # (B, S, D)
         return torch.where(present > 0, cued, latents)
 
-    def track(self, features: torch.Tensor, generator, init_slots=None, cues=None) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                            torch.Tensor]:
+    def track(self, features: torch.Tensor, generator, init_slots=None,
+              cues=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features (B, T, N, D) -> slots (B, T, S, D), kernel distributions (B, T, S, 2D), attention (B, T, S, N)."""
         B = features.shape[0]
         prev = init_slots
@@ -203,8 +203,9 @@ class SAVi(ObjectCentricEncoder):
         out_masks = None
         if masks:
             if self.mask_source == "decoder":
-                out_masks = self.decode(slots.flatten(0, 1))[1].view(B, T, self.num_slots, self.resolution,
-                                                                     self.resolution)
+                out_masks = self.decode(slots.flatten(0,
+                                                      1))[1].view(B, T, self.num_slots, self.resolution,
+                                                                  self.resolution)
             else:
                 out_masks = attn.unflatten(-1, (self.feat_size, self.feat_size))
         return SlotOutput(slots=slots, masks=out_masks, aux={"kernel_dist": dists})

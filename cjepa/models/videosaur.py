@@ -80,8 +80,8 @@ class VideoSAUR(ObjectCentricEncoder):
         keys = bb["keys"].view(B, T, self.num_patches, -1) if need_keys else None
         return {"backbone": feats, "keys": keys, "features": self.adapter(feats)}
 
-    def track(self, features: torch.Tensor, init_slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
-                                                                               torch.Tensor]:
+    def track(self, features: torch.Tensor,
+              init_slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Slot attention over time. features (B, T, P, D), init (B, S, D) -> slots, next-frame predictions,
         attention."""
         state = init_slots

@@ -454,8 +454,8 @@ class SimulatorWorldModel:
             sim = torch.from_numpy(states).view(C, len(states[0]), 1, 7)  # (C, steps + 1, 1, 7)
             return torch.cat([nodes[:-1].unsqueeze(0).expand(C, -1, -1, -1), sim], dim=1)
         wm = self.model
-        slots = torch.from_numpy(wm.encoder.embedding(states.reshape(-1, 7))).to(wm.device).view(C, H + 1, wm.num_slots,
-                                                                                                 -1)
+        slots = torch.from_numpy(wm.encoder.embedding(states.reshape(-1,
+                                                                     7))).to(wm.device).view(C, H + 1, wm.num_slots, -1)
         prop = wm._tensor(wm.normalizer.proprio(state_to_proprio(states).astype(np.float32)))
         acts = torch.cat([actions.to(wm.device), actions.new_zeros(C, 1, actions.shape[-1]).to(wm.device)], dim=1)
         sim = wm.predictor.nodes(slots, prop, acts)  # (C, H + 1, S + 2, D)

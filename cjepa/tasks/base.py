@@ -41,8 +41,8 @@ class Task(Protocol):
     def train_batches(self, start_step: int) -> Iterator[list[dict]]:
         """From ``start_step`` on: one list of ``grad_accum`` micro-batches per optimizer step."""
 
-    def training_losses(self, model: torch.nn.Module, batch: dict, step: int, micro_index: int) -> dict[str,
-                                                                                                        torch.Tensor]:
+    def training_losses(self, model: torch.nn.Module, batch: dict, step: int,
+                        micro_index: int) -> dict[str, torch.Tensor]:
         """The losses of one micro-batch; ``"loss"`` is the one back-propagated."""
 
     def after_step(self) -> None:

@@ -32,8 +32,8 @@ def print_train_summary(summary: dict) -> None:
     if "mse" in fe:
         steps = range(1, len(fe["mse"]) + 1)
         print("\nrollout error on held-out videos (MSE per predicted step)")
-        print(table([(i, a, b) for i, a, b in zip(steps, fe["mse"], fe["baseline_mse"])], ["step", "predictor",
-                                                                                           "copy-last-frame"]))
+        print(table([(i, a, b) for i, a, b in zip(steps, fe["mse"], fe["baseline_mse"])],
+                    ["step", "predictor", "copy-last-frame"]))
     print(f"\nrun directory: {summary['run_dir']}   tensorboard --logdir {summary['tensorboard']}")
 def write_csv(path, rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
     """The rows of a :func:`table` as CSV: the same columns and cells, numbers at full precision (``str``, which

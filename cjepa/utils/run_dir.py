@@ -64,8 +64,8 @@ def git_info(cwd: Optional[Path] = None) -> dict[str, str]:
             return ""
 
     sha = run("rev-parse", "HEAD")
-    return {"sha": sha or "unknown", "dirty": run("status", "--porcelain",
-                                                  "--untracked-files=no") != "" if sha else "unknown"}
+    return {"sha": sha or "unknown",
+            "dirty": run("status", "--porcelain", "--untracked-files=no") != "" if sha else "unknown"}
 
 
 def package_versions() -> dict[str, str]:

@@ -22,8 +22,8 @@ def test_per_node_placement_writes_rows_with_the_zero_model_memory(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert {(r["engine"], r["world"], r["placement"]) for r in rows} == {("ddp", 2, "per-node"), ("zero2", 2,
-                                                                                                  "per-node")}
+    assert {(r["engine"], r["world"],
+             r["placement"]) for r in rows} == {("ddp", 2, "per-node"), ("zero2", 2, "per-node")}
     zero2 = next(r for r in rows if r["engine"] == "zero2")
     assert zero2["measured_ratio"] == pytest.approx(zero2["expected_ratio"], abs=0.01)
     assert zero2["samples_per_s"] > 0

@@ -83,8 +83,8 @@ def test_a_changed_doc_figure_fails(tmp_path):
 
 def test_a_figure_the_row_does_not_round_to_fails(tmp_path):
     doc = DOC.replace("FG-ARI\n0.85", "FG-ARI\n0.83")
-    problems = _repo(tmp_path, doc, ROWS, REGISTRY.replace('0.85 on held-out", figure: "0.85"',
-                                                           '0.83 on held-out", figure: "0.83"'))()
+    problems = _repo(tmp_path, doc, ROWS,
+                     REGISTRY.replace('0.85 on held-out", figure: "0.85"', '0.83 on held-out", figure: "0.83"'))()
     assert problems == ["benchmarks/results/FIGURES.yaml entry README.md 'scores FG-ARI 0.83 on held-out': the result "
                         "says 0.8452, which does not round to 0.83: correct the doc or the registry entry"]
 
@@ -161,8 +161,8 @@ def test_field_paths_reductions_and_ratios(tmp_path):
 
 @pytest.mark.parametrize("value, figure, step, ok", [
     (341 / 60, "6", None, True), (0.8452, "0.85", None, True), (0.8452, "0.84", None, False),
-    (0.4345, "0.44", None, False), (1555.2, "1550", 10, False), (1553.0, "1550", 10, True), (float("nan"), "1", None,
-                                                                                             False),
+    (0.4345, "0.44", None, False), (1555.2, "1550", 10, False), (1553.0, "1550", 10, True),
+    (float("nan"), "1", None, False),
 ])
 def test_rounds_to_the_written_precision(value, figure, step, ok):
     assert figures.rounds_to(value, figure, step) is ok

@@ -163,8 +163,9 @@ def test_slot_attention_targets(ms, verdicts):
 
 
 def test_slot_attention_without_triton_timing_cannot_pass():
-    rows = acc.slot_attention_rows(_gpu(), [{"provider": "torch", "median_ms": 9.0}, {"provider": "compile",
-                                                                                      "median_ms": 1.0}], "sa", {})
+    rows = acc.slot_attention_rows(_gpu(),
+                                   [{"provider": "torch", "median_ms": 9.0}, {"provider": "compile", "median_ms": 1.0}],
+                                   "sa", {})
     assert [r.verdict for r in rows] == ["FAIL", "FAIL"]
 
 
@@ -185,8 +186,8 @@ def test_decode_row():
     assert acc.decode_row(_gpu(), "d", ">= 10x", {"cpu-1": 100.0, "dali-nvdec": 1200.0}).verdict == "PASS"
     assert acc.decode_row(_gpu(), "d", ">= 10x", {"cpu-1": 100.0, "dali-nvdec": 900.0}).verdict == "FAIL"
     assert acc.decode_row(_gpu(), "d", ">= 10x", {"cpu-1": 100.0, "dali-pyav": 2000.0}).verdict == "FAIL"  # not NVDEC
-    assert acc.decode_row(acc.Ctx(cpu=True), "d", ">= 10x", {"cpu-1": 100.0,
-                                                             "dali-pyav": 90.0}).verdict == "cpu: no target"
+    assert acc.decode_row(acc.Ctx(cpu=True), "d", ">= 10x",
+                          {"cpu-1": 100.0, "dali-pyav": 90.0}).verdict == "cpu: no target"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
@@ -202,8 +203,8 @@ def test_verdicts():
     assert acc.judge(cpu, 0.1, 2.0) == "cpu: no target"
 
 
-@pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H200",
-                                                                                                          989e12),
+@pytest.mark.parametrize("name, peak",
+                         [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H200", 989e12),
                                         ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A100 80GB PCIe", 312e12),
                                         ("NVIDIA H100 SXM5 80GB", 989e12), ("NVIDIA L4", None),
                                         ("NVIDIA GeForce RTX 4090", None)])
@@ -237,9 +238,8 @@ def test_predictor_step_flops_match_torch_flop_counter():
 def test_bench_scripts_still_run_as_files_and_the_package_as_a_module():
     """benchmarks/ is a package now: `python benchmarks/bench_x.py` and `python -m benchmarks.gpu_acceptance` both
     start."""
-    for cmd in ([sys.executable, "benchmarks/bench_slot_attention.py", "--help"], [sys.executable,
-                                                                                   "benchmarks/bench_predictor.py",
-                                                                                   "--help"],
+    for cmd in ([sys.executable, "benchmarks/bench_slot_attention.py", "--help"],
+                [sys.executable, "benchmarks/bench_predictor.py", "--help"],
                 [sys.executable, "-m", "benchmarks.gpu_acceptance", "--help"]):
         proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and "usage" in proc.stdout, proc.stderr

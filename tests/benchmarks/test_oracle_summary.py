@@ -17,8 +17,8 @@ def record(skip: int, successes: list[bool], seed: int = 0, sha: str = "a" * 40,
 
 
 def test_split_records_join_per_seed_and_commit(tmp_path, capsys):
-    recs = [record(0, [True, False]), record(2, [True] * 3), record(0, [True], seed=1), record(0, [False],
-                                                                                               sha="b" * 40)]
+    recs = [record(0, [True, False]), record(2, [True] * 3), record(0, [True], seed=1),
+            record(0, [False], sha="b" * 40)]
     rows = sorted(oracle_summary.combine(recs), key=lambda r: (r["git_sha"], r["seed"]))
     assert [(r["git_sha"], r["seed"], r["covered"], r["solved"], r["drawn"]) for r in rows] == [
         ("a" * 40, 0, 5, 4, 50), ("a" * 40, 1, 1, 1, 50), ("b" * 40, 0, 1, 0, 50)]

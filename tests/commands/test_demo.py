@@ -45,8 +45,8 @@ def test_demo_runs_every_stage_then_resumes(tmp_path, capsys):
     dec = record["decoded_rollouts"]  # held-out rollouts decoded by SAVi: per-step metrics, clips, tensorboard
     assert dec["videos"] == 2 and "decoded rollouts (2 videos x" in text and "time: decode (s)" in text
     for name in ("predictor", "copy_last", "reconstruction"):
-        assert {k: len(v) for k, v in dec[name].items()} == {k: dec["steps"] for k in ("psnr", "ssim", "fg_ari",
-                                                                                       "miou")}
+        assert {k: len(v) for k,
+                v in dec[name].items()} == {k: dec["steps"] for k in ("psnr", "ssim", "fg_ari", "miou")}
     assert len(dec["clips"]) == 2 and all(
         (out / "rollout_video").joinpath(p.split("/")[-1]).is_file() for p in dec["clips"]
     )
@@ -94,8 +94,8 @@ def test_whole_video_scores_reach_the_encoders_tensorboard(tmp_path):
     none)."""
     from cjepa.demo_pipeline import log_video_scores
 
-    log_video_scores([{"split": "train", "fg_ari": 0.5, "swap_rate": 0.25}, {"split": "val", "fg_ari": 0.75,
-                                                                             "swap_rate": 0.125},
+    log_video_scores([{"split": "train", "fg_ari": 0.5, "swap_rate": 0.25},
+                      {"split": "val", "fg_ari": 0.75, "swap_rate": 0.125},
                       {"split": "test"}], tmp_path, 500)
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()

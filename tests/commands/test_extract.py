@@ -18,8 +18,8 @@ SMALL = ["run.device=cpu", *TINY_SAVI]
 def test_extract_writes_store_and_pickle_and_resumes(tmp_path, capsys):
     """extract encodes every available split with encoder.checkpoint, skips missing splits, and a rerun skips done
     videos."""
-    splits = {"train": InMemoryVideos(disc_videos(3, 6, 16, seed=0)), "val": InMemoryVideos(disc_videos(2, 6, 16,
-                                                                                                        seed=1))}
+    splits = {"train": InMemoryVideos(disc_videos(3, 6, 16, seed=0)),
+              "val": InMemoryVideos(disc_videos(2, 6, 16, seed=1))}
 
     def factory(*, path, split, data_cfg=None, image_size=None):
         if split not in splits:

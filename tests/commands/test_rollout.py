@@ -20,8 +20,9 @@ def test_rollout_command_end_to_end(tmp_path):
         with SlotStoreWriter(tmp_path / "slots", split, num_slots=5, slot_dim=16) as w:
             for i in range(n):
                 w.add(f"{split}_{i}", g.normal(size=(24, 5, 16)).astype(np.float32))
-    cfg = load_config([SMOKE], [f"run.out_dir={tmp_path}", "data.source=store", f"data.path={tmp_path / 'slots'}",
-                                "train.max_steps=3"])
+    cfg = load_config([SMOKE],
+                      [f"run.out_dir={tmp_path}", "data.source=store", f"data.path={tmp_path / 'slots'}",
+                       "train.max_steps=3"])
     train(cfg, progress=False)
     cmd = [sys.executable, "-m", "cjepa.cli", "rollout", "-c", SMOKE, "data.source=store",
            f"data.path={tmp_path / 'slots'}",

@@ -24,8 +24,8 @@ SMALL = [
 @pytest.fixture(scope="module")
 def disc_source():
     """Register a 'test_discs' video source (rendered billiards) for the config to name."""
-    splits = {"train": InMemoryVideos(disc_videos(4, 8, 16, seed=0)), "val": InMemoryVideos(disc_videos(2, 8, 16,
-                                                                                                        seed=1))}
+    splits = {"train": InMemoryVideos(disc_videos(4, 8, 16, seed=0)),
+              "val": InMemoryVideos(disc_videos(2, 8, 16, seed=1))}
     register_video_source("test_discs", lambda *, path, split, data_cfg=None, image_size=None: splits[split])
     return splits
 

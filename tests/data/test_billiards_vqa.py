@@ -102,9 +102,8 @@ def test_explanatory_answers_name_the_causal_ancestors():
 
 
 def test_causal_ancestors_follow_chains_back_in_time():
-    video = BilliardsVideo(np.zeros((10, 5, 2)), np.zeros((10, 5, 2)), np.ones(5), np.arange(5), [(1, 3, 4), (2, 2, 3),
-                                                                                                  (4, 0, 2), (6, 0, 1),
-                                                                                                  (8, 1, 4)])
+    video = BilliardsVideo(np.zeros((10, 5, 2)), np.zeros((10, 5, 2)), np.ones(5), np.arange(5),
+                           [(1, 3, 4), (2, 2, 3), (4, 0, 2), (6, 0, 1), (8, 1, 4)])
     assert causal_ancestors(video, (0, 1), 10) == {2, 3, 4}  # 0 met 2 (t=4), which met 3 (t=2), which met 4 (t=1)
     assert causal_ancestors(video, (0, 2), 10) == {3, 4}
     assert causal_ancestors(video, (3, 4), 10) == set()  # the first collision has no causes

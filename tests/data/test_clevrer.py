@@ -24,8 +24,8 @@ def proposals(video) -> dict:
     props = {o["object_id"]: o for o in video.meta["object_property"]}
     frames = []
     for t, ids in enumerate(video.masks):
-        objs = [{"mask": rle_encode(ids == oid + 1), "score": 0.99, **{k: props[oid][k] for k in ("color", "material",
-                                                                                                  "shape")}}
+        objs = [{"mask": rle_encode(ids == oid + 1), "score": 0.99,
+                 **{k: props[oid][k] for k in ("color", "material", "shape")}}
                 for oid in sorted(props) if (ids == oid + 1).any()]
         frames.append({"frame_filename": f"{t:05d}.png", "frame_index": t, "objects": objs})
     return {"video_name": video.key, "frames": frames}

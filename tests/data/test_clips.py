@@ -53,8 +53,8 @@ def test_order_is_deterministic_per_epoch_and_resumes_mid_epoch():
     """Same (seed, epoch) -> same batches; start_batch=k yields exactly the batches from k on; epochs differ."""
     src = InMemoryVideos(_videos(n=8))
     run = lambda **kw: [
-        (b["keys"], b["frame_index"].tolist()) for b in src.iter_clips(batch_size=2, clip_frames=2, frame_stride=1,
-                                                                       seed=3, **kw)
+        (b["keys"],
+         b["frame_index"].tolist()) for b in src.iter_clips(batch_size=2, clip_frames=2, frame_stride=1, seed=3, **kw)
     ]  # noqa: E731
     full = run(epoch=0)
     assert len(full) == 4

@@ -35,8 +35,8 @@ def check_against_pyav(batch, split_dir, size, max_mean_err):
         err = (batch["frames"][i].float().cpu() - ref).abs()
         assert err.mean() < max_mean_err, (key, float(err.mean()))
         if "masks" in batch:
-            np.testing.assert_array_equal(batch["masks"][i].cpu().numpy(), resize_masks(decode_masks(raw["masks.npz"],
-                                                                                                     idx), size))
+            np.testing.assert_array_equal(batch["masks"][i].cpu().numpy(),
+                                          resize_masks(decode_masks(raw["masks.npz"], idx), size))
 
 
 def test_pyav_step_batch_contract_and_agreement(world_shards):
@@ -225,11 +225,11 @@ def test_native_prepare_flags_bad_samples(tmp_path, caplog):
     for b in batches:
         for i, key in enumerate(b["keys"]):
             raw = raw_sample(tmp_path / "train", key)
-            assert psnr01(b["frames"][i], preprocess_frames(decode_frames(raw["mp4"], b["frame_index"][i].numpy()),
-                                                            (16, 16))) > 30
-            np.testing.assert_array_equal(b["masks"][i].numpy(), resize_masks(decode_masks(raw["masks.npz"],
-                                                                                           b["frame_index"][i].numpy()),
-                                                                                           (16, 16)))
+            assert psnr01(b["frames"][i],
+                          preprocess_frames(decode_frames(raw["mp4"], b["frame_index"][i].numpy()), (16, 16))) > 30
+            np.testing.assert_array_equal(b["masks"][i].numpy(),
+                                          resize_masks(decode_masks(raw["masks.npz"], b["frame_index"][i].numpy()),
+                                                       (16, 16)))
 
 
 def test_shards_without_video_info_fall_back_with_one_warning(tmp_path, caplog):

@@ -46,8 +46,8 @@ def test_clip_batch_contract(world_shards):
         raw = raw_sample(world_shards / "train", key)
         idx = batch["frame_index"][i].numpy()
         torch.testing.assert_close(batch["frames"][i], preprocess_frames(decode_frames(raw["mp4"], idx), (24, 32)))
-        np.testing.assert_array_equal(batch["masks"][i].numpy(), resize_masks(decode_masks(raw["masks.npz"], idx),
-                                                                              (24, 32)))
+        np.testing.assert_array_equal(batch["masks"][i].numpy(),
+                                      resize_masks(decode_masks(raw["masks.npz"], idx), (24, 32)))
 
 
 def test_shard_round_trip_matches_the_generated_video(world_shards):
@@ -116,8 +116,9 @@ def test_iter_videos_sorted_strided_and_rank_split(world_shards):
     key, frames, masks, meta = out[2]
     assert frames.shape == (7, 3, 24, 32) and masks.shape == (7, 24, 32) and masks.dtype == torch.int16
     assert meta["key"] == key and meta["num_frames"] == 20 and "object_property" in meta
-    ranks = [[k for k, *_ in iter_videos(world_shards / "train", image_size=(8, 8), rank=r, world_size=3,
-                                         num_workers=1)] for r in range(3)]
+    ranks = [[k for k,
+              *_ in iter_videos(world_shards / "train", image_size=(8, 8), rank=r, world_size=3,
+                                num_workers=1)] for r in range(3)]
     assert ranks == [KEYS[0::3], KEYS[1::3], KEYS[2::3]]
 
 
@@ -179,8 +180,8 @@ def bad_split(root):
 
     with ShardWriter(root, "train", shard_size=3, fps=10) as w:
         for s in (sample("g0"), sample("b_corrupt", mp4=b"\x00\x01garbage" * 50), sample("g1"),
-                  sample("b_empty", mp4=b""), sample("g2"), sample("b_meta", meta=meta_bytes("b_meta",
-                                                                                             num_frames=None)),
+                  sample("b_empty", mp4=b""), sample("g2"),
+                  sample("b_meta", meta=meta_bytes("b_meta", num_frames=None)),
                   sample("b_nomask", with_masks=False), sample("g3"), sample("g4")):
             w.add(s)
     last = root / "train" / w.manifest["shards"][-1]["file"]

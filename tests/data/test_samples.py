@@ -32,8 +32,8 @@ def test_each_defect_has_one_reason(world_shards):
     """Missing json / mp4 / masks, a meta without a field and an undecodable mp4 map to their counter reasons."""
     raw = world_raw(world_shards)
     cases = {
-        "missing_component": [{k: v for k, v in raw.items() if k != "json"}, {k: v for k,
-                                                                              v in raw.items() if k != "mp4"},
+        "missing_component": [{k: v for k, v in raw.items() if k != "json"},
+                              {k: v for k, v in raw.items() if k != "mp4"},
                               {k: v for k, v in raw.items() if k != "masks.npz"}],
         "bad_meta": [{**raw, "json": b'{"key": "x"}'}],
         "bad_video": [{**raw, "mp4": b"\x00garbage" * 40}],

@@ -37,8 +37,8 @@ def write_split(root, n=5, shard_size=2, **kw):
                      generator={"name": "test"}, **kw) as w:
         for i in range(n):
             frames, masks = clip(i)
-            q = {"scene_index": i, "video_filename": f"v{i}.mp4", "questions": [{"question_id": 0,
-                                                                                 "question": "How many objects?",
+            q = {"scene_index": i, "video_filename": f"v{i}.mp4",
+                 "questions": [{"question_id": 0, "question": "How many objects?",
                                                                                "question_type": "descriptive",
                                                                                "answer": "1"}]}
             w.write(f"v{i:03d}", frames, {"objects": [{"id": 1}], "state": [[0.0, 1.0]] * 6},
@@ -54,8 +54,8 @@ def test_writer_round_trip(tmp_path):
     assert m == w.manifest
     assert (m["num_samples"], m["num_frames"], m["num_with_masks"], m["num_with_questions"]) == (5, 30, 3, 5)
     assert [s["num_samples"] for s in m["shards"]] == [2, 2, 1]
-    assert (m["source"], m["codec"], m["fps"], m["config_version"], m["generator"]) == ("world", "h264", 10.0, "t1",
-                                                                                        {"name": "test"})
+    assert (m["source"], m["codec"], m["fps"], m["config_version"],
+            m["generator"]) == ("world", "h264", 10.0, "t1", {"name": "test"})
     for s in m["shards"]:
         p = tmp_path / "train" / s["file"]
         assert sha256_file(p) == s["sha256"] and p.stat().st_size == s["bytes"]
@@ -72,8 +72,8 @@ def test_writer_round_trip(tmp_path):
                 assert psnr(decode_frames(data["mp4"]), frames) > 30
                 meta = json.loads(data["json"])
                 assert meta["state"] == [[0.0, 1.0]] * 6 and meta["objects"] == [{"id": 1}]  # free-form meta kept
-                assert (meta["key"], meta["num_frames"], meta["height"], meta["width"], meta["split"]) == (key, 6, 32,
-                                                                                                           48, "train")
+                assert (meta["key"], meta["num_frames"], meta["height"], meta["width"],
+                        meta["split"]) == (key, 6, 32, 48, "train")
                 assert json.loads(data["questions.json"])["questions"][0]["answer"] == "1"
                 if i % 2 == 0:
                     np.testing.assert_array_equal(decode_masks(data["masks.npz"]), masks)

@@ -12,8 +12,8 @@ def test_collisions_conserve_momentum_and_energy():
     mass = v.radii**2
     energy = (0.5 * mass[None, :, None] * v.velocities**2).sum(axis=(1, 2))
     assert np.allclose(energy, energy[0], rtol=1e-6)
-    assert (v.positions >= v.radii[None, :, None] - 1e-9).all() and (v.positions <= 1 - v.radii[None, :,
-                                                                                                None] + 1e-9).all()
+    assert (v.positions >= v.radii[None, :,
+                                   None] - 1e-9).all() and (v.positions <= 1 - v.radii[None, :, None] + 1e-9).all()
 
 
 def test_deterministic_and_split_dependent():

@@ -240,8 +240,8 @@ def _doomed_worker(rank: int, port: int, out: Path, timeout_s: int) -> None:
     """Rank 1 is SIGKILLed at step 2; rank 0 records how it ended and when."""
     os.environ.update(dist_env_vars(rank, 2, port))
     torch.set_num_threads(1)
-    cfg = load_config([SMOKE], [f"run.out_dir={out}", "run.name=killed", *DS, "dist.zero_stage=2",
-                                f"dist.timeout_s={timeout_s}",
+    cfg = load_config([SMOKE],
+                      [f"run.out_dir={out}", "run.name=killed", *DS, "dist.zero_stage=2", f"dist.timeout_s={timeout_s}",
                                 "train.max_steps=40", "train.ckpt_every=100"])
     task = build_task(cfg)
     if rank == 1:
@@ -309,8 +309,8 @@ def _compiled_runs(rank: int, port: int, out: Path) -> None:
     Engine.compile = compile_spy
     report = {}
     for name, extra in (("eager", []), ("compiled", ["train.compile=true", "train.compile_backend=eager"])):
-        cfg = load_config([SMOKE], [f"run.out_dir={out}", f"run.name={name}", *COMMON, *DS, "dist.zero_stage=2",
-                                    *extra])
+        cfg = load_config([SMOKE],
+                          [f"run.out_dir={out}", f"run.name={name}", *COMMON, *DS, "dist.zero_stage=2", *extra])
         trainer = Trainer(cfg, build_task(cfg), progress=False)
         summary = trainer.fit()
         report[name] = {"steps": summary["steps"], "engine_compiled": trainer.engine.engine.is_compiled,
@@ -341,11 +341,11 @@ def test_to_deepspeed_is_generated_from_our_config():
     cfg = load_config([SMOKE], ["data.batch_size=16", "train.grad_accum=2", "optim.lr=3e-4", "optim.grad_clip=0.0",
                                 "dist.zero_stage=3", "dist.offload_optimizer=true", "dist.offload_params=true"])
     ds = to_deepspeed(cfg, derive(cfg, world_size=4))
-    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (16, 2,
-                                                                                                                 2)
+    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"],
+            ds["gradient_accumulation_steps"]) == (16, 2, 2)
     assert ds["gradient_clipping"] == 0.0
-    assert ds["optimizer"] == {"type": "AdamW", "params": {"lr": 3e-4, "betas": [0.9, 0.999], "eps": 1e-8,
-                                                           "weight_decay": 0.01,
+    assert ds["optimizer"] == {"type": "AdamW",
+                               "params": {"lr": 3e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01,
                                                            "torch_adam": True}}
     zero = ds["zero_optimization"]
     assert (

@@ -35,8 +35,9 @@ def fake_results(root, num_masked, seed, cf_q, probe=None):
 
 
 def test_collect_aggregates_over_seeds_and_writes_table_and_plot(tmp_path):
-    cfg = load_config([], [f"run.out_dir={tmp_path}", "study.name=s",
-                           'study.grid=["masking.num_masked=0,2", "run.seed=0,1"]'])
+    cfg = load_config([],
+                      [f"run.out_dir={tmp_path}", "study.name=s",
+                       'study.grid=["masking.num_masked=0,2", "run.seed=0,1"]'])
     root = study_root(cfg)
     fake_results(root, 0, 0, 0.40, {"ratio": 1.0, "events": 8})
     fake_results(root, 0, 1, 0.50, {"ratio": 1.5, "events": 8})
@@ -137,8 +138,9 @@ def test_probe_cell_measures_the_attention_ratio_or_says_why_not(tmp_path):
 
     world = tmp_path / "world"
     write_billiards_vqa(world, {"val": 4}, num_slots=5, slot_dim=8, observed_frames=64, total_frames=68, max_objects=4)
-    cfg = load_config([], ["data.source=store", f"data.path={world / 'slots'}",
-                           f"vqa.annotations={world / 'annotations.json'}"])
+    cfg = load_config([],
+                      ["data.source=store", f"data.path={world / 'slots'}",
+                       f"vqa.annotations={world / 'annotations.json'}"])
     model = MaskedSlotPredictor(num_slots=5, slot_dim=8, history_frames=4, pred_frames=2, depth=2, heads=2,
                                 mlp_dim=16).eval()
     res = probe_cell(cfg, model, tmp_path / "probe", "cpu")

@@ -82,8 +82,8 @@ def test_collision_events_map_objects_to_slots_and_skip_windows_off_the_video():
     v = ProbeVideo(np.zeros((T, S, 4), np.float32), ids, [(6, 0, 1), (1, 2, 3), (18, 1, 3)])
     events, skipped = collision_events({"v": v}, history_frames=4, frameskip=2, collision_index=2)
     assert skipped == 2  # frame 1: starts before 0; frame 18: ends past the video
-    assert [(e.query_object, e.partner_object, e.query_slot, e.partner_slot) for e in events] == [(0, 1, 3, 2), (1, 0,
-                                                                                                                 2, 3)]
+    assert [(e.query_object, e.partner_object, e.query_slot,
+             e.partner_slot) for e in events] == [(0, 1, 3, 2), (1, 0, 2, 3)]
     assert events[0].start == 2 and events[0].other_slots == (0, 4)  # objects 2 and 3; the empty slot is no object
     # a video slot that loses its object inside the window cannot stand for it
     ids2 = ids.copy()
@@ -99,8 +99,8 @@ def test_run_probe_on_a_tiny_predictor_writes_json_plots_and_tensorboard(tmp_pat
                                 dropout=0.0).eval()
     rng = np.random.default_rng(0)
     ids = np.tile(np.array([2, -1, 1, 0, 3]), (30, 1))
-    videos = {f"v{i}": ProbeVideo(rng.normal(size=(30, 5, 16)).astype(np.float32), ids, [(10, 0, 1),
-                                                                                         (14, 2, 3)]) for i in range(3)}
+    videos = {f"v{i}": ProbeVideo(rng.normal(size=(30, 5, 16)).astype(np.float32), ids,
+                                  [(10, 0, 1), (14, 2, 3)]) for i in range(3)}
     res = run_probe(model, videos, frameskip=2, k=1, device="cpu", out=tmp_path)
     assert res["events"] == 12 and res["query_steps"] == [1, 2, 3] and len(res["ratio_per_layer"]) == 2
     assert res["ratio_ci95"][0] <= res["ratio"] <= res["ratio_ci95"][1]

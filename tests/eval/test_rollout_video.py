@@ -110,9 +110,9 @@ def test_decode_slots_gives_frames_and_masks():
     torch.manual_seed(0)
     vcfg = load_config([], ["encoder.kind=videosaur", *TINY_VIDEOSAUR])
     v = decode_slots(build_object_encoder(vcfg.encoder).eval(), torch.randn(4, 3, 16))
-    assert v.frames is None and v.masks.shape[:2] == (4, 3) and torch.allclose(v.masks.sum(1),
-                                                                               torch.ones(v.masks.shape[-2:]),
-                                                                               atol=1e-5)
+    assert v.frames is None and v.masks.shape[:2] == (4,
+                                                      3) and torch.allclose(v.masks.sum(1),
+                                                                            torch.ones(v.masks.shape[-2:]), atol=1e-5)
 
 
 def test_comparison_video_panels_are_gt_reconstruction_prediction():
@@ -124,8 +124,8 @@ def test_comparison_video_panels_are_gt_reconstruction_prediction():
     label = video.shape[1] - 2 * 2 * H
     assert video.shape == (T, label + 4 * H, 3 * 2 * H, 3)
     top = video[:, label : label + 2 * H]
-    assert (top[:, :, : 2 * H] == 0).all() and (top[:, :, 2 * H : 4 * H] == 128).all() and (top[:, :,
-                                                                                                4 * H :] == 255).all()
+    assert (top[:, :,
+                : 2 * H] == 0).all() and (top[:, :, 2 * H : 4 * H] == 128).all() and (top[:, :, 4 * H :] == 255).all()
 
 
 def test_trained_step_of_a_run_a_checkpoint_and_a_bare_state_dict(tmp_path):

@@ -60,8 +60,8 @@ def _clustered_inputs(gen: torch.Generator, B: int, N: int, dim_in: int, cluster
     """Inputs drawn around `clusters` random centres per sample (something slots can separate), with padding."""
     centres = torch.randn(B, clusters, dim_in, generator=gen) * 2
     assign = torch.randint(0, clusters, (B, N), generator=gen)
-    x = torch.gather(centres, 1, assign[..., None].expand(B, N, dim_in)) + 0.1 * torch.randn(B, N, dim_in,
-                                                                                             generator=gen)
+    x = torch.gather(centres, 1,
+                     assign[..., None].expand(B, N, dim_in)) + 0.1 * torch.randn(B, N, dim_in, generator=gen)
     mask = torch.rand(B, N, generator=gen) < 0.9
     return x, mask
 

@@ -91,8 +91,8 @@ def test_demo_chain_twice_is_bit_identical(tmp_path):
     for split in ("train", "val"):
         rel = Path("world", split, "manifest.json")
         ma, mb = _json(a / rel, a), _json(b / rel, b)
-        assert (ma["generator"]["config"].pop("workers"), mb["generator"]["config"].pop("workers")) == (2,
-                                                                                                        1)  # recorded
+        assert (ma["generator"]["config"].pop("workers"),
+                mb["generator"]["config"].pop("workers")) == (2, 1)  # recorded
         assert ma == mb, rel
 
     # 2. slots of every video, their index and the store's metadata

@@ -302,6 +302,6 @@ def test_launch_grids_fit_cuda_limits_for_huge_batches():
     B, H, L, E = 4375, 16, 112, 8
     launch = choose_launch(L, E)
     for name, grid in (("forward", fwd_grid(B, H, L, launch)), ("backward", bwd_grid(B, H, L, launch))):
-        assert all(n <= limit for n, limit in zip(grid,
-                                                  CUDA_GRID_LIMITS)), f"{name} grid {grid} exceeds {CUDA_GRID_LIMITS}"
+        assert all(n <= limit for n,
+                   limit in zip(grid, CUDA_GRID_LIMITS)), f"{name} grid {grid} exceeds {CUDA_GRID_LIMITS}"
         assert grid[0] * grid[1] == B * H * -(-L // (launch.block_m if name == "forward" else launch.block_bwd))

@@ -137,8 +137,8 @@ def test_relative_paths_are_resolved_at_submission(tmp_path, monkeypatch):
     for name in ("smoke", "cjepa", "auto"):  # folders named like values that are not paths: they must not change
         (tmp_path / name).mkdir()
     monkeypatch.chdir(tmp_path)
-    cfg = resolve_config([SMOKE], ["data.source=pickle", "data.path=data/slots.pkl", "run.out_dir=out",
-                                   "run.name=smoke"])
+    cfg = resolve_config([SMOKE],
+                         ["data.source=pickle", "data.path=data/slots.pkl", "run.out_dir=out", "run.name=smoke"])
     assert cfg.data.path == str(tmp_path / "data" / "slots.pkl")
     assert cfg.run.out_dir == str(tmp_path / "out") and cfg.run.name == "smoke" and cfg.train.resume == "auto"
     assert cfg.model.layout == "cjepa"

@@ -25,8 +25,8 @@ def test_grid_and_zip_expansion():
     assert len(grid) == 6
     assert grid[0] == ["masking.num_masked=0", "run.seed=0", "optim.lr=1e-3"]
     assert grid[-1] == ["masking.num_masked=1", "run.seed=2", "optim.lr=1e-3"]
-    assert expand(["a.b=1,2", "c.d=x,y", "e.f=z"], zip_axes=True) == [["a.b=1", "c.d=x", "e.f=z"], ["a.b=2", "c.d=y",
-                                                                                                    "e.f=z"]]
+    assert expand(["a.b=1,2", "c.d=x,y", "e.f=z"],
+                  zip_axes=True) == [["a.b=1", "c.d=x", "e.f=z"], ["a.b=2", "c.d=y", "e.f=z"]]
     with pytest.raises(ConfigError, match="same number"):
         expand(["a.b=1,2", "c.d=x,y,z"], zip_axes=True)
     with pytest.raises(ConfigError, match="twice"):

@@ -53,5 +53,5 @@ def test_captured_maps_are_the_head_averaged_softmax():
         _, want = attention_reference(q, k, v, key_mask, need_weights=True)
     assert list(cap.maps) == [1]
     assert torch.allclose(cap.maps[1], want.mean(dim=1), atol=1e-6)
-    assert torch.allclose(cap.maps[1].sum(-1), torch.ones(2, 7), atol=1e-6) and bool((cap.maps[1][1, :,
-                                                                                                  -2:] == 0).all())
+    assert torch.allclose(cap.maps[1].sum(-1), torch.ones(2, 7),
+                          atol=1e-6) and bool((cap.maps[1][1, :, -2:] == 0).all())

@@ -197,8 +197,8 @@ def test_aux_embedders_load_the_original_conv1d_weights():
     torch.manual_seed(0)
     m = PushTPredictor(num_slots=2, slot_dim=8, proprio_dim=4, action_dim=2, action_chunk=5, history_frames=2,
                        pred_frames=1, depth=1, heads=2, mlp_dim=16, dropout=0.0, layout="reference")
-    convs = {"proprio_encoder": torch.nn.Conv1d(4, 8, kernel_size=1), "action_encoder": torch.nn.Conv1d(10, 8,
-                                                                                                        kernel_size=1)}
+    convs = {"proprio_encoder": torch.nn.Conv1d(4, 8, kernel_size=1),
+             "action_encoder": torch.nn.Conv1d(10, 8, kernel_size=1)}
     sd = m.state_dict()
     for name, conv in convs.items():
         for k, v in conv.state_dict().items():  # patch_embed.weight is (D, C, 1)

@@ -161,8 +161,9 @@ def test_truncated_backprop_trains_first_and_last_frames_over_carried_slots():
     x = torch.randn(2, 6, 3, 32, 32, requires_grad=True)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     losses, out = m(x, generator=g())
-    assert out.slots.shape == (2, 3, 3, 16) and out.masks.shape[1] == 3 and torch.equal(out.aux["frames"],
-                                                                                        torch.tensor([0, 4, 5]))
+    assert out.slots.shape == (2, 3, 3,
+                               16) and out.masks.shape[1] == 3 and torch.equal(out.aux["frames"],
+                                                                               torch.tensor([0, 4, 5]))
     full = m.encode(x, generator=g(), masks=False).slots  # the same tracking with every frame, no truncation
     assert_close_verbose(out.slots, full[:, [0, 4, 5]], 1e-5, 1e-5, "trained frames' slots track the whole clip")
     losses["loss"].backward()

@@ -23,8 +23,8 @@ def tiny_model_config(**kw) -> ModelConfig:
 def tiny_normalizer() -> AuxNormalizer:
     return AuxNormalizer(
         proprio_mean=np.array([256, 256, 0, 0], np.float32), proprio_std=np.array([100, 100, 50, 50], np.float32),
-        action_mean=np.tile(np.array([0.01, -0.02], np.float32), 5), action_std=np.tile(np.array([0.5, 0.4],
-                                                                                                 np.float32), 5),
+        action_mean=np.tile(np.array([0.01, -0.02], np.float32), 5),
+        action_std=np.tile(np.array([0.5, 0.4], np.float32), 5),
     )
 
 

@@ -52,8 +52,8 @@ def test_success_by_step_counts_first_successes():
 def test_model_eval_curve_and_interval_over_seeds():
     """The curve averages the seeds' curves: monotone, ending at the mean success rate; the CI is the
     t-interval over the per-seed rates."""
-    eps = {0: [episode(True, 2), episode(False, 4)], 1: [episode(True, 3), episode(True, 4)], 2: [episode(False,
-                                                                                                          4)] * 2}
+    eps = {0: [episode(True, 2), episode(False, 4)], 1: [episode(True, 3), episode(True, 4)],
+           2: [episode(False, 4)] * 2}
     ev = ModelEval("m", {0: 50.0, 1: 100.0, 2: 0.0}, eps, budget=4)
     curve = ev.success_by_step()
     assert curve == pytest.approx([0.0, 50 / 3, 100 / 3, 50.0])

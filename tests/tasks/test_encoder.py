@@ -205,8 +205,8 @@ def test_cue_mode_training_step_reads_nothing_on_the_device(tmp_path, sources):
         losses["loss"].backward()
         cues = task._cues(batch, task._clip_seeds(batch, 0))
     assert reads == []
-    assert isinstance(losses["loss"], OnDevice) and isinstance(cues,
-                                                               OnDevice)  # the step really ran on "device" tensors
+    assert isinstance(losses["loss"],
+                      OnDevice) and isinstance(cues, OnDevice)  # the step really ran on "device" tensors
     flipped = task._augment(batch["masks"][:, 0], task._clip_seeds(batch, 0))
     assert torch.equal(cues.as_subclass(torch.Tensor), first_frame_cues(flipped.long(), cfg.encoder.num_slots))
     with pytest.raises(ValueError, match="compute cues from the CPU masks"):

@@ -32,8 +32,9 @@ def test_missing_videos_are_an_error_unless_skipped(tmp_path):
     cfg = load_config([], colour_overrides(tmp_path, paths, "vqa.epochs=1"))
     with pytest.raises(ConfigError, match="2 questions .* have no slot video"):
         train_reasoner(cfg, progress=False)
-    cfg = load_config([], colour_overrides(tmp_path, paths, "vqa.epochs=1", "vqa.skip_missing_videos=true",
-                                           "run.name=skip"))
+    cfg = load_config([],
+                      colour_overrides(tmp_path, paths, "vqa.epochs=1", "vqa.skip_missing_videos=true",
+                                       "run.name=skip"))
     fe = train_reasoner(cfg, progress=False)["final_eval"]
     assert fe["data"]["val"]["dropped_missing_video"] == 2 and fe["metrics"]["descriptive_questions"] == 3
 
@@ -79,8 +80,9 @@ def test_generic_train_entry_point_trains_the_reasoner(tmp_path):
     from cjepa.trainer import train
 
     paths = make_colour_world(tmp_path, {"train": 12, "val": 3})
-    cfg = load_config([], colour_overrides(tmp_path, paths, "train.task=vqa", "vqa.epochs=1", "vqa.batch_size=6",
-                                           "run.name=generic"))
+    cfg = load_config([],
+                      colour_overrides(tmp_path, paths, "train.task=vqa", "vqa.epochs=1", "vqa.batch_size=6",
+                                       "run.name=generic"))
     summary = train(cfg, progress=False)
     saved = (tmp_path / "runs" / "generic" / "config.yaml").read_text()
     assert summary["steps"] == 4 and "lr: 0.003" in saved  # 24 questions, batches of 6 and "weight_decay: 0.0" in saved

@@ -47,8 +47,8 @@ def test_trainer_fit_applies_the_flag_on_the_run_device(tmp_path, monkeypatch):
     import cjepa.trainer as train_mod
 
     calls = []
-    monkeypatch.setattr(train_mod, "apply_tf32", lambda enabled, device: calls.append((enabled,
-                                                                                       torch.device(device).type)))
+    monkeypatch.setattr(train_mod, "apply_tf32", lambda enabled,
+                        device: calls.append((enabled, torch.device(device).type)))
     cfg = load_config([SMOKE], [f"run.out_dir={tmp_path}", "train.tf32=true", "train.max_steps=1", "train.val_every=0",
                                 "train.ckpt_every=0"])
     train_mod.train(cfg, progress=False)

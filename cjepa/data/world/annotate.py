@@ -128,8 +128,8 @@ def clevrer_annotation(facts: SceneFacts, *, scene_index: int, video_filename: s
         motion.append({"frame_id": t, "objects": objs})
 
     def coll(e: Event) -> dict:
-        return {"object_ids": list(e.objects), "frame_id": e.frame, "location": [round(e.location[0], 5),
-                                                                                 round(e.location[1], 5), 0.0]}
+        return {"object_ids": list(e.objects), "frame_id": e.frame,
+                "location": [round(e.location[0], 5), round(e.location[1], 5), 0.0]}
 
     return {
         "scene_index": scene_index,

@@ -73,8 +73,8 @@ def camera_of(cfg) -> Camera:
     return Camera(cfg.width, cfg.height, cfg.view_width, cfg.elevation_deg)
 
 
-def render_video(specs: list[ObjectSpec], traj: Trajectory, camera: Camera, num_frames: int) -> tuple[np.ndarray,
-                                                                                                      np.ndarray]:
+def render_video(specs: list[ObjectSpec], traj: Trajectory, camera: Camera,
+                 num_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Frames (T, H, W, 3) and instance ids (T, H, W) of the first ``num_frames`` frames of a trajectory."""
     rend = renderer_for(camera)
     frames = np.empty((num_frames, camera.height, camera.width, 3), np.uint8)

@@ -162,13 +162,13 @@ class QuestionGenerator:
         n = len(entries)
         if n != len(self.f.entering()):
             return None  # an object entered twice: "how many objects" and "how many entrances" would differ
-        return self._descriptive("count", "How many objects enter the scene?", ["events", "objects", "filter_in",
-                                                                                "count"], n)
+        return self._descriptive("count", "How many objects enter the scene?",
+                                 ["events", "objects", "filter_in", "count"], n)
 
     def _count_collisions(self):
         n = len(self.f.collisions())
-        return self._descriptive("count", "How many collisions happen?", ["events", "objects", "filter_collision",
-                                                                          "count"], n)
+        return self._descriptive("count", "How many collisions happen?",
+                                 ["events", "objects", "filter_collision", "count"], n)
 
     def _attribute_filter(self) -> tuple[Optional[str], str, list[str], Callable[[ObjectSpec], bool]]:
         """A random attribute restriction (or none) for counting/existence questions."""
@@ -328,8 +328,8 @@ class QuestionGenerator:
             return []
         right = seen[int(self.rng.integers(len(seen)))]
         bad = wrong[int(self.rng.integers(len(wrong)))]
-        items = [(*self._pair_text(*right, ["unseen_events"]), True), (*self._pair_text(*bad, ["unseen_events"]),
-                                                                       False)]
+        items = [(*self._pair_text(*right, ["unseen_events"]), True),
+                 (*self._pair_text(*bad, ["unseen_events"]), False)]
         return [self._mc("predictive", "collision", "What will happen next?", ["unseen_events"], items)]
 
     def _counterfactual(self, limit: int) -> list[dict]:
@@ -361,8 +361,8 @@ class QuestionGenerator:
                                                                  replace=False)]
             picks_right = [right[i] for i in self.rng.choice(len(right), n_right, replace=False)]
             source = self.ref.program(removed) + ["counterfact_events"]
-            items = [(*self._pair_text(*p, source), True) for p in picks_right] + [(*self._pair_text(*p, source),
-                                                                                    False) for p in picks_wrong]
+            items = [(*self._pair_text(*p, source),
+                      True) for p in picks_right] + [(*self._pair_text(*p, source), False) for p in picks_wrong]
             q = f"What will happen without the {self.ref.phrase(removed)}?"
             prog = source
             out.append(self._mc("counterfactual", "remove", q, prog, items))

@@ -97,8 +97,8 @@ class Renderer:
     def _cube(self, rgb, ids, spec, x, y, angle):
         r = OBJECT_RADIUS
         c, s = math.cos(angle), math.sin(angle)
-        corners = np.array([[x + r * (c * a - s * b), y + r * (s * a + c * b)] for a, b in ((1, 1), (-1, 1), (-1, -1),
-                                                                                            (1, -1))])
+        corners = np.array([[x + r * (c * a - s * b), y + r * (s * a + c * b)] for a,
+                            b in ((1, 1), (-1, 1), (-1, -1), (1, -1))])
         u_all, v_all = [], []
         for z in (0.0, 2 * r):
             u, v = self.cam.project(corners[:, 0], corners[:, 1], z)

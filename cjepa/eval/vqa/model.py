@@ -89,8 +89,8 @@ class ALOEReasoner(nn.Module):
         self.vision_in_proj = nn.Linear(slot_dim + 2, self.d_model)
         self.CLS = nn.Parameter(torch.zeros(1, 1, self.d_model))
         self.transformer_encoder = _EncoderWithPositions(self.seq_len, self.d_model, heads, ffn_dim, depth, dropout)
-        self.cls_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(), nn.Linear(head_hidden,
-                                                                                                       num_answers))
+        self.cls_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(),
+                                            nn.Linear(head_hidden, num_answers))
         self.mc_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 1))
 
     # ------------------------------------------------------------------ inputs

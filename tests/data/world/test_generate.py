@@ -27,8 +27,8 @@ def test_video_is_deterministic_in_seed_split_index():
     np.testing.assert_array_equal(a.frames, b.frames)
     np.testing.assert_array_equal(a.masks, b.masks)
     assert json.dumps(a.meta) == json.dumps(b.meta) and json.dumps(a.questions) == json.dumps(b.questions)
-    for other in (generate_video(cfg, "train", 5), generate_video(cfg, "val", 4), generate_video(tiny_world(seed=99),
-                                                                                                 "train", 4)):
+    for other in (generate_video(cfg, "train", 5), generate_video(cfg, "val", 4),
+                  generate_video(tiny_world(seed=99), "train", 4)):
         assert not np.array_equal(other.frames, a.frames)
 
 

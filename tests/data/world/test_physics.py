@@ -14,8 +14,8 @@ def obj(i, x, y, vx=0.0, vy=0.0, shape="sphere", material="rubber", spawn=0, col
 
 def chain():
     """X (0) rolls into Y (1), which is knocked into Z (2); W (3) rests far away."""
-    return [obj(0, -2.5, 0.0, vx=3.0), obj(1, -0.5, 0.0, shape="cube"), obj(2, 1.2, 0.0, shape="cylinder"), obj(3, 0.0,
-                                                                                                                -2.0)]
+    return [obj(0, -2.5, 0.0, vx=3.0), obj(1, -0.5, 0.0, shape="cube"), obj(2, 1.2, 0.0, shape="cylinder"),
+            obj(3, 0.0, -2.0)]
 
 
 def test_simulation_is_deterministic():

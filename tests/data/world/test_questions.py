@@ -81,9 +81,8 @@ class Executor:
         cam = w["camera"]
         camera = Camera(cam["width"], cam["height"], cam["view_width"], cam["elevation_deg"])
         tr = simulate(specs, self.T, fps=w["fps"], substeps=w["substeps"], removed=[removed])
-        return [{"type": "collision", "objects": list(p), "frame": -1} for p in sorted(visible_collision_pairs(tr,
-                                                                                                               camera,
-                                                                                                               self.T))]
+        return [{"type": "collision", "objects": list(p),
+                 "frame": -1} for p in sorted(visible_collision_pairs(tr, camera, self.T))]
 
     def run(self, program: list[str]):
         stack: list = []
@@ -171,14 +170,10 @@ def test_answers_follow_from_the_annotation(videos):
 def chain_scene(extra=()):
     """X (red sphere) knocks Y (blue cube) into Z (green cylinder); W (yellow sphere) rests aside; plus ``extra``
     objects."""
-    specs = [ObjectSpec(0, "sphere", "red", "rubber", 0, (-2.5, 0.0), (3.0, 0.0)), ObjectSpec(1, "cube", "blue",
-                                                                                              "rubber", 0, (-0.5, 0.0),
-                                                                                              (0.0, 0.0)),
-             ObjectSpec(2, "cylinder", "green", "rubber", 0, (1.2, 0.0), (0.0, 0.0)), ObjectSpec(3, "sphere", "yellow",
-                                                                                                 "metal", 0, (0.0,
-                                                                                                              -1.6),
-                                                                                                              (0.0,
-                                                                                                               0.0))]
+    specs = [ObjectSpec(0, "sphere", "red", "rubber", 0, (-2.5, 0.0), (3.0, 0.0)),
+             ObjectSpec(1, "cube", "blue", "rubber", 0, (-0.5, 0.0), (0.0, 0.0)),
+             ObjectSpec(2, "cylinder", "green", "rubber", 0, (1.2, 0.0), (0.0, 0.0)),
+             ObjectSpec(3, "sphere", "yellow", "metal", 0, (0.0, -1.6), (0.0, 0.0))]
     return specs + [ObjectSpec(len(specs) + i, *e) for i, e in enumerate(extra)]
 
 
@@ -220,8 +215,8 @@ def test_counterfactual_answer_changes_when_the_removed_object_mattered():
 def test_counterfactual_question_marks_prevented_collision_wrong():
     """Removing X prevents Y-Z while an unrelated collision V-U survives: the generated question about X offers Y-Z,
     which the video shows, as a wrong choice, and V-U as a correct one."""
-    extra = [("sphere", "purple", "metal", 0, (2.0, -2.0), (0.0, 2.5)), ("cube", "gray", "metal", 0, (2.0, 1.0), (0.0,
-                                                                                                                  0.0))]
+    extra = [("sphere", "purple", "metal", 0, (2.0, -2.0), (0.0, 2.5)),
+             ("cube", "gray", "metal", 0, (2.0, 1.0), (0.0, 0.0))]
     facts, resimulate, ex = facts_and_resim(chain_scene(extra))
     assert {(0, 1), (1, 2), (4, 5)} <= {e.objects for e in facts.collisions()}
     assert (1, 2) not in resimulate(0) and (4, 5) in resimulate(0)

@@ -11,8 +11,8 @@ CAM = Camera(160, 112)
 
 def scene():
     """Six objects, several overlapping on screen (same x, neighbouring depths), cubes rotated."""
-    kinds = [("sphere", "red", "metal"), ("cube", "blue", "rubber"), ("cylinder", "yellow", "metal"), ("cube", "gray",
-                                                                                                       "metal"),
+    kinds = [("sphere", "red", "metal"), ("cube", "blue", "rubber"), ("cylinder", "yellow", "metal"),
+             ("cube", "gray", "metal"),
              ("sphere", "cyan", "rubber"), ("cylinder", "purple", "rubber")]
     pos = [(-1.0, 0.6), (-1.0, 0.0), (-0.6, -0.5), (1.2, 0.5), (1.0, -0.2), (2.6, 1.0)]
     specs = [ObjectSpec(i, s, c, m, 0, p, (0.0, 0.0), 0.3 * i) for i, ((s, c, m), p) in enumerate(zip(kinds, pos))]

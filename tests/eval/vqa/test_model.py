@@ -105,8 +105,8 @@ def test_losses_and_gradients_with_one_kind_of_row_only():
     out = m(video, row_video, tokens, pad, is_mc)
     label = torch.tensor([3, 5])
     losses = reasoner_losses(out, label, is_mc)
-    torch.testing.assert_close(losses["loss_descriptive"], torch.nn.functional.cross_entropy(out["answer_logits"],
-                                                                                             label))
+    torch.testing.assert_close(losses["loss_descriptive"],
+                               torch.nn.functional.cross_entropy(out["answer_logits"], label))
     assert losses["loss_choice"].item() == 0.0
     losses["loss"].backward()
     assert all(p.grad is not None for p in m.parameters())

@@ -24,9 +24,8 @@ from tests.eval.vqa.helpers import desc, mc, scene
 SCENES = [
     scene(10000, [
         desc(0, "How many spheres are there?", "2"),
-        mc(1, "counterfactual", "Which of the following will happen if the cyan cylinder is removed?", ["correct",
-                                                                                                        "wrong",
-                                                                                                        "wrong"]),
+        mc(1, "counterfactual", "Which of the following will happen if the cyan cylinder is removed?",
+           ["correct", "wrong", "wrong"]),
     ]),
     scene(10001, [mc(0, "predictive", "Which event will happen next?", ["wrong", "correct"])]),
 ]
@@ -57,16 +56,16 @@ def test_rows_follow_the_original_layout():
 def test_subset_renumbers_rows():
     qs, _ = qset()
     sub = qs.subset(np.array([2, 0]))
-    assert sub.qtype.tolist() == [2, 0] and sub.row_start.tolist() == [0, 2] and sub.label.tolist() == [0, 1,
-                                                                                                        qs.label[0]]
+    assert sub.qtype.tolist() == [2,
+                                  0] and sub.row_start.tolist() == [0, 2] and sub.label.tolist() == [0, 1, qs.label[0]]
 
 
 @pytest.mark.parametrize("bad, match", [
     ({"question_id": 0, "question_type": "causal", "question": "x"}, "question_type 'causal'"),
     ({"question_id": 0, "question_type": "descriptive", "question": "x"}, "without 'answer'"),
     ({"question_id": 0, "question_type": "predictive", "question": "x", "choices": []}, "non-empty 'choices'"),
-    ({"question_id": 0, "question_type": "predictive", "question": "x", "choices": [{"choice_id": 0, "choice": "y",
-                                                                                     "answer": "yes"}]},
+    ({"question_id": 0, "question_type": "predictive", "question": "x",
+      "choices": [{"choice_id": 0, "choice": "y", "answer": "yes"}]},
      "not 'correct' or 'wrong'"),
     ({"question_type": "descriptive", "question": "x", "answer": "1"}, "no 'question_id'"),
 ])
@@ -140,12 +139,13 @@ def test_object_tables_from_dir_list_and_mapping(tmp_path):
 
 def test_resolve_removed_objects_fills_ids_and_counts_failures():
     scenes = [
-        scene(1, [mc(0, "counterfactual", "Which of the following will happen if the cyan cylinder is removed?",
-                     ["correct"])]),
-        scene(2, [mc(0, "counterfactual", "Which of the following will happen if the red object is removed?",
-                     ["wrong"])]),
-        scene(3, [mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?",
-                     ["wrong"])]),
+        scene(1,
+              [mc(0, "counterfactual", "Which of the following will happen if the cyan cylinder is removed?",
+                  ["correct"])]),
+        scene(2,
+              [mc(0, "counterfactual", "Which of the following will happen if the red object is removed?", ["wrong"])]),
+        scene(3,
+              [mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["wrong"])]),
     ]
     qs, _ = qset(scenes)
     stats = resolve_removed_objects(qs, {1: OBJECTS, 2: OBJECTS})

@@ -29,8 +29,8 @@ def test_tiny_training_run_learns_and_round_trips(tmp_path):
     task_state = load_train_state(ckpt)["task"]
     assert task_state["vocab"]["a_vocab"]["green"] == 13 and task_state["shape"] == {"num_slots": 3, "slot_dim": 6}
     assert (tmp_path / "runs" / "vqa" / "vocab.json").is_file()
-    res, info, out_dir = evaluate_checkpoint(load_config([], colour_overrides(tmp_path, paths,
-                                                                              f"vqa.checkpoint={ckpt}")),
-                                                                              progress=False)
+    res, info, out_dir = evaluate_checkpoint(load_config([],
+                                                         colour_overrides(tmp_path, paths, f"vqa.checkpoint={ckpt}")),
+                                                         progress=False)
     assert jsonable(res)["metrics"] == pytest.approx(fe["metrics"])  # same numbers from the reloaded checkpoint
     assert (out_dir / "eval_val_original.json").is_file() and (out_dir / "predictions_val_original.json").is_file()

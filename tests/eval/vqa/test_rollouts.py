@@ -55,8 +55,8 @@ def world(tmp_path):
     write_store(tmp_path / "obs", "val", {"video_00000.mp4": slots},
                 object_ids={"video_00000.mp4": ids.astype(np.float32)})
     scenes = [scene(0, [
-        mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["correct",
-                                                                                                     "wrong"]),
+        mc(0, "counterfactual", "Which of the following will happen if the red sphere is removed?",
+           ["correct", "wrong"]),
         mc(1, "counterfactual", "Without the blue cylinder, what will happen?", ["wrong"]),
         mc(2, "counterfactual", "Which of the following will happen if the red sphere is removed?", ["wrong"]),
         mc(3, "counterfactual", "Which of the following will happen if the gray cube is removed?", ["wrong"]),
@@ -103,8 +103,8 @@ def test_counterfactual_rollout_drops_exactly_that_slot(tmp_path):
     assert cf.shape == (1, 16, S, D) and present.shape == (1, 16, S)
     assert all(c.shape[2] == S - 1 for c in spy.calls)
     others = [0, 1, 3]
-    torch.testing.assert_close(spy.calls[0][0], x[0][[0, 2,
-                                                      4]][:, others])  # chain 0 history: frames 0, 2, 4 without slot 2
+    torch.testing.assert_close(spy.calls[0][0],
+                               x[0][[0, 2, 4]][:, others])  # chain 0 history: frames 0, 2, 4 without slot 2
     torch.testing.assert_close(cf[0, :6][:, others], x[0, :6][:, others])
     assert (cf[0, :, 2] == 0).all() and (present[0, :, 2] == 0).all() and (present[0][:, others] == 1).all()
     manual = rollout_interleaved(spy, x[:, :6][:, :, others], 16, 2)
@@ -128,8 +128,8 @@ def test_store_for_a_split_and_its_record(tmp_path):
     assert v.shape == (16, S, D) and (v[:, 3] == 0).all() and (p[:, 3] == 0).all() and (p[:, :3] == 1).all()
     np.testing.assert_array_equal(v[:9, :3], slots[:9, :3])  # before the blue cylinder enters: the observed frames
     record = json.loads((tmp_path / "cf" / "val" / "counterfactuals.json").read_text())
-    assert {(r["object_id"], r["slot"], r["branch_frame"]) for r in record["requests"]} == {(0, 0, 6), (1, 2, 6), (2, 3,
-                                                                                                                   9)}
+    assert {(r["object_id"], r["slot"],
+             r["branch_frame"]) for r in record["requests"]} == {(0, 0, 6), (1, 2, 6), (2, 3, 9)}
     again = counterfactuals_for_split(spy, source="store", path=str(tmp_path / "obs"), split="val", questions=q,
                                       annotations=a,
                                       out=tmp_path / "cf", cf_frames=16, frameskip=2, batch_size=8,
@@ -142,8 +142,8 @@ def test_objects_not_in_any_slot_are_counted_and_slots_without_ids_are_an_error(
     qs = build_question_set(scenes, Vocab.build(iter_texts(scenes), iter_answers(scenes)), 20, 12)
     qs.removed_object[:] = [1, 5, -1, 0]
     qs.removed_instance[:] = [2, 6, -1, 1]
-    reqs, stats = plan_counterfactuals(qs, ["video_00000.mp4"] * 4, object_ids_reader(SlotSplit(tmp_path / "obs",
-                                                                                                "val")), 6)
+    reqs, stats = plan_counterfactuals(qs, ["video_00000.mp4"] * 4,
+                                       object_ids_reader(SlotSplit(tmp_path / "obs", "val")), 6)
     assert stats["object never bound to a slot"] == 1 and stats["removed object unresolved"] == 1 and len(reqs) == 2
     write_store(tmp_path / "plain", "val", {"video_00000.mp4": slots})
     with pytest.raises(SlotStoreError, match="per-slot object ids"):

@@ -42,8 +42,8 @@ def test_answer_vocab_matches_the_original_ids():
     """CLEVRER's fixed answers get the original CLEVRER_vocab.json ids (22 classes with PAD)."""
     v = Vocab.build([], ["yes", "3"])
     assert v.num_answers == 22 == len(CLEVRER_ANSWERS) + 1
-    assert (v.answers["0"], v.answers["5"], v.answers["blue"], v.answers["cylinder"], v.answers["yes"]) == (1, 6, 7, 11,
-                                                                                                            21)
+    assert (v.answers["0"], v.answers["5"], v.answers["blue"], v.answers["cylinder"],
+            v.answers["yes"]) == (1, 6, 7, 11, 21)
     extra = Vocab.build([], ["yes", "magenta"])
     assert extra.answers["magenta"] == 22 and extra.num_answers == 23
 

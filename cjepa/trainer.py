@@ -25,7 +25,6 @@ Run it as ``cjepa train --config configs/... key=value`` or ``python -m cjepa tr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import signal
@@ -66,7 +65,7 @@ from cjepa.utils.checkpoint import (
     set_aside,
     set_rng_state,
 )
-from cjepa.utils.precision import apply_tf32
+from cjepa.utils.precision import apply_tf32, autocast, precision_reason, resolve_precision
 from cjepa.utils.run_dir import (
     RESUMABLE_KEYS,
     MetricsLogger,
@@ -229,9 +228,7 @@ class Trainer:
         return prev
 
     def _autocast(self):
-        if self.cfg.train.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.precision, self.device)
 
     def _save(self, step: int, reason: str) -> Path:
         model_state = self.engine.module_state_dict()  # None: the engine's save_extra writes model.pt
@@ -410,6 +407,7 @@ class Trainer:
         cfg, env = self.cfg, self.env
         self.device = pick_device(cfg.run.device, env)
         apply_tf32(cfg.train.tf32, self.device)
+        self.precision = resolve_precision(cfg.train.precision, self.device)  # "auto" resolved once, on this device
         init_process_group(env, cfg.dist.backend, cfg.dist.timeout_s, self.device)
         lock = self._lock()
         try:
@@ -441,7 +439,7 @@ class Trainer:
         del state, model_sd
         if env.is_main:
             prepare_run_dir(self.run_dir, dump_yaml(cfg), {
-                "step": start, "checkpoint": None if ckpt is None else str(ckpt),
+                "step": start, "checkpoint": None if ckpt is None else str(ckpt), "precision": self.precision,
                 "changed": {k: list(v) for k, v in changes.items()},
             })
             truncate_metrics(self.run_dir, start)
@@ -451,7 +449,9 @@ class Trainer:
         prev_handlers = self._install_signal_handlers()
         self._log(
             f"task={self.task.name} engine={self.engine.name} world={env.world_size} device={self.device} "
-            f"attention={cfg.kernels.attention} micro_batch={derived.micro_batch} grad_accum={derived.grad_accum} "
+            f"attention={cfg.kernels.attention} "
+            f"precision={precision_reason(cfg.train.precision, self.precision, self.device)} "
+            f"micro_batch={derived.micro_batch} grad_accum={derived.grad_accum} "
             f"global_batch={derived.global_batch} steps={total_steps} ({self.task.steps_per_epoch}/epoch) "
             + " ".join(f"{k}={v}" for k, v in self.task.describe().items())
         )
@@ -533,6 +533,7 @@ class Trainer:
             "wall_time_s": time.time() - self._t0,
             "world_size": self.env.world_size,
             "engine": self.engine.name,
+            "precision": self.precision,  # train.precision as resolved on this run's device (auto -> fp32 / bf16)
             **{k: v for k, v in self._last_metrics.items() if not k.endswith("samples_per_s")},
             **val_metrics,
             "final_eval": final,

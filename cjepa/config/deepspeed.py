@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from cjepa.config.batch import Derived
 from cjepa.config.schema import Config
 
 
-def to_deepspeed(cfg: Config, derived: Derived) -> dict:
+def to_deepspeed(cfg: Config, derived: Derived, precision: Optional[str] = None) -> dict:
     """The DeepSpeed config dict of a run, generated from our config (there is no hand-kept ds_config.json).
 
     Batch sizes come from :func:`derive` (global = micro * grad_accum * world). The optimizer is AdamW with our
@@ -16,7 +16,12 @@ def to_deepspeed(cfg: Config, derived: Derived) -> dict:
     set here: the engine hands DeepSpeed our own schedule (``cjepa.distributed.engine.lr_lambda``) as a client
     scheduler, so a DeepSpeed run follows exactly the LR curve of a single/DDP run. ``gradient_clipping`` is
     always written: DeepSpeed's default is 1.0, which would silently clip runs that asked for none.
+    ``precision`` is the run's resolved ``train.precision`` (fp32 or bf16; the engine resolves ``auto`` on its
+    device); without it ``train.precision`` is taken as it is, and ``auto`` is refused.
     """
+    precision = precision or cfg.train.precision
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"to_deepspeed needs a resolved precision (fp32 or bf16), got {precision!r}")
     ds, o = cfg.dist, cfg.optim
     zero: dict[str, Any] = {"stage": ds.zero_stage}
     if ds.zero_stage > 0:
@@ -52,7 +57,7 @@ def to_deepspeed(cfg: Config, derived: Derived) -> dict:
         # train.precision=bf16 means what it means for single/DDP: autocast over fp32 weights (the trainer's
         # inputs and evaluation are fp32; DeepSpeed's "bf16" section would make the weights themselves bf16).
         # DeepSpeed then reduces the gradients of Linear layers in bf16, halving their communication.
-        "torch_autocast": {"enabled": cfg.train.precision == "bf16", "dtype": "bfloat16"},
+        "torch_autocast": {"enabled": precision == "bf16", "dtype": "bfloat16"},
         "zero_optimization": zero,
         # torch's AdamW on ZeRO-Offload's CPU partitions instead of demanding DeepSpeedCPUAdam (a JIT C++ build).
         "zero_force_ds_cpu_optimizer": not ds.torch_adam,

@@ -46,6 +46,7 @@ import torch.nn as nn
 from cjepa.config import derive, to_deepspeed
 from cjepa.distributed.engine import lr_lambda
 from cjepa.distributed.env import DistEnv, export_env, init_single_process_group, quiet_other_ranks
+from cjepa.utils.precision import resolve_precision
 
 DS_SUBDIR = "deepspeed"  # inside one of our checkpoint directories
 
@@ -86,7 +87,7 @@ class DeepSpeedEngine:
             init_single_process_group(cfg.dist.backend, device, cfg.dist.timeout_s)
         self.cfg, self.env, self.device = cfg, env, device
         self.stage = cfg.dist.zero_stage
-        self.config = to_deepspeed(cfg, derive(cfg, env.world_size))
+        self.config = to_deepspeed(cfg, derive(cfg, env.world_size), resolve_precision(cfg.train.precision, device))
         o = cfg.optim
         schedule = lr_lambda(o.schedule, o.warmup_steps, total_steps, o.min_lr_ratio)
         # DeepSpeed's op loader prints to stdout; stdout is for our tables

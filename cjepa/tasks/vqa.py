@@ -49,6 +49,7 @@ from cjepa.eval.vqa.questions import (
 from cjepa.eval.vqa.rollouts import cf_key
 from cjepa.eval.vqa.text import Vocab
 from cjepa.tasks.base import TaskBase
+from cjepa.utils.precision import autocast_dtype, resolve_precision
 
 
 def trainer_config(cfg: Config) -> Config:
@@ -271,7 +272,7 @@ class VQATask(TaskBase):
     def _evaluate(self, module) -> dict:
         if self._cache is not None and self._cache[0] == self._step:
             return self._cache[1]
-        dtype = torch.bfloat16 if self.cfg.train.precision == "bf16" else None
+        dtype = autocast_dtype(resolve_precision(self.cfg.train.precision, self.device))
         res = evaluate_reasoner(
             module,
             self.val_ds,

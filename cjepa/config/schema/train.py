@@ -38,7 +38,10 @@ class TrainConfig:
     epochs: int = 30
     max_steps: int = 0  # >0 overrides epochs
     grad_accum: int = 1
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # bf16: autocast over fp32 master weights; auto: bf16 where the device computes it natively (CUDA GPUs with
+    # bf16, CPUs with AMX-BF16 or AVX512-BF16), else fp32. The trainer logs the resolved choice and writes it to
+    # config_history.jsonl and summary.json (cjepa.utils.precision).
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     log_every: int = 10
     val_every: int = 0  # steps; 0 = once per epoch
     ckpt_every: int = 0  # steps; 0 = once per epoch

@@ -17,6 +17,7 @@ from cjepa.eval.vqa.text import Vocab
 from cjepa.tasks.vqa import VQATask, build_split, eval_offsets, reasoner_from_config, trainer_config
 from cjepa.trainer import Trainer
 from cjepa.utils.checkpoint import load_model_state, load_train_state, resolve_checkpoint
+from cjepa.utils.precision import autocast_dtype, resolve_precision
 
 
 def train_reasoner(cfg: Config, progress: bool = True) -> dict:
@@ -77,7 +78,7 @@ def evaluate_checkpoint(cfg: Config, progress: bool = True) -> tuple[dict, dict,
             f"slots of {c.vqa.slots} are {(ds.num_slots, ds.slot_dim)}; the reasoner was trained on "
             f"{(model.num_slots, model.slot_dim)}"
         )
-    dtype = torch.bfloat16 if cfg.train.precision == "bf16" else None
+    dtype = autocast_dtype(resolve_precision(cfg.train.precision, device))
     res = evaluate_reasoner(
         model, ds, eval_offsets(c), batch_size=c.vqa.val_batch_size, device=device, progress=progress,
         autocast_dtype=dtype

@@ -16,7 +16,8 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
+
+from cjepa.backends.dropout import dropout
 
 
 def attention_reference(
@@ -57,7 +58,7 @@ def _probabilities(q, k, key_mask):
 
 def _attention_math(q, k, v, key_mask, dropout_p, need_weights):
     weights = _probabilities(q, k, key_mask).to(q.dtype)
-    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    dropped = dropout(weights, dropout_p) if dropout_p > 0 else weights  # nn.MultiheadAttention's weight dropout
     out = torch.matmul(dropped, v)
     return out, (weights if need_weights else None)
 

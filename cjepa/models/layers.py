@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from cjepa.backends.attention import attention
+from cjepa.backends.dropout import Dropout
 from cjepa.backends.references import attention_probabilities
 
 
@@ -89,8 +90,8 @@ class SelfAttention(nn.Module):
 def feed_forward(dim: int, mlp_dim: int, dropout: float) -> nn.Sequential:
     """LayerNorm -> Linear -> GELU -> Dropout -> Linear -> Dropout (indices 0, 1, 4 hold weights)."""
     return nn.Sequential(
-        nn.LayerNorm(dim), nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim),
-        nn.Dropout(dropout)
+        nn.LayerNorm(dim), nn.Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), nn.Linear(mlp_dim, dim),
+        Dropout(dropout)
     )
 
 

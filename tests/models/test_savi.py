@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+import torch.nn as nn
 
 from cjepa.config import load_config
 from cjepa.models.encoder_factory import build_object_encoder
-from cjepa.models.savi import coordinate_grid
+from cjepa.models.savi import ConvTranspose2d, SAVi, coordinate_grid
 from cjepa.utils.image import IMAGENET_MEAN, IMAGENET_STD
 from tests.helpers import assert_close_verbose
 
@@ -173,3 +174,35 @@ def test_truncated_backprop_trains_first_and_last_frames_over_carried_slots():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     m.eval()
     assert m(x, generator=g())[1].masks.shape[1] == 6  # validation clips are scored whole
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stride_one_transposed_conv_runs_as_the_equivalent_convolution(channels_last):
+    """The decoder's ConvTranspose2d: stride-1 layers computed as a convolution give nn.ConvTranspose2d's output
+    and gradients (same parameters); strided layers are nn.ConvTranspose2d's own forward."""
+    for stride, out_pad in ((1, 0), (2, 1)):
+        torch.manual_seed(0)
+        ours = ConvTranspose2d(5, 4, 3, stride=stride, padding=1, output_padding=out_pad)
+        ref = nn.ConvTranspose2d(5, 4, 3, stride=stride, padding=1, output_padding=out_pad)
+        ref.load_state_dict(ours.state_dict())
+        x = torch.randn(2, 5, 6, 6)
+        if channels_last:
+            ours.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = ours(xa), ref(xb)
+        torch.testing.assert_close(ya, yb, atol=1e-5, rtol=1e-5)
+        g = torch.randn_like(ya)
+        ya.backward(g)
+        yb.backward(g)
+        torch.testing.assert_close(xa.grad, xb.grad, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ours.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(ours.bias.grad, ref.bias.grad, atol=1e-4, rtol=1e-5)
+
+
+def test_convolutions_are_channels_last():
+    """SAVi's CNN and decoder weights are NHWC, so oneDNN / cuDNN take their fast NHWC kernels."""
+    model = SAVi(load_config([], ["encoder.kind=savi"]).encoder)
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert len(convs) == 9
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)

@@ -3,10 +3,12 @@ cjepa/utils/precision.py), for the predictor and for SAVi, and a bf16 run repeat
 
 Tolerance: a run's final loss (the mean training loss of its last steps) changes with the seed (data order,
 initial weights, masks, slot noise) even in fp32. Each model is trained with three seeds in fp32 and the same three
-seeds in bf16 (same data, weights and masks: only the precision differs); the largest bf16-vs-fp32 difference
-of a seed must stay below the fp32 spread over the seeds (max - min): bf16 changes a run less than picking another
-seed does. Both curves must also have gone down, so that a run which learns nothing cannot pass by being as flat
-as its twin.
+seeds in bf16 (same data, weights and masks: only the precision differs, at the demo's learning rate 1e-3). bf16
+must move a seed's final loss by less than 1 % of the fp32 spread over the seeds (max - min). Measured on a CPU with
+AVX512-BF16: bf16 moves it by at most 0.3 % of the spread for both models, while bf16 master weights (the weights
+rounded to bf16 after each update, so that updates below their precision are lost) move it by 2 % (SAVi) and 21 %
+(predictor). Both curves must also have gone down, so that a run which learns nothing cannot pass by being as
+flat as its twin.
 """
 
 import json
@@ -22,6 +24,7 @@ from tests.video_helpers import TINY_SAVI, disc_videos
 
 SEEDS = (0, 1, 2)
 TAIL = 10  # the final loss: mean of the last TAIL logged training losses
+SPREAD_FRACTION = 0.01  # of the fp32 seed-to-seed spread (see the module docstring)
 
 
 def _losses(run_dir) -> list[float]:
@@ -32,7 +35,7 @@ def _losses(run_dir) -> list[float]:
 def _predictor_run(tmp_path, precision: str, seed: int, name: str) -> list[float]:
     cfg = load_config([SMOKE], [f"run.out_dir={tmp_path}", f"run.name={name}", f"run.seed={seed}",
                                 f"train.precision={precision}", "train.max_steps=60", "train.log_every=1",
-                                "train.val_every=1000", "train.ckpt_every=1000", "optim.lr=3e-3",
+                                "train.val_every=1000", "train.ckpt_every=1000", "optim.lr=1e-3",
                                 "rollout.eval_videos=1"])
     train(cfg, progress=False)
     return _losses(tmp_path / name)
@@ -47,7 +50,7 @@ def _savi_run(tmp_path, videos, precision: str, seed: int, name: str) -> list[fl
     over = ["run.device=cpu", *TINY_SAVI, "encoder.data.clip_frames=2", "encoder.data.frame_stride=1",
             "encoder.data.val_clip_frames=2", "encoder.data.val_videos=2", "encoder.data.val_batch_size=2",
             "data.batch_size=4", "train.epochs=0", "train.max_steps=40", "train.log_every=1", "train.val_every=1000",
-            "train.ckpt_every=1000", "optim.lr=3e-3", "optim.grad_clip=0.0", f"run.out_dir={tmp_path}",
+            "train.ckpt_every=1000", "optim.lr=1e-3", "optim.grad_clip=0.0", f"run.out_dir={tmp_path}",
             f"run.name={name}", f"run.seed={seed}", f"train.precision={precision}"]
     cfg = load_config([], over)
     Trainer(cfg, EncoderTask(cfg, *videos), progress=False).fit()
@@ -62,7 +65,8 @@ def _check_curves(runs: dict[tuple[str, int], list[float]]) -> None:
     fp32 = [final["fp32", s] for s in SEEDS]
     spread = max(fp32) - min(fp32)
     diffs = {s: abs(final["bf16", s] - final["fp32", s]) for s in SEEDS}
-    assert max(diffs.values()) < spread, f"bf16 - fp32 final losses {diffs} vs fp32 seed spread {spread:.4g}"
+    assert max(diffs.values()) < SPREAD_FRACTION * spread, (
+        f"bf16 - fp32 final losses {diffs} vs fp32 seed spread {spread:.4g}")
 
 
 def test_predictor_bf16_curve_within_fp32_seed_noise_and_repeatable(tmp_path):

@@ -8,7 +8,7 @@ overrides and also records the predictor / copy-last rollout ratios and the stag
 date, arm, overrides, per-seed figures) are appended to ``benchmarks/results/tracking_<yyyymmdd>.jsonl``.
 
     python benchmarks/tracking_runs.py --arm base --seeds 0 1 2
-    python benchmarks/tracking_runs.py --arm tbptt16 --seeds 0 --encoder encoder.data.long_clip_frames=16 ...
+    python benchmarks/tracking_runs.py --arm grow --seeds 0 --encoder "encoder.data.clip_schedule=[[300,4],[312,8]]" ...
     python benchmarks/tracking_runs.py --arm default --seeds 0 1 2 --demo
 """
 

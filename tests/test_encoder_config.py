@@ -69,3 +69,36 @@ def test_bad_encoder_settings_are_errors(override, message):
     """Inconsistent encoder settings fail at load time with the key involved."""
     with pytest.raises(ConfigError, match=message):
         load_config([], override.split())
+
+
+def test_clip_schedule_phases_and_the_two_phase_keys():
+    """encoder.data.clip_schedule lists the phases after the clip_frames one; long_clip_frames / long_clips_from
+    are its two-phase form."""
+    d = _load("world/demo_encoder.yaml", "encoder.data.clip_schedule=[[300, 4], [340, 8], [364, 16]]").encoder.data
+    assert d.phases() == ((0, 2), (300, 4), (340, 8), (364, 16))
+    d = _load("world/demo_encoder.yaml", "encoder.data.long_clip_frames=8", "encoder.data.long_clips_from=500")
+    assert d.encoder.data.phases() == ((0, 2), (500, 8))
+    assert _load("world/demo_encoder.yaml").encoder.data.phases() == ((0, 2),)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["encoder.data.clip_schedule=[[300, 4], [300, 8]]"],
+         r"clip_schedule\[1\] = \[300, 8\]: from_step must be > 300 \(phase 0 starts at 300\)"),
+        (["encoder.data.clip_schedule=[[300, 4], [200, 8]]"],
+         r"clip_schedule\[1\] = \[200, 8\]: from_step must be > 300"),
+        (["encoder.data.clip_schedule=[[0, 4]]"],
+         r"clip_schedule\[0\] = \[0, 4\]: from_step must be > 0 \(the clip_frames"),
+        (["encoder.data.clip_schedule=[[10, 0]]"], r"clip_schedule\[0\] = \[10, 0\]: frames must be >= 1"),
+        (["encoder.kind=videosaur", "encoder.data.clip_schedule=[[10, 1]]"], r"frames must be >= 2"),
+        (["encoder.data.clip_schedule=[[10]]"], r"clip_schedule.*\[0\]: expected 2 items, got 1"),
+        (["encoder.data.clip_schedule=[[10, 4]]", "encoder.data.long_clip_frames=8", "encoder.data.long_clips_from=50"],
+         r"both set a curriculum.*clip_schedule=\[\[50, 8\]\]"),
+    ],
+)
+def test_bad_clip_schedules_name_the_phase(overrides, message):
+    """A schedule that does not grow step by step, a phase too short for the loss, a malformed phase or two
+    curricula at once fail at load time naming the phase."""
+    with pytest.raises(ConfigError, match=message):
+        _load("world/demo_encoder.yaml", *overrides)

@@ -77,7 +77,7 @@ class EncoderTask(TaskBase):
             "train_videos": len(self.train_source),
             "val_videos": len(self.val_source),
             "clip": f"{d.clip_frames}x{d.frame_stride}"
-            + (f", {d.long_clip_frames} from step {d.long_clips_from}" if d.long_clip_frames else ""),
+            + "".join(f", {frames} from step {self._phase_start(start)}" for start, frames in d.phases()[1:]),
             "gt_masks": self.val_source.has_masks,
         }
 
@@ -97,13 +97,17 @@ class EncoderTask(TaskBase):
 
     # ------------------------------------------------------------------ training
 
+    def _phase_start(self, from_step: int) -> int:
+        """The step a curriculum phase really starts at: the first epoch boundary at or after ``from_step``."""
+        return -(-from_step // self.steps_per_epoch) * self.steps_per_epoch
+
     def clip_frames_at(self, epoch: int) -> int:
-        """Training clip length of an epoch: the curriculum switches at an epoch boundary (one length per epoch,
-        so a run resumed mid-epoch cuts the same clips)."""
-        e = self.cfg.encoder.data
-        if e.long_clip_frames and epoch * self.steps_per_epoch >= e.long_clips_from:
-            return e.long_clip_frames
-        return e.clip_frames
+        """Training clip length of an epoch (encoder.data.clip_schedule): that of the last phase started by the
+        epoch's first step. The curriculum switches at an epoch boundary (one length per epoch), and the length
+        depends on the epoch alone, so a run resumed mid-epoch or mid-schedule cuts the clips an uninterrupted
+        one cuts."""
+        start = epoch * self.steps_per_epoch
+        return [frames for begin, frames in self.cfg.encoder.data.phases() if begin <= start][-1]
 
     def train_batches(self, start_step: int) -> Iterator[list[dict]]:
         """From ``start_step`` to the end of its epoch: one list of grad_accum micro-batches per step."""

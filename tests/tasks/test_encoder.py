@@ -229,6 +229,46 @@ def test_clip_curriculum_switches_to_long_clips_at_an_epoch_boundary(tmp_path, s
     assert next(off.train_batches(100))[0]["frames"].shape[1] == 2
 
 
+SCHEDULE = "encoder.data.clip_schedule=[[2, 3], [5, 4]]"  # 2 steps per epoch: 3 frames from step 2, 4 from 6
+
+
+def test_clip_schedule_grows_clips_phase_by_phase_at_epoch_boundaries(tmp_path, sources):
+    """encoder.data.clip_schedule: 2-frame clips, 3 from step 2 (an epoch boundary), 4 from the first epoch that
+    starts at or after step 5 (step 6); train_batches started mid-epoch cuts the clips of its epoch's phase."""
+    train, val = sources
+    task = EncoderTask(_cfg(tmp_path, "sched", SCHEDULE), train, val)
+    task.setup(DistEnv(), derive(task.cfg, 1), torch.device("cpu"))
+    lengths = {s: next(task.train_batches(s))[0]["frames"].shape[1] for s in range(9)}
+    assert lengths == {0: 2, 1: 2, 2: 3, 3: 3, 4: 3, 5: 3, 6: 4, 7: 4, 8: 4}
+    assert task.describe()["clip"] == "2x2, 3 from step 2, 4 from step 6"
+
+
+def test_resume_mid_schedule_equals_uninterrupted(tmp_path, sources):
+    """8 steps through three clip-length phases == 5 steps + checkpoint + resume (mid-epoch, in the 3-frame phase,
+    one epoch before the 4-frame one) + 3 steps, bit for bit, and the resumed run trained the same clip lengths."""
+    train, val = sources
+    # a constant LR: the part run's first leg has another max_steps, which the decay schedules depend on
+    common = [SCHEDULE, "encoder.savi.init=cues", "optim.schedule=constant", "train.val_every=100",
+              "train.ckpt_every=100"]
+    seen: dict[str, list[int]] = {"full": [], "part": []}
+
+    def run(name, steps):
+        cfg = _cfg(tmp_path, name, f"train.max_steps={steps}", *common)
+        task = EncoderTask(cfg, train, val)
+        plain = task.training_losses
+        task.training_losses = lambda m, b, step, j: seen[name].append(b["frames"].shape[1]) or plain(m, b, step, j)
+        return Trainer(cfg, task, progress=False).fit()
+
+    run("full", 8)
+    run("part", 5)
+    assert run("part", 8)["steps"] == 8
+    full = load_model_state(latest_checkpoint(tmp_path / "full"))
+    part = load_model_state(latest_checkpoint(tmp_path / "part"))
+    for k in full:
+        assert torch.equal(full[k], part[k]), k
+    assert seen["full"] == seen["part"] == [2, 2, 3, 3, 3, 3, 4, 4]
+
+
 def test_truncated_backprop_trains_long_clips_and_pictures_show_the_trained_frames(tmp_path, sources):
     """encoder.savi.grad_frames with the long-clip curriculum: conditional SAVi trains 4-frame clips (stride 2 in
     10-frame videos) through their first and last frames, validates whole clips, and the training pictures pair

@@ -134,9 +134,14 @@ class VideoDataConfig:
     train_split: str = "train"
     val_split: str = "val"
     clip_frames: int = 6  # training clip length (frames after striding)
-    # Clip-length curriculum: from the first epoch that starts at or after step ``long_clips_from``, training
-    # clips have ``long_clip_frames`` frames (0 = off). Short clips are cheap and teach binding; long ones train
-    # the temporal path (slots of frame t seed frame t + 1 through the transition) to keep objects over time.
+    # Clip-length curriculum: (from_step, frames) phases after the first one of ``clip_frames``; each takes over
+    # from the first epoch that starts at or after its from_step (one length per epoch, so a resumed run cuts the
+    # clips an uninterrupted one cuts). Short clips are cheap and teach binding; longer ones train the temporal
+    # path (slots of frame t seed frame t + 1 through the transition) to keep objects over time. E.g.
+    # ``[[300, 4], [340, 8], [370, 16]]``: 2-frame clips, then 4, 8 and 16 frames.
+    clip_schedule: tuple[tuple[int, int], ...] = ()
+    # The two-phase form of the same curriculum: ``long_clip_frames`` frames from ``long_clips_from`` (0 = off);
+    # it is the schedule ``[[long_clips_from, long_clip_frames]]``.
     long_clip_frames: int = 0
     long_clips_from: int = 0
     frame_stride: int = 2  # keep every n-th decoded frame
@@ -151,12 +156,40 @@ class VideoDataConfig:
             raise ConfigError("encoder.data.clip_frames, frame_stride, val_clip_frames and val_batch_size must be >= 1")
         if self.long_clip_frames < 0 or self.long_clips_from < 0:
             raise ConfigError("encoder.data.long_clip_frames and long_clips_from must be >= 0")
+        self._validate_schedule(needs_pairs)
         if needs_pairs and (self.clip_frames < 2 or self.val_clip_frames < 2):
             raise ConfigError(
                 "the VideoSAUR time-similarity loss needs clips of >= 2 frames (encoder.data.clip_frames)"
             )
         if not 0.0 <= self.hflip_prob <= 1.0:
             raise ConfigError("encoder.data.hflip_prob must be in [0, 1]")
+
+    def _validate_schedule(self, needs_pairs: bool) -> None:
+        if self.clip_schedule and self.long_clip_frames:
+            raise ConfigError(
+                "encoder.data.clip_schedule and encoder.data.long_clip_frames both set a curriculum; give "
+                f"clip_schedule only (long_clip_frames={self.long_clip_frames} from {self.long_clips_from} is "
+                f"clip_schedule=[[{self.long_clips_from}, {self.long_clip_frames}]])"
+            )
+        shortest = 2 if needs_pairs else 1
+        prev = 0
+        for i, (start, frames) in enumerate(self.clip_schedule):
+            where = f"encoder.data.clip_schedule[{i}] = [{start}, {frames}]"
+            if start <= prev:
+                after = f"phase {i - 1} starts at {prev}" if i else "the clip_frames phase starts at 0"
+                raise ConfigError(
+                    f"{where}: from_step must be > {prev} ({after}); phases are [from_step, frames] in increasing "
+                    "from_step"
+                )
+            if frames < shortest:
+                raise ConfigError(f"{where}: frames must be >= {shortest}")
+            prev = start
+
+    def phases(self) -> tuple[tuple[int, int], ...]:
+        """Every (from_step, frames) phase of the training clips, the first ``(0, clip_frames)``."""
+        if self.long_clip_frames:
+            return (0, self.clip_frames), (self.long_clips_from, self.long_clip_frames)
+        return ((0, self.clip_frames), *self.clip_schedule)
 
 
 @dataclass(kw_only=True)

@@ -154,6 +154,32 @@ def test_residual_adds_each_slots_last_visible_frame():
         tiny(layout="reference", residual=True)
 
 
+def test_query_last_adds_each_slots_last_visible_frame_to_its_queries():
+    """query_last=True: every query token (future steps, masked history steps) is the plain query plus a projection
+    of its slot's last visible frame (T_h - 1, or the t=0 anchor of a masked slot); real history tokens are
+    unchanged, and a masked slot's hidden frames reach no output."""
+    torch.manual_seed(0)
+    plain, ql = tiny(), tiny(query_last=True)
+    missing, unexpected = ql.load_state_dict(plain.state_dict(), strict=False)
+    assert (missing, unexpected) == (["last_projector.weight", "last_projector.bias"], [])
+    x = torch.randn(2, 3, 4, 16)
+    masked = torch.tensor([[True, False, False, False], [False, False, True, True]])
+    pe = ql.time_pos_embed
+    with torch.no_grad():
+        last = torch.where(masked[..., None], x[:, 0], x[:, -1])  # (B, S, D)
+        extra = ql.last_projector(last)[:, None]  # (B, 1, S, D)
+        got, ref = ql.build_tokens(x, masked, 5, pe), plain.build_tokens(x, masked, 5, pe)
+        query = torch.cat([torch.zeros(2, 1, 4, dtype=torch.bool),
+                           masked[:, None].expand(-1, 2, -1), torch.ones(2, 2, 4, dtype=torch.bool)], dim=1)
+        assert torch.allclose(got, ref + extra * query[..., None])
+        x2 = x.clone()
+        x2[0, 1:, 0] += 1.0  # slot 0 of sample 0 is masked: its frames 1.. are hidden
+        assert torch.equal(ql(x2, masked), ql(x, masked))
+        assert not torch.equal(ql(x2), ql(x))  # unmasked, the same change is seen
+    with pytest.raises(ValueError, match="reference layout"):
+        tiny(layout="reference", query_last=True)
+
+
 def test_attention_capture_and_probing():
     """Attention maps are (B, L, L) rows summing to 1; probing names masked slots and first-future tokens."""
     m = tiny().eval()

@@ -114,8 +114,9 @@ def test_reference_layout_reproduces_original_numbers(tmp_path):
 
 
 def test_residual_off_reproduces_the_predictor_before_the_option():
-    """model.residual=false computes exactly what the cjepa layout computed before the option existed (outputs
-    saved by tests/fixtures/make_cjepa_predictor_fixture.py with that code): masked forward and inference."""
+    """model.residual=false and model.query_last=false compute exactly what the cjepa layout computed before the
+    options existed (outputs saved by tests/fixtures/make_cjepa_predictor_fixture.py with that code, state_dict
+    loaded strictly: no new parameters): masked forward and inference."""
     ref = torch.load(FIXTURES / "cjepa_predictor_tiny.pt", weights_only=True)
     m = MaskedSlotPredictor(num_slots=3, slot_dim=8, history_frames=2, pred_frames=2, depth=2, heads=2, mlp_dim=16,
                             dropout=0.0)

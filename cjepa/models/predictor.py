@@ -6,9 +6,9 @@ Token grid for history slots x (B, T_h, S, D) and a per-sample masked set ``mask
     1 <= t < T_h, slot not masked              -> x[:, t, s] + PE[t]
     1 <= t < T_h, slot masked; or t >= T_h     -> mask_token + PE[t] + id_projector(x[:, 0, s])
 
-With ``query_last`` (cjepa layout only) every query token (the third kind above) also gets ``last_projector`` of its slot's
-last visible history frame (T_h - 1, or the t=0 anchor of a masked slot): the state the slot moves on from, which
-the query would otherwise have to find by matching its t=0 anchor against the history tokens.
+With ``query_last`` (cjepa layout only) every query token (the third kind above) also gets ``last_projector`` of
+its slot's last visible history frame (T_h - 1, or the t=0 anchor of a masked slot): the state the slot moves on
+from, which the query would otherwise have to find by matching its t=0 anchor against the history tokens.
 
 The grid is flattened time-major (token index = t * S + s), run through the transformer, and ``to_out``
 maps every token back to slot space: predictions for all T_h + T_p steps. There is no slot-index embedding:

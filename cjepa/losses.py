@@ -35,6 +35,19 @@ def future_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred, target.detach())
 
 
+def future_mse_relative_to_copy_last(pred: torch.Tensor, target: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """Mean over future steps of each step's MSE divided by the copy-last MSE of that step on the same batch.
+
+    pred, target: (B, T_p, S, D); last: (B, S, D), the last history frame. The plain future MSE is dominated by
+    the late steps, where slots have moved far; divided by copy-last's error every step weighs as much as the
+    ratio a rollout is judged by, so the early steps, where copy-last is nearly right, are not left to noise.
+    The denominators are constants of the batch (no gradient).
+    """
+    per_step = (pred - target.detach()).pow(2).mean(dim=(0, 2, 3))  # (T_p,)
+    copy_last = (target - last[:, None]).detach().pow(2).mean(dim=(0, 2, 3))  # (T_p,)
+    return (per_step / copy_last.clamp_min(1e-12)).mean()
+
+
 def predictor_losses(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -42,6 +55,7 @@ def predictor_losses(
     history_frames: int,
     include_t0: bool,
     num_object_slots: int | None = None,
+    future_loss: str = "mse",
 ) -> dict[str, torch.Tensor]:
     """Named losses of one training step.
 
@@ -55,7 +69,14 @@ def predictor_losses(
     hist = masked_history_mse(pred[:, :T_h, :S], target[:, :T_h, :S], masked, include_t0)
     fut = future_mse(pred[:, T_h:, :S], target[:, T_h:, :S])
     out = {"loss_masked_history": hist, "loss_future": fut}
-    total = hist + fut
+    if future_loss == "relative_to_copy_last":
+        rel = future_mse_relative_to_copy_last(pred[:, T_h:, :S], target[:, T_h:, :S], target[:, T_h - 1, :S])
+        out["loss_future_relative"] = rel
+        total = hist + rel
+    elif future_loss == "mse":
+        total = hist + fut
+    else:
+        raise ValueError(f"unknown future loss {future_loss!r}")
     if num_object_slots is not None:
         prop = F.mse_loss(pred[:, T_h:, S], target[:, T_h:, S].detach())
         out["loss_proprio"] = prop

@@ -1,8 +1,9 @@
 """Contracts of the C-JEPA losses, checked against hand computations."""
 
+import pytest
 import torch
 
-from cjepa.losses import future_mse, masked_history_mse, predictor_losses
+from cjepa.losses import future_mse, future_mse_relative_to_copy_last, masked_history_mse, predictor_losses
 
 
 def test_masked_history_mse_by_hand():
@@ -67,3 +68,30 @@ def test_pusht_losses_exclude_aux_nodes_and_add_proprio():
     assert torch.isclose(out["loss_future"], torch.tensor(1.0))
     assert torch.isclose(out["loss_proprio"], torch.tensor(4.0))
     assert torch.isclose(out["loss"], torch.tensor(5.0))
+
+
+def test_future_loss_relative_to_copy_last_by_hand():
+    """Each future step's MSE over that step's copy-last MSE on the batch, averaged over steps; the total is
+    history + that; the plain future MSE is still reported; the denominators carry no gradient."""
+    T_h = 2
+    target = torch.zeros(1, 4, 2, 1)
+    target[0, 1] = torch.tensor([[1.0], [1.0]])  # last history frame
+    target[0, 2] = torch.tensor([[2.0], [1.0]])  # step 1: copy-last MSE (1 + 0) / 2 = 0.5
+    target[0, 3] = torch.tensor([[3.0], [3.0]])  # step 2: copy-last MSE (4 + 4) / 2 = 4
+    target.requires_grad_(True)
+    pred = torch.zeros(1, 4, 2, 1, requires_grad=True)  # step 1 MSE (4 + 1) / 2 = 2.5; step 2 MSE 9
+    masked = torch.tensor([[True, False]])
+    out = predictor_losses(pred, target, masked, history_frames=T_h, include_t0=False,
+                           future_loss="relative_to_copy_last")
+    rel = (2.5 / 0.5 + 9 / 4) / 2
+    assert torch.isclose(out["loss_future_relative"], torch.tensor(rel))
+    assert torch.isclose(out["loss_future"], torch.tensor((2.5 + 9) / 2))
+    assert torch.isclose(out["loss"], out["loss_masked_history"] + rel)
+    out["loss"].backward()
+    assert target.grad is None
+    assert torch.isclose(future_mse_relative_to_copy_last(pred[:, T_h:], target[:, T_h:], target[:, T_h - 1]),
+                         torch.tensor(rel))
+    plain = predictor_losses(pred, target, masked, history_frames=T_h, include_t0=False)
+    assert "loss_future_relative" not in plain and torch.isclose(plain["loss"], plain["loss_masked_history"] + 5.75)
+    with pytest.raises(ValueError, match="unknown future loss"):
+        predictor_losses(pred, target, masked, history_frames=T_h, include_t0=False, future_loss="huber")

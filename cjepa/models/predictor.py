@@ -6,6 +6,10 @@ Token grid for history slots x (B, T_h, S, D) and a per-sample masked set ``mask
     1 <= t < T_h, slot not masked              -> x[:, t, s] + PE[t]
     1 <= t < T_h, slot masked; or t >= T_h     -> mask_token + PE[t] + id_projector(x[:, 0, s])
 
+With ``query_last`` (cjepa layout only) every query token (the third kind above) also gets ``last_projector`` of
+its slot's last visible history frame (T_h - 1, or the t=0 anchor of a masked slot): the state the slot moves on
+from, which the query would otherwise have to find by matching its t=0 anchor against the history tokens.
+
 The grid is flattened time-major (token index = t * S + s), run through the transformer, and ``to_out``
 maps every token back to slot space: predictions for all T_h + T_p steps. There is no slot-index embedding:
 an object's identity is carried by its t=0 anchor alone, so the model is equivariant to slot permutations (Q4).
@@ -45,6 +49,7 @@ class MaskedSlotPredictor(nn.Module):
         layout: str = "cjepa",
         time_pe_std: float = 0.02,
         residual: bool = False,
+        query_last: bool = False,
         attention_backend: str = "torch",
     ):
         super().__init__()
@@ -55,6 +60,8 @@ class MaskedSlotPredictor(nn.Module):
         if reference and residual:
             raise ValueError("residual prediction is an option of the cjepa layout; the reference layout is the "
                              "original")
+        if reference and query_last:
+            raise ValueError("query_last is an option of the cjepa layout; the reference layout is the original")
         self.residual = residual
         if reference and head_dim * heads != slot_dim:
             raise ValueError("the reference layout splits slot_dim across heads: head_dim * heads must equal slot_dim")
@@ -69,6 +76,8 @@ class MaskedSlotPredictor(nn.Module):
         self.time_pos_embed = nn.Parameter(torch.randn(1, self.total_frames, 1,
                                                        slot_dim) * (1.0 if reference else time_pe_std))
         self.id_projector = nn.Linear(slot_dim, slot_dim)
+        # Only built when on, so the state_dict of a model without the option is unchanged.
+        self.last_projector = nn.Linear(slot_dim, slot_dim) if query_last else None
         self.transformer = Transformer(
             slot_dim, depth, heads, head_dim, mlp_dim, dropout, pre_norm=not reference, backend=attention_backend
         )
@@ -84,6 +93,8 @@ class MaskedSlotPredictor(nn.Module):
         """Token grid (B, total_frames, S, D) from history (B, T_h, S, D); ``pe`` is (1, total_frames, 1, D)."""
         B, T_h, S, D = history.shape
         queries = self.mask_token + pe + self.id_projector(history[:, 0]).unsqueeze(1)  # (B, T, S, D)
+        if self.last_projector is not None:
+            queries = queries + self.last_projector(self.last_visible(history, masked)).unsqueeze(1)
         real = history + pe[:, :T_h]  # (B, T_h, S, D)
         if masked is not None and T_h > 1:
             # visible[b, t, s]: t == 0, or the slot is not masked in this sample.
@@ -97,14 +108,19 @@ class MaskedSlotPredictor(nn.Module):
         out = self.transformer(grid.reshape(B, T * S, D), capture=capture)  # (B, T*S, D), time-major
         return self.to_out(out).view(B, T, S, D)
 
+    @staticmethod
+    def last_visible(history: torch.Tensor, masked: Optional[torch.Tensor]) -> torch.Tensor:
+        """Each slot's last visible history frame (B, S, D): frame T_h - 1, or the t=0 anchor of a masked slot."""
+        base = history[:, -1]
+        if masked is not None:
+            base = torch.where(masked[..., None], history[:, 0], base)
+        return base
+
     def _add_base(self, out: torch.Tensor, history: torch.Tensor, masked: Optional[torch.Tensor]) -> torch.Tensor:
         """Residual prediction: add each slot's last visible history frame (B, S, D) to all its outputs."""
         if not self.residual:
             return out
-        base = history[:, -1]
-        if masked is not None:
-            base = torch.where(masked[..., None], history[:, 0], base)
-        return out + base[:, None]
+        return out + self.last_visible(history, masked)[:, None]
 
     # ------------------------------------------------------------------ entry points
 
@@ -264,6 +280,7 @@ def build_predictor(model_cfg, attention_backend: str = "torch") -> nn.Module:
         layout=model_cfg.layout,
         time_pe_std=model_cfg.time_pe_std,
         residual=model_cfg.residual,
+        query_last=model_cfg.query_last,
         attention_backend=attention_backend,
     )
     if model_cfg.kind == "pusht":

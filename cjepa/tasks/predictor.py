@@ -153,7 +153,7 @@ class PredictorTask(TaskBase):
             pred, nodes = model(slots, prop, act, masked)  # (B, T, S+2, D) each
             return predictor_losses(pred, nodes, masked, T_h, inc_t0, num_object_slots=self.cfg.model.num_slots)
         pred = model(slots[:, :T_h], masked)  # (B, T, S, D)
-        return predictor_losses(pred, slots, masked, T_h, inc_t0)
+        return predictor_losses(pred, slots, masked, T_h, inc_t0, future_loss=self.cfg.masking.future_loss)
 
     # ------------------------------------------------------------------ evaluation
 

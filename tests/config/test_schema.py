@@ -31,6 +31,8 @@ from cjepa.config import (
     [
         (ModelConfig(heads=5), (), "model.slot_dim=128 is not divisible by model.heads=5"),
         (ModelConfig(layout="reference", residual=True), (), "model.residual=true is an option of the cjepa layout"),
+        (ModelConfig(layout="reference", query_last=True), (),
+         "model.query_last=true is an option of the cjepa layout"),
         (MaskingConfig(num_masked=3), (2,), "cannot mask 3 of model.num_slots=2 slots"),
         (MaskingConfig(mode="fixed", num_masked_max=3), (7,), "masking.mode=fixed reproduces a fixed set"),
         (DataConfig(frameskip=0), (7,), "data.frameskip and data.batch_size must be >= 1"),

@@ -114,8 +114,9 @@ def test_reference_layout_reproduces_original_numbers(tmp_path):
 
 
 def test_residual_off_reproduces_the_predictor_before_the_option():
-    """model.residual=false computes exactly what the cjepa layout computed before the option existed (outputs
-    saved by tests/fixtures/make_cjepa_predictor_fixture.py with that code): masked forward and inference."""
+    """model.residual=false and model.query_last=false compute exactly what the cjepa layout computed before the
+    options existed (outputs saved by tests/fixtures/make_cjepa_predictor_fixture.py with that code, state_dict
+    loaded strictly: no new parameters): masked forward and inference."""
     ref = torch.load(FIXTURES / "cjepa_predictor_tiny.pt", weights_only=True)
     m = MaskedSlotPredictor(num_slots=3, slot_dim=8, history_frames=2, pred_frames=2, depth=2, heads=2, mlp_dim=16,
                             dropout=0.0)
@@ -152,6 +153,32 @@ def test_residual_adds_each_slots_last_visible_frame():
         assert torch.equal(res(x2, masked)[0, :, 0], res(x, masked)[0, :, 0])
     with pytest.raises(ValueError, match="reference layout"):
         tiny(layout="reference", residual=True)
+
+
+def test_query_last_adds_each_slots_last_visible_frame_to_its_queries():
+    """query_last=True: every query token (future steps, masked history steps) is the plain query plus a projection
+    of its slot's last visible frame (T_h - 1, or the t=0 anchor of a masked slot); real history tokens are
+    unchanged, and a masked slot's hidden frames reach no output."""
+    torch.manual_seed(0)
+    plain, ql = tiny(), tiny(query_last=True)
+    missing, unexpected = ql.load_state_dict(plain.state_dict(), strict=False)
+    assert (missing, unexpected) == (["last_projector.weight", "last_projector.bias"], [])
+    x = torch.randn(2, 3, 4, 16)
+    masked = torch.tensor([[True, False, False, False], [False, False, True, True]])
+    pe = ql.time_pos_embed
+    with torch.no_grad():
+        last = torch.where(masked[..., None], x[:, 0], x[:, -1])  # (B, S, D)
+        extra = ql.last_projector(last)[:, None]  # (B, 1, S, D)
+        got, ref = ql.build_tokens(x, masked, 5, pe), plain.build_tokens(x, masked, 5, pe)
+        query = torch.cat([torch.zeros(2, 1, 4, dtype=torch.bool),
+                           masked[:, None].expand(-1, 2, -1), torch.ones(2, 2, 4, dtype=torch.bool)], dim=1)
+        assert torch.allclose(got, ref + extra * query[..., None])
+        x2 = x.clone()
+        x2[0, 1:, 0] += 1.0  # slot 0 of sample 0 is masked: its frames 1.. are hidden
+        assert torch.equal(ql(x2, masked), ql(x, masked))
+        assert not torch.equal(ql(x2), ql(x))  # unmasked, the same change is seen
+    with pytest.raises(ValueError, match="reference layout"):
+        tiny(layout="reference", query_last=True)
 
 
 def test_attention_capture_and_probing():

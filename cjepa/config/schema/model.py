@@ -31,6 +31,9 @@ class ModelConfig:
     # Predict each slot's change from its last visible history frame instead of the slot itself (cjepa layout
     # only; the original predicts slots). A rollout then starts at copy-last and the network learns the motion.
     residual: bool = False
+    # Every query token (future steps, masked history steps) also carries its slot's last visible history frame
+    # (cjepa layout only): the state a slot moves on from, instead of only its t=0 identity anchor.
+    query_last: bool = False
     proprio_dim: int = 4  # pusht kind only
     action_dim: int = 2  # raw env action size (pusht kind only)
     action_chunk: int = 5  # env steps per predictor step; the action node sees action_chunk * action_dim
@@ -53,10 +56,11 @@ class ModelConfig:
                     f"model.layout=reference needs model.head_dim * model.heads == model.slot_dim "
                     f"({self.head_dim} * {self.heads} != {self.slot_dim}): the original splits D across heads"
                 )
-            if self.residual:
-                raise ConfigError(
-                    "model.residual=true is an option of the cjepa layout; the reference layout is the original"
-                )
+            for key in ("residual", "query_last"):
+                if getattr(self, key):
+                    raise ConfigError(
+                        f"model.{key}=true is an option of the cjepa layout; the reference layout is the original"
+                    )
 
 
 @dataclass(kw_only=True)
@@ -69,6 +73,9 @@ class MaskingConfig:
     seed: int = 42
     # The original's masked-history loss includes t=0, where the masked slot is visible (Q2). False drops it.
     history_loss_includes_t0: bool = False
+    # "mse": the original future loss. "relative_to_copy_last": each future step's MSE divided by the copy-last
+    # MSE of that step on the batch, so early steps weigh as much as late ones (cjepa.losses).
+    future_loss: Literal["mse", "relative_to_copy_last"] = "mse"
 
     def validate(self, num_slots: int) -> None:
         """``num_slots`` is model.num_slots: at most that many slots can be masked."""

@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from cjepa.config import PlanConfig
 from cjepa.data.pusht import generate_episode
 from cjepa.envs.pusht import PushTEnv
 from cjepa.plan.cem import CEM
 from cjepa.plan.evaluate import (
+    EpisodeJob,
     EpisodeResult,
+    EpisodeRunner,
     ModelEval,
+    episode_seed,
+    evaluate_planner,
     run_episode,
     sample_start_goal_pairs,
     success_by_step,
@@ -139,3 +144,31 @@ def test_state_space_oracle_solves_fixed_episodes(cost_space):
         results.append(run_episode(env, planner, states[start], states[start + 25], budget=50))
     success = np.mean([r.success for r in results])
     assert success >= 0.9, [(r.category, r.final_position_error, r.final_angle_error) for r in results]
+
+
+def _oracle_planner_factory():
+    oracle = SimulatorWorldModel(make_world_model(), cost_space="state_path")
+    return lambda seed: MPCPlanner(oracle, CEM(num_samples=24, topk=4, iterations=2, seed=seed), horizon=5,
+                                   receding_horizon=5)
+
+
+def _outcome(res: EpisodeResult) -> tuple:
+    return (res.key, res.start, res.success, res.steps, res.plans, res.final_position_error, res.final_angle_error,
+            res.category)
+
+
+def test_parallel_episodes_match_serial_ones():
+    """plan.workers: episodes run in two forked processes give the serial run's results exactly (each episode
+    plans with its own CEM stream), and an episode run alone gives what it gives among the others."""
+    episodes = {f"expert_{i:06d}": generate_episode("expert", i, split="val").states for i in range(2)}
+    cfg = PlanConfig(episodes=4, seeds=[0], budget=25, videos=0)
+    serial = evaluate_planner("oracle", _oracle_planner_factory(), episodes, cfg)
+    cfg.workers = 2
+    parallel = evaluate_planner("oracle", _oracle_planner_factory(), episodes, cfg)
+    assert [_outcome(r) for r in parallel.episodes[0]] == [_outcome(r) for r in serial.episodes[0]]
+    assert len({r.final_position_error for r in serial.episodes[0]}) == 4
+    third = serial.episodes[0][2]
+    runner = EpisodeRunner(_oracle_planner_factory(), episodes, goal_offset=25, budget=25)
+    alone = next(runner.map([EpisodeJob(0, 2, third.key, third.start)]))
+    assert _outcome(alone) == _outcome(third)
+    assert episode_seed(0, 2) != episode_seed(0, 3) != episode_seed(1, 2)

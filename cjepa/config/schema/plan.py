@@ -53,6 +53,9 @@ class PlanConfig:
     budget: int = 50  # env steps per episode; success if the rule holds at any step
     eval_split: str = "val"  # held-out expert episodes (the original drew from its training split, Q12)
     videos: int = 3  # rendered episodes saved per model (seed 0); 0 = none
+    # Processes that run the episodes of a seed in parallel (forked, one torch thread each). Every episode plans
+    # with its own CEM stream (seed, episode index), so the results do not depend on this number.
+    workers: int = 1
     video_size: int = 224
     out: str = ""  # results directory; default runs/<run.name>/plan
 
@@ -74,5 +77,7 @@ class PlanConfig:
             )
         if self.history_obs < 1 or self.rollout_window < 0:
             raise ConfigError("plan.history_obs must be >= 1 and plan.rollout_window >= 0")
+        if self.workers < 1:
+            raise ConfigError(f"plan.workers={self.workers} must be >= 1")
         if self.episodes < 1 or not self.seeds or self.goal_offset < 1:
             raise ConfigError("plan.episodes and plan.goal_offset must be >= 1 and plan.seeds non-empty")

@@ -13,8 +13,11 @@ Subcommands (each appends one JSON record per run, with git SHA, machine and dat
   (``cjepa.plan.diagnose``), displacement.
 * ``solve``: one CEM solve per pair (an episode's first plan): does the returned plan reach the goal at the
   horizon, and how does its cost compare with the expert's own actions (a plan known to reach the goal)?
-* ``steps``: simulated env steps per second of the oracle's rollout (``SimulatorWorldModel.simulate``)
-  against reset + step per candidate (the old path), on the same candidates, and whether they agree.
+* ``steps``: simulated env steps per second of the oracle's replay (``PushTEnv.simulate``) against reset +
+  step per candidate and against the replay before its cheaper path, on the same candidates, and whether they
+  agree.
+* ``trace``: why given pairs fail: per plan, CEM's elite cost, best candidate and elite spread per iteration,
+  the plan's best and last step, the expert's own actions replayed, where the block ends.
 
 Episodes come from ``--dataset`` (a ``cjepa pusht`` state-slot store, split ``--split``); the embedding cost
 needs ``--checkpoint`` (its proprio/action embedders and normaliser; the state cost uses only its normaliser,
@@ -361,39 +364,73 @@ def cmd_landscape(args) -> dict:
             "goal_agent_speed_px_s": _quantiles(speed)}
 
 
+def _replay_through_space_step(env, start_state, actions) -> np.ndarray:
+    """The replay as it was before the cheaper path: gym-pusht's contact-count callback in place and the engine
+    stepped through ``Space.step`` (the baseline of ``steps``); states after every step, (N, 7)."""
+    from cjepa.envs.pusht import ACTION_SCALE, DT, K_P, K_V, SUBSTEPS
+
+    s = env.reset(start_state)["state"]
+    agent, block, step = env.agent, env.block, env._sim.space.step
+    px, py, vx, vy = float(s[0]), float(s[1]), float(s[5]), float(s[6])
+    out = np.empty((len(actions), 7))
+    for i, (ax, ay) in enumerate(np.asarray(actions, np.float64).tolist()):
+        tx, ty = px + ACTION_SCALE * ax, py + ACTION_SCALE * ay
+        for _ in range(SUBSTEPS):
+            vx, vy = vx + (K_P * (tx - px) - K_V * vx) * DT, vy + (K_P * (ty - py) - K_V * vy) * DT
+            agent.velocity = (vx, vy)
+            step(DT)
+            px, py = px + vx * DT, py + vy * DT
+        b = block.position
+        out[i] = (px, py, b.x, b.y, block.angle % (2 * np.pi), vx, vy)
+    return out
+
+
 def cmd_steps(args) -> dict:
+    """Env steps per second of three replays of the same candidates, and whether they agree bit for bit:
+    reset + step per action (the env's public path), the replay before the cheaper path (contact callback,
+    Space.step), and ``PushTEnv.simulate``. Candidates: from each of the first 5 drawn pairs, ``--samples``
+    sequences of 25 actions, half the expert's own plus N(0, 1) noise in normalised units (late CEM iterations,
+    mostly pushing), half N(0, 1) (early iterations). ``--repeats`` interleaved timings; medians and ranges."""
     import torch
 
     from cjepa.envs.pusht import PushTEnv
-    from cjepa.plan.evaluate import load_expert_episodes
-    from cjepa.plan.world_model import Observation
+    from cjepa.plan.evaluate import load_expert_episodes, sample_start_goal_pairs
 
     torch.set_num_threads(1)
-    wm, _ = _world_model(args)
+    wm, pc = _world_model(args)
     eps = load_expert_episodes(args.dataset, args.split)
-    key = sorted(eps)[0]
-    start = eps[key][10]
-    wm.encode(Observation(proprio=start[None, [0, 1, 5, 6]], state=start[None]))
-    cand = torch.randn(args.samples, 5, wm.action_dim, generator=torch.Generator().manual_seed(0))
-    # old path: per candidate, reset the env and step it action by action (observation dict + success check)
+    acts = _expert_actions(args)
+    rng = np.random.default_rng(args.seed)
+    cases = []
+    for key, start in sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[:5]:
+        expert = wm.model.normalise_actions(acts[key][start : start + args.goal_offset].reshape(pc.horizon, -1))
+        z = rng.normal(size=(args.samples, pc.horizon, wm.action_dim))
+        z[: args.samples // 2] += expert
+        cases += [(eps[key][start], raw) for raw in wm.blocks_to_env(torch.from_numpy(z).float())]
     env = PushTEnv(64)
-    t0 = time.perf_counter()
-    old = np.empty((args.samples, 6, 7))
-    for c in range(args.samples):
+
+    def stepped(start, raw):
         env.reset(start)
-        old[c, 0] = start
-        for h, block in enumerate(wm.blocks_to_env(cand[c]).reshape(5, wm.action_block, -1)):
-            for a in block:
-                env.step(a)
-            old[c, h + 1] = env.get_state()
-    t_old = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    new = wm.simulate(cand)
-    t_new = time.perf_counter() - t0
-    n = args.samples * 5 * wm.action_block
-    return {"kind": "steps", "candidates": args.samples, "env_steps": n, "old_steps_per_second": n / t_old,
-            "new_steps_per_second": n / t_new, "speedup": t_old / t_new,
-            "max_abs_state_difference": float(np.abs(old - new).max())}
+        return np.array([env.step(a)[0]["state"] for a in raw])
+
+    paths = {"step": stepped, "callback_replay": lambda s, a: _replay_through_space_step(env, s, a),
+             "simulate": env.simulate}
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    states: dict[str, list[np.ndarray]] = {}
+    for _ in range(args.repeats):
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            states[name] = [fn(s, a) for s, a in cases]
+            times[name].append(time.perf_counter() - t0)
+    n = sum(len(a) for _, a in cases)
+    rate = {k: {"median": n / float(np.median(v)), "min": n / max(v), "max": n / min(v)} for k, v in times.items()}
+    moved = sum(float(np.abs(x[-1, 2:5] - s[2:5]).max()) > 1.0 for (s, _), x in zip(cases, states["step"]))
+    return {"kind": "steps", "candidates": len(cases), "env_steps": n, "repeats": args.repeats,
+            "candidates_moving_block": moved, "steps_per_second": rate,
+            "speedup_vs_step": float(np.median(times["step"]) / np.median(times["simulate"])),
+            "speedup_vs_callback_replay": float(np.median(times["callback_replay"]) / np.median(times["simulate"])),
+            "max_abs_state_difference": {k: max(float(np.abs(x - y).max()) for x, y in zip(states[k], states["step"]))
+                                         for k in ("callback_replay", "simulate")}}
 
 
 def main(argv=None) -> int:
@@ -428,6 +465,7 @@ def main(argv=None) -> int:
     p.add_argument("--embedding-cycles", type=float, nargs="+", default=None,
                    help="state-slot embedding frequencies (cycles per arena) for the oracle; default: the store's")
     p.add_argument("--var-scale", type=float, default=1.0, help="CEM's initial std in normalised action units")
+    p.add_argument("--repeats", type=int, default=3, help="steps: interleaved timing repeats")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     provenance = _provenance(argv)  # the code that runs is the code at the start

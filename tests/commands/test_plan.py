@@ -29,10 +29,10 @@ def planned(tmp_path_factory):
     ckpt = tmp / "model.pt"
     torch.save(build_predictor(load_config(["configs/pusht/state_slots.yaml"], MODEL).model).state_dict(), ckpt)
     out = tmp / "plan"
-    plan = ["plan.episodes=3", "plan.seeds=[0,1]", "plan.num_samples=6", "plan.topk=2", "plan.iterations=1",
+    plan = ["plan.episodes=3", "plan.seeds=[0,1]", "plan.num_samples=24", "plan.topk=4", "plan.iterations=2",
             "plan.horizon=2",
             "plan.receding_horizon=2", "plan.budget=12", "plan.videos=1", "plan.video_size=32", "plan.oracle=true",
-            "plan.oracle_cost=state", f"plan.out={out}"]
+            "plan.oracle_cost=state", "plan.workers=2", f"plan.out={out}"]
     assert main(["plan", *common, *plan, "--checkpoint", str(ckpt), "--dataset", str(tmp / "slots"),
                  "--no-progress"]) == 0
     return out, json.loads((out / "results.json").read_text())

@@ -54,6 +54,9 @@ def run(args) -> int:
     if not pc.checkpoint or not pc.dataset:
         raise ConfigError("cjepa plan needs plan.checkpoint (--checkpoint) and plan.dataset (--dataset)")
     device = pick_device(cfg.run.device, DistEnv())
+    if pc.workers > 1 and torch.device(device).type != "cpu":
+        raise ConfigError(f"plan.workers={pc.workers} forks worker processes, which a {torch.device(device).type} "
+                          "context does not survive: use plan.workers=1 off the CPU")
     with torch.no_grad():  # planning never differentiates; scoped, so callers keep their grad mode
         return _evaluate(args, cfg, pc, device)
 

@@ -115,3 +115,13 @@ def test_tensorboard_has_the_episode_videos(planned):
         (path,) = m["videos"]
         ((step, video),) = event_videos(out / "tb", f"{m['name']}/episode/{Path(path).stem}")
         assert step == 0 and video.shape == load_video(path).shape
+
+
+def test_parallel_workers_are_refused_off_the_cpu(monkeypatch, capsys):
+    """plan.workers forks processes: on an accelerator that is one clear config error (rc 2), not a hang."""
+    import cjepa.distributed.env as dist_env
+
+    monkeypatch.setattr(dist_env, "pick_device", lambda *a, **k: torch.device("cuda", 0))
+    assert main(["plan", "-c", "configs/pusht/state_slots.yaml", "plan.workers=2", "--checkpoint", "runs/none",
+                 "--dataset", "data/none"]) == 2
+    assert "plan.workers=2" in capsys.readouterr().err

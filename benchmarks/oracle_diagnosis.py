@@ -13,8 +13,11 @@ Subcommands (each appends one JSON record per run, with git SHA, machine and dat
   (``cjepa.plan.diagnose``), displacement.
 * ``solve``: one CEM solve per pair (an episode's first plan): does the returned plan reach the goal at the
   horizon, and how does its cost compare with the expert's own actions (a plan known to reach the goal)?
-* ``steps``: simulated env steps per second of the oracle's rollout (``SimulatorWorldModel.simulate``)
-  against reset + step per candidate (the old path), on the same candidates, and whether they agree.
+* ``steps``: simulated env steps per second of the oracle's replay (``PushTEnv.simulate``) against reset +
+  step per candidate and against the replay before its cheaper path, on the same candidates, and whether they
+  agree.
+* ``trace``: why given pairs fail: per plan, CEM's elite cost, best candidate and elite spread per iteration,
+  the plan's best and last step, the expert's own actions replayed, where the block ends.
 
 Episodes come from ``--dataset`` (a ``cjepa pusht`` state-slot store, split ``--split``); the embedding cost
 needs ``--checkpoint`` (its proprio/action embedders and normaliser; the state cost uses only its normaliser,
@@ -108,36 +111,48 @@ def _world_model(args):
         slot_model.encoder.embedding = StateSlotEmbedding(emb.slot_dim, emb.background_slots,
                                                           cycles=args.embedding_cycles)
     return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight,
-                               final_weight=args.final_weight), pc
+                               final_weight=args.final_weight, mean_weight=args.mean_weight,
+                               agent_weight=args.agent_weight), pc
 
 
 def cmd_oracle(args) -> dict:
     import torch
 
-    from cjepa.envs.pusht import PushTEnv
     from cjepa.plan.cem import CEM
     from cjepa.plan.diagnose import displacement
-    from cjepa.plan.evaluate import load_expert_episodes, run_episode, sample_start_goal_pairs
+    from cjepa.plan.evaluate import EpisodeJob, EpisodeRunner, load_expert_episodes, sample_start_goal_pairs
     from cjepa.plan.mpc import MPCPlanner
 
     torch.set_num_threads(1)
     eps = load_expert_episodes(args.dataset, args.split)
-    pairs = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[args.skip:]
-    pairs = pairs[: args.limit] if args.limit else pairs
+    drawn = list(enumerate(sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)))
+    if args.pairs:
+        drawn = [drawn[i] for i in args.pairs]
+    drawn = drawn[args.skip:]
+    drawn = drawn[: args.limit] if args.limit else drawn
     wm, pc = _world_model(args)
-    planner = MPCPlanner(wm, CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
-                                 var_scale=args.var_scale, seed=args.seed),
-                         horizon=pc.horizon, receding_horizon=pc.receding_horizon)
-    env = PushTEnv(64)
+
+    def make_planner(seed: int) -> MPCPlanner:
+        # --shared-stream: one CEM stream continued over the pairs of this process (the records before the
+        # per-episode streams); otherwise each pair plans with its own stream (cjepa.plan.evaluate.episode_seed)
+        cem = shared if args.shared_stream else CEM(num_samples=args.samples, topk=args.topk,
+                                                     iterations=args.iterations, var_scale=args.var_scale, seed=seed)
+        return MPCPlanner(wm, cem, horizon=pc.horizon, receding_horizon=pc.receding_horizon)
+
+    shared = CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations, var_scale=args.var_scale,
+                 seed=args.seed)
+    if args.shared_stream and args.workers > 1:
+        raise SystemExit("--shared-stream runs the pairs in one process: use --workers 1")
+    runner = EpisodeRunner(make_planner, eps, goal_offset=args.goal_offset, budget=pc.budget)
+    jobs = [EpisodeJob(args.seed, index, key, start) for index, (key, start) in drawn]
     results = []
     t0 = time.perf_counter()
-    for key, start in pairs:
-        states = eps[key]
-        res = run_episode(env, planner, states[start], states[start + args.goal_offset], pc.budget, key=key,
-                          start=start)
-        row = {"key": key, "start": start, "success": res.success, "steps": res.steps, "category": res.category,
-               "final_position_error": res.final_position_error, "final_angle_error": res.final_angle_error,
-               "plan_seconds": res.plan_seconds, **displacement(states[start], states[start + args.goal_offset])}
+    for job, res in zip(jobs, runner.map(jobs, args.workers)):
+        states = eps[job.key]
+        row = {"index": job.index, "key": job.key, "start": job.start, "success": res.success, "steps": res.steps,
+               "category": res.category, "final_position_error": res.final_position_error,
+               "final_angle_error": res.final_angle_error, "plan_seconds": res.plan_seconds,
+               **displacement(states[job.start], states[job.start + args.goal_offset])}
         results.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     cats: dict[str, int] = {}
@@ -146,12 +161,12 @@ def cmd_oracle(args) -> dict:
     wall = time.perf_counter() - t0
     return {"kind": "oracle", "embedding_cycles": args.embedding_cycles, "cost": args.cost,
             "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
-            "final_weight": args.final_weight,
+            "final_weight": args.final_weight, "mean_weight": args.mean_weight, "agent_weight": args.agent_weight,
             "samples": args.samples, "topk": args.topk, "iterations": args.iterations, "var_scale": args.var_scale,
             "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip,
-            "limit": args.limit,
+            "limit": args.limit, "pairs": list(args.pairs or []), "workers": args.workers,
+            "cem_stream": "shared" if args.shared_stream else "per_episode",
             "success_rate": 100.0 * sum(r["success"] for r in results) / len(results), "categories": cats,
-            "env_steps_per_second": wm.env_steps / max(sum(r["plan_seconds"] for r in results), 1e-9),
             "wall_seconds": wall, "per_episode": results}
 
 
@@ -200,6 +215,89 @@ def cmd_solve(args) -> dict:
             "episodes": len(rows),
             "plan_success_at_end": sum(r["plan_success_at_end"] for r in rows),
             "plan_success_any_step": sum(r["plan_success_any_step"] for r in rows), "per_episode": rows}
+
+
+def _original_angle_error(goal_angle: float, angle: np.ndarray) -> np.ndarray:
+    """stable-worldmodel's ``eval_state`` angle difference (T block: symmetry 2 pi), written as it is there."""
+    d = np.abs(goal_angle - angle) % (2 * np.pi)
+    return np.minimum(d, 2 * np.pi - d)
+
+
+def cmd_trace(args) -> dict:
+    """Why pairs fail: per pair (``--pairs``, indices into the seed's draw of ``--episodes``), what it asks for,
+    the expert's own actions replayed (their cost, their size in CEM's normalised units), and an episode of the
+    oracle with, per plan, CEM's elite cost, best candidate and elite spread per iteration, the plan's own cost
+    (best step and last step), its largest action, and where the block ends against the goal."""
+    import torch
+
+    from cjepa.envs.pusht import PushTEnv, angle_error, is_success, state_to_proprio
+    from cjepa.plan.cem import CEM
+    from cjepa.plan.diagnose import classify_episode, displacement, normalised_errors, state_cost
+    from cjepa.plan.evaluate import episode_seed, load_expert_episodes, sample_start_goal_pairs
+    from cjepa.plan.mpc import EpisodeHistory, MPCPlanner
+    from cjepa.plan.world_model import Goal
+
+    torch.set_num_threads(1)
+    eps = load_expert_episodes(args.dataset, args.split)
+    drawn = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)
+    wm, pc = _world_model(args)
+    acts = _expert_actions(args)
+    env = PushTEnv(64)
+    rows = []
+    for index in args.pairs or [0]:
+        key, start = drawn[index]
+        s0, goal = eps[key][start], eps[key][start + args.goal_offset]
+        expert_raw = acts[key][start : start + args.goal_offset]  # (25, 2)
+        expert_path = env.simulate(s0, expert_raw)  # (25, 7)
+        expert_z = wm.model.normalise_actions(expert_raw.reshape(pc.horizon, -1))
+        planner = MPCPlanner(wm, CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
+                                     var_scale=args.var_scale, seed=episode_seed(args.seed, index)),
+                             horizon=pc.horizon, receding_horizon=pc.receding_horizon)
+        obs = env.reset(s0, goal)
+        planner.reset(Goal(proprio=state_to_proprio(goal), state=goal))
+        history = EpisodeHistory()
+        history.add_frame(obs)
+        plans, success, steps = [], False, 0
+        for steps in range(1, pc.budget + 1):
+            before = len(planner.plan_seconds)
+            action = planner.act(history)
+            if len(planner.plan_seconds) > before:
+                res = planner.last_result
+                plan_states = wm.simulate(res.mean[None], every=1)[0, 1:]  # (25, 7) the plan as CEM scored it
+                plan_cost = state_cost(plan_states, goal, args.angle_weight)
+                plans.append({
+                    "at_step": steps - 1, "elite_cost": res.cost_history, "best_cost": res.best_history,
+                    "elite_std": res.std_history, "plan_best_step_cost": float(plan_cost.min()),
+                    "plan_best_step": int(plan_cost.argmin()) + 1, "plan_last_step_cost": float(plan_cost[-1]),
+                    "plan_max_abs_action": float(np.abs(wm.blocks_to_env(res.mean)).max()),
+                    "plan_max_abs_z": float(res.mean.abs().max()), "seconds": planner.plan_seconds[-1]})
+            obs, success, _ = env.step(action)
+            history.add_action(action)
+            history.add_frame(obs)
+            if success:
+                break
+        states = np.stack(history.states)
+        err = normalised_errors(states[-1], goal)
+        wrap_gap = float(np.abs(angle_error(goal[4], states[:, 4])
+                                - _original_angle_error(goal[4], states[:, 4])).max())
+        rows.append({
+            "index": index, "key": key, "start": start, **displacement(s0, goal),
+            "expert_path_cost_min": float(state_cost(expert_path, goal).min()),
+            "expert_final_cost": float(state_cost(expert_path[-1], goal)),
+            "expert_max_abs_action": float(np.abs(expert_raw).max()), "expert_max_abs_z": float(np.abs(expert_z).max()),
+            "expert_agent_travel_px": float(np.linalg.norm(np.diff(np.vstack([s0[None], expert_path])[:, :2], axis=0),
+                                                           axis=1).sum()),
+            "success": bool(success), "steps": steps, "category": classify_episode(states, goal),
+            "final_block_px": float(err["block"]), "final_agent_px": float(err["agent"]),
+            "final_angle_rad": float(err["angle"]),
+            "best_margin": float(normalised_errors(states, goal)["margin"].min()),
+            "success_rule_agrees": bool((is_success(goal, states[1:]).any()) == success),
+            "angle_wrap_max_gap": wrap_gap, "plans": plans})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "plans"}), file=sys.stderr, flush=True)
+    return {"kind": "trace", "cost": args.cost, "mean_weight": args.mean_weight, "agent_weight": args.agent_weight,
+            "final_weight": args.final_weight, "samples": args.samples, "topk": args.topk,
+            "iterations": args.iterations, "var_scale": args.var_scale, "seed": args.seed, "episodes": args.episodes,
+            "pairs": list(args.pairs or [0]), "per_episode": rows}
 
 
 def _expert_actions(args) -> dict:
@@ -266,44 +364,78 @@ def cmd_landscape(args) -> dict:
             "goal_agent_speed_px_s": _quantiles(speed)}
 
 
+def _replay_through_space_step(env, start_state, actions) -> np.ndarray:
+    """The replay as it was before the cheaper path: gym-pusht's contact-count callback in place and the engine
+    stepped through ``Space.step`` (the baseline of ``steps``); states after every step, (N, 7)."""
+    from cjepa.envs.pusht import ACTION_SCALE, DT, K_P, K_V, SUBSTEPS
+
+    s = env.reset(start_state)["state"]
+    agent, block, step = env.agent, env.block, env._sim.space.step
+    px, py, vx, vy = float(s[0]), float(s[1]), float(s[5]), float(s[6])
+    out = np.empty((len(actions), 7))
+    for i, (ax, ay) in enumerate(np.asarray(actions, np.float64).tolist()):
+        tx, ty = px + ACTION_SCALE * ax, py + ACTION_SCALE * ay
+        for _ in range(SUBSTEPS):
+            vx, vy = vx + (K_P * (tx - px) - K_V * vx) * DT, vy + (K_P * (ty - py) - K_V * vy) * DT
+            agent.velocity = (vx, vy)
+            step(DT)
+            px, py = px + vx * DT, py + vy * DT
+        b = block.position
+        out[i] = (px, py, b.x, b.y, block.angle % (2 * np.pi), vx, vy)
+    return out
+
+
 def cmd_steps(args) -> dict:
+    """Env steps per second of three replays of the same candidates, and whether they agree bit for bit:
+    reset + step per action (the env's public path), the replay before the cheaper path (contact callback,
+    Space.step), and ``PushTEnv.simulate``. Candidates: from each of the first 5 drawn pairs, ``--samples``
+    sequences of 25 actions, half the expert's own plus N(0, 1) noise in normalised units (late CEM iterations,
+    mostly pushing), half N(0, 1) (early iterations). ``--repeats`` interleaved timings; medians and ranges."""
     import torch
 
     from cjepa.envs.pusht import PushTEnv
-    from cjepa.plan.evaluate import load_expert_episodes
-    from cjepa.plan.world_model import Observation
+    from cjepa.plan.evaluate import load_expert_episodes, sample_start_goal_pairs
 
     torch.set_num_threads(1)
-    wm, _ = _world_model(args)
+    wm, pc = _world_model(args)
     eps = load_expert_episodes(args.dataset, args.split)
-    key = sorted(eps)[0]
-    start = eps[key][10]
-    wm.encode(Observation(proprio=start[None, [0, 1, 5, 6]], state=start[None]))
-    cand = torch.randn(args.samples, 5, wm.action_dim, generator=torch.Generator().manual_seed(0))
-    # old path: per candidate, reset the env and step it action by action (observation dict + success check)
+    acts = _expert_actions(args)
+    rng = np.random.default_rng(args.seed)
+    cases = []
+    for key, start in sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[:5]:
+        expert = wm.model.normalise_actions(acts[key][start : start + args.goal_offset].reshape(pc.horizon, -1))
+        z = rng.normal(size=(args.samples, pc.horizon, wm.action_dim))
+        z[: args.samples // 2] += expert
+        cases += [(eps[key][start], raw) for raw in wm.blocks_to_env(torch.from_numpy(z).float())]
     env = PushTEnv(64)
-    t0 = time.perf_counter()
-    old = np.empty((args.samples, 6, 7))
-    for c in range(args.samples):
+
+    def stepped(start, raw):
         env.reset(start)
-        old[c, 0] = start
-        for h, block in enumerate(wm.blocks_to_env(cand[c]).reshape(5, wm.action_block, -1)):
-            for a in block:
-                env.step(a)
-            old[c, h + 1] = env.get_state()
-    t_old = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    new = wm.simulate(cand)
-    t_new = time.perf_counter() - t0
-    n = args.samples * 5 * wm.action_block
-    return {"kind": "steps", "candidates": args.samples, "env_steps": n, "old_steps_per_second": n / t_old,
-            "new_steps_per_second": n / t_new, "speedup": t_old / t_new,
-            "max_abs_state_difference": float(np.abs(old - new).max())}
+        return np.array([env.step(a)[0]["state"] for a in raw])
+
+    paths = {"step": stepped, "callback_replay": lambda s, a: _replay_through_space_step(env, s, a),
+             "simulate": env.simulate}
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    states: dict[str, list[np.ndarray]] = {}
+    for _ in range(args.repeats):
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            states[name] = [fn(s, a) for s, a in cases]
+            times[name].append(time.perf_counter() - t0)
+    n = sum(len(a) for _, a in cases)
+    rate = {k: {"median": n / float(np.median(v)), "min": n / max(v), "max": n / min(v)} for k, v in times.items()}
+    moved = sum(float(np.abs(x[-1, 2:5] - s[2:5]).max()) > 1.0 for (s, _), x in zip(cases, states["step"]))
+    return {"kind": "steps", "candidates": len(cases), "env_steps": n, "repeats": args.repeats,
+            "candidates_moving_block": moved, "steps_per_second": rate,
+            "speedup_vs_step": float(np.median(times["step"]) / np.median(times["simulate"])),
+            "speedup_vs_callback_replay": float(np.median(times["callback_replay"]) / np.median(times["simulate"])),
+            "max_abs_state_difference": {k: max(float(np.abs(x - y).max()) for x, y in zip(states[k], states["step"]))
+                                         for k in ("callback_replay", "simulate")}}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["displacement", "landscape", "oracle", "solve", "steps"])
+    p.add_argument("command", choices=["displacement", "landscape", "oracle", "solve", "steps", "trace"])
     p.add_argument("--dataset", required=True, help="cjepa pusht state-slot store")
     p.add_argument("--split", default="val")
     p.add_argument("--checkpoint", default="", help="predictor checkpoint or run dir (embedders + normaliser)")
@@ -315,22 +447,30 @@ def main(argv=None) -> int:
     p.add_argument("--skip", type=int, default=0, help="drop the first SKIP drawn pairs (split a run over processes)")
     p.add_argument("--limit", type=int, default=0, help="oracle: run only the first LIMIT of the drawn pairs (0 = all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pairs", type=int, nargs="+", default=None,
+                   help="trace, oracle: only these indices into the seed's drawn pairs (trace default: 0)")
+    p.add_argument("--workers", type=int, default=1, help="oracle: processes running the pairs in parallel")
+    p.add_argument("--shared-stream", action="store_true",
+                   help="oracle: one CEM stream over the process's pairs (as before), not one per pair")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--cost", choices=["embedding", "state", "state_path"], default="embedding")
     p.add_argument("--proprio-weight", type=float, default=1.0)
     p.add_argument("--angle-weight", type=float, default=1.0)
     p.add_argument("--final-weight", type=float, default=0.0, help="state_path: + this x the last step's cost")
+    p.add_argument("--mean-weight", type=float, default=0.0, help="state_path: + this x the mean cost over steps")
+    p.add_argument("--agent-weight", type=float, default=1.0, help="state costs: weight of the agent's position")
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--topk", type=int, default=30)
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--embedding-cycles", type=float, nargs="+", default=None,
                    help="state-slot embedding frequencies (cycles per arena) for the oracle; default: the store's")
     p.add_argument("--var-scale", type=float, default=1.0, help="CEM's initial std in normalised action units")
+    p.add_argument("--repeats", type=int, default=3, help="steps: interleaved timing repeats")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     provenance = _provenance(argv)  # the code that runs is the code at the start
     record = {"displacement": cmd_displacement, "landscape": cmd_landscape, "oracle": cmd_oracle, "solve": cmd_solve,
-              "steps": cmd_steps}[args.command](args)
+              "steps": cmd_steps, "trace": cmd_trace}[args.command](args)
     record = {**provenance, **record}
     _append(args.out, record)
     summary = {k: v for k, v in record.items() if k != "per_episode"}

@@ -26,9 +26,9 @@ def _config(r: dict) -> tuple:
     argv = r["argv"]
     return (_arg(argv, "--dataset", "?"), r["cost"], r.get("proprio_weight"), r["samples"], r.get("topk", 30),
             r["iterations"], r.get("var_scale", 1.0), r.get("goal_offset", 25), int(_arg(argv, "--episodes", "10")),
-            r["git_sha"],
-            r.get("final_weight",
-                  0.0))  # split jobs of one run start from one commit (a store regenerated later may differ)
+            r["git_sha"],  # split jobs of one run start from one commit (a store regenerated later may differ)
+            r.get("final_weight", 0.0), r.get("agent_weight", 1.0), r.get("mean_weight", 0.0),
+            r.get("cem_stream", "shared"))
 
 
 def combine(records: list[dict]) -> list[dict]:
@@ -43,7 +43,8 @@ def combine(records: list[dict]) -> list[dict]:
         covered: set[int] = set()
         episodes: list[dict] = []
         for r in recs:
-            idx = set(range(r.get("skip", 0), r.get("skip", 0) + len(r["per_episode"])))
+            idx = ({e["index"] for e in r["per_episode"]} if all("index" in e for e in r["per_episode"])
+                   else set(range(r.get("skip", 0), r.get("skip", 0) + len(r["per_episode"]))))  # older records
             if covered & idx:
                 raise ValueError(f"records of {cfg} seed {seed} overlap on drawn pairs {sorted(covered & idx)}")
             covered |= idx
@@ -51,7 +52,8 @@ def combine(records: list[dict]) -> list[dict]:
         cats: dict[str, int] = {}
         for e in episodes:
             cats[e["category"]] = cats.get(e["category"], 0) + 1
-        rows.append({"dataset": cfg[0], "cost": cfg[1], "final_weight": cfg[10], "samples": cfg[3],
+        rows.append({"dataset": cfg[0], "cost": cfg[1], "final_weight": cfg[10], "agent_weight": cfg[11],
+                     "mean_weight": cfg[12], "cem_stream": cfg[13], "samples": cfg[3],
                      "iterations": cfg[5], "seed": seed,
                      "drawn": cfg[8], "covered": len(covered), "solved": sum(e["success"] for e in episodes),
                      "categories": cats, "git_sha": cfg[9], "machine": recs[0].get("machine"),
@@ -72,7 +74,8 @@ def main(paths: list[str]) -> int:
             with open(out, "w") as fh:
                 fh.writelines(json.dumps(r) + "\n" for r in rows)
         for r in rows:
-            print(f"{r['dataset']} cost={r['cost']} final_w={r['final_weight']} CEM {r['samples']}x{r['iterations']} "
+            print(f"{r['dataset']} cost={r['cost']} final_w={r['final_weight']} agent_w={r['agent_weight']} "
+                  f"mean_w={r['mean_weight']} {r['cem_stream']} stream CEM {r['samples']}x{r['iterations']} "
                   f"seed {r['seed']}: "
                   f"{r['solved']}/{r['covered']} solved (of {r['drawn']} drawn); {r['categories']}; "
                   f"{r['plan_seconds_per_episode']:.0f} s planning per episode [{r['git_sha'][:7]}]")
@@ -84,7 +87,8 @@ def main(paths: list[str]) -> int:
                 continue
             argv = r["argv"]
             data = _arg(argv, "--dataset", "?").rstrip("/").split("/")[-2:][0]  # <root>/slots -> <root>
-            cfg = (f"{data} cost={r['cost']} proprio_w={r.get('proprio_weight')} samples={r['samples']} "
+            cfg = (f"{data} cost={r['cost']} agent_w={r.get('agent_weight', 1.0)} proprio_w={r.get('proprio_weight')} "
+                   f"samples={r['samples']} "
                    f"iters={r['iterations']} var={_arg(argv, '--var-scale', '1.0')}")
             if r.get("embedding_cycles"):
                 cfg += f" cycles={r['embedding_cycles']}"

@@ -54,6 +54,9 @@ def run(args) -> int:
     if not pc.checkpoint or not pc.dataset:
         raise ConfigError("cjepa plan needs plan.checkpoint (--checkpoint) and plan.dataset (--dataset)")
     device = pick_device(cfg.run.device, DistEnv())
+    if pc.workers > 1 and torch.device(device).type != "cpu":
+        raise ConfigError(f"plan.workers={pc.workers} forks worker processes, which a {torch.device(device).type} "
+                          "context does not survive: use plan.workers=1 off the CPU")
     with torch.no_grad():  # planning never differentiates; scoped, so callers keep their grad mode
         return _evaluate(args, cfg, pc, device)
 
@@ -90,7 +93,7 @@ def _evaluate(args, cfg, pc, device) -> int:
         wm = build_world_model(ckpt, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention,
                                config=cfg, report=lambda note, name=name: report(note, name))
         if name == "simulator":
-            wm = SimulatorWorldModel(wm, cost_space=pc.oracle_cost)
+            wm = SimulatorWorldModel(wm, cost_space=pc.oracle_cost, agent_weight=pc.oracle_agent_weight)
 
         def make_planner(seed, wm=wm):
             return MPCPlanner(wm, CEM.from_config(pc, seed, device), horizon=pc.horizon,

@@ -37,6 +37,7 @@ import os
 from typing import Optional
 
 import numpy as np
+from pymunk._chipmunk import lib as _cp  # the engine's C step (PushTEnv.simulate)
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws off-screen only
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -57,6 +58,7 @@ T_STEM = np.array([[-15.0, 30.0], [-15.0, 120.0], [15.0, 120.0], [15.0, 30.0]])
 T_COG = np.array([0.0, 45.0])  # mean of the two box centroids, as gym-pusht sets it
 
 AGENT_ID, BLOCK_ID = 1, 2  # instance ids in masks; 0 = background (including the drawn goal T)
+_UNHANDLED_COLLISION_TYPE = 1  # gym-pusht registers a handler for type 0 (its default) only
 
 
 class PushTError(ValueError):
@@ -250,12 +252,20 @@ class PushTEnv:
     def simulate(self, start_state, actions, every: int = 1) -> np.ndarray:
         """Replay ``actions`` (N, 2) from a fresh world in ``start_state``; the states after every ``every``-th
         step, (N // every, 7). The same physics as :meth:`reset` + N x :meth:`step` (bit for bit), without the
-        per-step observation dicts and success checks: what a planner needs to score a candidate."""
+        per-step observation dicts, success checks and contact bookkeeping: what a planner needs to score a
+        candidate. The world is left in the final state, without contact counting until the next reset."""
         acts = np.asarray(actions, np.float64).reshape(-1, 2)
         if not np.isfinite(acts).all():
             raise PushTError("simulate: actions must be finite")
         s = self.reset(start_state)["state"]
-        agent, block, step = self.agent, self.block, self._sim.space.step
+        agent, block = self.agent, self.block
+        # gym-pusht counts contact points in a Python post-solve callback on collision type 0, about a third of
+        # the replay's time where the agent pushes. The count enters no state, so the block's shapes move to a
+        # type without a handler (the default one: the same contact solution). What is left is the engine's step;
+        # it is called directly, as Space.step adds only bookkeeping of objects queued from callbacks (none here).
+        for shape in block.shapes:
+            shape.collision_type = _UNHANDLED_COLLISION_TYPE
+        step, space = _cp.cpSpaceStep, self._sim.space._space
         # The agent is a kinematic body: contacts never move it, and the engine integrates it as p += v dt. So
         # its path is the PD law alone, computed here with the engine's floating-point operations, which saves
         # reading its position and velocity back every substep; only its velocity is handed to the engine.
@@ -266,7 +276,7 @@ class PushTEnv:
             for _ in range(SUBSTEPS):
                 vx, vy = vx + (K_P * (tx - px) - K_V * vx) * DT, vy + (K_P * (ty - py) - K_V * vy) * DT
                 agent.velocity = (vx, vy)
-                step(DT)
+                step(space, DT)
                 px, py = px + vx * DT, py + vy * DT
             if (i + 1) % every == 0:
                 b = block.position

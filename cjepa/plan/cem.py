@@ -22,6 +22,8 @@ class CEMResult:
     std: torch.Tensor  # (H, A) final elite spread
     elite_cost: float  # mean cost of the last iteration's elites
     cost_history: list[float] = field(default_factory=list)  # elite mean cost per iteration
+    best_history: list[float] = field(default_factory=list)  # cheapest candidate's cost per iteration
+    std_history: list[float] = field(default_factory=list)  # mean elite std per iteration (collapse diagnosis)
     seconds: float = 0.0
 
 
@@ -53,6 +55,8 @@ class CEM:
             mean[:k] = init_mean[:k].to(self.device, mean.dtype)
         std = torch.full((horizon, action_dim), float(self.var_scale), device=self.device)
         history: list[float] = []
+        best: list[float] = []
+        spread: list[float] = []
         elite_cost = float("nan")
         for _ in range(self.iterations):
             eps = torch.randn(self.num_samples, horizon, action_dim, generator=self.generator, device=self.device)
@@ -68,5 +72,7 @@ class CEM:
             mean, std = elites.mean(0), elites.std(0)
             elite_cost = float(top_costs.mean())
             history.append(elite_cost)
-        return CEMResult(mean=mean, std=std, elite_cost=elite_cost, cost_history=history,
-                         seconds=time.perf_counter() - t0)
+            best.append(float(top_costs[0]))
+            spread.append(float(std.mean()))
+        return CEMResult(mean=mean, std=std, elite_cost=elite_cost, cost_history=history, best_history=best,
+                         std_history=spread, seconds=time.perf_counter() - t0)

@@ -25,13 +25,15 @@ from cjepa.envs.pusht import ANGLE_TOLERANCE, POS_TOLERANCE, angle_error, is_suc
 CATEGORIES = ("success", "block_never_touched", "out_of_budget", "wrong_angle", "block_off_goal", "agent_off_goal")
 
 
-def state_cost(states, goal_state, angle_weight: float = 1.0) -> np.ndarray:
-    """(..., 7) states, (7,) goal -> (...) squared normalised error: (pos / 20 px)^2 + w (angle / (pi/9))^2.
+def state_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: float = 1.0) -> np.ndarray:
+    """(..., 7) states, (7,) goal -> (...) squared normalised error: (pos / 20 px)^2 + w (angle / (pi/9))^2,
+    the agent's share of the position error scaled by ``agent_weight``.
 
-    Below 1 (w = 1) implies both parts of the success rule hold except on the boundary of the angle term.
+    Below 1 (both weights 1) implies both parts of the success rule hold except on the boundary of the angle term.
     """
     s, g = np.asarray(states, np.float64), np.asarray(goal_state, np.float64)
-    pos = np.sum((s[..., :4] - g[:4]) ** 2, axis=-1) / POS_TOLERANCE**2
+    pos = (agent_weight * np.sum((s[..., :2] - g[:2]) ** 2, axis=-1)
+           + np.sum((s[..., 2:4] - g[2:4]) ** 2, axis=-1)) / POS_TOLERANCE**2
     ang = (angle_error(g[4], s[..., 4]) / ANGLE_TOLERANCE) ** 2
     return pos + angle_weight * ang
 

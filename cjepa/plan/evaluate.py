@@ -9,7 +9,9 @@ after any step. Reported: success rate per seed, its mean, standard deviation an
 (0, 1, 2), the cumulative success curve (percent solved within k steps, k = 1 .. budget, averaged over
 seeds), and planning time per plan and per episode. Differences from the original, on purpose: episodes come from a
 held-out split, not the training split (Q12), and the draw covers every valid start row (the original's
-``choice(len(rows) - 1)`` never picks the last one).
+``choice(len(rows) - 1)`` never picks the last one). Not a protocol matter: CEM draws from one stream per episode
+(:func:`episode_seed`), where the original continues one stream over a run, so that episodes can run in parallel
+processes (``plan.workers``) with the same results as one after another.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -66,6 +68,7 @@ class EpisodeResult:
     final_position_error: float
     final_angle_error: float
     category: str = ""  # cjepa.plan.diagnose.classify_episode: success or why the episode failed
+    video: str = ""  # where the episode's video was saved, if it was recorded
     frames: Optional[np.ndarray] = field(default=None, repr=False)
 
 
@@ -184,33 +187,104 @@ class ModelEval:
         }
 
 
+def episode_seed(seed: int, index: int) -> int:
+    """CEM seed of the ``index``-th drawn pair of ``seed``: every episode draws from its own stream, so the
+    episodes give the same results in any order, alone or split over processes."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    """One episode of the protocol: the ``index``-th pair drawn for ``seed``. With ``video`` (a path without the
+    suffix) the episode is recorded and saved there, "_success" or "_fail" appended."""
+
+    seed: int
+    index: int
+    key: str
+    start: int
+    video: str = ""
+
+
+class EpisodeRunner:
+    """Runs :class:`EpisodeJob` s with a fresh planner per episode (``make_planner(episode_seed(...))``), serially
+    or in ``workers`` forked processes; the results come back in job order and are identical either way."""
+
+    def __init__(self, make_planner: Callable[[int], MPCPlanner], episodes: Mapping[str, np.ndarray], *,
+                 goal_offset: int, budget: int, render_size: int = 64):
+        self.make_planner, self.episodes = make_planner, episodes
+        self.goal_offset, self.budget, self.render_size = goal_offset, budget, render_size
+        self._env: Optional[PushTEnv] = None
+
+    def run(self, job: EpisodeJob) -> EpisodeResult:
+        if self._env is None:
+            self._env = PushTEnv(self.render_size)
+        states = self.episodes[job.key]
+        res = run_episode(self._env, self.make_planner(episode_seed(job.seed, job.index)), states[job.start],
+                          states[job.start + self.goal_offset], self.budget, key=job.key, start=job.start,
+                          record=bool(job.video))
+        if job.video and res.frames is not None:
+            tag = "success" if res.success else "fail"
+            res.video, res.frames = str(save_video(res.frames, Path(f"{job.video}_{tag}.mp4"))), None
+        return res
+
+    def map(self, jobs: list[EpisodeJob], workers: int = 1) -> Iterator[EpisodeResult]:
+        """Results of ``jobs`` in order, as they finish. ``workers`` > 1 forks that many processes, which inherit
+        the planner factory and episodes (nothing is pickled but jobs and results), one torch thread each."""
+        if workers <= 1 or len(jobs) <= 1:
+            yield from map(self.run, jobs)
+            return
+        import multiprocessing
+
+        global _RUNNER
+        _RUNNER = self
+        try:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
+                yield from pool.imap(_run_job, jobs)
+        finally:
+            _RUNNER = None
+
+
+_RUNNER: Optional[EpisodeRunner] = None  # the runner whose jobs the forked workers execute
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the workers share the cores: one thread each
+
+
+def _run_job(job: EpisodeJob) -> EpisodeResult:
+    if _RUNNER is None:  # pragma: no cover - only reachable if a worker is not forked from EpisodeRunner.map
+        raise RuntimeError("no EpisodeRunner in this worker")
+    return _RUNNER.run(job)
+
+
 def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episodes: Mapping[str, np.ndarray], plan_cfg,
                      *, out_dir: Optional[Path] = None, progress=None) -> ModelEval:
-    """Run the protocol for one world model. ``make_planner(seed)`` builds a fresh planner (CEM seeded).
+    """Run the protocol for one world model. ``make_planner(seed)`` builds a fresh planner (CEM seeded); one is
+    made per episode, with the episode's own seed (:func:`episode_seed`), and ``plan_cfg.workers`` processes run
+    the episodes of a seed in parallel.
 
     With ``out_dir``, every finished episode is also appended to ``out_dir/episodes.jsonl`` (long CPU runs can
     be read while they go), and the first ``plan_cfg.videos`` episodes of the first seed are saved as videos.
     """
     import json
 
-    env = PushTEnv(plan_cfg.video_size)
+    runner = EpisodeRunner(make_planner, episodes, goal_offset=plan_cfg.goal_offset, budget=plan_cfg.budget,
+                           render_size=plan_cfg.video_size)
     rates: dict[int, float] = {}
     results: dict[int, list[EpisodeResult]] = {}
     videos: list[str] = []
     for si, seed in enumerate(plan_cfg.seeds):
-        planner = make_planner(seed)
         pairs = sample_start_goal_pairs(episodes, plan_cfg.episodes, seed, plan_cfg.goal_offset)
+        record = out_dir is not None and si == 0
+        jobs = [EpisodeJob(seed, i, key, start, str(Path(out_dir, "videos", f"{name}_seed{seed}_{i:02d}_{key}_{start}"))
+                           if record and i < plan_cfg.videos else "")
+                for i, (key, start) in enumerate(pairs)]
         results[seed] = []
-        for i, (key, start) in enumerate(pairs):
-            states = episodes[key]
-            record = out_dir is not None and si == 0 and i < plan_cfg.videos
-            res = run_episode(env, planner, states[start], states[start + plan_cfg.goal_offset], plan_cfg.budget,
-                              key=key, start=start, record=record)
-            if record and res.frames is not None:
-                tag = "success" if res.success else "fail"
-                path = Path(out_dir) / "videos" / f"{name}_seed{seed}_{i:02d}_{key}_{start}_{tag}.mp4"
-                videos.append(str(save_video(res.frames, path)))
-                res.frames = None
+        for res in runner.map(jobs, plan_cfg.workers):
+            if res.video:
+                videos.append(res.video)
             results[seed].append(res)
             if out_dir is not None:
                 row = {"model": name, "seed": seed, **{k: v for k, v in asdict(res).items() if k != "frames"}}

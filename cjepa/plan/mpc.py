@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from cjepa.plan.cem import CEM
+from cjepa.plan.cem import CEM, CEMResult
 from cjepa.plan.world_model import Goal, Observation, PlanningWorldModel
 
 
@@ -66,6 +66,7 @@ class MPCPlanner:
         # The observation and model-space plan (H, A) of the latest solve, for views of what the model predicted
         # (cjepa.plan.video); read-only for callers.
         self.last_solve: Optional[tuple[Observation, torch.Tensor]] = None
+        self.last_result: Optional[CEMResult] = None  # the latest solve's CEMResult (its per-iteration history)
         self.reset(None)
 
     def reset(self, goal: Optional[Goal]) -> None:
@@ -89,7 +90,7 @@ class MPCPlanner:
             t0 = time.perf_counter()
             obs = history.observation(self.history_obs, self.wm.action_block)
             result = self.plan(obs)
-            self.last_solve = (obs, result.mean)
+            self.last_solve, self.last_result = (obs, result.mean), result
             keep = result.mean[: self.receding_horizon]
             self._next_init = result.mean[self.receding_horizon :] if self.warm_start else None
             self._buffer.extend(self.wm.blocks_to_env(keep))

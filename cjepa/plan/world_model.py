@@ -395,7 +395,7 @@ class SimulatorWorldModel:
     COST_SPACES = ("embedding", "state", "state_path")
 
     def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0,
-                 final_weight: float = 0.0):
+                 final_weight: float = 0.0, mean_weight: float = 0.0, agent_weight: float = 1.0):
         if not isinstance(slot_model.encoder, StateSlotEncoder):
             raise ValueError("SimulatorWorldModel embeds simulator states: it needs a StateSlotEncoder")
         if cost_space not in self.COST_SPACES:
@@ -404,6 +404,10 @@ class SimulatorWorldModel:
         # "state_path" only: + final_weight x the last step's cost. The whole plan is executed, so a plan whose
         # best step misses the goal hands the next plan whatever its later steps do.
         self.final_weight = final_weight
+        # "state_path" only: + mean_weight x the mean cost over the plan's steps (breaks the ties of the best-step
+        # minimum, which is flat wherever the best step is the first one); agent_weight scales the agent's share
+        # of the position error (state costs).
+        self.mean_weight, self.agent_weight = mean_weight, agent_weight
         self.action_block, self.action_dim = slot_model.action_block, slot_model.action_dim
         self.env = PushTEnv(64)
         self._state: Optional[np.ndarray] = None
@@ -466,9 +470,11 @@ class SimulatorWorldModel:
             return self.model.cost(trajectories, goal)
         if self.cost_space == "state":
             final = trajectories[:, -1, 0].cpu().numpy()  # (C, 7)
-            return torch.from_numpy(state_cost(final, goal.cpu().numpy(), self.angle_weight)).float()
+            return torch.from_numpy(state_cost(final, goal.cpu().numpy(), self.angle_weight,
+                                               self.agent_weight)).float()
         # The observed frames (the start included) are not the plan's to score: the episode would have ended at
         # a successful one, and their cost is the same for every candidate.
         path = trajectories[:, self._observed :, 0].cpu().numpy()  # (C, steps, 7)
-        costs = state_cost(path, goal.cpu().numpy(), self.angle_weight)  # (C, steps)
-        return torch.from_numpy(costs.min(axis=1) + self.final_weight * costs[:, -1]).float()
+        costs = state_cost(path, goal.cpu().numpy(), self.angle_weight, self.agent_weight)  # (C, steps)
+        total = costs.min(axis=1) + self.final_weight * costs[:, -1] + self.mean_weight * costs.mean(axis=1)
+        return torch.from_numpy(total).float()

@@ -37,3 +37,19 @@ def test_split_records_join_per_seed_and_commit(tmp_path, capsys):
 def test_overlapping_ranges_are_an_error():
     with pytest.raises(ValueError, match="overlap on drawn pairs \\[1\\]"):
         oracle_summary.combine([record(0, [True, True]), record(1, [True])])
+
+
+def test_cost_weights_and_pair_indices_keep_runs_apart():
+    """Records that differ only in the state cost's agent weight are different configurations; records that name
+    their pairs' indices (oracle --pairs) are joined by those, not by --skip."""
+    weighted = {**record(0, [True, True]), "agent_weight": 0.25, "cem_stream": "per_episode"}
+    rows = oracle_summary.combine([record(0, [False, False]), weighted])
+    assert sorted((r["agent_weight"], r["solved"]) for r in rows) == [(0.25, 2), (1.0, 0)]
+    a = {**record(0, [True]), "per_episode": [{"index": 3, "success": True, "category": "success",
+                                                "plan_seconds": 1.0}]}
+    b = {**record(0, [False]), "per_episode": [{"index": 7, "success": False, "category": "block_off_goal",
+                                                 "plan_seconds": 1.0}]}
+    (row,) = oracle_summary.combine([a, b])
+    assert (row["covered"], row["solved"]) == (2, 1)
+    with pytest.raises(ValueError, match="overlap on drawn pairs \\[3\\]"):
+        oracle_summary.combine([a, a])

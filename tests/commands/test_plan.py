@@ -29,10 +29,10 @@ def planned(tmp_path_factory):
     ckpt = tmp / "model.pt"
     torch.save(build_predictor(load_config(["configs/pusht/state_slots.yaml"], MODEL).model).state_dict(), ckpt)
     out = tmp / "plan"
-    plan = ["plan.episodes=3", "plan.seeds=[0,1]", "plan.num_samples=6", "plan.topk=2", "plan.iterations=1",
+    plan = ["plan.episodes=3", "plan.seeds=[0,1]", "plan.num_samples=24", "plan.topk=4", "plan.iterations=2",
             "plan.horizon=2",
             "plan.receding_horizon=2", "plan.budget=12", "plan.videos=1", "plan.video_size=32", "plan.oracle=true",
-            "plan.oracle_cost=state", f"plan.out={out}"]
+            "plan.oracle_cost=state", "plan.workers=2", f"plan.out={out}"]
     assert main(["plan", *common, *plan, "--checkpoint", str(ckpt), "--dataset", str(tmp / "slots"),
                  "--no-progress"]) == 0
     return out, json.loads((out / "results.json").read_text())
@@ -115,3 +115,13 @@ def test_tensorboard_has_the_episode_videos(planned):
         (path,) = m["videos"]
         ((step, video),) = event_videos(out / "tb", f"{m['name']}/episode/{Path(path).stem}")
         assert step == 0 and video.shape == load_video(path).shape
+
+
+def test_parallel_workers_are_refused_off_the_cpu(monkeypatch, capsys):
+    """plan.workers forks processes: on an accelerator that is one clear config error (rc 2), not a hang."""
+    import cjepa.distributed.env as dist_env
+
+    monkeypatch.setattr(dist_env, "pick_device", lambda *a, **k: torch.device("cuda", 0))
+    assert main(["plan", "-c", "configs/pusht/state_slots.yaml", "plan.workers=2", "--checkpoint", "runs/none",
+                 "--dataset", "data/none"]) == 2
+    assert "plan.workers=2" in capsys.readouterr().err

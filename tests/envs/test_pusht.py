@@ -87,6 +87,23 @@ def test_simulate_is_reset_and_step_without_the_bookkeeping(env):
         env.simulate(start, np.full((5, 2), np.nan))
 
 
+def test_simulate_matches_stepping_through_many_pushes(env):
+    """The replay's cheaper path (no contact-count callback, the engine's step called directly) changes no
+    trajectory: 40 random starts with the agent driven at the block, pushes, slides and rotations included, give
+    bit-identical states to reset + step (which keeps gym-pusht's callback)."""
+    rng = np.random.default_rng(4)
+    pushed = 0
+    for _ in range(40):
+        start = sample_state(rng)
+        toward = (start[2:4] - start[:2]) / np.linalg.norm(start[2:4] - start[:2])
+        actions = 0.6 * toward + 0.5 * rng.normal(size=(25, 2))
+        env.reset(start)
+        stepped = np.array([env.step(a)[0]["state"] for a in actions])
+        np.testing.assert_array_equal(env.simulate(start, actions), stepped)
+        pushed += bool(np.abs(stepped[-1, 2:5] - start[2:5]).max() > 1.0)
+    assert pushed >= 20, f"only {pushed} of 40 scenarios moved the block"
+
+
 def test_action_is_a_relative_pd_target(env):
     """Away from the block, one step equals 10 substeps of acc = k_p (pos + 100 a - pos0) - k_v v, dt = 0.01."""
     s = np.array([100.0, 100.0, 300.0, 200.0, 0.0, 30.0, -10.0])

@@ -21,6 +21,10 @@ def test_cem_finds_the_minimum_of_a_quadratic():
     assert res.std.max() < 0.05  # the distribution collapsed onto it
     assert res.cost_history[-1] < 1e-3 * res.cost_history[0]
     assert len(res.cost_history) == 30 and res.seconds > 0
+    # the per-iteration trace: the cheapest candidate is never worse than the elites' mean, and the recorded
+    # spread is that of the distribution each iteration refits (its last value is the returned std's mean)
+    assert all(b <= e for b, e in zip(res.best_history, res.cost_history)) and len(res.best_history) == 30
+    assert res.std_history[-1] == pytest.approx(float(res.std.mean())) and res.std_history[0] > 10 * res.std_history[-1]
 
 
 def test_cem_is_reproducible_and_warm_starts():

@@ -77,6 +77,12 @@ def test_state_cost_follows_the_success_geometry():
     np.testing.assert_allclose(state_cost(s[2], GOAL, angle_weight=4.0), 4.0)
 
 
+def test_state_cost_agent_weight_scales_the_agent_share_only():
+    """agent_weight multiplies the agent's squared position error and leaves the block's and the angle's alone."""
+    s = np.stack([GOAL + [20, 0, 0, 0, 0, 0, 0], GOAL + [0, 0, 20, 0, 0, 0, 0], GOAL + [0, 0, 0, 0, math.pi / 9, 0, 0]])
+    np.testing.assert_allclose(state_cost(s, GOAL, agent_weight=0.25), [0.25, 1.0, 1.0], atol=1e-12)
+
+
 def test_displacement():
     d = displacement(GOAL + [3, 4, 0, 0, 2 * math.pi + 0.5, 0, 0], GOAL)
     assert d == pytest.approx({"agent_px": 5.0, "block_px": 0.0, "block_rad": 0.5})

@@ -175,6 +175,14 @@ def test_state_path_cost_scores_the_best_env_step_of_the_plan(world_model):
     weighted.encode(Observation(proprio=state_to_proprio(observed), state=observed))
     np.testing.assert_allclose(weighted.cost(traj, goal).numpy(),
                                costs + 0.5 * state_cost(traj[:, -1, 0].numpy(), goal_state), rtol=1e-6)
+    # mean_weight adds the mean over the planned steps; agent_weight scales the agent's share in every step
+    steps = traj[:, 2:, 0].numpy()
+    blended = SimulatorWorldModel(world_model, cost_space="state_path", mean_weight=0.1, agent_weight=0.25)
+    blended.encode(Observation(proprio=state_to_proprio(observed), state=observed))
+    per_step = state_cost(steps, goal_state, agent_weight=0.25)
+    np.testing.assert_allclose(blended.cost(traj, goal).numpy(), per_step.min(axis=1) + 0.1 * per_step.mean(axis=1),
+                               rtol=1e-6)
+    assert not np.allclose(per_step, state_cost(steps, goal_state))  # the agent weight changed the scores
     # The observed frames are not the plan's: a goal at the frame before the start is not reached by planning.
     at_before = oracle.encode_goal(Goal(proprio=state_to_proprio(before), state=before))
     assert (oracle.cost(traj, at_before).numpy() > 0).all()

@@ -23,6 +23,9 @@ class PlanConfig:
     # separates what CEM can do from what the embedding lets it do; "state_path" = that cost at the plan's best
     # env step (success is checked after every step).
     oracle_cost: Literal["embedding", "state", "state_path"] = "embedding"
+    # State costs only: the weight of the agent's share of the position error. 0.25 lets the block's progress
+    # lead, which finds the detours around the block that the equal weighting misses (benchmarks/results/oracle).
+    oracle_agent_weight: float = 1.0
     encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300
@@ -53,6 +56,9 @@ class PlanConfig:
     budget: int = 50  # env steps per episode; success if the rule holds at any step
     eval_split: str = "val"  # held-out expert episodes (the original drew from its training split, Q12)
     videos: int = 3  # rendered episodes saved per model (seed 0); 0 = none
+    # Processes that run the episodes of a seed in parallel (forked, one torch thread each). Every episode plans
+    # with its own CEM stream (seed, episode index), so the results do not depend on this number.
+    workers: int = 1
     video_size: int = 224
     out: str = ""  # results directory; default runs/<run.name>/plan
 
@@ -74,5 +80,9 @@ class PlanConfig:
             )
         if self.history_obs < 1 or self.rollout_window < 0:
             raise ConfigError("plan.history_obs must be >= 1 and plan.rollout_window >= 0")
+        if self.oracle_agent_weight < 0:
+            raise ConfigError(f"plan.oracle_agent_weight={self.oracle_agent_weight} must be >= 0")
+        if self.workers < 1:
+            raise ConfigError(f"plan.workers={self.workers} must be >= 1")
         if self.episodes < 1 or not self.seeds or self.goal_offset < 1:
             raise ConfigError("plan.episodes and plan.goal_offset must be >= 1 and plan.seeds non-empty")

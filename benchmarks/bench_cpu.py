@@ -36,17 +36,16 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predictor import CONFIGS, check_original_matches, load_original  # noqa: E402
+from bench_predictor import CONFIGS, check_original_matches, load_original, make_step  # noqa: E402
 from common import ROOT, write_rows  # noqa: E402
 
 from cjepa.config import load_config  # noqa: E402
 from cjepa.distributed.engine import build_optimizer  # noqa: E402
-from cjepa.losses import predictor_losses  # noqa: E402
 from cjepa.masking import MaskSampler  # noqa: E402
 from cjepa.models.encoder_factory import build_object_encoder  # noqa: E402
 from cjepa.models.predictor import MaskedSlotPredictor  # noqa: E402
 from cjepa.models.savi import ConvTranspose2d  # noqa: E402
-from cjepa.utils.precision import autocast, cpu_bf16_instructions  # noqa: E402
+from cjepa.utils.precision import autocast, autocast_dtype, cpu_bf16_instructions  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -114,20 +113,7 @@ def predictor_steps(args) -> tuple[dict[str, Callable[[], None]], str, dict]:
                                    layout="reference", attention_backend="torch")
 
     def step_of(model, opt, precision: str, original: bool):
-        def step():
-            with autocast(precision, "cpu"):
-                if original:
-                    pred, idx = model(slots[:, :T_h])
-                    m = torch.zeros(args.batch, S, dtype=torch.bool)
-                    m[:, idx] = True
-                else:
-                    pred, m = model(slots[:, :T_h], masked), masked
-                loss = predictor_losses(pred.float(), slots, m, T_h, include_t0=True)["loss"]
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        return step
+        return make_step(model, opt, slots, masked, T_h, autocast_dtype(precision), original)
 
     steps: dict[str, Callable[[], None]] = {}
     base = "reference fp32"
@@ -245,6 +231,8 @@ def main() -> None:
     p.add_argument("--save", action="store_true", help="append rows to benchmarks/results/cpu_<date>.jsonl")
     p.add_argument("--out", default="", help="JSONL path instead")
     args = p.parse_args()
+    if args.rounds < 5:  # fewer rounds make the p20/p80 quantiles extrapolate (even below zero)
+        p.error(f"--rounds {args.rounds}: give at least 5 rounds for the p20-p80 spread")
     if args.threads:
         torch.set_num_threads(args.threads)
     facts = machine_facts()

@@ -12,6 +12,10 @@ curve, per-seed success and time per plan) and ``plan.videos`` rendered episodes
 ``plan.oracle=true`` the simulator itself is also evaluated as the world model (true dynamics, same embedding
 and cost): the upper bound of the planner under this protocol.
 
+One evaluation writes into a folder at a time (``run.lock``); a rerun into the same folder first moves the
+previous run's outputs to ``previous/<n>/`` (:func:`set_aside_previous`), so episodes.jsonl and tensorboard hold
+one run and nothing earlier is lost.
+
 A checkpoint is one of our checkpoint (or run) directories, or a plain state_dict file: ours, or the original
 Push-T world model's (``model.``-prefixed, frozen encoder included; load it with ``model.layout=reference``). A
 plain file carries no proprio/action statistics, so they are fitted on the store's training split
@@ -22,6 +26,7 @@ entry in ``results.json`` say what was loaded and where its statistics came from
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from cjepa.cli import add_config_args
 
@@ -62,9 +67,23 @@ def run(args) -> int:
 
 
 def _evaluate(args, cfg, pc, device) -> int:
+    """One evaluation at a time into ``plan.out``; a rerun sets the previous run's outputs aside first."""
+    from cjepa.utils.run_dir import RunLock
+
+    out = Path(pc.out or Path(cfg.run.out_dir) / cfg.run.name / "plan")
+    lock = RunLock(out).acquire()  # two evaluations into one folder would interleave episodes.jsonl
+    try:
+        previous = set_aside_previous(out)
+        if previous is not None:
+            print(f"plan: the previous results in {out} were moved to {previous}", file=sys.stderr)
+        return _evaluate_into(out, args, cfg, pc, device)
+    finally:
+        lock.release()
+
+
+def _evaluate_into(out, args, cfg, pc, device) -> int:
     import json
     import statistics
-    from pathlib import Path
 
     from tqdm import tqdm
 
@@ -75,8 +94,6 @@ def _evaluate(args, cfg, pc, device) -> int:
     from cjepa.plan.world_model import SimulatorWorldModel, build_world_model
     from cjepa.utils.report import table
 
-    out = Path(pc.out or Path(cfg.run.out_dir) / cfg.run.name / "plan")
-    out.mkdir(parents=True, exist_ok=True)
     episodes = load_expert_episodes(pc.dataset, pc.eval_split)
     models = [("model", pc.checkpoint)] + ([("baseline", pc.baseline_checkpoint)] if pc.baseline_checkpoint else [])
     if pc.oracle:
@@ -122,6 +139,30 @@ def _evaluate(args, cfg, pc, device) -> int:
         for v in ev.videos:
             print(f"video: {v}")
     return 0
+
+
+# What one evaluation writes into plan.out (see the module docstring).
+PLAN_OUTPUTS = ("results.json", "results.md", "episodes.jsonl", "tb", "videos")
+
+
+def set_aside_previous(out: Path) -> Path | None:
+    """Move the outputs of an earlier evaluation in ``out`` to ``out/previous/<n>`` (n = 1, 2, ...), so that a rerun
+    starts clean (episodes.jsonl is appended to as episodes finish; tensorboard would show both runs' curves) and
+    nothing written before is lost. Returns that folder, or None when ``out`` held no outputs."""
+    import os
+
+    out = Path(out)
+    found = [out / name for name in PLAN_OUTPUTS if (out / name).exists()]
+    if not found:
+        return None
+    n = 1
+    while (out / "previous" / str(n)).exists():
+        n += 1
+    dest = out / "previous" / str(n)
+    dest.mkdir(parents=True)
+    for path in found:
+        os.replace(path, dest / path.name)
+    return dest
 
 
 def _table(evals, zero: float, pc) -> tuple[list[str], list[tuple]]:

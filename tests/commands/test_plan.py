@@ -125,3 +125,46 @@ def test_parallel_workers_are_refused_off_the_cpu(monkeypatch, capsys):
     assert main(["plan", "-c", "configs/pusht/state_slots.yaml", "plan.workers=2", "--checkpoint", "runs/none",
                  "--dataset", "data/none"]) == 2
     assert "plan.workers=2" in capsys.readouterr().err
+
+
+def test_a_rerun_sets_the_previous_results_aside(tmp_path):
+    """A second evaluation into the same plan.out starts clean; what the first wrote moves to previous/<n>."""
+    from cjepa.commands.plan import set_aside_previous
+
+    out = tmp_path / "plan"
+    assert set_aside_previous(out) is None  # nothing there yet
+    out.mkdir()
+    (out / "results.json").write_text("first")
+    (out / "episodes.jsonl").write_text('{"seed": 0}\n')
+    (out / "tb").mkdir()
+    (out / "tb" / "events.out.tfevents.1").write_text("curves")
+    (out / "notes.txt").write_text("the user's own file")  # not an output of cjepa plan: stays
+    first = set_aside_previous(out)
+    assert first == out / "previous" / "1"
+    assert (first / "results.json").read_text() == "first"
+    assert (first / "episodes.jsonl").read_text() == '{"seed": 0}\n'
+    assert (first / "tb" / "events.out.tfevents.1").read_text() == "curves"
+    assert not (out / "results.json").exists() and not (out / "tb").exists()
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    (out / "results.json").write_text("second")
+    assert set_aside_previous(out) == out / "previous" / "2"
+    assert (out / "previous" / "1" / "results.json").read_text() == "first"
+    assert (out / "previous" / "2" / "results.json").read_text() == "second"
+
+
+def test_a_busy_plan_folder_is_one_clear_error(tmp_path, capsys):
+    """Two evaluations into one plan.out would interleave episodes.jsonl: the second stops with one line (rc 2)
+    before it reads anything, and the first one's files stay where they are."""
+    from cjepa.utils.run_dir import RunLock
+
+    out = tmp_path / "plan"
+    held = RunLock(out).acquire()
+    (out / "results.json").write_text("running")
+    try:
+        assert main(["plan", "-c", "configs/pusht/state_slots.yaml", f"plan.out={out}", "--checkpoint", "runs/none",
+                     "--dataset", "data/none"]) == 2
+    finally:
+        held.release()
+    err = capsys.readouterr().err
+    assert "in use by another run" in err and str(out) in err
+    assert (out / "results.json").read_text() == "running"

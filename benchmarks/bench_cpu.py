@@ -36,7 +36,13 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predictor import CONFIGS, check_original_matches, load_original, make_step  # noqa: E402
+from bench_predictor import (  # noqa: E402
+    CONFIGS,
+    add_predictor_shape_args,
+    check_original_matches,
+    load_original,
+    make_step,
+)
 from common import ROOT, write_rows  # noqa: E402
 
 from cjepa.config import load_config  # noqa: E402
@@ -217,12 +223,7 @@ def main() -> None:
     p.add_argument("--section", choices=["predictor", "savi", "all"], default="all")
     p.add_argument("--batch", type=int, default=64, help="predictor batch")
     p.add_argument("--savi-batch", type=int, default=16, help="SAVi clips per step (the demo's data.batch_size)")
-    p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--depth", type=int, default=6)
-    p.add_argument("--heads", type=int, default=16)
-    p.add_argument("--mlp", type=int, default=2048)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--num-masked", type=int, default=2)
+    add_predictor_shape_args(p)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="also time torch.compile of the bf16 providers")

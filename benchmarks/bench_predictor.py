@@ -95,17 +95,22 @@ def check_original_matches(Original, ours_ref, cfg, args, device):
     return orig
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", choices=list(CONFIGS) + ["all"], default="all")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch", type=int, default=256)
+def add_predictor_shape_args(p: argparse.ArgumentParser) -> None:
+    """The predictor's size options (the CLEVRER predictor's defaults), shared with bench_cpu.py."""
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--mlp", type=int, default=2048)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--num-masked", type=int, default=2)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", choices=list(CONFIGS) + ["all"], default="all")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch", type=int, default=256)
+    add_predictor_shape_args(p)
     p.add_argument("--attention", default="sdpa", choices=["torch", "sdpa", "triton", "flash_attn"],
                    help="backend of the cjepa provider")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the cjepa provider")

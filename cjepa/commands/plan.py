@@ -67,15 +67,13 @@ def run(args) -> int:
 
 
 def _evaluate(args, cfg, pc, device) -> int:
-    """One evaluation at a time into ``plan.out``; a rerun sets the previous run's outputs aside first."""
+    """One evaluation at a time into ``plan.out``; a rerun sets the previous run's outputs aside once its first model
+    has loaded."""
     from cjepa.utils.run_dir import RunLock
 
     out = Path(pc.out or Path(cfg.run.out_dir) / cfg.run.name / "plan")
     lock = RunLock(out).acquire()  # two evaluations into one folder would interleave episodes.jsonl
     try:
-        previous = set_aside_previous(out)
-        if previous is not None:
-            print(f"plan: the previous results in {out} were moved to {previous}", file=sys.stderr)
         return _evaluate_into(out, args, cfg, pc, device)
     finally:
         lock.release()
@@ -117,6 +115,10 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
                               receding_horizon=pc.receding_horizon,
                               history_obs=pc.history_obs, warm_start=pc.warm_start, clip_actions=pc.clip_actions)
 
+        if not evals:  # the first model loaded: only now does this run write, so a failed load leaves out as it was
+            previous = set_aside_previous(out)
+            if previous is not None:
+                tqdm.write(f"plan: the previous results in {out} were moved to {previous}")
         evals.append((ckpt, evaluate_planner(name, make_planner, episodes, pc, out_dir=out, progress=bar)))
     bar.close()
     zero = statistics.fmean(zero_action_success(episodes,

@@ -15,6 +15,12 @@ and the table reports the median ratio and its p20-p80 spread over rounds.
   these CPU changes (NCHW convolutions, the decoder's stride-1 layers as transposed convolutions, torch's
   per-tensor AdamW), rebuilt here from the current module. Ours: fp32 and bf16 with the trainer's optimizer.
 
+``--allocator`` sets the process's ``train.cpu_allocator`` (:mod:`cjepa.utils.cpu_allocator`; default
+``system``, glibc as it comes). It is process-wide, so ``--processes N`` compares the two allocators across
+processes: N pairs of child processes (one ``system``, one ``tuned``, their order alternating pair by pair), each
+timing the whole section interleaved as above; the table then gives every provider under both allocators, each
+ratio taken against the baseline of the ``system`` process of the same pair, round by round.
+
 Rows (``--save`` / ``--out``) carry the CPU model, its bf16 instructions, torch's CPU capability, thread count,
 torch version and the command, next to the git SHA and date.
 
@@ -26,9 +32,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -51,6 +60,7 @@ from cjepa.masking import MaskSampler  # noqa: E402
 from cjepa.models.encoder_factory import build_object_encoder  # noqa: E402
 from cjepa.models.predictor import MaskedSlotPredictor  # noqa: E402
 from cjepa.models.savi import ConvTranspose2d  # noqa: E402
+from cjepa.utils.cpu_allocator import ALLOCATORS, tune_cpu_allocator  # noqa: E402
 from cjepa.utils.precision import autocast, autocast_dtype, cpu_bf16_instructions  # noqa: E402
 
 
@@ -89,7 +99,7 @@ def interleaved(steps: dict[str, Callable[[], None]], base: str, rounds: int, wa
         rq = statistics.quantiles(ratios, n=10)
         out[name] = {"median_ms": statistics.median(samples), "p20_ms": q[1], "p80_ms": q[7],
                      "speedup_median": statistics.median(ratios), "speedup_p20": rq[1], "speedup_p80": rq[7],
-                     "rounds": rounds}
+                     "rounds": rounds, "samples_ms": samples}
     return out
 
 
@@ -218,6 +228,61 @@ def redacted_command(argv: list[str]) -> str:
     return " ".join(out)
 
 
+def stats_of(samples: list[float], ratios: list[float]) -> dict:
+    q, rq = statistics.quantiles(samples, n=10), statistics.quantiles(ratios, n=10)
+    return {"median_ms": statistics.median(samples), "p20_ms": q[1], "p80_ms": q[7],
+            "speedup_median": statistics.median(ratios), "speedup_p20": rq[1], "speedup_p80": rq[7]}
+
+
+def combine_pairs(pairs: list[dict[str, dict]], base: str) -> dict[str, dict]:
+    """Per-allocator results of N process pairs -> one entry per "provider @ allocator"; every ratio is the
+    ``system`` process's baseline over the provider, round by round within the same pair."""
+    out = {}
+    for provider in pairs[0]["system"]:
+        for alloc in ALLOCATORS[::-1]:  # system first
+            samples, ratios = [], []
+            for pair in pairs:
+                mine = pair[alloc][provider]["samples_ms"]
+                samples += mine
+                ratios += [b / m for b, m in zip(pair["system"][base]["samples_ms"], mine)]
+            out[f"{provider} @ {alloc}"] = {**stats_of(samples, ratios), "rounds": len(samples)}
+    return out
+
+
+def child_argv(argv: list[str]) -> list[str]:
+    """The command's own options, less those the parent keeps (--processes, --allocator, --save, --out)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--processes", "--allocator", "--out", "--json-out"):
+            skip = True
+        elif a == "--save" or a.split("=")[0] in ("--processes", "--allocator", "--out", "--json-out"):
+            continue
+        else:
+            out.append(a)
+    return out
+
+
+def run_pairs(args, section: str) -> tuple[list[dict[str, dict]], str]:
+    """``--processes N``: N pairs of child processes, one per allocator, their order alternating. Returns each
+    pair's results per allocator and the section's baseline provider."""
+    pairs, base = [], ""
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.processes):
+            pair = {}
+            for alloc in (ALLOCATORS[::-1] if i % 2 == 0 else ALLOCATORS):
+                out = Path(tmp) / f"{i}_{alloc}.json"
+                cmd = [sys.executable, __file__, *child_argv(sys.argv[1:]), "--section", section,
+                       "--allocator", alloc, "--json-out", str(out)]
+                print(f"pair {i + 1}/{args.processes}: {alloc}", flush=True)
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                child = json.loads(out.read_text())[section]
+                pair[alloc], base = child["results"], child["base"]
+            pairs.append(pair)
+    return pairs, base
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--section", choices=["predictor", "savi", "all"], default="all")
@@ -228,6 +293,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="also time torch.compile of the bf16 providers")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    p.add_argument("--allocator", choices=ALLOCATORS, default="system",
+                   help="train.cpu_allocator of this process (system: glibc as it comes)")
+    p.add_argument("--processes", type=int, default=0,
+                   help="N > 0: compare the allocators over N pairs of child processes")
+    p.add_argument("--json-out", default="", help=argparse.SUPPRESS)  # a child's raw samples, for its parent
     p.add_argument("--reference-src", default="", help="checkout of galilai-group/cjepa (the original predictor)")
     p.add_argument("--save", action="store_true", help="append rows to benchmarks/results/cpu_<date>.jsonl")
     p.add_argument("--out", default="", help="JSONL path instead")
@@ -236,19 +306,31 @@ def main() -> None:
         p.error(f"--rounds {args.rounds}: give at least 5 rounds for the p20-p80 spread")
     if args.threads:
         torch.set_num_threads(args.threads)
-    facts = machine_facts()
+    allocator = tune_cpu_allocator(args.allocator) if not args.processes else "per process"
+    facts = {**machine_facts(), "allocator": allocator}
     print(" ".join(f"{k}={v}" for k, v in facts.items()))
-    rows = []
+    rows, raw = [], {}
     sections = ["predictor", "savi"] if args.section == "all" else [args.section]
     for section in sections:
-        steps, base, extra = predictor_steps(args) if section == "predictor" else savi_steps(args)
-        with contextlib.redirect_stderr(sys.stdout) if args.compile else contextlib.nullcontext():
-            res = interleaved(steps, base, args.rounds, args.warmup)
         batch = args.batch if section == "predictor" else args.savi_batch
-        print_table(f"{section}: training step, batch {batch}, {args.rounds} interleaved rounds", res, base)
+        if args.processes:
+            pairs, base = run_pairs(args, section)
+            res, extra = combine_pairs(pairs, base), {"processes": args.processes}
+            title = f"{section}: training step, batch {batch}, {args.processes} process pairs x {args.rounds} rounds"
+            base = f"{base} @ system"
+        else:
+            steps, base, extra = predictor_steps(args) if section == "predictor" else savi_steps(args)
+            with contextlib.redirect_stderr(sys.stdout) if args.compile else contextlib.nullcontext():
+                res = interleaved(steps, base, args.rounds, args.warmup)
+            raw[section] = {"base": base, "results": res}
+            title = f"{section}: training step, batch {batch}, {args.rounds} interleaved rounds"
+        print_table(title, res, base)
         for name, r in res.items():
+            r = {k: v for k, v in r.items() if k != "samples_ms"}
             rows.append({"section": section, "provider": name, "baseline": base, "batch": batch, **r, **extra,
                          **facts, "command": redacted_command(sys.argv)})
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(raw))
     if args.save or args.out:
         out = args.out or str(ROOT / "benchmarks" / "results" / f"cpu_{time.strftime('%Y%m%d', time.gmtime())}.jsonl")
         print(f"\nrows appended to {write_rows(rows, torch.device('cpu'), 'bench_cpu', out)}")

@@ -65,6 +65,7 @@ from cjepa.utils.checkpoint import (
     set_aside,
     set_rng_state,
 )
+from cjepa.utils.cpu_allocator import tune_cpu_allocator
 from cjepa.utils.precision import apply_tf32, autocast, precision_reason, resolve_precision
 from cjepa.utils.run_dir import (
     RESUMABLE_KEYS,
@@ -407,6 +408,8 @@ class Trainer:
         cfg, env = self.cfg, self.env
         self.device = pick_device(cfg.run.device, env)
         apply_tf32(cfg.train.tf32, self.device)
+        # process-wide and allocation-only (results do not change); GPU runs keep their host allocator as it is
+        self.cpu_allocator = tune_cpu_allocator(cfg.train.cpu_allocator) if self.device.type == "cpu" else "system"
         self.precision = resolve_precision(cfg.train.precision, self.device)  # "auto" resolved once, on this device
         init_process_group(env, cfg.dist.backend, cfg.dist.timeout_s, self.device)
         lock = self._lock()
@@ -451,6 +454,7 @@ class Trainer:
             f"task={self.task.name} engine={self.engine.name} world={env.world_size} device={self.device} "
             f"attention={cfg.kernels.attention} "
             f"precision={precision_reason(cfg.train.precision, self.precision, self.device)} "
+            f"cpu_allocator={self.cpu_allocator.split(' ')[0]} "
             f"micro_batch={derived.micro_batch} grad_accum={derived.grad_accum} "
             f"global_batch={derived.global_batch} steps={total_steps} ({self.task.steps_per_epoch}/epoch) "
             + " ".join(f"{k}={v}" for k, v in self.task.describe().items())

@@ -37,7 +37,8 @@ RESUMABLE_KEYS = (
     "run.name", "run.out_dir", "run.device",
     "train.max_steps", "train.epochs", "train.log_every", "train.val_every", "train.ckpt_every",
     "train.keep_checkpoints", "train.resume", "train.allow_config_change", "train.compile", "train.compile_backend",
-    "train.tf32", "data.num_workers", "data.decode_threads", "dist.", "kernels.", "launch.",  # trailing dot: a section
+    "train.tf32", "train.cpu_allocator", "data.num_workers", "data.decode_threads",
+    "dist.", "kernels.", "launch.",  # trailing dot: a section
 )
 
 

@@ -57,6 +57,9 @@ class TrainConfig:
     # CUDA only: fp32 matmuls / convolutions on TF32 tensor cores (torch.set_float32_matmul_precision("high"),
     # cudnn.allow_tf32). CPU runs ignore it and stay exact fp32.
     tf32: bool = False
+    # CPU runs: "tuned" keeps the step's large activations in glibc's heap between steps instead of returning them
+    # to the kernel and faulting them in again (cjepa.utils.cpu_allocator); "system" leaves malloc as it is.
+    cpu_allocator: Literal["tuned", "system"] = "tuned"
 
     def validate(self) -> None:
         if self.grad_accum < 1:

@@ -21,7 +21,8 @@ processes: N pairs of child processes (one ``system``, one ``tuned``, their orde
 timing the whole section interleaved as above; the table then gives every provider under both allocators, each
 ratio taken against the baseline of the ``system`` process of the same pair, round by round.
 
-Rows (``--save`` / ``--out``) carry the CPU model, its bf16 instructions, torch's CPU capability, thread count,
+Every provider also reports its minor page faults per step (fresh pages the kernel zeroed). Rows (``--save`` /
+``--out``) carry the CPU model, its bf16 instructions, torch's CPU capability, thread count,
 torch version and the command, next to the git SHA and date.
 
     python benchmarks/bench_cpu.py --reference-src ../cjepa --save
@@ -34,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,17 +83,25 @@ def machine_facts() -> dict:
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d", time.gmtime())}
 
 
+def minor_faults() -> int:
+    """Page faults of this process so far that the kernel served without I/O: mostly fresh pages being zeroed."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def interleaved(steps: dict[str, Callable[[], None]], base: str, rounds: int, warmup: int) -> dict[str, dict]:
     """Time each step once per round, in turn; per provider the median/p20/p80 ms and the ratio base/provider."""
     for _ in range(warmup):
         for fn in steps.values():
             fn()
     ms: dict[str, list[float]] = {k: [] for k in steps}
+    faults: dict[str, int] = {k: 0 for k in steps}
     for _ in range(rounds):
         for name, fn in steps.items():
+            f = minor_faults()
             t = time.perf_counter()
             fn()
             ms[name].append((time.perf_counter() - t) * 1e3)
+            faults[name] += minor_faults() - f
     out = {}
     for name, samples in ms.items():
         ratios = [b / s for b, s in zip(ms[base], samples)]
@@ -99,15 +109,17 @@ def interleaved(steps: dict[str, Callable[[], None]], base: str, rounds: int, wa
         rq = statistics.quantiles(ratios, n=10)
         out[name] = {"median_ms": statistics.median(samples), "p20_ms": q[1], "p80_ms": q[7],
                      "speedup_median": statistics.median(ratios), "speedup_p20": rq[1], "speedup_p80": rq[7],
-                     "rounds": rounds, "samples_ms": samples}
+                     "rounds": rounds, "page_faults_per_step": faults[name] / rounds, "samples_ms": samples}
     return out
 
 
 def print_table(title: str, res: dict[str, dict], base: str) -> None:
     print(f"\n{title}")
-    print(f"{'provider':34s} {'median ms':>10s} {'p20 ms':>9s} {'p80 ms':>9s}  speedup vs {base} (p20-p80)")
+    print(f"{'provider':34s} {'median ms':>10s} {'p20 ms':>9s} {'p80 ms':>9s} {'faults':>8s}  "
+          f"speedup vs {base} (p20-p80)")
     for name, r in res.items():
-        print(f"{name:34s} {r['median_ms']:10.0f} {r['p20_ms']:9.0f} {r['p80_ms']:9.0f}  "
+        print(f"{name:34s} {r['median_ms']:10.0f} {r['p20_ms']:9.0f} {r['p80_ms']:9.0f} "
+              f"{r['page_faults_per_step']:8.0f}  "
               f"{r['speedup_median']:.2f}x ({r['speedup_p20']:.2f}-{r['speedup_p80']:.2f})")
 
 
@@ -240,12 +252,14 @@ def combine_pairs(pairs: list[dict[str, dict]], base: str) -> dict[str, dict]:
     out = {}
     for provider in pairs[0]["system"]:
         for alloc in ALLOCATORS[::-1]:  # system first
-            samples, ratios = [], []
+            samples, ratios, faults = [], [], []
             for pair in pairs:
+                faults.append(pair[alloc][provider]["page_faults_per_step"])
                 mine = pair[alloc][provider]["samples_ms"]
                 samples += mine
                 ratios += [b / m for b, m in zip(pair["system"][base]["samples_ms"], mine)]
-            out[f"{provider} @ {alloc}"] = {**stats_of(samples, ratios), "rounds": len(samples)}
+            out[f"{provider} @ {alloc}"] = {**stats_of(samples, ratios), "rounds": len(samples),
+                                            "page_faults_per_step": statistics.mean(faults)}
     return out
 
 

@@ -8,7 +8,8 @@ from benchmarks import bench_cpu
 
 
 def child(base_ms: list[float], now_ms: list[float]) -> dict:
-    return {"before": {"samples_ms": base_ms}, "now": {"samples_ms": now_ms}}
+    return {"before": {"samples_ms": base_ms, "page_faults_per_step": 100.0},
+            "now": {"samples_ms": now_ms, "page_faults_per_step": 10.0}}
 
 
 def test_ratios_are_taken_against_the_system_baseline_of_the_same_pair():
@@ -29,6 +30,7 @@ def test_ratios_are_taken_against_the_system_baseline_of_the_same_pair():
     assert res["now @ tuned"]["speedup_p20"] == pytest.approx(3.0)
     assert res["now @ tuned"]["median_ms"] == pytest.approx(150.0)
     assert res["now @ tuned"]["rounds"] == 10
+    assert res["now @ tuned"]["page_faults_per_step"] == 10.0
 
 
 def test_children_get_the_timing_options_but_not_the_parents():

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from launchers.rendezvous import rendezvous_lines
+from launchers.rendezvous import rendezvous_lines, world_size
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def get_preset(name: str) -> ClusterPreset:
 def executor_parameters(launch, preset: ClusterPreset, *, name: str, setup: tuple[str, ...] = ()) -> dict[str, Any]:
     """submitit AutoExecutor parameters from a ``launch`` config section over a preset."""
     if preset.executor == "debug":
-        if launch.nodes * launch.tasks_per_node != 1:
+        if world_size(launch) != 1:
             raise ClusterError("launch.cluster=debug runs one process in the submitting one; "
                                "use launch.nodes=1 launch.tasks_per_node=1 (or a SLURM preset)")
         return {"timeout_min": launch.timeout_min, "name": name}

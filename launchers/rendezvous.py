@@ -24,6 +24,7 @@ MASTER_PORT_LINE = f"export MASTER_PORT=$(( {MASTER_PORT_BASE} + SLURM_JOB_ID % 
 
 
 def world_size(launch) -> int:
+    """Processes of one job: ``launch.nodes`` x ``launch.tasks_per_node`` (the one place that multiplies them)."""
     return launch.nodes * launch.tasks_per_node
 
 

@@ -38,6 +38,7 @@ from cjepa.utils.report import table, write_csv  # noqa: E402
 from cjepa.utils.tensorboard import hparam_value, write_hparams  # noqa: E402
 from launchers.clusters import ClusterError, executor_parameters, get_preset  # noqa: E402
 from launchers.job import TrainJob
+from launchers.rendezvous import world_size  # noqa: E402
 from launchers.submit import job_result, make_executor, resolve_config, write_config, write_job_folder  # noqa: E402
 
 # --------------------------------------------------------------------------------------------- expansion
@@ -149,7 +150,7 @@ def plan(config_paths: list[str], specs: list[str], *, name: str, zip_axes: bool
         run_name = f"{name}/{i:03d}" + (f"_{_tag(varying)}" if varying else "")
         try:
             cfg = resolve_config(config_paths, overrides + [f"run.name={run_name}"])
-            derive(cfg, cfg.launch.nodes * cfg.launch.tasks_per_node)
+            derive(cfg, world_size(cfg.launch))
         except ConfigError as err:
             raise ConfigError(f"sweep job {i} ({' '.join(overrides)}): {err}") from err
         jobs.append(SweepJob(i, varying, cfg))
@@ -299,7 +300,7 @@ def run_from_args(args) -> int:
         print(f"sweep: {err}", file=sys.stderr)
         return 2
     la = jobs[0].cfg.launch
-    print(f"sweep {name}: {len(jobs)} jobs x {la.nodes * la.tasks_per_node} task(s) on {la.cluster} -> "
+    print(f"sweep {name}: {len(jobs)} jobs x {world_size(la)} task(s) on {la.cluster} -> "
           f"{sweep_dir(jobs)}")
     if args.dry_run:
         print(table([[j.index, " ".join(j.overrides) or "-", j.run_dir] for j in jobs], ["#", "overrides", "run dir"]))

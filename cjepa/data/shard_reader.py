@@ -6,8 +6,9 @@ yields its samples in tar order.
 * a local path: the file;
 * ``http://`` / ``https://``: read with the standard library (:func:`open_http`), not with webdataset's
   default opener, which runs the ``curl`` program: a fresh machine or a slim container image often has no
-  ``curl``, while Python's own HTTP client is always there; a body shorter than its Content-Length is an error,
-  so a connection cut mid-shard is noticed even where it falls between two tar members;
+  ``curl``, while Python's own HTTP client is always there. A connection cut mid-shard is reopened where it broke
+  (a ``Range`` request), so a transient network failure loses no samples; a body that stays shorter than its
+  Content-Length is an error, noticed even where the cut falls between two tar members;
 * anything else webdataset's ``gopen`` opens, above all ``pipe:CMD`` (CMD's standard output, e.g.
   ``pipe:aws s3 cp s3://bucket/train-000000.tar -``), and its ``gs:``, ``ais:``, ``hf:`` schemes.
 
@@ -40,7 +41,9 @@ from cjepa.data.samples import BadSample
 from cjepa.data.shards import ShardError, ShardInfo, SplitInfo, read_index
 
 HTTP_TIMEOUT_S = 60.0  # per socket operation: a stalled server fails the shard instead of hanging a worker
-HTTP_ATTEMPTS = 3  # opening a URL: connection failures and 5xx answers are retried, with 0.5 s, 1 s between tries
+# Opening a URL: connection failures and 5xx answers are retried, with 0.5 s, 1 s between tries; a body cut
+# mid-way is reopened where it broke as often (HTTP_ATTEMPTS - 1 reconnections).
+HTTP_ATTEMPTS = 3
 # What a broken shard raises while it is read: tar damage, I/O, a failing pipe: command, a cut HTTP body.
 READ_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, http.client.HTTPException)
 
@@ -51,31 +54,94 @@ Report = Callable[..., None]  # report(shard, key, reason, detail, count)
 
 
 class _HttpBody:
-    """A response body that raises when the server sends less than its Content-Length."""
+    """A response body that picks up where it was cut, and raises when it cannot.
 
-    def __init__(self, response, url: str):
-        self.response, self.url = response, url
+    A connection that ends before the body's Content-Length (or breaks, or stalls past the timeout) is reopened
+    from the first byte not yet read, up to ``attempts - 1`` times: with a ``Range`` request where the server
+    honours it (206), else by reading the whole body again and skipping what was read. The reopened body must
+    have the first response's length (an object replaced in the meantime is an error, not a splice). A body
+    still short after that raises, so a connection cut mid-shard is noticed even where it falls between two tar
+    members."""
+
+    def __init__(self, response, url: str, *, timeout: float, attempts: int):
+        self.response, self.url, self.timeout, self.attempts = response, url, timeout, attempts
         length = response.headers.get("Content-Length")
-        self.left = int(length) if length is not None else None
+        self.total = int(length) if length is not None else None
+        self.offset = 0  # bytes delivered to the reader
+        self.reopened = 0
+
+    @property
+    def left(self) -> Optional[int]:
+        return None if self.total is None else self.total - self.offset
 
     def read(self, n: int = -1) -> bytes:
-        data = self.response.read(n) if n is not None and n >= 0 else self.response.read()
-        if self.left is not None:
-            self.left -= len(data)
-            if not data and n != 0 and self.left > 0:
-                raise OSError(f"{self.url}: connection ended {self.left} bytes before the end of the body")
-        return data
+        while True:
+            try:
+                data = self.response.read(n) if n is not None and n >= 0 else self.response.read()
+            except (http.client.HTTPException, OSError) as err:
+                if self.total is None:
+                    raise
+                self._reopen(f"connection broke after {self.offset} of {self.total} bytes ({err})")
+                continue
+            self.offset += len(data)
+            if data or n == 0 or not self.left:
+                return data
+            self._reopen(f"connection ended {self.left} bytes before the end of the body")
+
+    def _reopen(self, why: str) -> None:
+        if self.reopened + 1 >= self.attempts:
+            raise OSError(f"{self.url}: {why}; gave up after {self.reopened} reconnection(s)")
+        self.reopened += 1
+        time.sleep(0.5 * 2 ** (self.reopened - 1))
+        self.response.close()
+        request = urllib.request.Request(self.url, headers={"Range": f"bytes={self.offset}-"})
+        try:
+            response = urllib.request.urlopen(request, timeout=self.timeout)
+        except (urllib.error.URLError, http.client.HTTPException, OSError):
+            self.response = _EmptyBody()  # the next read reopens again, or gives up
+            return
+        if response.status == 206:
+            total = response.headers.get("Content-Range", "").rpartition("/")[2]
+            start = response.headers.get("Content-Range", "").partition(" ")[2].partition("-")[0]
+            if start != str(self.offset) or total != str(self.total):
+                raise OSError(f"{self.url}: the server resumed with {response.headers.get('Content-Range')!r}, "
+                              f"not bytes {self.offset}-{self.total - 1}/{self.total}")
+        else:  # the server ignores Range: the whole body again, its first offset bytes skipped
+            length = response.headers.get("Content-Length")
+            if length is not None and int(length) != self.total:
+                raise OSError(f"{self.url}: the body changed length on reconnection ({self.total} -> {length} bytes)")
+            skip = self.offset
+            while skip:
+                chunk = response.read(min(skip, 1 << 20))
+                if not chunk:
+                    break
+                skip -= len(chunk)
+            if skip:
+                response.close()
+                self.response = _EmptyBody()
+                return
+        self.response = response
 
     def close(self) -> None:
         self.response.close()
 
 
+class _EmptyBody:
+    """Stands in for a response that could not be reopened: reads nothing, so the next read tries again."""
+
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
 def open_http(url: str, *, timeout: float = HTTP_TIMEOUT_S, attempts: int = HTTP_ATTEMPTS) -> _HttpBody:
     """A readable body of an http(s) URL; an HTTP error answer (e.g. 404) raises at once, unreachable servers and
-    5xx answers after ``attempts`` tries."""
+    5xx answers after ``attempts`` tries; a body cut mid-way is reopened where it broke (see :class:`_HttpBody`)."""
     for attempt in range(attempts):
         try:
-            return _HttpBody(urllib.request.urlopen(url, timeout=timeout), url)
+            return _HttpBody(urllib.request.urlopen(url, timeout=timeout), url, timeout=timeout, attempts=attempts)
         except urllib.error.HTTPError as err:
             if err.code < 500 or attempt + 1 == attempts:
                 raise OSError(f"{url}: HTTP {err.code} {err.reason}") from err

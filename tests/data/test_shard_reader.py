@@ -22,18 +22,31 @@ SHARDS = "world-train-{000000..000002}.tar"  # the 3 shards of the world_shards 
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder; ``/cut/NAME`` announces NAME's full length but sends only its first ``cut_at`` bytes."""
+    """Serves a folder; ``/cut/NAME`` announces NAME's full length but sends only its first ``cut_at`` bytes.
+
+    ``/flaky/NAME`` and ``/flaky200/NAME`` cut their first answer at ``cut_at`` bytes and send whole ones after
+    that: ``flaky`` honours a ``Range: bytes=N-`` request (206), ``flaky200`` ignores it (200, the whole body).
+    ``requests`` records (path, Range header) of every GET."""
 
     cut_at = 0
+    requests: list = []
 
     def do_GET(self):
-        if not self.path.startswith("/cut/"):
+        rng = self.headers.get("Range")
+        _Handler.requests.append((self.path, rng))
+        kind, _, name = self.path.lstrip("/").partition("/")
+        if kind not in ("cut", "flaky", "flaky200"):
             return super().do_GET()
-        data = (self.server.root / self.path[len("/cut/"):]).read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
+        data = (self.server.root / name).read_bytes()
+        first = sum(p == self.path for p, _ in _Handler.requests) == 1
+        start = int(rng.removeprefix("bytes=").rstrip("-")) if rng and kind == "flaky" else 0
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(data) - start))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
-        self.wfile.write(data[: self.cut_at])
+        cut = kind == "cut" or first
+        self.wfile.write(data[start: self.cut_at] if cut else data[start:])
         self.close_connection = True
 
     def log_message(self, *args):  # keep test output clean
@@ -179,3 +192,28 @@ def test_connection_cut_between_members_is_noticed(server):
     finally:
         _Handler.cut_at = 0
 
+
+
+@pytest.mark.parametrize("kind", ["flaky", "flaky200"])
+def test_a_connection_cut_mid_shard_is_resumed_where_it_broke(server, kind):
+    """The first answer breaks inside sample 1; the body is reopened from the byte where it broke (a Range request,
+    or the whole body again with the read part skipped where the server ignores Range) and every sample arrives,
+    nothing reported, byte for byte as the local shard reads."""
+    base, root = server
+    name = "world-train-000000.tar"
+    index = read_index(root / "world-train-000000.idx")
+    _Handler.cut_at = index[1]["components"]["mp4"][0] + 100  # inside sample 1's video
+    _Handler.requests.clear()
+    try:
+        reports = []
+        shard = open_split(f"{base}/{kind}/{name}").shards[0]
+        got = list(read_shard(shard, lambda *a: reports.append(a)))
+        local = list(read_shard(open_split(str(root / name)).shards[0], lambda *a: reports.append(a)))
+        assert reports == []
+        assert [s["__key__"] for s in got] == [s["__key__"] for s in local] == KEYS[: len(local)]
+        assert all({k: v for k, v in a.items() if k != "__url__"} == {k: v for k, v in b.items() if k != "__url__"}
+                   for a, b in zip(got, local))
+        ranges = [r for p, r in _Handler.requests if p == f"/{kind}/{name}"]
+        assert ranges == [None, f"bytes={_Handler.cut_at}-"]
+    finally:
+        _Handler.cut_at = 0

@@ -12,9 +12,14 @@ curve, per-seed success and time per plan) and ``plan.videos`` rendered episodes
 ``plan.oracle=true`` the simulator itself is also evaluated as the world model (true dynamics, same embedding
 and cost): the upper bound of the planner under this protocol.
 
-One evaluation writes into a folder at a time (``run.lock``); a rerun into the same folder first moves the
-previous run's outputs to ``previous/<n>/`` (:func:`set_aside_previous`), so episodes.jsonl and tensorboard hold
-one run and nothing earlier is lost.
+One evaluation writes into a folder at a time (``run.lock``). A rerun into the same folder resumes an evaluation
+that was interrupted (Ctrl-C, a crash, a preempted job: ``episodes.jsonl`` but no ``results.json``) when it is the
+same evaluation (``plan_run.json``: the resolved config less ``plan.workers`` and ``plan.out``, and the size and
+time of every checkpoint file): the episodes it finished are kept, not planned again, and since every episode
+draws from its own CEM stream the results are those of an uninterrupted run (:func:`resumable_episodes`).
+Otherwise (a finished evaluation, another config or checkpoint, or ``--fresh``) the rerun first moves the previous
+run's outputs to ``previous/<n>/`` (:func:`set_aside_previous`), so episodes.jsonl and tensorboard hold one run and
+nothing earlier is lost.
 
 A checkpoint is one of our checkpoint (or run) directories, or a plain state_dict file: ours, or the original
 Push-T world model's (``model.``-prefixed, frozen encoder included; load it with ``model.layout=reference``). A
@@ -25,6 +30,8 @@ entry in ``results.json`` say what was loaded and where its statistics came from
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +45,8 @@ def add_arguments(p) -> None:
                    "(plan.checkpoint)")
     p.add_argument("--baseline", default=None, help="second model on the same episodes (plan.baseline_checkpoint)")
     p.add_argument("--dataset", default=None, help="Push-T state-slot store made by `cjepa pusht` (plan.dataset)")
+    p.add_argument("--fresh", action="store_true", help="start over even where plan.out holds an interrupted run of "
+                   "the same evaluation (its outputs are moved to previous/<n>/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -80,7 +89,6 @@ def _evaluate(args, cfg, pc, device) -> int:
 
 
 def _evaluate_into(out, args, cfg, pc, device) -> int:
-    import json
     import statistics
 
     from tqdm import tqdm
@@ -116,10 +124,18 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
                               history_obs=pc.history_obs, warm_start=pc.warm_start, clip_actions=pc.clip_actions)
 
         if not evals:  # the first model loaded: only now does this run write, so a failed load leaves out as it was
-            previous = set_aside_previous(out)
-            if previous is not None:
-                tqdm.write(f"plan: the previous results in {out} were moved to {previous}")
-        evals.append((ckpt, evaluate_planner(name, make_planner, episodes, pc, out_dir=out, progress=bar)))
+            identity = evaluation_identity(cfg, models)
+            done = None if args.fresh else resumable_episodes(out, identity)
+            if done is None:
+                previous = set_aside_previous(out)
+                if previous is not None:
+                    tqdm.write(f"plan: the previous results in {out} were moved to {previous}")
+                (out / RUN_FILE).write_text(json.dumps(identity, indent=1))
+                done = {}
+            else:
+                tqdm.write(f"plan: resuming the interrupted evaluation in {out}: {len(done)} episode(s) already done")
+        mine = {(seed, index): res for (model, seed, index), res in done.items() if model == name}
+        evals.append((ckpt, evaluate_planner(name, make_planner, episodes, pc, out_dir=out, progress=bar, done=mine)))
     bar.close()
     zero = statistics.fmean(zero_action_success(episodes,
                                                 sample_start_goal_pairs(episodes, pc.episodes, s, pc.goal_offset),
@@ -143,16 +159,65 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
     return 0
 
 
+RUN_FILE = "plan_run.json"  # which evaluation plan.out holds (evaluation_identity)
 # What one evaluation writes into plan.out (see the module docstring).
-PLAN_OUTPUTS = ("results.json", "results.md", "episodes.jsonl", "tb", "videos")
+PLAN_OUTPUTS = ("results.json", "results.md", "episodes.jsonl", "tb", "videos", RUN_FILE)
+
+
+def evaluation_identity(cfg, models: list[tuple[str, str]]) -> dict:
+    """What makes two runs the same evaluation: the resolved config less the keys that change how it runs, not what
+    it finds (``plan.workers``, ``plan.out``), and each checkpoint file's resolved path, size and modification
+    time (a run directory trained further resolves to a newer checkpoint)."""
+    from cjepa.config import to_dict
+    from cjepa.utils.checkpoint import resolve_checkpoint
+
+    conf = to_dict(cfg)
+    for key in ("workers", "out"):
+        conf["plan"].pop(key)
+    files = {}
+    for name, path in models:
+        resolved = resolve_checkpoint(path)
+        st = (resolved / "model.pt" if resolved.is_dir() else resolved).stat()
+        files[name] = {"path": str(resolved), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return json.loads(json.dumps({"config": conf, "checkpoints": files}))  # as it reads back from plan_run.json
+
+
+def resumable_episodes(out: Path, identity: dict):
+    """{(model, seed, index): EpisodeResult} of an interrupted run of the same evaluation in ``out``, or None when
+    there is none to resume (no run, a finished one, another evaluation). ``episodes.jsonl`` is rewritten with the
+    rows read, so that a line cut short by the interruption does not run into the next one appended."""
+    from dataclasses import fields
+
+    from cjepa.plan.evaluate import EpisodeResult
+
+    run_file, rows_file = out / RUN_FILE, out / "episodes.jsonl"
+    if (out / "results.json").exists() or not run_file.is_file():
+        return None
+    try:
+        if json.loads(run_file.read_text()) != identity:
+            return None
+    except ValueError:
+        return None
+    names = {f.name for f in fields(EpisodeResult)} - {"frames"}
+    done, kept = {}, []
+    for line in rows_file.read_text().splitlines() if rows_file.is_file() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # cut short by the interruption: that episode is planned again
+        if isinstance(row, dict) and names | {"model", "seed", "index"} <= row.keys():
+            done[row["model"], row["seed"], row["index"]] = EpisodeResult(**{k: row[k] for k in names})
+            kept.append(line)
+    tmp = rows_file.with_name(rows_file.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, rows_file)
+    return done
 
 
 def set_aside_previous(out: Path) -> Path | None:
     """Move the outputs of an earlier evaluation in ``out`` to ``out/previous/<n>`` (n = 1, 2, ...), so that a rerun
     starts clean (episodes.jsonl is appended to as episodes finish; tensorboard would show both runs' curves) and
     nothing written before is lost. Returns that folder, or None when ``out`` held no outputs."""
-    import os
-
     out = Path(out)
     found = [out / name for name in PLAN_OUTPUTS if (out / name).exists()]
     if not found:

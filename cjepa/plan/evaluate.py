@@ -260,13 +260,17 @@ def _run_job(job: EpisodeJob) -> EpisodeResult:
 
 
 def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episodes: Mapping[str, np.ndarray], plan_cfg,
-                     *, out_dir: Optional[Path] = None, progress=None) -> ModelEval:
+                     *, out_dir: Optional[Path] = None, progress=None,
+                     done: Optional[Mapping[tuple[int, int], EpisodeResult]] = None) -> ModelEval:
     """Run the protocol for one world model. ``make_planner(seed)`` builds a fresh planner (CEM seeded); one is
     made per episode, with the episode's own seed (:func:`episode_seed`), and ``plan_cfg.workers`` processes run
     the episodes of a seed in parallel.
 
     With ``out_dir``, every finished episode is also appended to ``out_dir/episodes.jsonl`` (long CPU runs can
     be read while they go), and the first ``plan_cfg.videos`` episodes of the first seed are saved as videos.
+    ``done`` maps (seed, index) to episodes an interrupted run of the same evaluation already finished: they are
+    taken as they are, not planned again (every episode has its own CEM stream, so the results are those of an
+    uninterrupted run), and only the others are run and appended to ``episodes.jsonl``.
     """
     import json
 
@@ -282,19 +286,25 @@ def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episo
                            if record and i < plan_cfg.videos else "")
                 for i, (key, start) in enumerate(pairs)]
         results[seed] = []
-        for res in runner.map(jobs, plan_cfg.workers):
+        finished = {j.index: done[seed, j.index] for j in jobs
+                    if done and (seed, j.index) in done and (done[seed, j.index].key, done[seed, j.index].start)
+                    == (j.key, j.start)}
+        fresh = runner.map([j for j in jobs if j.index not in finished], plan_cfg.workers)
+        for job in jobs:
+            res = finished[job.index] if job.index in finished else next(fresh)
             if res.video:
                 videos.append(res.video)
             results[seed].append(res)
-            if out_dir is not None:
-                row = {"model": name, "seed": seed, **{k: v for k, v in asdict(res).items() if k != "frames"}}
+            if out_dir is not None and job.index not in finished:
+                row = {"model": name, "seed": seed, "index": job.index,
+                       **{k: v for k, v in asdict(res).items() if k != "frames"}}
                 with open(Path(out_dir) / "episodes.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
             if progress is not None:
                 progress.update(1)
-                done = results[seed]
+                so_far = results[seed]
                 progress.set_postfix(model=name, seed=seed,
-                                     success=f"{100 * sum(r.success for r in done) / len(done):.0f}%")
+                                     success=f"{100 * sum(r.success for r in so_far) / len(so_far):.0f}%")
         rates[seed] = 100.0 * sum(r.success for r in results[seed]) / len(results[seed])
     return ModelEval(name=name, success_rate=rates, episodes=results, budget=plan_cfg.budget, videos=videos)
 

@@ -18,7 +18,8 @@ MODEL = ["model.slot_dim=16", "model.heads=2", "model.depth=1", "model.mlp_dim=3
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory):
+def store(tmp_path_factory):
+    """A tiny `cjepa pusht` store and a random-weight predictor: (the plan command's arguments, its folder)."""
     tmp = tmp_path_factory.mktemp("plan")
     common = ["-c", "configs/pusht/state_slots.yaml", *MODEL, f"data.path={tmp / 'slots'}",
               f"run.out_dir={tmp / 'runs'}",
@@ -28,13 +29,18 @@ def planned(tmp_path_factory):
     torch.manual_seed(0)
     ckpt = tmp / "model.pt"
     torch.save(build_predictor(load_config(["configs/pusht/state_slots.yaml"], MODEL).model).state_dict(), ckpt)
-    out = tmp / "plan"
     plan = ["plan.episodes=3", "plan.seeds=[0,1]", "plan.num_samples=24", "plan.topk=4", "plan.iterations=2",
             "plan.horizon=2",
             "plan.receding_horizon=2", "plan.budget=12", "plan.videos=1", "plan.video_size=32", "plan.oracle=true",
-            "plan.oracle_cost=state", "plan.workers=2", f"plan.out={out}"]
-    assert main(["plan", *common, *plan, "--checkpoint", str(ckpt), "--dataset", str(tmp / "slots"),
-                 "--no-progress"]) == 0
+            "plan.oracle_cost=state"]
+    return ["plan", *common, *plan, "--checkpoint", str(ckpt), "--dataset", str(tmp / "slots"), "--no-progress"], tmp
+
+
+@pytest.fixture(scope="module")
+def planned(store):
+    args, tmp = store
+    out = tmp / "plan"
+    assert main([*args, "plan.workers=2", f"plan.out={out}"]) == 0
     return out, json.loads((out / "results.json").read_text())
 
 
@@ -168,3 +174,50 @@ def test_a_busy_plan_folder_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "in use by another run" in err and str(out) in err
     assert (out / "results.json").read_text() == "running"
+
+
+def _episodes(results: dict) -> list:
+    """Every episode of results.json without its timings (they differ run to run), videos by file name."""
+    timing = ("plan_seconds", "wall_seconds")
+    return [(m["name"], seed, [{k: v.rsplit("/", 1)[-1] if k == "video" else v for k, v in e.items()
+                                if k not in timing} for e in eps])
+            for m in results["models"] for seed, eps in sorted(m["episodes"].items())]
+
+
+def test_an_interrupted_evaluation_resumes_where_it_stopped(store, planned, tmp_path, monkeypatch, capsys):
+    """Ctrl-C after 4 of the 12 episodes (2 models x 2 seeds x 3): the rerun plans only the 8 others, keeps the
+    4, and ends with the episodes of the uninterrupted run; a changed config starts over instead."""
+    from cjepa.plan import evaluate
+
+    args, _ = store
+    out = tmp_path / "plan"
+    planned_now = []
+    real_run = evaluate.EpisodeRunner.run
+
+    def run(self, job, stop_after=None):
+        if stop_after is not None and len(planned_now) == stop_after:
+            raise KeyboardInterrupt
+        planned_now.append((job.seed, job.index))
+        return real_run(self, job)
+
+    monkeypatch.setattr(evaluate.EpisodeRunner, "run", lambda self, job: run(self, job, stop_after=4))
+    assert main([*args, "plan.workers=1", f"plan.out={out}"]) == 130  # Ctrl-C: one line, rc 130
+    assert not (out / "results.json").exists() and len((out / "episodes.jsonl").read_text().splitlines()) == 4
+    with open(out / "episodes.jsonl", "a") as fh:
+        fh.write('{"model": "simulator", "se')  # a line the interruption cut short
+    planned_now.clear()
+    monkeypatch.setattr(evaluate.EpisodeRunner, "run", lambda self, job: run(self, job))
+    assert main([*args, "plan.workers=1", f"plan.out={out}"]) == 0
+    assert "resuming the interrupted evaluation" in capsys.readouterr().out
+    assert len(planned_now) == 8 and not (out / "previous").exists()
+    resumed = json.loads((out / "results.json").read_text())
+    assert _episodes(resumed) == _episodes(planned[1])
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]  # every line whole
+    assert sorted((r["model"], r["seed"], r["index"]) for r in rows) == sorted(
+        (m, s, i) for m in ("model", "simulator") for s in (0, 1) for i in range(3))
+
+    # the same folder, another evaluation (more CEM samples): nothing to resume, the finished run is set aside
+    planned_now.clear()
+    (out / "results.json").unlink()  # as if it had been interrupted too
+    assert main([*args, "plan.workers=1", "plan.num_samples=32", f"plan.out={out}"]) == 0
+    assert len(planned_now) == 12 and (out / "previous" / "1" / "episodes.jsonl").exists()

@@ -79,20 +79,21 @@ def main(argv=None) -> int:
     p.add_argument("--save", action="store_true", help="append rows to benchmarks/results/bf16_<date>.jsonl")
     args = p.parse_args(argv)
     root = Path(args.root)
+    out = ROOT / "benchmarks" / "results" / f"bf16_{time.strftime('%Y%m%d', time.gmtime())}.jsonl"
+    command = "python benchmarks/bf16_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
     rows = []
     for seed in args.seeds:
-        for precision in PRECISIONS:
+        for precision in PRECISIONS:  # a finished run (same root) resumes at its end: only its figures are read
             rows.append({**one_run(root, precision, seed, args.train_videos, args.val_videos, args.tail),
                          "note": args.note})
             print(f"seed {seed} {precision}: final loss {rows[-1]['final_loss']:.5f}, "
                   f"clip FG-ARI {rows[-1]['clip_fg_ari']}", flush=True)
+            if args.save:  # as each run ends: a long comparison stopped half-way keeps what it measured
+                write_rows([{**rows[-1], "command": command}], torch.device("cpu"), "bf16_curve", str(out))
     verdicts = [verdict(rows, f) for f in FIGURES]
     print(table([[v["figure"], v["fp32_spread"], v["bf16_max_change"], v["within_noise"]] for v in verdicts],
                 ["figure", "fp32 spread over seeds", "largest bf16 change of a seed", "within noise"]))
     if args.save:
-        out = ROOT / "benchmarks" / "results" / f"bf16_{time.strftime('%Y%m%d', time.gmtime())}.jsonl"
-        command = "python benchmarks/bf16_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        write_rows([{**r, "command": command} for r in rows], torch.device("cpu"), "bf16_curve", str(out))
         write_rows([{**v, "command": command, "note": args.note} for v in verdicts], torch.device("cpu"),
                    "bf16_curve_verdict", str(out))
         print(f"rows appended to {out}")

@@ -157,6 +157,18 @@ def _start_obs(state):
     return Observation(proprio=state_to_proprio(s)[None], state=s[None])
 
 
+def past_observation(states, actions, start: int, frames: int, stride: int):
+    """The observation at ``start`` of a recorded episode with up to ``frames`` observed frames ``stride`` steps
+    apart (fewer near the episode's beginning, as an episode's own history has) and the actions between them."""
+    from cjepa.envs.pusht import state_to_proprio
+    from cjepa.plan.world_model import Observation
+
+    idx = [start - k * stride for k in range(frames - 1, -1, -1) if start - k * stride >= 0]
+    s = np.asarray(states, np.float64)[idx]
+    acts = np.stack([np.asarray(actions[i : i + stride]).reshape(-1) for i in idx[:-1]]) if len(idx) > 1 else None
+    return Observation(proprio=state_to_proprio(s), state=s, actions=acts)
+
+
 def _goal(state):
     from cjepa.envs.pusht import state_to_proprio
     from cjepa.plan.world_model import Goal
@@ -194,7 +206,7 @@ def cmd_accuracy(args) -> dict:
     decoded: dict[str, list[dict]] = {"expert": [], "cem_random": []}
     for _, (key, start) in pairs:
         s0 = eps[key][start]
-        nodes = model.encode(_start_obs(s0))
+        nodes = model.encode(past_observation(eps[key], acts[key], start, args.history_obs, pc.action_block))
         sim_nodes = sim.encode(_start_obs(s0))
         expert = model.normalise_actions(acts[key][start : start + H * pc.action_block].reshape(H, -1))
         random = rng.normal(size=(args.samples, H, model.action_dim))
@@ -221,6 +233,7 @@ def cmd_accuracy(args) -> dict:
         if decoded[kind]:
             out[kind]["decoded_final"] = {k: quantiles([d[k] for d in decoded[kind]]) for k in decoded[kind][0]}
     return {"kind": "accuracy", "checkpoint_name": Path(args.checkpoint).name, "seed": args.seed,
+            "history_obs": args.history_obs,
             "pairs": [p for p, _ in pairs], "samples": args.samples, "horizon_blocks": H, **out}
 
 
@@ -379,6 +392,8 @@ def main(argv=None) -> int:
     p.add_argument("--skip", type=int, default=0, help="start at this index of the draw")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=32, help="accuracy: CEM-like random sequences per pair")
+    p.add_argument("--history-obs", type=int, default=1,
+                   help="accuracy: observed frames (the episode's own past, 5 steps apart; 1 = the protocol)")
     p.add_argument("--decode", type=int, default=0, help="accuracy: decode the final frame of N sequences per pair")
     p.add_argument("--iterations-at", type=int, nargs="+", default=[1, 30], help="fidelity: CEM iterations scored")
     p.add_argument("--true-agent-weight", type=float, default=0.25,

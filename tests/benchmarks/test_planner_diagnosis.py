@@ -106,3 +106,14 @@ def test_subcommands_write_records_on_a_tiny_store(tmp_path):
     plans = epi["per_episode"][0]["plans"]
     assert plans and all(p["outcome"] in ("reached", "prediction", "planning") for p in plans)
     assert sum(epi["plan_outcomes"].values()) == len(plans)
+
+
+def test_past_observation_takes_the_episodes_own_frames_and_actions():
+    states = np.tile(np.arange(20.0)[:, None], (1, 7))  # state t holds t everywhere
+    actions = np.stack([np.arange(20.0), -np.arange(20.0)], axis=1)  # (20, 2)
+    obs = pdg.past_observation(states, actions, 12, 3, 5)
+    assert obs.state[:, 0].tolist() == [2.0, 7.0, 12.0] and obs.proprio.shape == (3, 4)
+    assert obs.actions.shape == (2, 10) and obs.actions[0, ::2].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert obs.actions[1, 1::2].tolist() == [-7.0, -8.0, -9.0, -10.0, -11.0]
+    young = pdg.past_observation(states, actions, 3, 3, 5)  # fewer frames near the beginning
+    assert young.state[:, 0].tolist() == [3.0] and young.actions is None

@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _provenance(argv: list[str]) -> dict:
+def provenance(argv: list[str]) -> dict:
     root = Path(__file__).resolve().parents[1]
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
@@ -52,13 +52,13 @@ def _provenance(argv: list[str]) -> dict:
             "argv": list(argv)}
 
 
-def _append(path: str, record: dict) -> None:
+def append_record(path: str, record: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
 
 
-def _quantiles(x) -> dict:
+def quantiles(x) -> dict:
     x = np.asarray(x, np.float64)
     q = np.quantile(x, [0.1, 0.25, 0.5, 0.75, 0.9])
     return {"mean": float(x.mean()), "p10": float(q[0]), "p25": float(q[1]), "median": float(q[2]),
@@ -86,14 +86,14 @@ def cmd_displacement(args) -> dict:
 
     def stats(pairs):
         d = [displacement(eps[k][s], eps[k][s + args.goal_offset]) for k, s in pairs]
-        out = {key: _quantiles([x[key] for x in d]) for key in ("agent_px", "block_px", "block_rad")}
+        out = {key: quantiles([x[key] for x in d]) for key in ("agent_px", "block_px", "block_rad")}
         out["block_static_fraction"] = float(np.mean([x["block_px"] < 1 and x["block_rad"] < 0.01 for x in d]))
         return out
 
     lengths = [len(v) for v in eps.values()]
     speed = np.concatenate([np.linalg.norm(np.diff(v[:, :2], axis=0), axis=1) for v in eps.values()])
     return {"kind": "displacement", "dataset_split": args.split, "episode_kind": args.kind, "episodes": len(eps),
-            "episode_length": _quantiles(lengths), "agent_px_per_step": _quantiles(speed), "all_rows": stats(rows),
+            "episode_length": quantiles(lengths), "agent_px_per_step": quantiles(speed), "all_rows": stats(rows),
             **{f"seed{s}_pairs": stats(sample_start_goal_pairs(eps, args.episodes, s,
                                                                args.goal_offset)) for s in args.seeds}}
 
@@ -188,7 +188,7 @@ def cmd_solve(args) -> dict:
     cem = CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations, var_scale=args.var_scale,
               seed=args.seed)
     env = PushTEnv(64)
-    acts = _expert_actions(args)
+    acts = expert_actions(args)
     rows = []
     for key, start in pairs:
         s0, goal = eps[key][start], eps[key][start + args.goal_offset]
@@ -241,7 +241,7 @@ def cmd_trace(args) -> dict:
     eps = load_expert_episodes(args.dataset, args.split)
     drawn = sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)
     wm, pc = _world_model(args)
-    acts = _expert_actions(args)
+    acts = expert_actions(args)
     env = PushTEnv(64)
     rows = []
     for index in args.pairs or [0]:
@@ -300,7 +300,7 @@ def cmd_trace(args) -> dict:
             "pairs": list(args.pairs or [0]), "per_episode": rows}
 
 
-def _expert_actions(args) -> dict:
+def expert_actions(args) -> dict:
     from cjepa.data.slot_store import SlotSplit
 
     videos = SlotSplit(args.dataset, args.split)
@@ -361,7 +361,7 @@ def cmd_landscape(args) -> dict:
     speed = [float(np.linalg.norm(eps[k][s + args.goal_offset][5:7])) for k, s in pairs]
     return {"kind": "landscape", "embedding_cycles": args.embedding_cycles, "pairs": len(pairs), "seed": args.seed,
             "mean_cost_at_offset": table, "non_monotonic_slot_cost_paths": nonmono,
-            "goal_agent_speed_px_s": _quantiles(speed)}
+            "goal_agent_speed_px_s": quantiles(speed)}
 
 
 def _replay_through_space_step(env, start_state, actions) -> np.ndarray:
@@ -399,7 +399,7 @@ def cmd_steps(args) -> dict:
     torch.set_num_threads(1)
     wm, pc = _world_model(args)
     eps = load_expert_episodes(args.dataset, args.split)
-    acts = _expert_actions(args)
+    acts = expert_actions(args)
     rng = np.random.default_rng(args.seed)
     cases = []
     for key, start in sample_start_goal_pairs(eps, args.episodes, args.seed, args.goal_offset)[:5]:
@@ -468,11 +468,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="steps: interleaved timing repeats")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
-    provenance = _provenance(argv)  # the code that runs is the code at the start
+    start = provenance(argv)  # the code that runs is the code at the start
     record = {"displacement": cmd_displacement, "landscape": cmd_landscape, "oracle": cmd_oracle, "solve": cmd_solve,
               "steps": cmd_steps, "trace": cmd_trace}[args.command](args)
-    record = {**provenance, **record}
-    _append(args.out, record)
+    record = {**start, **record}
+    append_record(args.out, record)
     summary = {k: v for k, v in record.items() if k != "per_episode"}
     print(json.dumps(summary, indent=1))
     return 0

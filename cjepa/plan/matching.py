@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from functools import lru_cache
+from typing import Optional
 
 import numpy as np
 import torch
@@ -46,11 +47,14 @@ def pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.unsqueeze(-2) - b.unsqueeze(-3)).pow(2).sum(-1)
 
 
-def best_assignment(a: torch.Tensor, b: torch.Tensor, max_perm_slots: int = DEFAULT_MAX_PERM_SLOTS):
+def best_assignment(a: torch.Tensor, b: torch.Tensor, max_perm_slots: int = DEFAULT_MAX_PERM_SLOTS,
+                    weights: Optional[torch.Tensor] = None):
     """Optimal matching of the slots of ``a`` to those of ``b``, batched over leading dims.
 
     Returns (total squared error (...,), assignment (..., S) long) where slot i of ``a`` pairs with slot
-    ``assignment[i]`` of ``b``.
+    ``assignment[i]`` of ``b``. ``weights`` (S,) scales the error of each slot of ``b`` in the total (a goal
+    whose slots matter unequally); the assignment itself stays the unweighted one, so that a cheap weight on one
+    goal slot cannot lure another object's slot onto it.
     """
     if a.shape != b.shape or a.dim() < 2:
         raise ValueError(f"slot matching needs two (..., S, D) tensors of one shape; got {tuple(a.shape)} and "
@@ -58,6 +62,8 @@ def best_assignment(a: torch.Tensor, b: torch.Tensor, max_perm_slots: int = DEFA
     S = a.shape[-2]
     lead = a.shape[:-2]
     cost = pairwise_sq_dist(a.reshape(-1, S, a.shape[-1]), b.reshape(-1, S, b.shape[-1]))  # (N, S, S)
+    if weights is not None and weights.shape != (S,):
+        raise ValueError(f"slot weights must be ({S},), got {tuple(weights.shape)}")
     if S > max_perm_slots:
         total, assign = _scipy_assign(cost)
     else:
@@ -66,6 +72,8 @@ def best_assignment(a: torch.Tensor, b: torch.Tensor, max_perm_slots: int = DEFA
         totals = cost[:, rows, perms].sum(-1)  # (N, P)
         total, idx = totals.min(dim=1)
         assign = perms[idx]  # (N, S)
+    if weights is not None:  # the matched pairs' errors, each scaled by its goal slot's weight
+        total = (cost.gather(2, assign.unsqueeze(-1)).squeeze(-1) * weights.to(cost)[assign]).sum(-1)
     return total.reshape(lead), assign.reshape(*lead, S)
 
 
@@ -82,9 +90,11 @@ def _scipy_assign(cost: torch.Tensor):
     return total, a
 
 
-def matched_mse(pred: torch.Tensor, goal: torch.Tensor, max_perm_slots: int = DEFAULT_MAX_PERM_SLOTS) -> torch.Tensor:
-    """Mean squared error over S x D after the best slot matching (the original's ``hungarian_cost``)."""
-    total, _ = best_assignment(pred, goal, max_perm_slots)
+def matched_mse(pred: torch.Tensor, goal: torch.Tensor, max_perm_slots: int = DEFAULT_MAX_PERM_SLOTS,
+                weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean squared error over S x D after the best slot matching (the original's ``hungarian_cost``); with
+    ``weights`` (S,), each goal slot's error scaled by its weight (still divided by S x D)."""
+    total, _ = best_assignment(pred, goal, max_perm_slots, weights)
     return total / (pred.shape[-2] * pred.shape[-1])
 
 

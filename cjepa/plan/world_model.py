@@ -145,7 +145,8 @@ class SlotWorldModel:
 
     def __init__(self, predictor, encoder: SlotEncoder, normalizer: AuxNormalizer, *, action_block: int,
                  rollout_window: int = 0, reorder_slots: bool = True, proprio_weight: float = 1.0,
-                 max_perm_slots: int = DEFAULT_MAX_PERM_SLOTS, matching: str = "batched", device="cpu"):
+                 max_perm_slots: int = DEFAULT_MAX_PERM_SLOTS, matching: str = "batched", cost_frames: str = "final",
+                 agent_weight: float = 1.0, device="cpu"):
         self.predictor = predictor.to(device).eval()
         self.encoder = encoder
         self.normalizer = normalizer
@@ -167,6 +168,14 @@ class SlotWorldModel:
         if matching not in ("batched", "scipy"):
             raise ValueError(f"matching must be 'batched' or 'scipy', got {matching!r}")
         self.matching = matching
+        # "final": the cost of the last predicted frame (the original); "best": of the cheapest predicted block
+        # boundary (success counts after any step, so a plan may pass through the goal before its end).
+        if cost_frames not in ("final", "best"):
+            raise ValueError(f"cost_frames must be 'final' or 'best', got {cost_frames!r}")
+        if agent_weight < 0:
+            raise ValueError(f"agent_weight must be >= 0, got {agent_weight}")
+        self.cost_frames, self.agent_weight = cost_frames, agent_weight
+        self._observed: Optional[int] = None  # frames of the last encoded observation ("best" scores the rest)
 
     # ------------------------------------------------------------------ helpers
 
@@ -195,6 +204,7 @@ class SlotWorldModel:
                                  f"{None if obs.actions is None else len(obs.actions)}")
             acts[:-1] = self.normalise_actions(np.asarray(obs.actions).reshape(T - 1, -1))
         nodes = self.predictor.nodes(slots[None], prop[None], self._tensor(acts)[None])  # (1, T, S+2, D)
+        self._observed = T
         return nodes[0]
 
     @torch.no_grad()
@@ -229,16 +239,28 @@ class SlotWorldModel:
 
     @torch.no_grad()
     def cost(self, trajectories: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """(C, T_obs + H, S+2, D) rollouts of the last encoded observation -> (C,) matched slot MSE + proprio_weight x
+        proprio MSE against the goal, of the final frame ("final") or of the cheapest predicted frame ("best")."""
         S = self.num_slots
-        last = trajectories[:, -1]  # (C, S+2, D)
-        C = last.shape[0]
-        goal_slots = goal[:S].expand(C, -1, -1)
-        if self.matching == "batched":
-            slot_cost = matched_mse(last[:, :S], goal_slots, self.max_perm_slots)
+        if self.cost_frames == "final":
+            frames = trajectories[:, -1:]  # (C, 1, S+2, D)
         else:
-            slot_cost = hungarian_reference(last[:, :S], goal_slots)[0] / (S * last.shape[-1])
-        prop_cost = (last[:, S] - goal[S]).pow(2).mean(-1)
-        return slot_cost + self.proprio_weight * prop_cost
+            if self._observed is None:
+                raise RuntimeError("cost_frames='best' scores the predicted frames: encode the observation first")
+            frames = trajectories[:, self._observed :]  # (C, H, S+2, D)
+        C, F = frames.shape[:2]
+        goal_slots = goal[:S].expand(C, F, -1, -1)
+        if self.agent_weight != 1.0:
+            # The state-slot encoder's order is [agent, block, background...]: the goal's slot 0 is the agent.
+            weights = torch.ones(S, device=frames.device)
+            weights[0] = self.agent_weight
+            slot_cost = matched_mse(frames[:, :, :S], goal_slots, self.max_perm_slots, weights)
+        elif self.matching == "batched":
+            slot_cost = matched_mse(frames[:, :, :S], goal_slots, self.max_perm_slots)
+        else:
+            slot_cost = hungarian_reference(frames[:, :, :S], goal_slots)[0] / (S * frames.shape[-1])
+        prop_cost = (frames[:, :, S] - goal[S]).pow(2).mean(-1)  # (C, F)
+        return (slot_cost + self.proprio_weight * prop_cost).min(dim=1).values
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -373,7 +395,8 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu", 
     return SlotWorldModel(predictor, encoder, normalizer, action_block=plan_cfg.action_block,
                           rollout_window=plan_cfg.rollout_window, reorder_slots=plan_cfg.reorder_slots,
                           proprio_weight=plan_cfg.proprio_weight, max_perm_slots=plan_cfg.max_perm_slots,
-                          matching=plan_cfg.matching, device=device)
+                          matching=plan_cfg.matching, cost_frames=plan_cfg.cost_frames,
+                          agent_weight=plan_cfg.agent_weight, device=device)
 
 
 class SimulatorWorldModel:

@@ -86,3 +86,21 @@ def test_permutation_table_and_shape_errors():
     assert p.shape == (24, 4) and len({tuple(r.tolist()) for r in p}) == 24
     with pytest.raises(ValueError, match="one shape"):
         best_assignment(torch.zeros(2, 3, 4), torch.zeros(2, 4, 4))
+
+
+def test_weighted_matching_scales_goal_slots_but_keeps_the_unweighted_assignment():
+    """weights (S,) scale each goal slot's matched error; all ones is the unweighted cost; the assignment is the
+    unweighted one (weighting inside the matching would let a light goal slot attract another object's slot:
+    tests/plan/test_world_model.py::test_agent_weight_scales_the_goal_agent_slot)."""
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 4, 8), torch.randn(5, 4, 8)
+    torch.testing.assert_close(matched_mse(a, b, weights=torch.ones(4)), matched_mse(a, b))
+    goal = torch.tensor([[[0.0], [4.0]]])  # (1, 2, 1)
+    pred = torch.tensor([[[1.0], [1.5]]])  # identity 1 + 6.25 < swap 2.25 + 9
+    total, assign = best_assignment(pred, goal, weights=torch.tensor([0.01, 1.0]))
+    assert assign.tolist() == [[0, 1]] and float(total) == pytest.approx(0.01 * 1.0 + 6.25)
+    pred = torch.tensor([[[3.0], [0.5]]])  # swap 1 + 0.25 < identity 9 + 12.25
+    total, assign = best_assignment(pred, goal, weights=torch.tensor([0.5, 1.0]))
+    assert assign.tolist() == [[1, 0]] and float(total) == pytest.approx(1.0 * 1.0 + 0.5 * 0.25)
+    with pytest.raises(ValueError, match="slot weights"):
+        matched_mse(a, b, weights=torch.ones(3))

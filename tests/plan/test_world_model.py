@@ -233,3 +233,36 @@ def test_plan_command_runs_from_an_original_pusht_state_dict(tmp_path, pusht_sto
     assert main(["plan", "-c", *TINY, "model.layout=reference", "model.mlp_dim=48", *plan]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "shapes differ: predictor.transformer.layers.0.1.1.weight (32, 16)" in err
+
+
+def test_best_frame_cost_scores_the_cheapest_predicted_frame_only():
+    """cost_frames="best": the cost of the cheapest predicted frame (the goal passed through mid-plan counts),
+    never of an observed frame; "final" (the original) scores the last frame alone."""
+    best = make_world_model()
+    best.cost_frames = "best"
+    goal_state = STATE + np.array([30, -20, 10, 5, 0.3, 0, 0])
+    goal = best.encode_goal(Goal(proprio=state_to_proprio(goal_state), state=goal_state))
+    nodes = best.encode(obs_of(STATE))  # one observed frame
+    traj = torch.ones(2, 1 + 3, 6, 16)  # (C, T_obs + H, S + 2, D)
+    traj[:, 1:, :4], traj[:, 1:, 4] = goal[:4] + 0.5, goal[4] + 0.5  # every predicted frame 0.5 off
+    traj[0, 2, :4], traj[0, 2, 4] = goal[:4], goal[4]  # candidate 0 passes through the goal at block 2
+    traj[1, 0, :4], traj[1, 0, 4] = goal[:4], goal[4]  # candidate 1's observed frame is the goal: not scored
+    assert nodes.shape[0] == 1
+    torch.testing.assert_close(best.cost(traj, goal), torch.tensor([0.0, 0.25 + 0.25]))
+    final = make_world_model()
+    torch.testing.assert_close(final.cost(traj, goal), torch.tensor([0.5, 0.5]))
+
+
+def test_agent_weight_scales_the_goal_agent_slot():
+    """agent_weight w: the agent slot's (slot 0 of the state-slot order) share of the matched slot MSE is
+    scaled by w, the block's is not; w = 1 is the original cost."""
+    wm = make_world_model()
+    goal_state = STATE + np.array([30, -20, 10, 5, 0.3, 0, 0])
+    goal = wm.encode_goal(Goal(proprio=state_to_proprio(goal_state), state=goal_state))
+    traj = torch.zeros(2, 2, 6, 16)
+    traj[:, -1, :4], traj[:, -1, 4] = goal[:4], goal[4]
+    traj[0, -1, 0] += 1.0  # agent slot off by 1 in every dim: 16 / (4 * 16)
+    traj[1, -1, 1] += 1.0  # block slot off by 1
+    torch.testing.assert_close(wm.cost(traj, goal), torch.tensor([0.25, 0.25]))
+    wm.agent_weight = 0.25
+    torch.testing.assert_close(wm.cost(traj, goal), torch.tensor([0.0625, 0.25]))

@@ -43,6 +43,13 @@ class PlanConfig:
     rollout_window: int = 0
     reorder_slots: bool = True  # re-match predicted slots to the previous frame after each call (spec 2.6)
     proprio_weight: float = 1.0  # cost = matched slot MSE + this * proprio-node MSE (spec 2.7)
+    # The learned model's cost over its rollout: "final" = the last predicted frame (the original, spec 2.7);
+    # "best" = the cheapest predicted block boundary (success is checked after every env step, so a plan that
+    # passes through the goal solves the episode; the oracle's state_path cost, at block resolution).
+    cost_frames: Literal["final", "best"] = "final"
+    # Weight of the goal's agent slot in the slot term (the state-slot encoder's slot 0). Below 1 lets the block's
+    # progress lead, as plan.oracle_agent_weight does for the oracle's state costs. 1 = the original's cost.
+    agent_weight: float = 1.0
     max_perm_slots: int = 7  # batched matching enumerates S! permutations up to this S; scipy above
     # "batched": every candidate's slot assignment in one tensor op; "scipy": one linear_sum_assignment per
     # candidate and rollout step on the host, as the original (Q13; slower, same result)
@@ -80,6 +87,8 @@ class PlanConfig:
             )
         if self.history_obs < 1 or self.rollout_window < 0:
             raise ConfigError("plan.history_obs must be >= 1 and plan.rollout_window >= 0")
+        if self.agent_weight < 0:
+            raise ConfigError(f"plan.agent_weight={self.agent_weight} must be >= 0")
         if self.oracle_agent_weight < 0:
             raise ConfigError(f"plan.oracle_agent_weight={self.oracle_agent_weight} must be >= 0")
         if self.workers < 1:

@@ -4,12 +4,16 @@ Each (arm, seed) trains the demo encoder (``configs/world/demo_encoder.yaml`` pl
 shared render of the demo world, then encodes every held-out video whole (slots carried from frame to frame by the
 transition, as ``cjepa demo`` extracts them) and records the whole-video FG-ARI, the slot-identity swap rate and
 the 6-frame validation-clip FG-ARI. ``--demo`` instead runs the whole ``cjepa demo`` per seed with the arm's
-overrides and also records the predictor / copy-last rollout ratios and the stage times. Rows (git SHA, machine,
-date, arm, overrides, per-seed figures) are appended to ``benchmarks/results/tracking_<yyyymmdd>.jsonl``.
+overrides and also records the predictor / copy-last rollout ratios and the stage times. ``--eval`` trains
+nothing: it re-encodes the held-out videos of a trained arm under evaluation-only settings (the transition
+replaced by identity, other slot-attention iteration counts) to tell which part of the tracking drifts.
+Rows (git SHA, machine, date, arm, overrides, per-seed figures) are appended to
+``benchmarks/results/tracking_<yyyymmdd>.jsonl``.
 
     python benchmarks/tracking_runs.py --arm base --seeds 0 1 2
     python benchmarks/tracking_runs.py --arm grow --seeds 0 --encoder "encoder.data.clip_schedule=[[300,4],[312,8]]" ...
     python benchmarks/tracking_runs.py --arm default --seeds 0 1 2 --demo
+    python benchmarks/tracking_runs.py --arm base --seeds 0 --eval encoder.savi.transition=identity --eval-name id
 """
 
 from __future__ import annotations
@@ -62,6 +66,26 @@ def encoder_arm(root: Path, arm: str, seed: int, overrides: list[str], train_vid
         "clip_frames_val": enc_cfg.encoder.data.val_clip_frames, "encoder_s": enc_s, "extract_val_s": time.time() - t,
         **held_objects(out / "slots"),
     }
+
+
+def eval_arm(root: Path, arm: str, seed: int, overrides: list[str], eval_overrides: list[str], name: str) -> dict:
+    """Re-encode the held-out videos with an arm's trained encoder under evaluation-only overrides (e.g.
+    ``encoder.savi.transition=identity``) into ``<root>/<arm>/s<seed>/eval/<name>/slots``; the row's figures.
+
+    The weights are those the arm trained (``<root>/<arm>/s<seed>/encoder``); ``overrides`` must be the arm's own,
+    so the model is built as it was trained."""
+    from cjepa.demo_pipeline import demo_configs, extract_slots
+
+    out = root / arm / f"s{seed}"
+    if not (out / "encoder" / "checkpoints").is_dir():
+        raise SystemExit(f"--eval: no trained encoder in {out / 'encoder'} (train the arm first)")
+    enc_cfg, _ = demo_configs(out, False, [f"run.seed={seed}", *overrides, *eval_overrides,
+                                           f"encoder.data.path={root / 'world'}"], [], [])
+    store = out / "eval" / name / "slots"
+    t = time.time()
+    val = next(s for s in extract_slots(enc_cfg, out, ["val"], progress=False, store=store) if s["split"] == "val")
+    return {"video_fg_ari": val.get("fg_ari"), "video_swap_rate": val.get("swap_rate"),
+            "extract_val_s": time.time() - t, **held_objects(store)}
 
 
 def demo_arm(root: Path, arm: str, seed: int, overrides: list[str], demo_args: list[str]) -> dict:
@@ -124,6 +148,10 @@ def main(argv=None) -> int:
                    help="encoder-stage override (repeatable)")
     p.add_argument("--demo", action="store_true",
                    help="run the whole cjepa demo per seed (predictor ratios, stage times)")
+    p.add_argument("--eval", action="append", default=[], metavar="key=value", dest="eval_overrides",
+                   help="do not train: re-encode the held-out videos of the trained <root>/<arm>/s<seed> with these "
+                   "evaluation-only overrides (repeatable; --encoder must repeat the arm's own overrides)")
+    p.add_argument("--eval-name", default="", help="name of the --eval setting (rows and store folder carry it)")
     p.add_argument("--held", action="store_true",
                    help="do not run: append how long the slots of <root>/<arm>/s<seed>/slots keep their objects")
     p.add_argument("--train-videos", type=int, default=64)
@@ -149,6 +177,19 @@ def main(argv=None) -> int:
                 + " ".join(f"{t}:{held['held_first'][t]:.2f}/{held['held_any'][t]:.2f}" for t in marks)
                 + "  (held by its frame-0 slot / by any slot)"
             )
+        return 0
+    if a.eval_overrides:
+        name = a.eval_name or "_".join(o.split(".")[-1] for o in a.eval_overrides)
+        for s in a.seeds:
+            figures = eval_arm(root, a.arm, s, a.encoder, a.eval_overrides, name)
+            row = {"benchmark": "tracking_eval", "arm": a.arm, "seed": s, "eval": name, "encoder_overrides": a.encoder,
+                   "eval_overrides": a.eval_overrides, "note": a.note, **_provenance(), **figures}
+            with open(path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            held = figures["held_first"]
+            print(f"{a.arm} s{s} [{name}]: video FG-ARI {figures['video_fg_ari']:.3f} swap "
+                  f"{figures['video_swap_rate']:.3f} held " + " ".join(f"{t}:{held[t]:.2f}" for t in (4, 8, 16, 32, 63)
+                                                                          if t < len(held)), flush=True)
         return 0
     for s in a.seeds:
         if a.demo:

@@ -69,15 +69,18 @@ def render_world(cfg: Config, root: Path, counts: dict[str, int], progress: bool
         generate_split(cfg.world, split, n, root, workers=cfg.world.workers or None, progress=progress)
 
 
-def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool = True) -> list[dict]:
-    """Encode every video of the splits with the trained encoder into the slot store ``out/slots``."""
+def extract_slots(enc_cfg: Config, out: Path, splits: list[str], progress: bool = True,
+                  store: Optional[Path] = None) -> list[dict]:
+    """Encode every video of the splits with the trained encoder ``out/encoder`` into the slot store ``store``
+    (default ``out/slots``; another store keeps the demo's apart when the same weights are re-encoded with other
+    evaluation options)."""
     enc = enc_cfg.encoder
     enc.checkpoint = str(out / "encoder")
     model = build_object_encoder(enc, slot_attention_backend=enc_cfg.kernels.slot_attention)
     device = pick_device(enc_cfg.run.device, DistEnv())
     sources = {s: open_video_source(enc.data, s, encoder_input_size(enc)) for s in splits}
-    return extract(model.to(device), sources, out / "slots", enc_cfg=enc, device=device, checkpoint=enc.checkpoint,
-                   progress=progress)
+    return extract(model.to(device), sources, store or out / "slots", enc_cfg=enc, device=device,
+                   checkpoint=enc.checkpoint, progress=progress)
 
 
 def log_video_scores(summaries: list[dict], tb_dir: Path, step: int) -> None:

@@ -5,9 +5,11 @@ frames (B, T, 3, H, W) ImageNet-normalised -> [-1, 1] (the original's input rang
 embedding -> LN -> Linear -> ReLU -> Linear (encoder features, D channels)
 -> per frame: latents = learned ``init_latents`` at t = 0 (conditional SAVi: cued slots start from their object,
    see :meth:`SAVi.first_latents`), else the transition MLP of the previous slots
-   (LN, then Linear -> ReLU -> Linear added to the normed input); ``kernel_dist`` = Linear(D, 2D) gives
+   (LN, then Linear -> ReLU -> Linear added to the normed input; ``encoder.savi.transition=identity`` carries the
+   slots as they are); ``kernel_dist`` = Linear(D, 2D) gives
    (mu, log sigma^2) and the slot-attention init is mu + sigma * eps (stochastic kernels);
-   slot attention (2 iterations, eps 1e-6, GRU on the raw slots, residual LN-MLP) -> slots
+   slot attention (2 iterations, ``encoder.savi.iters_after_first`` after the first frame; eps 1e-6, GRU on the
+   raw slots, residual LN-MLP) -> slots
 -> spatial-broadcast decoder per slot: D x 8 x 8 grid + soft position embedding -> 4 transposed convs (k5,
    stride 2 until the output size is reached, ReLU) -> 1x1 conv to RGB + alpha; softmax of alpha over slots gives
    the masks, alpha-composited RGB is the reconstruction.
@@ -122,6 +124,8 @@ class SAVi(ObjectCentricEncoder):
             D, D, iters=s.iters, eps=s.eps, gru_hidden="raw", mlp_hidden=s.slot_mlp, backend=slot_attention_backend
         )
         self.predictor = TransitionMLP(D, 2 * D)
+        self.transition = s.transition
+        self.iters_after_first = s.iters_after_first or s.iters
         self.dec_resolution = s.dec_resolution
         self.dec_pos = SoftPositionEmbed(D, s.dec_resolution)
         layers: list[nn.Module] = []
@@ -193,6 +197,10 @@ class SAVi(ObjectCentricEncoder):
         cued = self.cue_mlp(centre) + self.cue_proj(window @ features)  # (B, S, D)
         return torch.where(present > 0, cued, latents)
 
+    def next_latents(self, slots: torch.Tensor) -> torch.Tensor:
+        """Latents (B, S, D) of frame t + 1 from the slots (B, S, D) of frame t (encoder.savi.transition)."""
+        return self.predictor(slots) if self.transition == "mlp" else slots
+
     def track(self, features: torch.Tensor, generator, init_slots=None,
               cues=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features (B, T, N, D) -> slots (B, T, S, D), kernel distributions (B, T, S, 2D), attention (B, T, S, N)."""
@@ -200,9 +208,12 @@ class SAVi(ObjectCentricEncoder):
         prev = init_slots
         slots, dists, attn = [], [], []
         for t in range(features.shape[1]):
-            latents = self.first_latents(B, cues, features[:, 0]) if prev is None else self.predictor(prev)
+            if prev is None:
+                latents, iters = self.first_latents(B, cues, features[:, 0]), self.grouper.iters
+            else:  # a later frame: its latents come from the previous frame's slots
+                latents, iters = self.next_latents(prev), self.iters_after_first
             dist = self.kernel_dist(latents)
-            prev, a = self.grouper(self._kernels(dist, generator), features[:, t])
+            prev, a = self.grouper(self._kernels(dist, generator), features[:, t], iters=iters)
             slots.append(prev)
             dists.append(dist)
             attn.append(a)

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from cjepa.config import load_config
+from cjepa.config.errors import ConfigError
 from cjepa.models.encoder_factory import build_object_encoder
 from cjepa.models.savi import ConvTranspose2d, SAVi, coordinate_grid
 from cjepa.utils.image import IMAGENET_MEAN, IMAGENET_STD
@@ -174,6 +175,66 @@ def test_truncated_backprop_trains_first_and_last_frames_over_carried_slots():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     m.eval()
     assert m(x, generator=g())[1].masks.shape[1] == 6  # validation clips are scored whole
+
+
+def _count_steps(m):
+    """Wraps the grouper's update so each call is counted: (list of per-frame counts, grouper forward hook)."""
+    per_frame, step = [], m.grouper.step
+
+    def counted(*args, **kwargs):
+        per_frame[-1] += 1
+        return step(*args, **kwargs)
+
+    m.grouper.step = counted
+    m.grouper.register_forward_pre_hook(lambda mod, args: per_frame.append(0))
+    return per_frame
+
+
+@pytest.mark.parametrize("extra,first,later", [((), 2, 2), (("encoder.savi.iters_after_first=1",), 2, 1),
+                                               (("encoder.savi.iters=1", "encoder.savi.iters_after_first=3"), 1, 3)])
+def test_slot_attention_iterations_on_the_first_and_later_frames(extra, first, later):
+    """encoder.savi.iters runs on the first frame, iters_after_first (0 = iters) on every frame seeded by the
+    transition: a 4-frame clip runs [first, later, later, later] grouper steps, in training and evaluation, and a
+    continued video (init_slots) runs ``later`` on all its frames."""
+    m = small("encoder.savi.resolution=32", *extra)
+    per_frame = _count_steps(m)
+    x = torch.randn(2, 4, 3, 32, 32)
+    m.train()(x)[0]["loss"].backward()
+    assert per_frame == [first, later, later, later]
+    per_frame.clear()
+    out = m.eval().encode(x, masks=False)
+    assert per_frame == [first, later, later, later]
+    per_frame.clear()
+    m.encode(x[:, :2], init_slots=out.slots[:, -1], masks=False)
+    assert per_frame == [later, later]
+
+
+def test_identity_transition_seeds_the_next_frame_with_the_slots_themselves():
+    """encoder.savi.transition=identity: frame t + 1's kernel is kernel_dist(slots of frame t), the transition MLP
+    is never run (but still built, so a checkpoint trained with it loads); "mlp" runs it once per later frame."""
+    seen = []
+    for transition in ("mlp", "identity"):
+        m = small("encoder.savi.resolution=32", "encoder.savi.eval_kernel=mean",
+                  f"encoder.savi.transition={transition}").eval()
+        calls, inits = [], []
+        m.predictor.register_forward_hook(lambda mod, args, out: calls.append(1))
+        m.grouper.register_forward_pre_hook(lambda mod, args, kwargs: inits.append(args[0]), with_kwargs=True)
+        x = torch.randn(2, 3, 3, 32, 32)
+        with torch.no_grad():
+            slots = m.encode(x, masks=False).slots  # (B, T, S, D)
+            assert len(calls) == (2 if transition == "mlp" else 0)  # frames 1 and 2
+            latents = slots[:, 0] if transition == "identity" else m.predictor(slots[:, 0])
+            want = m.kernel_dist(latents)[..., : m.slot_dim]
+        assert_close_verbose(inits[1], want, 1e-6, 1e-6, f"{transition}: frame-1 kernel from frame-0 slots")
+        seen.append(set(m.state_dict()))
+    assert seen[0] == seen[1]
+
+
+def test_iteration_and_transition_options_are_checked():
+    with pytest.raises(ConfigError, match="iters_after_first"):
+        small("encoder.savi.iters_after_first=-1")
+    with pytest.raises(ConfigError, match="transition"):
+        small("encoder.savi.transition=none")
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -92,6 +92,14 @@ class SaviConfig:
     dec_resolution: int = 8  # spatial-broadcast size; stride-2 layers until `resolution`
     slot_mlp: int = 256  # residual MLP after the GRU, and the transition MLP hidden width = 2 * slot_dim
     iters: int = 2
+    # Slot-attention iterations on every frame after the first (whose slots come from the transition, including
+    # the first frame of a continued video); 0 = ``iters``. SAVi itself runs 1 there: the transition already
+    # places the slots, and each extra iteration is another chance to re-bind them to other objects.
+    iters_after_first: int = 0
+    # What turns frame t's slots into frame t + 1's latents (before kernel_dist): "mlp" = the transition MLP
+    # (the original); "identity" = the slots as they are (the MLP is still built, so checkpoints load either way).
+    # Evaluating a trained model with "identity" tells whether the learned transition is what drifts.
+    transition: Literal["mlp", "identity"] = "mlp"
     eps: float = 1e-6
     kld_weight: float = 1e-4  # StoSAVi's KL on the kernel distribution
     kld_var: float = 0.01  # variance of the KL's prior
@@ -114,6 +122,11 @@ class SaviConfig:
     def validate(self) -> None:
         if self.grad_frames < 0:
             raise ConfigError(f"encoder.savi.grad_frames must be >= 0 (0 = every frame); got {self.grad_frames}")
+        if self.iters < 1 or self.iters_after_first < 0:
+            raise ConfigError(
+                f"encoder.savi.iters must be >= 1 and iters_after_first >= 0 (0 = iters); got {self.iters} and "
+                f"{self.iters_after_first}"
+            )
         res, ups = self.dec_resolution, 0
         while res < self.resolution:
             res, ups = res * 2, ups + 1

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from cjepa.config import load_config
+from cjepa.distributed.engine import lr_lambda
 from cjepa.tasks.predictor import PredictorTask
 from cjepa.trainer import Interrupted, NonFiniteLoss, Trainer, run_dir_of, train
 from cjepa.utils.checkpoint import latest_checkpoint, list_checkpoints, load_model_state
@@ -344,6 +345,12 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
     assert resumed.steps == [6, 7, 8]
     Trainer(c := smoke(tmp_path, "train.max_steps=10", "optim.lr=0.002", "train.allow_config_change=true"), Counted(c),
             progress=False).fit()
+    # the changed learning rate is the one trained with (the checkpoint's optimizer holds the old one), on the
+    # schedule's multiplier of each step
+    rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
+    lr_at = {r["step"]: r["train/lr"] for r in rows if "train/lr" in r}
+    multiplier = lr_lambda(c.optim.schedule, c.optim.warmup_steps, 10, c.optim.min_lr_ratio)
+    assert lr_at[10] == pytest.approx(0.002 * multiplier(9)) and lr_at[6] == pytest.approx(0.0005 * multiplier(5))
     history = [json.loads(line) for line in (rd / "config_history.jsonl").read_text().splitlines()]
     assert [(h["step"],
              h["checkpoint"] and h["checkpoint"][-12:]) for h in history] == [(0, None), (6, "step_0000006"),

@@ -143,8 +143,19 @@ class LocalEngine:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """The optimizer's moments and the schedule's position from the checkpoint; its hyperparameters (learning
+        rates, weight decay, betas) from this run's config. They are the same unless a resume changed the config
+        (``train.allow_config_change``), and then the new values are what was asked for: loaded as saved, the
+        checkpoint's learning rates would silently win."""
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(sd["optimizer"])
         self.scheduler.load_state_dict(sd["scheduler"])
+        for group, fresh in zip(self.optimizer.param_groups, hyper):
+            group.update(fresh)
+        self.scheduler.base_lrs = [g["initial_lr"] for g in self.optimizer.param_groups]
+        step = self.scheduler.last_epoch  # the multiplier of the step the run resumes at, on the new base rates
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(step)
 
     def eval_context(self) -> ContextManager:
         """The module is whole on every rank: nothing to gather."""

@@ -14,8 +14,8 @@ that size come from the heap) and the trim threshold at 1 GiB (up to that much f
 step), so a steady-state step reuses the pages of the previous one. The cost is resident memory: a process
 keeps up to 1 GiB of freed heap instead of returning it. Results do not change (allocation only). The settings
 are process-wide, made once per process by :func:`tune_cpu_allocator` (the trainer calls it for CPU runs);
-``system`` leaves the C library as it is. On a C library other than glibc (macOS, musl) there is nothing to tune
-and the run says so.
+``system`` leaves the C library as it is. On a C library other than glibc (macOS, musl) there is nothing to tune:
+the run logs ``cpu_allocator=system``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def tune_cpu_allocator(mode: str) -> str:
     libc = glibc()
     if libc is None:
         return f"system (tuned needs glibc; this C library is {platform.libc_ver()[0] or 'unknown'})"
-    # trim first: setting the mmap threshold also fixes glibc's trim threshold unless it was set explicitly
+    # either call also turns off glibc's own threshold adjustment, so both values hold from here on
     ok = libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
     if not ok:
         return "system (glibc refused the thresholds)"

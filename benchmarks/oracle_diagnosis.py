@@ -223,6 +223,28 @@ def _original_angle_error(goal_angle: float, angle: np.ndarray) -> np.ndarray:
     return np.minimum(d, 2 * np.pi - d)
 
 
+def play_recorded(env, planner, s0: np.ndarray, goal: np.ndarray, budget: int, on_plan) -> tuple:
+    """One MPC episode from ``s0`` (the planner already reset to ``goal``) until success or ``budget`` steps;
+    ``on_plan(step)`` is called after every fresh plan (``step`` = env steps taken before it) and its results are
+    collected. Returns (history, success, steps, per-plan records)."""
+    from cjepa.plan.mpc import EpisodeHistory
+
+    history = EpisodeHistory()
+    history.add_frame(env.reset(s0, goal))
+    plans, success, steps = [], False, 0
+    for steps in range(1, budget + 1):
+        before = len(planner.plan_seconds)
+        action = planner.act(history)
+        if len(planner.plan_seconds) > before:
+            plans.append(on_plan(steps - 1))
+        obs, success, _ = env.step(action)
+        history.add_action(action)
+        history.add_frame(obs)
+        if success:
+            break
+    return history, success, steps, plans
+
+
 def cmd_trace(args) -> dict:
     """Why pairs fail: per pair (``--pairs``, indices into the seed's draw of ``--episodes``), what it asks for,
     the expert's own actions replayed (their cost, their size in CEM's normalised units), and an episode of the
@@ -234,7 +256,7 @@ def cmd_trace(args) -> dict:
     from cjepa.plan.cem import CEM
     from cjepa.plan.diagnose import classify_episode, displacement, normalised_errors, state_cost
     from cjepa.plan.evaluate import episode_seed, load_expert_episodes, sample_start_goal_pairs
-    from cjepa.plan.mpc import EpisodeHistory, MPCPlanner
+    from cjepa.plan.mpc import MPCPlanner
     from cjepa.plan.world_model import Goal
 
     torch.set_num_threads(1)
@@ -253,29 +275,20 @@ def cmd_trace(args) -> dict:
         planner = MPCPlanner(wm, CEM(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
                                      var_scale=args.var_scale, seed=episode_seed(args.seed, index)),
                              horizon=pc.horizon, receding_horizon=pc.receding_horizon)
-        obs = env.reset(s0, goal)
         planner.reset(Goal(proprio=state_to_proprio(goal), state=goal))
-        history = EpisodeHistory()
-        history.add_frame(obs)
-        plans, success, steps = [], False, 0
-        for steps in range(1, pc.budget + 1):
-            before = len(planner.plan_seconds)
-            action = planner.act(history)
-            if len(planner.plan_seconds) > before:
-                res = planner.last_result
-                plan_states = wm.simulate(res.mean[None], every=1)[0, 1:]  # (25, 7) the plan as CEM scored it
-                plan_cost = state_cost(plan_states, goal, args.angle_weight)
-                plans.append({
-                    "at_step": steps - 1, "elite_cost": res.cost_history, "best_cost": res.best_history,
-                    "elite_std": res.std_history, "plan_best_step_cost": float(plan_cost.min()),
-                    "plan_best_step": int(plan_cost.argmin()) + 1, "plan_last_step_cost": float(plan_cost[-1]),
-                    "plan_max_abs_action": float(np.abs(wm.blocks_to_env(res.mean)).max()),
-                    "plan_max_abs_z": float(res.mean.abs().max()), "seconds": planner.plan_seconds[-1]})
-            obs, success, _ = env.step(action)
-            history.add_action(action)
-            history.add_frame(obs)
-            if success:
-                break
+
+        def plan_record(at_step: int, planner=planner, goal=goal) -> dict:
+            res = planner.last_result
+            plan_states = wm.simulate(res.mean[None], every=1)[0, 1:]  # (25, 7) the plan as CEM scored it
+            plan_cost = state_cost(plan_states, goal, args.angle_weight)
+            return {
+                "at_step": at_step, "elite_cost": res.cost_history, "best_cost": res.best_history,
+                "elite_std": res.std_history, "plan_best_step_cost": float(plan_cost.min()),
+                "plan_best_step": int(plan_cost.argmin()) + 1, "plan_last_step_cost": float(plan_cost[-1]),
+                "plan_max_abs_action": float(np.abs(wm.blocks_to_env(res.mean)).max()),
+                "plan_max_abs_z": float(res.mean.abs().max()), "seconds": planner.plan_seconds[-1]}
+
+        history, success, steps, plans = play_recorded(env, planner, s0, goal, pc.budget, plan_record)
         states = np.stack(history.states)
         err = normalised_errors(states[-1], goal)
         wrap_gap = float(np.abs(angle_error(goal[4], states[:, 4])

@@ -35,7 +35,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.oracle_diagnosis import append_record, expert_actions, provenance, quantiles  # noqa: E402
+from benchmarks.oracle_diagnosis import (  # noqa: E402
+    append_record,
+    expert_actions,
+    play_recorded,
+    provenance,
+    quantiles,
+)
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -306,7 +312,7 @@ def cmd_episodes(args) -> dict:
     from cjepa.plan.cem import CEM
     from cjepa.plan.diagnose import classify_episode, normalised_errors
     from cjepa.plan.evaluate import episode_seed
-    from cjepa.plan.mpc import EpisodeHistory, MPCPlanner
+    from cjepa.plan.mpc import MPCPlanner
     from cjepa.plan.video import decode_state_slots
 
     torch.set_num_threads(1)
@@ -320,21 +326,10 @@ def cmd_episodes(args) -> dict:
                   seed=episode_seed(args.seed, index))
         planner = MPCPlanner(model, cem, horizon=pc.horizon, receding_horizon=pc.receding_horizon,
                              history_obs=pc.history_obs)
-        obs = env.reset(s0, g)
         planner.reset(_goal(g))
-        history = EpisodeHistory()
-        history.add_frame(obs)
-        plans, success, steps = [], False, 0
-        for steps in range(1, pc.budget + 1):
-            before = len(planner.plan_seconds)
-            action = planner.act(history)
-            if len(planner.plan_seconds) > before:
-                plans.append(_plan_record(model, sim, planner, g, steps - 1, decode_state_slots, is_success))
-            obs, success, _ = env.step(action)
-            history.add_action(action)
-            history.add_frame(obs)
-            if success:
-                break
+        history, success, steps, plans = play_recorded(
+            env, planner, s0, g, pc.budget,
+            lambda at, planner=planner, g=g: _plan_record(model, sim, planner, g, at, decode_state_slots, is_success))
         states = np.stack(history.states)
         err = normalised_errors(states[-1], g)
         rows.append({"index": index, "key": key, "start": start, "success": bool(success), "steps": steps,

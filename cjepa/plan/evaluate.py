@@ -286,9 +286,11 @@ def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episo
                            if record and i < plan_cfg.videos else "")
                 for i, (key, start) in enumerate(pairs)]
         results[seed] = []
-        finished = {j.index: done[seed, j.index] for j in jobs
-                    if done and (seed, j.index) in done and (done[seed, j.index].key, done[seed, j.index].start)
-                    == (j.key, j.start)}
+        finished = {}  # index -> the interrupted run's result for the same pair
+        for j in jobs:
+            res = (done or {}).get((seed, j.index))
+            if res is not None and (res.key, res.start) == (j.key, j.start):
+                finished[j.index] = res
         fresh = runner.map([j for j in jobs if j.index not in finished], plan_cfg.workers)
         for job in jobs:
             res = finished[job.index] if job.index in finished else next(fresh)

@@ -16,6 +16,11 @@ config is generated from ours by :func:`cjepa.config.to_deepspeed` and written t
   demo, rollout and evaluation code. The checkpoint directory still appears atomically.
 * Resume with another world size (or ZeRO stage): the checkpoint is converted once to DeepSpeed's universal
   format (``deepspeed/<tag>_universal``) and loaded from there.
+* Shared memory on CPU: DeepSpeed's CPU all-reduce maps one shared-memory workspace per rank (about 67 MB in
+  ``/dev/shm``, which is RAM) and never unlinks it, so every CPU run would leave its workspaces behind until the
+  machine reboots. Once every rank has mapped every workspace, each rank unlinks its own name
+  (:func:`unlink_cpu_workspace`); the mappings stay valid until the processes exit, so nothing is left even after
+  a crash or Ctrl-C.
 * ZeRO-3 evaluation: parameters are partitioned across ranks, and the model's own parameters (mask token,
   time embedding) are used outside any submodule's forward, so evaluation runs inside :meth:`eval_context`,
   which gathers the full parameters on every rank for its duration.
@@ -73,6 +78,24 @@ def import_deepspeed(env: DistEnv, device: torch.device):
     return deepspeed
 
 
+def cpu_workspace_path(rank: int) -> Path:
+    """Where DeepSpeed's CPU all-reduce keeps ``rank``'s workspace: its C++ op names it from the user id and the
+    MASTER_ADDR / MASTER_PORT it reads from the environment
+    (``deepspeed_allreduce_buffer_<uid>_<addr>_<port>_<rank>``)."""
+    addr, port = os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", "")
+    return Path("/dev/shm") / f"deepspeed_allreduce_buffer_{os.getuid()}_{addr}_{port}_{rank}"
+
+
+def unlink_cpu_workspace(env: DistEnv, device: torch.device) -> None:
+    """Unlink this rank's shared-memory workspace once every rank has mapped all of them (they map them inside
+    ``deepspeed.init_distributed``; the barrier says every rank has returned from it)."""
+    if device.type != "cpu":
+        return
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+    cpu_workspace_path(env.rank).unlink(missing_ok=True)
+
+
 class DeepSpeedEngine:
     """``deepspeed.initialize`` around our model, optimizer hyper-parameters and LR schedule."""
 
@@ -93,6 +116,7 @@ class DeepSpeedEngine:
         # DeepSpeed's op loader prints to stdout; stdout is for our tables
         with contextlib.redirect_stdout(sys.stderr):
             deepspeed.init_distributed(dist_backend=dist.get_backend(), auto_mpi_discovery=False)  # wraps our group
+            unlink_cpu_workspace(env, device)
             self.engine, _, _, _ = deepspeed.initialize(
                 model=module.to(device),
                 model_parameters=param_groups,

@@ -77,8 +77,10 @@ def _one_rank_resumes(rank: int, port: int, out: Path) -> None:
 def runs(tmp_path_factory) -> Path:
     """Single-process references (here) and every DeepSpeed variant (two spawns) in one folder of run dirs."""
     out = tmp_path_factory.mktemp("deepspeed_runs")
-    mp.spawn(_two_rank_runs, args=(free_port(), out), nprocs=2, join=True)
-    mp.spawn(_one_rank_resumes, args=(free_port(), out), nprocs=1, join=True)
+    ports = {"two_ranks": free_port(), "one_rank": free_port()}
+    (out / "ports.json").write_text(json.dumps(ports))
+    mp.spawn(_two_rank_runs, args=(ports["two_ranks"], out), nprocs=2, join=True)
+    mp.spawn(_one_rank_resumes, args=(ports["one_rank"], out), nprocs=1, join=True)
     _fit(out, "single", "dist.engine=single")
     _fit(out, "single_accum", "dist.engine=single", *ACCUM)
     return out
@@ -101,6 +103,19 @@ def _assert_same_weights(a: dict, b: dict, what: str, atol: float = ATOL, rtol: 
 def _metric_series(run_dir: Path, key: str) -> list[float]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r[key] for r in rows if key in r]
+
+
+# --------------------------------------------------------------------------------------------- shared memory
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_cpu_runs_leave_no_shared_memory_behind(runs):
+    """DeepSpeed's CPU all-reduce workspaces (about 67 MB of /dev/shm each) are gone once the runs have ended."""
+    ports = json.loads((runs / "ports.json").read_text())
+    left = sorted(p.name for p in Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_{os.getuid()}_127.0.0.1_*")
+                  if p.name.rsplit("_", 2)[-2] in {str(v) for v in ports.values()})
+    assert left == [], f"left in /dev/shm: {left}"
 
 
 # --------------------------------------------------------------------------------------------- parity

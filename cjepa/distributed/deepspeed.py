@@ -49,7 +49,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from cjepa.config import derive, to_deepspeed
-from cjepa.distributed.engine import lr_lambda
+from cjepa.distributed.engine import lr_lambda, optimizer_hyperparameters, restore_hyperparameters
 from cjepa.distributed.env import DistEnv, export_env, init_single_process_group, quiet_other_ranks
 from cjepa.utils.precision import resolve_precision
 
@@ -221,6 +221,7 @@ class DeepSpeedEngine:
         if not same_layout and sharded:
             tag = self._ensure_universal(ds_dir, tag)
             self.engine._config.load_universal_checkpoint = True  # read at load time only; set for this load
+        hyper = optimizer_hyperparameters(self.engine.optimizer.param_groups)
         try:
             # DeepSpeed reads its files with weights_only=False here. This is resume: the files are this run's own
             # checkpoints in its run dir (train.resume=auto) or a path the user named as theirs to continue.
@@ -229,6 +230,8 @@ class DeepSpeedEngine:
             self.engine._config.load_universal_checkpoint = False
         if path is None:
             raise DeepSpeedCheckpointError(f"DeepSpeed could not load tag {tag!r} from {ds_dir}")
+        # the config's learning rates and optimizer settings, as the other engines (a resume may change them)
+        restore_hyperparameters(self.engine.optimizer.param_groups, self.engine.lr_scheduler, hyper)
 
     def _ensure_universal(self, ds_dir: Path, tag: str) -> str:
         out = ds_dir / f"{tag}_universal"

@@ -92,6 +92,30 @@ class Engine(Protocol):
         """Resume: the weights (``model_state``, None when :attr:`reads_own_model`) and the optimizer state."""
 
 
+# The parameter-group settings that come from the config. Only these are put back after a resume: an optimizer may
+# keep progress in its groups too (DeepSpeed's CPU Adam counts its steps in ``group["step"]``), which must load.
+CONFIG_HYPERPARAMETERS = ("lr", "initial_lr", "weight_decay", "betas", "eps")
+
+
+def optimizer_hyperparameters(param_groups: list[dict]) -> list[dict]:
+    """Each parameter group's settings from the config (:data:`CONFIG_HYPERPARAMETERS`)."""
+    return [{k: g[k] for k in CONFIG_HYPERPARAMETERS if k in g} for g in param_groups]
+
+
+def restore_hyperparameters(param_groups: list[dict], scheduler: torch.optim.lr_scheduler.LambdaLR,
+                            hyper: list[dict]) -> None:
+    """After a checkpoint's optimizer and schedule were loaded: put back this run's ``hyper``
+    (:func:`optimizer_hyperparameters` taken before loading) and set each group's learning rate to the schedule's
+    multiplier at the resumed step on the new base rates. Loaded as saved, the checkpoint's values would win over
+    a resume's changed config."""
+    for group, fresh in zip(param_groups, hyper):
+        group.update(fresh)
+    scheduler.base_lrs = [g["initial_lr"] for g in param_groups]
+    step = scheduler.last_epoch  # the multiplier of the step the run resumes at
+    for group, base, factor in zip(param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(step)
+
+
 class LocalEngine:
     """Single process or DDP (gloo on CPU, nccl on GPU)."""
 
@@ -147,15 +171,10 @@ class LocalEngine:
         rates, weight decay, betas) from this run's config. They are the same unless a resume changed the config
         (``train.allow_config_change``), and then the new values are what was asked for: loaded as saved, the
         checkpoint's learning rates would silently win."""
-        hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        hyper = optimizer_hyperparameters(self.optimizer.param_groups)
         self.optimizer.load_state_dict(sd["optimizer"])
         self.scheduler.load_state_dict(sd["scheduler"])
-        for group, fresh in zip(self.optimizer.param_groups, hyper):
-            group.update(fresh)
-        self.scheduler.base_lrs = [g["initial_lr"] for g in self.optimizer.param_groups]
-        step = self.scheduler.last_epoch  # the multiplier of the step the run resumes at, on the new base rates
-        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
-            group["lr"] = base * factor(step)
+        restore_hyperparameters(self.optimizer.param_groups, self.scheduler, hyper)
 
     def eval_context(self) -> ContextManager:
         """The module is whole on every rank: nothing to gather."""

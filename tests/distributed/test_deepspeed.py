@@ -33,6 +33,7 @@ COMMON = ["model.dropout=0.0", "optim.eps=1e-6", "train.max_steps=4", "train.ckp
 ACCUM = ["train.grad_accum=2", "optim.grad_clip=0.05", "optim.schedule=cosine", "optim.warmup_steps=2",
          "optim.min_lr_ratio=0.1"]
 DS = ["dist.engine=deepspeed"]
+NEW_LR = 0.004  # a resume that changes the learning rate
 ATOL, RTOL = 1e-6, 1e-5  # fp32 on CPU: only the order of the gradient sums differs between layouts
 
 
@@ -59,8 +60,11 @@ def _two_rank_runs(rank: int, port: int, out: Path) -> None:
     if rank == 0:
         _copy_checkpoint(out, "zero3", "zero3_resumed", 2)
         _copy_checkpoint(out, "zero1", "zero1_as_zero2", 2)
+        _copy_checkpoint(out, "zero2_accum", "zero2_accum_new_lr", 2)
     dist.barrier()
     _fit(out, "zero3_resumed", *DS, "dist.zero_stage=3")
+    _fit(out, "zero2_accum_new_lr", *DS, "dist.zero_stage=2", *ACCUM, f"optim.lr={NEW_LR}",
+         "train.allow_config_change=true")
     _fit(out, "zero1_as_zero2", *DS, "dist.zero_stage=2")  # another ZeRO stage: through the universal format
 
 
@@ -180,6 +184,19 @@ def test_resume_equals_uninterrupted(runs):
     _assert_same_weights(_final_weights(runs / "zero3_resumed"), _final_weights(runs / "zero3"), "zero3 resumed",
                          atol=0, rtol=0)
     assert _metric_series(runs / "zero3_resumed", "train/loss") == _metric_series(runs / "zero3", "train/loss")[2:]
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_resume_with_a_changed_learning_rate_trains_with_it(runs):
+    """A resume with another optim.lr (train.allow_config_change) trains with it, on the same schedule: every step
+    after the resume has the uninterrupted run's learning rate scaled by new / old, as with the single-process
+    engine (the checkpoint's optimizer holds the old rate)."""
+    old_lr = load_config([SMOKE], [*COMMON, *ACCUM]).optim.lr
+    uninterrupted = _metric_series(runs / "zero2_accum", "train/lr")
+    resumed = _metric_series(runs / "zero2_accum_new_lr", "train/lr")
+    assert len(uninterrupted) == 4 and len(set(uninterrupted[2:])) == 2  # the schedule moves after the resume
+    assert resumed == pytest.approx([x * NEW_LR / old_lr for x in uninterrupted[2:]])
 
 
 @pytest.mark.dist

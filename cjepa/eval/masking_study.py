@@ -40,8 +40,9 @@ from cjepa.config import Config, ConfigError, merge, parse_override, validate
 from cjepa.data.slot_store import open_split
 from cjepa.distributed.env import DistEnv, pick_device
 from cjepa.eval.probe import ProbeError, run_probe, store_videos
+from cjepa.eval.vqa.evaluate import jsonable
 from cjepa.eval.vqa.questions import QuestionError
-from cjepa.eval.vqa.reasoner import train_reasoner
+from cjepa.eval.vqa.reasoner import evaluate_checkpoint, train_reasoner
 from cjepa.eval.vqa.rollouts import counterfactuals_for_split, load_predictor, write_factual_rollouts
 from cjepa.trainer import train
 from cjepa.utils.report import table, write_csv
@@ -117,11 +118,19 @@ def check_inputs(cfg: Config) -> None:
     if "counterfactual_rollout" in cfg.study.protocols and not cfg.vqa.annotations:
         raise ConfigError("study.protocols includes counterfactual_rollout, which needs vqa.annotations (object "
                           "tables)")
-    needed = {cfg.data.train_split, cfg.data.val_split}
+    needed = reasoner_splits(cfg)
     if not needed <= set(cfg.study.splits):
         raise ConfigError(f"study.splits {cfg.study.splits} must include the reasoner's splits {sorted(needed)}")
+    if cfg.study.reasoner and not Path(cfg.study.reasoner).exists():
+        raise ConfigError(f"study.reasoner={cfg.study.reasoner!r} does not exist: name a reasoner checkpoint or run "
+                          "dir")
     if cfg.vqa.video_len > cfg.rollout.obs_frames:
         raise ConfigError(f"vqa.video_len={cfg.vqa.video_len} exceeds rollout.obs_frames={cfg.rollout.obs_frames}")
+
+
+def reasoner_splits(cfg: Config) -> set[str]:
+    """The splits whose rollouts the reasoners read: val only when a trained reasoner is given (study.reasoner)."""
+    return {cfg.data.val_split} if cfg.study.reasoner else {cfg.data.train_split, cfg.data.val_split}
 
 
 # --------------------------------------------------------------------------------------------- one cell
@@ -185,6 +194,8 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
     if "counterfactual_rollout" in ccfg.study.protocols:
         for split, qpath in ((ccfg.data.train_split, ccfg.vqa.questions_train),
                              (ccfg.data.val_split, ccfg.vqa.questions_val)):
+            if split not in reasoner_splits(ccfg):
+                continue
             cf_stats[split] = counterfactuals_for_split(
                 predictor,
                 source=ccfg.data.source,
@@ -205,13 +216,16 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
-    # 4. reasoners
+    # 4. reasoners: trained per protocol, or the given one evaluated
     vqa = {}
     for protocol in ccfg.study.protocols:
         vcfg = copy.deepcopy(ccfg)
         vcfg.run.name = f"vqa_{protocol}"
         vcfg.vqa.slots, vcfg.vqa.slots_source, vcfg.vqa.protocol = str(cdir / "rollout"), "store", protocol
         vcfg.vqa.cf_slots = str(cdir / "counterfactual")
+        if ccfg.study.reasoner:
+            vqa[protocol] = evaluate_given_reasoner(vcfg, cdir / vcfg.run.name, progress, log, name)
+            continue
         vsum_path = cdir / vcfg.run.name / "summary.json"
         if not vsum_path.is_file():
             log(f"{name}: training the reasoner, protocol {protocol}")
@@ -227,10 +241,25 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
            "baseline_mse": psum.get("final_eval", {}).get("baseline_mse")},
         "counterfactual": cf_stats,
         "probe": probe,
+        "reasoner": ccfg.study.reasoner or "trained per protocol",
         "vqa": vqa,
     }
     done.write_text(json.dumps(results, indent=1))
     return results
+
+
+def evaluate_given_reasoner(vcfg: Config, out: Path, progress: bool, log: Callable[[str], None], name: str) -> dict:
+    """Step 4 with ``study.reasoner``: that reasoner answers the val questions from this cell's rollouts (its own
+    architecture and frame sampling, from its checkpoint); outputs and ``evaluation.json`` go to ``out``."""
+    done = out / "evaluation.json"
+    if not done.is_file():
+        vcfg.vqa.checkpoint, vcfg.vqa.eval_split = vcfg.study.reasoner, vcfg.data.val_split
+        log(f"{name}: evaluating {vcfg.study.reasoner}, protocol {vcfg.vqa.protocol}")
+        res, info, _ = evaluate_checkpoint(vcfg, progress=progress, out_dir=out)
+        record = {k: res.get(k) for k in ("metrics", "metrics_std", "ensemble", "offsets")}
+        record |= {"data": {"val": info}, "reasoner": vcfg.study.reasoner}
+        done.write_text(json.dumps(jsonable(record), indent=1))
+    return json.loads(done.read_text())
 
 
 def probe_cell(cfg: Config, predictor, out: Path, device) -> dict:

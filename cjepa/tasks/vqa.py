@@ -142,7 +142,7 @@ def build_split(
         qs, videos, keys, video_len=v.video_len, num_frames=v.num_frames, cf_videos=cf_videos, cf_keys=cf_keys,
         sampling=v.frame_sampling
     )
-    info.update(videos=len(set(keys)), num_slots=ds.num_slots, slot_dim=ds.slot_dim)
+    info.update(videos=len(set(keys)), num_slots=ds.num_slots, slot_dim=ds.slot_dim, slots=str(v.slots))
     return ds, info
 
 

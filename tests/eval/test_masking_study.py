@@ -148,3 +148,65 @@ def test_probe_cell_measures_the_attention_ratio_or_says_why_not(tmp_path):
     assert (tmp_path / "probe" / "probe.json").is_file()
     cfg.vqa.annotations = ""
     assert "vqa.annotations" in probe_cell(cfg, model, tmp_path / "probe2", "cpu")["skipped"]
+
+
+@pytest.mark.slow
+def test_a_given_reasoner_is_evaluated_on_each_cells_rollouts_not_retrained(tmp_path):
+    """study.reasoner: every cell evaluates that reasoner (with the frame sampling it was trained with) on its own
+    val rollouts under both protocols; no reasoner is trained, nothing is written into the given reasoner's run,
+    and only the val split gets counterfactual rollouts."""
+    from cjepa.eval.vqa.reasoner import evaluate_checkpoint, train_reasoner
+
+    world = tmp_path / "world"
+    write_billiards_vqa(world, {"train": 8, "val": 4}, num_slots=4, slot_dim=16, observed_frames=24, total_frames=28,
+                        max_objects=4)
+    common = [
+        f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu", "model.num_slots=4", "model.slot_dim=16",
+        "model.history_frames=3", "model.pred_frames=2", "model.depth=1", "model.heads=2", "model.mlp_dim=16",
+        "data.source=store", f"data.path={world / 'slots'}", "data.batch_size=16", "data.val_max_windows=16",
+        "train.max_steps=3", "train.epochs=0", "train.val_every=3", "train.ckpt_every=3", "rollout.obs_frames=24",
+        "rollout.target_frames=28", "rollout.eval_videos=2", "rollout.eval_chains=1",
+        f"vqa.questions_train={world / 'questions/train.json'}", f"vqa.questions_val={world / 'questions/val.json'}",
+        f"vqa.annotations={world / 'annotations.json'}", "vqa.video_len=24", "vqa.num_frames=4", "vqa.cf_frames=24",
+        "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=1", "vqa.ffn_dim=16", "vqa.head_hidden=8", "vqa.batch_size=16",
+        "train.log_every=1",
+    ]
+    rcfg = load_config([], [*common, "run.name=reasoner", f"vqa.slots={world / 'slots'}", "vqa.epochs=1",
+                            "vqa.frame_sampling=span"])
+    train_reasoner(rcfg, progress=False)
+    reasoner = tmp_path / "runs" / "reasoner"
+    files_before = {p: p.stat().st_mtime for p in reasoner.rglob("*")}
+
+    cfg = load_config([], [*common, "study.name=given", 'study.grid=["masking.num_masked=0,1", "run.seed=0"]',
+                           f"study.reasoner={reasoner}", "study.splits=[val]"])  # the study itself says offsets
+    for cell in expand_grid(cfg.study.grid):
+        res = run_cell(cfg, cell, progress=False, log=lambda m: None)
+        cdir = study_root(cfg) / cell_name(cell)
+        assert res["reasoner"] == str(reasoner) and set(res["counterfactual"]) == {"val"}
+        assert not list(cdir.glob("vqa_*/checkpoints")), "a reasoner was trained"
+        for protocol in ("original", "counterfactual_rollout"):
+            got = res["vqa"][protocol]
+            assert got["data"]["val"]["slots"] == str(cdir / "rollout")
+            assert got["offsets"] == [0]  # span sampling, from the checkpoint: one offset (offsets would give many)
+            ecfg = load_config([], [*common, f"vqa.checkpoint={reasoner}", f"vqa.slots={cdir / 'rollout'}",
+                                    f"vqa.cf_slots={cdir / 'counterfactual'}", f"vqa.protocol={protocol}"])
+            ref, _, _ = evaluate_checkpoint(ecfg, progress=False, out_dir=tmp_path / "reference")
+            assert got["metrics"] == pytest.approx({k: (None if v != v else v) for k, v in ref["metrics"].items()},
+                                                   nan_ok=True)
+        assert res["vqa"]["counterfactual_rollout"]["data"]["val"]["cf_from_rollout"] > 0
+    assert {p: p.stat().st_mtime for p in reasoner.rglob("*")} == files_before
+    out = collect(cfg)
+    assert {r["masking.num_masked"] for r in out["rows"]} == {"0", "1"}
+
+
+def test_a_missing_given_reasoner_fails_before_any_training(tmp_path):
+    world = tmp_path / "world"
+    write_billiards_vqa(world, {"train": 2, "val": 2}, num_slots=4, slot_dim=16, observed_frames=24, total_frames=28,
+                        max_objects=4)
+    cfg = load_config([], [f"run.out_dir={tmp_path / 'runs'}", "data.source=store", f"data.path={world / 'slots'}",
+                           f"vqa.questions_train={world / 'questions/train.json'}", "rollout.obs_frames=24",
+                           f"vqa.questions_val={world / 'questions/val.json'}", "vqa.video_len=24", "vqa.num_frames=4",
+                           f"vqa.annotations={world / 'annotations.json'}", f"study.reasoner={tmp_path / 'nope'}"])
+    with pytest.raises(ConfigError, match=r"study.reasoner=.*nope.* does not exist"):
+        run_cell(cfg, ["masking.num_masked=0"], progress=False, log=lambda m: None)
+    assert not (tmp_path / "runs").exists()

@@ -93,6 +93,10 @@ class StudyConfig:
     grid: list[str] = field(default_factory=lambda: ["masking.num_masked=0,1,2,3,4", "run.seed=0,1,2"])
     protocols: list[str] = field(default_factory=lambda: ["original", "counterfactual_rollout"])
     splits: list[str] = field(default_factory=lambda: ["train", "val"])  # splits rolled out for the reasoner
+    # A trained reasoner (checkpoint or run dir), e.g. the ceiling's (vqa.protocol=oracle): every cell evaluates it
+    # on its own rollouts instead of training one per cell and protocol. Only the world model then differs between
+    # cells, and the drop from the reasoner's oracle accuracy is what the world model costs. "" = train per cell.
+    reasoner: str = ""
 
     def validate(self) -> None:
         for item in self.grid:

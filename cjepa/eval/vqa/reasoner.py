@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import sys
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -54,6 +55,7 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
             "dropout",
             "head_hidden",
             "num_frames",
+            "frame_sampling",
             "question_len",
             "choice_len",
             "video_len",
@@ -68,8 +70,9 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
     return model.to(device).eval(), vocab, c
 
 
-def evaluate_checkpoint(cfg: Config, progress: bool = True) -> tuple[dict, dict, Path]:
-    """Evaluate ``vqa.checkpoint`` on ``vqa.eval_split`` (questions ``vqa.questions_val``) under ``vqa.protocol``."""
+def evaluate_checkpoint(cfg: Config, progress: bool = True, out_dir: Optional[Path] = None) -> tuple[dict, dict, Path]:
+    """Evaluate ``vqa.checkpoint`` on ``vqa.eval_split`` (questions ``vqa.questions_val``) under ``vqa.protocol``;
+    the outputs go to ``out_dir`` (default: the checkpoint's run dir)."""
     device = pick_device(cfg.run.device, DistEnv())
     model, vocab, c = load_reasoner(cfg.vqa.checkpoint, cfg, device)
     ds, info = build_split(c, c.vqa.eval_split, c.vqa.questions_val, vocab, labelled=None)
@@ -83,8 +86,10 @@ def evaluate_checkpoint(cfg: Config, progress: bool = True) -> tuple[dict, dict,
         model, ds, eval_offsets(c), batch_size=c.vqa.val_batch_size, device=device, progress=progress,
         autocast_dtype=dtype
     )
-    out_dir = resolve_checkpoint(cfg.vqa.checkpoint)
-    out_dir = out_dir.parent.parent if out_dir.parent.name == "checkpoints" else out_dir
+    if out_dir is None:
+        out_dir = resolve_checkpoint(cfg.vqa.checkpoint)
+        out_dir = out_dir.parent.parent if out_dir.parent.name == "checkpoints" else out_dir
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     write_outputs(
         res,
         ds.qs,

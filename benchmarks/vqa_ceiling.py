@@ -17,6 +17,9 @@ frame indices), per start offset. That is the ceiling any reasoner has under the
 shows which answers the frames cannot decide. It also counts how often the explanatory answer (causal ancestry)
 differs from "removing the object prevents the collision", the rule the world used before.
 
+``--subtypes RUN`` trains nothing: it scores a finished reasoner run's val predictions per descriptive subtype
+(count, exist, query_color) and per multiple-choice type, with the answers it predicted.
+
 ``--exist-probe N`` asks whether the reasoner learns at all, on the simplest question the slots decide: "Are there
 any <colour> objects?" (the colour is linearly decodable from one slot), over N training scenes of the billiards
 dynamics (8 frames spread over 24, 3-6 objects, 7 slots of 16 dims), 300 held-out scenes, validation accuracy
@@ -296,6 +299,50 @@ def append_row(a, row: dict) -> Path:
     return out
 
 
+def accuracy_by_subtype(questions: list[dict], predictions: list[dict]) -> dict[str, dict]:
+    """Per descriptive subtype (accuracy per question) and per multiple-choice type (accuracy per option): the
+    number scored, the accuracy and the predicted answers' counts -- which kinds a reasoner has learnt, and which
+    it answers with a constant. Both lists are CLEVRER-schema scenes; predictions as the evaluation writes them."""
+    predicted = {(s["scene_index"], q["question_id"]): q for s in predictions for q in s["questions"]}
+    right: dict[str, list[bool]] = collections.defaultdict(list)
+    answers: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for scene in questions:
+        for q in scene["questions"]:
+            p = predicted[(scene["scene_index"], q["question_id"])]
+            if q["question_type"] == "descriptive":
+                kind = q["question_subtype"]
+                right[kind].append(p["answer"] == q["answer"])
+                answers[kind][p["answer"]] += 1
+                continue
+            chosen = {c["choice_id"]: c["answer"] for c in p["choices"]}
+            for c in q["choices"]:
+                right[q["question_type"]].append(chosen[c["choice_id"]] == c["answer"])
+                answers[q["question_type"]][chosen[c["choice_id"]]] += 1
+    return {k: {"scored": len(v), "accuracy": sum(v) / len(v), "answers": dict(answers[k].most_common())}
+            for k, v in right.items()}
+
+
+def subtypes(a, argv) -> int:
+    """Score a trained reasoner's val predictions per question subtype; one row."""
+    import yaml
+
+    from cjepa.eval.vqa.questions import load_question_file
+
+    run = Path(a.subtypes)
+    v = (yaml.safe_load((run / "config.yaml").read_text()) or {})["vqa"]
+    pred_file = run / f"predictions_val_{v['protocol']}.json"
+    if not pred_file.is_file():
+        raise SystemExit(f"{pred_file} not found: --subtypes needs a finished reasoner run (its val predictions)")
+    acc = accuracy_by_subtype(load_question_file(v["questions_val"]), json.loads(pred_file.read_text()))
+    row = {"benchmark": "vqa_ceiling_subtypes", **provenance(argv), "note": a.note, "run_dir": str(run),
+           "predictions": str(pred_file), "by_subtype": acc}
+    out = append_row(a, row)
+    print(table([(k, r["scored"], pct(r["accuracy"]), ", ".join(f"{n} {c}" for n, c in list(r["answers"].items())[:3]))
+                 for k, r in acc.items()], ["kind", "scored", "accuracy (%)", "most predicted"]))
+    print(f"row appended to {out}")
+    return 0
+
+
 def observe(a, overrides: list[str], argv) -> int:
     from cjepa.config import load_config
 
@@ -338,6 +385,8 @@ def main(argv=None) -> int:
     p.add_argument("--exist-probe", type=int, default=0, metavar="N",
                    help="no world: the exist-question probe on N scenes")
     p.add_argument("--probe-steps", type=int, default=1500)
+    p.add_argument("--subtypes", default="", metavar="RUN",
+                   help="no training: score RUN's val predictions per question subtype")
     p.add_argument("overrides", nargs="*",
                    help="config overrides on configs/billiards/vqa_demo.yaml (vqa.protocol=oracle is the default)")
     a = p.parse_args(argv)
@@ -348,6 +397,8 @@ def main(argv=None) -> int:
     overrides = ["vqa.protocol=oracle", "run.seed=0", *a.overrides]
     if a.observer:
         return observe(a, overrides, argv)
+    if a.subtypes:
+        return subtypes(a, argv)
     if a.exist_probe:
         t0 = time.time()
         prior, *curve = exist_probe(a.exist_probe, a.probe_steps, a.seed)

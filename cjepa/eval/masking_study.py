@@ -10,10 +10,11 @@ the whole experiment from one config:
         2. roll the study splits out to rollout.target_frames (factual store)
         3. for protocol counterfactual_rollout: roll out every (video, removed object) of the counterfactual
            questions with that object's slot dropped (counterfactual store)
-        4. train + evaluate one ALOE reasoner per protocol in study.protocols (vqa.*)
-    then aggregate: a table (mean and spread over the replicate axes, and the counterfactual per-question gain
-    over the first grid value, and the probe's attention ratio partner / other objects) and a plot of accuracy
-    per question type against the first grid axis.
+        4. train + evaluate one ALOE reasoner per protocol in study.protocols (vqa.*), or evaluate the one
+           trained reasoner of study.reasoner on this cell's val rollouts
+    then aggregate: a table (mean and 95 % Student-t interval over the replicate axes, the counterfactual
+    per-question gain over the first grid value paired by replicate with its interval, and the probe's attention
+    ratio partner / other objects) and a plot of accuracy per question type against the first grid axis.
 
 Each step is skipped when its output is complete (a run's summary.json, a store's videos), so a study
 resumes where it stopped and SLURM array tasks can each run one cell (``--cell i``) before a final
@@ -46,6 +47,7 @@ from cjepa.eval.vqa.reasoner import evaluate_checkpoint, train_reasoner
 from cjepa.eval.vqa.rollouts import counterfactuals_for_split, load_predictor, write_factual_rollouts
 from cjepa.trainer import train
 from cjepa.utils.report import table, write_csv
+from cjepa.utils.stats import mean_ci
 from cjepa.utils.tensorboard import hparam_value, write_hparams
 
 # (column label, metric key) of the study table and plot
@@ -286,34 +288,34 @@ def collect(cfg: Config) -> dict:
     for ov in cells:
         p = root / cell_name(ov) / "results.json"
         (found if p.is_file() else missing).append((ov, p))
-    groups: dict[tuple[str, str], list[dict]] = {}
+    # (protocol, x) -> {replicate: metrics}; a replicate is the cell's other grid values (e.g. its seed)
+    groups: dict[tuple[str, str], dict[str, dict]] = {}
     for ov, p in found:
         res = json.loads(p.read_text())
         write_cell_hparams(p.parent / "hparams", ov, res)
         x = dict(o.split("=", 1) for o in ov)[x_key]
+        replicate = " ".join(o for o in ov if o.split("=", 1)[0] != x_key)
         ratio = (res.get("probe") or {}).get("ratio")  # cells run before the probe existed have none
         for protocol, r in res["vqa"].items():
-            groups.setdefault((protocol, x), []).append(r["metrics"] | {PROBE_KEY: ratio})
+            groups.setdefault((protocol, x), {})[replicate] = r["metrics"] | {PROBE_KEY: ratio}
     rows = []
     for (protocol, x), ms in sorted(groups.items(), key=lambda kv: (kv[0][0], _num(kv[0][1]))):
         row = {"protocol": protocol, x_key: x, "replicates": len(ms)}
         for key in [key for _, key in STUDY_METRICS] + [PROBE_KEY]:
-            vals = [m.get(key) for m in ms if m.get(key) is not None and not _isnan(m.get(key))]
-            row[key] = {
-                "mean": float(np.mean(vals)) if vals else None,
-                "std": float(np.std(vals)) if len(vals) > 1 else 0.0 if vals else None,
-                "n": len(vals),
-            }
+            row[key] = summary_stat([m.get(key) for m in ms.values()])
         rows.append(row)
     order = {p: i for i, p in enumerate(cfg.study.protocols)}
     rows.sort(key=lambda r: (order.get(r["protocol"], len(order)), _num(r[x_key])))
-    # The claim in one number: counterfactual per-question accuracy relative to the first grid value (M = 0).
-    base: dict[str, Optional[float]] = {}
+    # The claim in one number: counterfactual per-question accuracy relative to the first grid value (M = 0), paired
+    # by replicate (the same seed with and without masking), with its 95 % interval over the replicates.
     for r in rows:
-        cf = r["counterfactual_per_question"]["mean"]
-        base.setdefault(r["protocol"], cf)
-        b = base[r["protocol"]]
-        r["counterfactual_gain"] = None if cf is None or b is None else cf - b
+        first = next(b for b in rows if b["protocol"] == r["protocol"])
+        base, this = groups[(r["protocol"], first[x_key])], groups[(r["protocol"], r[x_key])]
+        gains = [this[k]["counterfactual_per_question"] - base[k]["counterfactual_per_question"]
+                 for k in this.keys() & base.keys()]
+        gain = summary_stat(gains)
+        r["counterfactual_gain"] = gain["mean"]
+        r["counterfactual_gain_ci95"] = gain["ci95"]
     out = {"x": x_key, "rows": rows, "cells_done": len(found), "cells_missing": [cell_name(o) for o, _ in missing]}
     root.mkdir(parents=True, exist_ok=True)
     (root / "study_results.json").write_text(json.dumps(out, indent=1))
@@ -323,6 +325,16 @@ def collect(cfg: Config) -> dict:
     if rows:
         plot_study(out, root / "study_plot.png")
     return out
+
+
+def summary_stat(values: list) -> dict:
+    """Mean, standard deviation, half-width of the 95 % Student-t interval over replicates (None with fewer than
+    two) and count of the finite values among ``values`` (missing and NaN ones skipped)."""
+    vals = [float(v) for v in values if v is not None and not _isnan(v)]
+    if not vals:
+        return {"mean": None, "std": None, "ci95": None, "n": 0}
+    ci = mean_ci(vals)
+    return {"mean": ci.mean, "std": float(np.std(vals)), "ci95": ci.half_width, "n": len(vals)}
 
 
 def cell_metrics(res: dict) -> dict[str, float]:
@@ -359,26 +371,27 @@ def _isnan(v) -> bool:
 def _cell(stat: Optional[dict]) -> str:
     if not stat or stat.get("mean") is None:
         return "-"
-    if stat.get("n", 0) < 2:
-        return f"{100 * stat['mean']:.2f}"  # one replicate: no spread to show
-    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+    if stat.get("ci95") is None:
+        return f"{100 * stat['mean']:.2f}"  # one replicate: no interval to show
+    return f"{100 * stat['mean']:.2f} ± {100 * stat['ci95']:.2f}"
 
 
 def _ratio_cell(stat: Optional[dict]) -> str:
-    """The probe's attention ratio (1.00 = no preference for the collision partner), mean ± std over replicates."""
+    """The probe's attention ratio (1.00 = no preference for the collision partner), mean ± 95 % CI half-width."""
     if not stat or stat.get("mean") is None:
         return "-"
-    return f"{stat['mean']:.2f}" if stat.get("n", 0) < 2 else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+    return f"{stat['mean']:.2f}" if stat.get("ci95") is None else f"{stat['mean']:.2f} ± {stat['ci95']:.2f}"
 
 
 def study_rows(out: dict) -> tuple[list[str], list[list]]:
-    """(headers, rows) of the study table: accuracies in percent, mean ± std over replicates."""
+    """(headers, rows) of the study table: accuracies in percent, mean ± half-width of the 95 % Student-t interval
+    over replicates; the counterfactual gain paired by replicate."""
     headers = ["protocol", out["x"], "n", *[label for label, _ in STUDY_METRICS], "Δ counterfactual/q",
                "attn partner/others"]
 
     def gain(r):
-        g = r.get("counterfactual_gain")
-        return "-" if g is None else f"{100 * g:+.2f}"
+        g, ci = r.get("counterfactual_gain"), r.get("counterfactual_gain_ci95")
+        return "-" if g is None else f"{100 * g:+.2f}" + ("" if ci is None else f" ± {100 * ci:.2f}")
 
     body = [[r["protocol"], r[out["x"]], r["replicates"], *[_cell(r[key]) for _, key in STUDY_METRICS], gain(r),
              _ratio_cell(r.get(PROBE_KEY))]
@@ -387,7 +400,7 @@ def study_rows(out: dict) -> tuple[list[str], list[list]]:
 
 
 def study_table(out: dict, markdown: bool = False) -> str:
-    """Accuracies in percent, mean ± std over replicates."""
+    """Accuracies in percent, mean ± 95 % CI half-width over replicates (:func:`study_rows`)."""
     headers, body = study_rows(out)
     if not markdown:
         return table(body, headers)
@@ -397,7 +410,8 @@ def study_table(out: dict, markdown: bool = False) -> str:
 
 
 def plot_study(out: dict, path: Path) -> None:
-    """One panel per protocol: accuracy per question type vs the first grid axis, error bars = std over replicates."""
+    """One panel per protocol: accuracy per question type vs the first grid axis, error bars = 95 % CI over
+    replicates (none for a single replicate)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -409,7 +423,7 @@ def plot_study(out: dict, path: Path) -> None:
         rows = [r for r in out["rows"] if r["protocol"] == protocol]
         xs = [_num(r[out["x"]]) for r in rows]
         for label, key in STUDY_METRICS:
-            pts = [(x, r[key]["mean"], r[key]["std"]) for x, r in zip(xs, rows) if r[key]["mean"] is not None]
+            pts = [(x, r[key]["mean"], r[key]["ci95"] or 0.0) for x, r in zip(xs, rows) if r[key]["mean"] is not None]
             if pts:
                 ax.errorbar(
                     [p[0] for p in pts],

@@ -45,20 +45,41 @@ def test_collect_aggregates_over_seeds_and_writes_table_and_plot(tmp_path):
     out = collect(cfg)
     assert out["cells_missing"] == ["num_masked2_seed1"]
     row = next(r for r in out["rows"] if r["protocol"] == "original" and r["masking.num_masked"] == "0")
-    assert row["counterfactual_per_question"]["mean"] == pytest.approx(0.45) and row["counterfactual_per_question"][
-        "std"
-    ] == pytest.approx(0.05)
+    t1 = 12.706204736  # Student t, 97.5th percentile, 1 degree of freedom
+    stat = row["counterfactual_per_question"]
+    assert (stat["mean"], stat["std"], stat["n"]) == (pytest.approx(0.45), pytest.approx(0.05), 2)
+    assert stat["ci95"] == pytest.approx(t1 * 0.05)  # sample sd 0.0707 / sqrt(2)
     assert row["replicates"] == 2
     cf = next(r for r in out["rows"] if r["protocol"] == "counterfactual_rollout" and r["masking.num_masked"] == "2")
     assert cf["counterfactual_per_question"]["mean"] == pytest.approx(0.70) and cf["replicates"] == 1
-    assert cf["counterfactual_gain"] == pytest.approx(0.70 - 0.55)  # vs 0 masked slots under the same protocol
+    assert cf["counterfactual_per_question"]["ci95"] is None
+    # vs 0 masked slots under the same protocol, paired by seed: only seed 0 has both (0.70 - 0.50)
+    assert cf["counterfactual_gain"] == pytest.approx(0.20) and cf["counterfactual_gain_ci95"] is None
     text = study_table(out)
-    assert "45.00 ± 5.00" in text and "70.00" in text and "+15.00" in text
+    assert f"45.00 ± {100 * t1 * 0.05:.2f}" in text and "70.00" in text and "+20.00" in text
     assert row["probe_ratio"]["mean"] == pytest.approx(1.25) and cf["probe_ratio"]["mean"] is None
-    assert "attn partner/others" in text and "1.25 ± 0.25" in text
+    assert "attn partner/others" in text and f"1.25 ± {t1 * 0.25:.2f}" in text
     assert (root / "study_plot.png").stat().st_size > 1000 and (root / "study_table.md").read_text().startswith(
         "| protocol"
     )
+
+
+def test_counterfactual_gain_is_paired_by_seed_with_a_t_interval(tmp_path):
+    """Three seeds: the gain over 0 masked slots is the mean of the per-seed differences, with the 95 % Student-t
+    half-width of those differences (not of the two groups' spreads)."""
+    cfg = load_config([], [f"run.out_dir={tmp_path}", "study.name=s", "study.protocols=[original]",
+                           'study.grid=["masking.num_masked=0,2", "run.seed=0,1,2"]'])
+    root = study_root(cfg)
+    for seed, (m0, m2) in enumerate([(0.40, 0.55), (0.50, 0.60), (0.60, 0.80)]):
+        fake_results(root, 0, seed, m0)
+        fake_results(root, 2, seed, m2)
+    out = collect(cfg)
+    r = next(r for r in out["rows"] if r["protocol"] == "original" and r["masking.num_masked"] == "2")
+    t2 = 4.302652730  # Student t, 97.5th percentile, 2 degrees of freedom
+    assert r["counterfactual_gain"] == pytest.approx(0.15)  # per-seed gains 0.15, 0.10, 0.20
+    assert r["counterfactual_gain_ci95"] == pytest.approx(t2 * 0.05 / 3 ** 0.5)
+    assert r["counterfactual_per_question"]["ci95"] == pytest.approx(t2 * 0.1322876 / 3 ** 0.5, rel=1e-5)
+    assert f"+15.00 ± {100 * t2 * 0.05 / 3 ** 0.5:.2f}" in study_table(out)
 
 
 def test_collect_writes_the_table_as_csv_and_one_hparams_session_per_cell(tmp_path):

@@ -311,8 +311,9 @@ def collect(cfg: Config) -> dict:
     for r in rows:
         first = next(b for b in rows if b["protocol"] == r["protocol"])
         base, this = groups[(r["protocol"], first[x_key])], groups[(r["protocol"], r[x_key])]
-        gains = [this[k]["counterfactual_per_question"] - base[k]["counterfactual_per_question"]
+        pairs = [(this[k].get("counterfactual_per_question"), base[k].get("counterfactual_per_question"))
                  for k in this.keys() & base.keys()]
+        gains = [a - b for a, b in pairs if a is not None and b is not None]  # NaN differences are skipped below
         gain = summary_stat(gains)
         r["counterfactual_gain"] = gain["mean"]
         r["counterfactual_gain_ci95"] = gain["ci95"]

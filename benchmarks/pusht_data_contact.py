@@ -9,7 +9,9 @@ counts, from the recorded states:
   the agent touches it;
 * over every window of ``--window`` steps (the planning horizon: 5 blocks of 5 steps), sliding by
   ``--stride``: the fraction of windows in which the block moves at all, and in which its centre ends at least
-  ``--far-px`` px from where it started, and the quantiles of that displacement (px) and rotation (rad).
+  ``--far-px`` px from where it started, and the quantiles of that displacement (px) and rotation (rad);
+  ``--first-window`` keeps only each episode's first window (for a branch episode: the ``--window`` steps
+  from the expert state it starts at, as a plan starts from a pair's state).
 
 Appends one JSON record (git SHA, machine, date, argv) to ``--out``.
 
@@ -37,7 +39,8 @@ def episode_kind(key: str) -> str:
     return m.group(1) if m else key
 
 
-def block_motion(states: np.ndarray, window: int, stride: int, move_px: float, move_rad: float) -> dict:
+def block_motion(states: np.ndarray, window: int, stride: int, move_px: float, move_rad: float,
+                 first_window: bool = False) -> dict:
     """(T, 7) states -> per-step block-moved flags (T-1,) and, per window of ``window`` steps, the block's
     displacement (px), rotation (rad) and whether it moved at any step inside."""
     from cjepa.envs.pusht import angle_error
@@ -46,7 +49,7 @@ def block_motion(states: np.ndarray, window: int, stride: int, move_px: float, m
     step_px = np.linalg.norm(np.diff(s[:, 2:4], axis=0), axis=1)
     step_rad = np.abs(angle_error(s[1:, 4], s[:-1, 4]))
     moved = (step_px > move_px) | (step_rad > move_rad)
-    starts = range(0, len(s) - window, stride)
+    starts = range(0, min(len(s) - window, 1 if first_window else len(s)), stride)
     disp = [float(np.linalg.norm(s[i + window, 2:4] - s[i, 2:4])) for i in starts]
     rot = [float(abs(angle_error(s[i + window, 4], s[i, 4]))) for i in starts]
     any_move = [bool(moved[i:i + window].any()) for i in starts]
@@ -62,6 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--move-px", type=float, default=0.5)
     p.add_argument("--move-rad", type=float, default=0.005)
     p.add_argument("--far-px", type=float, default=10.0)
+    p.add_argument("--first-window", action="store_true", help="only the first window of each episode")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -70,7 +74,8 @@ def main(argv=None) -> int:
     data = SlotSplit(args.dataset, args.split)
     acc: dict[str, dict] = {}
     for key in sorted(data):
-        m = block_motion(data.extra(key, "state"), args.window, args.stride, args.move_px, args.move_rad)
+        m = block_motion(data.extra(key, "state"), args.window, args.stride, args.move_px, args.move_rad,
+                         args.first_window)
         a = acc.setdefault(episode_kind(key), {"episodes": 0, "moved": [], "disp": [], "rot": [], "any": []})
         a["episodes"] += 1
         for k in ("moved", "disp", "rot", "any"):
@@ -88,7 +93,8 @@ def main(argv=None) -> int:
                        "window_rotation_rad": quantiles(a["rot"]) if len(disp) else None}
     record = {**provenance(sys.argv if argv is None else ["pusht_data_contact.py", *argv]),
               "kind": "data_contact", "dataset": args.dataset, "split": args.split, "window": args.window,
-              "stride": args.stride, "move_px": args.move_px, "move_rad": args.move_rad, "kinds": kinds}
+              "stride": args.stride,
+              "first_window": args.first_window, "move_px": args.move_px, "move_rad": args.move_rad, "kinds": kinds}
     for kind, k in kinds.items():
         print(f"{kind:16s} episodes {k['episodes']:5d}  steps with block moving {k['steps_block_moves']:.3f}  "
               f"{args.window}-step windows: block moves {k['windows_block_moves']:.3f}, "

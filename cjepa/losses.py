@@ -30,9 +30,18 @@ def masked_history_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.T
     return (sq * sel).sum() / count.clamp_min(1)
 
 
-def future_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MSE over all future steps and slots. pred, target: (B, T_p, S, D)."""
-    return F.mse_loss(pred, target.detach())
+def future_mse(pred: torch.Tensor, target: torch.Tensor, slot_weights=None) -> torch.Tensor:
+    """MSE over all future steps and slots. pred, target: (B, T_p, S, D).
+
+    ``slot_weights`` (S,) (``masking.future_slot_weights``): the weighted mean over slots of each slot's MSE,
+    ``sum_s w_s MSE_s / sum_s w_s``; None or empty = the plain MSE (which equal weights reproduce)."""
+    if slot_weights is None or len(slot_weights) == 0:
+        return F.mse_loss(pred, target.detach())
+    w = torch.as_tensor(slot_weights, dtype=pred.dtype, device=pred.device)
+    if w.shape != (pred.shape[2],):
+        raise ValueError(f"future_mse: {tuple(w.shape)} slot weights for {pred.shape[2]} slots")
+    per_slot = (pred - target.detach()).pow(2).mean(dim=(0, 1, 3))  # (S,)
+    return (per_slot * w).sum() / w.sum()
 
 
 def future_mse_relative_to_copy_last(pred: torch.Tensor, target: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -56,6 +65,7 @@ def predictor_losses(
     include_t0: bool,
     num_object_slots: int | None = None,
     future_loss: str = "mse",
+    future_slot_weights=None,
 ) -> dict[str, torch.Tensor]:
     """Named losses of one training step.
 
@@ -63,11 +73,15 @@ def predictor_losses(
     in which case ``num_object_slots`` = S). masked: (B, S) over object slots.
     Returns ``loss``, ``loss_masked_history``, ``loss_future`` and, for Push-T, ``loss_proprio``
     (the future proprio node against the detached proprio embedding; the future action node gets no loss).
+    ``future_slot_weights`` (S,): see :func:`future_mse` (only with ``future_loss="mse"``).
     """
     S = pred.shape[2] if num_object_slots is None else num_object_slots
     T_h = history_frames
     hist = masked_history_mse(pred[:, :T_h, :S], target[:, :T_h, :S], masked, include_t0)
-    fut = future_mse(pred[:, T_h:, :S], target[:, T_h:, :S])
+    weighted = future_slot_weights is not None and len(future_slot_weights) > 0
+    if weighted and future_loss != "mse":
+        raise ValueError("future_slot_weights weighs the plain future MSE; future_loss must be 'mse'")
+    fut = future_mse(pred[:, T_h:, :S], target[:, T_h:, :S], future_slot_weights if weighted else None)
     out = {"loss_masked_history": hist, "loss_future": fut}
     if future_loss == "relative_to_copy_last":
         rel = future_mse_relative_to_copy_last(pred[:, T_h:, :S], target[:, T_h:, :S], target[:, T_h - 1, :S])

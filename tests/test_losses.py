@@ -95,3 +95,33 @@ def test_future_loss_relative_to_copy_last_by_hand():
     assert "loss_future_relative" not in plain and torch.isclose(plain["loss"], plain["loss_masked_history"] + 5.75)
     with pytest.raises(ValueError, match="unknown future loss"):
         predictor_losses(pred, target, masked, history_frames=T_h, include_t0=False, future_loss="huber")
+
+
+def test_future_slot_weights_by_hand_and_identity_when_off():
+    """future = sum_s w_s MSE_s / sum_s w_s; no weights, empty weights and equal weights all give the plain MSE;
+    in the Push-T layout the weights cover the object slots only (proprio node unweighted, action unscored)."""
+    B, T, S, D = 2, 4, 3, 2
+    pred = torch.zeros(B, T, S + 2, D)
+    target = torch.zeros(B, T, S + 2, D)
+    target[:, 3, 0] = 1.0  # slot 0: MSE 1
+    target[:, 3, 1] = 3.0  # slot 1: MSE 9
+    target[:, 3, S] = 2.0  # proprio: 4
+    masked = torch.zeros(B, S, dtype=torch.bool)
+    kw = dict(history_frames=3, include_t0=True, num_object_slots=S)
+    plain = predictor_losses(pred, target, masked, **kw)
+    assert torch.isclose(plain["loss_future"], torch.tensor(10 / 3))
+    for same in ([], [1.0, 1.0, 1.0], [2.5, 2.5, 2.5]):
+        out = predictor_losses(pred, target, masked, **kw, future_slot_weights=same)
+        assert torch.isclose(out["loss"], plain["loss"]) and torch.isclose(out["loss_future"], plain["loss_future"])
+    out = predictor_losses(pred, target, masked, **kw, future_slot_weights=[1.0, 4.0, 1.0])
+    assert torch.isclose(out["loss_future"], torch.tensor((1 + 4 * 9) / 6))
+    assert torch.isclose(out["loss_proprio"], torch.tensor(4.0))
+    assert torch.isclose(out["loss"], torch.tensor((1 + 4 * 9) / 6 + 4.0))
+    g = torch.randn(B, 1, S, D, requires_grad=True)  # gradients follow the weights
+    future_mse(g, torch.zeros_like(g), [0.0, 1.0, 0.0]).backward()
+    assert g.grad[:, :, 0].abs().sum() == 0 and g.grad[:, :, 2].abs().sum() == 0 and g.grad[:, :, 1].abs().sum() > 0
+    with pytest.raises(ValueError, match="slot weights for 3 slots"):
+        future_mse(pred[:, 3:, :S], target[:, 3:, :S], [1.0, 2.0])
+    with pytest.raises(ValueError, match="future_loss must be 'mse'"):
+        predictor_losses(pred[..., :S, :], target[..., :S, :], masked, history_frames=3, include_t0=True,
+                         future_loss="relative_to_copy_last", future_slot_weights=[1.0, 2.0, 1.0])

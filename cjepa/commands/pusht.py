@@ -32,11 +32,16 @@ def run(args) -> int:
 
     from cjepa.config import load_config
     from cjepa.data.pusht import (
+        BRANCH_EXPLORE,
+        BRANCH_KINDS,
+        BRANCH_NORMAL,
         EXPERT,
         RANDOM,
         StateSlotEmbedding,
+        generate_branch_episode,
         generate_episode,
         shard_writer_class,
+        store_action_stats,
         write_state_slot_store,
         write_video_shards,
     )
@@ -59,7 +64,10 @@ def run(args) -> int:
             print(f"cjepa pusht: {err}", file=sys.stderr)
             return 2
     embedding = StateSlotEmbedding(cfg.model.slot_dim, pt.background_slots)
-    counts = {"train": ((EXPERT, pt.expert_train), (RANDOM, pt.random_train)),
+    branch_kind = BRANCH_KINDS[pt.branch_policy]
+    # Branch episodes come after the train split's expert and random ones: the "normal" policy draws from
+    # their action statistics, read back from the store once those are written.
+    counts = {"train": ((EXPERT, pt.expert_train), (RANDOM, pt.random_train), (branch_kind, pt.branch_train)),
               "val": ((EXPERT, pt.expert_val), (RANDOM, pt.random_val))}
     total = sum(n for kinds in counts.values() for _, n in kinds)
     bar = tqdm(total=total, desc="pusht episodes", unit="ep", file=sys.stderr, dynamic_ncols=True)
@@ -68,6 +76,7 @@ def run(args) -> int:
                   random_steps=pt.random_steps,
                   render_size=pt.render_size if videos else None, masks=pt.masks and videos, env=env)
     stats: dict[tuple[str, str], dict] = {}
+    branch_stats: dict[str, list] = {}
     t0 = time.time()
     for split, kinds in counts.items():
         if not any(n for _, n in kinds):
@@ -78,9 +87,12 @@ def run(args) -> int:
                                       generator={"name": "cjepa pusht", "seed": pt.seed}, overwrite=args.overwrite)
         existing = _existing_slot_keys(out / "slots", split) if (pt.state_slots and shard_writer is None) else set()
 
-        def episodes():
+        def episodes(kinds):
             for kind, n in kinds:
                 if n == 0:
+                    continue
+                if kind in (BRANCH_NORMAL, BRANCH_EXPLORE):
+                    yield from branch_episodes(kind, n, split)
                     continue
                 st = stats.setdefault((split, kind),
                                       {"episodes": n, "frames": 0, "reached": 0, "steps": [], "skipped": 0})
@@ -98,11 +110,42 @@ def run(args) -> int:
                     bar.update(1)
                     yield ep
 
-        if pt.state_slots:
-            write_state_slot_store(episodes(), out / "slots", split, embedding, noise=pt.slot_noise, seed=pt.seed)
-        else:
-            for _ in episodes():
-                pass
+        def branch_episodes(kind, n, split):
+            st = stats.setdefault((split, kind), {"episodes": n, "frames": 0, "reached": 0, "steps": [], "skipped": 0})
+            kw = {}
+            if kind == BRANCH_NORMAL:
+                mean, std = store_action_stats(out / "slots", split)
+                branch_stats["action_mean"], branch_stats["action_std"] = mean.tolist(), std.tolist()
+                kw = {"action_mean": mean, "action_std": std}
+            for i in range(n):
+                if f"{kind}_{i:06d}" in existing:
+                    st["skipped"] += 1
+                    bar.update(1)
+                    continue
+                ep = generate_branch_episode(pt.branch_policy, i, expert_count=pt.expert_train,
+                                             steps=pt.branch_steps, split=split, seed=pt.seed,
+                                             expert_max_steps=pt.expert_max_steps,
+                                             expert_max_step=pt.expert_max_step, render_size=gen_kw["render_size"],
+                                             masks=gen_kw["masks"], env=env, **kw)
+                st["frames"] += ep.num_frames
+                st["steps"].append(ep.num_frames - 1)
+                if shard_writer is not None:
+                    write_video_shards(shard_writer, [ep])
+                bar.update(1)
+                yield ep
+
+        # Groups written one after the other: a branch group reads the store written by the groups before it.
+        groups = [[k for k in kinds if k[0] not in (BRANCH_NORMAL, BRANCH_EXPLORE)],
+                  [k for k in kinds if k[0] in (BRANCH_NORMAL, BRANCH_EXPLORE)]]
+        for group in groups:
+            if not any(n for _, n in group):
+                continue
+            if pt.state_slots:
+                write_state_slot_store(episodes(group), out / "slots", split, embedding, noise=pt.slot_noise,
+                                       seed=pt.seed)
+            else:
+                for _ in episodes(group):
+                    pass
         if shard_writer is not None:
             shard_writer.close()
     bar.close()
@@ -114,6 +157,9 @@ def run(args) -> int:
                      f"{100.0 * st['reached'] / made:.1f}%" if kind == EXPERT and made else "-"))
     print(table(rows,
                 ["split", "kind", "episodes", "already stored", "frames written", "mean steps", "expert reached goal"]))
+    if branch_stats:
+        print(f"branch_normal actions ~ N(mean {branch_stats['action_mean']}, std {branch_stats['action_std']}) "
+              "per dimension (the store's expert + random train actions)")
     where = [f"state-slot store: {out / 'slots'}"] if pt.state_slots else []
     if videos:
         where.append(f"video shards: {out / 'videos'}")

@@ -30,7 +30,9 @@ from cjepa.envs.pusht import PushTEnv, block_inside, sample_state, state_to_prop
 from cjepa.envs.pusht_expert import ExpertConfig, RandomExplorer, ScriptedPushExpert
 
 EXPERT, RANDOM = "expert", "random"
-_KIND_ID = {EXPERT: 1, RANDOM: 2}
+BRANCH_NORMAL, BRANCH_EXPLORE = "branch_normal", "branch_explore"  # data.pusht.branch_policy normal / explore
+BRANCH_KINDS = {"normal": BRANCH_NORMAL, "explore": BRANCH_EXPLORE}
+_KIND_ID = {EXPERT: 1, RANDOM: 2, BRANCH_NORMAL: 3, BRANCH_EXPLORE: 4}
 
 
 @dataclass
@@ -125,6 +127,88 @@ def generate_episode(
         masks=np.stack(mask_list) if mask_list else None,
         meta={"split": split, "seed": seed, "index": index},
     )
+
+
+def generate_branch_episode(
+    policy: str,
+    index: int,
+    *,
+    expert_count: int,
+    steps: int = 50,
+    action_mean=None,
+    action_std=None,
+    split: str = "train",
+    seed: int = 0,
+    expert_max_steps: int = 300,
+    expert_max_step: float = 100.0,
+    render_size: Optional[int] = None,
+    masks: bool = False,
+    env: Optional[PushTEnv] = None,
+) -> PushTEpisode:
+    """A branch episode (``data.pusht.branch_*``): the world put into a uniformly drawn frame of expert episode
+    ``index mod expert_count`` of ``split`` (regenerated: episodes are deterministic), then ``steps`` actions of
+    ``policy``: "normal" draws each action i.i.d. from N(``action_mean``, ``action_std``) per dimension (raw
+    actions, not clipped, as a planner's candidates reach the simulator), "explore" is :class:`RandomExplorer`.
+    ``meta`` names the source episode and frame."""
+    if policy not in BRANCH_KINDS:
+        raise ValueError(f"unknown branch policy {policy!r}; choose one of {sorted(BRANCH_KINDS)}")
+    if expert_count < 1 or steps < 1:
+        raise ValueError("generate_branch_episode needs expert_count >= 1 and steps >= 1")
+    kind = BRANCH_KINDS[policy]
+    if policy == "normal":
+        if action_mean is None or action_std is None:
+            raise ValueError("branch policy 'normal' needs action_mean and action_std")
+        mean, std = np.asarray(action_mean, np.float64), np.asarray(action_std, np.float64)
+        if mean.shape != (2,) or std.shape != (2,) or not (np.isfinite(mean).all() and (std > 0).all()):
+            raise ValueError(f"action_mean / action_std must be 2 finite numbers (std > 0), got {mean}, {std}")
+    env = env or PushTEnv(render_size or 64)
+    source = index % expert_count
+    expert = generate_episode(EXPERT, source, split=split, seed=seed, expert_max_steps=expert_max_steps,
+                              expert_max_step=expert_max_step, env=env)
+    rng = _episode_rng(seed, split, kind, index)
+    start = int(rng.integers(expert.num_frames))
+    obs = env.reset(expert.states[start])
+    explorer = RandomExplorer(rng) if policy == "explore" else None
+    states, actions, frames, mask_list = [obs["state"]], [], [], []
+
+    def capture():
+        if render_size:
+            frames.append(env.render(render_size))
+            if masks:
+                mask_list.append(env.render_masks(render_size))
+
+    capture()
+    for _ in range(steps):
+        # float32 first: the stored actions replay the stored states exactly
+        action = np.float32(explorer.act(states[-1]) if explorer is not None else rng.normal(mean, std))
+        obs, _, _ = env.step(action)
+        actions.append(action)
+        states.append(obs["state"])
+        capture()
+    actions.append(np.full(2, np.nan))
+    return PushTEpisode(
+        key=f"{kind}_{index:06d}",
+        kind=kind,
+        states=np.asarray(states, np.float64),
+        actions=np.asarray(actions, np.float32),
+        frames=np.stack(frames) if frames else None,
+        masks=np.stack(mask_list) if mask_list else None,
+        meta={"split": split, "seed": seed, "index": index, "source": expert.key, "source_frame": start},
+    )
+
+
+def store_action_stats(root, split: str, kinds=(EXPERT, RANDOM)) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension nan-aware mean and std (2,) of the raw actions of the ``kinds`` episodes of a state-slot
+    store split: the statistics :func:`cjepa.data.windows.fit_aux_normalizer` gives the normalised action space
+    when the split holds those kinds only."""
+    from cjepa.data.slot_store import SlotSplit
+
+    data = SlotSplit(root, split)
+    keys = [k for k in data if any(k.startswith(f"{kind}_") and k[len(kind) + 1:].isdigit() for kind in kinds)]
+    if not keys:
+        raise ValueError(f"{root}/{split}: no episodes of kinds {list(kinds)} to take action statistics from")
+    a = np.concatenate([np.asarray(data.extra(k, "action"), np.float64).reshape(-1, 2) for k in keys])
+    return np.nanmean(a, axis=0), np.nanstd(a, axis=0)
 
 
 def generate_episodes(kind: str, count: int, *, start: int = 0, **kw) -> Iterator[PushTEpisode]:

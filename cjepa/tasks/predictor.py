@@ -151,9 +151,11 @@ class PredictorTask(TaskBase):
         if self.pusht:
             prop, act = batch["proprio"].to(self.device), batch["action"].to(self.device)
             pred, nodes = model(slots, prop, act, masked)  # (B, T, S+2, D) each
-            return predictor_losses(pred, nodes, masked, T_h, inc_t0, num_object_slots=self.cfg.model.num_slots)
+            return predictor_losses(pred, nodes, masked, T_h, inc_t0, num_object_slots=self.cfg.model.num_slots,
+                                    future_slot_weights=self.cfg.masking.future_slot_weights)
         pred = model(slots[:, :T_h], masked)  # (B, T, S, D)
-        return predictor_losses(pred, slots, masked, T_h, inc_t0, future_loss=self.cfg.masking.future_loss)
+        return predictor_losses(pred, slots, masked, T_h, inc_t0, future_loss=self.cfg.masking.future_loss,
+                                future_slot_weights=self.cfg.masking.future_slot_weights)
 
     # ------------------------------------------------------------------ evaluation
 

@@ -6,18 +6,24 @@ import numpy as np
 import pytest
 
 from cjepa.data.pusht import (
+    BRANCH_EXPLORE,
+    BRANCH_NORMAL,
     EXPERT,
     RANDOM,
     StateSlotEmbedding,
+    _episode_rng,
     arrays_from_json_meta,
     episode_json_meta,
+    generate_branch_episode,
     generate_episode,
     generate_episodes,
+    store_action_stats,
     write_state_slot_store,
     write_video_shards,
 )
 from cjepa.data.slot_store import SlotSplit, read_meta
 from cjepa.envs.pusht import PushTEnv, state_to_proprio
+from cjepa.envs.pusht_expert import RandomExplorer
 
 
 def test_episode_arrays_are_consistent_and_deterministic():
@@ -129,3 +135,63 @@ def test_unrendered_episode_cannot_become_a_video():
     ep = generate_episode(RANDOM, 0, seed=0, random_steps=3)
     with pytest.raises(ValueError, match="random_000000"):
         write_video_shards(object(), [ep])
+
+
+def _replays(ep):
+    env = PushTEnv(32)
+    env.reset(ep.states[0])
+    for t in range(ep.num_frames - 1):
+        np.testing.assert_allclose(env.step(ep.actions[t])[0]["state"], ep.states[t + 1], atol=1e-6)
+
+
+def test_branch_normal_episode_starts_at_an_expert_state_and_draws_the_declared_normal():
+    """A "normal" branch episode starts exactly at a frame of train expert episode index mod expert_count and
+    applies i.i.d. raw actions N(mean, std) per dimension, unclipped (as CEM's candidates reach the simulator)."""
+    mean, std = np.array([0.3, -0.2]), np.array([0.5, 0.8])
+    ep = generate_branch_episode("normal", 4, expert_count=3, steps=3000, action_mean=mean, action_std=std, seed=2)
+    assert ep.key == "branch_normal_000004" and ep.kind == BRANCH_NORMAL and ep.meta["source"] == "expert_000001"
+    expert = generate_episode(EXPERT, 1, split="train", seed=2)
+    np.testing.assert_array_equal(ep.states[0], expert.states[ep.meta["source_frame"]])
+    a = ep.actions[:-1].astype(np.float64)
+    assert ep.num_frames == 3001 and np.isnan(ep.actions[-1]).all()
+    np.testing.assert_allclose(a.mean(0), mean, atol=4 * std.max() / np.sqrt(len(a)))
+    np.testing.assert_allclose(a.std(0), std, rtol=0.06)
+    assert abs(np.corrcoef(a[:-1, 0], a[1:, 0])[0, 1]) < 0.08  # independent steps
+    assert (np.abs(a) > 1).any()  # not clipped to the action box
+    _replays(ep)
+    again = generate_branch_episode("normal", 4, expert_count=3, steps=3000, action_mean=mean, action_std=std, seed=2)
+    np.testing.assert_array_equal(again.states, ep.states)
+    with pytest.raises(ValueError, match="needs action_mean"):
+        generate_branch_episode("normal", 0, expert_count=1)
+
+
+def test_branch_explore_episode_is_the_random_explorer_from_an_expert_state():
+    """An "explore" branch episode is RandomExplorer's actions (the random episodes' policy) started at the drawn
+    expert frame: the same draws from the episode's generator reproduce every action."""
+    ep = generate_branch_episode("explore", 2, expert_count=5, steps=30, seed=1)
+    assert ep.key == "branch_explore_000002" and ep.kind == BRANCH_EXPLORE and ep.meta["source"] == "expert_000002"
+    expert = generate_episode(EXPERT, 2, split="train", seed=1)
+    rng = _episode_rng(1, "train", BRANCH_EXPLORE, 2)
+    start = int(rng.integers(expert.num_frames))
+    assert start == ep.meta["source_frame"]
+    np.testing.assert_array_equal(ep.states[0], expert.states[start])
+    explorer = RandomExplorer(rng)
+    for t in range(30):
+        np.testing.assert_allclose(ep.actions[t], explorer.act(ep.states[t]), atol=1e-6)
+    assert np.abs(ep.actions[:-1]).max() <= 1.0
+    _replays(ep)
+
+
+def test_store_action_stats_reads_the_named_kinds(tmp_path):
+    """The statistics are those of the named kinds' stored actions only (NaN last rows ignored)."""
+    emb = StateSlotEmbedding(8, 2)
+    eps = [generate_episode(EXPERT, 0, expert_max_steps=20), generate_episode(RANDOM, 0, random_steps=15),
+           generate_branch_episode("normal", 0, expert_count=1, steps=10, action_mean=[5.0, 5.0],
+                                   action_std=[1.0, 1.0])]
+    write_state_slot_store(eps, tmp_path, "train", emb)
+    mean, std = store_action_stats(tmp_path, "train")
+    a = np.concatenate([eps[0].actions[:-1], eps[1].actions[:-1]]).astype(np.float64)
+    np.testing.assert_allclose(mean, a.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std, a.std(0), rtol=1e-5)
+    with pytest.raises(ValueError, match="no episodes of kinds"):
+        store_action_stats(tmp_path, "train", kinds=("nothing",))

@@ -72,6 +72,15 @@ class PushTDataConfig:
     # px the expert's PD target may lie from the agent per step (its speed; 100 = the action bound, no limit)
     expert_max_step: float = 100.0
     random_steps: int = 100  # length of a random-exploration episode (steps)
+    # Branch episodes (train split, default none): each starts at a uniformly drawn frame of a train expert
+    # episode and applies `branch_policy` for `branch_steps` steps, so the world model sees the actions a
+    # planner asks it about from the states it plans from. "normal": i.i.d. N(0, 1) in the normalised action
+    # space (what CEM samples first), i.e. raw N(mean, std) per action dimension with the statistics of the
+    # store's expert + random train actions (needs data.pusht.state_slots); "explore": the random-exploration
+    # policy (WeakPolicy, PD targets kept near the block).
+    branch_train: int = 0
+    branch_policy: Literal["normal", "explore"] = "normal"
+    branch_steps: int = 50
     videos: bool = True  # render and write video shards (cjepa.data.shards); off = state-slot store only
     masks: bool = True  # instance masks (agent=1, block=2) with the videos
     render_size: int = 224
@@ -89,6 +98,16 @@ class PushTDataConfig:
             raise ConfigError(
                 "data.pusht.render_size must be >= 8 and shard_size, expert_max_steps, random_steps >= 1"
             )
+        if self.branch_train < 0 or self.branch_steps < 1:
+            raise ConfigError("data.pusht.branch_train must be >= 0 and data.pusht.branch_steps >= 1")
+        if self.branch_policy not in ("normal", "explore"):
+            raise ConfigError(f"data.pusht.branch_policy must be 'normal' or 'explore', got {self.branch_policy!r}")
+        if self.branch_train and self.expert_train < 1:
+            raise ConfigError("data.pusht.branch_train > 0 branches off train expert episodes: expert_train must be "
+                              ">= 1")
+        if self.branch_train and self.branch_policy == "normal" and not self.state_slots:
+            raise ConfigError("data.pusht.branch_policy=normal takes its action statistics from the state-slot "
+                              "store: data.pusht.state_slots must be on")
 
 
 @dataclass(kw_only=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from cjepa.config.errors import ConfigError
@@ -76,9 +77,22 @@ class MaskingConfig:
     # "mse": the original future loss. "relative_to_copy_last": each future step's MSE divided by the copy-last
     # MSE of that step on the batch, so early steps weigh as much as late ones (cjepa.losses).
     future_loss: Literal["mse", "relative_to_copy_last"] = "mse"
+    # Per object slot weight of the future MSE in training, by slot position (Push-T state slots: agent, block,
+    # background...): the weighted mean sum_s w_s MSE_s / sum_s w_s. Empty (default) = the plain mean over
+    # slots; equal weights give the same loss. Validation and rollout metrics stay unweighted.
+    future_slot_weights: list[float] = field(default_factory=list)
 
     def validate(self, num_slots: int) -> None:
         """``num_slots`` is model.num_slots: at most that many slots can be masked."""
+        w = self.future_slot_weights
+        if w:
+            if len(w) != num_slots:
+                raise ConfigError(f"masking.future_slot_weights has {len(w)} weights for model.num_slots={num_slots}")
+            if not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
+                raise ConfigError(f"masking.future_slot_weights={w}: finite weights >= 0 with a positive sum")
+            if self.future_loss != "mse":
+                raise ConfigError("masking.future_slot_weights weighs the plain future MSE: it needs "
+                                  "masking.future_loss=mse")
         if self.num_masked < 0:
             raise ConfigError("masking.num_masked must be >= 0")
         top = self.num_masked if self.num_masked_max is None else self.num_masked_max

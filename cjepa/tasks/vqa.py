@@ -97,7 +97,6 @@ def reasoner_from_config(cfg: Config, vocab: Vocab, num_slots: int, slot_dim: in
         ffn_dim=v.ffn_dim,
         dropout=v.dropout,
         head_hidden=v.head_hidden,
-        pos_init=v.pos_init,
     )
 
 

@@ -24,19 +24,6 @@ def test_trainer_config_maps_the_vqa_section():
     assert cfg.optim.lr == 5e-4  # the predictor's settings are untouched
 
 
-def test_vqa_pos_init_reaches_the_reasoner():
-    from cjepa.eval.vqa.text import Vocab
-    from cjepa.tasks.vqa import reasoner_from_config
-
-    vocab = Vocab.build(["are there any red objects"], ["yes", "no"])
-    for value, nonzero in (("zeros", False), ("factorised", True)):
-        cfg = load_config([], [f"vqa.pos_init={value}", "vqa.num_frames=4", "vqa.depth=1"])
-        model = reasoner_from_config(cfg, vocab, num_slots=3, slot_dim=8)
-        assert bool(model.transformer_encoder.pos_embedding.any()) == nonzero
-    with pytest.raises(ConfigError, match="pos_init"):
-        load_config([], ["vqa.pos_init=learned"])
-
-
 def test_missing_videos_are_an_error_unless_skipped(tmp_path):
     paths = make_colour_world(tmp_path, {"train": 20, "val": 4})
     q = json.loads(open(paths["val"]).read())

@@ -43,9 +43,6 @@ class VQAConfig:
     ffn_dim: int = 512
     dropout: float = 0.1
     head_hidden: int = 128  # hidden width of the descriptive and multiple-choice MLP heads
-    # Initial positional embedding (the learned parameter is the same): "zeros" as the original, or "factorised"
-    # (frame sinusoid + slot-index vector on slot tokens, position sinusoid on words; cjepa.eval.vqa.model).
-    pos_init: Literal["zeros", "factorised"] = "zeros"
     # --- training (Adam, no weight decay, cosine with linear warm-up to lr * min_lr_ratio; section 6.3)
     lr: float = 1e-3
     batch_size: int = 96  # questions per global batch

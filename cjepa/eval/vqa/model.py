@@ -8,12 +8,8 @@ Sequence per text row (a descriptive question, or one question + choice pair):
 * Slot token: slot (D) ++ modality tag [0, 1] -> Linear(D + 2, d_model).
 * Word token: embedding (word_dim = 14) ++ part tag (descriptive [0, 1]; multiple-choice question part
   [1, 0], choice part [0, 1]) ++ modality tag [1, 0] -> Linear(word_dim + 4, d_model).
-* d_model = (word_dim + 4) * heads = 18 * 8 = 144; a zero-initialised learned CLS token and a learned positional
-  embedding added to every position, zero-initialised as in the original (``pos_init="zeros"``) or started from
-  fixed patterns (``pos_init="factorised"``, this project's option: a sinusoid of the frame index plus a random
-  vector per slot index on slot tokens, a sinusoid of the word position on word tokens), so that from the first
-  step tokens of one frame, and tokens of one slot, can find each other; the parameter is the same either way;
-  ``depth`` pre-LN ``nn.TransformerEncoderLayer``
+* d_model = (word_dim + 4) * heads = 18 * 8 = 144; a zero-initialised learned CLS token and a zero-initialised
+  learned positional embedding added to every position; ``depth`` pre-LN ``nn.TransformerEncoderLayer``
   blocks (ReLU FFN, dropout), no final LayerNorm; key padding on the word PADs and on removed slots.
 * Heads on the CLS output: descriptive MLP d_model -> 128 -> ReLU -> answers, multiple-choice MLP
   d_model -> 128 -> ReLU -> 1 logit per choice.
@@ -28,7 +24,6 @@ Pure single-device torch: no data, training or distributed imports.
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -37,30 +32,9 @@ import torch.nn.functional as F
 
 from cjepa.utils.state_dict import load_checked
 
-POS_INITS = ("zeros", "factorised")
-
-
-def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """(N,) positions -> (N, dim) sin/cos features at geometrically spaced frequencies (periods 2 pi ... ~60)."""
-    freqs = torch.exp(-torch.arange(0, dim, 2, dtype=torch.float32) / max(dim, 2) * math.log(10.0))
-    angles = positions.float()[:, None] * freqs[None, :]  # (N, ceil(dim / 2))
-    return torch.cat([angles.sin(), angles.cos()], dim=1)[:, :dim]
-
-
-def factorised_positions(num_frames: int, num_slots: int, text_len: int, d_model: int,
-                         scale: float = 0.5) -> torch.Tensor:
-    """(1, 1 + T*S + L, d_model) initial positional embedding: CLS zero; slot token (t, s) = sinusoid(t) + a fixed
-    random unit-variance vector of slot index s (seed 0); word token l = sinusoid(l); all times ``scale``."""
-    g = torch.Generator().manual_seed(0)
-    frame = sinusoid(torch.arange(num_frames), d_model)  # (T, d)
-    slot = torch.randn(num_slots, d_model, generator=g)  # (S, d)
-    vision = (frame[:, None, :] + slot[None, :, :]).reshape(num_frames * num_slots, d_model)  # time-major
-    text = sinusoid(torch.arange(text_len), d_model)  # (L, d)
-    return scale * torch.cat([torch.zeros(1, d_model), vision, text])[None]
-
 
 class _EncoderWithPositions(nn.Module):
-    """Learned positional embedding (zero init unless given) added once, then pre-LN encoder layers; no final LN."""
+    """Learned positional embedding (zero init) added once, then pre-LN encoder layers; no final LN."""
 
     def __init__(self, seq_len: int, d_model: int, heads: int, ffn_dim: int, depth: int, dropout: float):
         super().__init__()
@@ -97,11 +71,8 @@ class ALOEReasoner(nn.Module):
         ffn_dim: int = 512,
         dropout: float = 0.1,
         head_hidden: int = 128,
-        pos_init: str = "zeros",
     ):
         super().__init__()
-        if pos_init not in POS_INITS:
-            raise ValueError(f"pos_init={pos_init!r}: choose from {POS_INITS}")
         self.num_slots, self.num_frames, self.slot_dim = num_slots, num_frames, slot_dim
         self.question_len, self.text_len = question_len, question_len + choice_len
         token_dim = word_dim + 4  # word ++ part tag ++ modality tag
@@ -118,10 +89,6 @@ class ALOEReasoner(nn.Module):
         self.vision_in_proj = nn.Linear(slot_dim + 2, self.d_model)
         self.CLS = nn.Parameter(torch.zeros(1, 1, self.d_model))
         self.transformer_encoder = _EncoderWithPositions(self.seq_len, self.d_model, heads, ffn_dim, depth, dropout)
-        if pos_init == "factorised":
-            with torch.no_grad():
-                self.transformer_encoder.pos_embedding.copy_(
-                    factorised_positions(num_frames, num_slots, self.text_len, self.d_model))
         self.cls_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(),
                                             nn.Linear(head_hidden, num_answers))
         self.mc_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 1))

@@ -117,24 +117,3 @@ def test_shape_errors_name_the_expected_layout():
     with pytest.raises(ValueError, match=r"\(V, 4, 3, 8\)"):
         m(torch.randn(1, 5, 3, 8), torch.zeros(1, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long),
           torch.zeros(1, 8, dtype=torch.bool), torch.zeros(1, dtype=torch.bool))
-
-
-def test_positional_embedding_starts_at_zero_by_default_and_factorised_on_request():
-    """pos_init="zeros" (default) is the original's zero start; "factorised" starts slot token (t, s) from a frame
-    pattern shared by every slot of frame t plus a slot pattern shared by every frame, words from their own
-    positions, CLS at zero; the parameter (name, shape) is the same, so checkpoints load either way."""
-    zero, fact = tiny(), tiny(pos_init="factorised")
-    assert not zero.transformer_encoder.pos_embedding.any()
-    assert zero.state_dict().keys() == fact.state_dict().keys()
-    T, S = fact.num_frames, fact.num_slots
-    pos = fact.transformer_encoder.pos_embedding.detach()[0]  # (1 + T*S + text_len, d)
-    assert not pos[0].any()
-    vision = pos[1:1 + T * S].reshape(T, S, -1)  # time-major
-    # frame t vs frame u differ by the same vector in every slot; slot s vs r by the same vector in every frame
-    assert torch.allclose(vision[1] - vision[0], (vision[1] - vision[0])[:1].expand(S, -1), atol=1e-6)
-    assert torch.allclose(vision[:, 1] - vision[:, 0], (vision[:, 1] - vision[:, 0])[:1].expand(T, -1), atol=1e-6)
-    flat = torch.cat([vision.reshape(T * S, -1), pos[1 + T * S:]])
-    assert torch.cdist(flat, flat).add(torch.eye(len(flat)) * 1e3).min() > 0.1  # every position distinct
-    load_reasoner_state(zero, fact.state_dict())  # same layout
-    with pytest.raises(ValueError, match="pos_init='learned'"):
-        tiny(pos_init="learned")

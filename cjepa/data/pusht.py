@@ -25,7 +25,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from cjepa.data.slot_store import SlotStoreWriter
+from cjepa.data.slot_store import SlotSplit, SlotStoreWriter
 from cjepa.envs.pusht import PushTEnv, block_inside, sample_state, state_to_proprio
 from cjepa.envs.pusht_expert import ExpertConfig, RandomExplorer, ScriptedPushExpert
 
@@ -201,8 +201,6 @@ def store_action_stats(root, split: str, kinds=(EXPERT, RANDOM)) -> tuple[np.nda
     """Per-dimension nan-aware mean and std (2,) of the raw actions of the ``kinds`` episodes of a state-slot
     store split: the statistics :func:`cjepa.data.windows.fit_aux_normalizer` gives the normalised action space
     when the split holds those kinds only."""
-    from cjepa.data.slot_store import SlotSplit
-
     data = SlotSplit(root, split)
     keys = [k for k in data if any(k.startswith(f"{kind}_") and k[len(kind) + 1:].isdigit() for kind in kinds)]
     if not keys:

@@ -87,13 +87,26 @@ def run(args) -> int:
                                       generator={"name": "cjepa pusht", "seed": pt.seed}, overwrite=args.overwrite)
         existing = _existing_slot_keys(out / "slots", split) if (pt.state_slots and shard_writer is None) else set()
 
+        def episode_maker(kind, split):
+            """index -> episode of ``kind``; the "normal" branch policy first reads the action statistics of the
+            episodes already in the store (the groups written before its own)."""
+            if kind not in (BRANCH_NORMAL, BRANCH_EXPLORE):
+                return lambda i: generate_episode(kind, i, split=split, **gen_kw)
+            kw = {}
+            if kind == BRANCH_NORMAL:
+                mean, std = store_action_stats(out / "slots", split)
+                branch_stats["action_mean"], branch_stats["action_std"] = mean.tolist(), std.tolist()
+                kw = {"action_mean": mean, "action_std": std}
+            return lambda i: generate_branch_episode(
+                pt.branch_policy, i, expert_count=pt.expert_train, steps=pt.branch_steps, split=split, seed=pt.seed,
+                expert_max_steps=pt.expert_max_steps, expert_max_step=pt.expert_max_step,
+                render_size=gen_kw["render_size"], masks=gen_kw["masks"], env=env, **kw)
+
         def episodes(kinds):
             for kind, n in kinds:
                 if n == 0:
                     continue
-                if kind in (BRANCH_NORMAL, BRANCH_EXPLORE):
-                    yield from branch_episodes(kind, n, split)
-                    continue
+                make = episode_maker(kind, split)
                 st = stats.setdefault((split, kind),
                                       {"episodes": n, "frames": 0, "reached": 0, "steps": [], "skipped": 0})
                 for i in range(n):
@@ -101,7 +114,7 @@ def run(args) -> int:
                         st["skipped"] += 1
                         bar.update(1)
                         continue
-                    ep = generate_episode(kind, i, split=split, **gen_kw)
+                    ep = make(i)
                     st["frames"] += ep.num_frames
                     st["reached"] += ep.reached_goal
                     st["steps"].append(ep.num_frames - 1)
@@ -109,30 +122,6 @@ def run(args) -> int:
                         write_video_shards(shard_writer, [ep])
                     bar.update(1)
                     yield ep
-
-        def branch_episodes(kind, n, split):
-            st = stats.setdefault((split, kind), {"episodes": n, "frames": 0, "reached": 0, "steps": [], "skipped": 0})
-            kw = {}
-            if kind == BRANCH_NORMAL:
-                mean, std = store_action_stats(out / "slots", split)
-                branch_stats["action_mean"], branch_stats["action_std"] = mean.tolist(), std.tolist()
-                kw = {"action_mean": mean, "action_std": std}
-            for i in range(n):
-                if f"{kind}_{i:06d}" in existing:
-                    st["skipped"] += 1
-                    bar.update(1)
-                    continue
-                ep = generate_branch_episode(pt.branch_policy, i, expert_count=pt.expert_train,
-                                             steps=pt.branch_steps, split=split, seed=pt.seed,
-                                             expert_max_steps=pt.expert_max_steps,
-                                             expert_max_step=pt.expert_max_step, render_size=gen_kw["render_size"],
-                                             masks=gen_kw["masks"], env=env, **kw)
-                st["frames"] += ep.num_frames
-                st["steps"].append(ep.num_frames - 1)
-                if shard_writer is not None:
-                    write_video_shards(shard_writer, [ep])
-                bar.update(1)
-                yield ep
 
         # Groups written one after the other: a branch group reads the store written by the groups before it.
         groups = [[k for k in kinds if k[0] not in (BRANCH_NORMAL, BRANCH_EXPLORE)],

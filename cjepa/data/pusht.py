@@ -93,8 +93,31 @@ def generate_episode(
     goal_pose = sample_goal_pose(rng) if kind == EXPERT else None
     policy = (ScriptedPushExpert(ExpertConfig(max_step=expert_max_step), rng=rng) if kind == EXPERT
               else RandomExplorer(rng))
+    done = (lambda state: policy.done(state, goal_pose)) if kind == EXPERT else None
+    states, actions, frames, mask_list, reached = _play(
+        env, obs, lambda state: policy.act(state, goal_pose), expert_max_steps if kind == EXPERT else random_steps,
+        render_size, masks, done)
+    if kind == EXPERT and not reached:
+        reached = policy.done(states[-1], goal_pose)
+    return PushTEpisode(
+        key=f"{kind}_{index:06d}",
+        kind=kind,
+        states=states,
+        actions=actions,
+        goal_pose=goal_pose,
+        reached_goal=reached,
+        frames=frames,
+        masks=mask_list,
+        meta={"split": split, "seed": seed, "index": index},
+    )
+
+
+def _play(env: PushTEnv, obs: dict, act, max_steps: int, render_size: Optional[int], masks: bool, done=None):
+    """Step ``env`` from ``obs`` with ``act(state)`` for up to ``max_steps`` steps, stopping before a step where
+    ``done(state)`` holds. Returns states (T, ...) float64, actions (T, 2) float32 (the last row NaN: no action
+    after the last frame), frames and masks ((T, ...) or None when ``render_size`` is None / ``masks`` off) and
+    whether ``done`` stopped it."""
     states, actions, frames, mask_list = [obs["state"]], [], [], []
-    reached = False
 
     def capture():
         if render_size:
@@ -103,30 +126,19 @@ def generate_episode(
                 mask_list.append(env.render_masks(render_size))
 
     capture()
-    max_steps = expert_max_steps if kind == EXPERT else random_steps
+    stopped = False
     for _ in range(max_steps):
-        if kind == EXPERT and policy.done(states[-1], goal_pose):
-            reached = True
+        if done is not None and done(states[-1]):
+            stopped = True
             break
-        action = policy.act(states[-1], goal_pose)
+        action = act(states[-1])
         obs, _, _ = env.step(action)
         actions.append(action)
         states.append(obs["state"])
         capture()
-    if kind == EXPERT and not reached:
-        reached = policy.done(states[-1], goal_pose)
     actions.append(np.full(2, np.nan))
-    return PushTEpisode(
-        key=f"{kind}_{index:06d}",
-        kind=kind,
-        states=np.asarray(states, np.float64),
-        actions=np.asarray(actions, np.float32),
-        goal_pose=goal_pose,
-        reached_goal=reached,
-        frames=np.stack(frames) if frames else None,
-        masks=np.stack(mask_list) if mask_list else None,
-        meta={"split": split, "seed": seed, "index": index},
-    )
+    return (np.asarray(states, np.float64), np.asarray(actions, np.float32),
+            np.stack(frames) if frames else None, np.stack(mask_list) if mask_list else None, stopped)
 
 
 def generate_branch_episode(
@@ -169,30 +181,19 @@ def generate_branch_episode(
     start = int(rng.integers(expert.num_frames))
     obs = env.reset(expert.states[start])
     explorer = RandomExplorer(rng) if policy == "explore" else None
-    states, actions, frames, mask_list = [obs["state"]], [], [], []
 
-    def capture():
-        if render_size:
-            frames.append(env.render(render_size))
-            if masks:
-                mask_list.append(env.render_masks(render_size))
-
-    capture()
-    for _ in range(steps):
+    def act(state):
         # float32 first: the stored actions replay the stored states exactly
-        action = np.float32(explorer.act(states[-1]) if explorer is not None else rng.normal(mean, std))
-        obs, _, _ = env.step(action)
-        actions.append(action)
-        states.append(obs["state"])
-        capture()
-    actions.append(np.full(2, np.nan))
+        return np.float32(explorer.act(state) if explorer is not None else rng.normal(mean, std))
+
+    states, actions, frames, mask_list, _ = _play(env, obs, act, steps, render_size, masks)
     return PushTEpisode(
         key=f"{kind}_{index:06d}",
         kind=kind,
-        states=np.asarray(states, np.float64),
-        actions=np.asarray(actions, np.float32),
-        frames=np.stack(frames) if frames else None,
-        masks=np.stack(mask_list) if mask_list else None,
+        states=states,
+        actions=actions,
+        frames=frames,
+        masks=mask_list,
         meta={"split": split, "seed": seed, "index": index, "source": expert.key, "source_frame": start},
     )
 

@@ -302,22 +302,17 @@ def append_row(a, row: dict) -> Path:
 def accuracy_by_subtype(questions: list[dict], predictions: list[dict]) -> dict[str, dict]:
     """Per descriptive subtype (accuracy per question) and per multiple-choice type (accuracy per option): the
     number scored, the accuracy and the predicted answers' counts -- which kinds a reasoner has learnt, and which
-    it answers with a constant. Both lists are CLEVRER-schema scenes; predictions as the evaluation writes them."""
-    predicted = {(s["scene_index"], q["question_id"]): q for s in predictions for q in s["questions"]}
+    it answers with a constant. Both lists are CLEVRER-schema scenes; predictions as the evaluation writes them,
+    matched as :func:`cjepa.eval.vqa.metrics.score_predictions` matches them (a missing one counts wrong)."""
+    from cjepa.eval.vqa.metrics import answer_pairs
+
     right: dict[str, list[bool]] = collections.defaultdict(list)
     answers: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for scene in questions:
-        for q in scene["questions"]:
-            p = predicted[(scene["scene_index"], q["question_id"])]
-            if q["question_type"] == "descriptive":
-                kind = q["question_subtype"]
-                right[kind].append(p["answer"] == q["answer"])
-                answers[kind][p["answer"]] += 1
-                continue
-            chosen = {c["choice_id"]: c["answer"] for c in p["choices"]}
-            for c in q["choices"]:
-                right[q["question_type"]].append(chosen[c["choice_id"]] == c["answer"])
-                answers[q["question_type"]][chosen[c["choice_id"]]] += 1
+    for q, pairs in answer_pairs(questions, predictions):
+        kind = q["question_subtype"] if q["question_type"] == "descriptive" else q["question_type"]
+        for pred, truth in pairs:
+            right[kind].append(pred == truth)
+            answers[kind][pred] += 1
     return {k: {"scored": len(v), "accuracy": sum(v) / len(v), "answers": dict(answers[k].most_common())}
             for k, v in right.items()}
 

@@ -16,7 +16,7 @@ and choice_id and counts a missing prediction as wrong (reported as ``missing``)
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -90,6 +90,26 @@ def headline(metrics: dict[str, float]) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------- prediction files
 
 
+def answer_pairs(question_scenes: Iterable[dict],
+                 prediction_scenes: Iterable[dict]) -> Iterator[tuple[dict, list[tuple[Optional[str], str]]]]:
+    """Each labelled question with its (predicted answer, true answer) pairs: one for a descriptive question (both
+    as text), one per choice of a multiple-choice question. Predictions are matched by (scene_index, question_id)
+    and choice_id; a missing one is None."""
+    preds: dict[tuple[int, int], dict] = {}
+    for scene in prediction_scenes:
+        for q in scene.get("questions", []):
+            preds[(int(scene["scene_index"]), int(q["question_id"]))] = q
+    for scene in question_scenes:
+        s = int(scene["scene_index"])
+        for q in scene["questions"]:
+            p = preds.get((s, int(q["question_id"])))
+            if q["question_type"] == "descriptive":
+                yield q, [(str(p["answer"]) if p is not None and "answer" in p else None, str(q["answer"]))]
+                continue
+            got = {int(c["choice_id"]): c.get("answer") for c in (p or {}).get("choices", [])}
+            yield q, [(got.get(int(c["choice_id"])), c["answer"]) for c in q["choices"]]
+
+
 def score_predictions(question_scenes: Iterable[dict], prediction_scenes: Iterable[dict]) -> dict[str, float]:
     """Score CLEVRER submission-format predictions against labelled questions (both lists of scenes).
 
@@ -97,30 +117,12 @@ def score_predictions(question_scenes: Iterable[dict], prediction_scenes: Iterab
     "choices": [{"choice_id", "answer": "correct"|"wrong"}]}]}]``. Returns :func:`metrics_from_counts` plus
     ``missing`` (questions or choices without a prediction, counted wrong).
     """
-    preds: dict[tuple[int, int], dict] = {}
-    for scene in prediction_scenes:
-        for q in scene.get("questions", []):
-            preds[(int(scene["scene_index"]), int(q["question_id"]))] = q
     counts = empty_counts()
     missing = 0
-    for scene in question_scenes:
-        s = int(scene["scene_index"])
-        for q in scene["questions"]:
-            t = TYPE_ID[q["question_type"]]
-            p = preds.get((s, int(q["question_id"])))
-            if t == TYPE_ID["descriptive"]:
-                ok = p is not None and "answer" in p and str(p["answer"]) == str(q["answer"])
-                missing += p is None or "answer" not in p
-                counts[t] += (1, ok, 1, ok)
-                continue
-            got = {int(c["choice_id"]): c.get("answer") for c in (p or {}).get("choices", [])}
-            right = 0
-            for c in q["choices"]:
-                a = got.get(int(c["choice_id"]))
-                missing += a is None
-                right += a == c["answer"]
-            n = len(q["choices"])
-            counts[t] += (1, right == n, n, right)
+    for q, pairs in answer_pairs(question_scenes, prediction_scenes):
+        missing += sum(pred is None for pred, _ in pairs)
+        right = sum(pred is not None and pred == truth for pred, truth in pairs)
+        counts[TYPE_ID[q["question_type"]]] += (1, right == len(pairs), len(pairs), right)
     out = metrics_from_counts(counts)
     out["missing"] = float(missing)
     return out

@@ -89,7 +89,6 @@ def evaluate_checkpoint(cfg: Config, progress: bool = True, out_dir: Optional[Pa
     if out_dir is None:
         out_dir = resolve_checkpoint(cfg.vqa.checkpoint)
         out_dir = out_dir.parent.parent if out_dir.parent.name == "checkpoints" else out_dir
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     write_outputs(
         res,
         ds.qs,

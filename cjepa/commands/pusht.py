@@ -32,7 +32,6 @@ def run(args) -> int:
 
     from cjepa.config import load_config
     from cjepa.data.pusht import (
-        BRANCH_EXPLORE,
         BRANCH_KINDS,
         BRANCH_NORMAL,
         EXPERT,
@@ -90,7 +89,7 @@ def run(args) -> int:
         def episode_maker(kind, split):
             """index -> episode of ``kind``; the "normal" branch policy first reads the action statistics of the
             episodes already in the store (the groups written before its own)."""
-            if kind not in (BRANCH_NORMAL, BRANCH_EXPLORE):
+            if kind not in BRANCH_KINDS.values():
                 return lambda i: generate_episode(kind, i, split=split, **gen_kw)
             kw = {}
             if kind == BRANCH_NORMAL:
@@ -124,8 +123,8 @@ def run(args) -> int:
                     yield ep
 
         # Groups written one after the other: a branch group reads the store written by the groups before it.
-        groups = [[k for k in kinds if k[0] not in (BRANCH_NORMAL, BRANCH_EXPLORE)],
-                  [k for k in kinds if k[0] in (BRANCH_NORMAL, BRANCH_EXPLORE)]]
+        groups = [[k for k in kinds if k[0] not in BRANCH_KINDS.values()],
+                  [k for k in kinds if k[0] in BRANCH_KINDS.values()]]
         for group in groups:
             if not any(n for _, n in group):
                 continue

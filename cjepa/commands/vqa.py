@@ -249,7 +249,7 @@ def _study(args) -> int:
     print(study_table(out))
     if out["cells_missing"]:
         print(f"\ncells not finished: {', '.join(out['cells_missing'])}")
-    print(f"\naccuracy in %, mean ± std over replicates; results: {root}/study_results.json, study_table.md, "
+    print(f"\naccuracy in %, mean ± 95 % interval over replicates; results: {root}/study_results.json, study_table.md, "
           f"study_table.csv, study_plot.png; tensorboard HParams: tensorboard --logdir {root}")
     return 0
 
@@ -313,5 +313,6 @@ def _demo(args) -> int:
         run_cell(cfg, c, progress=not args.no_progress)
     out = collect(cfg)
     print(study_table(out))
-    print(f"\naccuracy in %, mean ± std over replicates; {time.time() - t0:.0f} s; results in {study_root(cfg)}")
+    print(f"\naccuracy in %, mean ± 95 % interval over replicates; {time.time() - t0:.0f} s; "
+          f"results in {study_root(cfg)}")
     return 0

@@ -5,8 +5,9 @@ per-question accuracy rises by about 20 points from 0 to the best number of mask
 the whole experiment from one config:
 
     for every cell of study.grid (default: masking.num_masked = 0..4 x run.seed = 0, 1, 2):
-        1. train the C-JEPA predictor on the observed slot store (data.*, model.*, masking.*)
-           and probe its attention around collisions (cjepa.eval.probe; needs vqa.annotations)
+        1. train the C-JEPA predictor on the observed slot store (data.*, model.*, masking.*), or take the one
+           a job of a `cjepa sweep` trained (study.predictors: the grid as a SLURM array), and probe its
+           attention around collisions (cjepa.eval.probe; needs vqa.annotations)
         2. roll the study splits out to rollout.target_frames (factual store)
         3. for protocol counterfactual_rollout: roll out every (video, removed object) of the counterfactual
            questions with that object's slot dropped (counterfactual store)
@@ -36,8 +37,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+import yaml
 
-from cjepa.config import Config, ConfigError, merge, parse_override, validate
+from cjepa.config import Config, ConfigError, dump_yaml, merge, parse_override, validate
 from cjepa.data.slot_store import open_split
 from cjepa.distributed.env import DistEnv, pick_device
 from cjepa.eval.probe import ProbeError, run_probe, store_videos
@@ -130,6 +132,57 @@ def check_inputs(cfg: Config) -> None:
         raise ConfigError(f"vqa.video_len={cfg.vqa.video_len} exceeds rollout.obs_frames={cfg.rollout.obs_frames}")
 
 
+# What must agree between a study cell and the sweep job that trained its predictor (study.predictors), besides the
+# grid keys: everything that shapes the predictor and the data it learnt from.
+PREDICTOR_KEYS = ("model", "masking", "data", "optim", "train.max_steps", "train.epochs", "run.seed")
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out |= _flat(v, key + ".") if isinstance(v, dict) else {key: v}
+    return out
+
+
+def _agreeing_keys(keys: list[str], flat: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in keys)}
+
+
+def sweep_predictor(ccfg: Config, overrides: list[str], sweep: str) -> Path:
+    """The run dir of the job of the ``cjepa sweep`` folder ``sweep`` that trained this cell's predictor: the one
+    whose saved config (``config.yaml``) agrees with the cell's on the grid keys and PREDICTOR_KEYS. A missing,
+    ambiguous or unfinished job is a ConfigError naming the cell, so no cell silently trains or uses another."""
+    record = Path(sweep) / "sweep.json"
+    if not record.is_file():
+        raise ConfigError(f"study.predictors={sweep!r}: no sweep.json there; give the folder `cjepa sweep` wrote")
+    keys = [o.split("=", 1)[0] for o in overrides] + list(PREDICTOR_KEYS)
+    want = _agreeing_keys(keys, _flat(yaml.safe_load(dump_yaml(ccfg))))
+    name, matches, nearest = cell_name(overrides), [], None
+    for job in json.loads(record.read_text())["jobs"]:
+        cfg_file = Path(job["run_dir"]) / "config.yaml"
+        if not cfg_file.is_file():
+            continue  # not started yet: cannot be compared (and cannot be used)
+        got = _agreeing_keys(keys, _flat(yaml.safe_load(cfg_file.read_text()) or {}))
+        diff = sorted(k for k in want if got.get(k) != want[k])
+        if not diff:
+            matches.append(Path(job["run_dir"]))
+        elif nearest is None or len(diff) < len(nearest[1]):
+            nearest = (job["run_dir"], diff)
+    if not matches:
+        hint = "" if nearest is None else (
+            f"; nearest {nearest[0]} differs at {', '.join(nearest[1][:3])}" + (" ..." if len(nearest[1]) > 3 else ""))
+        raise ConfigError(f"study.predictors={sweep!r}: no job of that sweep trained cell {name} "
+                          f"({' '.join(overrides)}){hint}")
+    if len(matches) > 1:
+        raise ConfigError(f"study.predictors={sweep!r}: {len(matches)} jobs match cell {name} "
+                          f"({', '.join(map(str, matches))}); sweep the study's grid axes only")
+    if not (matches[0] / "summary.json").is_file():
+        raise ConfigError(f"study.predictors: the predictor of cell {name} ({matches[0]}) has not finished (no "
+                          "summary.json); wait for the sweep, or rerun that job")
+    return matches[0]
+
+
 def reasoner_splits(cfg: Config) -> set[str]:
     """The splits whose rollouts the reasoners read: val only when a trained reasoner is given (study.reasoner)."""
     return {cfg.data.val_split} if cfg.study.reasoner else {cfg.data.train_split, cfg.data.val_split}
@@ -158,15 +211,19 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
     check_inputs(ccfg)
     device = pick_device(ccfg.run.device, DistEnv())
 
-    # 1. predictor
+    # 1. predictor: trained here, or by the job of a sweep (study.predictors)
     pcfg = copy.deepcopy(ccfg)
     pcfg.run.name = "predictor"
-    psum_path = cdir / "predictor" / "summary.json"
-    if not psum_path.is_file():
-        log(f"{name}: training the predictor ({' '.join(overrides)})")
-        train(pcfg, progress=progress)
-    psum = json.loads(psum_path.read_text())
-    predictor = load_predictor(str(cdir / "predictor"), pcfg.model, pcfg.kernels.attention, device)
+    if ccfg.study.predictors:
+        pdir = sweep_predictor(ccfg, overrides, ccfg.study.predictors)
+        log(f"{name}: predictor trained by the sweep: {pdir}")
+    else:
+        pdir = cdir / "predictor"
+        if not (pdir / "summary.json").is_file():
+            log(f"{name}: training the predictor ({' '.join(overrides)})")
+            train(pcfg, progress=progress)
+    psum = json.loads((pdir / "summary.json").read_text())
+    predictor = load_predictor(str(pdir), pcfg.model, pcfg.kernels.attention, device)
     probe = probe_cell(ccfg, predictor, cdir / "probe", device)
     log(f"{name}: attention probe: {probe}")
 
@@ -185,7 +242,7 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
             frameskip=fs,
             batch_size=ccfg.rollout.batch_size,
             device=device,
-            producer={"rollout_of": str(cdir / "predictor")},
+            producer={"rollout_of": str(pdir)},
             progress=bar,
         )
         bar.close()
@@ -210,7 +267,7 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
                 frameskip=fs,
                 batch_size=ccfg.rollout.batch_size,
                 device=device,
-                producer={"counterfactual_of": str(cdir / "predictor")},
+                producer={"counterfactual_of": str(pdir)},
                 progress=progress,
             )
             log(f"{name}: counterfactual {split}: {cf_stats[split]}")
@@ -238,6 +295,7 @@ def run_cell(cfg: Config, overrides: list[str], *, progress: bool = True, log: C
     results = {
         "cell": name,
         "overrides": overrides,
+        "predictor_run": str(pdir),
         "predictor": {k: psum.get(k) for k in ("val/loss_future", "train/loss", "steps", "wall_time_s")}
         | {"rollout_mse": psum.get("final_eval", {}).get("mse"),
            "baseline_mse": psum.get("final_eval", {}).get("baseline_mse")},

@@ -1,6 +1,7 @@
 """The masking study: grid expansion, aggregation into table and plot, and a tiny end-to-end run."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -231,3 +232,53 @@ def test_a_missing_given_reasoner_fails_before_any_training(tmp_path):
     with pytest.raises(ConfigError, match=r"study.reasoner=.*nope.* does not exist"):
         run_cell(cfg, ["masking.num_masked=0"], progress=False, log=lambda m: None)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_cells_use_the_predictors_a_sweep_trained(tmp_path):
+    """study.predictors: a `cjepa sweep` over the grid trains the predictors (here through submitit's in-process
+    executor; on a cluster, a SLURM array); each cell rolls out and evaluates the job that trained its own grid
+    values and trains none itself. A sweep of another model, or a job without its summary, is a clear error."""
+    from cjepa.cli import main
+    from cjepa.eval.vqa.reasoner import train_reasoner
+
+    world = tmp_path / "world"
+    write_billiards_vqa(world, {"train": 8, "val": 4}, num_slots=4, slot_dim=16, observed_frames=24, total_frames=28,
+                        max_objects=4)
+    common = [
+        f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu", "model.num_slots=4", "model.slot_dim=16",
+        "model.history_frames=3", "model.pred_frames=2", "model.depth=1", "model.heads=2", "model.mlp_dim=16",
+        "data.source=store", f"data.path={world / 'slots'}", "data.batch_size=16", "data.val_max_windows=16",
+        "train.max_steps=3", "train.epochs=0", "train.val_every=3", "train.ckpt_every=3", "rollout.obs_frames=24",
+        "rollout.target_frames=28", "rollout.eval_videos=2", "rollout.eval_chains=1",
+        f"vqa.questions_train={world / 'questions/train.json'}", f"vqa.questions_val={world / 'questions/val.json'}",
+        f"vqa.annotations={world / 'annotations.json'}", "vqa.video_len=24", "vqa.num_frames=4", "vqa.cf_frames=24",
+        "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=1", "vqa.ffn_dim=16", "vqa.head_hidden=8", "vqa.batch_size=16",
+        "train.log_every=1",
+    ]
+    train_reasoner(load_config([], [*common, "run.name=reasoner", f"vqa.slots={world / 'slots'}", "vqa.epochs=1"]),
+                   progress=False)
+    assert main(["sweep", "--cluster", "debug", "--name", "preds", *common, "masking.num_masked=0,1"]) == 0
+    sweep = tmp_path / "runs" / "preds"
+    jobs = {j["overrides"][0]: j["run_dir"] for j in json.loads((sweep / "sweep.json").read_text())["jobs"]}
+
+    study = [*common, "study.name=s", 'study.grid=["masking.num_masked=0,1"]', "study.splits=[val]",
+             f"study.reasoner={tmp_path / 'runs' / 'reasoner'}"]
+    cfg = load_config([], [*study, f"study.predictors={sweep}"])
+    for cell in expand_grid(cfg.study.grid):
+        res = run_cell(cfg, cell, progress=False, log=lambda m: None)
+        assert res["predictor_run"] == jobs[cell[0]]
+        cdir = study_root(cfg) / cell_name(cell)
+        assert not (cdir / "predictor").exists(), "the cell trained its own predictor"
+        assert json.loads((cdir / "rollout" / "meta.json").read_text())["producer"]["rollout_of"] == jobs[cell[0]]
+
+    other = load_config([], [*study, "study.name=other", "model.depth=2", f"study.predictors={sweep}"])
+    with pytest.raises(ConfigError, match=r"no job of that sweep trained cell num_masked0 .*differs at model.depth"):
+        run_cell(other, ["masking.num_masked=0"], progress=False, log=lambda m: None)
+    (Path(jobs["masking.num_masked=1"]) / "summary.json").unlink()
+    fresh = load_config([], [*study, "study.name=fresh", f"study.predictors={sweep}"])
+    with pytest.raises(ConfigError, match=r"predictor of cell num_masked1 .* has not finished"):
+        run_cell(fresh, ["masking.num_masked=1"], progress=False, log=lambda m: None)
+    with pytest.raises(ConfigError, match=r"no sweep.json there"):
+        run_cell(load_config([], [*study, "study.name=x", f"study.predictors={tmp_path}"]), ["masking.num_masked=0"],
+                 progress=False, log=lambda m: None)

@@ -97,6 +97,11 @@ class StudyConfig:
     # on its own rollouts instead of training one per cell and protocol. Only the world model then differs between
     # cells, and the drop from the reasoner's oracle accuracy is what the world model costs. "" = train per cell.
     reasoner: str = ""
+    # A `cjepa sweep` folder (the one holding sweep.json) whose jobs trained the cells' predictors, e.g. as a SLURM
+    # array: `cjepa sweep -c CFG <study.grid, one axis per entry> --name NAME`. Each cell then uses the job whose saved
+    # config agrees with the cell's on the grid keys and on model, masking, data, optim and train.max_steps, instead of
+    # training its own. "" = train one per cell.
+    predictors: str = ""
 
     def validate(self) -> None:
         for item in self.grid:

@@ -149,6 +149,14 @@ def _agreeing_keys(keys: list[str], flat: dict[str, object]) -> dict[str, object
     return {k: v for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in keys)}
 
 
+def _same_value(want: object, got: object) -> bool:
+    """Equal, or two spellings of one existing path (a launcher makes the job's relative data paths absolute)."""
+    if want == got:
+        return True
+    return (isinstance(want, str) and isinstance(got, str) and bool(want) and Path(want).exists()
+            and Path(want).resolve() == Path(got).resolve())
+
+
 def sweep_predictor(ccfg: Config, overrides: list[str], sweep: str) -> Path:
     """The run dir of the job of the ``cjepa sweep`` folder ``sweep`` that trained this cell's predictor: the one
     whose saved config (``config.yaml``) agrees with the cell's on the grid keys and PREDICTOR_KEYS. A missing,
@@ -164,7 +172,7 @@ def sweep_predictor(ccfg: Config, overrides: list[str], sweep: str) -> Path:
         if not cfg_file.is_file():
             continue  # not started yet: cannot be compared (and cannot be used)
         got = _agreeing_keys(keys, _flat(yaml.safe_load(cfg_file.read_text()) or {}))
-        diff = sorted(k for k in want if got.get(k) != want[k])
+        diff = sorted(k for k in want if not _same_value(want[k], got.get(k)))
         if not diff:
             matches.append(Path(job["run_dir"]))
         elif nearest is None or len(diff) < len(nearest[1]):

@@ -235,7 +235,7 @@ def test_a_missing_given_reasoner_fails_before_any_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_cells_use_the_predictors_a_sweep_trained(tmp_path):
+def test_cells_use_the_predictors_a_sweep_trained(tmp_path, monkeypatch):
     """study.predictors: a `cjepa sweep` over the grid trains the predictors (here through submitit's in-process
     executor; on a cluster, a SLURM array); each cell rolls out and evaluates the job that trained its own grid
     values and trains none itself. A sweep of another model, or a job without its summary, is a clear error."""
@@ -245,10 +245,11 @@ def test_cells_use_the_predictors_a_sweep_trained(tmp_path):
     world = tmp_path / "world"
     write_billiards_vqa(world, {"train": 8, "val": 4}, num_slots=4, slot_dim=16, observed_frames=24, total_frames=28,
                         max_objects=4)
+    monkeypatch.chdir(tmp_path)  # a relative data path, which the sweep's launcher writes as an absolute one
     common = [
         f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu", "model.num_slots=4", "model.slot_dim=16",
         "model.history_frames=3", "model.pred_frames=2", "model.depth=1", "model.heads=2", "model.mlp_dim=16",
-        "data.source=store", f"data.path={world / 'slots'}", "data.batch_size=16", "data.val_max_windows=16",
+        "data.source=store", "data.path=world/slots", "data.batch_size=16", "data.val_max_windows=16",
         "train.max_steps=3", "train.epochs=0", "train.val_every=3", "train.ckpt_every=3", "rollout.obs_frames=24",
         "rollout.target_frames=28", "rollout.eval_videos=2", "rollout.eval_chains=1",
         f"vqa.questions_train={world / 'questions/train.json'}", f"vqa.questions_val={world / 'questions/val.json'}",

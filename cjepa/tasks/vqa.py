@@ -34,7 +34,7 @@ from cjepa.data.slot_store import SlotSplit, open_split
 from cjepa.distributed.env import DistEnv
 from cjepa.eval.vqa.data import OffsetBatchSampler, VQADataset, collate_questions, num_start_offsets, resolve_video_keys
 from cjepa.eval.vqa.evaluate import evaluate_reasoner, jsonable, write_outputs
-from cjepa.eval.vqa.model import ALOEReasoner, reasoner_losses
+from cjepa.eval.vqa.model import ALOEReasoner, masked_slot_loss, reasoner_losses, sample_slot_mask
 from cjepa.eval.vqa.questions import (
     COUNTERFACTUAL,
     QuestionSet,
@@ -97,6 +97,7 @@ def reasoner_from_config(cfg: Config, vocab: Vocab, num_slots: int, slot_dim: in
         ffn_dim=v.ffn_dim,
         dropout=v.dropout,
         head_hidden=v.head_hidden,
+        slot_prediction=v.slot_loss_weight > 0,
     )
 
 
@@ -264,8 +265,17 @@ class VQATask(TaskBase):
     def training_losses(self, model, batch: dict, step: int, micro_index: int) -> dict[str, torch.Tensor]:
         self._step = step + 1
         b = {k: t.to(self.device, non_blocking=True) for k, t in batch.items()}
-        out = model(b["video"], b["row_video"], b["tokens"], b["pad"], b["is_mc"], b["slot_pad"])
-        return reasoner_losses(out, b["label"], b["is_mc"])
+        if self.v.slot_loss_weight == 0:
+            out = model(b["video"], b["row_video"], b["tokens"], b["pad"], b["is_mc"], b["slot_pad"])
+            return reasoner_losses(out, b["label"], b["is_mc"])
+        # The mask depends on (seed, step, micro-batch) only, so a resumed run hides the same slots.
+        gen = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + 131 * step + micro_index)
+        slot_mask = sample_slot_mask(b["slot_pad"].cpu(), self.v.slot_mask_ratio, gen).to(self.device)
+        out = model(b["video"], b["row_video"], b["tokens"], b["pad"], b["is_mc"], b["slot_pad"], slot_mask)
+        losses = reasoner_losses(out, b["label"], b["is_mc"])
+        losses["loss_slots"] = masked_slot_loss(out)
+        losses["loss"] = losses["loss"] + self.v.slot_loss_weight * losses["loss_slots"]
+        return losses
 
     # ------------------------------------------------------------------ evaluation
 

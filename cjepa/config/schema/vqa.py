@@ -43,6 +43,11 @@ class VQAConfig:
     ffn_dim: int = 512
     dropout: float = 0.1
     head_hidden: int = 128  # hidden width of the descriptive and multiple-choice MLP heads
+    # Masked-slot prediction next to the answers (ALOE's self-supervised objective; the original cjepa trains
+    # without it): each training step hides slot_mask_ratio of the slot tokens and adds slot_loss_weight x the MSE
+    # of reading them back. 0 = off (the reasoner then has the original's parameters).
+    slot_loss_weight: float = 0.0
+    slot_mask_ratio: float = 0.15
     # --- training (Adam, no weight decay, cosine with linear warm-up to lr * min_lr_ratio; section 6.3)
     lr: float = 1e-3
     batch_size: int = 96  # questions per global batch
@@ -68,6 +73,9 @@ class VQAConfig:
             raise ConfigError(
                 "vqa.word_dim, vqa.heads, vqa.depth, vqa.ffn_dim and vqa.head_hidden must be positive"
             )
+        if self.slot_loss_weight < 0 or not 0.0 < self.slot_mask_ratio < 1.0:
+            raise ConfigError(f"vqa.slot_loss_weight={self.slot_loss_weight} must be >= 0 and vqa.slot_mask_ratio="
+                              f"{self.slot_mask_ratio} in (0, 1)")
         if self.batch_size < 1 or self.val_batch_size < 1:
             raise ConfigError("vqa.batch_size and vqa.val_batch_size must be >= 1")
         if not 0.0 <= self.warmup_frac < 1.0:

@@ -14,6 +14,13 @@ Sequence per text row (a descriptive question, or one question + choice pair):
 * Heads on the CLS output: descriptive MLP d_model -> 128 -> ReLU -> answers, multiple-choice MLP
   d_model -> 128 -> ReLU -> 1 logit per choice.
 
+Optional masked-slot prediction (``slot_prediction=True``; off in the original): ALOE's self-supervised objective
+(Ding et al., 2021, "Attention over learned object embeddings enables complex visual reasoning") in our form.
+Some slot tokens of a training batch enter as a learned mask vector instead of their slot, and a linear head
+reads the transformer's output at those positions back to slot space; the caller regresses it onto the hidden
+slots. To fill a hidden slot the encoder has to relate a slot to itself in other frames and to the objects it
+meets, which the question heads alone reward only once they already read collisions.
+
 Parameter and buffer names are the original ``CLEVRERTransformerModel``'s, so its checkpoints load after
 stripping the ``transformer_model.`` prefix (:func:`load_reasoner_state`). One difference in execution, not in
 maths: descriptive and multiple-choice rows run through the transformer in one batch (the original made two
@@ -71,6 +78,7 @@ class ALOEReasoner(nn.Module):
         ffn_dim: int = 512,
         dropout: float = 0.1,
         head_hidden: int = 128,
+        slot_prediction: bool = False,
     ):
         super().__init__()
         self.num_slots, self.num_frames, self.slot_dim = num_slots, num_frames, slot_dim
@@ -92,6 +100,10 @@ class ALOEReasoner(nn.Module):
         self.cls_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(),
                                             nn.Linear(head_hidden, num_answers))
         self.mc_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 1))
+        self.slot_prediction = slot_prediction
+        if slot_prediction:  # only then: checkpoints without the objective keep the original's keys
+            self.slot_mask_token = nn.Parameter(torch.zeros(1, 1, self.d_model))
+            self.slot_prediction_head = nn.Linear(self.d_model, slot_dim)
 
     # ------------------------------------------------------------------ inputs
 
@@ -134,23 +146,39 @@ class ALOEReasoner(nn.Module):
         pad: torch.Tensor,
         is_mc: torch.Tensor,
         slot_pad: Optional[torch.Tensor] = None,
+        slot_mask: Optional[torch.Tensor] = None,
     ) -> dict[str, torch.Tensor]:
         """Answer logits for every text row.
 
         video (V, T, S, D) slot videos; row_video (N,) which video each row reads; tokens (N, L) word ids;
-        pad (N, L) bool (True = PAD); is_mc (N,) bool; slot_pad (V, T, S) bool (True = removed slot, ignored).
+        pad (N, L) bool (True = PAD); is_mc (N,) bool; slot_pad (V, T, S) bool (True = removed slot, ignored);
+        slot_mask (V, T, S) bool (True = hidden behind the mask vector; needs ``slot_prediction``).
         Returns ``answer_logits`` (N, num_answers) (descriptive head) and ``choice_logits`` (N,) (per-choice
-        head); callers read the head that matches each row.
+        head); callers read the head that matches each row. With ``slot_mask``, also ``masked_slot_prediction``
+        (M, D) and ``masked_slot_target`` (M, D): the head's output and the hidden slot at every masked position
+        of every row (row-major, then time-major), M = the masked positions summed over rows.
         """
         self._check(video, row_video, tokens)
         N = tokens.shape[0]
         vis = self.embed_video(video)[row_video]  # (N, T*S, d)
+        hidden = None
+        if slot_mask is not None:
+            if not self.slot_prediction:
+                raise ValueError("slot_mask needs a reasoner built with slot_prediction=True")
+            hidden = slot_mask[row_video].reshape(N, -1)  # (N, T*S) bool
+            vis = torch.where(hidden[..., None], self.slot_mask_token.to(vis.dtype), vis)
         text = self.embed_text(tokens, is_mc)  # (N, L, d)
         x = torch.cat([self.CLS.expand(N, 1, -1).to(vis.dtype), vis, text], dim=1)  # (N, 1 + T*S + L, d)
         vis_pad = slot_pad[row_video].reshape(N, -1) if slot_pad is not None else pad.new_zeros(N, vis.shape[1])
         key_padding = torch.cat([pad.new_zeros(N, 1), vis_pad, pad], dim=1)  # (N, seq_len) bool
-        cls = self.transformer_encoder(x, key_padding)[:, 0]  # (N, d)
-        return {"answer_logits": self.cls_answer_mlp(cls), "choice_logits": self.mc_answer_mlp(cls).squeeze(-1)}
+        h = self.transformer_encoder(x, key_padding)  # (N, seq_len, d)
+        cls = h[:, 0]  # (N, d)
+        out = {"answer_logits": self.cls_answer_mlp(cls), "choice_logits": self.mc_answer_mlp(cls).squeeze(-1)}
+        if hidden is not None:
+            slots_out = h[:, 1 : 1 + vis.shape[1]]  # (N, T*S, d)
+            out["masked_slot_prediction"] = self.slot_prediction_head(slots_out[hidden])  # (M, D)
+            out["masked_slot_target"] = video[row_video].reshape(N, -1, self.slot_dim)[hidden]  # (M, D)
+        return out
 
 
 def reasoner_losses(out: dict[str, torch.Tensor], label: torch.Tensor, is_mc: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -169,6 +197,20 @@ def reasoner_losses(out: dict[str, torch.Tensor], label: torch.Tensor, is_mc: to
     else:
         l_mc = out["choice_logits"].float().sum() * 0.0
     return {"loss": l_desc + l_mc, "loss_descriptive": l_desc, "loss_choice": l_mc}
+
+
+def masked_slot_loss(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean squared error of the masked-slot prediction (0, kept in the graph, when nothing was masked)."""
+    pred, target = out["masked_slot_prediction"], out["masked_slot_target"]
+    if pred.numel() == 0:
+        return pred.float().sum() * 0.0
+    return F.mse_loss(pred.float(), target.float())
+
+
+def sample_slot_mask(slot_pad: torch.Tensor, ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """(V, T, S) bool: each slot token that is not padding hidden with probability ``ratio``."""
+    draw = torch.rand(slot_pad.shape, generator=generator)
+    return (draw < ratio).to(slot_pad.device) & ~slot_pad
 
 
 def load_reasoner_state(model: ALOEReasoner, state: dict[str, torch.Tensor], source: str = "of the reasoner") -> None:

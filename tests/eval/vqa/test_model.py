@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from cjepa.eval.vqa.model import ALOEReasoner, load_reasoner_state, reasoner_losses
+from cjepa.eval.vqa.model import (
+    ALOEReasoner,
+    load_reasoner_state,
+    masked_slot_loss,
+    reasoner_losses,
+    sample_slot_mask,
+)
 
 
 def tiny(**kw):
@@ -117,3 +123,43 @@ def test_shape_errors_name_the_expected_layout():
     with pytest.raises(ValueError, match=r"\(V, 4, 3, 8\)"):
         m(torch.randn(1, 5, 3, 8), torch.zeros(1, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long),
           torch.zeros(1, 8, dtype=torch.bool), torch.zeros(1, dtype=torch.bool))
+
+
+def test_masked_slot_prediction_hides_the_masked_slots_and_reads_them_back():
+    """With slot_prediction: a masked slot's value reaches no output (it enters as the mask vector), the head's
+    outputs line up with the hidden slots row by row, and without a mask the outputs are the model's plain ones."""
+    torch.manual_seed(0)
+    m = tiny(slot_prediction=True).eval()
+    plain = tiny()
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("slot_")})
+    video, row_video, tokens, pad, is_mc = batch(m)
+    torch.testing.assert_close(m(video, row_video, tokens, pad, is_mc)["choice_logits"],
+                               plain(video, row_video, tokens, pad, is_mc)["choice_logits"])
+    mask = torch.zeros(video.shape[:3], dtype=torch.bool)
+    mask[0, 1, 2] = mask[1, 3, 0] = mask[1, 0, 1] = True
+    out = m(video, row_video, tokens, pad, is_mc, slot_mask=mask)
+    v2 = video.clone()
+    v2[mask] = 50.0
+    out2 = m(v2, row_video, tokens, pad, is_mc, slot_mask=mask)
+    torch.testing.assert_close(out["choice_logits"], out2["choice_logits"])
+    torch.testing.assert_close(out["masked_slot_prediction"], out2["masked_slot_prediction"])
+    # row 0 reads video 0 (one masked slot), rows 1-3 read video 1 (two each, time-major: (0, 1) before (3, 0))
+    expected = [video[0, 1, 2]] + [video[1, 0, 1], video[1, 3, 0]] * 3
+    torch.testing.assert_close(out["masked_slot_target"], torch.stack(expected))
+    assert out["masked_slot_prediction"].shape == (7, m.slot_dim)
+    loss = masked_slot_loss(out)
+    torch.testing.assert_close(loss, ((out["masked_slot_prediction"] - torch.stack(expected)) ** 2).mean())
+    loss.backward()
+    assert m.slot_mask_token.grad.abs().sum() > 0 and m.slot_prediction_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="slot_prediction=True"):
+        plain(video, row_video, tokens, pad, is_mc, slot_mask=mask)
+
+
+def test_sampled_slot_masks_skip_padding_and_follow_the_ratio():
+    pad = torch.zeros(64, 8, 7, dtype=torch.bool)
+    pad[:, :, 6] = True
+    mask = sample_slot_mask(pad, 0.25, torch.Generator().manual_seed(0))
+    assert not mask[pad].any()
+    assert abs(mask[~pad].float().mean().item() - 0.25) < 0.02
+    again = sample_slot_mask(pad, 0.25, torch.Generator().manual_seed(0))
+    assert torch.equal(mask, again)

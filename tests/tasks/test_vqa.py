@@ -55,12 +55,13 @@ class CrashAt(VQATask):
 
 
 @pytest.mark.slow
-def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
+@pytest.mark.parametrize("slot_loss_weight", ["0.0", "1.0"])
+def test_resume_is_bit_identical_to_uninterrupted(tmp_path, slot_loss_weight):
     """Crash mid-epoch (step 5, last checkpoint at 3), resume: the weights equal an uninterrupted run's
-    (random start offsets, dropout and data order all restored)."""
+    (random start offsets, dropout and data order all restored; with masked-slot prediction, the hidden slots)."""
     paths = make_colour_world(tmp_path, {"train": 24, "val": 4})
     extra = ("vqa.epochs=2", "vqa.batch_size=6", "vqa.dropout=0.1", "train.ckpt_every=3", "vqa.eval_every_epochs=2",
-             "vqa.eval_offsets=[0]")
+             "vqa.eval_offsets=[0]", f"vqa.slot_loss_weight={slot_loss_weight}")
     full = load_config([], colour_overrides(tmp_path, paths, "run.name=full", *extra))
     train_reasoner(full, progress=False)
     part = load_config([], colour_overrides(tmp_path, paths, "run.name=part", *extra))
@@ -72,6 +73,10 @@ def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
     a, b = load_model_state(tmp_path / "runs" / "full"), load_model_state(tmp_path / "runs" / "part")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    slots = slot_loss_weight != "0.0"
+    assert ("slot_prediction_head.weight" in a) == slots
+    logged = [json.loads(line) for line in (tmp_path / "runs" / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/loss_slots" in r for r in logged) == slots
 
 
 def test_generic_train_entry_point_trains_the_reasoner(tmp_path):

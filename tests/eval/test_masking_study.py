@@ -172,6 +172,23 @@ def test_probe_cell_measures_the_attention_ratio_or_says_why_not(tmp_path):
     assert "vqa.annotations" in probe_cell(cfg, model, tmp_path / "probe2", "cpu")["skipped"]
 
 
+def tiny_world_study(tmp_path, world, data_path) -> list[str]:
+    """Writes a tiny billiards world; the overrides of a study on it (predictor, rollouts, reasoner all tiny)."""
+    write_billiards_vqa(world, {"train": 8, "val": 4}, num_slots=4, slot_dim=16, observed_frames=24, total_frames=28,
+                        max_objects=4)
+    return [
+        f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu", "model.num_slots=4", "model.slot_dim=16",
+        "model.history_frames=3", "model.pred_frames=2", "model.depth=1", "model.heads=2", "model.mlp_dim=16",
+        "data.source=store", f"data.path={data_path}", "data.batch_size=16", "data.val_max_windows=16",
+        "train.max_steps=3", "train.epochs=0", "train.val_every=3", "train.ckpt_every=3", "rollout.obs_frames=24",
+        "rollout.target_frames=28", "rollout.eval_videos=2", "rollout.eval_chains=1",
+        f"vqa.questions_train={world / 'questions/train.json'}", f"vqa.questions_val={world / 'questions/val.json'}",
+        f"vqa.annotations={world / 'annotations.json'}", "vqa.video_len=24", "vqa.num_frames=4", "vqa.cf_frames=24",
+        "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=1", "vqa.ffn_dim=16", "vqa.head_hidden=8", "vqa.batch_size=16",
+        "train.log_every=1",
+    ]
+
+
 @pytest.mark.slow
 def test_a_given_reasoner_is_evaluated_on_each_cells_rollouts_not_retrained(tmp_path):
     """study.reasoner: every cell evaluates that reasoner (with the frame sampling it was trained with) on its own
@@ -180,19 +197,7 @@ def test_a_given_reasoner_is_evaluated_on_each_cells_rollouts_not_retrained(tmp_
     from cjepa.eval.vqa.reasoner import evaluate_checkpoint, train_reasoner
 
     world = tmp_path / "world"
-    write_billiards_vqa(world, {"train": 8, "val": 4}, num_slots=4, slot_dim=16, observed_frames=24, total_frames=28,
-                        max_objects=4)
-    common = [
-        f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu", "model.num_slots=4", "model.slot_dim=16",
-        "model.history_frames=3", "model.pred_frames=2", "model.depth=1", "model.heads=2", "model.mlp_dim=16",
-        "data.source=store", f"data.path={world / 'slots'}", "data.batch_size=16", "data.val_max_windows=16",
-        "train.max_steps=3", "train.epochs=0", "train.val_every=3", "train.ckpt_every=3", "rollout.obs_frames=24",
-        "rollout.target_frames=28", "rollout.eval_videos=2", "rollout.eval_chains=1",
-        f"vqa.questions_train={world / 'questions/train.json'}", f"vqa.questions_val={world / 'questions/val.json'}",
-        f"vqa.annotations={world / 'annotations.json'}", "vqa.video_len=24", "vqa.num_frames=4", "vqa.cf_frames=24",
-        "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=1", "vqa.ffn_dim=16", "vqa.head_hidden=8", "vqa.batch_size=16",
-        "train.log_every=1",
-    ]
+    common = tiny_world_study(tmp_path, world, world / "slots")
     rcfg = load_config([], [*common, "run.name=reasoner", f"vqa.slots={world / 'slots'}", "vqa.epochs=1",
                             "vqa.frame_sampling=span"])
     train_reasoner(rcfg, progress=False)
@@ -243,20 +248,8 @@ def test_cells_use_the_predictors_a_sweep_trained(tmp_path, monkeypatch):
     from cjepa.eval.vqa.reasoner import train_reasoner
 
     world = tmp_path / "world"
-    write_billiards_vqa(world, {"train": 8, "val": 4}, num_slots=4, slot_dim=16, observed_frames=24, total_frames=28,
-                        max_objects=4)
     monkeypatch.chdir(tmp_path)  # a relative data path, which the sweep's launcher writes as an absolute one
-    common = [
-        f"run.out_dir={tmp_path / 'runs'}", "run.device=cpu", "model.num_slots=4", "model.slot_dim=16",
-        "model.history_frames=3", "model.pred_frames=2", "model.depth=1", "model.heads=2", "model.mlp_dim=16",
-        "data.source=store", "data.path=world/slots", "data.batch_size=16", "data.val_max_windows=16",
-        "train.max_steps=3", "train.epochs=0", "train.val_every=3", "train.ckpt_every=3", "rollout.obs_frames=24",
-        "rollout.target_frames=28", "rollout.eval_videos=2", "rollout.eval_chains=1",
-        f"vqa.questions_train={world / 'questions/train.json'}", f"vqa.questions_val={world / 'questions/val.json'}",
-        f"vqa.annotations={world / 'annotations.json'}", "vqa.video_len=24", "vqa.num_frames=4", "vqa.cf_frames=24",
-        "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=1", "vqa.ffn_dim=16", "vqa.head_hidden=8", "vqa.batch_size=16",
-        "train.log_every=1",
-    ]
+    common = tiny_world_study(tmp_path, world, "world/slots")
     train_reasoner(load_config([], [*common, "run.name=reasoner", f"vqa.slots={world / 'slots'}", "vqa.epochs=1"]),
                    progress=False)
     assert main(["sweep", "--cluster", "debug", "--name", "preds", *common, "masking.num_masked=0,1"]) == 0

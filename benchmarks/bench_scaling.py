@@ -169,7 +169,12 @@ def _rank_main(rank: int, world: int, port: int, opts: dict, out: str, master: s
                       LOCAL_WORLD_SIZE=str(local_world), MASTER_ADDR=master, MASTER_PORT=str(port))  # as torchrun
     torch.set_num_threads(max(1, opts["threads"]))
     from cjepa.distributed.engine_factory import build_engine
-    from cjepa.distributed.env import detect_env, init_process_group, init_single_process_group
+    from cjepa.distributed.env import (
+        destroy_process_group,
+        detect_env,
+        init_process_group,
+        init_single_process_group,
+    )
     from cjepa.losses import predictor_losses
     from cjepa.models.predictor import build_predictor
 
@@ -215,6 +220,12 @@ def _rank_main(rank: int, world: int, port: int, opts: dict, out: str, master: s
                         **mem, **timing_row(timing), "samples_per_s": cfg.data.batch_size / (timing.median_ms / 1e3)})
     if rank == 0:
         Path(out).write_text(json.dumps(results))
+    # Leave together and close the groups before the interpreter exits: a rank that exits while its peer's gloo
+    # threads still hold the connection can abort the peer at teardown ("terminate called without an active
+    # exception"), failing a run whose results were already written.
+    if world > 1:
+        torch.distributed.barrier()
+    destroy_process_group()
 
 
 # --------------------------------------------------------------------------------------------- report

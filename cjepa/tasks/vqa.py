@@ -98,6 +98,7 @@ def reasoner_from_config(cfg: Config, vocab: Vocab, num_slots: int, slot_dim: in
         dropout=v.dropout,
         head_hidden=v.head_hidden,
         slot_prediction=v.slot_loss_weight > 0,
+        token_layout=v.token_layout,
     )
 
 

@@ -48,6 +48,9 @@ class VQAConfig:
     # of reading them back. 0 = off (the reasoner then has the original's parameters).
     slot_loss_weight: float = 0.0
     slot_mask_ratio: float = 0.15
+    # "frames": one token per (frame, slot), the original's; "objects": one token per slot holding its num_frames
+    # vectors (an object's trajectory in one token; a shorter sequence)
+    token_layout: Literal["frames", "objects"] = "frames"
     # --- training (Adam, no weight decay, cosine with linear warm-up to lr * min_lr_ratio; section 6.3)
     lr: float = 1e-3
     batch_size: int = 96  # questions per global batch
@@ -76,6 +79,8 @@ class VQAConfig:
         if self.slot_loss_weight < 0 or not 0.0 < self.slot_mask_ratio < 1.0:
             raise ConfigError(f"vqa.slot_loss_weight={self.slot_loss_weight} must be >= 0 and vqa.slot_mask_ratio="
                               f"{self.slot_mask_ratio} in (0, 1)")
+        if self.token_layout != "frames" and self.slot_loss_weight > 0:
+            raise ConfigError("vqa.slot_loss_weight > 0 hides (frame, slot) tokens: it needs vqa.token_layout=frames")
         if self.batch_size < 1 or self.val_batch_size < 1:
             raise ConfigError("vqa.batch_size and vqa.val_batch_size must be >= 1")
         if not 0.0 <= self.warmup_frac < 1.0:

@@ -14,6 +14,12 @@ Sequence per text row (a descriptive question, or one question + choice pair):
 * Heads on the CLS output: descriptive MLP d_model -> 128 -> ReLU -> answers, multiple-choice MLP
   d_model -> 128 -> ReLU -> 1 logit per choice.
 
+Optional token layout ``token_layout="objects"`` (ours; the original has only ``frames``): one vision token per
+slot instead of one per (frame, slot), made of that slot's ``num_frames`` vectors in time order -- [CLS] + S slot
+tokens + words. An object's trajectory is then one token, so "did these two objects collide" is one comparison
+between two tokens instead of a search over frame pairs, and the sequence is shorter. A slot padded in every
+frame (a removed object) is key-padded; ``slot_pad`` must then be constant over time per slot.
+
 Optional masked-slot prediction (``slot_prediction=True``; off in the original): ALOE's self-supervised objective
 (Ding et al., 2021, "Attention over learned object embeddings enables complex visual reasoning") in our form.
 Some slot tokens of a training batch enter as a learned mask vector instead of their slot, and a linear head
@@ -61,6 +67,9 @@ class _EncoderWithPositions(nn.Module):
         return x
 
 
+TOKEN_LAYOUTS = ("frames", "objects")
+
+
 class ALOEReasoner(nn.Module):
     def __init__(
         self,
@@ -79,13 +88,20 @@ class ALOEReasoner(nn.Module):
         dropout: float = 0.1,
         head_hidden: int = 128,
         slot_prediction: bool = False,
+        token_layout: str = "frames",
     ):
         super().__init__()
+        if token_layout not in TOKEN_LAYOUTS:
+            raise ValueError(f"token_layout {token_layout!r} is not one of {TOKEN_LAYOUTS}")
+        if slot_prediction and token_layout != "frames":
+            raise ValueError("masked-slot prediction hides (frame, slot) tokens: it needs token_layout='frames'")
         self.num_slots, self.num_frames, self.slot_dim = num_slots, num_frames, slot_dim
+        self.token_layout = token_layout
         self.question_len, self.text_len = question_len, question_len + choice_len
         token_dim = word_dim + 4  # word ++ part tag ++ modality tag
         self.d_model = token_dim * heads
-        self.seq_len = 1 + num_frames * num_slots + self.text_len
+        self.vision_tokens = num_frames * num_slots if token_layout == "frames" else num_slots
+        self.seq_len = 1 + self.vision_tokens + self.text_len
         # Fixed tags (the original stores them as frozen parameters; buffers keep the same state_dict keys).
         self.register_buffer("text_token", torch.tensor([1.0, 0.0]))
         self.register_buffer("vision_token", torch.tensor([0.0, 1.0]))
@@ -94,7 +110,8 @@ class ALOEReasoner(nn.Module):
         self.register_buffer("mc_choice_token", torch.tensor([0.0, 1.0]))
         self.q_embedding = nn.Embedding(num_words, word_dim)
         self.q_in_proj = nn.Linear(token_dim, self.d_model)
-        self.vision_in_proj = nn.Linear(slot_dim + 2, self.d_model)
+        vision_in = slot_dim if token_layout == "frames" else num_frames * slot_dim
+        self.vision_in_proj = nn.Linear(vision_in + 2, self.d_model)
         self.CLS = nn.Parameter(torch.zeros(1, 1, self.d_model))
         self.transformer_encoder = _EncoderWithPositions(self.seq_len, self.d_model, heads, ffn_dim, depth, dropout)
         self.cls_answer_mlp = nn.Sequential(nn.Linear(self.d_model, head_hidden), nn.ReLU(),
@@ -119,11 +136,24 @@ class ALOEReasoner(nn.Module):
             raise ValueError(f"row_video {tuple(row_video.shape)} must have one entry per token row {tokens.shape[0]}")
 
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
-        """(V, T, S, D) slots -> (V, T*S, d_model) vision tokens (time-major)."""
-        V, T, S, _ = video.shape
-        flat = video.reshape(V, T * S, -1)
-        tag = self.vision_token.to(flat.dtype).expand(V, T * S, 2)
+        """(V, T, S, D) slots -> (V, T*S, d_model) vision tokens (time-major), or (V, S, d_model) with the
+        objects layout (token s = slot s's T vectors, in time order)."""
+        V, T, S, D = video.shape
+        if self.token_layout == "frames":
+            flat = video.reshape(V, T * S, D)
+        else:
+            flat = video.permute(0, 2, 1, 3).reshape(V, S, T * D)
+        tag = self.vision_token.to(flat.dtype).expand(V, flat.shape[1], 2)
         return self.vision_in_proj(torch.cat([flat, tag], dim=-1))
+
+    def vision_padding(self, slot_pad: torch.Tensor) -> torch.Tensor:
+        """(V, T, S) bool -> (V, vision tokens) bool key padding of the vision tokens."""
+        V = slot_pad.shape[0]
+        if self.token_layout == "frames":
+            return slot_pad.reshape(V, -1)
+        if bool((slot_pad.any(1) != slot_pad.all(1)).any()):
+            raise ValueError("token_layout='objects' pads whole slots: slot_pad must not change over the frames")
+        return slot_pad.all(1)  # (V, S)
 
     def embed_text(self, tokens: torch.Tensor, is_mc: torch.Tensor) -> torch.Tensor:
         """(N, L) ids, (N,) bool -> (N, L, d_model) word tokens with part and modality tags."""
@@ -169,7 +199,7 @@ class ALOEReasoner(nn.Module):
             vis = torch.where(hidden[..., None], self.slot_mask_token.to(vis.dtype), vis)
         text = self.embed_text(tokens, is_mc)  # (N, L, d)
         x = torch.cat([self.CLS.expand(N, 1, -1).to(vis.dtype), vis, text], dim=1)  # (N, 1 + T*S + L, d)
-        vis_pad = slot_pad[row_video].reshape(N, -1) if slot_pad is not None else pad.new_zeros(N, vis.shape[1])
+        vis_pad = self.vision_padding(slot_pad)[row_video] if slot_pad is not None else pad.new_zeros(N, vis.shape[1])
         key_padding = torch.cat([pad.new_zeros(N, 1), vis_pad, pad], dim=1)  # (N, seq_len) bool
         h = self.transformer_encoder(x, key_padding)  # (N, seq_len, d)
         cls = h[:, 0]  # (N, d)

@@ -163,3 +163,30 @@ def test_sampled_slot_masks_skip_padding_and_follow_the_ratio():
     assert abs(mask[~pad].float().mean().item() - 0.25) < 0.02
     again = sample_slot_mask(pad, 0.25, torch.Generator().manual_seed(0))
     assert torch.equal(mask, again)
+
+
+def test_objects_layout_gives_each_slot_one_token_of_its_trajectory():
+    """token_layout='objects': [CLS] + one token per slot (its frames in time order) + words; a slot padded in every
+    frame reaches no output; padding that changes over time is refused."""
+    torch.manual_seed(0)
+    m = tiny(token_layout="objects").eval()
+    assert m.seq_len == 1 + m.num_slots + m.text_len
+    video, row_video, tokens, pad, is_mc = batch(m)
+    tok = m.embed_video(video)  # (V, S, d)
+    s = 1
+    expected = m.vision_in_proj(torch.cat([video[:, :, s].reshape(2, -1), torch.tensor([0.0, 1.0]).expand(2, 2)], -1))
+    torch.testing.assert_close(tok[:, s], expected)
+    slot_pad = torch.zeros(video.shape[:3], dtype=torch.bool)
+    slot_pad[:, :, 2] = True
+    out = m(video, row_video, tokens, pad, is_mc, slot_pad)
+    v2 = video.clone()
+    v2[:, :, 2] = 100.0
+    torch.testing.assert_close(out["choice_logits"], m(v2, row_video, tokens, pad, is_mc, slot_pad)["choice_logits"])
+    v3 = video.clone()
+    v3[:, 3, 0] += 1.0  # one frame of an unpadded slot
+    assert not torch.allclose(out["choice_logits"], m(v3, row_video, tokens, pad, is_mc, slot_pad)["choice_logits"])
+    slot_pad[:, 0, 1] = True
+    with pytest.raises(ValueError, match="must not change over the frames"):
+        m(video, row_video, tokens, pad, is_mc, slot_pad)
+    with pytest.raises(ValueError, match="needs token_layout='frames'"):
+        tiny(token_layout="objects", slot_prediction=True)

@@ -409,6 +409,7 @@ def main(argv=None) -> int:
     )
     run_dir = Path(a.runs) / name
     cfg = reasoner_config(world, run_dir, a, overrides)
+    started = provenance(argv)  # the code that trains is the code at the start, whatever is committed meanwhile
     t0 = time.time()
     summary = train_reasoner(cfg, progress=False)
     seconds = time.time() - t0
@@ -416,14 +417,15 @@ def main(argv=None) -> int:
     prior = prior_metrics(load_question_file(cfg.vqa.questions_train), load_question_file(cfg.vqa.questions_val))
     row = {
         "benchmark": "vqa_ceiling",
-        **provenance(argv),
+        **started,
         "note": a.note,
         "world": w["spec"],
         "world_questions": w["summary"],
         "config": {"vqa": {k: getattr(cfg.vqa, k) for k in (
             "protocol", "frame_sampling", "video_len", "num_frames", "word_dim", "heads", "depth", "ffn_dim", "dropout",
             "lr",
-            "batch_size", "epochs", "max_steps", "warmup_frac", "min_lr_ratio", "grad_clip")},
+            "batch_size", "epochs", "max_steps", "warmup_frac", "min_lr_ratio", "grad_clip", "token_layout",
+            "slot_loss_weight", "slot_mask_ratio")},
             "run.seed": cfg.run.seed},
         "steps": summary.get("steps"),
         "train_seconds": round(seconds, 1),

@@ -75,3 +75,20 @@ def test_subtypes_command_appends_one_row_for_a_finished_run(tmp_path, capsys):
     with pytest.raises(SystemExit, match="predictions_val_oracle.json not found"):
         (run / "predictions_val_oracle.json").unlink()
         vc.main(["--subtypes", str(run), "--out", str(out)])
+
+
+def test_a_ceiling_run_records_the_reasoner_variant_and_the_starting_commit(tmp_path, monkeypatch):
+    """The row names the variant that trained (token layout, masked-slot weight) and the commit at the start: a
+    commit made while the reasoner trains must not be recorded as the code that trained it."""
+    shas = iter(["a" * 40, "b" * 40])
+    monkeypatch.setattr(vc, "provenance", lambda argv: {"git_sha": next(shas), "machine": "m", "date": "d"})
+    out = tmp_path / "rows.jsonl"
+    rc = vc.main(["--world", str(tmp_path / "world"), "--runs", str(tmp_path / "runs"), "--train", "6", "--val", "3",
+                  "--observed", "12", "--total", "16", "--slot-dim", "8", "--max-objects", "4", "--name", "tiny",
+                  "--out", str(out), "vqa.frame_sampling=span", "vqa.num_frames=4", "vqa.video_len=12",
+                  "vqa.cf_frames=12", "vqa.token_layout=objects",
+                  "vqa.max_steps=2", "vqa.word_dim=4", "vqa.heads=2", "vqa.depth=1", "vqa.ffn_dim=16"])
+    assert rc == 0
+    row = json.loads(out.read_text())
+    assert row["git_sha"] == "a" * 40 and row["steps"] == 2
+    assert row["config"]["vqa"]["token_layout"] == "objects" and row["config"]["vqa"]["slot_loss_weight"] == 0.0

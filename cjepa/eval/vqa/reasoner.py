@@ -59,6 +59,8 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
             "question_len",
             "choice_len",
             "video_len",
+            "token_layout",
+            "slot_loss_weight",  # a reasoner trained with masked-slot prediction has its head's parameters
         )
         if k in saved.get("vqa", {})
     }

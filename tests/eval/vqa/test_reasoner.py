@@ -34,3 +34,16 @@ def test_tiny_training_run_learns_and_round_trips(tmp_path):
                                                          progress=False)
     assert jsonable(res)["metrics"] == pytest.approx(fe["metrics"])  # same numbers from the reloaded checkpoint
     assert (out_dir / "eval_val_original.json").is_file() and (out_dir / "predictions_val_original.json").is_file()
+
+
+@pytest.mark.parametrize("variant", ["vqa.token_layout=objects", "vqa.slot_loss_weight=1.0"])
+def test_a_checkpoint_evaluates_with_the_variant_it_was_trained_as(tmp_path, variant):
+    """An evaluation config that does not repeat the reasoner's token layout or masked-slot objective still builds
+    the trained model (from the checkpoint's config) and reproduces the end-of-training numbers."""
+    paths = make_colour_world(tmp_path, {"train": 12, "val": 6})
+    summary = train_reasoner(load_config([], colour_overrides(tmp_path, paths, variant, "vqa.epochs=2")),
+                             progress=False)
+    res, _, _ = evaluate_checkpoint(load_config([], colour_overrides(tmp_path, paths,
+                                                                     f"vqa.checkpoint={summary['checkpoint']}")),
+                                    progress=False, out_dir=tmp_path / "eval")
+    assert jsonable(res)["metrics"] == pytest.approx(summary["final_eval"]["metrics"])

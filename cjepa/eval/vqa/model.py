@@ -190,7 +190,7 @@ class ALOEReasoner(nn.Module):
         """
         self._check(video, row_video, tokens)
         N = tokens.shape[0]
-        vis = self.embed_video(video)[row_video]  # (N, T*S, d)
+        vis = self.embed_video(video)[row_video]  # (N, P, d), P vision tokens: T*S (frames) or S (objects)
         hidden = None
         if slot_mask is not None:
             if not self.slot_prediction:
@@ -198,7 +198,7 @@ class ALOEReasoner(nn.Module):
             hidden = slot_mask[row_video].reshape(N, -1)  # (N, T*S) bool
             vis = torch.where(hidden[..., None], self.slot_mask_token.to(vis.dtype), vis)
         text = self.embed_text(tokens, is_mc)  # (N, L, d)
-        x = torch.cat([self.CLS.expand(N, 1, -1).to(vis.dtype), vis, text], dim=1)  # (N, 1 + T*S + L, d)
+        x = torch.cat([self.CLS.expand(N, 1, -1).to(vis.dtype), vis, text], dim=1)  # (N, 1 + P + L, d)
         vis_pad = self.vision_padding(slot_pad)[row_video] if slot_pad is not None else pad.new_zeros(N, vis.shape[1])
         key_padding = torch.cat([pad.new_zeros(N, 1), vis_pad, pad], dim=1)  # (N, seq_len) bool
         h = self.transformer_encoder(x, key_padding)  # (N, seq_len, d)

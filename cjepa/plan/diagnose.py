@@ -38,6 +38,21 @@ def state_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: floa
     return pos + angle_weight * ang
 
 
+def best_step_cost(step_costs, final_weight: float = 0.0, mean_weight: float = 0.0) -> np.ndarray:
+    """(C, T) per-step costs of C candidate paths -> (C,) each path's cheapest step, + ``final_weight`` x its last
+    step's cost, + ``mean_weight`` x its mean over the steps.
+
+    The minimum is what the success rule rewards (success is checked after every env step), but it is flat over
+    every path whose cheapest step is the first one (a start just outside the tolerance): then a small
+    ``final_weight`` still ranks those paths by where they end, and the whole plan is executed, so where it ends is
+    where the next plan starts.
+    """
+    c = np.asarray(step_costs, np.float64)
+    if c.ndim != 2 or c.shape[1] < 1:
+        raise ValueError(f"step_costs must be (candidates, steps >= 1), got {c.shape}")
+    return c.min(axis=1) + final_weight * c[:, -1] + mean_weight * c.mean(axis=1)
+
+
 def normalised_errors(states, goal_state) -> dict[str, np.ndarray]:
     """Per step: agent and block position errors (px), angle error (rad), and the success margin
     max(position / 20 px, angle / (pi/9)) (< 1 means success)."""

@@ -38,6 +38,18 @@ def state_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: floa
     return pos + angle_weight * ang
 
 
+def success_first_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: float = 1.0) -> np.ndarray:
+    """:func:`state_cost`, raised above every state that meets the success rule for every state that does not.
+
+    With ``agent_weight`` below 1 the weighted cost can rank a state whose block sits on the goal with the agent
+    25 px off (a miss) before one with agent and block 10 px off (a success). A successful state costs less than
+    max(1, agent_weight) + angle_weight, so adding that to every other state restores the rule's verdict first and
+    leaves the weighted order within each group; CEM keeps its elites by rank, so only the order matters.
+    """
+    cost = state_cost(states, goal_state, angle_weight, agent_weight)
+    return cost + (max(1.0, agent_weight) + angle_weight) * ~is_success(goal_state, states)
+
+
 def best_step_cost(step_costs, final_weight: float = 0.0, mean_weight: float = 0.0) -> np.ndarray:
     """(C, T) per-step costs of C candidate paths -> (C,) each path's cheapest step, + ``final_weight`` x its last
     step's cost, + ``mean_weight`` x its mean over the steps.

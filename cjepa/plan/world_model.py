@@ -41,7 +41,7 @@ from cjepa.data.slot_store import SlotStoreError, open_split, read_meta
 from cjepa.data.windows import AuxNormalizer, SlotWindows, fit_aux_normalizer, per_split_window_normalizer
 from cjepa.envs.pusht import PushTEnv, state_to_proprio
 from cjepa.models.predictor_checkpoints import predictor_from_checkpoint
-from cjepa.plan.diagnose import best_step_cost, state_cost
+from cjepa.plan.diagnose import best_step_cost, state_cost, success_first_cost
 from cjepa.plan.matching import (
     DEFAULT_MAX_PERM_SLOTS,
     hungarian_reference,
@@ -418,7 +418,8 @@ class SimulatorWorldModel:
     COST_SPACES = ("embedding", "state", "state_path")
 
     def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0,
-                 final_weight: float = 0.0, mean_weight: float = 0.0, agent_weight: float = 1.0):
+                 final_weight: float = 0.0, mean_weight: float = 0.0, agent_weight: float = 1.0,
+                 success_first: bool = False):
         if not isinstance(slot_model.encoder, StateSlotEncoder):
             raise ValueError("SimulatorWorldModel embeds simulator states: it needs a StateSlotEncoder")
         if cost_space not in self.COST_SPACES:
@@ -433,6 +434,9 @@ class SimulatorWorldModel:
         # minimum, which is flat wherever the best step is the first one); agent_weight scales the agent's share
         # of the position error (state costs).
         self.mean_weight, self.agent_weight = mean_weight, agent_weight
+        # "state_path" only: every step that meets the success rule outranks every step that does not
+        # (cjepa.plan.diagnose.success_first_cost), whatever the agent weight makes of them.
+        self.success_first = success_first
         self.action_block, self.action_dim = slot_model.action_block, slot_model.action_dim
         self.env = PushTEnv(64)
         self._state: Optional[np.ndarray] = None
@@ -506,5 +510,6 @@ class SimulatorWorldModel:
         # The observed frames (the start included) are not the plan's to score: the episode would have ended at
         # a successful one, and their cost is the same for every candidate.
         path = trajectories[:, self._observed :, 0].cpu().numpy()  # (C, steps, 7)
-        costs = state_cost(path, goal.cpu().numpy(), self.angle_weight, self.agent_weight)  # (C, steps)
+        step_cost = success_first_cost if self.success_first else state_cost
+        costs = step_cost(path, goal.cpu().numpy(), self.angle_weight, self.agent_weight)  # (C, steps)
         return torch.from_numpy(best_step_cost(costs, self.final_weight, self.mean_weight)).float()

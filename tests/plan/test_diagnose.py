@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from cjepa.plan.diagnose import CATEGORIES, best_step_cost, classify_episode, displacement, state_cost
+from cjepa.plan.diagnose import (
+    CATEGORIES,
+    best_step_cost,
+    classify_episode,
+    displacement,
+    state_cost,
+    success_first_cost,
+)
 
 GOAL = np.array([200.0, 200.0, 300.0, 300.0, 1.0, 0.0, 0.0])
 
@@ -119,6 +126,20 @@ def test_best_step_cost_with_no_weights_is_the_minimum_over_steps():
     np.testing.assert_allclose(best_step_cost(costs, mean_weight=0.1), costs.min(axis=1) + 0.1 * costs.mean(axis=1))
     with pytest.raises(ValueError, match="candidates, steps"):
         best_step_cost(costs[0])
+
+
+def test_success_first_cost_ranks_every_success_before_every_miss():
+    hit = GOAL + [10, 0, 0, 10, 0, 0, 0]  # agent and block 10 px off: position error 14 px, a success
+    near = GOAL + [25, 0, 0, 0, 0, 0, 0]  # block on the goal, agent 25 px off: a miss
+    corner = GOAL + [0, 0, 19.9, 0, math.pi / 9 - 1e-3, 0, 0]  # a success at the rule's corner (state cost ~1.98)
+    far = GOAL + [200, 0, 0, 0, 0, 0, 0]
+    s = np.stack([hit, near, corner, far])
+    weighted = state_cost(s, GOAL, agent_weight=0.1)
+    assert weighted[1] < weighted[0]  # the agent-weighted cost prefers the miss
+    ranked = success_first_cost(s, GOAL, agent_weight=0.1)
+    assert list(np.argsort(ranked)) == [0, 2, 1, 3]
+    np.testing.assert_allclose(ranked[[0, 2]], weighted[[0, 2]])  # successes keep their cost
+    assert ranked[3] - ranked[1] == pytest.approx(weighted[3] - weighted[1])  # misses keep their order and gaps
 
 
 def test_displacement():

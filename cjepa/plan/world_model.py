@@ -445,9 +445,10 @@ class SimulatorWorldModel:
 
     @classmethod
     def from_config(cls, slot_model: SlotWorldModel, plan_cfg) -> "SimulatorWorldModel":
-        """The oracle of ``plan_cfg`` (plan.oracle_cost, plan.oracle_agent_weight, plan.oracle_final_weight)."""
+        """The oracle of ``plan_cfg`` (plan.oracle_cost, oracle_agent_weight, oracle_final_weight,
+        oracle_success_first)."""
         return cls(slot_model, cost_space=plan_cfg.oracle_cost, agent_weight=plan_cfg.oracle_agent_weight,
-                   final_weight=plan_cfg.oracle_final_weight)
+                   final_weight=plan_cfg.oracle_final_weight, success_first=plan_cfg.oracle_success_first)
 
     def encode(self, obs: Observation) -> torch.Tensor:
         if obs.state is None:

@@ -295,8 +295,9 @@ def test_simulator_oracle_from_config_takes_the_oracle_cost_options(world_model)
 
 
 def test_simulator_oracle_success_first_scores_steps_by_the_rule_first(world_model):
-    """success_first: the state_path cost takes each step's success_first_cost; a path through a successful step
-    beats one whose best step is a miss that the agent weight alone would rank first."""
+    """plan.oracle_success_first: the state_path cost takes each step's success_first_cost; a path through a
+    successful step beats one whose best step is a miss that the agent weight alone would rank first."""
+    from cjepa.config import PlanConfig
     from cjepa.plan.diagnose import state_cost, success_first_cost
     from cjepa.plan.world_model import SimulatorWorldModel
 
@@ -308,7 +309,9 @@ def test_simulator_oracle_success_first_scores_steps_by_the_rule_first(world_mod
     traj = torch.from_numpy(np.concatenate([np.tile(start, (2, 1, 1)), paths], axis=1)).view(2, 5, 1, 7)
     costs = {}
     for first in (False, True):
-        oracle = SimulatorWorldModel(world_model, cost_space="state_path", agent_weight=0.1, success_first=first)
+        oracle = SimulatorWorldModel.from_config(world_model, PlanConfig(oracle_cost="state_path",
+                                                                         oracle_agent_weight=0.1,
+                                                                         oracle_success_first=first))
         oracle.encode(obs_of(start[None]))
         costs[first] = oracle.cost(traj, oracle.encode_goal(Goal(proprio=state_to_proprio(goal), state=goal))).numpy()
     assert costs[False][1] < costs[False][0]

@@ -30,6 +30,9 @@ class PlanConfig:
     # where every candidate's best step is its first (a start just outside the tolerance), ranking them by where
     # they end; 0 = the best step alone (cjepa.plan.diagnose.best_step_cost).
     oracle_final_weight: float = 0.0
+    # "state_path" only: every env step that meets the success rule outranks every step that does not, whatever
+    # plan.oracle_agent_weight makes of them (cjepa.plan.diagnose.success_first_cost); false = the weighted cost alone.
+    oracle_success_first: bool = False
     encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300

@@ -219,7 +219,7 @@ def test_lighter_agent_weight_solves_the_longest_detour():
     """Seed-0 pair 48 (validation expert episode 52 from step 4: agent 205 px and block 59 px away, 0.67 rad to turn;
     the expert's agent travels 491 px around the block) stays unsolved at agent weight 0.25 (final position error
     82 px). At 0.1 the second plan reaches the goal at the episode's last step, as in the recorded run
-    (benchmarks/results/oracle/oracle_runs.jsonl). About half a minute on an idle core (two plans)."""
+    (benchmarks/results/oracle/oracle_runs.jsonl). About 15 s on a quiet core (two plans)."""
     r = _protocol_oracle_episode(0, 48, 52, 4, 0.1)
     assert (r.success, r.steps) == (True, 50), (r.category, r.final_position_error)
 
@@ -229,7 +229,7 @@ def test_success_first_oracle_solves_a_plateau_pair():
     """Seed-0 pair 44 (validation expert episode 0 from step 53) starts just outside the tolerance (agent 25 px,
     block 27 px off, 0.04 rad): every candidate's best step is its first, and at agent weight 0.1 alone the
     episode ends 37 px off (agent_off_goal). Ranking the steps the success rule accepts first, the first plan
-    reaches the goal at step 25, as in the recorded run (benchmarks/results/oracle/oracle_runs.jsonl). About 15 s
-    on an idle core (one plan)."""
+    reaches the goal at step 25, as in the recorded run (benchmarks/results/oracle/oracle_runs.jsonl). About 7 s
+    on a quiet core (one plan)."""
     r = _protocol_oracle_episode(0, 44, 0, 53, 0.1, success_first=True)
     assert (r.success, r.steps) == (True, 25), (r.category, r.final_position_error)

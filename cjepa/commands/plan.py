@@ -116,7 +116,7 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
         wm = build_world_model(ckpt, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention,
                                config=cfg, report=lambda note, name=name: report(note, name))
         if name == "simulator":
-            wm = SimulatorWorldModel(wm, cost_space=pc.oracle_cost, agent_weight=pc.oracle_agent_weight)
+            wm = SimulatorWorldModel.from_config(wm, pc)
 
         def make_planner(seed, wm=wm):
             return MPCPlanner(wm, CEM.from_config(pc, seed, device), horizon=pc.horizon,

@@ -38,6 +38,33 @@ def state_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: floa
     return pos + angle_weight * ang
 
 
+def success_first_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: float = 1.0) -> np.ndarray:
+    """:func:`state_cost`, raised above every state that meets the success rule for every state that does not.
+
+    With ``agent_weight`` below 1 the weighted cost can rank a state whose block sits on the goal with the agent
+    25 px off (a miss) before one with agent and block 10 px off (a success). A successful state costs less than
+    max(1, agent_weight) + angle_weight, so adding that to every other state restores the rule's verdict first and
+    leaves the weighted order within each group; CEM keeps its elites by rank, so only the order matters.
+    """
+    cost = state_cost(states, goal_state, angle_weight, agent_weight)
+    return cost + (max(1.0, agent_weight) + angle_weight) * ~is_success(goal_state, states)
+
+
+def best_step_cost(step_costs, final_weight: float = 0.0, mean_weight: float = 0.0) -> np.ndarray:
+    """(C, T) per-step costs of C candidate paths -> (C,) each path's cheapest step, + ``final_weight`` x its last
+    step's cost, + ``mean_weight`` x its mean over the steps.
+
+    The minimum is what the success rule rewards (success is checked after every env step), but it is flat over
+    every path whose cheapest step is the first one (a start just outside the tolerance): then a small
+    ``final_weight`` still ranks those paths by where they end, and the whole plan is executed, so where it ends is
+    where the next plan starts.
+    """
+    c = np.asarray(step_costs, np.float64)
+    if c.ndim != 2 or c.shape[1] < 1:
+        raise ValueError(f"step_costs must be (candidates, steps >= 1), got {c.shape}")
+    return c.min(axis=1) + final_weight * c[:, -1] + mean_weight * c.mean(axis=1)
+
+
 def normalised_errors(states, goal_state) -> dict[str, np.ndarray]:
     """Per step: agent and block position errors (px), angle error (rad), and the success margin
     max(position / 20 px, angle / (pi/9)) (< 1 means success)."""

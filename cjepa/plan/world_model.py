@@ -41,7 +41,7 @@ from cjepa.data.slot_store import SlotStoreError, open_split, read_meta
 from cjepa.data.windows import AuxNormalizer, SlotWindows, fit_aux_normalizer, per_split_window_normalizer
 from cjepa.envs.pusht import PushTEnv, state_to_proprio
 from cjepa.models.predictor_checkpoints import predictor_from_checkpoint
-from cjepa.plan.diagnose import state_cost
+from cjepa.plan.diagnose import best_step_cost, state_cost, success_first_cost
 from cjepa.plan.matching import (
     DEFAULT_MAX_PERM_SLOTS,
     hungarian_reference,
@@ -418,24 +418,37 @@ class SimulatorWorldModel:
     COST_SPACES = ("embedding", "state", "state_path")
 
     def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0,
-                 final_weight: float = 0.0, mean_weight: float = 0.0, agent_weight: float = 1.0):
+                 final_weight: float = 0.0, mean_weight: float = 0.0, agent_weight: float = 1.0,
+                 success_first: bool = False):
         if not isinstance(slot_model.encoder, StateSlotEncoder):
             raise ValueError("SimulatorWorldModel embeds simulator states: it needs a StateSlotEncoder")
         if cost_space not in self.COST_SPACES:
             raise ValueError(f"cost_space must be one of {self.COST_SPACES}, got {cost_space!r}")
         self.model, self.cost_space, self.angle_weight = slot_model, cost_space, angle_weight
-        # "state_path" only: + final_weight x the last step's cost. The whole plan is executed, so a plan whose
-        # best step misses the goal hands the next plan whatever its later steps do.
+        if final_weight < 0 or mean_weight < 0:
+            raise ValueError(f"final_weight and mean_weight must be >= 0, got {final_weight} and {mean_weight}")
+        # "state_path" only (cjepa.plan.diagnose.best_step_cost): + final_weight x the last step's cost. The whole
+        # plan is executed, so a plan whose best step misses the goal hands the next plan whatever its later steps do.
         self.final_weight = final_weight
         # "state_path" only: + mean_weight x the mean cost over the plan's steps (breaks the ties of the best-step
         # minimum, which is flat wherever the best step is the first one); agent_weight scales the agent's share
         # of the position error (state costs).
         self.mean_weight, self.agent_weight = mean_weight, agent_weight
+        # "state_path" only: every step that meets the success rule outranks every step that does not
+        # (cjepa.plan.diagnose.success_first_cost), whatever the agent weight makes of them.
+        self.success_first = success_first
         self.action_block, self.action_dim = slot_model.action_block, slot_model.action_dim
         self.env = PushTEnv(64)
         self._state: Optional[np.ndarray] = None
         self._observed = 0  # nodes of the last encoded observation: the state-path cost skips them
         self.env_steps = 0  # simulated steps so far (throughput measurements)
+
+    @classmethod
+    def from_config(cls, slot_model: SlotWorldModel, plan_cfg) -> "SimulatorWorldModel":
+        """The oracle of ``plan_cfg`` (plan.oracle_cost, oracle_agent_weight, oracle_final_weight,
+        oracle_success_first)."""
+        return cls(slot_model, cost_space=plan_cfg.oracle_cost, agent_weight=plan_cfg.oracle_agent_weight,
+                   final_weight=plan_cfg.oracle_final_weight, success_first=plan_cfg.oracle_success_first)
 
     def encode(self, obs: Observation) -> torch.Tensor:
         if obs.state is None:
@@ -498,6 +511,6 @@ class SimulatorWorldModel:
         # The observed frames (the start included) are not the plan's to score: the episode would have ended at
         # a successful one, and their cost is the same for every candidate.
         path = trajectories[:, self._observed :, 0].cpu().numpy()  # (C, steps, 7)
-        costs = state_cost(path, goal.cpu().numpy(), self.angle_weight, self.agent_weight)  # (C, steps)
-        total = costs.min(axis=1) + self.final_weight * costs[:, -1] + self.mean_weight * costs.mean(axis=1)
-        return torch.from_numpy(total).float()
+        step_cost = success_first_cost if self.success_first else state_cost
+        costs = step_cost(path, goal.cpu().numpy(), self.angle_weight, self.agent_weight)  # (C, steps)
+        return torch.from_numpy(best_step_cost(costs, self.final_weight, self.mean_weight)).float()

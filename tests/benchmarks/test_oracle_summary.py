@@ -45,6 +45,8 @@ def test_cost_weights_and_pair_indices_keep_runs_apart():
     weighted = {**record(0, [True, True]), "agent_weight": 0.25, "cem_stream": "per_episode"}
     rows = oracle_summary.combine([record(0, [False, False]), weighted])
     assert sorted((r["agent_weight"], r["solved"]) for r in rows) == [(0.25, 2), (1.0, 0)]
+    ranked = {**weighted, "success_first": True}
+    assert len(oracle_summary.combine([weighted, ranked])) == 2  # the success-first ranking is another cost
     a = {**record(0, [True]), "per_episode": [{"index": 3, "success": True, "category": "success",
                                                 "plan_seconds": 1.0}]}
     b = {**record(0, [False]), "per_episode": [{"index": 7, "success": False, "category": "block_off_goal",

@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from cjepa.plan.diagnose import CATEGORIES, classify_episode, displacement, state_cost
+from cjepa.plan.diagnose import (
+    CATEGORIES,
+    best_step_cost,
+    classify_episode,
+    displacement,
+    state_cost,
+    success_first_cost,
+)
 
 GOAL = np.array([200.0, 200.0, 300.0, 300.0, 1.0, 0.0, 0.0])
 
@@ -81,6 +88,58 @@ def test_state_cost_agent_weight_scales_the_agent_share_only():
     """agent_weight multiplies the agent's squared position error and leaves the block's and the angle's alone."""
     s = np.stack([GOAL + [20, 0, 0, 0, 0, 0, 0], GOAL + [0, 0, 20, 0, 0, 0, 0], GOAL + [0, 0, 0, 0, math.pi / 9, 0, 0]])
     np.testing.assert_allclose(state_cost(s, GOAL, agent_weight=0.25), [0.25, 1.0, 1.0], atol=1e-12)
+
+
+def _plateau_paths(steps=25):
+    """Four planned paths (4, steps, 7) from a start whose block sits 24 px off the goal (cost 1.44, just outside
+    the tolerance), agent on its goal. Every path's cheapest step is its first, where nothing has moved yet:
+    the agent holds still; wanders 60 px off and back to 10 px; runs 150 px away; pushes the block 30 px further
+    off. Their last steps rank hold < wander < push away < run away."""
+    start = GOAL + [0, 0, 24, 0, 0, 0, 0]
+    hold = _hold(start, steps)
+    wander = np.concatenate([_approach(start, start + [60, 0, 0, 0, 0, 0, 0], steps // 2),
+                             _approach(start + [60, 0, 0, 0, 0, 0, 0], start + [10, 0, 0, 0, 0, 0, 0],
+                                       steps - steps // 2)])
+    run = _approach(start, start + [0, 150, 0, 0, 0, 0, 0], steps)
+    push = _approach(start, start + [0, 0, 30, 0, 0, 0, 0], steps)
+    return np.stack([hold, wander, run, push])
+
+
+def test_best_step_cost_breaks_the_plateau_tie_by_the_last_step():
+    costs = state_cost(_plateau_paths(), GOAL)  # (4 candidates, 25 steps)
+    assert (costs.argmin(axis=1) == 0).all() and np.allclose(costs[:, 0], 1.44)
+    plain = best_step_cost(costs)
+    assert np.allclose(plain, 1.44)  # the minimum alone cannot tell the four apart
+    tied = best_step_cost(costs, final_weight=0.01)
+    np.testing.assert_allclose(tied, 1.44 + 0.01 * costs[:, -1], rtol=1e-12)
+    assert list(np.argsort(tied)) == [0, 1, 3, 2]  # hold, wander back, push away, run away
+    # a small weight stays a tie-break: a path through the goal still beats holding at the start
+    through = _approach(GOAL + [0, 0, 24, 0, 0, 0, 0], GOAL + [0, 0, -40, 0, 0, 0, 0], 25)  # passes the goal
+    both = best_step_cost(state_cost(np.stack([through, _plateau_paths()[0]]), GOAL), final_weight=0.01)
+    assert both[0] < both[1]
+
+
+def test_best_step_cost_with_no_weights_is_the_minimum_over_steps():
+    rng = np.random.default_rng(0)
+    costs = rng.uniform(0, 5, size=(6, 25))  # more steps than candidates: a minimum over the wrong axis fails
+    np.testing.assert_array_equal(best_step_cost(costs), costs.min(axis=1))
+    np.testing.assert_allclose(best_step_cost(costs, mean_weight=0.1), costs.min(axis=1) + 0.1 * costs.mean(axis=1))
+    with pytest.raises(ValueError, match="candidates, steps"):
+        best_step_cost(costs[0])
+
+
+def test_success_first_cost_ranks_every_success_before_every_miss():
+    hit = GOAL + [10, 0, 0, 10, 0, 0, 0]  # agent and block 10 px off: position error 14 px, a success
+    near = GOAL + [25, 0, 0, 0, 0, 0, 0]  # block on the goal, agent 25 px off: a miss
+    corner = GOAL + [0, 0, 19.9, 0, math.pi / 9 - 1e-3, 0, 0]  # a success at the rule's corner (state cost ~1.98)
+    far = GOAL + [200, 0, 0, 0, 0, 0, 0]
+    s = np.stack([hit, near, corner, far])
+    weighted = state_cost(s, GOAL, agent_weight=0.1)
+    assert weighted[1] < weighted[0]  # the agent-weighted cost prefers the miss
+    ranked = success_first_cost(s, GOAL, agent_weight=0.1)
+    assert list(np.argsort(ranked)) == [0, 2, 1, 3]
+    np.testing.assert_allclose(ranked[[0, 2]], weighted[[0, 2]])  # successes keep their cost
+    assert ranked[3] - ranked[1] == pytest.approx(weighted[3] - weighted[1])  # misses keep their order and gaps
 
 
 def test_displacement():

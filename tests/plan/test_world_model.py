@@ -266,3 +266,55 @@ def test_agent_weight_scales_the_goal_agent_slot():
     torch.testing.assert_close(wm.cost(traj, goal), torch.tensor([0.25, 0.25]))
     wm.agent_weight = 0.25
     torch.testing.assert_close(wm.cost(traj, goal), torch.tensor([0.0625, 0.25]))
+
+
+def test_simulator_oracle_from_config_takes_the_oracle_cost_options(world_model):
+    """plan.oracle_cost / oracle_agent_weight / oracle_final_weight reach the oracle's cost: on two planned paths
+    whose best step ties, only the final-step weight separates them, by 0.01 x their last steps' cost."""
+    from cjepa.config import PlanConfig
+    from cjepa.plan.diagnose import state_cost
+    from cjepa.plan.world_model import SimulatorWorldModel
+
+    start = np.array([200.0, 200.0, 324.0, 300.0, 1.0, 0.0, 0.0])  # block 24 px off the goal below
+    goal = np.array([200.0, 200.0, 300.0, 300.0, 1.0, 0.0, 0.0])
+    paths = np.stack([np.tile(start, (10, 1)), np.tile(start, (10, 1))])  # (2, 10, 7)
+    paths[1, 1:, 1] += np.linspace(10, 90, 9)  # the agent runs off after its first step
+    traj = torch.from_numpy(np.concatenate([np.tile(start, (2, 1, 1)), paths], axis=1)).view(2, 11, 1, 7)
+    costs = {}
+    for w in (0.0, 0.01):
+        oracle = SimulatorWorldModel.from_config(world_model, PlanConfig(oracle_cost="state_path",
+                                                                         oracle_agent_weight=0.25,
+                                                                         oracle_final_weight=w))
+        assert (oracle.cost_space, oracle.agent_weight, oracle.final_weight) == ("state_path", 0.25, w)
+        oracle.encode(obs_of(start[None]))
+        costs[w] = oracle.cost(traj, oracle.encode_goal(Goal(proprio=state_to_proprio(goal), state=goal))).numpy()
+    assert costs[0.0][0] == costs[0.0][1]
+    last = state_cost(paths[:, -1], goal, agent_weight=0.25)
+    np.testing.assert_allclose(costs[0.01] - costs[0.0], 0.01 * last, rtol=1e-5)
+    assert costs[0.01][0] < costs[0.01][1]
+
+
+def test_simulator_oracle_success_first_scores_steps_by_the_rule_first(world_model):
+    """plan.oracle_success_first: the state_path cost takes each step's success_first_cost; a path through a
+    successful step beats one whose best step is a miss that the agent weight alone would rank first."""
+    from cjepa.config import PlanConfig
+    from cjepa.plan.diagnose import state_cost, success_first_cost
+    from cjepa.plan.world_model import SimulatorWorldModel
+
+    goal = np.array([200.0, 200.0, 300.0, 300.0, 1.0, 0.0, 0.0])
+    start = goal + [0, 60, 60, 0, 0, 0, 0]
+    paths = np.stack([np.tile(start, (4, 1)), np.tile(start, (4, 1))])  # (2, 4, 7)
+    paths[0, 2] = goal + [10, 0, 0, 10, 0, 0, 0]  # passes through a success
+    paths[1, 2] = goal + [25, 0, 0, 0, 0, 0, 0]  # block on the goal, agent 25 px off: a miss
+    traj = torch.from_numpy(np.concatenate([np.tile(start, (2, 1, 1)), paths], axis=1)).view(2, 5, 1, 7)
+    costs = {}
+    for first in (False, True):
+        oracle = SimulatorWorldModel.from_config(world_model, PlanConfig(oracle_cost="state_path",
+                                                                         oracle_agent_weight=0.1,
+                                                                         oracle_success_first=first))
+        oracle.encode(obs_of(start[None]))
+        costs[first] = oracle.cost(traj, oracle.encode_goal(Goal(proprio=state_to_proprio(goal), state=goal))).numpy()
+    assert costs[False][1] < costs[False][0]
+    assert costs[True][0] < costs[True][1]
+    np.testing.assert_allclose(costs[True], success_first_cost(paths, goal, agent_weight=0.1).min(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(costs[False], state_cost(paths, goal, agent_weight=0.1).min(axis=1), rtol=1e-6)

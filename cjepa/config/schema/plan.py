@@ -26,6 +26,13 @@ class PlanConfig:
     # State costs only: the weight of the agent's share of the position error. 0.25 lets the block's progress
     # lead, which finds the detours around the block that the equal weighting misses (benchmarks/results/oracle).
     oracle_agent_weight: float = 1.0
+    # "state_path" only: + this x the plan's last-step cost. A small weight breaks the ties of the best-step minimum
+    # where every candidate's best step is its first (a start just outside the tolerance), ranking them by where
+    # they end; 0 = the best step alone (cjepa.plan.diagnose.best_step_cost).
+    oracle_final_weight: float = 0.0
+    # "state_path" only: every env step that meets the success rule outranks every step that does not, whatever
+    # plan.oracle_agent_weight makes of them (cjepa.plan.diagnose.success_first_cost); false = the weighted cost alone.
+    oracle_success_first: bool = False
     encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300
@@ -91,6 +98,8 @@ class PlanConfig:
             raise ConfigError(f"plan.agent_weight={self.agent_weight} must be >= 0")
         if self.oracle_agent_weight < 0:
             raise ConfigError(f"plan.oracle_agent_weight={self.oracle_agent_weight} must be >= 0")
+        if self.oracle_final_weight < 0:
+            raise ConfigError(f"plan.oracle_final_weight={self.oracle_final_weight} must be >= 0")
         if self.workers < 1:
             raise ConfigError(f"plan.workers={self.workers} must be >= 1")
         if self.episodes < 1 or not self.seeds or self.goal_offset < 1:

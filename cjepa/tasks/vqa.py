@@ -269,8 +269,10 @@ class VQATask(TaskBase):
         if self.v.slot_loss_weight == 0:
             out = model(b["video"], b["row_video"], b["tokens"], b["pad"], b["is_mc"], b["slot_pad"])
             return reasoner_losses(out, b["label"], b["is_mc"])
-        # The mask depends on (seed, step, micro-batch) only, so a resumed run hides the same slots.
-        gen = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + 131 * step + micro_index)
+        # The mask depends on (seed, step, micro-batch, rank) only, so a resumed run hides the same slots and the
+        # ranks of one step hide different ones.
+        gen = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + 131 * step + micro_index
+                                            + 7919 * self.env.rank)
         slot_mask = sample_slot_mask(b["slot_pad"].cpu(), self.v.slot_mask_ratio, gen).to(self.device)
         out = model(b["video"], b["row_video"], b["tokens"], b["pad"], b["is_mc"], b["slot_pad"], slot_mask)
         losses = reasoner_losses(out, b["label"], b["is_mc"])

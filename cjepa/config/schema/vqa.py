@@ -112,8 +112,8 @@ class StudyConfig:
     reasoner: str = ""
     # A `cjepa sweep` folder (the one holding sweep.json) whose jobs trained the cells' predictors, e.g. as a SLURM
     # array: `cjepa sweep -c CFG <study.grid, one axis per entry> --name NAME`. Each cell then uses the job whose saved
-    # config agrees with the cell's on the grid keys and on model, masking, data, optim and train.max_steps, instead of
-    # training its own. "" = train one per cell.
+    # config agrees with the cell's on the grid keys and on model, masking, data, optim, train.max_steps/epochs and
+    # run.seed, instead of training its own. "" = train one per cell.
     predictors: str = ""
 
     def validate(self) -> None:

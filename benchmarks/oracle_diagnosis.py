@@ -112,7 +112,8 @@ def _world_model(args):
                                                           cycles=args.embedding_cycles)
     return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight,
                                final_weight=args.final_weight, mean_weight=args.mean_weight,
-                               agent_weight=args.agent_weight, success_first=args.success_first), pc
+                               agent_weight=args.agent_weight, success_first=args.success_first,
+                               agent_weight_placed=args.agent_weight_placed), pc
 
 
 def cmd_oracle(args) -> dict:
@@ -162,6 +163,7 @@ def cmd_oracle(args) -> dict:
     return {"kind": "oracle", "embedding_cycles": args.embedding_cycles, "cost": args.cost,
             "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
             "final_weight": args.final_weight, "mean_weight": args.mean_weight, "agent_weight": args.agent_weight,
+            "agent_weight_placed": args.agent_weight_placed,
             "success_first": args.success_first, "samples": args.samples, "topk": args.topk,
             "iterations": args.iterations, "var_scale": args.var_scale,
             "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip,
@@ -309,7 +311,7 @@ def cmd_trace(args) -> dict:
             "angle_wrap_max_gap": wrap_gap, "plans": plans})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "plans"}), file=sys.stderr, flush=True)
     return {"kind": "trace", "cost": args.cost, "mean_weight": args.mean_weight, "agent_weight": args.agent_weight,
-            "success_first": args.success_first,
+            "agent_weight_placed": args.agent_weight_placed, "success_first": args.success_first,
             "final_weight": args.final_weight, "samples": args.samples, "topk": args.topk,
             "iterations": args.iterations, "var_scale": args.var_scale, "seed": args.seed, "episodes": args.episodes,
             "pairs": list(args.pairs or [0]), "per_episode": rows}
@@ -474,6 +476,8 @@ def main(argv=None) -> int:
     p.add_argument("--final-weight", type=float, default=0.0, help="state_path: + this x the last step's cost")
     p.add_argument("--mean-weight", type=float, default=0.0, help="state_path: + this x the mean cost over steps")
     p.add_argument("--agent-weight", type=float, default=1.0, help="state costs: weight of the agent's position")
+    p.add_argument("--agent-weight-placed", type=float, default=None,
+                   help="state costs: the agent's weight at steps whose block is placed (default: --agent-weight)")
     p.add_argument("--success-first", action="store_true",
                    help="state_path: steps that meet the success rule outrank all others (success_first_cost)")
     p.add_argument("--samples", type=int, default=300)

@@ -66,6 +66,23 @@ def success_first_cost(states, goal_state, angle_weight: float = 1.0, agent_weig
     return cost + (heaviest + angle_weight) * ~is_success(goal_state, states)
 
 
+def placed_first(step_costs, placed) -> np.ndarray:
+    """(...) step costs and whether each step's block is placed (:func:`block_placed`) -> the costs with every
+    step whose block is not placed raised above the dearest placed step of the call.
+
+    A placed weight above the agent weight makes a step that places the block with the agent far dearer than one
+    that leaves the block just outside the tolerance, so a planner steers away from placing it; ranking every
+    placed step first keeps placing the block the better move and lets the placed weight order the placed steps
+    alone. The offset depends on the call's costs, so the order is exact within one call (CEM ranks the candidates
+    of one iteration at a time) and costs of different calls are not comparable.
+    """
+    c, on = np.asarray(step_costs, np.float64), np.asarray(placed, bool)
+    if c.shape != on.shape:
+        raise ValueError(f"step_costs {c.shape} and placed {on.shape} must have one shape")
+    offset = c[on].max() + 1.0 if on.any() else 0.0
+    return c + offset * ~on
+
+
 def best_step_cost(step_costs, final_weight: float = 0.0, mean_weight: float = 0.0) -> np.ndarray:
     """(C, T) per-step costs of C candidate paths -> (C,) each path's cheapest step, + ``final_weight`` x its last
     step's cost, + ``mean_weight`` x its mean over the steps.

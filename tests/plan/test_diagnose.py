@@ -11,6 +11,7 @@ from cjepa.plan.diagnose import (
     block_placed,
     classify_episode,
     displacement,
+    placed_first,
     state_cost,
     success_first_cost,
 )
@@ -133,6 +134,33 @@ def test_placed_agent_weight_unset_is_the_old_cost():
         np.testing.assert_array_equal(state_cost(s, GOAL, agent_weight=w, agent_weight_placed=w), plain)
         np.testing.assert_array_equal(success_first_cost(s, GOAL, agent_weight=w, agent_weight_placed=None),
                                       success_first_cost(s, GOAL, agent_weight=w))
+
+
+def test_placed_first_ranks_every_placed_step_before_every_other():
+    """The switch alone makes placing the block with the agent 100 px off dearer than stopping the block 21 px
+    short; ranked placed-first, placing wins and the placed weight orders the placed steps among themselves."""
+    placed_far = GOAL + [100, 0, 0, 0, 0, 0, 0]  # 25 at weight 1
+    placed_near = GOAL + [30, 0, 5, 0, 0, 0, 0]  # 2.31 at weight 1
+    short = GOAL + [100, 0, 21, 0, 0, 0, 0]  # block not placed: 2.5 + 1.1 at weight 0.1
+    far = GOAL + [150, 0, 60, 0, 0, 0, 0]
+    s = np.stack([placed_far, placed_near, short, far])
+    switched = state_cost(s, GOAL, agent_weight=0.1, agent_weight_placed=1.0)
+    assert switched[2] < switched[0]
+    ranked = placed_first(switched, block_placed(s, GOAL))
+    assert list(np.argsort(ranked)) == [1, 0, 2, 3]
+    np.testing.assert_array_equal(ranked[:2], switched[:2])  # placed steps keep their cost
+    assert ranked[3] - ranked[2] == pytest.approx(switched[3] - switched[2])  # the others keep order and gaps
+    # per candidate path: the offset is the call's, so a path with any placed step beats every path without
+    paths = np.stack([np.stack([far, placed_far]), np.stack([short, short])])  # (2, 2, 7)
+    per_step = placed_first(state_cost(paths, GOAL, agent_weight=0.1, agent_weight_placed=1.0),
+                            block_placed(paths, GOAL))
+    best = best_step_cost(per_step)
+    assert best[0] < best[1]
+    nothing = np.stack([short, far])
+    np.testing.assert_array_equal(placed_first(state_cost(nothing, GOAL), block_placed(nothing, GOAL)),
+                                  state_cost(nothing, GOAL))
+    with pytest.raises(ValueError, match="one shape"):
+        placed_first(switched, block_placed(s, GOAL)[:2])
 
 
 def _plateau_paths(steps=25):

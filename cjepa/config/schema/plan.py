@@ -37,6 +37,10 @@ class PlanConfig:
     # "state_path" only: every env step that meets the success rule outranks every step that does not, whatever
     # plan.oracle_agent_weight makes of them (cjepa.plan.diagnose.success_first_cost); false = the weighted cost alone.
     oracle_success_first: bool = False
+    # "state_path" only: every env step whose block is placed outranks every step whose block is not
+    # (cjepa.plan.diagnose.placed_first; successes stay first with plan.oracle_success_first), so a heavier
+    # plan.oracle_agent_weight_placed never makes placing the block the worse move.
+    oracle_placed_first: bool = False
     encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300

@@ -112,7 +112,9 @@ def _world_model(args):
                                                           cycles=args.embedding_cycles)
     return SimulatorWorldModel(slot_model, cost_space=args.cost, angle_weight=args.angle_weight,
                                final_weight=args.final_weight, mean_weight=args.mean_weight,
-                               agent_weight=args.agent_weight, success_first=args.success_first), pc
+                               agent_weight=args.agent_weight, success_first=args.success_first,
+                               agent_weight_placed=args.agent_weight_placed,
+                               placed_first_rank=args.placed_first), pc
 
 
 def cmd_oracle(args) -> dict:
@@ -162,6 +164,7 @@ def cmd_oracle(args) -> dict:
     return {"kind": "oracle", "embedding_cycles": args.embedding_cycles, "cost": args.cost,
             "proprio_weight": args.proprio_weight, "angle_weight": args.angle_weight,
             "final_weight": args.final_weight, "mean_weight": args.mean_weight, "agent_weight": args.agent_weight,
+            "agent_weight_placed": args.agent_weight_placed, "placed_first": args.placed_first,
             "success_first": args.success_first, "samples": args.samples, "topk": args.topk,
             "iterations": args.iterations, "var_scale": args.var_scale,
             "seed": args.seed, "goal_offset": args.goal_offset, "episodes": len(results), "skip": args.skip,
@@ -305,14 +308,27 @@ def cmd_trace(args) -> dict:
             "final_block_px": float(err["block"]), "final_agent_px": float(err["agent"]),
             "final_angle_rad": float(err["angle"]),
             "best_margin": float(normalised_errors(states, goal)["margin"].min()),
+            **_closest_block(states, goal),
             "success_rule_agrees": bool((is_success(goal, states[1:]).any()) == success),
             "angle_wrap_max_gap": wrap_gap, "plans": plans})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "plans"}), file=sys.stderr, flush=True)
     return {"kind": "trace", "cost": args.cost, "mean_weight": args.mean_weight, "agent_weight": args.agent_weight,
+            "agent_weight_placed": args.agent_weight_placed, "placed_first": args.placed_first,
             "success_first": args.success_first,
             "final_weight": args.final_weight, "samples": args.samples, "topk": args.topk,
             "iterations": args.iterations, "var_scale": args.var_scale, "seed": args.seed, "episodes": args.episodes,
             "pairs": list(args.pairs or [0]), "per_episode": rows}
+
+
+def _closest_block(states: np.ndarray, goal: np.ndarray) -> dict:
+    """Where the block came closest to its goal in an episode's states (T, 7): its distance (px) and the agent's
+    there, and on how many steps the block was placed (within the success rule's tolerances on its own)."""
+    from cjepa.plan.diagnose import block_placed, normalised_errors
+
+    err = normalised_errors(states, goal)
+    b = int(np.argmin(err["block"]))
+    return {"closest_block_px": float(err["block"][b]), "closest_block_agent_px": float(err["agent"][b]),
+            "closest_block_step": b, "block_placed_steps": int(block_placed(states, goal).sum())}
 
 
 def expert_actions(args) -> dict:
@@ -474,6 +490,10 @@ def main(argv=None) -> int:
     p.add_argument("--final-weight", type=float, default=0.0, help="state_path: + this x the last step's cost")
     p.add_argument("--mean-weight", type=float, default=0.0, help="state_path: + this x the mean cost over steps")
     p.add_argument("--agent-weight", type=float, default=1.0, help="state costs: weight of the agent's position")
+    p.add_argument("--agent-weight-placed", type=float, default=None,
+                   help="state costs: the agent's weight at steps whose block is placed (default: --agent-weight)")
+    p.add_argument("--placed-first", action="store_true",
+                   help="state_path: steps whose block is placed outrank all others (placed_first)")
     p.add_argument("--success-first", action="store_true",
                    help="state_path: steps that meet the success rule outrank all others (success_first_cost)")
     p.add_argument("--samples", type=int, default=300)

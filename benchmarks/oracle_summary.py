@@ -28,7 +28,8 @@ def _config(r: dict) -> tuple:
             r["iterations"], r.get("var_scale", 1.0), r.get("goal_offset", 25), int(_arg(argv, "--episodes", "10")),
             r["git_sha"],  # split jobs of one run start from one commit (a store regenerated later may differ)
             r.get("final_weight", 0.0), r.get("agent_weight", 1.0), r.get("mean_weight", 0.0),
-            r.get("cem_stream", "shared"), r.get("success_first", False))
+            r.get("cem_stream", "shared"), r.get("success_first", False), r.get("agent_weight_placed"),
+            r.get("placed_first", False))
 
 
 def combine(records: list[dict]) -> list[dict]:
@@ -53,7 +54,8 @@ def combine(records: list[dict]) -> list[dict]:
         for e in episodes:
             cats[e["category"]] = cats.get(e["category"], 0) + 1
         rows.append({"dataset": cfg[0], "cost": cfg[1], "final_weight": cfg[10], "agent_weight": cfg[11],
-                     "mean_weight": cfg[12], "cem_stream": cfg[13], "success_first": cfg[14], "samples": cfg[3],
+                     "mean_weight": cfg[12], "cem_stream": cfg[13], "success_first": cfg[14],
+                     "agent_weight_placed": cfg[15], "placed_first": cfg[16], "samples": cfg[3],
                      "iterations": cfg[5], "seed": seed,
                      "drawn": cfg[8], "covered": len(covered), "solved": sum(e["success"] for e in episodes),
                      "categories": cats, "git_sha": cfg[9], "machine": recs[0].get("machine"),
@@ -75,7 +77,9 @@ def main(paths: list[str]) -> int:
                 fh.writelines(json.dumps(r) + "\n" for r in rows)
         for r in rows:
             print(f"{r['dataset']} cost={r['cost']} final_w={r['final_weight']} agent_w={r['agent_weight']} "
-                  f"mean_w={r['mean_weight']} success_first={r['success_first']} {r['cem_stream']} stream "
+                  f"mean_w={r['mean_weight']} placed_w={r['agent_weight_placed']} placed_first={r['placed_first']} "
+                  f"success_first={r['success_first']} "
+                  f"{r['cem_stream']} stream "
                   f"CEM {r['samples']}x{r['iterations']} "
                   f"seed {r['seed']}: "
                   f"{r['solved']}/{r['covered']} solved (of {r['drawn']} drawn); {r['categories']}; "

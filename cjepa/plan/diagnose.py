@@ -25,29 +25,62 @@ from cjepa.envs.pusht import ANGLE_TOLERANCE, POS_TOLERANCE, angle_error, is_suc
 CATEGORIES = ("success", "block_never_touched", "out_of_budget", "wrong_angle", "block_off_goal", "agent_off_goal")
 
 
-def state_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: float = 1.0) -> np.ndarray:
-    """(..., 7) states, (7,) goal -> (...) squared normalised error: (pos / 20 px)^2 + w (angle / (pi/9))^2,
-    the agent's share of the position error scaled by ``agent_weight``.
+def block_placed(states, goal_state) -> np.ndarray:
+    """(..., 7) states, (7,) goal -> (...) whether the block alone meets the success rule's tolerances: its
+    position within 20 px and its angle within pi/9 of the goal's (strict, as the rule)."""
+    s, g = np.asarray(states, np.float64), np.asarray(goal_state, np.float64)
+    block = np.linalg.norm(s[..., 2:4] - g[2:4], axis=-1)
+    return (block < POS_TOLERANCE) & (angle_error(g[4], s[..., 4]) < ANGLE_TOLERANCE)
 
+
+def state_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: float = 1.0,
+               agent_weight_placed: float | None = None) -> np.ndarray:
+    """(..., 7) states, (7,) goal -> (...) squared normalised error: (pos / 20 px)^2 + w (angle / (pi/9))^2,
+    the agent's share of the position error scaled by ``agent_weight``, or by ``agent_weight_placed`` at the
+    states whose block is placed (:func:`block_placed`; None = ``agent_weight`` everywhere).
+
+    A light agent weight lets the block lead (detours around it are found), but once the block sits on its goal
+    the agent's way home then hardly counts; the placed weight restores it exactly there.
     Below 1 (both weights 1) implies both parts of the success rule hold except on the boundary of the angle term.
     """
     s, g = np.asarray(states, np.float64), np.asarray(goal_state, np.float64)
-    pos = (agent_weight * np.sum((s[..., :2] - g[:2]) ** 2, axis=-1)
+    weight = (agent_weight if agent_weight_placed is None
+              else np.where(block_placed(s, g), agent_weight_placed, agent_weight))  # (...) or scalar
+    pos = (weight * np.sum((s[..., :2] - g[:2]) ** 2, axis=-1)
            + np.sum((s[..., 2:4] - g[2:4]) ** 2, axis=-1)) / POS_TOLERANCE**2
     ang = (angle_error(g[4], s[..., 4]) / ANGLE_TOLERANCE) ** 2
     return pos + angle_weight * ang
 
 
-def success_first_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: float = 1.0) -> np.ndarray:
+def success_first_cost(states, goal_state, angle_weight: float = 1.0, agent_weight: float = 1.0,
+                       agent_weight_placed: float | None = None) -> np.ndarray:
     """:func:`state_cost`, raised above every state that meets the success rule for every state that does not.
 
     With ``agent_weight`` below 1 the weighted cost can rank a state whose block sits on the goal with the agent
     25 px off (a miss) before one with agent and block 10 px off (a success). A successful state costs less than
-    max(1, agent_weight) + angle_weight, so adding that to every other state restores the rule's verdict first and
-    leaves the weighted order within each group; CEM keeps its elites by rank, so only the order matters.
+    max(1, both agent weights) + angle_weight, so adding that to every other state restores the rule's verdict
+    first and leaves the weighted order within each group; CEM keeps its elites by rank, so only the order matters.
     """
-    cost = state_cost(states, goal_state, angle_weight, agent_weight)
-    return cost + (max(1.0, agent_weight) + angle_weight) * ~is_success(goal_state, states)
+    cost = state_cost(states, goal_state, angle_weight, agent_weight, agent_weight_placed)
+    heaviest = max(1.0, agent_weight, agent_weight if agent_weight_placed is None else agent_weight_placed)
+    return cost + (heaviest + angle_weight) * ~is_success(goal_state, states)
+
+
+def placed_first(step_costs, placed) -> np.ndarray:
+    """(...) step costs and whether each step's block is placed (:func:`block_placed`) -> the costs with every
+    step whose block is not placed raised above the dearest placed step of the call.
+
+    A placed weight above the agent weight makes a step that places the block with the agent far dearer than one
+    that leaves the block just outside the tolerance, so a planner steers away from placing it; ranking every
+    placed step first keeps placing the block the better move and lets the placed weight order the placed steps
+    alone. The offset depends on the call's costs, so the order is exact within one call (CEM ranks the candidates
+    of one iteration at a time) and costs of different calls are not comparable.
+    """
+    c, on = np.asarray(step_costs, np.float64), np.asarray(placed, bool)
+    if c.shape != on.shape:
+        raise ValueError(f"step_costs {c.shape} and placed {on.shape} must have one shape")
+    offset = c[on].max() + 1.0 if on.any() else 0.0
+    return c + offset * ~on
 
 
 def best_step_cost(step_costs, final_weight: float = 0.0, mean_weight: float = 0.0) -> np.ndarray:

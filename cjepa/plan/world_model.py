@@ -41,7 +41,7 @@ from cjepa.data.slot_store import SlotStoreError, open_split, read_meta
 from cjepa.data.windows import AuxNormalizer, SlotWindows, fit_aux_normalizer, per_split_window_normalizer
 from cjepa.envs.pusht import PushTEnv, state_to_proprio
 from cjepa.models.predictor_checkpoints import predictor_from_checkpoint
-from cjepa.plan.diagnose import best_step_cost, state_cost, success_first_cost
+from cjepa.plan.diagnose import best_step_cost, block_placed, placed_first, state_cost, success_first_cost
 from cjepa.plan.matching import (
     DEFAULT_MAX_PERM_SLOTS,
     hungarian_reference,
@@ -419,7 +419,8 @@ class SimulatorWorldModel:
 
     def __init__(self, slot_model: SlotWorldModel, cost_space: str = "embedding", angle_weight: float = 1.0,
                  final_weight: float = 0.0, mean_weight: float = 0.0, agent_weight: float = 1.0,
-                 success_first: bool = False):
+                 success_first: bool = False, agent_weight_placed: Optional[float] = None,
+                 placed_first_rank: bool = False):
         if not isinstance(slot_model.encoder, StateSlotEncoder):
             raise ValueError("SimulatorWorldModel embeds simulator states: it needs a StateSlotEncoder")
         if cost_space not in self.COST_SPACES:
@@ -434,6 +435,14 @@ class SimulatorWorldModel:
         # minimum, which is flat wherever the best step is the first one); agent_weight scales the agent's share
         # of the position error (state costs).
         self.mean_weight, self.agent_weight = mean_weight, agent_weight
+        if agent_weight_placed is not None and agent_weight_placed < 0:
+            raise ValueError(f"agent_weight_placed must be >= 0 or None, got {agent_weight_placed}")
+        # State costs: the agent's weight at steps whose block is placed (cjepa.plan.diagnose.block_placed), so a
+        # plan that has placed the block is ranked by bringing the agent home; None = agent_weight everywhere.
+        self.agent_weight_placed = agent_weight_placed
+        # "state_path" only: every step whose block is placed outranks every step whose block is not
+        # (cjepa.plan.diagnose.placed_first), so a heavier placed weight never makes placing the block a loss.
+        self.placed_first = placed_first_rank
         # "state_path" only: every step that meets the success rule outranks every step that does not
         # (cjepa.plan.diagnose.success_first_cost), whatever the agent weight makes of them.
         self.success_first = success_first
@@ -445,10 +454,12 @@ class SimulatorWorldModel:
 
     @classmethod
     def from_config(cls, slot_model: SlotWorldModel, plan_cfg) -> "SimulatorWorldModel":
-        """The oracle of ``plan_cfg`` (plan.oracle_cost, oracle_agent_weight, oracle_final_weight,
-        oracle_success_first)."""
+        """The oracle of ``plan_cfg`` (plan.oracle_cost, oracle_agent_weight, oracle_agent_weight_placed,
+        oracle_final_weight, oracle_success_first, oracle_placed_first)."""
         return cls(slot_model, cost_space=plan_cfg.oracle_cost, agent_weight=plan_cfg.oracle_agent_weight,
-                   final_weight=plan_cfg.oracle_final_weight, success_first=plan_cfg.oracle_success_first)
+                   final_weight=plan_cfg.oracle_final_weight, success_first=plan_cfg.oracle_success_first,
+                   agent_weight_placed=plan_cfg.oracle_agent_weight_placed,
+                   placed_first_rank=plan_cfg.oracle_placed_first)
 
     def encode(self, obs: Observation) -> torch.Tensor:
         if obs.state is None:
@@ -507,10 +518,13 @@ class SimulatorWorldModel:
         if self.cost_space == "state":
             final = trajectories[:, -1, 0].cpu().numpy()  # (C, 7)
             return torch.from_numpy(state_cost(final, goal.cpu().numpy(), self.angle_weight,
-                                               self.agent_weight)).float()
+                                               self.agent_weight, self.agent_weight_placed)).float()
         # The observed frames (the start included) are not the plan's to score: the episode would have ended at
         # a successful one, and their cost is the same for every candidate.
         path = trajectories[:, self._observed :, 0].cpu().numpy()  # (C, steps, 7)
         step_cost = success_first_cost if self.success_first else state_cost
-        costs = step_cost(path, goal.cpu().numpy(), self.angle_weight, self.agent_weight)  # (C, steps)
+        costs = step_cost(path, goal.cpu().numpy(), self.angle_weight, self.agent_weight,
+                          self.agent_weight_placed)  # (C, steps)
+        if self.placed_first:
+            costs = placed_first(costs, block_placed(path, goal.cpu().numpy()))
         return torch.from_numpy(best_step_cost(costs, self.final_weight, self.mean_weight)).float()

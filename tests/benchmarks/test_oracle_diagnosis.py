@@ -28,3 +28,16 @@ def test_displacement_record_and_summary(tmp_path, capsys):
     capsys.readouterr()
     assert oracle_summary.main([str(out)]) == 0  # displacement records are skipped by the table
     assert capsys.readouterr().out == ""
+
+
+def test_closest_block_names_the_block_best_step_and_the_agent_there():
+    """The trace's record of how close the block came: the step of its smallest distance, the agent's distance
+    there, and the steps on which the block alone met the tolerances (20 px, pi/9)."""
+    goal = np.array([200.0, 200.0, 300.0, 300.0, 1.0, 0.0, 0.0])
+    states = np.tile(goal, (5, 1))
+    states[:, 2] += [60, 30, 10, 19, 25]  # block px off
+    states[:, 0] += [10, 20, 117, 40, 5]  # agent px off
+    states[3, 4] += 0.4  # 19 px off but turned past pi/9: not placed
+    rec = oracle_diagnosis._closest_block(states, goal)
+    assert rec == {"closest_block_px": 10.0, "closest_block_agent_px": 117.0, "closest_block_step": 2,
+                   "block_placed_steps": 1}

@@ -22,6 +22,7 @@ ORDERED_MISTAKES = [
     (["data.pusht.render_size=4"], "data.pusht.render_size must be >= 8"),
     (["plan.topk=1"], "plan.topk must be >= 2"),
     (["plan.agent_weight=-0.5"], "plan.agent_weight=-0.5 must be >= 0"),
+    (["plan.oracle_agent_weight_placed=-1"], "plan.oracle_agent_weight_placed=-1.0 must be >= 0"),
     (["plan.oracle_final_weight=-0.01"], "plan.oracle_final_weight=-0.01 must be >= 0"),
     (["encoder.num_slots=0"], "encoder.num_slots and encoder.slot_dim must be >= 1"),
     (["encoder.backbone.patch_size=15"], "encoder.backbone.image_size=196 must be a multiple of patch_size=15"),

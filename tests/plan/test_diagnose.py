@@ -8,8 +8,10 @@ import pytest
 from cjepa.plan.diagnose import (
     CATEGORIES,
     best_step_cost,
+    block_placed,
     classify_episode,
     displacement,
+    placed_first,
     state_cost,
     success_first_cost,
 )
@@ -90,6 +92,77 @@ def test_state_cost_agent_weight_scales_the_agent_share_only():
     np.testing.assert_allclose(state_cost(s, GOAL, agent_weight=0.25), [0.25, 1.0, 1.0], atol=1e-12)
 
 
+def test_block_placed_is_the_success_rule_on_the_block_alone():
+    """Strict bounds, as the rule: 20 px and pi/9; the agent's error does not enter."""
+    s = np.stack([GOAL + [300, 0, 19.99, 0, 0, 0, 0], GOAL + [0, 0, 20, 0, 0, 0, 0],
+                  GOAL + [0, 0, 0, 0, math.pi / 9 - 1e-6, 0, 0], GOAL + [0, 0, 0, 0, math.pi / 9 + 1e-6, 0, 0],
+                  GOAL + [0, 0, 12, -12, 2 * math.pi - 0.1, 0, 0], GOAL + [0, 0, 12, -16.01, 0, 0, 0]])
+    assert block_placed(s, GOAL).tolist() == [True, False, True, False, True, False]
+
+
+def _placing_path(steps=41):
+    """The block slides straight onto its goal from 40 px off (1 px a step) while the agent waits 100 px off
+    its goal: the block enters the 20 px tolerance at step 21 (19 px)."""
+    path = np.tile(GOAL + [100, 0, 0, 0, 0, 0, 0], (steps, 1))
+    path[:, 2] += np.arange(40, 40 - steps, -1)
+    return path
+
+
+def test_placed_agent_weight_switches_where_the_block_enters_the_tolerance():
+    path = _placing_path()  # (41, 7)
+    light, full = state_cost(path, GOAL, agent_weight=0.1), state_cost(path, GOAL, agent_weight=1.0)
+    switched = state_cost(path, GOAL, agent_weight=0.1, agent_weight_placed=1.0)
+    entered = int(np.argmax(np.abs(path[:, 2] - GOAL[2]) < 20))
+    assert entered == 21
+    np.testing.assert_array_equal(switched[:entered], light[:entered])
+    np.testing.assert_array_equal(switched[entered:], full[entered:])
+    # the agent's 100 px count 25 at weight 1: once placed, the path is scored by bringing the agent home
+    assert switched[entered] - switched[entered - 1] == pytest.approx(0.9 * 100**2 / 400 + (19**2 - 20**2) / 400)
+    # the angle alone can hold the switch back: the same path 0.4 rad off never counts the agent fully
+    turned = path + [0, 0, 0, 0, 0.4, 0, 0]
+    np.testing.assert_array_equal(state_cost(turned, GOAL, agent_weight=0.1, agent_weight_placed=1.0),
+                                  state_cost(turned, GOAL, agent_weight=0.1))
+
+
+def test_placed_agent_weight_unset_is_the_old_cost():
+    rng = np.random.default_rng(1)
+    s = GOAL + rng.normal(0, 25, size=(3, 30, 7)) * [1, 1, 1, 1, 0.02, 0, 0]  # some blocks placed, some not
+    assert 0 < block_placed(s, GOAL).sum() < s.shape[0] * s.shape[1]
+    for w in (0.1, 0.25, 1.0):
+        plain = state_cost(s, GOAL, agent_weight=w)
+        np.testing.assert_array_equal(state_cost(s, GOAL, agent_weight=w, agent_weight_placed=None), plain)
+        np.testing.assert_array_equal(state_cost(s, GOAL, agent_weight=w, agent_weight_placed=w), plain)
+        np.testing.assert_array_equal(success_first_cost(s, GOAL, agent_weight=w, agent_weight_placed=None),
+                                      success_first_cost(s, GOAL, agent_weight=w))
+
+
+def test_placed_first_ranks_every_placed_step_before_every_other():
+    """The switch alone makes placing the block with the agent 100 px off dearer than stopping the block 21 px
+    short; ranked placed-first, placing wins and the placed weight orders the placed steps among themselves."""
+    placed_far = GOAL + [100, 0, 0, 0, 0, 0, 0]  # 25 at weight 1
+    placed_near = GOAL + [30, 0, 5, 0, 0, 0, 0]  # 2.31 at weight 1
+    short = GOAL + [100, 0, 21, 0, 0, 0, 0]  # block not placed: 2.5 + 1.1 at weight 0.1
+    far = GOAL + [150, 0, 60, 0, 0, 0, 0]
+    s = np.stack([placed_far, placed_near, short, far])
+    switched = state_cost(s, GOAL, agent_weight=0.1, agent_weight_placed=1.0)
+    assert switched[2] < switched[0]
+    ranked = placed_first(switched, block_placed(s, GOAL))
+    assert list(np.argsort(ranked)) == [1, 0, 2, 3]
+    np.testing.assert_array_equal(ranked[:2], switched[:2])  # placed steps keep their cost
+    assert ranked[3] - ranked[2] == pytest.approx(switched[3] - switched[2])  # the others keep order and gaps
+    # per candidate path: the offset is the call's, so a path with any placed step beats every path without
+    paths = np.stack([np.stack([far, placed_far]), np.stack([short, short])])  # (2, 2, 7)
+    per_step = placed_first(state_cost(paths, GOAL, agent_weight=0.1, agent_weight_placed=1.0),
+                            block_placed(paths, GOAL))
+    best = best_step_cost(per_step)
+    assert best[0] < best[1]
+    nothing = np.stack([short, far])
+    np.testing.assert_array_equal(placed_first(state_cost(nothing, GOAL), block_placed(nothing, GOAL)),
+                                  state_cost(nothing, GOAL))
+    with pytest.raises(ValueError, match="one shape"):
+        placed_first(switched, block_placed(s, GOAL)[:2])
+
+
 def _plateau_paths(steps=25):
     """Four planned paths (4, steps, 7) from a start whose block sits 24 px off the goal (cost 1.44, just outside
     the tolerance), agent on its goal. Every path's cheapest step is its first, where nothing has moved yet:
@@ -140,6 +213,18 @@ def test_success_first_cost_ranks_every_success_before_every_miss():
     assert list(np.argsort(ranked)) == [0, 2, 1, 3]
     np.testing.assert_allclose(ranked[[0, 2]], weighted[[0, 2]])  # successes keep their cost
     assert ranked[3] - ranked[1] == pytest.approx(weighted[3] - weighted[1])  # misses keep their order and gaps
+
+
+def test_success_first_cost_keeps_successes_first_under_a_heavy_placed_weight():
+    """A placed weight above 1 raises the successes' cost too (their block is always placed): the offset follows
+    it, so a success near the rule's corner still beats a miss whose block is just off."""
+    hit = GOAL + [19, 0, 0, 0, 0.33, 0, 0]  # position 19 px, angle 0.33 rad: a success, state cost 4.5 at w=4
+    miss = GOAL + [0, 0, 21, 0, 0, 0, 0]  # block 21 px off: not placed, agent on its goal (cost 1.1)
+    s = np.stack([hit, miss])
+    weighted = state_cost(s, GOAL, agent_weight=0.1, agent_weight_placed=4.0)
+    assert weighted[0] > weighted[1] + 2.0  # more than the offset max(1, agent_weight) + 1 would add to the miss
+    ranked = success_first_cost(s, GOAL, agent_weight=0.1, agent_weight_placed=4.0)
+    assert ranked[0] < ranked[1]
 
 
 def test_displacement():

@@ -318,3 +318,57 @@ def test_simulator_oracle_success_first_scores_steps_by_the_rule_first(world_mod
     assert costs[True][0] < costs[True][1]
     np.testing.assert_allclose(costs[True], success_first_cost(paths, goal, agent_weight=0.1).min(axis=1), rtol=1e-6)
     np.testing.assert_allclose(costs[False], state_cost(paths, goal, agent_weight=0.1).min(axis=1), rtol=1e-6)
+
+
+def test_simulator_oracle_placed_agent_weight_reaches_the_state_path_cost(world_model):
+    """plan.oracle_agent_weight_placed: the state_path cost takes each step's agent weight from whether its block
+    is placed. A path that places the block and leaves the agent 150 px off leads at weight 0.1 alone and falls
+    behind one that only closes in once the agent counts fully there; unset, the cost is weight 0.1's."""
+    from cjepa.config import PlanConfig
+    from cjepa.plan.diagnose import state_cost
+    from cjepa.plan.world_model import SimulatorWorldModel
+
+    goal = np.array([200.0, 200.0, 300.0, 300.0, 1.0, 0.0, 0.0])
+    start = goal + [150, 0, 40, 0, 0, 0, 0]  # cost 5.625 + 4 at weight 0.1
+    paths = np.stack([np.tile(start, (4, 1)), np.tile(start, (4, 1))])  # (2, 4, 7)
+    paths[0, 1:] = goal + [150, 0, 0, 0, 0, 0, 0]  # block placed, agent 150 px off: 5.625 at 0.1, 56.25 at 1
+    paths[1, 2] = goal + [150, 0, 30, 0, 0, 0, 0]  # block 30 px off, not placed: 5.625 + 2.25 at either
+    traj = torch.from_numpy(np.concatenate([np.tile(start, (2, 1, 1)), paths], axis=1)).view(2, 5, 1, 7)
+    costs = {}
+    for placed in (None, 1.0):
+        oracle = SimulatorWorldModel.from_config(world_model, PlanConfig(oracle_cost="state_path",
+                                                                         oracle_agent_weight=0.1,
+                                                                         oracle_agent_weight_placed=placed))
+        assert oracle.agent_weight_placed == placed
+        oracle.encode(obs_of(start[None]))
+        costs[placed] = oracle.cost(traj, oracle.encode_goal(Goal(proprio=state_to_proprio(goal), state=goal))).numpy()
+    assert costs[None][0] < costs[None][1] and costs[1.0][1] < costs[1.0][0]
+    np.testing.assert_allclose(costs[None], state_cost(paths, goal, agent_weight=0.1).min(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(costs[1.0], [9.625, 7.875], rtol=1e-6)
+    with pytest.raises(ValueError, match="agent_weight_placed"):
+        SimulatorWorldModel(world_model, cost_space="state_path", agent_weight_placed=-1.0)
+
+
+def test_simulator_oracle_placed_first_ranks_the_placing_path_first(world_model):
+    """plan.oracle_placed_first: with the placed weight 1 alone, the path that places the block with the agent
+    150 px off is ranked behind one that stops the block 30 px short; ranked placed-first it is ahead again."""
+    from cjepa.config import PlanConfig
+    from cjepa.plan.world_model import SimulatorWorldModel
+
+    goal = np.array([200.0, 200.0, 300.0, 300.0, 1.0, 0.0, 0.0])
+    start = goal + [150, 0, 40, 0, 0, 0, 0]
+    paths = np.stack([np.tile(start, (4, 1)), np.tile(start, (4, 1))])  # (2, 4, 7)
+    paths[0, 1:] = goal + [150, 0, 0, 0, 0, 0, 0]
+    paths[1, 2] = goal + [150, 0, 30, 0, 0, 0, 0]
+    traj = torch.from_numpy(np.concatenate([np.tile(start, (2, 1, 1)), paths], axis=1)).view(2, 5, 1, 7)
+    costs = {}
+    for first in (False, True):
+        oracle = SimulatorWorldModel.from_config(world_model, PlanConfig(oracle_cost="state_path",
+                                                                         oracle_agent_weight=0.1,
+                                                                         oracle_agent_weight_placed=1.0,
+                                                                         oracle_placed_first=first))
+        assert oracle.placed_first == first
+        oracle.encode(obs_of(start[None]))
+        costs[first] = oracle.cost(traj, oracle.encode_goal(Goal(proprio=state_to_proprio(goal), state=goal))).numpy()
+    assert costs[False][1] < costs[False][0] and costs[True][0] < costs[True][1]
+    np.testing.assert_allclose(costs[True][0], 56.25, rtol=1e-6)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional
 
 from cjepa.config.errors import ConfigError
 
@@ -26,6 +26,10 @@ class PlanConfig:
     # State costs only: the weight of the agent's share of the position error. 0.25 lets the block's progress
     # lead, which finds the detours around the block that the equal weighting misses (benchmarks/results/oracle).
     oracle_agent_weight: float = 1.0
+    # State costs only: the agent's weight at the steps whose block is within the success rule's tolerances of its
+    # goal (cjepa.plan.diagnose.block_placed). A light plan.oracle_agent_weight lets the block lead; this one (e.g.
+    # 1) then brings the agent home once the block is placed. None = plan.oracle_agent_weight everywhere.
+    oracle_agent_weight_placed: Optional[float] = None
     # "state_path" only: + this x the plan's last-step cost. A small weight breaks the ties of the best-step minimum
     # where every candidate's best step is its first (a start just outside the tolerance), ranking them by where
     # they end; 0 = the best step alone (cjepa.plan.diagnose.best_step_cost).
@@ -33,6 +37,10 @@ class PlanConfig:
     # "state_path" only: every env step that meets the success rule outranks every step that does not, whatever
     # plan.oracle_agent_weight makes of them (cjepa.plan.diagnose.success_first_cost); false = the weighted cost alone.
     oracle_success_first: bool = False
+    # "state_path" only: every env step whose block is placed outranks every step whose block is not
+    # (cjepa.plan.diagnose.placed_first; successes stay first with plan.oracle_success_first), so a heavier
+    # plan.oracle_agent_weight_placed never makes placing the block the worse move.
+    oracle_placed_first: bool = False
     encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300
@@ -98,6 +106,8 @@ class PlanConfig:
             raise ConfigError(f"plan.agent_weight={self.agent_weight} must be >= 0")
         if self.oracle_agent_weight < 0:
             raise ConfigError(f"plan.oracle_agent_weight={self.oracle_agent_weight} must be >= 0")
+        if self.oracle_agent_weight_placed is not None and self.oracle_agent_weight_placed < 0:
+            raise ConfigError(f"plan.oracle_agent_weight_placed={self.oracle_agent_weight_placed} must be >= 0")
         if self.oracle_final_weight < 0:
             raise ConfigError(f"plan.oracle_final_weight={self.oracle_final_weight} must be >= 0")
         if self.workers < 1:

@@ -163,7 +163,7 @@ def _full_params(engine, stage: int) -> dict[str, torch.Tensor]:
 
 
 def _rank_main(rank: int, world: int, port: int, opts: dict, out: str, master: str = "127.0.0.1",
-               local: tuple[int, int] | None = None) -> None:
+               local: tuple[int, int] | None = None, close_group: bool = True) -> None:
     local_rank, local_world = local or (rank, world)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local_rank),
                       LOCAL_WORLD_SIZE=str(local_world), MASTER_ADDR=master, MASTER_PORT=str(port))  # as torchrun
@@ -220,12 +220,12 @@ def _rank_main(rank: int, world: int, port: int, opts: dict, out: str, master: s
                         **mem, **timing_row(timing), "samples_per_s": cfg.data.batch_size / (timing.median_ms / 1e3)})
     if rank == 0:
         Path(out).write_text(json.dumps(results))
-    # Leave together and close the groups before the interpreter exits: a rank that exits while its peer's gloo
-    # threads still hold the connection can abort the peer at teardown ("terminate called without an active
-    # exception"), failing a run whose results were already written.
+    # Leave together: no rank tears its connections down while a peer still uses them. A spawned rank then closes
+    # its group; an srun rank exits without teardown instead (_worker).
     if world > 1:
         torch.distributed.barrier()
-    destroy_process_group()
+    if close_group:
+        destroy_process_group()
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -263,7 +263,13 @@ def _worker(opts_file: str, out: str) -> None:
     if env.source != "slurm":
         raise SystemExit("--worker runs inside an srun step of several tasks")
     _rank_main(env.rank, env.world_size, env.master_port, json.loads(Path(opts_file).read_text()), out,
-               master=env.master_addr, local=(env.local_rank, env.local_world_size))
+               master=env.master_addr, local=(env.local_rank, env.local_world_size), close_group=False)
+    # Every rank has passed the closing barrier and rank 0 has written the rows: leave without the interpreter's
+    # teardown. Under load, destructors of the communication libraries' threads have aborted a rank here
+    # ("terminate called without an active exception"), failing a step whose results were already on disk.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def report(rows: list[dict]) -> str:

@@ -81,6 +81,14 @@ def eval_offsets(cfg: Config) -> list[int]:
     return list(v.eval_offsets) or list(range(num_start_offsets(v.video_len, v.num_frames, v.frame_sampling)))
 
 
+# The vqa.* settings a trained reasoner is rebuilt and fed with (read back from its checkpoint's config): every key
+# reasoner_from_config reads, and the windows its inputs were cut with. A key missing here rebuilds another model.
+REASONER_CHECKPOINT_KEYS = (
+    "word_dim", "heads", "depth", "ffn_dim", "dropout", "head_hidden", "num_frames", "question_len", "choice_len",
+    "token_layout", "slot_loss_weight", "frame_sampling", "video_len",
+)
+
+
 def reasoner_from_config(cfg: Config, vocab: Vocab, num_slots: int, slot_dim: int) -> ALOEReasoner:
     v = cfg.vqa
     return ALOEReasoner(

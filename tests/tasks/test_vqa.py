@@ -158,3 +158,25 @@ def test_reasoner_reaches_the_ceiling_on_a_small_oracle_question_set(tmp_path):
     m = train_reasoner(cfg, progress=False)["final_eval"]["metrics"]
     assert m["predictive_questions"] == 40 and m["counterfactual_questions"] == 40
     assert m["predictive_per_option"] >= 0.9 and m["counterfactual_per_option"] >= 0.9, m
+
+
+def test_a_checkpoint_rebuilds_the_reasoner_from_every_setting_that_shapes_it():
+    """Every vqa.* key reasoner_from_config reads is read back from a checkpoint (REASONER_CHECKPOINT_KEYS): a new
+    reasoner option that is not would rebuild a trained reasoner as another model."""
+    from cjepa.eval.vqa.text import Vocab
+    from cjepa.tasks.vqa import REASONER_CHECKPOINT_KEYS, reasoner_from_config
+
+    class Reads:
+        def __init__(self, section):
+            self._section, self.keys = section, set()
+
+        def __getattr__(self, key):
+            self.keys.add(key)
+            return getattr(self._section, key)
+
+    cfg = load_config([], [])
+    reads = Reads(cfg.vqa)
+    cfg.vqa = reads
+    vocab = Vocab.from_dict({"q_vocab": {"PAD": 0, "a": 1}, "a_vocab": {"PAD": 0, "yes": 1}}, "test")
+    reasoner_from_config(cfg, vocab, num_slots=3, slot_dim=4)
+    assert reads.keys and reads.keys <= set(REASONER_CHECKPOINT_KEYS), reads.keys - set(REASONER_CHECKPOINT_KEYS)

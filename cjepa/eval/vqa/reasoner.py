@@ -15,7 +15,14 @@ from cjepa.distributed.env import DistEnv, destroy_process_group, pick_device
 from cjepa.eval.vqa.evaluate import evaluate_reasoner, write_outputs
 from cjepa.eval.vqa.model import ALOEReasoner, load_reasoner_state
 from cjepa.eval.vqa.text import Vocab
-from cjepa.tasks.vqa import VQATask, build_split, eval_offsets, reasoner_from_config, trainer_config
+from cjepa.tasks.vqa import (
+    REASONER_CHECKPOINT_KEYS,
+    VQATask,
+    build_split,
+    eval_offsets,
+    reasoner_from_config,
+    trainer_config,
+)
 from cjepa.trainer import Trainer
 from cjepa.utils.checkpoint import load_model_state, load_train_state, resolve_checkpoint
 from cjepa.utils.precision import autocast_dtype, resolve_precision
@@ -45,25 +52,7 @@ def load_reasoner(checkpoint: str, cfg: Config, device: torch.device) -> tuple[A
         raise ConfigError(f"{ckpt}: no vocabulary in the task state; is it a VQA checkpoint?")
     c = copy.deepcopy(cfg)
     saved = yaml.safe_load((ckpt / "config.yaml").read_text()) or {}
-    arch = {
-        k: saved.get("vqa", {})[k]
-        for k in (
-            "word_dim",
-            "heads",
-            "depth",
-            "ffn_dim",
-            "dropout",
-            "head_hidden",
-            "num_frames",
-            "frame_sampling",
-            "question_len",
-            "choice_len",
-            "video_len",
-            "token_layout",
-            "slot_loss_weight",  # a reasoner trained with masked-slot prediction has its head's parameters
-        )
-        if k in saved.get("vqa", {})
-    }
+    arch = {k: saved.get("vqa", {})[k] for k in REASONER_CHECKPOINT_KEYS if k in saved.get("vqa", {})}
     merge(c.vqa, arch, "vqa.", str(ckpt / "config.yaml"))
     vocab = Vocab.from_dict(task_state["vocab"], str(ckpt))
     shape = task_state["shape"]

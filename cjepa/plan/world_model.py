@@ -515,16 +515,17 @@ class SimulatorWorldModel:
     def cost(self, trajectories: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         if self.cost_space == "embedding":
             return self.model.cost(trajectories, goal)
+        goal_state = goal.cpu().numpy()  # (7,)
         if self.cost_space == "state":
             final = trajectories[:, -1, 0].cpu().numpy()  # (C, 7)
-            return torch.from_numpy(state_cost(final, goal.cpu().numpy(), self.angle_weight,
+            return torch.from_numpy(state_cost(final, goal_state, self.angle_weight,
                                                self.agent_weight, self.agent_weight_placed)).float()
         # The observed frames (the start included) are not the plan's to score: the episode would have ended at
         # a successful one, and their cost is the same for every candidate.
         path = trajectories[:, self._observed :, 0].cpu().numpy()  # (C, steps, 7)
         step_cost = success_first_cost if self.success_first else state_cost
-        costs = step_cost(path, goal.cpu().numpy(), self.angle_weight, self.agent_weight,
+        costs = step_cost(path, goal_state, self.angle_weight, self.agent_weight,
                           self.agent_weight_placed)  # (C, steps)
         if self.placed_first:
-            costs = placed_first(costs, block_placed(path, goal.cpu().numpy()))
+            costs = placed_first(costs, block_placed(path, goal_state))
         return torch.from_numpy(best_step_cost(costs, self.final_weight, self.mean_weight)).float()

@@ -12,7 +12,8 @@ Stored per video: slots (T, S, D) and, as per-frame extras,
   (:func:`cjepa.eval.segmentation.slot_object_ids`; -1 = no object). The counterfactual VQA protocol uses it to
   find the slot of object X. Stored as float32 like every extra (ids are small integers, exact).
 * ``proprio``, ``action``, ``state``: passed through from the video's meta when present (Push-T), subsampled
-  with the same stride.
+  with the same stride. A shard's ``action`` has T-1 rows (action t moves frame t to t+1); the store gets a NaN
+  last row, so that its rows are frames, as in the state-slot store.
 
 Resumable: videos already in the store are skipped, and the store's producer record (encoder config and
 checkpoint hash) must match, so a resumed extraction never mixes encoders. Optional export to the original
@@ -104,6 +105,10 @@ def _extras(item: VideoItem, stride: int, T: int) -> dict[str, np.ndarray]:
     for name in PASSTHROUGH_EXTRAS:
         if name in item.meta and item.meta[name] is not None:
             arr = np.asarray(item.meta[name], dtype=np.float32)
+            if name == "action" and arr.ndim == 2 and arr.shape[0] == item.frames.shape[0] - 1:
+                # Shards hold the T-1 actions between frames; the store keeps one row per frame, the last NaN (no
+                # action follows the last frame), as the state-slot store of `cjepa pusht` does.
+                arr = np.concatenate([arr, np.full((1, arr.shape[1]), np.nan, np.float32)])
             if arr.shape[0] != item.frames.shape[0]:
                 raise ValueError(
                     f"video {item.key!r}: meta {name!r} has {arr.shape[0]} rows, the video has {item.frames.shape[0]} "

@@ -84,6 +84,23 @@ def test_batching_videos_does_not_change_slots(tmp_path):
         assert np.allclose(one[k][0], three[k][0], atol=1e-5), k
 
 
+def test_shard_actions_between_frames_become_one_row_per_frame(tmp_path):
+    """A Push-T shard's json holds T-1 actions (action t moves frame t to t+1): the store gets them with a NaN last
+    row, the state-slot store's layout, so a predictor reads both stores alike; any other count is refused."""
+    cfg, model = _setup()
+    vids = _videos(n=1, T=5)
+    (v,) = vids.values()
+    v["meta"]["action"] = np.arange(8, dtype=np.float32).reshape(4, 2)
+    extract_split(model, InMemoryVideos(vids), tmp_path / "s", "val", enc_cfg=cfg.encoder, device=DEV, progress=False)
+    ((_, extras),) = _read(tmp_path / "s", "val").values()
+    np.testing.assert_array_equal(extras["action"][:4], v["meta"]["action"])
+    assert extras["action"].shape == (5, 2) and np.isnan(extras["action"][4]).all()
+    v["meta"]["action"] = np.zeros((3, 2), np.float32)
+    with pytest.raises(ValueError, match="'action' has 3 rows, the video has 5 frames"):
+        extract_split(model, InMemoryVideos(vids), tmp_path / "t", "val", enc_cfg=cfg.encoder, device=DEV,
+                      progress=False)
+
+
 def test_extras_object_ids_and_stride(tmp_path):
     """Stride 2 keeps every 2nd frame; proprio/state pass through strided; object_ids (T, S) hold GT ids or -1."""
     cfg, model = _setup("encoder.extract.frame_stride=2")

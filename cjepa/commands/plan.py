@@ -115,6 +115,7 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
     for name, ckpt in models:
         wm = build_world_model(ckpt, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention,
                                config=cfg, report=lambda note, name=name: report(note, name))
+        pixel_size = wm.encoder.pixel_size  # rendered frames at this side for a pixel encoder, else None
         if name == "simulator":
             wm = SimulatorWorldModel.from_config(wm, pc)
 
@@ -135,7 +136,8 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
             else:
                 tqdm.write(f"plan: resuming the interrupted evaluation in {out}: {len(done)} episode(s) already done")
         mine = {(seed, index): res for (model, seed, index), res in done.items() if model == name}
-        evals.append((ckpt, evaluate_planner(name, make_planner, episodes, pc, out_dir=out, progress=bar, done=mine)))
+        evals.append((ckpt, evaluate_planner(name, make_planner, episodes, pc, out_dir=out, progress=bar, done=mine,
+                                                pixel_size=pixel_size)))
     bar.close()
     zero = statistics.fmean(zero_action_success(episodes,
                                                 sample_start_goal_pairs(episodes, pc.episodes, s, pc.goal_offset),
@@ -175,6 +177,8 @@ def evaluation_identity(cfg, models: list[tuple[str, str]]) -> dict:
     for key in ("workers", "out"):
         conf["plan"].pop(key)
     files = {}
+    if cfg.plan.encoder == "pixels":  # a retrained encoder in the same directory is another evaluation
+        models = [*models, ("encoder", cfg.plan.encoder_checkpoint)]
     for name, path in models:
         resolved = resolve_checkpoint(path)
         st = (resolved / "model.pt" if resolved.is_dir() else resolved).stat()

@@ -171,6 +171,7 @@ class PushTEnv:
         self._sim = _GymPushT(obs_type="state", render_mode="rgb_array")
         self.goal_state: Optional[np.ndarray] = None
         self.goal_frame: Optional[np.ndarray] = None
+        self.goal_frames: dict[int, np.ndarray] = {}  # the goal rendered at other sides (reset's goal_sizes)
         self._sim._setup()
 
     # ------------------------------------------------------------------ state
@@ -206,22 +207,26 @@ class PushTEnv:
         for body in (self.agent, self.block):
             self._sim.space.reindex_shapes_for_body(body)
 
-    def reset(self, state=None, goal_state=None, *, seed: Optional[int] = None, render_goal: bool = False) -> dict:
+    def reset(self, state=None, goal_state=None, *, seed: Optional[int] = None, render_goal: bool = False,
+              goal_sizes: tuple[int, ...] = ()) -> dict:
         """Fresh world in ``state`` (random if None, from ``seed``); ``goal_state`` is what success compares to.
 
         With ``render_goal`` the goal frame is rendered (like stable-worldmodel: place the goal, render, then
-        place the start) and kept in ``self.goal_frame``.
+        place the start) and kept in ``self.goal_frame``; ``goal_sizes`` renders it also at those sides, each from
+        the 512-px drawing, into ``self.goal_frames[size]`` (a pixel planner reads the goal at its encoder's size).
         """
         rng = np.random.default_rng(seed)
         self._sim._setup()  # new space and bodies: no contact caches survive from an earlier episode
         start = sample_state(rng) if state is None else check_state(state)
         self.goal_state = None if goal_state is None else check_state(goal_state, "goal_state")
         self.goal_frame = None
-        if render_goal:
+        self.goal_frames = {}
+        if render_goal or goal_sizes:
             if self.goal_state is None:
                 raise PushTError("render_goal needs a goal_state")
             self.set_state(self.goal_state)
             self.goal_frame = self.render()
+            self.goal_frames = {size: self.render(size) for size in goal_sizes}
             self._sim._setup()
         self.set_state(start)
         return self.observation()

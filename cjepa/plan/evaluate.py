@@ -73,19 +73,21 @@ class EpisodeResult:
 
 
 def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goal_state: np.ndarray, budget: int,
-                *, key: str = "", start: int = 0, record: bool = False, pixels: bool = False) -> EpisodeResult:
+                *, key: str = "", start: int = 0, record: bool = False,
+                pixel_size: Optional[int] = None) -> EpisodeResult:
     """Reset to ``start_state``, act until success or ``budget`` steps. ``record`` keeps a video (observation |
     goal | the model's predicted final frame of the plan being executed, where the model has a view; see
-    :mod:`cjepa.plan.video`); ``pixels`` feeds rendered frames to the planner."""
+    :mod:`cjepa.plan.video`); ``pixel_size`` feeds the planner frames and a goal image rendered at that side (a
+    pixel encoder's input size), None = states only."""
     t0 = time.perf_counter()
-    obs = env.reset(start_state, goal_state, render_goal=record or pixels)
+    obs = env.reset(start_state, goal_state, render_goal=record, goal_sizes=(pixel_size,) if pixel_size else ())
     goal = Goal(proprio=state_to_proprio(goal_state), state=np.asarray(goal_state),
-                pixels=env.goal_frame if pixels else None)
+                pixels=env.goal_frames[pixel_size] if pixel_size else None)
     planner.reset(goal)
     n_plans0, secs0 = len(planner.plan_seconds), sum(planner.plan_seconds)
     view = prediction_view(planner.wm, env.render_size) if record else None
     history = EpisodeHistory()
-    history.add_frame(obs, env.render() if pixels else None)
+    history.add_frame(obs, env.render(pixel_size) if pixel_size else None)
     seen = [env.render()] if record else []  # observation frames
     predicted: list[np.ndarray] = []  # one predicted final frame per plan
     plan_of = [0]  # per observation frame: the plan whose action led to it (frame 0: the first)
@@ -97,7 +99,7 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
             predicted.append(view.frame(*planner.last_solve))
         obs, success, _ = env.step(action)
         history.add_action(action)
-        history.add_frame(obs, env.render() if pixels else None)
+        history.add_frame(obs, env.render(pixel_size) if pixel_size else None)
         if record:
             seen.append(env.render())
             plan_of.append(max(len(predicted) - 1, 0))
@@ -210,9 +212,10 @@ class EpisodeRunner:
     or in ``workers`` forked processes; the results come back in job order and are identical either way."""
 
     def __init__(self, make_planner: Callable[[int], MPCPlanner], episodes: Mapping[str, np.ndarray], *,
-                 goal_offset: int, budget: int, render_size: int = 64):
+                 goal_offset: int, budget: int, render_size: int = 64, pixel_size: Optional[int] = None):
         self.make_planner, self.episodes = make_planner, episodes
         self.goal_offset, self.budget, self.render_size = goal_offset, budget, render_size
+        self.pixel_size = pixel_size  # planners that read rendered frames get them at this side (run_episode)
         self._env: Optional[PushTEnv] = None
 
     def run(self, job: EpisodeJob) -> EpisodeResult:
@@ -221,7 +224,7 @@ class EpisodeRunner:
         states = self.episodes[job.key]
         res = run_episode(self._env, self.make_planner(episode_seed(job.seed, job.index)), states[job.start],
                           states[job.start + self.goal_offset], self.budget, key=job.key, start=job.start,
-                          record=bool(job.video))
+                          record=bool(job.video), pixel_size=self.pixel_size)
         if job.video and res.frames is not None:
             tag = "success" if res.success else "fail"
             res.video, res.frames = str(save_video(res.frames, Path(f"{job.video}_{tag}.mp4"))), None
@@ -261,7 +264,8 @@ def _run_job(job: EpisodeJob) -> EpisodeResult:
 
 def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episodes: Mapping[str, np.ndarray], plan_cfg,
                      *, out_dir: Optional[Path] = None, progress=None,
-                     done: Optional[Mapping[tuple[int, int], EpisodeResult]] = None) -> ModelEval:
+                     done: Optional[Mapping[tuple[int, int], EpisodeResult]] = None,
+                     pixel_size: Optional[int] = None) -> ModelEval:
     """Run the protocol for one world model. ``make_planner(seed)`` builds a fresh planner (CEM seeded); one is
     made per episode, with the episode's own seed (:func:`episode_seed`), and ``plan_cfg.workers`` processes run
     the episodes of a seed in parallel.
@@ -270,12 +274,13 @@ def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episo
     be read while they go), and the first ``plan_cfg.videos`` episodes of the first seed are saved as videos.
     ``done`` maps (seed, index) to episodes an interrupted run of the same evaluation already finished: they are
     taken as they are, not planned again (every episode has its own CEM stream, so the results are those of an
-    uninterrupted run), and only the others are run and appended to ``episodes.jsonl``.
+    uninterrupted run), and only the others are run and appended to ``episodes.jsonl``. ``pixel_size``: the planner
+    observes rendered frames and a rendered goal image of that side (plan.encoder=pixels).
     """
     import json
 
     runner = EpisodeRunner(make_planner, episodes, goal_offset=plan_cfg.goal_offset, budget=plan_cfg.budget,
-                           render_size=plan_cfg.video_size)
+                           render_size=plan_cfg.video_size, pixel_size=pixel_size)
     rates: dict[int, float] = {}
     results: dict[int, list[EpisodeResult]] = {}
     videos: list[str] = []

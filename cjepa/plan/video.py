@@ -13,7 +13,9 @@ plan whose action led to it; frame 0 the first plan). :func:`prediction_view` pi
   under a pixel (tests/plan/test_video.py), and a predicted slot off the embedding's manifold shows as the
   nearest pose the embedding can express. Velocities are not in the slots; the agent is drawn at rest.
 * the simulator oracle's "prediction" is the simulated end state of the plan.
-* other world models (pixel encoders without a decoder) get no third panel.
+* a pixel world model whose encoder decodes slots to RGB (SAVi, :mod:`cjepa.plan.pixel_encoder`) shows the
+  predicted final slots through that decoder (:class:`DecodedView`);
+* other world models (VideoSAUR decodes to DINOv2 features, not pixels) get no third panel.
 
 Clips go to disk as H.264 mp4 through PyAV where an encoder exists, else as an animated GIF;
 :func:`log_episode_videos` reads them back into tensorboard as videos.
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from cjepa.envs.pusht import PushTEnv
+from cjepa.plan.pixel_encoder import PixelSlotEncoder
 from cjepa.plan.world_model import Observation, SimulatorWorldModel, SlotWorldModel, StateSlotEncoder
 from cjepa.utils.tensorboard import add_video
 
@@ -188,10 +191,34 @@ class PredictionView:
         return self._env.render()
 
 
-def prediction_view(world_model, render_size: int) -> Optional[PredictionView]:
+class DecodedView:
+    """The final slots a pixel world model predicts for a plan, drawn by its encoder's own decoder (SAVi)."""
+
+    def __init__(self, world_model: SlotWorldModel, label: str, render_size: int):
+        self.wm, self.label, self.render_size = world_model, label, render_size
+
+    @torch.no_grad()
+    def frame(self, obs: Observation, plan: torch.Tensor) -> np.ndarray:
+        nodes = self.wm.encode(obs)
+        last = self.wm.rollout(nodes, plan[None])[0, -1, : self.wm.num_slots]  # (S, D)
+        img = self.wm.encoder.decode_frame(last)  # (R, R, 3) uint8
+        return resize_square(img, self.render_size)
+
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """(h, w, 3) uint8 -> (size, size, 3), nearest neighbour (a decoded 64-px frame stays sharp next to 224-px ones)."""
+    import cv2
+
+    return np.ascontiguousarray(cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST))
+
+
+def prediction_view(world_model, render_size: int) -> Optional[PredictionView | DecodedView]:
     """The view for ``world_model``, or None where it has no way to show a predicted frame."""
     if isinstance(world_model, SimulatorWorldModel):
         return PredictionView(world_model, "simulated plan end", render_size)
     if isinstance(world_model, SlotWorldModel) and isinstance(world_model.encoder, StateSlotEncoder):
         return PredictionView(world_model, "predicted plan end", render_size)
+    if (isinstance(world_model, SlotWorldModel) and isinstance(world_model.encoder, PixelSlotEncoder)
+            and world_model.encoder.has_pixel_decoder):
+        return DecodedView(world_model, "decoded plan end", render_size)
     return None

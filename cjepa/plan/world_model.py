@@ -4,8 +4,8 @@
 observation into per-frame nodes, encode the goal, roll a batch of candidate action sequences out in latent
 space, and score the rollouts. :class:`SlotWorldModel` implements it for the C-JEPA Push-T predictor
 (object slots + proprio node + action node per frame) on top of any :class:`SlotEncoder`: the state-slot
-encoder here (CPU evaluation without pixels) or a pixel encoder such as VideoSAUR, which plugs in with the
-same two methods.
+encoder here (CPU evaluation without pixels) or a pixel encoder (SAVi, VideoSAUR:
+:mod:`cjepa.plan.pixel_encoder`), which plugs in with the same two methods.
 
 Latent rollout (spec section 2.6). Nodes of the T_obs observed frames are [slots, proprio, action]; the
 action node of an observed frame holds the action chunk executed after it, and for the last observed frame
@@ -49,6 +49,7 @@ from cjepa.plan.matching import (
     reorder_reference,
     reorder_to_match,
 )
+from cjepa.plan.pixel_encoder import load_pixel_encoder
 from cjepa.utils.checkpoint import load_train_state, resolve_checkpoint
 
 
@@ -107,10 +108,12 @@ class PlanningWorldModel(Protocol):
 
 @runtime_checkable
 class SlotEncoder(Protocol):
-    """Observation -> object slots. Implemented by :class:`StateSlotEncoder` (and by pixel encoders)."""
+    """Observation -> object slots. Implemented by :class:`StateSlotEncoder` and by
+    :class:`cjepa.plan.pixel_encoder.PixelSlotEncoder`."""
 
     num_slots: int
     slot_dim: int
+    pixel_size: Optional[int]  # side of the rendered frames it reads; None = it reads simulator states
 
     def encode_slots(self, obs: Observation) -> torch.Tensor:
         """(T_obs, S, D) slots of the observed frames."""
@@ -127,6 +130,7 @@ class StateSlotEncoder:
     def __init__(self, embedding, device="cpu"):
         self.embedding = embedding
         self.num_slots, self.slot_dim = embedding.num_slots, embedding.slot_dim
+        self.pixel_size: Optional[int] = None
         self.device = torch.device(device)
 
     def encode_slots(self, obs: Observation) -> torch.Tensor:
@@ -382,11 +386,18 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu", 
     predictor, normalizer, model_cfg = loaded.model, loaded.normalizer, loaded.model_cfg
     if report is not None:
         report(loaded.note)
-    if plan_cfg.encoder != "state":  # pragma: no cover - guarded by the config Literal
+    encoder: SlotEncoder
+    if plan_cfg.encoder == "pixels":
+        encoder = load_pixel_encoder(plan_cfg.encoder_checkpoint, dataset, device=device,
+                                     attention_backend=attention_backend)
+        source = f"encoder {plan_cfg.encoder_checkpoint}"
+    elif plan_cfg.encoder == "state":
+        encoder = StateSlotEncoder(state_slot_embedding_for_store(dataset), device)
+        source = f"store {dataset}"
+    else:  # pragma: no cover - guarded by the config Literal
         raise ValueError(f"unknown plan.encoder {plan_cfg.encoder!r}")
-    encoder = StateSlotEncoder(state_slot_embedding_for_store(dataset), device)
     if (encoder.num_slots, encoder.slot_dim) != (model_cfg.num_slots, model_cfg.slot_dim):
-        raise ConfigError(f"store {dataset} gives {encoder.num_slots} slots of {encoder.slot_dim}-d, checkpoint "
+        raise ConfigError(f"{source} gives {encoder.num_slots} slots of {encoder.slot_dim}-d, checkpoint "
                           f"{checkpoint} "
                           f"expects model.num_slots={model_cfg.num_slots}, model.slot_dim={model_cfg.slot_dim}")
     if model_cfg.action_chunk != plan_cfg.action_block:

@@ -24,6 +24,7 @@ ORDERED_MISTAKES = [
     (["plan.agent_weight=-0.5"], "plan.agent_weight=-0.5 must be >= 0"),
     (["plan.oracle_agent_weight_placed=-1"], "plan.oracle_agent_weight_placed=-1.0 must be >= 0"),
     (["plan.oracle_final_weight=-0.01"], "plan.oracle_final_weight=-0.01 must be >= 0"),
+    (["plan.encoder=pixels"], "plan.encoder=pixels needs plan.encoder_checkpoint"),
     (["encoder.num_slots=0"], "encoder.num_slots and encoder.slot_dim must be >= 1"),
     (["encoder.backbone.patch_size=15"], "encoder.backbone.image_size=196 must be a multiple of patch_size=15"),
     (["encoder.videosaur.predictor_heads=3"],
@@ -63,3 +64,14 @@ def test_checks_that_need_another_section_read_the_value_it_holds():
     assert "of model.num_slots=3 slots" in _first_error(["model.num_slots=3", "masking.num_masked=4"])
     assert "exceeds model.num_slots=5" in _first_error(["model.num_slots=5", "data.synthetic.max_objects=6"])
     load_config(overrides=["model.num_slots=9", "masking.num_masked_max=9", "data.synthetic.max_objects=9"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["plan.agent_weight=0.25"], "a pixel encoder's slots have no fixed roles"),
+    (["plan.oracle=true"], "plan.oracle embeds simulator states"),
+])
+def test_pixel_planning_refuses_state_slot_only_options(overrides, message):
+    """The agent weight names the state-slot encoder's slot 0 and the oracle embeds states: neither means anything
+    through a pixel encoder."""
+    assert message in _first_error(["plan.encoder=pixels", "plan.encoder_checkpoint=runs/enc", *overrides])
+

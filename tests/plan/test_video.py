@@ -104,6 +104,38 @@ def test_slot_model_video_has_three_panels_and_saves():
     assert not np.array_equal(expected, res.frames[0, h:, :SIZE])
 
 
+def test_pixel_model_panel_is_the_decoder_drawing_of_its_predicted_slots():
+    """A SAVi-pixel world model's panel is the SAVi decoder's frame of the last predicted slots of the plan, resized
+    to the video's side; a VideoSAUR-pixel model (no RGB decoder) gets no panel."""
+    from cjepa.models.predictor import build_predictor
+    from cjepa.plan.video import resize_square
+    from cjepa.plan.world_model import SlotWorldModel
+    from tests.plan.conftest import tiny_model_config, tiny_normalizer
+    from tests.plan.test_pixel_encoder import tiny_encoder
+
+    enc = tiny_encoder()
+    torch.manual_seed(0)
+    wm = SlotWorldModel(build_predictor(tiny_model_config()).eval(), enc, tiny_normalizer(), action_block=5)
+    assert prediction_view(wm, SIZE).label == "decoded plan end"
+    planner = MPCPlanner(wm, CEM(num_samples=6, topk=2, iterations=1, seed=0), horizon=2, receding_horizon=2)
+    res = run_episode(PushTEnv(SIZE), planner, START, GOAL, 5, record=True, pixel_size=enc.pixel_size)
+    h = label_height(SIZE)
+    assert res.plans == 1 and res.frames.shape == (6, h + SIZE, 3 * SIZE, 3)
+    obs, plan = planner.last_solve
+    last = wm.rollout(wm.encode(obs), plan[None])[0, -1, : wm.num_slots]  # (S, D) after both blocks
+    expected = resize_square(enc.decode_frame(last), SIZE)
+    for t in range(6):
+        np.testing.assert_array_equal(res.frames[t, h:, 2 * SIZE :], expected)
+    first = resize_square(enc.decode_frame(wm.encode(obs)[-1, : wm.num_slots]), SIZE)
+    assert not np.array_equal(expected, first)  # the plan's end, not the observed frame
+
+    class NoDecoder(type(enc)):
+        has_pixel_decoder = False
+
+    enc.__class__ = NoDecoder
+    assert prediction_view(wm, SIZE) is None
+
+
 def test_models_without_a_view_get_two_panels(tmp_path):
     res = record(RawStateModel(), budget=3)
     assert prediction_view(RawStateModel(), SIZE) is None

@@ -41,7 +41,11 @@ class PlanConfig:
     # (cjepa.plan.diagnose.placed_first; successes stay first with plan.oracle_success_first), so a heavier
     # plan.oracle_agent_weight_placed never makes placing the block the worse move.
     oracle_placed_first: bool = False
-    encoder: Literal["state"] = "state"  # observation -> slots: "state" = the fixed state-slot embedding
+    # Observation -> slots: "state" = the fixed state-slot embedding of the simulator state (plan.dataset is the
+    # state-slot store); "pixels" = the object-centric encoder plan.encoder_checkpoint on rendered frames and on a
+    # rendered goal image (plan.dataset is the slot store that encoder extracted, which the predictor trained on).
+    encoder: Literal["state", "pixels"] = "state"
+    encoder_checkpoint: str = ""  # plan.encoder=pixels: the encoder's checkpoint or run directory
     # CEM (stable-worldmodel's CEMSolver as configured by C-JEPA)
     num_samples: int = 300
     topk: int = 30  # elites
@@ -110,7 +114,20 @@ class PlanConfig:
             raise ConfigError(f"plan.oracle_agent_weight_placed={self.oracle_agent_weight_placed} must be >= 0")
         if self.oracle_final_weight < 0:
             raise ConfigError(f"plan.oracle_final_weight={self.oracle_final_weight} must be >= 0")
+        if self.encoder == "pixels":
+            self._validate_pixels()
         if self.workers < 1:
             raise ConfigError(f"plan.workers={self.workers} must be >= 1")
         if self.episodes < 1 or not self.seeds or self.goal_offset < 1:
             raise ConfigError("plan.episodes and plan.goal_offset must be >= 1 and plan.seeds non-empty")
+
+    def _validate_pixels(self) -> None:
+        if not self.encoder_checkpoint:
+            raise ConfigError("plan.encoder=pixels needs plan.encoder_checkpoint (the encoder's checkpoint or run "
+                              "directory)")
+        if self.agent_weight != 1.0:
+            raise ConfigError(f"plan.agent_weight={self.agent_weight} weighs the state-slot encoder's agent slot; a "
+                              "pixel encoder's slots have no fixed roles (use 1 with plan.encoder=pixels)")
+        if self.oracle:
+            raise ConfigError("plan.oracle embeds simulator states with the state-slot encoder; evaluate it with "
+                              "plan.encoder=state on the state-slot store")

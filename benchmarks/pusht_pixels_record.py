@@ -1,0 +1,122 @@
+"""Record a planning-from-pixels comparison (configs/pusht/pixels.yaml) as committed result rows.
+
+    python benchmarks/pusht_pixels_record.py --encoder runs/pusht_savi \\
+        --model pixels=runs/pusht_pixels_cjepa --model state=runs/pusht_px_state_cjepa \\
+        --plan pixels=runs/pusht_pixels_cjepa/plan --plan state=runs/pusht_px_state_cjepa/plan [--note TEXT]
+
+Appends to ``benchmarks/results/pusht_pixels_<yyyymmdd>.jsonl``:
+
+* ``kind: encoder``: the pixel encoder's final validation metrics (reconstruction loss, FG-ARI per video and per
+  frame, mBO, slot swap rate against the ground-truth agent/block masks), steps and training wall time;
+* ``kind: predictor`` per ``--model``: its final validation future loss, steps and training wall time;
+* ``kind: plan`` per ``--plan`` (a ``cjepa plan`` output folder): per model evaluated there, the success rate per
+  seed, mean, Student-t 95 % interval over seeds, the zero-action rate on the same pairs, the failure categories,
+  the median time per plan, and the start/goal pairs (so two folders can be checked to hold the same pairs).
+
+Every row carries git SHA, machine, date and this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cjepa.utils.run_dir import git_info  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def provenance(argv: list[str]) -> dict:
+    g = git_info(ROOT)
+    return {
+        "benchmark": "pusht_pixels", "git_sha": g["sha"], "git_dirty": g["dirty"],
+        "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus)",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/pusht_pixels_record.py " + " ".join(shlex.quote(x) for x in argv),
+    }
+
+
+def _summary(run: Path) -> dict:
+    path = run / "summary.json"
+    if not path.is_file():
+        raise SystemExit(f"{run}: no summary.json (the run has not finished)")
+    return json.loads(path.read_text())
+
+
+def encoder_row(run: Path) -> dict:
+    s = _summary(run)
+    keep = ("val/loss", "val/loss_recon", "val/fg_ari", "val/fg_ari_frame", "val/mbo", "val/swap_rate")
+    return {"kind": "encoder", "run": run.name, "steps": s["steps"], "wall_time_s": round(s["wall_time_s"], 1),
+            **{k: s[k] for k in keep if k in s}}
+
+
+def predictor_row(name: str, run: Path) -> dict:
+    s = _summary(run)
+    return {"kind": "predictor", "name": name, "run": run.name, "steps": s["steps"],
+            "wall_time_s": round(s["wall_time_s"], 1), "val/loss_future": s.get("val/loss_future")}
+
+
+def plan_rows(name: str, folder: Path) -> list[dict]:
+    path = folder / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"{folder}: no results.json (the evaluation has not finished)")
+    res = json.loads(path.read_text())
+    pc = res["config"]["plan"]
+    rows = []
+    for m in res["models"]:
+        eps = [e for seed in m["episodes"].values() for e in seed]
+        rows.append({
+            "kind": "plan", "name": name, "model": m["name"], "encoder": pc["encoder"], "checkpoint": m["checkpoint"],
+            "seeds": pc["seeds"], "episodes_per_seed": pc["episodes"], "workers": pc["workers"],
+            "success_rate_per_seed": m["success_rate_per_seed"], "success_rate_mean": m["success_rate_mean"],
+            "success_rate_ci95": m["success_rate_ci95"], "zero_action_success": res["zero_action_success"],
+            "categories": dict(Counter(e["category"] for e in eps)),
+            "plan_seconds_median": m["plan_seconds_median"],
+            "pairs": {seed: [[e["key"], e["start"]] for e in ep] for seed, ep in m["episodes"].items()},
+        })
+    return rows
+
+
+def named(items: list[str], flag: str) -> list[tuple[str, Path]]:
+    out = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"{flag} {item!r}: give NAME=PATH")
+        out.append((name, Path(path)))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--encoder", type=Path, required=True, help="the pixel encoder's run directory")
+    p.add_argument("--model", action="append", default=[], help="NAME=RUN_DIR of a trained predictor")
+    p.add_argument("--plan", action="append", default=[], help="NAME=FOLDER of a finished `cjepa plan` output")
+    p.add_argument("--note", default="")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    prov = provenance(argv)
+    rows = [encoder_row(args.encoder)]
+    rows += [predictor_row(n, r) for n, r in named(args.model, "--model")]
+    for n, folder in named(args.plan, "--plan"):
+        rows += plan_rows(n, folder)
+    out = args.out or RESULTS / f"pusht_pixels_{datetime.now(timezone.utc):%Y%m%d}.jsonl"
+    with out.open("a") as fh:
+        for r in rows:
+            fh.write(json.dumps({**prov, "note": args.note, **r}) + "\n")
+    print(f"{len(rows)} rows -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -115,7 +115,8 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
     for name, ckpt in models:
         wm = build_world_model(ckpt, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention,
                                config=cfg, report=lambda note, name=name: report(note, name))
-        pixel_size = wm.encoder.pixel_size  # rendered frames at this side for a pixel encoder, else None
+        # Rendered frames at this side for a pixel encoder (else None), with masks for a conditional one.
+        pixel_size, pixel_masks = wm.encoder.pixel_size, wm.encoder.needs_masks
         if name == "simulator":
             wm = SimulatorWorldModel.from_config(wm, pc)
 
@@ -137,7 +138,7 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
                 tqdm.write(f"plan: resuming the interrupted evaluation in {out}: {len(done)} episode(s) already done")
         mine = {(seed, index): res for (model, seed, index), res in done.items() if model == name}
         evals.append((ckpt, evaluate_planner(name, make_planner, episodes, pc, out_dir=out, progress=bar, done=mine,
-                                                pixel_size=pixel_size)))
+                                                pixel_size=pixel_size, pixel_masks=pixel_masks)))
     bar.close()
     zero = statistics.fmean(zero_action_success(episodes,
                                                 sample_start_goal_pairs(episodes, pc.episodes, s, pc.goal_offset),

@@ -172,6 +172,7 @@ class PushTEnv:
         self.goal_state: Optional[np.ndarray] = None
         self.goal_frame: Optional[np.ndarray] = None
         self.goal_frames: dict[int, np.ndarray] = {}  # the goal rendered at other sides (reset's goal_sizes)
+        self.goal_masks: dict[int, np.ndarray] = {}  # and its instance masks at those sides
         self._sim._setup()
 
     # ------------------------------------------------------------------ state
@@ -213,20 +214,22 @@ class PushTEnv:
 
         With ``render_goal`` the goal frame is rendered (like stable-worldmodel: place the goal, render, then
         place the start) and kept in ``self.goal_frame``; ``goal_sizes`` renders it also at those sides, each from
-        the 512-px drawing, into ``self.goal_frames[size]`` (a pixel planner reads the goal at its encoder's size).
+        the 512-px drawing, into ``self.goal_frames[size]`` with its instance masks in ``self.goal_masks[size]`` (a
+        pixel planner reads the goal at its encoder's size).
         """
         rng = np.random.default_rng(seed)
         self._sim._setup()  # new space and bodies: no contact caches survive from an earlier episode
         start = sample_state(rng) if state is None else check_state(state)
         self.goal_state = None if goal_state is None else check_state(goal_state, "goal_state")
         self.goal_frame = None
-        self.goal_frames = {}
+        self.goal_frames, self.goal_masks = {}, {}
         if render_goal or goal_sizes:
             if self.goal_state is None:
                 raise PushTError("render_goal needs a goal_state")
             self.set_state(self.goal_state)
             self.goal_frame = self.render()
             self.goal_frames = {size: self.render(size) for size in goal_sizes}
+            self.goal_masks = {size: self.render_masks(size) for size in goal_sizes}
             self._sim._setup()
         self.set_state(start)
         return self.observation()

@@ -74,20 +74,23 @@ class EpisodeResult:
 
 def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goal_state: np.ndarray, budget: int,
                 *, key: str = "", start: int = 0, record: bool = False,
-                pixel_size: Optional[int] = None) -> EpisodeResult:
+                pixel_size: Optional[int] = None, pixel_masks: bool = False) -> EpisodeResult:
     """Reset to ``start_state``, act until success or ``budget`` steps. ``record`` keeps a video (observation |
     goal | the model's predicted final frame of the plan being executed, where the model has a view; see
     :mod:`cjepa.plan.video`); ``pixel_size`` feeds the planner frames and a goal image rendered at that side (a
-    pixel encoder's input size), None = states only."""
+    pixel encoder's input size), None = states only; ``pixel_masks`` adds their instance masks (a conditional
+    encoder seeds its slots from the first frame's objects)."""
     t0 = time.perf_counter()
     obs = env.reset(start_state, goal_state, render_goal=record, goal_sizes=(pixel_size,) if pixel_size else ())
     goal = Goal(proprio=state_to_proprio(goal_state), state=np.asarray(goal_state),
-                pixels=env.goal_frames[pixel_size] if pixel_size else None)
+                pixels=env.goal_frames[pixel_size] if pixel_size else None,
+                masks=env.goal_masks[pixel_size] if pixel_size and pixel_masks else None)
     planner.reset(goal)
     n_plans0, secs0 = len(planner.plan_seconds), sum(planner.plan_seconds)
     view = prediction_view(planner.wm, env.render_size) if record else None
     history = EpisodeHistory()
-    history.add_frame(obs, env.render(pixel_size) if pixel_size else None)
+    history.add_frame(obs, env.render(pixel_size) if pixel_size else None,
+                      env.render_masks(pixel_size) if pixel_size and pixel_masks else None)
     seen = [env.render()] if record else []  # observation frames
     predicted: list[np.ndarray] = []  # one predicted final frame per plan
     plan_of = [0]  # per observation frame: the plan whose action led to it (frame 0: the first)
@@ -99,7 +102,8 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
             predicted.append(view.frame(*planner.last_solve))
         obs, success, _ = env.step(action)
         history.add_action(action)
-        history.add_frame(obs, env.render(pixel_size) if pixel_size else None)
+        history.add_frame(obs, env.render(pixel_size) if pixel_size else None,
+                      env.render_masks(pixel_size) if pixel_size and pixel_masks else None)
         if record:
             seen.append(env.render())
             plan_of.append(max(len(predicted) - 1, 0))
@@ -212,10 +216,12 @@ class EpisodeRunner:
     or in ``workers`` forked processes; the results come back in job order and are identical either way."""
 
     def __init__(self, make_planner: Callable[[int], MPCPlanner], episodes: Mapping[str, np.ndarray], *,
-                 goal_offset: int, budget: int, render_size: int = 64, pixel_size: Optional[int] = None):
+                 goal_offset: int, budget: int, render_size: int = 64, pixel_size: Optional[int] = None,
+                 pixel_masks: bool = False):
         self.make_planner, self.episodes = make_planner, episodes
         self.goal_offset, self.budget, self.render_size = goal_offset, budget, render_size
-        self.pixel_size = pixel_size  # planners that read rendered frames get them at this side (run_episode)
+        # Planners that read rendered frames get them at this side, with instance masks where asked (run_episode).
+        self.pixel_size, self.pixel_masks = pixel_size, pixel_masks
         self._env: Optional[PushTEnv] = None
 
     def run(self, job: EpisodeJob) -> EpisodeResult:
@@ -224,7 +230,8 @@ class EpisodeRunner:
         states = self.episodes[job.key]
         res = run_episode(self._env, self.make_planner(episode_seed(job.seed, job.index)), states[job.start],
                           states[job.start + self.goal_offset], self.budget, key=job.key, start=job.start,
-                          record=bool(job.video), pixel_size=self.pixel_size)
+                          record=bool(job.video), pixel_size=self.pixel_size,
+                          pixel_masks=self.pixel_masks)
         if job.video and res.frames is not None:
             tag = "success" if res.success else "fail"
             res.video, res.frames = str(save_video(res.frames, Path(f"{job.video}_{tag}.mp4"))), None
@@ -265,7 +272,7 @@ def _run_job(job: EpisodeJob) -> EpisodeResult:
 def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episodes: Mapping[str, np.ndarray], plan_cfg,
                      *, out_dir: Optional[Path] = None, progress=None,
                      done: Optional[Mapping[tuple[int, int], EpisodeResult]] = None,
-                     pixel_size: Optional[int] = None) -> ModelEval:
+                     pixel_size: Optional[int] = None, pixel_masks: bool = False) -> ModelEval:
     """Run the protocol for one world model. ``make_planner(seed)`` builds a fresh planner (CEM seeded); one is
     made per episode, with the episode's own seed (:func:`episode_seed`), and ``plan_cfg.workers`` processes run
     the episodes of a seed in parallel.
@@ -275,12 +282,14 @@ def evaluate_planner(name: str, make_planner: Callable[[int], MPCPlanner], episo
     ``done`` maps (seed, index) to episodes an interrupted run of the same evaluation already finished: they are
     taken as they are, not planned again (every episode has its own CEM stream, so the results are those of an
     uninterrupted run), and only the others are run and appended to ``episodes.jsonl``. ``pixel_size``: the planner
-    observes rendered frames and a rendered goal image of that side (plan.encoder=pixels).
+    observes rendered frames and a rendered goal image of that side (plan.encoder=pixels), with their instance masks
+    if ``pixel_masks``.
     """
     import json
 
     runner = EpisodeRunner(make_planner, episodes, goal_offset=plan_cfg.goal_offset, budget=plan_cfg.budget,
-                           render_size=plan_cfg.video_size, pixel_size=pixel_size)
+                           render_size=plan_cfg.video_size, pixel_size=pixel_size,
+                           pixel_masks=pixel_masks)
     rates: dict[int, float] = {}
     results: dict[int, list[EpisodeResult]] = {}
     videos: list[str] = []

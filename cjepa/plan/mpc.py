@@ -28,12 +28,15 @@ class EpisodeHistory:
         self.proprio: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []  # actions[t] was executed after frame t
         self.frames: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []  # instance masks of the frames, where a conditional encoder reads them
 
-    def add_frame(self, obs: dict, frame: Optional[np.ndarray] = None) -> None:
+    def add_frame(self, obs: dict, frame: Optional[np.ndarray] = None, masks: Optional[np.ndarray] = None) -> None:
         self.states.append(np.asarray(obs["state"], np.float64))
         self.proprio.append(np.asarray(obs["proprio"], np.float64))
         if frame is not None:
             self.frames.append(frame)
+        if masks is not None:
+            self.masks.append(masks)
 
     def add_action(self, action: np.ndarray) -> None:
         self.actions.append(np.asarray(action, np.float64))
@@ -51,6 +54,7 @@ class EpisodeHistory:
             state=np.stack([self.states[i] for i in idx]),
             pixels=np.stack([self.frames[i] for i in idx]) if len(self.frames) == len(self.states) else None,
             actions=acts,
+            masks=np.stack([self.masks[i] for i in idx]) if len(self.masks) == len(self.states) else None,
         )
 
 

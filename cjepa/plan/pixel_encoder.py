@@ -6,7 +6,11 @@ frame seed the next frame's through the encoder's temporal path; the goal image 
 through the same uint8 resize and ImageNet normalisation as training and extraction
 (:func:`cjepa.data.video.preprocess_frames`), rendered at the encoder's input side so that no second resize
 differs from the rendered training shards. Slot initialisation is seeded per call (a fixed seed), and SAVi with
-``encoder.savi.eval_kernel=mean`` draws no noise at all, so one observation always gives the same slots.
+``encoder.savi.eval_kernel=mean`` draws no noise at all, so one observation always gives the same slots. A
+conditional SAVi (``encoder.savi.init=cues``) seeds slot 1 + j from the j-th object of the first encoded frame's
+instance mask, as in training and extraction; the planner then also renders the masks of its observations and of
+the goal (:attr:`PixelSlotEncoder.needs_masks`). That is object-level supervision of the first frame (the centre
+of mass of each object), a stronger assumption than the paper's unsupervised VideoSAUR.
 
 The encoder's slot order is arbitrary (no slot is "the agent"), so the planner's cost matches predicted slots to
 the goal's before comparing them (:func:`cjepa.plan.matching.matched_mse`), as the original does.
@@ -29,6 +33,7 @@ from cjepa.config import ConfigError, config_from_dict, encoder_input_size
 from cjepa.data.slot_store import read_meta
 from cjepa.data.video import preprocess_frames
 from cjepa.models.encoder_factory import build_object_encoder
+from cjepa.models.object_encoder import first_frame_cues
 from cjepa.models.savi import SAVi
 from cjepa.slot_extraction import producer_record
 from cjepa.utils.checkpoint import resolve_checkpoint
@@ -38,25 +43,32 @@ class PixelSlotEncoder:
     """Rendered RGB frames -> (T, S, D) slots of a trained object-centric encoder (SAVi or VideoSAUR)."""
 
     def __init__(self, model, enc_cfg, *, seed: int = 0, device="cpu"):
-        if enc_cfg.kind == "savi" and enc_cfg.savi.init == "cues":
-            raise ConfigError("plan.encoder=pixels: a SAVi with encoder.savi.init=cues needs the first frame's "
-                              "instance masks, which a planner does not have; train one with init=learned")
         self.model = model.to(device).eval()
         self.num_slots, self.slot_dim = enc_cfg.num_slots, enc_cfg.slot_dim
         self.pixel_size: Optional[int] = encoder_input_size(enc_cfg)[0]  # render observations at this side
+        # Conditional SAVi seeds its slots from the objects of the first frame it encodes (first_frame_cues).
+        self.needs_masks: bool = bool(model.needs_cues)
         self.seed = seed
         self.device = torch.device(device)
 
     @torch.no_grad()
-    def encode_frames(self, pixels: np.ndarray) -> torch.Tensor:
-        """(T, H, W, 3) uint8 frames of one video, oldest first -> (T, S, D) slots."""
+    def encode_frames(self, pixels: np.ndarray, first_mask: Optional[np.ndarray] = None) -> torch.Tensor:
+        """(T, H, W, 3) uint8 frames of one video, oldest first -> (T, S, D) slots. ``first_mask`` (H, W): the first
+        frame's instance ids, which a conditional encoder needs (and any other ignores)."""
         frames = np.asarray(pixels)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"pixel observations must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
         x = preprocess_frames(frames, (self.pixel_size, self.pixel_size)).to(self.device)  # (T, 3, h, w)
+        cues = None
+        if self.needs_masks:
+            if first_mask is None:
+                raise ValueError("this encoder is conditional (encoder.savi.init=cues): it needs the instance mask "
+                                 "of the first frame it encodes (Observation.masks, Goal.masks)")
+            mask = torch.from_numpy(np.asarray(first_mask)).long()[None]  # (1, H, W), on the host (first_frame_cues)
+            cues = first_frame_cues(mask, self.num_slots).to(self.device)  # (1, S, 3)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(self.seed)
-        out = self.model.encode(x[None], generator=[gen], masks=False)
+        out = self.model.encode(x[None], generator=[gen], masks=False, cues=cues)
         return out.slots[0].float()  # (T, S, D)
 
     @property
@@ -76,12 +88,12 @@ class PixelSlotEncoder:
     def encode_slots(self, obs) -> torch.Tensor:
         if obs.pixels is None:
             raise ValueError("the pixel encoder needs Observation.pixels (rendered frames)")
-        return self.encode_frames(obs.pixels)
+        return self.encode_frames(obs.pixels, None if obs.masks is None else obs.masks[0])
 
     def encode_goal_slots(self, goal) -> torch.Tensor:
         if goal.pixels is None:
             raise ValueError("the pixel encoder needs Goal.pixels (the rendered goal image)")
-        return self.encode_frames(np.asarray(goal.pixels)[None])[0]  # (S, D)
+        return self.encode_frames(np.asarray(goal.pixels)[None], goal.masks)[0]  # (S, D)
 
 
 def load_pixel_encoder(checkpoint: str, store: str, *, device="cpu", attention_backend: str = "torch",

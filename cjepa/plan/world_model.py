@@ -58,13 +58,16 @@ class Observation:
     """What the planner has seen, oldest first, at stride ``action_block`` env steps.
 
     proprio (T_obs, 4) raw; state (T_obs, 7) for state encoders; pixels (T_obs, H, W, 3) uint8 for pixel
-    encoders; actions (T_obs - 1, block * 2) raw env actions executed between consecutive observed frames.
+    encoders; masks (T_obs, H, W) uint8 instance ids of those frames (0 background, 1 agent, 2 block) for
+    conditional pixel encoders, which seed their slots from the first frame's objects; actions (T_obs - 1,
+    block * 2) raw env actions executed between consecutive observed frames.
     """
 
     proprio: np.ndarray
     state: Optional[np.ndarray] = None
     pixels: Optional[np.ndarray] = None
     actions: Optional[np.ndarray] = None
+    masks: Optional[np.ndarray] = None
 
     @property
     def num_frames(self) -> int:
@@ -76,6 +79,7 @@ class Goal:
     proprio: np.ndarray  # (4,)
     state: Optional[np.ndarray] = None  # (7,)
     pixels: Optional[np.ndarray] = None  # (H, W, 3) uint8
+    masks: Optional[np.ndarray] = None  # (H, W) uint8 instance ids, for conditional pixel encoders
 
 
 @runtime_checkable
@@ -114,6 +118,7 @@ class SlotEncoder(Protocol):
     num_slots: int
     slot_dim: int
     pixel_size: Optional[int]  # side of the rendered frames it reads; None = it reads simulator states
+    needs_masks: bool  # it also reads the frames' instance masks (Observation.masks, Goal.masks)
 
     def encode_slots(self, obs: Observation) -> torch.Tensor:
         """(T_obs, S, D) slots of the observed frames."""
@@ -131,6 +136,7 @@ class StateSlotEncoder:
         self.embedding = embedding
         self.num_slots, self.slot_dim = embedding.num_slots, embedding.slot_dim
         self.pixel_size: Optional[int] = None
+        self.needs_masks = False
         self.device = torch.device(device)
 
     def encode_slots(self, obs: Observation) -> torch.Tensor:

@@ -65,8 +65,33 @@ def test_rejects_what_it_cannot_read():
         enc.encode_frames(frames([START]).astype(np.float32))
     with pytest.raises(ValueError, match="Observation.pixels"):
         enc.encode_slots(Observation(proprio=np.zeros((1, 4)), state=START[None]))
-    with pytest.raises(ConfigError, match="init=cues"):
-        tiny_encoder("encoder.savi.init=cues")
+    with pytest.raises(ValueError, match="needs the instance mask"):
+        tiny_encoder("encoder.savi.init=cues").encode_frames(frames([START]))
+
+
+def masks(states, size=32) -> np.ndarray:
+    env = PushTEnv(size)
+    out = []
+    for s in states:
+        env.reset(s)
+        out.append(env.render_masks())
+    return np.stack(out)
+
+
+def test_conditional_encoder_seeds_its_slots_from_the_first_frames_objects():
+    """A cued SAVi reads the first frame's instance mask (and only the first frame's): the observation's first
+    frame and the goal image give the same slots for the same frame and mask, and another mask other slots."""
+    enc = tiny_encoder("encoder.savi.init=cues")
+    assert enc.needs_masks and not tiny_encoder().needs_masks
+    px, mk = frames([START, OTHER]), masks([START, OTHER])
+    obs = enc.encode_slots(Observation(proprio=np.zeros((2, 4)), pixels=px, masks=mk))
+    goal = enc.encode_goal_slots(Goal(proprio=np.zeros(4), pixels=px[0], masks=mk[0]))
+    torch.testing.assert_close(obs[0], goal)
+    torch.testing.assert_close(enc.encode_frames(px, mk[0]), obs)
+    assert not torch.allclose(enc.encode_frames(px[:1], mk[1])[0], goal)  # the cue is read
+    later = mk.copy()
+    later[1] = 0
+    torch.testing.assert_close(enc.encode_frames(px, later[0]), obs)  # later frames' masks are not
 
 
 def test_decoded_frame_is_the_savi_reconstruction():
@@ -80,16 +105,18 @@ def test_decoded_frame_is_the_savi_reconstruction():
     np.testing.assert_array_equal(img, expect.astype(np.uint8))
 
 
-def test_episode_feeds_frames_and_goal_image_at_the_encoders_side():
+@pytest.mark.parametrize("cued", [False, True])
+def test_episode_feeds_frames_and_goal_image_at_the_encoders_side(cued):
     """run_episode renders observations and the goal at pixel_size (not at the video size) and the encoder sees
-    the goal pose's frame as its goal."""
-    enc = tiny_encoder()
-    seen = []
+    the goal pose's frame as its goal; a conditional encoder also gets each first frame's instance mask."""
+    enc = tiny_encoder(*(["encoder.savi.init=cues"] if cued else []))
+    seen, seen_masks = [], []
     real = enc.encode_frames
 
-    def spy(px):
+    def spy(px, first_mask=None):
         seen.append(np.array(px))
-        return real(px)
+        seen_masks.append(first_mask)
+        return real(px, first_mask)
 
     enc.encode_frames = spy
     torch.manual_seed(0)
@@ -99,12 +126,17 @@ def test_episode_feeds_frames_and_goal_image_at_the_encoders_side():
     wm = SlotWorldModel(build_predictor(tiny_model_config()).eval(), enc, tiny_normalizer(), action_block=5)
     planner = MPCPlanner(wm, CEM(num_samples=8, topk=2, iterations=1, var_scale=1.0, seed=0), horizon=1,
                          receding_horizon=1)
-    res = run_episode(PushTEnv(48), planner, START, OTHER, budget=5, pixel_size=32)
+    res = run_episode(PushTEnv(48), planner, START, OTHER, budget=5, pixel_size=32, pixel_masks=enc.needs_masks)
     assert res.plans == 1 and not res.success
     goal_px, obs_px = seen[0], seen[1]  # reset encodes the goal first, then the first observation
     np.testing.assert_array_equal(goal_px[0], frames([OTHER])[0])
     np.testing.assert_array_equal(obs_px[-1], frames([START])[0])
     assert goal_px.shape == (1, 32, 32, 3) and obs_px.shape == (1, 32, 32, 3)
+    if cued:
+        np.testing.assert_array_equal(seen_masks[0], masks([OTHER])[0])
+        np.testing.assert_array_equal(seen_masks[1], masks([START])[0])
+    else:
+        assert seen_masks == [None, None]
 
 
 # ------------------------------------------------------------------------------------------ the whole chain

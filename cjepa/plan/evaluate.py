@@ -103,7 +103,7 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
         obs, success, _ = env.step(action)
         history.add_action(action)
         history.add_frame(obs, env.render(pixel_size) if pixel_size else None,
-                      env.render_masks(pixel_size) if pixel_size and pixel_masks else None)
+                          env.render_masks(pixel_size) if pixel_size and pixel_masks else None)
         if record:
             seen.append(env.render())
             plan_of.append(max(len(predicted) - 1, 0))

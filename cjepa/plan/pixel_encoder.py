@@ -12,8 +12,9 @@ instance mask, as in training and extraction; the planner then also renders the 
 the goal (:attr:`PixelSlotEncoder.needs_masks`). That is object-level supervision of the first frame (the centre
 of mass of each object), a stronger assumption than the paper's unsupervised VideoSAUR.
 
-The encoder's slot order is arbitrary (no slot is "the agent"), so the planner's cost matches predicted slots to
-the goal's before comparing them (:func:`cjepa.plan.matching.matched_mse`), as the original does.
+An unconditioned encoder's slot order is arbitrary (a cued one puts the agent in slot 1 and the block in slot 2,
+by instance id), so the planner's cost matches predicted slots to the goal's before comparing them
+(:func:`cjepa.plan.matching.matched_mse`), as the original does.
 
 :func:`load_pixel_encoder` rebuilds the encoder from its checkpoint directory (``config.yaml`` beside
 ``model.pt``) and refuses one that did not produce the slot store the predictor trained on: the store's

@@ -67,7 +67,7 @@ def test_checks_that_need_another_section_read_the_value_it_holds():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["plan.agent_weight=0.25"], "a pixel encoder's slots have no fixed roles"),
+    (["plan.agent_weight=0.25"], "a pixel encoder's slot 0 is not the agent"),
     (["plan.oracle=true"], "plan.oracle embeds simulator states"),
 ])
 def test_pixel_planning_refuses_state_slot_only_options(overrides, message):

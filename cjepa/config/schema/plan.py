@@ -126,8 +126,8 @@ class PlanConfig:
             raise ConfigError("plan.encoder=pixels needs plan.encoder_checkpoint (the encoder's checkpoint or run "
                               "directory)")
         if self.agent_weight != 1.0:
-            raise ConfigError(f"plan.agent_weight={self.agent_weight} weighs the state-slot encoder's agent slot; a "
-                              "pixel encoder's slots have no fixed roles (use 1 with plan.encoder=pixels)")
+            raise ConfigError(f"plan.agent_weight={self.agent_weight} weighs slot 0, the state-slot encoder's agent; a "
+                              "pixel encoder's slot 0 is not the agent (use 1 with plan.encoder=pixels)")
         if self.oracle:
             raise ConfigError("plan.oracle embeds simulator states with the state-slot encoder; evaluate it with "
                               "plan.encoder=state on the state-slot store")

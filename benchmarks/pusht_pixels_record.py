@@ -1,13 +1,14 @@
 """Record a planning-from-pixels comparison (configs/pusht/pixels.yaml) as committed result rows.
 
-    python benchmarks/pusht_pixels_record.py --encoder runs/pusht_savi \\
+    python benchmarks/pusht_pixels_record.py --encoder cues=runs/pusht_savi \\
         --model pixels=runs/pusht_pixels_cjepa --model state=runs/pusht_px_state_cjepa \\
         --plan pixels=runs/pusht_pixels_cjepa/plan --plan state=runs/pusht_px_state_cjepa/plan [--note TEXT]
 
 Appends to ``benchmarks/results/pusht_pixels_<yyyymmdd>.jsonl``:
 
-* ``kind: encoder``: the pixel encoder's final validation metrics (reconstruction loss, FG-ARI per video and per
-  frame, mBO, slot swap rate against the ground-truth agent/block masks), steps and training wall time;
+* ``kind: encoder`` per ``--encoder``: the final validation metrics (reconstruction loss, FG-ARI per video and per
+  frame, mBO, slot swap rate against the ground-truth agent/block masks), steps and training wall time; for an
+  interrupted run, its last validation (``finished: false``);
 * ``kind: predictor`` per ``--model``: its final validation future loss, steps and training wall time;
 * ``kind: plan`` per ``--plan`` (a ``cjepa plan`` output folder): per model evaluated there, the success rate per
   seed, mean, Student-t 95 % interval over seeds, the zero-action rate on the same pairs, the failure categories,
@@ -53,11 +54,23 @@ def _summary(run: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def encoder_row(run: Path) -> dict:
-    s = _summary(run)
-    keep = ("val/loss", "val/loss_recon", "val/fg_ari", "val/fg_ari_frame", "val/mbo", "val/swap_rate")
-    return {"kind": "encoder", "run": run.name, "steps": s["steps"], "wall_time_s": round(s["wall_time_s"], 1),
-            **{k: s[k] for k in keep if k in s}}
+ENCODER_METRICS = ("val/loss", "val/loss_recon", "val/fg_ari", "val/fg_ari_frame", "val/mbo", "val/swap_rate")
+
+
+def encoder_row(name: str, run: Path) -> dict:
+    """A finished encoder run's final validation; an interrupted one's last validation (``finished`` false), read
+    from its metrics.jsonl, so that an attempt stopped early still counts as evidence."""
+    row = {"kind": "encoder", "name": name, "run": run.name}
+    if (run / "summary.json").is_file():
+        s = _summary(run)
+        return {**row, "finished": True, "steps": s["steps"], "wall_time_s": round(s["wall_time_s"], 1),
+                **{k: s[k] for k in ENCODER_METRICS if k in s}}
+    path = run / "metrics.jsonl"
+    vals = [r for r in map(json.loads, path.read_text().splitlines()) if "val/loss" in r] if path.is_file() else []
+    if not vals:
+        raise SystemExit(f"{run}: neither summary.json nor a validation row in metrics.jsonl")
+    last = vals[-1]
+    return {**row, "finished": False, "steps": last["step"], **{k: last[k] for k in ENCODER_METRICS if k in last}}
 
 
 def predictor_row(name: str, run: Path) -> dict:
@@ -99,14 +112,15 @@ def named(items: list[str], flag: str) -> list[tuple[str, Path]]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--encoder", type=Path, required=True, help="the pixel encoder's run directory")
+    p.add_argument("--encoder", action="append", default=[],
+                   help="NAME=RUN_DIR of a pixel encoder run (finished, or interrupted: its last validation)")
     p.add_argument("--model", action="append", default=[], help="NAME=RUN_DIR of a trained predictor")
     p.add_argument("--plan", action="append", default=[], help="NAME=FOLDER of a finished `cjepa plan` output")
     p.add_argument("--note", default="")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     prov = provenance(argv)
-    rows = [encoder_row(args.encoder)]
+    rows = [encoder_row(n, r) for n, r in named(args.encoder, "--encoder")]
     rows += [predictor_row(n, r) for n, r in named(args.model, "--model")]
     for n, folder in named(args.plan, "--plan"):
         rows += plan_rows(n, folder)

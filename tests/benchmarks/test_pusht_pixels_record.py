@@ -32,11 +32,19 @@ def test_runs_become_rows_with_provenance(tmp_path):
     enc = _run(tmp_path / "enc", **{"val/fg_ari": 0.8, "val/mbo": 0.5, "val/loss": 0.01, "train/loss": 0.02})
     pred = _run(tmp_path / "pred", **{"val/loss_future": 0.03})
     plan = _plan(tmp_path / "plan", {"0": 50.0, "1": 100.0}, "pixels")
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"step": 500, "val/loss": 0.03, "val/fg_ari": 0.1}, {"step": 550, "train/loss": 0.02},
+        {"step": 1000, "val/loss": 0.02, "val/fg_ari": 0.2}, {"step": 1050, "train/loss": 0.01}]) + "\n")
     out = tmp_path / "rows.jsonl"
-    assert pusht_pixels_record.main(["--encoder", str(enc), "--model", f"pixels={pred}", "--plan", f"pixels={plan}",
-                                     "--out", str(out), "--note", "n"]) == 0
-    enc_row, pred_row, plan_row = [json.loads(line) for line in out.read_text().splitlines()]
+    assert pusht_pixels_record.main(["--encoder", f"cues={enc}", "--encoder", f"learned={stopped}", "--model",
+                                     f"pixels={pred}", "--plan", f"pixels={plan}", "--out", str(out), "--note",
+                                     "n"]) == 0
+    enc_row, stopped_row, pred_row, plan_row = [json.loads(line) for line in out.read_text().splitlines()]
+    assert stopped_row == {**stopped_row, "name": "learned", "finished": False, "steps": 1000, "val/fg_ari": 0.2}
     assert enc_row["kind"] == "encoder" and enc_row["val/fg_ari"] == 0.8 and "train/loss" not in enc_row
+    assert enc_row["finished"] is True
     assert enc_row["wall_time_s"] == 12.3 and enc_row["note"] == "n" and enc_row["git_sha"]
     assert pred_row == {**pred_row, "kind": "predictor", "name": "pixels", "val/loss_future": 0.03}
     assert plan_row["success_rate_per_seed"] == {"0": 50.0, "1": 100.0} and plan_row["success_rate_mean"] == 75.0
@@ -48,8 +56,10 @@ def test_unfinished_runs_and_bad_names_are_refused(tmp_path):
     enc = _run(tmp_path / "enc")
     (tmp_path / "pred").mkdir()
     with pytest.raises(SystemExit, match="no summary.json"):
-        pusht_pixels_record.main(["--encoder", str(enc), "--model", f"p={tmp_path / 'pred'}"])
+        pusht_pixels_record.main(["--encoder", f"e={enc}", "--model", f"p={tmp_path / 'pred'}"])
     with pytest.raises(SystemExit, match="no results.json"):
-        pusht_pixels_record.main(["--encoder", str(enc), "--plan", f"p={tmp_path / 'pred'}"])
+        pusht_pixels_record.main(["--encoder", f"e={enc}", "--plan", f"p={tmp_path / 'pred'}"])
+    with pytest.raises(SystemExit, match="neither summary.json nor a validation row"):
+        pusht_pixels_record.main(["--encoder", f"e={tmp_path / 'pred'}"])
     with pytest.raises(SystemExit, match="give NAME=PATH"):
-        pusht_pixels_record.main(["--encoder", str(enc), "--plan", str(tmp_path)])
+        pusht_pixels_record.main(["--encoder", f"e={enc}", "--plan", str(tmp_path)])

@@ -43,6 +43,8 @@ def test_runs_become_rows_with_provenance(tmp_path):
                                      "n"]) == 0
     enc_row, stopped_row, pred_row, plan_row = [json.loads(line) for line in out.read_text().splitlines()]
     assert stopped_row == {**stopped_row, "name": "learned", "finished": False, "steps": 1000, "val/fg_ari": 0.2}
+    assert stopped_row["val_history"] == [{"step": 500, "val/loss": 0.03, "val/fg_ari": 0.1},
+                                          {"step": 1000, "val/loss": 0.02, "val/fg_ari": 0.2}]
     assert enc_row["kind"] == "encoder" and enc_row["val/fg_ari"] == 0.8 and "train/loss" not in enc_row
     assert enc_row["finished"] is True
     assert enc_row["wall_time_s"] == 12.3 and enc_row["note"] == "n" and enc_row["git_sha"]
@@ -63,3 +65,26 @@ def test_unfinished_runs_and_bad_names_are_refused(tmp_path):
         pusht_pixels_record.main(["--encoder", f"e={tmp_path / 'pred'}"])
     with pytest.raises(SystemExit, match="give NAME=PATH"):
         pusht_pixels_record.main(["--encoder", f"e={enc}", "--plan", str(tmp_path)])
+
+
+def test_combined_rows_pool_the_seeds_of_one_model(tmp_path):
+    from cjepa.utils.stats import mean_ci
+
+    enc = _run(tmp_path / "enc")
+    a = _plan(tmp_path / "a", {"0": 16.0}, "pixels")
+    b = _plan(tmp_path / "b", {"1": 10.0, "2": 24.0}, "pixels")
+    out = tmp_path / "rows.jsonl"
+    assert pusht_pixels_record.main(["--encoder", f"e={enc}", "--plan", f"a={a}", "--plan", f"b={b}", "--combine",
+                                     "all=a+b", "--out", str(out)]) == 0
+    row = json.loads(out.read_text().splitlines()[-1])
+    ci = mean_ci([16.0, 10.0, 24.0])
+    assert row["kind"] == "plan_combined" and row["success_rate_per_seed"] == {"0": 16.0, "1": 10.0, "2": 24.0}
+    assert row["success_rate_mean"] == pytest.approx(ci.mean)
+    assert row["success_rate_ci95_half_width"] == pytest.approx(ci.half_width)
+    with pytest.raises(SystemExit, match="evaluated twice"):
+        pusht_pixels_record.main(["--encoder", f"e={enc}", "--plan", f"a={a}", "--plan", f"c={a}", "--combine",
+                                  "x=a+c", "--out", str(out)])
+    with pytest.raises(SystemExit, match="needs one plan row per name"):
+        pusht_pixels_record.main(["--encoder", f"e={enc}", "--plan", f"a={a}", "--combine", "x=a+b", "--out",
+                                  str(out)])
+

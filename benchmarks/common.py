@@ -111,6 +111,23 @@ def provenance(device: torch.device) -> dict[str, Any]:
             "timestamp": time.time()}
 
 
+def record_provenance(benchmark: str, script: str, argv: list[str]) -> dict[str, Any]:
+    """Provenance of the rows a recorder script writes from finished runs: the benchmark name, git SHA and whether
+    the tree was dirty, the machine, the UTC date, and the command line that wrote them."""
+    import os
+    import platform
+    import shlex
+    from datetime import datetime, timezone
+
+    g = git_info(ROOT)
+    return {
+        "benchmark": benchmark, "git_sha": g["sha"], "git_dirty": g["dirty"],
+        "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus)",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": f"python {script} " + " ".join(shlex.quote(x) for x in argv),
+    }
+
+
 def write_rows(rows: list[dict[str, Any]], device: torch.device, name: str, out: Optional[str] = None) -> Path:
     """Append rows (each merged with provenance) to benchmarks/results/<device>_<yyyymmdd>.jsonl (or `out`)."""
     prov = provenance(device)

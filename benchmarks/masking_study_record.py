@@ -17,31 +17,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
 import shutil
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cjepa.utils.run_dir import git_info  # noqa: E402
+from benchmarks.common import record_provenance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def provenance(argv: list[str]) -> dict:
-    g = git_info(ROOT)
-    return {
-        "benchmark": "masking_study", "git_sha": g["sha"], "git_dirty": g["dirty"],
-        "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus)",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/masking_study_record.py " + " ".join(shlex.quote(x) for x in argv),
-    }
+    return record_provenance("masking_study", "benchmarks/masking_study_record.py", argv)
 
 
 def reasoner_oracle_metrics(reasoner: Path) -> dict | None:

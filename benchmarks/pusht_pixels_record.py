@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
 import sys
 from collections import Counter
 from datetime import datetime, timezone
@@ -34,20 +31,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cjepa.utils.run_dir import git_info  # noqa: E402
+from benchmarks.common import record_provenance  # noqa: E402
 from cjepa.utils.stats import mean_ci  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def provenance(argv: list[str]) -> dict:
-    g = git_info(ROOT)
-    return {
-        "benchmark": "pusht_pixels", "git_sha": g["sha"], "git_dirty": g["dirty"],
-        "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus)",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/pusht_pixels_record.py " + " ".join(shlex.quote(x) for x in argv),
-    }
+    return record_provenance("pusht_pixels", "benchmarks/pusht_pixels_record.py", argv)
 
 
 def _summary(run: Path) -> dict:

@@ -31,13 +31,18 @@ def tiny_encoder(*extra) -> PixelSlotEncoder:
     return PixelSlotEncoder(build_object_encoder(cfg), cfg)
 
 
-def frames(states, size=32) -> np.ndarray:
+def frames(states, size=32, masks=False) -> np.ndarray:
+    """The rendered frames of ``states`` (T, size, size, 3), or with ``masks`` their instance masks (T, size, size)."""
     env = PushTEnv(size)
     out = []
     for s in states:
         env.reset(s)
-        out.append(env.render())
+        out.append(env.render_masks() if masks else env.render())
     return np.stack(out)
+
+
+def masks(states, size=32) -> np.ndarray:
+    return frames(states, size, masks=True)
 
 
 START = np.array([150.0, 300.0, 256.0, 256.0, 0.3, 0.0, 0.0])
@@ -67,15 +72,6 @@ def test_rejects_what_it_cannot_read():
         enc.encode_slots(Observation(proprio=np.zeros((1, 4)), state=START[None]))
     with pytest.raises(ValueError, match="needs the instance mask"):
         tiny_encoder("encoder.savi.init=cues").encode_frames(frames([START]))
-
-
-def masks(states, size=32) -> np.ndarray:
-    env = PushTEnv(size)
-    out = []
-    for s in states:
-        env.reset(s)
-        out.append(env.render_masks())
-    return np.stack(out)
 
 
 def test_conditional_encoder_seeds_its_slots_from_the_first_frames_objects():

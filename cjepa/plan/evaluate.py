@@ -89,8 +89,12 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
     n_plans0, secs0 = len(planner.plan_seconds), sum(planner.plan_seconds)
     view = prediction_view(planner.wm, env.render_size) if record else None
     history = EpisodeHistory()
-    history.add_frame(obs, env.render(pixel_size) if pixel_size else None,
-                      env.render_masks(pixel_size) if pixel_size and pixel_masks else None)
+
+    def observe(obs: dict) -> None:  # the state, and the frame and masks where the planner reads pixels
+        history.add_frame(obs, env.render(pixel_size) if pixel_size else None,
+                          env.render_masks(pixel_size) if pixel_size and pixel_masks else None)
+
+    observe(obs)
     seen = [env.render()] if record else []  # observation frames
     predicted: list[np.ndarray] = []  # one predicted final frame per plan
     plan_of = [0]  # per observation frame: the plan whose action led to it (frame 0: the first)
@@ -102,8 +106,7 @@ def run_episode(env: PushTEnv, planner: MPCPlanner, start_state: np.ndarray, goa
             predicted.append(view.frame(*planner.last_solve))
         obs, success, _ = env.step(action)
         history.add_action(action)
-        history.add_frame(obs, env.render(pixel_size) if pixel_size else None,
-                          env.render_masks(pixel_size) if pixel_size and pixel_masks else None)
+        observe(obs)
         if record:
             seen.append(env.render())
             plan_of.append(max(len(predicted) - 1, 0))

@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from cjepa.data.video import nearest_indices
 from cjepa.envs.pusht import PushTEnv
 from cjepa.plan.pixel_encoder import PixelSlotEncoder
 from cjepa.plan.world_model import Observation, SimulatorWorldModel, SlotWorldModel, StateSlotEncoder
@@ -182,8 +183,7 @@ class PredictionView:
             return self.wm.simulate(plan[None])[0, -1]
         # Observed slots come in the embedding's order [agent, block, background...]; the predictor keeps token
         # positions and re-matching aligns each predicted frame to the previous one, so the order holds.
-        nodes = self.wm.encode(obs)
-        last = self.wm.rollout(nodes, plan[None])[0, -1, : self.wm.num_slots]  # (S, D)
+        last = predicted_final_slots(self.wm, obs, plan)  # (S, D)
         return decode_state_slots(self.wm.encoder.embedding, last.float().cpu().numpy())[0]
 
     def frame(self, obs: Observation, plan: torch.Tensor) -> np.ndarray:
@@ -197,19 +197,23 @@ class DecodedView:
     def __init__(self, world_model: SlotWorldModel, label: str, render_size: int):
         self.wm, self.label, self.render_size = world_model, label, render_size
 
-    @torch.no_grad()
     def frame(self, obs: Observation, plan: torch.Tensor) -> np.ndarray:
-        nodes = self.wm.encode(obs)
-        last = self.wm.rollout(nodes, plan[None])[0, -1, : self.wm.num_slots]  # (S, D)
-        img = self.wm.encoder.decode_frame(last)  # (R, R, 3) uint8
+        img = self.wm.encoder.decode_frame(predicted_final_slots(self.wm, obs, plan))  # (R, R, 3) uint8
         return resize_square(img, self.render_size)
 
 
-def resize_square(img: np.ndarray, size: int) -> np.ndarray:
-    """(h, w, 3) uint8 -> (size, size, 3), nearest neighbour (a decoded 64-px frame stays sharp next to 224-px ones)."""
-    import cv2
+@torch.no_grad()
+def predicted_final_slots(wm: SlotWorldModel, obs: Observation, plan: torch.Tensor) -> torch.Tensor:
+    """obs as planned from, plan (H, A) in model space -> (S, D) object slots the model predicts after the last
+    block."""
+    return wm.rollout(wm.encode(obs), plan[None])[0, -1, : wm.num_slots]
 
-    return np.ascontiguousarray(cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST))
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """(h, w, 3) uint8 -> (size, size, 3) by nearest sampling at pixel centres (the instance masks' resize,
+    :func:`cjepa.data.video.nearest_indices`): a decoded 64-px frame stays sharp beside 224-px ones."""
+    rows, cols = nearest_indices(img.shape[0], size), nearest_indices(img.shape[1], size)
+    return np.ascontiguousarray(img[rows][:, cols])
 
 
 def prediction_view(world_model, render_size: int) -> Optional[PredictionView | DecodedView]:

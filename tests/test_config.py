@@ -153,3 +153,17 @@ def test_shipped_configs_resolve_from_any_directory(tmp_path, monkeypatch):
     assert load_config(["configs/smoke/cpu.yaml"]).optim.lr == 0.125
     with pytest.raises(ConfigError, match="config file not found.*nope.yaml"):
         load_config(["configs/smoke/nope.yaml"])
+
+
+def test_human_pace_config_is_the_state_slot_recipe_with_the_slowed_expert():
+    """configs/pusht/human_pace.yaml makes the data the oracle's 143/150 record was measured on (state_slots.yaml with
+    data.pusht.expert_max_step=30 into its own folder) and plans the oracle with that record's cost."""
+    base = load_config([str(REPO / "configs/pusht/state_slots.yaml")],
+                       ["data.pusht.out=data/pusht_pace30", "data.pusht.expert_max_step=30"])
+    pace = load_config([str(REPO / "configs/pusht/human_pace.yaml")])
+    assert pace.data.pusht == base.data.pusht
+    assert pace.model == base.model and pace.masking == base.masking and pace.optim == base.optim
+    assert pace.data.path == pace.plan.dataset == "data/pusht_pace30/slots"
+    assert (pace.plan.oracle_cost, pace.plan.oracle_agent_weight, pace.plan.oracle_success_first) == (
+        "state_path", 0.1, True)
+    assert pace.plan.num_samples == base.plan.num_samples and pace.plan.budget == base.plan.budget

@@ -14,9 +14,10 @@ the result file, the row(s) and the field that back it::
 
 Optional keys: ``reduce`` over the selected rows (``one``, the default, needs exactly one row; ``mean``, ``min``,
 ``max``, ``sum``, ``max/min``, ``count``; element-wise for list fields), ``items`` (a ``start:stop`` slice of a list
-field)
-with ``items_reduce`` (``mean`` / ``min`` / ``max``), ``over`` (``{rows, field, reduce}``: divide by that value,
-for speed-ups between rows), ``step`` (the rounding step of an "about" figure, e.g. 10 for "about 1550 s").
+field; ``item_field``, a dotted path, reads one field of each item of a list of records, e.g. the successes of an
+evaluation's first 20 episodes) with ``items_reduce`` (``mean`` / ``min`` / ``max`` / ``sum``), ``over``
+(``{rows, field, reduce}``: divide by that value, for speed-ups between rows), ``step`` (the rounding step of an
+"about" figure, e.g. 10 for "about 1550 s").
 The value must round to the figure at the figure's written precision (or ``step``).
 
 ``not_measured`` lists snippets whose numbers look like figures but come from no run (config values, targets,
@@ -253,6 +254,8 @@ def _resolve_part(spec: dict, rows: list[dict], file: str) -> float:
     if "items" in spec:
         start, _, stop = str(spec["items"]).partition(":")
         value = value[int(start) if start else None:int(stop) if stop else None]
+    if "item_field" in spec:  # a list of records (per-episode rows): one field of each, then items_reduce
+        value = [field_value(item, spec["item_field"]) for item in value]
     if isinstance(value, list):
         if "items_reduce" not in spec:
             raise ValueError(f"field {spec['field']!r} is a list: pick an item (field.N) or set items_reduce")
@@ -278,8 +281,8 @@ def load_registry(root: Path = ROOT) -> dict:
     return {"figures": data.get("figures") or [], "not_measured": data.get("not_measured") or []}
 
 
-_FIGURE_KEYS = {"doc", "text", "figure", "file", "rows", "field", "scale", "reduce", "items", "items_reduce", "over",
-                "step"}
+_FIGURE_KEYS = {"doc", "text", "figure", "file", "rows", "field", "scale", "reduce", "items", "item_field",
+                "items_reduce", "over", "step"}
 _NOT_MEASURED_KEYS = {"doc", "text", "reason"}
 
 

@@ -150,6 +150,12 @@ def test_field_paths_reductions_and_ratios(tmp_path):
     assert value(field="curve.0", reduce="mean") == 1.5
     assert value(field="curve.2", reduce="max/min") == 2.0
     assert value(field="curve", reduce="sum", items="1:", items_reduce="max") == 9.0
+    episodes = [{"success": ok, "px": px} for ok, px in ((True, 1.0), (False, 9.0), (True, 4.0))]
+    (tmp_path / "e.jsonl").write_text(json.dumps({**rows[0], "per_episode": episodes}) + "\n")
+    assert figures.resolve({"file": "e.jsonl", "rows": {"seed": 0}, "field": "per_episode", "items": ":2",
+                            "item_field": "success", "items_reduce": "sum"}, tmp_path) == 1.0
+    assert figures.resolve({"file": "e.jsonl", "rows": {"seed": 0}, "field": "per_episode", "item_field": "px",
+                            "items_reduce": "max"}, tmp_path) == 9.0
     assert value(field="seed", reduce="sum", scale="1/2") == 0.5
     assert value(field="seed", reduce="count") == 2
     assert value(rows={"seed": 1}, field="curve.2", over={"rows": {"seed": 0}, "field": "curve.2"}) == 2.0

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
+import platform
+import shlex
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -101,8 +105,6 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> Optional[int]:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
-
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
@@ -114,11 +116,6 @@ def provenance(device: torch.device) -> dict[str, Any]:
 def record_provenance(benchmark: str, script: str, argv: list[str]) -> dict[str, Any]:
     """Provenance of the rows a recorder script writes from finished runs: the benchmark name, git SHA and whether
     the tree was dirty, the machine, the UTC date, and the command line that wrote them."""
-    import os
-    import platform
-    import shlex
-    from datetime import datetime, timezone
-
     g = git_info(ROOT)
     return {
         "benchmark": benchmark, "git_sha": g["sha"], "git_dirty": g["dirty"],

@@ -30,10 +30,6 @@ from benchmarks.common import record_provenance  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def provenance(argv: list[str]) -> dict:
-    return record_provenance("masking_study", "benchmarks/masking_study_record.py", argv)
-
-
 def reasoner_oracle_metrics(reasoner: Path) -> dict | None:
     """The reasoner's accuracy on the oracle stores it was trained against (its run's own final evaluation)."""
     summary = reasoner / "summary.json"
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"masking_study_record: {root} has no study_results.json; run `cjepa vqa study ... --collect` first",
               file=sys.stderr)
         return 2
-    base = provenance(argv) | {"note": a.note}
+    base = record_provenance("masking_study", "benchmarks/masking_study_record.py", argv) | {"note": a.note}
     try:
         lines = [base | study_record(root, a.config, Path(a.sweep) if a.sweep else None)]
     except ValueError as err:

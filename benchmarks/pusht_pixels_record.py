@@ -37,10 +37,6 @@ from cjepa.utils.stats import mean_ci  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def provenance(argv: list[str]) -> dict:
-    return record_provenance("pusht_pixels", "benchmarks/pusht_pixels_record.py", argv)
-
-
 def _summary(run: Path) -> dict:
     path = run / "summary.json"
     if not path.is_file():
@@ -136,7 +132,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--note", default="")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    prov = provenance(argv)
+    prov = record_provenance("pusht_pixels", "benchmarks/pusht_pixels_record.py", argv)
     rows = [encoder_row(n, r) for n, r in named(args.encoder, "--encoder")]
     rows += [predictor_row(n, r) for n, r in named(args.model, "--model")]
     plan = [r for n, folder in named(args.plan, "--plan") for r in plan_rows(n, folder)]

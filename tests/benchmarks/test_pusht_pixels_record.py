@@ -87,4 +87,3 @@ def test_combined_rows_pool_the_seeds_of_one_model(tmp_path):
     with pytest.raises(SystemExit, match="needs one plan row per name"):
         pusht_pixels_record.main(["--encoder", f"e={enc}", "--plan", f"a={a}", "--combine", "x=a+b", "--out",
                                   str(out)])
-

@@ -50,13 +50,18 @@ class MaskedSlotPredictor(nn.Module):
         time_pe_std: float = 0.02,
         residual: bool = False,
         query_last: bool = False,
+        width: Optional[int] = None,
         attention_backend: str = "torch",
     ):
         super().__init__()
         if layout not in ("cjepa", "reference"):
             raise ValueError(f"unknown predictor layout {layout!r}")
-        head_dim = head_dim or slot_dim // heads
         reference = layout == "reference"
+        if reference and width is not None:
+            raise ValueError("width is an option of the cjepa layout; the reference layout is the original")
+        # The transformer's residual width; the original runs at slot_dim, with no projection in or out.
+        inner_width = width or slot_dim
+        head_dim = head_dim or inner_width // heads
         if reference and residual:
             raise ValueError("residual prediction is an option of the cjepa layout; the reference layout is the "
                              "original")
@@ -78,10 +83,12 @@ class MaskedSlotPredictor(nn.Module):
         self.id_projector = nn.Linear(slot_dim, slot_dim)
         # Only built when on, so the state_dict of a model without the option is unchanged.
         self.last_projector = nn.Linear(slot_dim, slot_dim) if query_last else None
+        # Only built with a width, so the state_dict of a model without the option is unchanged.
+        self.in_proj = nn.Linear(slot_dim, inner_width) if width is not None else None
         self.transformer = Transformer(
-            slot_dim, depth, heads, head_dim, mlp_dim, dropout, pre_norm=not reference, backend=attention_backend
+            inner_width, depth, heads, head_dim, mlp_dim, dropout, pre_norm=not reference, backend=attention_backend
         )
-        self.to_out = nn.Linear(slot_dim, slot_dim)
+        self.to_out = nn.Linear(inner_width, slot_dim)
         if residual:  # start exactly at copy-last: the first steps learn motion instead of undoing a random offset
             nn.init.zeros_(self.to_out.weight)
             nn.init.zeros_(self.to_out.bias)
@@ -103,9 +110,15 @@ class MaskedSlotPredictor(nn.Module):
             real = torch.where(visible[..., None], real, queries[:, :T_h])
         return torch.cat([real, queries[:, T_h:]], dim=1)
 
+    def _tokens(self, grid: torch.Tensor) -> torch.Tensor:
+        """(B, T, S, D) grid -> (B, T*S, W) time-major transformer input (W = width, or D without one)."""
+        B, T, S, D = grid.shape
+        tokens = grid.reshape(B, T * S, D)
+        return tokens if self.in_proj is None else self.in_proj(tokens)
+
     def _run(self, grid: torch.Tensor, capture: Optional[AttentionCapture] = None) -> torch.Tensor:
         B, T, S, D = grid.shape
-        out = self.transformer(grid.reshape(B, T * S, D), capture=capture)  # (B, T*S, D), time-major
+        out = self.transformer(self._tokens(grid), capture=capture)  # (B, T*S, W), time-major
         return self.to_out(out).view(B, T, S, D)
 
     @staticmethod
@@ -156,7 +169,7 @@ class MaskedSlotPredictor(nn.Module):
         total = T_h + self.pred_frames
         pe = self.time_pos_embed[:, :total] if pe_align == "left" else self.time_pos_embed[:, -total:]
         grid = self.build_tokens(history, masked, total, pe)
-        out, maps = self.transformer.forward_with_attention(grid.reshape(B, total * S, D))
+        out, maps = self.transformer.forward_with_attention(self._tokens(grid))
         return self._add_base(self.to_out(out).view(B, total, S, D), history, masked), maps
 
     def attention_probing(self, history: torch.Tensor, masked: torch.Tensor,
@@ -281,6 +294,7 @@ def build_predictor(model_cfg, attention_backend: str = "torch") -> nn.Module:
         time_pe_std=model_cfg.time_pe_std,
         residual=model_cfg.residual,
         query_last=model_cfg.query_last,
+        width=model_cfg.width,
         attention_backend=attention_backend,
     )
     if model_cfg.kind == "pusht":

@@ -129,6 +129,31 @@ def test_residual_off_reproduces_the_predictor_before_the_option():
         assert torch.equal(m.inference(x[:, :1]), ref["inference_1"])
 
 
+def test_width_projects_tokens_into_a_wider_transformer_and_back():
+    """model.width: the token grid (slot_dim) goes through in_proj to the transformer's width and to_out back, so
+    outputs keep the slot shape; without the option there is no projection (state_dict as before), and a width
+    equal to slot_dim with identity in_proj computes exactly the unprojected model."""
+    torch.manual_seed(0)
+    wide = tiny(width=48, heads=4)
+    assert wide.in_proj.weight.shape == (48, 16) and wide.to_out.weight.shape == (16, 48)
+    assert wide.transformer.layers[0][0].head_dim == 12  # default head_dim = width // heads
+    x = torch.randn(2, 3, 4, 16)
+    masked = torch.tensor([[True, False, False, False], [False, False, True, False]])
+    assert wide(x, masked).shape == (2, 5, 4, 16) and wide.inference(x).shape == (2, 2, 4, 16)
+    assert "in_proj.weight" not in tiny().state_dict()
+
+    plain = tiny().eval()
+    same = tiny(width=16).eval()
+    state = dict(plain.state_dict(), **{"in_proj.weight": torch.eye(16), "in_proj.bias": torch.zeros(16)})
+    same.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.allclose(same(x, masked), plain(x, masked), atol=1e-6)
+        same.in_proj.weight.mul_(2.0)  # the projection is on the path: changing it changes the output
+        assert not torch.allclose(same(x, masked), plain(x, masked), atol=1e-3)
+    with pytest.raises(ValueError, match="width is an option of the cjepa layout"):
+        tiny(layout="reference", width=32)
+
+
 def test_residual_adds_each_slots_last_visible_frame():
     """residual=True is the same network plus each slot's last visible history frame: T_h - 1, or the t=0 anchor
     for a masked slot (its hidden frames must not leak into its prediction); inference has nothing masked."""

@@ -35,6 +35,10 @@ class ModelConfig:
     # Every query token (future steps, masked history steps) also carries its slot's last visible history frame
     # (cjepa layout only): the state a slot moves on from, instead of only its t=0 identity anchor.
     query_last: bool = False
+    # The transformer's own width (cjepa layout only): tokens are projected from slot_dim to it before the
+    # transformer and back after, so the predictor can be wider than the slots it predicts (Push-T state slots
+    # are 64-d). None = slot_dim with no projection, as the original.
+    width: Optional[int] = None
     proprio_dim: int = 4  # pusht kind only
     action_dim: int = 2  # raw env action size (pusht kind only)
     action_chunk: int = 5  # env steps per predictor step; the action node sees action_chunk * action_dim
@@ -45,23 +49,28 @@ class ModelConfig:
             raise ConfigError("model.slot_dim, model.heads and model.depth must be positive")
         if self.history_frames < 1 or self.pred_frames < 1:
             raise ConfigError("model.history_frames and model.pred_frames must be >= 1")
+        if self.width is not None and self.width <= 0:
+            raise ConfigError(f"model.width={self.width} must be positive (or null: the slot width)")
+        inner, name = (self.slot_dim, "slot_dim") if self.width is None else (self.width, "width")
         if self.head_dim is None:
-            if self.slot_dim % self.heads:
+            if inner % self.heads:
                 raise ConfigError(
-                    f"model.slot_dim={self.slot_dim} is not divisible by model.heads={self.heads}; set model.head_dim"
+                    f"model.{name}={inner} is not divisible by model.heads={self.heads}; set model.head_dim"
                 )
-            self.head_dim = self.slot_dim // self.heads
+            self.head_dim = inner // self.heads
         if self.layout == "reference":
+            for key in ("residual", "query_last", "width"):
+                value = getattr(self, key)
+                if value not in (False, None):
+                    shown = "true" if value is True else value
+                    raise ConfigError(
+                        f"model.{key}={shown} is an option of the cjepa layout; the reference layout is the original"
+                    )
             if self.head_dim * self.heads != self.slot_dim:
                 raise ConfigError(
                     f"model.layout=reference needs model.head_dim * model.heads == model.slot_dim "
                     f"({self.head_dim} * {self.heads} != {self.slot_dim}): the original splits D across heads"
                 )
-            for key in ("residual", "query_last"):
-                if getattr(self, key):
-                    raise ConfigError(
-                        f"model.{key}=true is an option of the cjepa layout; the reference layout is the original"
-                    )
 
 
 @dataclass(kw_only=True)

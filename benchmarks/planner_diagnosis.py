@@ -135,7 +135,7 @@ def _plan_config(args):
 
     return PlanConfig(proprio_weight=args.proprio_weight, cost_frames=args.cost_frames,
                       agent_weight=args.agent_weight, num_samples=args.cem_samples, topk=args.cem_topk,
-                      iterations=args.cem_iterations)
+                      iterations=args.cem_iterations, precision=args.precision)
 
 
 def _models(args):
@@ -399,6 +399,8 @@ def main(argv=None) -> int:
     p.add_argument("--cem-samples", type=int, default=300, help="plan.num_samples (the protocol's 300)")
     p.add_argument("--cem-topk", type=int, default=30, help="plan.topk (the protocol's 30)")
     p.add_argument("--cem-iterations", type=int, default=30, help="plan.iterations (the protocol's 30)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="plan.precision of the learned model's rollouts")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     start = {**provenance(argv), "load_avg_at_start": _load()}

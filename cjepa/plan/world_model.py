@@ -51,6 +51,7 @@ from cjepa.plan.matching import (
 )
 from cjepa.plan.pixel_encoder import load_pixel_encoder
 from cjepa.utils.checkpoint import load_train_state, resolve_checkpoint
+from cjepa.utils.precision import autocast, resolve_precision
 
 
 @dataclass
@@ -156,7 +157,7 @@ class SlotWorldModel:
     def __init__(self, predictor, encoder: SlotEncoder, normalizer: AuxNormalizer, *, action_block: int,
                  rollout_window: int = 0, reorder_slots: bool = True, proprio_weight: float = 1.0,
                  max_perm_slots: int = DEFAULT_MAX_PERM_SLOTS, matching: str = "batched", cost_frames: str = "final",
-                 agent_weight: float = 1.0, device="cpu"):
+                 agent_weight: float = 1.0, precision: str = "fp32", device="cpu"):
         self.predictor = predictor.to(device).eval()
         self.encoder = encoder
         self.normalizer = normalizer
@@ -186,6 +187,7 @@ class SlotWorldModel:
             raise ValueError(f"agent_weight must be >= 0, got {agent_weight}")
         self.cost_frames, self.agent_weight = cost_frames, agent_weight
         self._observed: Optional[int] = None  # frames of the last encoded observation ("best" scores the rest)
+        self.precision = resolve_precision(precision, self.device)  # of the rollouts' predictor calls
 
     # ------------------------------------------------------------------ helpers
 
@@ -233,7 +235,9 @@ class SlotWorldModel:
         z[:, -1, S + 1] = act_nodes[:, 0]
         used = 1
         while used <= H:  # predict the frames after blocks used-1 .. ; the last pass has no new block
-            pred = self.predictor.inference(z[:, -self.rollout_window:])  # (C, T_p, S+2, D)
+            with autocast(self.precision, self.device):
+                pred = self.predictor.inference(z[:, -self.rollout_window:])  # (C, T_p, S+2, D)
+            pred = pred.float()  # the trajectory, matching and cost stay fp32
             take = min(pred.shape[1], H - used) if used < H else 1
             pred = pred[:, :take]
             if self.reorder_slots:
@@ -413,7 +417,7 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu", 
                           rollout_window=plan_cfg.rollout_window, reorder_slots=plan_cfg.reorder_slots,
                           proprio_weight=plan_cfg.proprio_weight, max_perm_slots=plan_cfg.max_perm_slots,
                           matching=plan_cfg.matching, cost_frames=plan_cfg.cost_frames,
-                          agent_weight=plan_cfg.agent_weight, device=device)
+                          agent_weight=plan_cfg.agent_weight, precision=plan_cfg.precision, device=device)
 
 
 class SimulatorWorldModel:

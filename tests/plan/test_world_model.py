@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from cjepa.envs.pusht import state_to_proprio
-from cjepa.plan.world_model import Goal, Observation, PlanningWorldModel, SlotEncoder, StateSlotEncoder
+from cjepa.plan.world_model import (
+    Goal,
+    Observation,
+    PlanningWorldModel,
+    SlotEncoder,
+    SlotWorldModel,
+    StateSlotEncoder,
+)
 from tests.helpers import REPO
 from tests.plan.conftest import make_world_model
 
@@ -78,6 +85,24 @@ def test_rollout_follows_the_latent_protocol():
     wm1 = make_world_model(reorder=False)
     wm1.rollout_window = 1
     assert not torch.allclose(wm1.rollout(nodes, cand), traj)
+
+
+@torch.no_grad()
+def test_bf16_rollouts_run_the_predictor_under_autocast_and_return_fp32():
+    """plan.precision=bf16: the predictor's calls run in bf16 (close to, not equal to, fp32), and the trajectory
+    the cost reads stays fp32; fp32 is the default."""
+    wm = make_world_model(reorder=False)
+    assert wm.precision == "fp32"
+    nodes = wm.encode(obs_of(STATE))
+    cand = torch.randn(5, 4, 10, generator=torch.Generator().manual_seed(1))
+    exact = wm.rollout(nodes, cand)
+    wm.precision = "bf16"
+    low = wm.rollout(nodes, cand)
+    assert low.dtype == torch.float32 and low.shape == exact.shape
+    assert not torch.equal(low, exact)  # the predictor really ran in bf16
+    torch.testing.assert_close(low, exact, atol=0.1, rtol=0.05)
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        SlotWorldModel(wm.predictor, wm.encoder, wm.normalizer, action_block=5, precision="fp16")
 
 
 def test_rollout_with_observed_history_keeps_executed_actions(world_model):

@@ -69,6 +69,11 @@ class PlanConfig:
     # Weight of the goal's agent slot in the slot term (the state-slot encoder's slot 0). Below 1 lets the block's
     # progress lead, as plan.oracle_agent_weight does for the oracle's state costs. 1 = the original's cost.
     agent_weight: float = 1.0
+    # Precision of the world model's rollouts (cjepa.utils.precision): "bf16" runs the predictor under bf16 autocast
+    # (outputs and the cost stay fp32), "auto" picks bf16 where the device computes it natively. CEM calls the
+    # predictor ~150 times per plan on 300 candidates, so on a CPU with AMX this is most of a plan's time.
+    # "fp32" (default) is the original's.
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     max_perm_slots: int = 7  # batched matching enumerates S! permutations up to this S; scipy above
     # "batched": every candidate's slot assignment in one tensor op; "scipy": one linear_sum_assignment per
     # candidate and rollout step on the host, as the original (Q13; slower, same result)

@@ -140,11 +140,14 @@ def _plan_config(args):
 
 def _models(args):
     """(learned SlotWorldModel, SimulatorWorldModel over it with the protocol's cost, PlanConfig)."""
-    from cjepa.plan.world_model import SimulatorWorldModel, build_world_model
+    from cjepa.plan.world_model import EnsembleWorldModel, SimulatorWorldModel, build_world_model
 
     pc = _plan_config(args)
     model = build_world_model(args.checkpoint, pc, dataset=args.dataset)
-    return model, SimulatorWorldModel(model), pc
+    sim = SimulatorWorldModel(model)
+    if args.ensemble:  # the plans are the ensemble's; what is decoded of them is the first member's prediction
+        model = EnsembleWorldModel([model] + [build_world_model(c, pc, dataset=args.dataset) for c in args.ensemble])
+    return model, sim, pc
 
 
 def _pairs(args):
@@ -344,6 +347,7 @@ def cmd_episodes(args) -> dict:
             outcomes[p["outcome"]] = outcomes.get(p["outcome"], 0) + 1
     first = [r["plans"][0]["outcome"] for r in rows]
     return {"kind": "episodes", "checkpoint_name": Path(args.checkpoint).name, "seed": args.seed,
+            "ensemble": [Path(c).name for c in args.ensemble],
             "cost_frames": pc.cost_frames, "agent_weight": pc.agent_weight, "proprio_weight": pc.proprio_weight,
             "cem_samples": pc.num_samples, "cem_iterations": pc.iterations, "episodes": len(rows),
             "solved": int(sum(r["success"] for r in rows)),
@@ -401,8 +405,12 @@ def main(argv=None) -> int:
     p.add_argument("--cem-iterations", type=int, default=30, help="plan.iterations (the protocol's 30)")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                    help="plan.precision of the learned model's rollouts")
+    p.add_argument("--ensemble", nargs="+", default=[], metavar="CKPT",
+                   help="episodes: plan with the mean cost of --checkpoint and these models (plan.ensemble)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
+    if args.ensemble and args.command != "episodes":
+        p.error("--ensemble plans episodes; accuracy and fidelity measure one model")
     start = {**provenance(argv), "load_avg_at_start": _load()}
     record = {"accuracy": cmd_accuracy, "fidelity": cmd_fidelity, "episodes": cmd_episodes}[args.command](args)
     record = {**start, **record, "load_avg_at_end": _load()}

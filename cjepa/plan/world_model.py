@@ -420,6 +420,64 @@ def build_world_model(checkpoint: str, plan_cfg, *, dataset: str, device="cpu", 
                           agent_weight=plan_cfg.agent_weight, precision=plan_cfg.precision, device=device)
 
 
+class EnsembleWorldModel:
+    """Several learned world models planned as one: every candidate is rolled out by each member, and its cost is
+    the mean of the members' costs.
+
+    CEM converges on the candidates that look best in the model, so what a single model gets wrong in their favour
+    is what it finds (planner REPORT: the plans a model chooses are about twice as good in it as in the simulator).
+    Errors the members do not share average out of the mean cost, as in the ensembles of model-based RL (PETS).
+    Nodes of all members travel side by side, concatenated along the node axis in member order; each member keeps
+    its own embedders of proprio and actions. The members must share the action normaliser (CEM samples in one
+    normalised action space) and the slot encoder's geometry. What a single model reports of a plan (its decoded
+    prediction, its encoder) is the first member's.
+    """
+
+    def __init__(self, members: list[SlotWorldModel]):
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two world models, got {len(members)}")
+        first = members[0]
+        for i, m in enumerate(members[1:], 1):
+            same_space = (m.action_block == first.action_block and m.action_dim == first.action_dim
+                          and np.allclose(m.normalizer.action_mean, first.normalizer.action_mean)
+                          and np.allclose(m.normalizer.action_std, first.normalizer.action_std))
+            if not same_space:
+                raise ValueError(f"ensemble member {i} plans in another action space than member 0 (action block, "
+                                 "size or normaliser differ): train the members on one store")
+            if (m.num_slots, m.encoder.slot_dim) != (first.num_slots, first.encoder.slot_dim):
+                raise ValueError(f"ensemble member {i} has {m.num_slots} slots of {m.encoder.slot_dim}-d, member 0 "
+                                 f"{first.num_slots} of {first.encoder.slot_dim}-d")
+        self.members = members
+        self.action_block, self.action_dim = first.action_block, first.action_dim
+        self.encoder, self.num_slots = first.encoder, first.num_slots
+        self._nodes = first.num_slots + 2  # nodes per member and frame: slots, proprio, action
+        self._goal_nodes = first.num_slots + 1  # slots and proprio
+
+    def _split(self, x: torch.Tensor, dim: int, size: int) -> tuple[torch.Tensor, ...]:
+        parts = torch.split(x, size, dim=dim)
+        if len(parts) != len(self.members) or parts[-1].shape[dim] != size:
+            raise ValueError(f"expected {len(self.members)} members x {size} nodes along dim {dim}, got shape "
+                             f"{tuple(x.shape)}")
+        return parts
+
+    def encode(self, obs: Observation) -> torch.Tensor:
+        return torch.cat([m.encode(obs) for m in self.members], dim=1)  # (T_obs, M * (S+2), D)
+
+    def encode_goal(self, goal: Goal) -> torch.Tensor:
+        return torch.cat([m.encode_goal(goal) for m in self.members], dim=0)  # (M * (S+1), D)
+
+    def rollout(self, nodes: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        parts = self._split(nodes, 1, self._nodes)
+        return torch.cat([m.rollout(n, actions) for m, n in zip(self.members, parts)], dim=2)  # (C, T, M*(S+2), D)
+
+    def cost(self, trajectories: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        trajs, goals = self._split(trajectories, 2, self._nodes), self._split(goal, 0, self._goal_nodes)
+        return torch.stack([m.cost(t, g) for m, t, g in zip(self.members, trajs, goals)]).mean(0)  # (C,)
+
+    def blocks_to_env(self, blocks: torch.Tensor) -> np.ndarray:
+        return self.members[0].blocks_to_env(blocks)
+
+
 class SimulatorWorldModel:
     """Ground-truth dynamics in a slot world model's node space: the planning upper bound.
 

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from cjepa.data.windows import AuxNormalizer
 from cjepa.envs.pusht import state_to_proprio
 from cjepa.plan.world_model import (
+    EnsembleWorldModel,
     Goal,
     Observation,
     PlanningWorldModel,
@@ -103,6 +105,49 @@ def test_bf16_rollouts_run_the_predictor_under_autocast_and_return_fp32():
     torch.testing.assert_close(low, exact, atol=0.1, rtol=0.05)
     with pytest.raises(ValueError, match="precision='fp16'"):
         SlotWorldModel(wm.predictor, wm.encoder, wm.normalizer, action_block=5, precision="fp16")
+
+
+def _perturbed_world_model(seed: int):
+    wm = make_world_model()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in wm.predictor.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    return wm
+
+
+@torch.no_grad()
+def test_ensemble_costs_a_candidate_by_the_mean_of_its_members_costs():
+    """plan.ensemble: each member rolls every candidate out from its own nodes, and a candidate's cost is the mean
+    of the members' costs; two copies of one model plan exactly as that model; the planner's protocol holds."""
+    a, b = _perturbed_world_model(1), _perturbed_world_model(2)
+    ens = EnsembleWorldModel([a, b])
+    assert isinstance(ens, PlanningWorldModel) and ens.action_dim == 10 and ens.action_block == 5
+    obs = obs_of(np.stack([STATE, STATE + 2]), np.random.default_rng(3).uniform(-1, 1, (1, 10)))
+    goal = Goal(proprio=state_to_proprio(STATE[None] + 40)[0], state=STATE + 40)
+    cand = torch.randn(6, 5, 10, generator=torch.Generator().manual_seed(4))
+    nodes = ens.encode(obs)
+    assert nodes.shape == (2, 12, 16)
+    traj = ens.rollout(nodes, cand)
+    assert traj.shape == (6, 7, 12, 16)
+    ta, tb = a.rollout(a.encode(obs), cand), b.rollout(b.encode(obs), cand)
+    torch.testing.assert_close(traj, torch.cat([ta, tb], dim=2))
+    ca, cb = a.cost(ta, a.encode_goal(goal)), b.cost(tb, b.encode_goal(goal))
+    assert not torch.allclose(ca, cb)  # the members disagree, so the mean is neither's cost
+    torch.testing.assert_close(ens.cost(traj, ens.encode_goal(goal)), (ca + cb) / 2)
+    twin = EnsembleWorldModel([a, _perturbed_world_model(1)])
+    torch.testing.assert_close(twin.cost(twin.rollout(twin.encode(obs), cand), twin.encode_goal(goal)), ca)
+    np.testing.assert_array_equal(ens.blocks_to_env(cand[0]), a.blocks_to_env(cand[0]))
+
+
+def test_ensemble_refuses_members_that_plan_in_other_action_spaces():
+    a, b = make_world_model(), make_world_model()
+    b.normalizer = AuxNormalizer(b.normalizer.proprio_mean, b.normalizer.proprio_std, b.normalizer.action_mean * 2,
+                                 b.normalizer.action_std)
+    with pytest.raises(ValueError, match="ensemble member 1 plans in another action space"):
+        EnsembleWorldModel([a, b])
+    with pytest.raises(ValueError, match="at least two world models"):
+        EnsembleWorldModel([a])
 
 
 def test_rollout_with_observed_history_keeps_executed_actions(world_model):

@@ -10,7 +10,8 @@ per episode, and per model the cumulative success curve: percent solved within k
 curve, per-seed success and time per plan) and ``plan.videos`` rendered episodes per model (mp4: observation
 | goal | the model's predicted final frame of the plan being executed, see :mod:`cjepa.plan.video`). With
 ``plan.oracle=true`` the simulator itself is also evaluated as the world model (true dynamics, same embedding
-and cost): the upper bound of the planner under this protocol.
+and cost): the upper bound of the planner under this protocol. With ``plan.ensemble`` the model row plans with the
+mean cost of ``plan.checkpoint`` and those models (:class:`cjepa.plan.world_model.EnsembleWorldModel`).
 
 One evaluation writes into a folder at a time (``run.lock``). A rerun into the same folder resumes an evaluation
 that was interrupted (Ctrl-C, a crash, a preempted job: ``episodes.jsonl`` but no ``results.json``) when it is the
@@ -97,7 +98,7 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
     from cjepa.plan.cem import CEM
     from cjepa.plan.evaluate import evaluate_planner, load_expert_episodes, sample_start_goal_pairs, zero_action_success
     from cjepa.plan.mpc import MPCPlanner
-    from cjepa.plan.world_model import SimulatorWorldModel, build_world_model
+    from cjepa.plan.world_model import EnsembleWorldModel, SimulatorWorldModel, build_world_model
     from cjepa.utils.report import table
 
     episodes = load_expert_episodes(pc.dataset, pc.eval_split)
@@ -119,6 +120,11 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
         pixel_size, pixel_masks = wm.encoder.pixel_size, wm.encoder.needs_masks
         if name == "simulator":
             wm = SimulatorWorldModel.from_config(wm, pc)
+        elif name == "model" and pc.ensemble:
+            wm = EnsembleWorldModel([wm] + [
+                build_world_model(c, pc, dataset=pc.dataset, device=device, attention_backend=cfg.kernels.attention,
+                                  config=cfg, report=lambda note, i=i: report(note, f"ensemble member {i}"))
+                for i, c in enumerate(pc.ensemble, 1)])
 
         def make_planner(seed, wm=wm):
             return MPCPlanner(wm, CEM.from_config(pc, seed, device), horizon=pc.horizon,
@@ -151,6 +157,8 @@ def _evaluate_into(out, args, cfg, pc, device) -> int:
         "eval_expert_episodes": len(episodes),
         "zero_action_success": zero,
         "models": [{"checkpoint": ckpt, "loaded": loaded[ev.name], **ev.summary()} for ckpt, ev in evals],
+        "ensemble": [{"checkpoint": c, "loaded": loaded[f"ensemble member {i}"]}
+                     for i, c in enumerate(pc.ensemble, 1)],
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(_markdown(rows, headers, pc))
@@ -180,6 +188,7 @@ def evaluation_identity(cfg, models: list[tuple[str, str]]) -> dict:
     files = {}
     if cfg.plan.encoder == "pixels":  # a retrained encoder in the same directory is another evaluation
         models = [*models, ("encoder", cfg.plan.encoder_checkpoint)]
+    models = [*models, *((f"ensemble member {i}", c) for i, c in enumerate(cfg.plan.ensemble, 1))]
     for name, path in models:
         resolved = resolve_checkpoint(path)
         st = (resolved / "model.pt" if resolved.is_dir() else resolved).stat()

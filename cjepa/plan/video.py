@@ -32,7 +32,13 @@ import torch
 from cjepa.data.video import nearest_indices
 from cjepa.envs.pusht import PushTEnv
 from cjepa.plan.pixel_encoder import PixelSlotEncoder
-from cjepa.plan.world_model import Observation, SimulatorWorldModel, SlotWorldModel, StateSlotEncoder
+from cjepa.plan.world_model import (
+    EnsembleWorldModel,
+    Observation,
+    SimulatorWorldModel,
+    SlotWorldModel,
+    StateSlotEncoder,
+)
 from cjepa.utils.tensorboard import add_video
 
 
@@ -222,6 +228,8 @@ def prediction_view(world_model, render_size: int) -> Optional[PredictionView | 
         return PredictionView(world_model, "simulated plan end", render_size)
     if isinstance(world_model, SlotWorldModel) and isinstance(world_model.encoder, StateSlotEncoder):
         return PredictionView(world_model, "predicted plan end", render_size)
+    if isinstance(world_model, EnsembleWorldModel):  # its rollout's first nodes are its first member's
+        return PredictionView(world_model, "predicted plan end (first member)", render_size)
     if (isinstance(world_model, SlotWorldModel) and isinstance(world_model.encoder, PixelSlotEncoder)
             and world_model.encoder.has_pixel_decoder):
         return DecodedView(world_model, "decoded plan end", render_size)

@@ -221,3 +221,20 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(store, planned, tmp_
     (out / "results.json").unlink()  # as if it had been interrupted too
     assert main([*args, "plan.workers=1", "plan.num_samples=32", f"plan.out={out}"]) == 0
     assert len(planned_now) == 12 and (out / "previous" / "1" / "episodes.jsonl").exists()
+
+
+def test_an_ensemble_plans_with_its_members_and_says_so(store, tmp_path):
+    """plan.ensemble: the model row plans with plan.checkpoint and the listed members (results.json names each member
+    and what was loaded); an ensemble of two copies of the checkpoint plans exactly as the checkpoint alone."""
+    args, tmp = store
+    ckpt = args[args.index("--checkpoint") + 1]
+    twin = tmp_path / "twin.pt"
+    twin.write_bytes(open(ckpt, "rb").read())
+    alone, pair = tmp_path / "alone", tmp_path / "pair"
+    one = ["plan.seeds=[0]", "plan.oracle=false", "plan.videos=0"]
+    assert main([*args, *one, f"plan.out={alone}"]) == 0
+    assert main([*args, *one, f"plan.ensemble=[{twin}]", f"plan.out={pair}"]) == 0
+    res = json.loads((pair / "results.json").read_text())
+    assert [m["checkpoint"] for m in res["ensemble"]] == [str(twin)]
+    assert "twin.pt" in res["ensemble"][0]["loaded"]
+    assert _episodes(res) == _episodes(json.loads((alone / "results.json").read_text()))

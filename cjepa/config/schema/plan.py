@@ -14,6 +14,9 @@ class PlanConfig:
 
     checkpoint: str = ""  # world model to plan with: a checkpoint dir or a run dir (its latest checkpoint)
     baseline_checkpoint: str = ""  # optional second model evaluated on the same episodes (e.g. OC-JEPA, no masking)
+    # More learned world models planned together with plan.checkpoint as one ensemble: a candidate's cost is the mean
+    # of the members' costs (cjepa.plan.world_model.EnsembleWorldModel). Trained on the same store. Empty = one model.
+    ensemble: list[str] = field(default_factory=list)
     dataset: str = ""  # Push-T state-slot store (cjepa pusht) holding the held-out expert episodes
     # Also evaluate the simulator as the world model (true dynamics, same embedding and cost as plan.checkpoint):
     # the upper bound of CEM + cost under the protocol. Slow on a CPU (every candidate is simulated).
@@ -121,6 +124,9 @@ class PlanConfig:
             raise ConfigError(f"plan.oracle_final_weight={self.oracle_final_weight} must be >= 0")
         if self.encoder == "pixels":
             self._validate_pixels()
+        if self.ensemble and self.encoder != "state":
+            raise ConfigError("plan.ensemble plans with several state-slot models; with plan.encoder=pixels each "
+                              "member would need its own encoder")
         if self.workers < 1:
             raise ConfigError(f"plan.workers={self.workers} must be >= 1")
         if self.episodes < 1 or not self.seeds or self.goal_offset < 1:

@@ -135,7 +135,8 @@ def _plan_config(args):
 
     return PlanConfig(proprio_weight=args.proprio_weight, cost_frames=args.cost_frames,
                       agent_weight=args.agent_weight, num_samples=args.cem_samples, topk=args.cem_topk,
-                      iterations=args.cem_iterations, precision=args.precision)
+                      iterations=args.cem_iterations, precision=args.precision,
+                      receding_horizon=args.receding_horizon)
 
 
 def _models(args):
@@ -349,7 +350,8 @@ def cmd_episodes(args) -> dict:
     return {"kind": "episodes", "checkpoint_name": Path(args.checkpoint).name, "seed": args.seed,
             "ensemble": [Path(c).name for c in args.ensemble],
             "cost_frames": pc.cost_frames, "agent_weight": pc.agent_weight, "proprio_weight": pc.proprio_weight,
-            "cem_samples": pc.num_samples, "cem_iterations": pc.iterations, "episodes": len(rows),
+            "cem_samples": pc.num_samples, "cem_iterations": pc.iterations, "receding_horizon": pc.receding_horizon,
+            "precision": pc.precision, "episodes": len(rows),
             "solved": int(sum(r["success"] for r in rows)),
             "success_rate": 100.0 * sum(r["success"] for r in rows) / max(len(rows), 1),
             "plan_outcomes": outcomes, "first_plan_outcomes": {k: first.count(k) for k in sorted(set(first))},
@@ -403,6 +405,8 @@ def main(argv=None) -> int:
     p.add_argument("--cem-samples", type=int, default=300, help="plan.num_samples (the protocol's 300)")
     p.add_argument("--cem-topk", type=int, default=30, help="plan.topk (the protocol's 30)")
     p.add_argument("--cem-iterations", type=int, default=30, help="plan.iterations (the protocol's 30)")
+    p.add_argument("--receding-horizon", type=int, default=5,
+                   help="plan.receding_horizon: blocks executed before replanning (the protocol's 5 = the horizon)")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                    help="plan.precision of the learned model's rollouts")
     p.add_argument("--ensemble", nargs="+", default=[], metavar="CKPT",

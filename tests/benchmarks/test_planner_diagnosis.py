@@ -107,6 +107,15 @@ def test_subcommands_write_records_on_a_tiny_store(tmp_path):
     assert plans and all(p["outcome"] in ("reached", "prediction", "planning") for p in plans)
     assert sum(epi["plan_outcomes"].values()) == len(plans)
 
+    # the same episode planned by an ensemble (the model twice), replanning after every block, rollouts in bf16
+    assert pdg.main(["episodes", *base, "--ensemble", str(tmp_path / "runs" / "cj"), "--receding-horizon", "1",
+                     "--precision", "bf16"]) == 0
+    ens = json.loads(out.read_text().splitlines()[-1])
+    assert ens["ensemble"] == ["cj"] and ens["receding_horizon"] == 1 and ens["precision"] == "bf16"
+    assert len(ens["per_episode"][0]["plans"]) > len(plans)  # one plan per executed block, not per horizon
+    with pytest.raises(SystemExit):
+        pdg.main(["accuracy", *base, "--ensemble", str(tmp_path / "runs" / "cj")])
+
 
 def test_past_observation_takes_the_episodes_own_frames_and_actions():
     states = np.tile(np.arange(20.0)[:, None], (1, 7))  # state t holds t everywhere

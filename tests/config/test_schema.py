@@ -46,6 +46,8 @@ from cjepa.config import (
         (LaunchConfig(signal_delay_s=60, timeout_min=1), (), "launch.signal_delay_s=60 must be shorter"),
         (RolloutConfig(eval_chains=-1), (), "rollout.eval_videos (32) and rollout.eval_chains (-1)"),
         (PlanConfig(receding_horizon=6), (), "plan.receding_horizon=6 must be in 1..plan.horizon=5"),
+        (PlanConfig(ensemble=["m2"], encoder="pixels", encoder_checkpoint="enc"), (),
+         "plan.ensemble plans with several state-slot models"),
         (VideoSaurConfig(decoder_heads=3), (128,), "encoder.videosaur.decoder_heads=3"),
         (SaviConfig(resolution=256), (), "encoder.savi.resolution=256"),
         (VideoDataConfig(val_clip_frames=1), (True,), "the VideoSAUR time-similarity loss needs clips"),

@@ -167,3 +167,17 @@ def test_human_pace_config_is_the_state_slot_recipe_with_the_slowed_expert():
     assert (pace.plan.oracle_cost, pace.plan.oracle_agent_weight, pace.plan.oracle_success_first) == (
         "state_path", 0.1, True)
     assert pace.plan.num_samples == base.plan.num_samples and pace.plan.budget == base.plan.budget
+
+
+def test_wide_config_is_the_measured_256_wide_unmasked_model():
+    """configs/pusht/wide.yaml trains what planner REPORT section 7 measured (state_slots.yaml with a 256-wide
+    4-layer predictor, no masking, the block's loss 4x, on a store with branch episodes) and plans with it."""
+    base = load_config([str(REPO / "configs/pusht/state_slots.yaml")])
+    wide = load_config([str(REPO / "configs/pusht/wide.yaml")])
+    assert (wide.model.width, wide.model.depth, wide.model.mlp_dim, wide.model.slot_dim) == (256, 4, 1024, 64)
+    assert wide.model.head_dim == 64  # width // heads
+    assert wide.masking.num_masked == 0 and wide.masking.future_slot_weights == [1, 4, 1, 1]
+    assert wide.data.path == wide.plan.dataset == "data/pusht_branch/slots"
+    assert wide.optim == base.optim and wide.train.max_steps == base.train.max_steps
+    assert wide.train.precision == wide.plan.precision == "auto"
+    assert (wide.plan.num_samples, wide.plan.iterations, wide.plan.budget) == (300, 30, 50)

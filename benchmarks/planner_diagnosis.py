@@ -140,7 +140,8 @@ def _plan_config(args):
 
 
 def _models(args):
-    """(learned SlotWorldModel, SimulatorWorldModel over it with the protocol's cost, PlanConfig)."""
+    """(learned SlotWorldModel, or an EnsembleWorldModel led by it with --ensemble; SimulatorWorldModel over the
+    checkpoint's model with the protocol's cost; PlanConfig)."""
     from cjepa.plan.world_model import EnsembleWorldModel, SimulatorWorldModel, build_world_model
 
     pc = _plan_config(args)

@@ -6,6 +6,8 @@ in seconds. The numbers are plumbing checks, not skill."""
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -228,8 +230,7 @@ def test_an_ensemble_plans_with_its_members_and_says_so(store, tmp_path):
     and what was loaded); an ensemble of two copies of the checkpoint plans exactly as the checkpoint alone."""
     args, tmp = store
     ckpt = args[args.index("--checkpoint") + 1]
-    twin = tmp_path / "twin.pt"
-    twin.write_bytes(open(ckpt, "rb").read())
+    twin = Path(shutil.copyfile(ckpt, tmp_path / "twin.pt"))
     alone, pair = tmp_path / "alone", tmp_path / "pair"
     one = ["plan.seeds=[0]", "plan.oracle=false", "plan.videos=0"]
     assert main([*args, *one, f"plan.out={alone}"]) == 0

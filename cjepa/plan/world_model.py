@@ -187,7 +187,7 @@ class SlotWorldModel:
             raise ValueError(f"agent_weight must be >= 0, got {agent_weight}")
         self.cost_frames, self.agent_weight = cost_frames, agent_weight
         self._observed: Optional[int] = None  # frames of the last encoded observation ("best" scores the rest)
-        self.precision = resolve_precision(precision, self.device)  # of the rollouts' predictor calls
+        self.precision = resolve_precision(precision, self.device, "plan.precision")  # of the rollouts' predictor calls
 
     # ------------------------------------------------------------------ helpers
 

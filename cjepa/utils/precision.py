@@ -42,10 +42,12 @@ def cpu_bf16_instructions() -> list[str]:
     return found
 
 
-def resolve_precision(requested: str, device: torch.device | str) -> str:
-    """``fp32`` or ``bf16``: ``requested`` itself, or for ``auto`` what pays on ``device`` (see the module docs)."""
+def resolve_precision(requested: str, device: torch.device | str, setting: str = "train.precision") -> str:
+    """``fp32`` or ``bf16``: ``requested`` itself, or for ``auto`` what pays on ``device`` (see the module docs).
+
+    ``setting`` names the option in the error for an unknown value (the planner's is ``plan.precision``)."""
     if requested not in PRECISIONS:
-        raise ValueError(f"train.precision={requested!r}: choose one of {', '.join(PRECISIONS)}")
+        raise ValueError(f"{setting}={requested!r}: choose one of {', '.join(PRECISIONS)}")
     if requested != "auto":
         return requested
     dev = torch.device(device)

@@ -103,7 +103,7 @@ def test_bf16_rollouts_run_the_predictor_under_autocast_and_return_fp32():
     assert low.dtype == torch.float32 and low.shape == exact.shape
     assert not torch.equal(low, exact)  # the predictor really ran in bf16
     torch.testing.assert_close(low, exact, atol=0.1, rtol=0.05)
-    with pytest.raises(ValueError, match="precision='fp16'"):
+    with pytest.raises(ValueError, match=r"^plan\.precision='fp16'"):
         SlotWorldModel(wm.predictor, wm.encoder, wm.normalizer, action_block=5, precision="fp16")
 
 

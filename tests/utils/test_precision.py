@@ -97,8 +97,10 @@ def test_explicit_precision_is_kept_whatever_the_hardware(monkeypatch, requested
 
 def test_other_devices_and_bad_values():
     assert resolve_precision("auto", "meta") == "fp32"
-    with pytest.raises(ValueError, match="fp16"):
+    with pytest.raises(ValueError, match=r"^train\.precision='fp16'"):
         resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match=r"^plan\.precision='fp16'"):
+        resolve_precision("fp16", "cpu", "plan.precision")
     with pytest.raises(ValueError, match="not resolved"):
         autocast_dtype("auto")
     assert autocast_dtype("bf16") is torch.bfloat16 and autocast_dtype("fp32") is None

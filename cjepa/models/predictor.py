@@ -57,16 +57,14 @@ class MaskedSlotPredictor(nn.Module):
         if layout not in ("cjepa", "reference"):
             raise ValueError(f"unknown predictor layout {layout!r}")
         reference = layout == "reference"
-        if reference and width is not None:
-            raise ValueError("width is an option of the cjepa layout; the reference layout is the original")
+        if reference:
+            cjepa_only = {"width": width is not None, "residual": residual, "query_last": query_last}
+            for option, requested in cjepa_only.items():
+                if requested:
+                    raise ValueError(f"{option} is an option of the cjepa layout; the reference layout is the original")
         # The transformer's residual width; the original runs at slot_dim, with no projection in or out.
         inner_width = width or slot_dim
         head_dim = head_dim or inner_width // heads
-        if reference and residual:
-            raise ValueError("residual prediction is an option of the cjepa layout; the reference layout is the "
-                             "original")
-        if reference and query_last:
-            raise ValueError("query_last is an option of the cjepa layout; the reference layout is the original")
         self.residual = residual
         if reference and head_dim * heads != slot_dim:
             raise ValueError("the reference layout splits slot_dim across heads: head_dim * heads must equal slot_dim")

@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import stats
 
-from cjepa.utils.stats import mean_ci
+from cjepa.utils.stats import mean_ci, wilson_interval
 
 
 def test_three_rates_use_the_t_quantile():
@@ -40,3 +40,15 @@ def test_bad_input_is_refused():
         mean_ci([1.0, float("nan")])
     with pytest.raises(ValueError, match="confidence"):
         mean_ci([1.0, 2.0], 95)
+
+
+def test_wilson_interval_on_fixed_counts():
+    """18 of 50 (the planner report's OC-JEPA figure), by hand with z = 1.95996: centre (0.36 + z^2/100) /
+    (1 + z^2/50) = 0.36999, half-width z sqrt(0.36 * 0.64 / 50 + z^2 / 10000) / (1 + z^2/50) = 0.12860, so
+    24.1 % - 49.9 %; the normal interval would be 22.7 - 49.3 %."""
+    lo, hi = wilson_interval(18, 50)
+    assert (lo, hi) == pytest.approx((0.24139, 0.49859), abs=5e-5)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert wilson_interval(0, 10)[1] == pytest.approx(0.27753, abs=5e-5)  # not the normal interval's 0 width
+    with pytest.raises(ValueError, match="11/10"):
+        wilson_interval(11, 10)

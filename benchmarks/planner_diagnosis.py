@@ -244,7 +244,7 @@ def cmd_accuracy(args) -> dict:
         if decoded[kind]:
             out[kind]["decoded_final"] = {k: quantiles([d[k] for d in decoded[kind]]) for k in decoded[kind][0]}
     return {"kind": "accuracy", "checkpoint_name": Path(args.checkpoint).name, "seed": args.seed,
-            "history_obs": args.history_obs,
+            "history_obs": args.history_obs, "precision": pc.precision,
             "pairs": [p for p, _ in pairs], "samples": args.samples, "horizon_blocks": H, **out}
 
 

@@ -99,6 +99,7 @@ def test_subcommands_write_records_on_a_tiny_store(tmp_path):
     for rec in (acc, fid, epi):
         assert {"git_sha", "machine", "date_utc", "argv", "load_avg_at_start"} <= set(rec)
     assert acc["expert"]["sequences"] == 1 and acc["cem_random"]["sequences"] == 3
+    assert acc["precision"] == epi["precision"] == "fp32"  # the planner's default, recorded by every kind
     assert len(acc["cem_random"]["model"]["slots_matched"]) == 5 and acc["cem_random"]["decoded_final"]
     assert set(fid["summary"]) == {"iter1_vs_true_embedding", "iter1_vs_success_rule", "iter2_vs_true_embedding",
                                    "iter2_vs_success_rule"}

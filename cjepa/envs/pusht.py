@@ -227,7 +227,8 @@ class PushTEnv:
             if self.goal_state is None:
                 raise PushTError("render_goal needs a goal_state")
             self.set_state(self.goal_state)
-            self.goal_frame = self.render() if render_goal else None
+            if render_goal:
+                self.goal_frame = self.render()
             self.goal_frames = {size: self.render(size) for size in goal_sizes}
             self.goal_masks = {size: self.render_masks(size) for size in goal_sizes}
             self._sim._setup()

@@ -2,7 +2,8 @@
 
 ``benchmarks/planner_diagnosis.py episodes`` writes one record per process, and a 50-pair evaluation is
 usually split over processes (``--episodes 10 --skip 0``, ``--skip 10``, ...). This joins, for each model
-(``--models``: the run names, i.e. the records' ``checkpoint_name``), the records of one planner setting into
+(``--models``: the run names, i.e. the records' ``checkpoint_name``), the records of one planner setting (the
+protocol's CEM and cost, evaluation seed ``--seed``, optionally one ``--precision``) into
 the pairs it covered, checks that they cover the first ``--pairs`` pairs of the draw, each once (pairs beyond
 are left out), and reports:
 
@@ -105,13 +106,14 @@ def main(argv=None) -> int:
     p.add_argument("--records", default="benchmarks/results/planner/episodes.jsonl")
     p.add_argument("--models", nargs="+", required=True, help="run names (the records' checkpoint_name)")
     p.add_argument("--pairs", type=int, default=50, help="the first PAIRS pairs of the draw, each model")
+    p.add_argument("--seed", type=int, default=0, help="the evaluation seed whose draw of pairs the records planned")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="only records planned in this precision")
     p.add_argument("--label", default="", help="what the models are, for the rows")
     p.add_argument("--out", help="JSONL file the rows are appended to")
     args = p.parse_args(argv)
 
     records = [json.loads(line) for line in open(args.records) if line.strip()]
-    setting = dict(PROTOCOL)
+    setting = {**PROTOCOL, "seed": args.seed}
     if args.precision:
         setting["precision"] = args.precision
     try:

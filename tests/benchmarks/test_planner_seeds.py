@@ -64,7 +64,8 @@ def test_summary_over_three_models_on_fixed_numbers():
 def test_main_appends_model_and_summary_rows(tmp_path, capsys):
     src = tmp_path / "episodes.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in (
-        record("s0", range(0, 2), {0}), record("s0", range(2, 4), {3}), record("s1", range(4), {0, 1, 2}))))
+        record("s0", range(0, 2), {0}), record("s0", range(2, 4), {3}), record("s1", range(4), {0, 1, 2}),
+        record("s0", range(4), {0, 1, 2, 3}, seed=1))))  # another evaluation seed: left out unless asked for
     out = tmp_path / "rows.jsonl"
     assert main(["--records", str(src), "--pairs", "4", "--precision", "bf16", "--models", "s0", "s1",
                  "--label", "wide", "--out", str(out)]) == 0
@@ -73,6 +74,8 @@ def test_main_appends_model_and_summary_rows(tmp_path, capsys):
     assert [r["solved"] for r in rows[:2]] == [2, 3] and rows[2]["pooled_rate"] == 62.5
     assert all(r["label"] == "wide" and "git_sha" in r for r in rows)
     assert "pooled 5/8 = 62.5 %" in capsys.readouterr().out
+    assert main(["--records", str(src), "--pairs", "4", "--seed", "1", "--models", "s0"]) == 0
+    assert "s0: 4/4" in capsys.readouterr().out
     # a model without records: one line naming it, no rows written
     assert main(["--records", str(src), "--pairs", "4", "--models", "s0", "s9", "--out", str(out)]) == 2
     assert "model 's9'" in capsys.readouterr().err

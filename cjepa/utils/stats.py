@@ -61,14 +61,11 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     For episodes pooled over seeds: unlike the normal interval it stays inside [0, 1] and keeps its coverage
     at small counts and rates near 0 or 1. It assumes every episode is an independent draw, so it does not
     show seed-to-seed spread (``mean_ci`` over per-seed rates does)."""
-    from scipy.stats import norm
+    from scipy.stats import binomtest
 
     if trials < 1 or not 0 <= successes <= trials:
         raise ValueError(f"wilson_interval needs 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    z = float(norm.ppf(0.5 + confidence / 2))
-    p, n = successes / trials, trials
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)

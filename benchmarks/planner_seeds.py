@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,13 +70,8 @@ def combine_model(records: list[dict], model: str, pairs: int) -> dict:
     if missing:
         raise ValueError(f"model {model!r}: records must cover pairs 0..{pairs - 1}; missing {missing}")
     episodes = [by_index[i] for i in range(pairs)]
-    categories: dict[str, int] = {}
-    for e in episodes:
-        categories[e["category"]] = categories.get(e["category"], 0) + 1
-    outcomes: dict[str, int] = {}
-    for e in episodes:
-        for plan in e.get("plans", []):
-            outcomes[plan["outcome"]] = outcomes.get(plan["outcome"], 0) + 1
+    categories = dict(Counter(e["category"] for e in episodes))
+    outcomes = dict(Counter(plan["outcome"] for e in episodes for plan in e.get("plans", [])))
     solved = [i for i, e in enumerate(episodes) if e["success"]]
     return {"model": model, "setting": setting_of(records[0]), "pairs": pairs, "solved": len(solved),
             "success_rate": 100.0 * len(solved) / pairs, "solved_pairs": solved, "categories": categories,
@@ -90,14 +86,14 @@ def summarise(rows: list[dict]) -> dict:
         raise ValueError("the models cover different numbers of pairs")
     pairs = rows[0]["pairs"]
     ci = mean_ci([r["success_rate"] for r in rows])
-    solved = sum(r["solved"] for r in rows)
-    lo, hi = wilson_interval(solved, pairs * len(rows))
-    solved_by = [sum(i in r["solved_pairs"] for r in rows) for i in range(pairs)]
+    solved, episodes = sum(r["solved"] for r in rows), pairs * len(rows)
+    lo, hi = wilson_interval(solved, episodes)
+    solved_by = Counter(sum(i in r["solved_pairs"] for r in rows) for i in range(pairs))
     return {"models": [r["model"] for r in rows], "rates": [r["success_rate"] for r in rows],
             "mean": ci.mean, "t95_half_width": ci.half_width, "t95": [ci.low, ci.high],
-            "solved": solved, "episodes": pairs * len(rows), "pooled_rate": 100.0 * solved / (pairs * len(rows)),
+            "solved": solved, "episodes": episodes, "pooled_rate": 100.0 * solved / episodes,
             "wilson95": [100.0 * lo, 100.0 * hi],
-            "pairs_solved_by": {str(k): solved_by.count(k) for k in range(len(rows) + 1)}}
+            "pairs_solved_by": {str(k): solved_by[k] for k in range(len(rows) + 1)}}
 
 
 def main(argv=None) -> int:

@@ -29,6 +29,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -343,11 +344,8 @@ def cmd_episodes(args) -> dict:
                      "plans": plans})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "plans"}
                          | {"outcomes": [p["outcome"] for p in plans]}), file=sys.stderr, flush=True)
-    outcomes: dict[str, int] = {}
-    for r in rows:
-        for p in r["plans"]:
-            outcomes[p["outcome"]] = outcomes.get(p["outcome"], 0) + 1
-    first = [r["plans"][0]["outcome"] for r in rows]
+    outcomes = dict(Counter(p["outcome"] for r in rows for p in r["plans"]))  # in order of first appearance
+    first = Counter(r["plans"][0]["outcome"] for r in rows)
     return {"kind": "episodes", "checkpoint_name": Path(args.checkpoint).name, "seed": args.seed,
             "ensemble": [Path(c).name for c in args.ensemble],
             "cost_frames": pc.cost_frames, "agent_weight": pc.agent_weight, "proprio_weight": pc.proprio_weight,
@@ -355,7 +353,7 @@ def cmd_episodes(args) -> dict:
             "precision": pc.precision, "episodes": len(rows),
             "solved": int(sum(r["success"] for r in rows)),
             "success_rate": 100.0 * sum(r["success"] for r in rows) / max(len(rows), 1),
-            "plan_outcomes": outcomes, "first_plan_outcomes": {k: first.count(k) for k in sorted(set(first))},
+            "plan_outcomes": outcomes, "first_plan_outcomes": dict(sorted(first.items())),
             "wall_seconds": time.perf_counter() - t0, "per_episode": rows}
 
 

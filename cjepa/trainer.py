@@ -413,14 +413,17 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.precision, self.device)  # "auto" resolved once, on this device
         init_process_group(env, cfg.dist.backend, cfg.dist.timeout_s, self.device)
         lock = self._lock()
+        finished = False
         try:
-            return self._fit()
+            summary = self._fit()
+            finished = True
+            return summary
         finally:
             try:
                 self.task.close()  # loader workers and DALI pipelines end with the run, however it ends
             finally:
-                if lock is not None:
-                    lock.release()
+                if lock is not None:  # a run that failed before writing anything leaves no directory behind
+                    lock.release(discard_if_unused=not finished)
 
     def _fit(self) -> dict[str, Any]:
         cfg, env = self.cfg, self.env

@@ -228,6 +228,8 @@ def test_missing_data_path_is_a_clear_error(tmp_path):
         train(smoke(tmp_path, "data.source=pickle"), progress=False)
     with pytest.raises(SlotStoreError, match="slot pickle not found"):
         train(smoke(tmp_path, "data.source=pickle", f"data.path={tmp_path}/none.pkl"), progress=False)
+    # nothing was written, so no run directory is left (a rerun with the path fixed starts as if none had failed)
+    assert not run_dir_of(smoke(tmp_path)).exists() and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_cli_config_error_exit_code(tmp_path):

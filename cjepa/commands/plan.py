@@ -83,10 +83,13 @@ def _evaluate(args, cfg, pc, device) -> int:
 
     out = Path(pc.out or Path(cfg.run.out_dir) / cfg.run.name / "plan")
     lock = RunLock(out).acquire()  # two evaluations into one folder would interleave episodes.jsonl
+    finished = False
     try:
-        return _evaluate_into(out, args, cfg, pc, device)
+        code = _evaluate_into(out, args, cfg, pc, device)
+        finished = True
+        return code
     finally:
-        lock.release()
+        lock.release(discard_if_unused=not finished)  # a failed start (a mistyped checkpoint) leaves no empty folder
 
 
 def _evaluate_into(out, args, cfg, pc, device) -> int:

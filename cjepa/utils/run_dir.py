@@ -8,6 +8,7 @@ versions), ``tb/`` (tensorboard events), ``metrics.jsonl`` (one JSON object per 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import importlib.metadata
@@ -149,15 +150,55 @@ class RunLock:
 
     The kernel releases the lock when its process dies, however it dies, so a SLURM requeue (the same job
     restarted after the previous process ended) takes it again, and a crash leaves nothing to clean up. The file
-    says who holds it (pid, host, start time) for the error of the process that finds it taken."""
+    says who holds it (pid, host, start time) for the error of the process that finds it taken.
+
+    A run that fails before writing anything (a mistyped data path) should leave no empty run directory behind:
+    ``release(discard_if_unused=True)`` removes the lock file, and the directory when this lock created it and
+    nothing else is in it. The file is unlinked while the lock is still held, so a process that opened it just
+    before finds, once it holds the lock, that the path no longer names its file and starts over on a new one."""
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK_FILE
         self._fd: Optional[int] = None
+        self._created_dir = False
 
     def acquire(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            fd = self._open()
+            if fd is None or self._names_file(fd):
+                break
+            os.close(fd)  # the holder before us discarded this file (and maybe its directory): take the new one
+        if fd is None:
+            return self
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd,
+            f"pid {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+            0,
+        )
+        self._fd = fd
+        return self
+
+    def _names_file(self, fd: int) -> bool:
+        """Whether ``self.path`` is still the file open as ``fd`` (and not unlinked by a discarding holder)."""
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+    def _open(self) -> Optional[int]:
+        """The lock file's descriptor with the flock taken; None where the file system has no flock."""
+        while True:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._created_dir = True
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                break
+            except FileNotFoundError:  # the directory was discarded between the check and the open: make it again
+                continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -172,21 +213,23 @@ class RunLock:
             if err.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK):  # a file system without flock (some NFS
                 print(f"[cjepa] warning: {self.path.parent} cannot be locked ({err.strerror}); make sure no other run "
                       "uses it", file=sys.stderr)  # or Lustre mounts): train unlocked rather than not at all
-                return self
+                return None
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(
-            fd,
-            f"pid {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
-            0,
-        )
-        self._fd = fd
-        return self
+        return fd
 
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock; the file stays (removing it would race)
-            self._fd = None
+    def release(self, *, discard_if_unused: bool = False) -> None:
+        """Drop the lock. ``discard_if_unused``: remove the lock file, and the run directory if this lock made it and
+        it holds nothing else, so that a run which wrote nothing leaves nothing."""
+        if self._fd is None:
+            return
+        if discard_if_unused:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # still locked: a process waiting on this file re-checks the path (acquire)
+            if self._created_dir:
+                with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it all
+                    self.path.parent.rmdir()
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
 
 
 class MetricsLogger:

@@ -178,6 +178,17 @@ def test_a_busy_plan_folder_is_one_clear_error(tmp_path, capsys):
     assert (out / "results.json").read_text() == "running"
 
 
+def test_a_mistyped_path_leaves_no_plan_folder(tmp_path, capsys):
+    """An evaluation that fails before planning anything (here a dataset path that does not exist) says so in
+    one line and leaves no empty plan.out behind, so the corrected rerun starts as if it were the first."""
+    out = tmp_path / "plan"
+    assert main(["plan", "-c", "configs/pusht/state_slots.yaml", f"plan.out={out}", "--checkpoint",
+                 str(tmp_path / "runs" / "pusht_cjepq"), "--dataset", "data/none"]) == 2
+    err = capsys.readouterr().err
+    assert "data/none" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def _episodes(results: dict) -> list:
     """Every episode of results.json without its timings (they differ run to run), videos by file name."""
     timing = ("plan_seconds", "wall_seconds")

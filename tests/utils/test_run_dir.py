@@ -1,6 +1,7 @@
 """Contracts of run directories: one holder at a time (a lock that dies with its process), metric rows past a
 resumed step dropped, config changes listed by key."""
 
+import fcntl
 import json
 import os
 import socket
@@ -34,6 +35,60 @@ def test_lock_has_one_holder_and_dies_with_it(tmp_path):
     assert (tmp_path / "run.lock").read_text().startswith(f"pid {os.getpid()} on host")
     lock.release()
     RunLock(tmp_path).acquire().release()
+
+
+def test_discarding_an_unused_lock_removes_only_what_it_made(tmp_path):
+    """A run that wrote nothing leaves nothing: the lock file goes, and the directory too when the lock made it and
+    it is empty. A directory that existed before, or that holds anything else, stays with all it holds."""
+    made = tmp_path / "runs" / "typo"
+    RunLock(made).acquire().release(discard_if_unused=True)
+    assert not made.exists() and (tmp_path / "runs").is_dir()  # only the run's own directory goes
+
+    written = tmp_path / "written"
+    lock = RunLock(written).acquire()
+    (written / "config.yaml").write_text("run: {}\n")
+    lock.release(discard_if_unused=True)
+    assert sorted(p.name for p in written.iterdir()) == ["config.yaml"]
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    RunLock(existing).acquire().release(discard_if_unused=True)
+    assert existing.is_dir() and not any(existing.iterdir())
+
+    kept = tmp_path / "kept"
+    RunLock(kept).acquire().release()
+    assert sorted(p.name for p in kept.iterdir()) == ["run.lock"]
+
+
+def test_a_lock_file_discarded_under_a_waiting_process_is_not_taken(tmp_path, monkeypatch):
+    """A process that opened the lock file just before its holder discarded it gets the flock on a file no path
+    names any more; it must start over on a new file, or two runs would each hold "the" lock of one directory."""
+    run = tmp_path / "run"
+    holder = RunLock(run).acquire()
+    stale = os.open(run / "run.lock", os.O_RDWR)  # the waiting process's open, before the discard
+    holder.release(discard_if_unused=True)
+    assert not run.exists()
+
+    waiting = RunLock(run)
+    opened, real_open = [], waiting._open
+
+    def open_stale_first():
+        if not opened:
+            opened.append(stale)
+            fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: the holder closed it
+            return stale
+        opened.append(real_open())
+        return opened[-1]
+
+    monkeypatch.setattr(waiting, "_open", open_stale_first)
+    waiting.acquire()
+    assert len(opened) == 2 and waiting._fd == opened[1]
+    with pytest.raises(OSError):
+        os.fstat(stale)  # closed by acquire
+    assert (run / "run.lock").read_text().startswith(f"pid {os.getpid()}")
+    with pytest.raises(RunDirError, match="is in use by another run"):
+        RunLock(run).acquire()  # the new file is the one held
+    waiting.release()
 
 
 def test_truncate_metrics_drops_rows_after_the_step_and_a_cut_line(tmp_path):

@@ -11,9 +11,9 @@ CORE = [
     "matplotlib>=3.7",
     "scipy>=1.10",
 ]
-# av 18.1.1: a DataLoader worker forked from a process that has run a DALI pipeline hangs in its first frame
-# conversion (18.1.0 does not; tests/data/test_loader.py after tests/data/test_dali.py shows it).
-DATA = ["webdataset==1.0.2", "braceexpand>=0.1.7", "av>=14,<19,!=18.1.1",
+# av 19 needs Python 3.12. Frames are converted with a reformatter of our own (cjepa.data.video.rgb_converter): the
+# per-thread one of av >= 18.1.1 hangs in DataLoader workers forked after their parent converted a frame.
+DATA = ["webdataset==1.0.2", "braceexpand>=0.1.7", "av>=14,<19",
         "pymunk>=6.6,<7"]  # pymunk 7 changed the collision API; gym-pusht pins < 7
 DIST = ["deepspeed>=0.16", "submitit>=1.5"]
 # DALI: fn.decoders.video with per-sample frame lists, verified with 2.4.0.

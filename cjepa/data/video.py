@@ -195,6 +195,20 @@ def decode_frames(data: bytes, indices: Optional[Sequence[int]] = None, *, threa
     return _decode_sequential(data, wanted, threads)
 
 
+def rgb_converter():
+    """A decoded frame -> (H, W, 3) uint8 RGB converter, for one decode call in the process that runs it.
+
+    ``VideoFrame.to_ndarray(format=...)`` converts through a swscale context that PyAV >= 18.1.1 keeps per thread
+    for the life of the process. A DataLoader worker forked after its parent converted a frame inherits that
+    context without the scaling threads it started, and hangs in its first conversion. A reformatter of our own,
+    made where it is used, never crosses a fork (and the earlier releases, which made one per frame, agree
+    pixel for pixel)."""
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()
+    return lambda frame: reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+
 def _open_stream(container, threads: int):
     if not container.streams.video:
         raise VideoDecodeError("no video stream")
@@ -216,11 +230,12 @@ def _decode_sequential(data: bytes, wanted: Optional[np.ndarray], threads: int) 
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             stream = _open_stream(container, threads)
+            to_rgb = rgb_converter()
             for frame in container.decode(stream):
                 if needed is None:
-                    frames.append(frame.to_ndarray(format="rgb24"))
+                    frames.append(to_rgb(frame))
                 elif n in needed:
-                    got[n] = frame.to_ndarray(format="rgb24")
+                    got[n] = to_rgb(frame)
                 n += 1
                 if last is not None and n > last:
                     break
@@ -253,6 +268,7 @@ def _decode_seeking(data: bytes, wanted: np.ndarray, threads: int) -> Optional[n
                 return None
             start = stream.start_time or 0
             container.seek(start + int(first / (rate * tb)), stream=stream, backward=True, any_frame=False)
+            to_rgb = rgb_converter()
             previous = None
             for frame in container.decode(stream):
                 if frame.pts is None:
@@ -267,7 +283,7 @@ def _decode_seeking(data: bytes, wanted: np.ndarray, threads: int) -> Optional[n
                     return None  # not a constant frame rate we can number by timestamp, or the seek overshot
                 previous = n
                 if n in needed:
-                    got[n] = frame.to_ndarray(format="rgb24")
+                    got[n] = to_rgb(frame)
                 if n >= last:
                     break
     except Exception as err:

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from cjepa.data.video import nearest_indices
+from cjepa.data.video import nearest_indices, rgb_converter
 from cjepa.envs.pusht import PushTEnv
 from cjepa.plan.pixel_encoder import PixelSlotEncoder
 from cjepa.plan.world_model import (
@@ -93,7 +93,8 @@ def load_video(path: str | Path) -> np.ndarray:
     import av
 
     with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        to_rgb = rgb_converter()
+        return np.stack([to_rgb(f) for f in container.decode(video=0)])
 
 
 def log_episode_videos(writer, model: str, paths: Sequence[str | Path], fps: int = 10) -> list[str]:

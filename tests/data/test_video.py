@@ -114,6 +114,31 @@ def test_seeking_gives_the_same_frames_as_decoding_from_the_start(codec):
         np.testing.assert_array_equal(decode_frames(data, idx[::-1]), full[idx[::-1]])
 
 
+def test_frames_convert_as_pyav_converts_them():
+    """Our own reformatter gives exactly the pixels of PyAV's ``to_ndarray(format="rgb24")``."""
+    import io
+
+    import av
+
+    data = encode_video(moving_square(), fps=25)
+    with av.open(io.BytesIO(data)) as container:
+        theirs = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    np.testing.assert_array_equal(decode_frames(data), theirs)
+
+
+def test_a_worker_forked_after_the_parent_decoded_decodes_too():
+    """A DataLoader worker is a fork of a process that has usually decoded already (validation, a DALI reference).
+    PyAV >= 18.1.1 converts frames through a swscale context kept per thread, which a fork inherits without its
+    threads: the child hung in its first conversion. Decoding must not depend on what the parent did."""
+    import multiprocessing
+
+    data = encode_video(moving_square(), fps=25)
+    expected = decode_frames(data)  # the parent decodes first
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(decode_frames, (data,)).get(timeout=120)  # a hang is a timeout, not a stuck suite
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_encoding_is_deterministic():
     frames = moving_square()
     assert encode_video(frames, fps=25) == encode_video(frames, fps=25)

@@ -16,6 +16,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.records import join_by_pair  # noqa: E402
 
 
 def _arg(argv: list[str], flag: str, default: str) -> str:
@@ -32,6 +38,14 @@ def _config(r: dict) -> tuple:
             r.get("placed_first", False))
 
 
+def _pair_indices(record: dict) -> list[int]:
+    """The drawn pairs a record planned: named per episode, or (older records) its --skip range."""
+    if all("index" in e for e in record["per_episode"]):
+        return [int(e["index"]) for e in record["per_episode"]]
+    skip = record.get("skip", 0)
+    return list(range(skip, skip + len(record["per_episode"])))
+
+
 def combine(records: list[dict]) -> list[dict]:
     """Oracle records split over processes -> one row per (configuration, commit, seed); overlapping ranges are
     an error."""
@@ -41,18 +55,9 @@ def combine(records: list[dict]) -> list[dict]:
             groups.setdefault((_config(r), r["seed"]), []).append(r)
     rows = []
     for (cfg, seed), recs in groups.items():
-        covered: set[int] = set()
-        episodes: list[dict] = []
-        for r in recs:
-            idx = ({e["index"] for e in r["per_episode"]} if all("index" in e for e in r["per_episode"])
-                   else set(range(r.get("skip", 0), r.get("skip", 0) + len(r["per_episode"]))))  # older records
-            if covered & idx:
-                raise ValueError(f"records of {cfg} seed {seed} overlap on drawn pairs {sorted(covered & idx)}")
-            covered |= idx
-            episodes += r["per_episode"]
-        cats: dict[str, int] = {}
-        for e in episodes:
-            cats[e["category"]] = cats.get(e["category"], 0) + 1
+        joined = join_by_pair(((_pair_indices(r), r["per_episode"]) for r in recs), f"records of {cfg} seed {seed}")
+        covered, episodes = joined.keys(), list(joined.values())
+        cats = dict(Counter(e["category"] for e in episodes))
         rows.append({"dataset": cfg[0], "cost": cfg[1], "final_weight": cfg[10], "agent_weight": cfg[11],
                      "mean_weight": cfg[12], "cem_stream": cfg[13], "success_first": cfg[14],
                      "agent_weight_placed": cfg[15], "placed_first": cfg[16], "samples": cfg[3],

@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.oracle_diagnosis import append_record, provenance  # noqa: E402
+from benchmarks.records import join_by_pair  # noqa: E402
 from cjepa.utils.stats import mean_ci, wilson_interval  # noqa: E402
 
 # What makes two episodes records one planner setting (besides the model): planner_diagnosis.py's record fields.
@@ -59,13 +60,8 @@ def combine_model(records: list[dict], model: str, pairs: int) -> dict:
     settings = {json.dumps(setting_of(r), sort_keys=True) for r in records}
     if len(settings) > 1:
         raise ValueError(f"model {model!r}: records of different settings {sorted(settings)}; narrow the selection")
-    by_index: dict[int, dict] = {}
-    for r in records:
-        for e in r["per_episode"]:
-            i = int(e["index"])
-            if i in by_index:
-                raise ValueError(f"model {model!r}: pair {i} is in more than one record")
-            by_index[i] = e
+    by_index = join_by_pair((([int(e["index"]) for e in r["per_episode"]], r["per_episode"]) for r in records),
+                            f"model {model!r}")
     missing = sorted(set(range(pairs)) - set(by_index))
     if missing:
         raise ValueError(f"model {model!r}: records must cover pairs 0..{pairs - 1}; missing {missing}")

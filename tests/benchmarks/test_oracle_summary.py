@@ -35,7 +35,7 @@ def test_split_records_join_per_seed_and_commit(tmp_path, capsys):
 
 
 def test_overlapping_ranges_are_an_error():
-    with pytest.raises(ValueError, match="overlap on drawn pairs \\[1\\]"):
+    with pytest.raises(ValueError, match="seed 0: drawn pairs \\[1\\] are in more than one record"):
         oracle_summary.combine([record(0, [True, True]), record(1, [True])])
 
 
@@ -53,5 +53,5 @@ def test_cost_weights_and_pair_indices_keep_runs_apart():
                                                  "plan_seconds": 1.0}]}
     (row,) = oracle_summary.combine([a, b])
     assert (row["covered"], row["solved"]) == (2, 1)
-    with pytest.raises(ValueError, match="overlap on drawn pairs \\[3\\]"):
+    with pytest.raises(ValueError, match="seed 0: drawn pairs \\[3\\] are in more than one record"):
         oracle_summary.combine([a, a])

@@ -28,7 +28,7 @@ def test_split_records_join_into_one_model():
 
 
 def test_overlap_missing_pairs_and_mixed_settings_are_errors():
-    with pytest.raises(ValueError, match="pair 2 is in more than one record"):
+    with pytest.raises(ValueError, match=r"model 'a': drawn pairs \[2\] are in more than one record"):
         combine_model([record("a", range(0, 3), set()), record("a", range(2, 5), set())], "a", 5)
     with pytest.raises(ValueError, match=r"missing \[3, 4\]"):
         combine_model([record("a", range(0, 3), set())], "a", 5)

@@ -16,8 +16,13 @@ python benchmarks/planner_seeds.py --label "OC-JEPA, 256 wide" --precision bf16 
     --models pusht_branch_w4_w256d4_oc pusht_wide_ocjepa_s1 pusht_wide_ocjepa_s2 \\
     --out benchmarks/results/planner/training_seeds.jsonl
 
-``--out`` appends one row per model and one summary row (``kind``: ``model`` / ``summary``), each with the
-commit, machine and date of this summary and the commits of the records it read.
+``--against`` names a second group of models planned on the same pairs (another recipe's training seeds) and
+adds a comparison: the difference of the mean rates with Welch's t-interval over models, and a sign test over
+the pairs that one group solves more often than the other.
+
+``--out`` appends one row per model, one summary row and, with ``--against``, one comparison row (``kind``:
+``model`` / ``summary`` / ``comparison``), each with the commit, machine and date of this summary and the commits
+of the records it read.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.oracle_diagnosis import append_record, provenance  # noqa: E402
 from benchmarks.records import join_by_pair  # noqa: E402
-from cjepa.utils.stats import mean_ci, wilson_interval  # noqa: E402
+from cjepa.utils.stats import mean_ci, welch_difference, wilson_interval  # noqa: E402
 
 # What makes two episodes records one planner setting (besides the model): planner_diagnosis.py's record fields.
 SETTING_KEYS = ("seed", "cost_frames", "agent_weight", "proprio_weight", "cem_samples", "cem_iterations",
@@ -92,6 +97,29 @@ def summarise(rows: list[dict]) -> dict:
             "pairs_solved_by": {str(k): solved_by[k] for k in range(len(rows) + 1)}}
 
 
+def compare(rows: list[dict], against: list[dict]) -> dict:
+    """One group of models against another on the same pairs: the difference of their mean rates with Welch's
+    t-interval over the models (training seeds), and a sign test over pairs: a pair counts for a group when
+    more of its models solve it, so easy and hard pairs weigh alike and ties say nothing."""
+    from scipy.stats import binomtest
+
+    if {r["pairs"] for r in rows} != {r["pairs"] for r in against}:
+        raise ValueError("the two groups cover different numbers of pairs")
+    diff = welch_difference([r["success_rate"] for r in rows], [r["success_rate"] for r in against])
+    pairs = rows[0]["pairs"]
+
+    def solvers(group: list[dict], i: int) -> float:
+        return sum(i in r["solved_pairs"] for r in group) / len(group)
+
+    margins = [solvers(rows, i) - solvers(against, i) for i in range(pairs)]
+    better, worse = sum(m > 0 for m in margins), sum(m < 0 for m in margins)
+    sign_p = binomtest(better, better + worse).pvalue if better + worse else 1.0
+    return {"models": [r["model"] for r in rows], "against": [r["model"] for r in against],
+            "mean_difference": diff.difference, "welch95": [diff.low, diff.high], "welch_p": diff.p_value,
+            "pairs_better": better, "pairs_worse": worse, "pairs_tied": pairs - better - worse,
+            "sign_test_p": float(sign_p)}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -101,6 +129,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the evaluation seed whose draw of pairs the records planned")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="only records planned in this precision")
     p.add_argument("--label", default="", help="what the models are, for the rows")
+    p.add_argument("--against", nargs="+", default=[],
+                   help="run names of a second group (e.g. the other recipe's seeds) to compare --models with")
     p.add_argument("--out", help="JSONL file the rows are appended to")
     args = p.parse_args(argv)
 
@@ -111,6 +141,8 @@ def main(argv=None) -> int:
     try:
         rows = [combine_model(model_records(records, m, setting), m, args.pairs) for m in args.models]
         summary = summarise(rows)
+        against = [combine_model(model_records(records, m, setting), m, args.pairs) for m in args.against]
+        comparison = compare(rows, against) if against else None
     except ValueError as e:
         print(f"planner_seeds: {args.records}: {e}", file=sys.stderr)
         return 2
@@ -122,12 +154,20 @@ def main(argv=None) -> int:
     print(f"{args.label or 'models'}: mean {s['mean']:.1f} % over {len(rows)} models (t 95 %: {spread}); pooled "
           f"{s['solved']}/{s['episodes']} = {s['pooled_rate']:.1f} % (Wilson 95 %: {s['wilson95'][0]:.1f}-"
           f"{s['wilson95'][1]:.1f} %); pairs solved by k models: {s['pairs_solved_by']}")
+    c = comparison
+    if c:
+        print(f"against {', '.join(c['against'])}: {c['mean_difference']:+.1f} points (Welch 95 %: "
+              f"{c['welch95'][0]:+.1f} to {c['welch95'][1]:+.1f}, p = {c['welch_p']:.2f}); pairs better "
+              f"{c['pairs_better']}, worse {c['pairs_worse']}, tied {c['pairs_tied']} (sign test p = "
+              f"{c['sign_test_p']:.2f})")
     if args.out:
         prov = provenance(["planner_seeds.py", *argv])
         for r in rows:
             append_record(args.out, {**prov, "kind": "model", "label": args.label, **r})
         append_record(args.out, {**prov, "kind": "summary", "label": args.label, "setting": rows[0]["setting"],
                                  **summary})
+        if c:
+            append_record(args.out, {**prov, "kind": "comparison", "label": args.label, **c})
     return 0
 
 

@@ -69,3 +69,35 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """mean(a) - mean(b) with its two-sided interval and p-value."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    confidence: float
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Difference:
+    """Difference of the means of two groups of rates (e.g. training seeds of two recipes), with Welch's
+    t-interval: unequal variances, Welch-Satterthwaite degrees of freedom. Each group needs two or more rates
+    and the two together some spread."""
+    from scipy.stats import ttest_ind
+
+    x, y = [float(v) for v in a], [float(v) for v in b]
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError(f"welch_difference needs two or more rates per group, got {len(x)} and {len(y)}")
+    if not all(math.isfinite(v) for v in x + y):
+        raise ValueError(f"welch_difference needs finite values, got {x} and {y}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if statistics.pvariance(x) == 0.0 and statistics.pvariance(y) == 0.0:
+        raise ValueError(f"welch_difference: no spread in either group ({x}, {y}), so no interval")
+    test = ttest_ind(x, y, equal_var=False)
+    ci = test.confidence_interval(confidence)
+    return Difference(statistics.fmean(x) - statistics.fmean(y), float(ci.low), float(ci.high), float(test.pvalue),
+                      confidence)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks.planner_seeds import PROTOCOL, combine_model, main, model_records, summarise
+from benchmarks.planner_seeds import PROTOCOL, combine_model, compare, main, model_records, summarise
 
 
 def record(model, indices, solved, *, precision="bf16", ensemble=(), sha="abc", **setting):
@@ -61,6 +61,26 @@ def test_summary_over_three_models_on_fixed_numbers():
     assert sum(s["pairs_solved_by"].values()) == 10
 
 
+def test_comparison_of_two_groups_on_fixed_numbers():
+    """Rates 40, 50, 60 against 20, 30, 40 on the same 10 pairs: difference 20 +- 22.67 (Welch, 4 df, p = 0.0705;
+    tests/utils/test_stats.py works it by hand). Per pair, the share of each group's models that solve it: the first
+    group ahead on pairs 2-7, behind on 8 and 9, tied on 0 and 1; sign test 6 of 8: p = 2 (28 + 8 + 1) / 256 =
+    0.2891."""
+    first = [combine_model([record(m, range(10), set(solved))], m, 10)
+             for m, solved in (("s0", {0, 1, 2, 3}), ("s1", {0, 1, 2, 4, 5}), ("s2", {0, 3, 4, 5, 6, 7}))]
+    second = [combine_model([record(m, range(10), set(solved))], m, 10)
+              for m, solved in (("t0", {0, 1}), ("t1", {0, 1, 8}), ("t2", {0, 2, 3, 9}))]
+    c = compare(first, second)
+    assert c["mean_difference"] == pytest.approx(20.0)
+    assert c["welch95"] == pytest.approx([20.0 - 22.669, 20.0 + 22.669], abs=2e-3)
+    assert c["welch_p"] == pytest.approx(0.0705, abs=5e-4)
+    assert (c["pairs_better"], c["pairs_worse"], c["pairs_tied"]) == (6, 2, 2)
+    assert c["sign_test_p"] == pytest.approx(74 / 256)
+    assert compare(second, first)["pairs_better"] == 2
+    with pytest.raises(ValueError, match="different numbers of pairs"):
+        compare(first, [combine_model([record("u", range(5), {0})], "u", 5)])
+
+
 def test_main_appends_model_and_summary_rows(tmp_path, capsys):
     src = tmp_path / "episodes.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in (
@@ -76,7 +96,13 @@ def test_main_appends_model_and_summary_rows(tmp_path, capsys):
     assert "pooled 5/8 = 62.5 %" in capsys.readouterr().out
     assert main(["--records", str(src), "--pairs", "4", "--seed", "1", "--models", "s0"]) == 0
     assert "s0: 4/4" in capsys.readouterr().out
+    src.write_text(src.read_text() + "".join(json.dumps(r) + "\n" for r in (
+        record("s2", range(4), {0, 1}), record("s3", range(4), {0, 1, 2, 3}))))
+    assert main(["--records", str(src), "--pairs", "4", "--models", "s0", "s3", "--against", "s1", "s2",
+                 "--out", str(out)]) == 0
+    assert "against s1, s2: +12.5 points" in capsys.readouterr().out  # 75 against 62.5
+    assert json.loads(out.read_text().splitlines()[-1])["kind"] == "comparison"
     # a model without records: one line naming it, no rows written
     assert main(["--records", str(src), "--pairs", "4", "--models", "s0", "s9", "--out", str(out)]) == 2
     assert "model 's9'" in capsys.readouterr().err
-    assert len(out.read_text().splitlines()) == 3
+    assert len(out.read_text().splitlines()) == 7

@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import stats
 
-from cjepa.utils.stats import mean_ci, wilson_interval
+from cjepa.utils.stats import mean_ci, welch_difference, wilson_interval
 
 
 def test_three_rates_use_the_t_quantile():
@@ -52,3 +52,33 @@ def test_wilson_interval_on_fixed_counts():
     assert wilson_interval(0, 10)[1] == pytest.approx(0.27753, abs=5e-5)  # not the normal interval's 0 width
     with pytest.raises(ValueError, match="11/10"):
         wilson_interval(11, 10)
+
+
+def test_welch_difference_on_fixed_rates():
+    """40, 50, 60 against 20, 30, 40: difference 20; each variance 100, so se = sqrt(100/3 + 100/3) = 8.165 and
+    Welch's df = (200/3)^2 / (2 (100/3)^2 / 2) = 4; t(0.975, 4) = 2.7764 (tables) -> 20 +- 22.67; t = 2.449 on 4
+    df gives p = 0.0705 two-sided."""
+    d = welch_difference([40.0, 50.0, 60.0], [20.0, 30.0, 40.0])
+    assert d.difference == 20.0
+    assert (d.low, d.high) == pytest.approx((20.0 - 22.669, 20.0 + 22.669), abs=2e-3)
+    assert d.p_value == pytest.approx(0.0705, abs=5e-4)
+    swapped = welch_difference([20.0, 30.0, 40.0], [40.0, 50.0, 60.0])
+    assert (swapped.difference, swapped.low, swapped.high) == pytest.approx((-20.0, -d.high, -d.low))
+    # unequal sizes and spreads, against the Welch-Satterthwaite formula written out
+    a, b = [36.0, 36.0, 26.0], [28.0, 20.0, 24.0, 22.0]
+    va, vb = stats.tvar(a) / 3, stats.tvar(b) / 4
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    unequal = welch_difference(a, b)
+    assert unequal.difference == pytest.approx(32.6667 - 23.5, abs=1e-4)
+    centre = unequal.difference
+    assert (unequal.low, unequal.high) == pytest.approx((centre - half, centre + half), rel=1e-9)
+
+
+def test_welch_difference_refuses_what_has_no_interval():
+    with pytest.raises(ValueError, match="two or more rates per group, got 1 and 3"):
+        welch_difference([30.0], [20.0, 30.0, 40.0])
+    with pytest.raises(ValueError, match="no spread"):
+        welch_difference([30.0, 30.0], [20.0, 20.0])
+    with pytest.raises(ValueError, match="finite"):
+        welch_difference([30.0, float("nan")], [20.0, 30.0])

@@ -20,6 +20,9 @@ python benchmarks/planner_seeds.py --label "OC-JEPA, 256 wide" --precision bf16 
 adds a comparison: the difference of the mean rates with Welch's t-interval over models, and a sign test over
 the pairs that one group solves more often than the other.
 
+``--runs DIR`` adds to each model row what its run directory ``DIR/<model>`` says about its training (seed,
+masked slots, steps, wall time, final validation future loss, held-out rollout MSE per step).
+
 ``--out`` appends one row per model, one summary row and, with ``--against``, one comparison row (``kind``:
 ``model`` / ``summary`` / ``comparison``), each with the commit, machine and date of this summary and the commits
 of the records it read.
@@ -80,6 +83,23 @@ def combine_model(records: list[dict], model: str, pairs: int) -> dict:
             "wall_seconds_of_records": sum(float(r.get("wall_seconds", 0.0)) for r in records)}
 
 
+def training_of(run_dir: Path) -> dict:
+    """What a model's run directory says about its training: seed, masked slots, steps, wall time, the final
+    validation future loss and held-out rollout MSE per step (``summary.json`` and ``config.yaml`` of
+    ``cjepa train``)."""
+    import yaml
+
+    summary_file, config_file = run_dir / "summary.json", run_dir / "config.yaml"
+    for f in (summary_file, config_file):
+        if not f.is_file():
+            raise ValueError(f"{f} is missing: --runs must hold each model's finished run directory")
+    summary, config = json.loads(summary_file.read_text()), yaml.safe_load(config_file.read_text())
+    return {"run_seed": config["run"]["seed"], "num_masked": config["masking"]["num_masked"],
+            "steps": summary["steps"], "wall_time_s": summary.get("wall_time_s"),
+            "val_loss_future": summary.get("val/loss_future"),
+            "rollout_mse": summary.get("final_eval", {}).get("mse")}
+
+
 def summarise(rows: list[dict]) -> dict:
     """Across models: mean and t-interval of the rates, pooled count and Wilson interval, and how many pairs are
     solved by 0, 1, ..., len(rows) of the models."""
@@ -131,6 +151,8 @@ def main(argv=None) -> int:
     p.add_argument("--label", default="", help="what the models are, for the rows")
     p.add_argument("--against", nargs="+", default=[],
                    help="run names of a second group (e.g. the other recipe's seeds) to compare --models with")
+    p.add_argument("--runs", help="folder of the models' run directories: each model row then carries its training "
+                                  "(seed, masked slots, steps, wall time, final validation loss, rollout MSE)")
     p.add_argument("--out", help="JSONL file the rows are appended to")
     args = p.parse_args(argv)
 
@@ -140,6 +162,8 @@ def main(argv=None) -> int:
         setting["precision"] = args.precision
     try:
         rows = [combine_model(model_records(records, m, setting), m, args.pairs) for m in args.models]
+        if args.runs:
+            rows = [{**r, "training": training_of(Path(args.runs) / r["model"])} for r in rows]
         summary = summarise(rows)
         against = [combine_model(model_records(records, m, setting), m, args.pairs) for m in args.against]
         comparison = compare(rows, against) if against else None

@@ -81,6 +81,27 @@ def test_comparison_of_two_groups_on_fixed_numbers():
         compare(first, [combine_model([record("u", range(5), {0})], "u", 5)])
 
 
+def test_model_rows_carry_their_training_from_the_run_directory(tmp_path, capsys):
+    """With --runs, each model row holds its run's seed, masked slots, steps, wall time, validation loss and
+    rollout MSE; a model without a finished run directory is one line naming the missing file."""
+    src = tmp_path / "episodes.jsonl"
+    src.write_text(json.dumps(record("m1", range(4), {0})) + "\n")
+    run = tmp_path / "runs" / "m1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("run: {seed: 7, name: m1}\nmasking: {num_masked: 1}\n")
+    (run / "summary.json").write_text(json.dumps({"steps": 6000, "wall_time_s": 1400.5, "val/loss_future": 0.005,
+                                                  "final_eval": {"mse": [0.1, 0.2]}}))
+    out = tmp_path / "rows.jsonl"
+    assert main(["--records", str(src), "--pairs", "4", "--models", "m1", "--runs", str(tmp_path / "runs"),
+                 "--out", str(out)]) == 0
+    model_row = json.loads(out.read_text().splitlines()[0])
+    assert model_row["training"] == {"run_seed": 7, "num_masked": 1, "steps": 6000, "wall_time_s": 1400.5,
+                                     "val_loss_future": 0.005, "rollout_mse": [0.1, 0.2]}
+    (run / "summary.json").unlink()
+    assert main(["--records", str(src), "--pairs", "4", "--models", "m1", "--runs", str(tmp_path / "runs")]) == 2
+    assert "m1/summary.json is missing" in capsys.readouterr().err
+
+
 def test_main_appends_model_and_summary_rows(tmp_path, capsys):
     src = tmp_path / "episodes.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in (

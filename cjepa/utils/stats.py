@@ -1,4 +1,5 @@
-"""Mean and confidence interval of a handful of success rates (seeds of a planning evaluation).
+"""Mean and confidence interval of a handful of success rates (seeds of a planning evaluation), the pooled
+Wilson interval, and the difference between two groups of rates (Welch).
 
 Success rates are reported over few seeds (3 evaluation seeds; later training seeds x evaluation seeds), so
 the interval uses Student's t with n - 1 degrees of freedom, not the normal quantile: with 3 rates the normal

@@ -100,6 +100,11 @@ def training_of(run_dir: Path) -> dict:
             "rollout_mse": summary.get("final_eval", {}).get("mse")}
 
 
+def solvers_per_pair(rows: list[dict]) -> list[int]:
+    """For each of the models' common pairs, how many of the models solve it."""
+    return [sum(i in r["solved_pairs"] for r in rows) for i in range(rows[0]["pairs"])]
+
+
 def summarise(rows: list[dict]) -> dict:
     """Across models: mean and t-interval of the rates, pooled count and Wilson interval, and how many pairs are
     solved by 0, 1, ..., len(rows) of the models."""
@@ -109,7 +114,7 @@ def summarise(rows: list[dict]) -> dict:
     ci = mean_ci([r["success_rate"] for r in rows])
     solved, episodes = sum(r["solved"] for r in rows), pairs * len(rows)
     lo, hi = wilson_interval(solved, episodes)
-    solved_by = Counter(sum(i in r["solved_pairs"] for r in rows) for i in range(pairs))
+    solved_by = Counter(solvers_per_pair(rows))
     return {"models": [r["model"] for r in rows], "rates": [r["success_rate"] for r in rows],
             "mean": ci.mean, "t95_half_width": ci.half_width, "t95": [ci.low, ci.high],
             "solved": solved, "episodes": episodes, "pooled_rate": 100.0 * solved / episodes,
@@ -127,11 +132,8 @@ def compare(rows: list[dict], against: list[dict]) -> dict:
         raise ValueError("the two groups cover different numbers of pairs")
     diff = welch_difference([r["success_rate"] for r in rows], [r["success_rate"] for r in against])
     pairs = rows[0]["pairs"]
-
-    def solvers(group: list[dict], i: int) -> float:
-        return sum(i in r["solved_pairs"] for r in group) / len(group)
-
-    margins = [solvers(rows, i) - solvers(against, i) for i in range(pairs)]
+    margins = [mine / len(rows) - theirs / len(against)
+               for mine, theirs in zip(solvers_per_pair(rows), solvers_per_pair(against))]
     better, worse = sum(m > 0 for m in margins), sum(m < 0 for m in margins)
     sign_p = binomtest(better, better + worse).pvalue if better + worse else 1.0
     return {"models": [r["model"] for r in rows], "against": [r["model"] for r in against],
@@ -161,11 +163,14 @@ def main(argv=None) -> int:
     if args.precision:
         setting["precision"] = args.precision
     try:
-        rows = [combine_model(model_records(records, m, setting), m, args.pairs) for m in args.models]
+        def joined(models: list[str]) -> list[dict]:
+            return [combine_model(model_records(records, m, setting), m, args.pairs) for m in models]
+
+        rows = joined(args.models)
         if args.runs:
             rows = [{**r, "training": training_of(Path(args.runs) / r["model"])} for r in rows]
         summary = summarise(rows)
-        against = [combine_model(model_records(records, m, setting), m, args.pairs) for m in args.against]
+        against = joined(args.against)
         comparison = compare(rows, against) if against else None
     except ValueError as e:
         print(f"planner_seeds: {args.records}: {e}", file=sys.stderr)
